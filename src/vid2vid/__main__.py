@@ -1,0 +1,3 @@
+from vid2vid.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,388 @@
+"""The `vid2vid` command: one subcommand per stage, plus `run`, `demo` and helper tools.
+
+Thin over the library: each handler builds settings from the options and calls one library
+function. Stage options are generated from the settings dataclasses (config.py), so the
+command line, the TOML file and the web UI always agree. Exit codes: 0 done, 1 failed while
+working, 2 bad input or usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import traceback
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+from vid2vid import __version__, config
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError
+from vid2vid.progress import ConsoleProgress, Job
+
+# Choices per (section, field), for argparse's own checks and help.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("extract", "frames"): config.FRAME_MODES,
+    ("extract", "format"): config.IMAGE_FORMATS,
+    ("img2img", "sampler"): config.SAMPLERS,
+    ("img2img", "schedule"): config.SCHEDULES,
+    ("img2img", "resize"): config.RESIZE_MODES,
+    ("correct", "fdc"): config.FDC_METHODS,
+    ("correct", "delta_mask"): config.DELTA_MASKS,
+    ("correct", "spatial_mask"): config.SPATIAL_MASKS,
+    ("export", "source"): config.EXPORT_SOURCES,
+    ("export", "format"): config.EXPORT_FORMATS,
+}
+
+# Flags that differ from --<field-name>, per command ("*" = every command).
+FLAG_NAMES: dict[tuple[str, str, str], list[str]] = {
+    ("*", "export", "source"): ["--from"],
+    ("*", "img2img", "loras"): ["--lora"],
+    ("*", "img2img", "embeddings"): ["--embedding"],
+    ("run", "extract", "format"): ["--frame-format"],
+    ("run", "extract", "audio"): ["--audio"],
+    ("run", "export", "audio"): ["--audio"],
+    ("run", "depth", "model"): ["--depth-model"],
+    ("run", "tags", "model"): ["--tags-model"],
+    ("run", "upscale", "model"): ["--upscale-model"],
+    ("run", "upscale", "tile"): ["--upscale-tile"],
+    ("run", "interpolate", "model"): ["--interpolate-model"],
+    ("run", "tags", "threshold"): ["--tags-threshold"],
+    ("run", "run", "depth"): ["--depth"],
+    ("run", "run", "tags"): ["--tags"],
+    ("run", "run", "upscale"): ["--upscale"],
+    ("run", "run", "interpolate"): ["--interpolate"],
+    ("run", "export", "output"): ["-o", "--output"],
+    ("*", "export", "output"): ["-o", "--output"],
+}
+
+HELP: dict[str, str] = {
+    "fps": "frames per second to extract (with --frames fps)",
+    "frames": "which frames: a fixed fps, all, or only I / P / B frames",
+    "audio": "keep the source audio (extract) / put it back (export)",
+    "denoise": "denoising strength 0..1",
+    "init_noise": "init noise weight",
+    "model": "model name, hub id, folder or checkpoint file",
+    "source": "frame folder to export",
+    "overwrite": "replace results made with other settings (off: keep them and stop)",
+    "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
+    "embeddings": "textual inversion file (repeatable)",
+}
+
+
+def _flags(command: str, section: str, name: str) -> list[str]:
+    return FLAG_NAMES.get((command, section, name)) or FLAG_NAMES.get(("*", section, name)) \
+        or ["--" + name.replace("_", "-")]
+
+
+def add_settings_options(parser: argparse.ArgumentParser, command: str, section: str,
+                         skip: tuple[str, ...] = ()) -> None:
+    """Add one option per field of a settings section; unset options keep the settings' value."""
+    cls = type(getattr(config.Settings(), section))
+    hints = typing.get_type_hints(cls)
+    seen = {a for action in parser._actions for a in action.option_strings}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flags = _flags(command, section, f.name)
+        dest = f"{section}.{f.name}"
+        hint = hints[f.name]
+        if any(fl in seen for fl in flags):        # shared flag (e.g. --audio in run): extend its targets
+            for action in parser._actions:
+                if set(action.option_strings) & set(flags):
+                    action.default_targets.append(dest)  # type: ignore[attr-defined]
+            continue
+        kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS,
+                              "help": HELP.get(f.name, f.name.replace("_", " "))}
+        if hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is list:
+            kw["action"] = "append"
+            kw["metavar"] = "PATH"
+        else:
+            kw["type"] = hint if hint in (int, float) else str
+            if (section, f.name) in CHOICES:
+                kw["choices"] = CHOICES[(section, f.name)]
+        action = parser.add_argument(*flags, **kw)
+        action.default_targets = [dest]  # type: ignore[attr-defined]
+        seen.update(flags)
+
+
+def apply_options(settings: config.Settings, args: argparse.Namespace,
+                  parser: argparse.ArgumentParser) -> config.Settings:
+    """Copy every option given on the command line into `settings` (all its targets)."""
+    for action in parser._actions:
+        targets = getattr(action, "default_targets", None)
+        if not targets or action.dest not in vars(args):
+            continue
+        value = getattr(args, action.dest)
+        for dest in targets:
+            section, name = dest.split(".")
+            setattr(getattr(settings, section), name, value)
+    return settings
+
+
+def _base_settings(args: argparse.Namespace) -> config.Settings:
+    path = getattr(args, "config", None)
+    return config.load_toml(path) if path else config.Settings()
+
+
+# ---------------------------------------------------------------- handlers
+
+def cmd_probe(args, parser, job):
+    from vid2vid.video.probe import format_probe, probe
+
+    info = probe(args.video)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_probe(info))
+
+
+def _workspace_for(args, settings: config.Settings):
+    from vid2vid.workspace import Workspace
+
+    if getattr(args, "workspace", None):
+        return Workspace(args.workspace)
+    return Workspace.for_video(args.video, settings.run.cache)
+
+
+def cmd_extract(args, parser, job):
+    from vid2vid.stages import extract
+
+    settings = apply_options(_base_settings(args), args, parser)
+    settings.extract.validate()
+    ws = _workspace_for(args, settings)
+    with ws.ensure().locked():
+        info = extract.run(ws, args.video, settings.extract, job, overwrite=settings.run.overwrite)
+    print(f"{info['frames']} frames in {ws.root / 'frames'}")
+    print(f"workspace: {ws.root}")
+
+
+def _stage_command(module: str, section: str) -> Callable:
+    """Handler for a stage that reads a workspace and has one settings section."""
+
+    def handler(args, parser, job):
+        import importlib
+
+        from vid2vid.workspace import Workspace
+
+        settings = apply_options(_base_settings(args), args, parser)
+        getattr(settings, section).validate()
+        ws = Workspace(args.workspace).require()
+        stage = importlib.import_module(f"vid2vid.stages.{module}")
+        with ws.locked():
+            info = stage.run(ws, settings, job, overwrite=settings.run.overwrite)
+        for key, value in (info or {}).items():
+            print(f"{key}: {value}")
+
+    return handler
+
+
+def cmd_export(args, parser, job):
+    from vid2vid.stages import export
+    from vid2vid.workspace import Workspace
+
+    settings = apply_options(_base_settings(args), args, parser)
+    settings.export.validate()
+    ws = Workspace(args.workspace).require()
+    with ws.locked():
+        info = export.run(ws, settings.export, job)
+    print(info["output"])
+
+
+def cmd_config(args, parser, job):
+    settings = _base_settings(args)
+    if args.dump or not args.check:
+        print(config.dumps_toml(settings), end="")
+    settings.validate()
+    if args.check:
+        print(f"{args.config or 'defaults'}: valid")
+
+
+def cmd_run(args, parser, job):
+    from vid2vid import pipeline
+
+    settings = apply_options(_base_settings(args), args, parser)
+    result = pipeline.run(args.video, settings, workspace=getattr(args, "workspace", None), job=job)
+    print(result.summary())
+
+
+def cmd_demo(args, parser, job):
+    from vid2vid import demo
+
+    result = demo.run(output=args.output, cache=args.cache, job=job)
+    print(result.summary())
+
+
+def cmd_ui(args, parser, job):
+    from vid2vid.ui import app
+
+    app.launch(host=args.host, port=args.port, cache=args.cache)
+
+
+def _lazy(module: str, func: str = "main") -> Callable:
+    """A handler implemented in another module as `func(args, parser, job)`."""
+
+    def handler(args, parser, job):
+        import importlib
+
+        return getattr(importlib.import_module(module), func)(args, parser, job)
+
+    return handler
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vid2vid", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"vid2vid {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(handler=handler, subparser=sp)
+        return sp
+
+    def common(sp, workspace_required: bool):
+        sp.add_argument("-w", "--workspace", required=workspace_required, help="workspace folder")
+        sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
+        add_settings_options(sp, sp.prog.split()[-1], "run", skip=("depth", "tags", "upscale", "interpolate"))
+
+    sp = command("probe", cmd_probe, "show a video's streams, size, fps, duration and frame count")
+    sp.add_argument("video")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = command("extract", cmd_extract, "extract frames (and audio) into a workspace")
+    sp.add_argument("video")
+    common(sp, False)
+    add_settings_options(sp, "extract", "extract")
+
+    sp = command("delta", _stage_command("delta", "correct"), "compute frame deltas of the extracted frames")
+    common(sp, True)
+
+    sp = command("depth", _stage_command("depth", "depth"), "make depth masks of the extracted frames")
+    common(sp, True)
+    add_settings_options(sp, "depth", "depth")
+
+    sp = command("tags", _stage_command("tags", "tags"), "tag the extracted frames (anime taggers)")
+    common(sp, True)
+    add_settings_options(sp, "tags", "tags")
+
+    sp = command("img2img", _stage_command("img2img", "img2img"),
+                 "successive img2img with sigma override and frame delta correction")
+    common(sp, True)
+    add_settings_options(sp, "img2img", "img2img")
+    add_settings_options(sp, "img2img", "correct", skip=("method",))
+    sp.add_argument("--single", type=int, metavar="FRAME", help="debug: generate only this frame into img2img.debug/")
+
+    sp = command("correct", _lazy("vid2vid.stages.correct"),
+                 "apply frame delta correction to any folder of generated frames")
+    sp.add_argument("--source", required=True, help="folder of source frames")
+    sp.add_argument("--generated", required=True, help="folder of generated frames")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--depth", help="folder of depth masks (for depth masks)")
+    sp.add_argument("--save-masks", help="folder to save the masks used")
+    sp.add_argument("--config", help="settings TOML file")
+    add_settings_options(sp, "correct", "correct")
+
+    sp = command("upscale", _stage_command("upscale", "upscale"), "upscale the img2img frames (Real-ESRGAN)")
+    common(sp, True)
+    add_settings_options(sp, "upscale", "upscale")
+
+    sp = command("interpolate", _stage_command("interpolate", "interpolate"), "interpolate frames (RIFE)")
+    common(sp, True)
+    add_settings_options(sp, "interpolate", "interpolate")
+
+    sp = command("export", cmd_export, "encode a frame folder into a video (with the original audio)")
+    common(sp, True)
+    add_settings_options(sp, "export", "export")
+
+    sp = command("run", cmd_run, "the whole pipeline: extract -> ... -> export")
+    sp.add_argument("video")
+    sp.add_argument("-w", "--workspace", help="workspace folder")
+    sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
+    for section in ("run", "extract", "depth", "tags", "img2img", "correct", "upscale", "interpolate", "export"):
+        add_settings_options(sp, "run", section)
+
+    sp = command("demo", cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
+    sp.add_argument("-o", "--output", help="output video path")
+    sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")
+
+    sp = command("ui", cmd_ui, "start the web UI")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=7860)
+    sp.add_argument("--cache", default="vid2vid-cache")
+
+    sp = command("sigmas", _lazy("vid2vid.diffusion.plot"), "plot every sigma schedule with the truncation point")
+    sp.add_argument("--steps", type=int, default=20)
+    sp.add_argument("--denoise", type=float, default=0.75)
+    sp.add_argument("--sigma-min", type=float, default=0.1)
+    sp.add_argument("--sigma-max", type=float, default=1.2)
+    sp.add_argument("-o", "--output", required=True, help="PNG file to write")
+
+    sp = command("size", _lazy("vid2vid.diffusion.sizes"), "recommend canvas sizes near an aspect ratio")
+    sp.add_argument("width", type=int)
+    sp.add_argument("height", type=int)
+
+    sp = command("metrics", _lazy("vid2vid.metrics"), "temporal consistency and fidelity of an output")
+    sp.add_argument("--source", required=True, help="source video or frame folder")
+    sp.add_argument("output", help="output video or frame folder")
+    sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--plot", help="write a per-frame plot (PNG)")
+
+    sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
+    sp.add_argument("dir")
+    sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+
+    sp = command("config", cmd_config, "print or check settings")
+    sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
+    sp.add_argument("--check", action="store_true", help="validate a settings file")
+    sp.add_argument("--config", help="settings TOML file")
+    return p
+
+
+# ---------------------------------------------------------------- entry point
+
+def _install_signal_handlers(job: Job) -> None:
+    """First Ctrl+C / SIGTERM: stop after the current frame. Second: stop now."""
+
+    def handler(signum, frame):
+        if job.cancel.is_set():
+            raise KeyboardInterrupt
+        job.cancel.set()
+        print("\nstopping after the current frame (press Ctrl+C again to stop now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("VID2VID_DEBUG") == "1"
+    job = Job(on_progress=ConsoleProgress(), log=lambda text: print(text, file=sys.stderr))
+    _install_signal_handlers(job)
+    try:
+        args.handler(args, args.subparser, job)
+        return 0
+    except (Interrupted, KeyboardInterrupt):
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Vid2VidError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
+        if debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details and report it)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

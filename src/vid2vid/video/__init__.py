@@ -1,0 +1,1 @@
+"""Video in and out through PyAV (the FFmpeg libraries): probe, decode, encode."""

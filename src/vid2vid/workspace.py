@@ -1,0 +1,384 @@
+"""One folder per input video: layout, manifest, atomic writes, lock and resume bookkeeping.
+
+Layout of a workspace (DESIGN §2)::
+
+    manifest.json     probe, each stage's parameters, input keys and completion
+    log.jsonl         one JSON line per event: stage start/finish, timings, errors
+    frames/           00001.png ...   (extract)
+    audio.mka         the source audio, copied losslessly (extract --audio)
+    framedelta/       PNG views of the frame deltas (delta)
+    depthmask/ motionmask/ img2img/ img2img.debug/ resr/ rife/   (later stages)
+    synth-<source>.<fmt>                                          (export)
+
+Resume rule: every file is written atomically, so a frame file that exists is complete.
+A stage record holds a key (hash of its parameters and of the keys of the stages it read);
+running a stage with another key invalidates its outputs, and every later stage that read
+it notices because the key it recorded for that input no longer matches.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from vid2vid.errors import BadInput, Vid2VidError, WorkspaceBusy
+
+MANIFEST = "manifest.json"
+LOCKFILE = ".lock"
+LOGFILE = "log.jsonl"
+TMP_PREFIX = ".tmp-"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+# Stage name -> output folder or file (relative to the workspace root).
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "extract": ("frames", "audio.mka"),
+    "delta": ("framedelta", "framedelta.npz"),
+    "depth": ("depthmask",),
+    "tags": ("tags", "tags.json", "tags-topk.txt"),
+    "img2img": ("img2img", "motionmask"),
+    "upscale": ("resr",),
+    "interpolate": ("rife",),
+}
+
+
+# ---------------------------------------------------------------- atomic writes
+
+def _disk_error(path: Path, exc: OSError) -> Vid2VidError:
+    if exc.errno == errno.ENOSPC:
+        return Vid2VidError(f"the disk is full while writing {path}; free some space and run the same "
+                            "command again to resume (finished frames are kept)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return BadInput(f"cannot write {path} ({exc.strerror}); make the folder writable or pick another "
+                        "workspace with -w")
+    return Vid2VidError(f"cannot write {path}: {exc}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, else removed.
+
+    The temporary name keeps the suffix, so writers that pick a format by suffix still work.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.stem}{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise _disk_error(path, exc) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def remove_temp_files(folder: Path) -> int:
+    """Delete half-written files (and half-removed folders) a killed run left; returns how many."""
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.iterdir():
+        if p.name.startswith(TMP_PREFIX):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------- frame files
+
+def frame_name(index: int, ext: str = "png") -> str:
+    """File name of frame `index` (1-based): 00001.png."""
+    if index < 1:
+        raise ValueError(f"frame index starts at 1, got {index}")
+    return f"{index:05d}.{ext.lstrip('.')}"
+
+
+def _natural_key(p: Path) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name))
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """Image files of a folder in natural order (00009 before 00010, 9 before 10); temp files skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir()
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(TMP_PREFIX) and p.is_file()]
+    return sorted(files, key=_natural_key)
+
+
+# ---------------------------------------------------------------- naming
+
+def safe_name(text: str, limit: int = 48) -> str:
+    """A file-system-safe version of `text`: letters, digits, '-', '_' and '.', at most `limit` chars."""
+    text = unicodedata.normalize("NFKC", text)
+    text = re.sub(r"[^\w.-]+", "_", text, flags=re.UNICODE).strip("._") or "video"
+    return text[:limit]
+
+
+def workspace_name(video: str | Path) -> str:
+    """Workspace folder name for a video: readable stem plus a hash of its absolute path (no collisions)."""
+    p = Path(video).expanduser().resolve()
+    digest = hashlib.sha1(str(p).encode("utf-8")).hexdigest()[:8]
+    return f"{safe_name(p.stem)}-{digest}"
+
+
+def params_key(params: Any) -> str:
+    """A short stable hash of JSON-able parameters."""
+    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- workspace
+
+@dataclass
+class StageStatus:
+    """What `Workspace.begin_stage` decided: `fresh` (start over), `resume` or `done`."""
+
+    name: str
+    state: str
+    key: str
+
+
+class Workspace:
+    """A workspace folder. Use `with ws.locked():` around any work that writes into it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser()
+        self._lock_fh = None
+        self._manifest: dict | None = None
+
+    # -- construction
+
+    @classmethod
+    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> "Workspace":
+        return cls(Path(cache) / workspace_name(video))
+
+    def ensure(self) -> "Workspace":
+        """Create the folder (with a clear error when that is impossible)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _disk_error(self.root, exc) from exc
+        return self
+
+    def require(self) -> "Workspace":
+        """Check that this is a workspace made by `extract`."""
+        if not (self.root / MANIFEST).is_file():
+            raise BadInput(f"{self.root} is not a workspace (no {MANIFEST}); make one with "
+                           f"`vid2vid extract VIDEO -w {self.root}`")
+        return self
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def frames_dir(self, name: str = "frames") -> Path:
+        return self.root / name
+
+    def frames(self, name: str = "frames") -> list[Path]:
+        return list_frames(self.root / name)
+
+    # -- lock
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["Workspace"]:
+        """Hold the workspace lock; a second run gets `WorkspaceBusy` instead of interleaving.
+
+        flock is released by the kernel when the process dies, so a killed run never leaves
+        a stale lock behind.
+        """
+        if self._lock_fh is not None:      # re-entrant within one process
+            yield self
+            return
+        self.ensure()
+        lock_path = self.root / LOCKFILE
+        try:
+            fh = open(lock_path, "a+")
+        except OSError as exc:
+            raise _disk_error(lock_path, exc) from exc
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise WorkspaceBusy(f"workspace {self.root} is in use by {holder}; wait for it to finish "
+                                "(or stop it) and run again") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+        except OSError:
+            pass
+        self._lock_fh = fh
+        try:
+            for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir())]:
+                remove_temp_files(folder)
+            yield self
+        finally:
+            self._lock_fh = None
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+    # -- manifest
+
+    @property
+    def manifest(self) -> dict:
+        if self._manifest is None:
+            self._manifest = self._read_manifest()
+        return self._manifest
+
+    def _read_manifest(self) -> dict:
+        p = self.root / MANIFEST
+        if not p.is_file():
+            return {"version": 1, "stages": {}}
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"{p} is damaged ({exc}); delete it to start the workspace over "
+                           "(frames already written are kept and reused)") from exc
+        data.setdefault("stages", {})
+        return data
+
+    def save_manifest(self) -> None:
+        atomic_write_json(self.root / MANIFEST, self.manifest)
+
+    def stage_record(self, name: str) -> dict | None:
+        return self.manifest["stages"].get(name)
+
+    def is_complete(self, name: str) -> bool:
+        rec = self.stage_record(name)
+        return bool(rec and rec.get("complete") and not self.is_stale(name))
+
+    def is_stale(self, name: str) -> bool:
+        """True when a stage this one read has since been re-run with other parameters."""
+        rec = self.stage_record(name)
+        if not rec:
+            return False
+        for dep, key in rec.get("inputs", {}).items():
+            dep_rec = self.stage_record(dep)
+            if dep_rec is None or dep_rec.get("key") != key or self.is_stale(dep):
+                return True
+        return False
+
+    def begin_stage(self, name: str, params: dict, inputs: tuple[str, ...] = (),
+                    overwrite: bool = True, outputs: tuple[str, ...] | None = None) -> StageStatus:
+        """Decide whether `name` starts fresh, resumes or is already done; record it.
+
+        `inputs` are the stages whose results this stage reads; they must be complete.
+        With other parameters than recorded, the stage's outputs are removed when
+        `overwrite` is true, and kept (with a `BadInput` that says so) when it is false.
+        """
+        for dep in inputs:
+            if not self.is_complete(dep):
+                raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
+                               f"date in {self.root}; run `vid2vid {dep} -w {self.root}` first")
+        input_keys = {dep: self.stage_record(dep)["key"] for dep in inputs}
+        key = params_key({"params": params, "inputs": input_keys})
+        rec = self.stage_record(name)
+        if rec and rec.get("key") == key:
+            state = "done" if rec.get("complete") else "resume"
+            self.log("stage", stage=name, state=state)
+            return StageStatus(name, state, key)
+        outs = STAGE_OUTPUTS.get(name, ()) if outputs is None else outputs
+        existing = [o for o in outs if self._has_content(self.root / o)]
+        if existing:
+            if not overwrite:
+                changed = _diff_params(rec.get("params", {}) if rec else {}, params)
+                raise BadInput(f"stage '{name}' already has results in {self.root} made with other settings "
+                               f"({changed}); they are kept. Allow overwrite (--overwrite) to replace them, "
+                               "or use another workspace with -w")
+            for o in existing:
+                self._remove(self.root / o)
+        self.manifest["stages"][name] = {"params": params, "key": key, "inputs": input_keys,
+                                         "complete": False, "started": time.time()}
+        self.save_manifest()
+        self.log("stage", stage=name, state="fresh", params=params)
+        return StageStatus(name, "fresh", key)
+
+    def complete_stage(self, name: str, **info: Any) -> None:
+        rec = self.manifest["stages"][name]
+        rec["complete"] = True
+        rec["finished"] = time.time()
+        rec.setdefault("info", {}).update(info)
+        self.save_manifest()
+        self.log("stage", stage=name, state="complete", seconds=round(rec["finished"] - rec["started"], 3),
+                 **info)
+
+    def update_stage_info(self, name: str, **info: Any) -> None:
+        self.manifest["stages"][name].setdefault("info", {}).update(info)
+        self.save_manifest()
+
+    # -- log
+
+    def log(self, event: str, **fields: Any) -> None:
+        """Append one JSON line to the run log (best effort: a full disk must not hide the real error)."""
+        line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str)
+        try:
+            with open(self.root / LOGFILE, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            pass
+
+    # -- helpers
+
+    @staticmethod
+    def _has_content(p: Path) -> bool:
+        if p.is_dir():
+            return any(p.iterdir())
+        return p.exists()
+
+    @staticmethod
+    def _remove(p: Path) -> None:
+        if p.is_dir():
+            trash = p.with_name(f"{TMP_PREFIX}trash-{os.getpid()}-{p.name}")
+            os.replace(p, trash)          # one rename: a crash never leaves a half-removed folder
+            shutil.rmtree(trash, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+
+
+def _diff_params(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(diffs) or "different inputs"

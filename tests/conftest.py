@@ -1,0 +1,50 @@
+"""Shared test helpers: small workspaces and clips made in code."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests must never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def moving_frames(n: int = 6, width: int = 64, height: int = 48, seed: int = 0) -> list[np.ndarray]:
+    """`n` float32 RGB frames in [0, 1]: a gradient background with a square moving right."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx / width, yy / height, 0.5 + 0.0 * xx], axis=2)
+    tint = rng.uniform(0.2, 0.9, size=3).astype(np.float32)
+    frames = []
+    for i in range(n):
+        img = base.copy()
+        x0 = 4 + 3 * i
+        img[10:26, x0:x0 + 16] = tint
+        frames.append(img.astype(np.float32))
+    return frames
+
+
+def make_workspace(root: Path, frames: list[np.ndarray], fps: float = 12.0):
+    """A workspace whose `extract` stage is complete with `frames` (as 00001.png ...)."""
+    from vid2vid.imageops import write_image
+    from vid2vid.workspace import Workspace, frame_name
+
+    ws = Workspace(root).ensure()
+    for i, f in enumerate(frames, 1):
+        write_image(ws.path("frames", frame_name(i)), f)
+    h, w = frames[0].shape[:2]
+    ws.manifest["video"] = {"path": "synthetic", "width": w, "height": h, "fps": str(fps),
+                            "duration": len(frames) / fps, "frames": len(frames), "has_audio": False}
+    ws.begin_stage("extract", {"synthetic": True, "n": len(frames)}, outputs=())
+    ws.complete_stage("extract", frames=len(frames), width=w, height=h)
+    return ws
+
+
+@pytest.fixture
+def workspace_factory(tmp_path):
+    def factory(frames=None, name="ws"):
+        return make_workspace(tmp_path / name, frames if frames is not None else moving_frames())
+    return factory
