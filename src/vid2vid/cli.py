@@ -153,7 +153,7 @@ def cmd_extract(args, parser, job):
     settings.extract.validate()
     ws = _workspace_for(args, settings)
     with ws.ensure().locked():
-        info = extract.run(ws, args.video, settings.extract, job, overwrite=settings.run.overwrite)
+        info = extract.run(ws, args.video, settings, job)
     print(f"{info['frames']} frames in {ws.root / 'frames'}")
     print(f"workspace: {ws.root}")
 
@@ -171,7 +171,7 @@ def _stage_command(module: str, section: str) -> Callable:
         ws = Workspace(args.workspace).require()
         stage = importlib.import_module(f"vid2vid.stages.{module}")
         with ws.locked():
-            info = stage.run(ws, settings, job, overwrite=settings.run.overwrite)
+            info = stage.run(ws, settings, job)
         for key, value in (info or {}).items():
             print(f"{key}: {value}")
 
@@ -186,7 +186,7 @@ def cmd_export(args, parser, job):
     settings.export.validate()
     ws = Workspace(args.workspace).require()
     with ws.locked():
-        info = export.run(ws, settings.export, job)
+        info = export.run(ws, settings, job)
     print(info["output"])
 
 

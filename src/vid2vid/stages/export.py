@@ -1,0 +1,99 @@
+"""Stage `export`: a frame folder into a video that lasts as long as the source, with its audio."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from vid2vid import __version__
+from vid2vid.config import ExportSettings, Settings, to_dict
+from vid2vid.errors import BadInput
+from vid2vid.progress import Job
+from vid2vid.video.encode import encode_video
+from vid2vid.workspace import Workspace, atomic_path
+
+STAGE = "export"
+# --from value -> (folder, stage that writes it)
+SOURCES = {"frames": ("frames", "extract"), "img2img": ("img2img", "img2img"),
+           "resr": ("resr", "upscale"), "rife": ("rife", "interpolate")}
+MAKERS = {"frames": "extract VIDEO", "img2img": "img2img", "resr": "upscale", "rife": "interpolate"}
+
+
+def default_output(ws: Workspace, es: ExportSettings) -> Path:
+    return ws.path(f"synth-{es.source}.{es.format}")
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _frames(paths: list[Path]) -> Iterator[np.ndarray]:
+    """Read frames in order with a little read-ahead on a second thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = [pool.submit(_read_rgb, p) for p in paths[:4]]
+        for i in range(len(paths)):
+            img = futures[i].result()
+            if i + 4 < len(paths):
+                futures.append(pool.submit(_read_rgb, paths[i + 4]))
+            futures[i] = None
+            yield img
+
+
+def run(ws: Workspace, settings: Settings, job: Job) -> dict:
+    """Encode the chosen frame folder; the output file is replaced only once it is complete."""
+    es = settings.export
+    es.validate()
+    folder, source_stage = SOURCES[es.source]
+    paths = ws.frames(folder)
+    if not paths:
+        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {MAKERS[es.source]} -w {ws.root}` first "
+                       "or export another folder with --from")
+    video = ws.manifest.get("video") or {}
+    duration = float(video.get("duration") or 0)
+    if duration <= 0:
+        raise BadInput(f"the workspace {ws.root} does not know the source duration; run extract again")
+    # 1. exact rate: frames / source duration, so the result lasts as long as the source
+    fps = Fraction(len(paths)) / Fraction(duration).limit_denominator(1_000_000)
+    audio = None
+    if es.audio:
+        if es.format == "gif":
+            job.say("export: GIF has no audio track; the audio was dropped")
+        elif not ws.path("audio.mka").is_file():
+            raise BadInput(f"there is no audio in {ws.root}; extract with --audio "
+                           f"(`vid2vid extract VIDEO -w {ws.root} --audio`) or export without --audio")
+        else:
+            audio = ws.path("audio.mka")
+    out = Path(es.output).expanduser() if es.output else default_output(ws, es)
+    if out.suffix.lower() != f".{es.format}":
+        raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
+    # 2. skip when the same export of the same frames exists
+    src_stage = ws.stage_record(source_stage)
+    params = {"source": es.source, "format": es.format, "audio": audio is not None, "crf": es.crf,
+              "output": str(out.resolve()), "frames": len(paths),
+              "input_key": (src_stage or {}).get("key")}
+    rec = ws.manifest.setdefault("exports", {}).get(str(out.resolve()))
+    if rec and rec.get("params") == params and out.is_file():
+        job.say(f"export: {out} is up to date")
+        return dict(rec["info"])
+    # 3. encode to a temporary file, then rename over the old output
+    with Image.open(paths[0]) as first:
+        size = first.size
+    tracker = job.tracker(STAGE, len(paths))
+    meta = {"comment": json.dumps({"vid2vid": __version__, "settings": to_dict(settings)}, default=str),
+            "encoder": f"vid2vid {__version__}"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        n = encode_video(_frames(paths), tmp, es.format, fps, size, crf=es.crf, audio=audio,
+                         duration=duration, on_frame=tracker.advance, metadata=meta)
+    info = {"output": str(out), "frames": n, "fps": f"{fps.numerator}/{fps.denominator}",
+            "duration": float(n / fps), "audio": audio is not None, "width": size[0], "height": size[1]}
+    ws.manifest["exports"][str(out.resolve())] = {"params": params, "info": info}
+    ws.save_manifest()
+    ws.log("export", **info)
+    return info
