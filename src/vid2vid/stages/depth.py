@@ -1,0 +1,67 @@
+"""Stage `depth`: one depth mask per extracted frame -> depthmask/00001.png (16-bit grey, near = bright).
+
+    vid2vid depth -w WS [--model dpt_hybrid]
+
+Resumable: a mask file that exists is finished (atomic writes), so a rerun with the same
+model only predicts the missing frames, and loads the model only if there are any.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vid2vid import config
+from vid2vid.imageops import read_image, to_uint16
+from vid2vid.progress import Job
+from vid2vid.workspace import Workspace, atomic_path
+
+STAGE = "depth"
+OUTPUT = "depthmask"
+
+
+def mask_path(ws: Workspace, frame: Path) -> Path:
+    """depthmask/<frame stem>.png for a frame file (any image suffix)."""
+    return ws.path(OUTPUT, frame.stem + ".png")
+
+
+def write_mask16(path: Path, mask: np.ndarray) -> None:
+    """float32 HxWx1 [0, 1] -> 16-bit grey PNG (rounded to nearest level), written atomically.
+
+    `imageops.write_mask(..., bits=16)` passes mode "I;16" to `Image.fromarray`, which Pillow 13
+    rejects ("Invalid mode for data type"); Pillow picks I;16 itself for a uint16 array.
+    """
+    pil = Image.fromarray(to_uint16(np.asarray(mask)[..., 0]))
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format="PNG", compress_level=1)
+
+
+def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
+    """Predict a depth mask for every frame that has none yet; returns a summary."""
+    # 1. check the settings and decide fresh / resume / done
+    settings.depth.validate()
+    overwrite = settings.run.overwrite if overwrite is None else overwrite
+    status = ws.begin_stage(STAGE, {"model": settings.depth.model}, inputs=("extract",), overwrite=overwrite)
+    frames = ws.frames()
+    todo = [f for f in frames if not mask_path(ws, f).exists()]
+    info = {"masks": len(frames), "model": settings.depth.model, "folder": str(ws.path(OUTPUT))}
+    if status.state == "done" and not todo:
+        return info
+
+    # 2. load the model only when there is work
+    tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
+    if todo:
+        from vid2vid.masks import load_depth_model
+
+        job.say(f"loading depth model {settings.depth.model}")
+        model = load_depth_model(settings.depth.model)
+
+        # 3. one mask per missing frame, written atomically at full 16-bit precision
+        for frame in todo:
+            write_mask16(mask_path(ws, frame), model.predict(read_image(frame)))
+            tracker.advance()
+
+    # 4. record completion
+    ws.complete_stage(STAGE, **info)
+    return info
