@@ -1,0 +1,497 @@
+"""Load a Stable Diffusion model from a hub id, a diffusers folder or a single checkpoint file.
+
+    model = load_model("anything-v5.safetensors", loras=["detail.safetensors:0.6"])
+    model.unet, model.vae, model.text_encoder, model.tokenizer     # the parts, on model.device
+    model.sigmas                                                  # training sigmas, ascending
+    model.to_pipeline()                                           # diffusers img2img pipeline
+
+Single files load with no network: the config folder that fits the file (SD 1.x, SD 2.x, SDXL,
+or the tiny test model) is chosen from the file's keys and shapes, copied from the JSON bundled
+in `vid2vid/data/configs/` into a cache folder, and completed with CLIP tokenizer files built
+from the BPE vocabulary that the open_clip_torch wheel ships (tokenizer.py).
+
+Steps of `load_model`: 1. resolve device and dtype; 2. classify the spec (folder, file, hub id)
+and check it; 3. load the parts through diffusers; 4. apply textual inversion embeddings and
+LoRAs (fused, so inference costs nothing extra); 5. move to the device and wrap.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vid2vid.errors import BadInput, ModelNotFound
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SDXL_PREFIX = "conditioner.embedders.1.model."
+SD2_PREFIX = "cond_stage_model.model."
+CLIP_L_TOKEN_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """The parts of one loaded SD model and the facts a sampler loop needs.
+
+    alphas_cumprod: float64 [num_train_timesteps] on the CPU (from the scheduler config).
+    sigmas: the model's training sigmas sqrt((1 - ac) / ac), float64, ascending with the timestep.
+    vae_scaling_factor: latents = vae.encode(x).latent_dist.sample() * vae_scaling_factor.
+    vae_scale_factor: pixels per latent pixel (8 for SD).
+    """
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler_config: dict
+    prediction_type: str              # "epsilon" | "v_prediction"
+    device: torch.device
+    dtype: torch.dtype
+    spec: str
+    kind: str                         # "sd1" | "sd2" | "sdxl" | "tiny-sd1" | "diffusers"
+    text_encoder_2: Any = None        # SDXL only
+    tokenizer_2: Any = None
+    loras: list[tuple[str, float]] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.text_encoder_2 is not None
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        from diffusers import EulerDiscreteScheduler
+
+        sched = EulerDiscreteScheduler.from_config(self.scheduler_config)
+        return sched.alphas_cumprod.to(torch.float64)
+
+    @property
+    def sigmas(self) -> torch.Tensor:
+        ac = self.alphas_cumprod
+        return ((1 - ac) / ac).sqrt()
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    @property
+    def vae_scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Continuous timestep (float) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
+        log_sigmas = self.sigmas.log()
+        s = torch.as_tensor(sigma, dtype=torch.float64).clamp(self.sigma_min, self.sigma_max).log()
+        idx = torch.searchsorted(log_sigmas, s, right=True).clamp(1, len(log_sigmas) - 1)
+        lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
+        w = (s - lo) / (hi - lo)
+        return (idx - 1).to(torch.float64) + w
+
+    def identity(self) -> dict:
+        """What identifies these weights, for a stage's parameters (resume must notice a changed model)."""
+        return {"spec": self.spec, "file": _file_identity(self.spec), "kind": self.kind,
+                "prediction_type": self.prediction_type, "dtype": str(self.dtype).replace("torch.", ""),
+                "loras": [[_file_identity(p) or p, w] for p, w in self.loras],
+                "embeddings": [_file_identity(p) or p for p in self.embeddings]}
+
+    def to_pipeline(self, scheduler=None):
+        """A diffusers img2img pipeline over these parts (EulerDiscreteScheduler unless `scheduler` is given)."""
+        from diffusers import EulerDiscreteScheduler
+
+        scheduler = scheduler or EulerDiscreteScheduler.from_config(self.scheduler_config)
+        if self.is_sdxl:
+            from diffusers import StableDiffusionXLImg2ImgPipeline
+
+            return StableDiffusionXLImg2ImgPipeline(
+                vae=self.vae, text_encoder=self.text_encoder, text_encoder_2=self.text_encoder_2,
+                tokenizer=self.tokenizer, tokenizer_2=self.tokenizer_2, unet=self.unet, scheduler=scheduler)
+        from diffusers import StableDiffusionImg2ImgPipeline
+
+        return StableDiffusionImg2ImgPipeline(
+            vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+            scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def _file_identity(path: str) -> str | None:
+    p = Path(path).expanduser()
+    if not p.exists():
+        return None
+    st = p.stat()
+    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+
+
+# ---------------------------------------------------------------- device and dtype
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu', 'cuda', 'cuda:N' as given (checked)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+        return torch.device(device)
+    raise BadInput(f"--device '{device}' is not known; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' -> float16 on CUDA, float32 on the CPU; or float32 / float16 / bfloat16 as given."""
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in table:
+        raise BadInput(f"--dtype '{dtype}' is not known; use auto, float32, float16 or bfloat16")
+    return table[dtype]
+
+
+# ---------------------------------------------------------------- spec parsing
+
+def parse_weighted(spec: str, default: float = 1.0) -> tuple[str, float]:
+    """'path:0.8' -> ('path', 0.8); 'path' -> ('path', default). A drive letter ('C:\\x') is kept."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and not re.fullmatch(r"[A-Za-z]", head):
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return spec, default
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (spec.startswith((".", "/", "~")) or os.sep in spec and not HUB_ID.match(spec)
+            or spec.lower().endswith(CHECKPOINT_SUFFIXES) or "\\" in spec)
+
+
+# ---------------------------------------------------------------- single files: keys, shapes, config
+
+def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Key -> shape and the metadata of a checkpoint, reading as little as possible."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+                return shapes, dict(f.metadata() or {})
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise BadInput(f"cannot read checkpoint {path}: {exc}; is the file complete? "
+                       "(pickled .ckpt files that hold code are refused: convert them to .safetensors)") from exc
+    while isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BadInput(f"{path} does not hold a state dict; is it a Stable Diffusion checkpoint?")
+    return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}, {}
+
+
+def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], path: Path) -> str:
+    """Which bundled config folder fits a single-file checkpoint: 'sd1', 'sd2', 'sdxl' or 'tiny-sd1'."""
+    from vid2vid.diffusion import tiny
+
+    named = metadata.get(tiny.METADATA_KEY)
+    if named:
+        if not tiny.bundled_config_dir(named).is_dir():
+            raise BadInput(f"{path} asks for config '{named}', which this vid2vid does not ship; update vid2vid")
+        return named
+    if any(k.startswith(("lora_unet_", "lora_te_", "unet.", "lora.")) for k in shapes) and UNET_CONV_IN not in shapes:
+        raise BadInput(f"{path} is a LoRA, not a model; pass it with --lora {path}:0.8 beside a --model")
+    if UNET_CONV_IN not in shapes:
+        raise BadInput(f"{path} has no UNet weights (model.diffusion_model.*); it is not a Stable Diffusion "
+                       "checkpoint (a VAE, an embedding or another model type?)")
+    in_ch = shapes[UNET_CONV_IN][1]
+    if in_ch != 4:
+        raise BadInput(f"{path} is an inpainting or depth model ({in_ch} UNet input channels); img2img needs a "
+                       "regular SD checkpoint with 4 input channels")
+    if any(k.startswith(SDXL_PREFIX) for k in shapes):
+        return "sdxl"
+    if any(k.startswith(SD2_PREFIX) for k in shapes):
+        return "sd2"
+    if CLIP_L_TOKEN_KEY in shapes:
+        width = shapes[CLIP_L_TOKEN_KEY][1]
+        if width == 768:
+            return "sd1"
+        if width == 32 and shapes[UNET_CONV_IN][0] == 32:
+            return "tiny-sd1"
+        raise BadInput(f"{path}: text encoder width {width} matches no known SD model (768 for SD 1.x)")
+    raise BadInput(f"{path} has a UNet but no text encoder this loader knows (SD 1.x, 2.x, SDXL); "
+                   "use a diffusers folder for other model families")
+
+
+def prediction_type_for(name: str, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> str | None:
+    """v_prediction when the file says so ('v_pred' key, metadata); None = the config's default."""
+    if "v_pred" in shapes or metadata.get("modelspec.prediction_type", "").startswith("v"):
+        return "v_prediction"
+    if metadata.get("modelspec.prediction_type", "").startswith("eps"):
+        return "epsilon"
+    return None
+
+
+def model_cache_dir() -> Path:
+    """Where built config folders go: $VID2VID_MODEL_CACHE, else $XDG_CACHE_HOME/vid2vid, else ~/.cache/vid2vid."""
+    env = os.environ.get("VID2VID_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vid2vid"
+
+
+def config_folder(name: str) -> Path:
+    """The bundled config `name` completed with tokenizer files, in the cache (built once, atomically)."""
+    from vid2vid.diffusion import tiny, tokenizer
+
+    src = tiny.bundled_config_dir(name)
+    if not src.is_dir():
+        raise BadInput(f"no bundled model config named '{name}'")
+    digest = hashlib.sha1()
+    for f in sorted(src.rglob("*.json")):
+        digest.update(str(f.relative_to(src)).encode() + f.read_bytes())
+    final = model_cache_dir() / "configs" / f"{name}-{digest.hexdigest()[:10]}"
+    if (final / "model_index.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        merges = tokenizer.tiny_merges() if name == tiny.CONFIG_NAME else tokenizer.clip_merges()
+        for sub in ("tokenizer", "tokenizer_2"):
+            if (tmp / sub).is_dir():
+                tokenizer.write_tokenizer(tmp / sub, merges)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not (final / "model_index.json").is_file():  # not a lost race: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# ---------------------------------------------------------------- the three kinds of spec
+
+def _pipeline_class(sdxl: bool):
+    if sdxl:
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        return StableDiffusionXLImg2ImgPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    return StableDiffusionImg2ImgPipeline
+
+
+def _dtype_kw(dtype: torch.dtype) -> dict:
+    """diffusers renamed `torch_dtype` to `dtype` (the old name warns); use whichever this version knows."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
+_NO_SAFETY = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def check_diffusers_folder(folder: Path) -> dict:
+    """model_index.json of a diffusers folder, after checking each needed component is there."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        hint = f"; did you mean the checkpoint file {folder / files[0]}?" if files else \
+            "; pass a diffusers model folder, a .safetensors/.ckpt file or a hub id"
+        raise ModelNotFound(f"{folder} is not a diffusers model folder (no model_index.json){hint}")
+    index = json.loads(index_file.read_text(encoding="utf-8"))
+    needed = list(REQUIRED_COMPONENTS)
+    if "XL" in index.get("_class_name", ""):
+        needed += ["text_encoder_2", "tokenizer_2"]
+    for comp in needed:
+        entry = index.get(comp)
+        sub = folder / comp
+        if not entry or entry[0] is None:
+            raise ModelNotFound(f"{folder} has no '{comp}' component in model_index.json; the model is incomplete")
+        if not sub.is_dir():
+            raise ModelNotFound(f"{folder} is missing the '{comp}' component (no folder {sub}); "
+                                "copy the whole model folder")
+        if comp.startswith("tokenizer"):
+            ok = any((sub / n).is_file() for n in ("tokenizer.json", "vocab.json"))
+        elif comp == "scheduler":
+            ok = (sub / "scheduler_config.json").is_file()
+        else:
+            ok = (sub / "config.json").is_file() and any(
+                p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json") for p in sub.iterdir())
+        if not ok:
+            raise ModelNotFound(f"{folder}: the '{comp}' component in {sub} has no config or weights files; "
+                                "copy the whole model folder")
+    return index
+
+
+def _load_folder(folder: Path, dtype: torch.dtype):
+    index = check_diffusers_folder(folder)
+    sdxl = "XL" in index.get("_class_name", "")
+    cls = _pipeline_class(sdxl)
+    kwargs = {} if sdxl else dict(_NO_SAFETY)
+    try:
+        return cls.from_pretrained(str(folder), local_files_only=True, **_dtype_kw(dtype), **kwargs), "diffusers"
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFound(f"cannot load the diffusers folder {folder}: {exc}") from exc
+
+
+def _load_single_file(path: Path, dtype: torch.dtype, prediction_type: str | None):
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise BadInput(f"{path}: unknown model file type '{path.suffix}'; use a .safetensors or .ckpt checkpoint, "
+                       "a diffusers folder or a hub id")
+    shapes, metadata = read_checkpoint_header(path)
+    name = detect_config(shapes, metadata, path)
+    folder = config_folder(name)
+    cls = _pipeline_class(name == "sdxl")
+    kwargs = {} if name == "sdxl" else dict(_NO_SAFETY)
+    try:
+        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **_dtype_kw(dtype), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise BadInput(f"cannot load {path} as a {name} checkpoint: {exc}") from exc
+    chosen = prediction_type or prediction_type_for(name, shapes, metadata)
+    if chosen:
+        pipe.scheduler.register_to_config(prediction_type=chosen)
+    return pipe, name
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+
+
+def _load_hub(repo_id: str, dtype: torch.dtype):
+    """A hub id: from the local hub cache if there, else downloaded (only where the network is allowed)."""
+    errors = []
+    for sdxl in (False, True):
+        cls = _pipeline_class(sdxl)
+        kwargs = {} if sdxl else dict(_NO_SAFETY)
+        try:
+            return cls.from_pretrained(repo_id, local_files_only=True, **_dtype_kw(dtype), **kwargs), "diffusers"
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            errors.append(exc)
+    how = (f"download it on a machine with internet (`hf download {repo_id}`, or pass the model as a local "
+           "folder or .safetensors file)")
+    if _hub_offline():
+        raise ModelNotFound(f"model '{repo_id}' is not in the local hub cache and the hub is offline "
+                            f"(HF_HUB_OFFLINE); {how}")
+    try:
+        from huggingface_hub import model_info
+
+        sdxl = "XL" in json.dumps(getattr(model_info(repo_id), "config", None) or {})
+        return _pipeline_class(sdxl).from_pretrained(repo_id, **_dtype_kw(dtype),
+                                                     **({} if sdxl else _NO_SAFETY)), "diffusers"
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"cannot get model '{repo_id}' from the hub: {exc}; check the id, or {how}") from exc
+
+
+# ---------------------------------------------------------------- LoRA and embeddings
+
+def apply_embeddings(pipe, files: list[str]) -> list[str]:
+    """Load textual inversion files; each is triggered by its file name (A1111's convention)."""
+    done = []
+    for spec in files:
+        p = Path(spec).expanduser()
+        if not p.is_file():
+            raise ModelNotFound(f"embedding file {p} does not exist")
+        try:
+            pipe.load_textual_inversion(str(p), token=p.stem)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            raise BadInput(f"cannot load textual inversion {p}: {exc}") from exc
+        done.append(str(p))
+    return done
+
+
+def apply_loras(pipe, specs: list[str]) -> list[tuple[str, float]]:
+    """Load 'path[:weight]' LoRA files, mix them with their weights and fuse them into the weights."""
+    loaded: list[tuple[str, float]] = []
+    names = []
+    for i, spec in enumerate(specs):
+        path_s, weight = parse_weighted(spec)
+        p = Path(path_s).expanduser()
+        if not p.is_file():
+            raise ModelNotFound(f"LoRA file {p} does not exist (give it as PATH or PATH:WEIGHT)")
+        if p.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise BadInput(f"LoRA {p}: unknown file type '{p.suffix}'; use .safetensors")
+        name = f"lora{i}"
+        try:
+            pipe.load_lora_weights(str(p), adapter_name=name)
+        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+            raise BadInput(f"cannot load LoRA {p}: {exc}; is it a LoRA for this model family?") from exc
+        names.append(name)
+        loaded.append((str(p), weight))
+    if names:
+        pipe.set_adapters(names, adapter_weights=[w for _, w in loaded])
+        pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+        pipe.unload_lora_weights()
+    return loaded
+
+
+# ---------------------------------------------------------------- entry point
+
+def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
+               embeddings: list[str] | tuple = (), prediction_type: str | None = None) -> LoadedModel:
+    """Load `spec` (hub id, diffusers folder, or .safetensors/.ckpt file) ready for img2img.
+
+    prediction_type overrides what the file implies ("epsilon" or "v_prediction"; SD 2.x single
+    files default to v_prediction, the 768-v models; pass "epsilon" for 512-base ones).
+    Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
+    """
+    # 1. device and dtype
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if prediction_type not in (None, "epsilon", "v_prediction"):
+        raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
+    spec = (spec or "").strip()
+    if not spec:
+        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id")
+
+    # 2-3. classify the spec and load the parts
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        pipe, kind = _load_folder(path, dt)
+    elif path.is_file():
+        pipe, kind = _load_single_file(path, dt, prediction_type)
+    elif _looks_like_path(spec) or not HUB_ID.match(spec):
+        raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
+    else:
+        pipe, kind = _load_hub(spec, dt)
+    if prediction_type and kind == "diffusers":
+        pipe.scheduler.register_to_config(prediction_type=prediction_type)
+
+    # 4. embeddings, then LoRAs (fused)
+    emb = apply_embeddings(pipe, list(embeddings))
+    lor = apply_loras(pipe, list(loras))
+
+    # 5. device, eval mode, wrap
+    pipe.to(dev)
+    parts = [pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)]
+    for m in parts:
+        if m is not None:
+            m.eval().requires_grad_(False)
+    sched_cfg = dict(pipe.scheduler.config)
+    return LoadedModel(
+        unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        scheduler_config=sched_cfg, prediction_type=sched_cfg.get("prediction_type", "epsilon"),
+        device=dev, dtype=dt, spec=spec, kind=kind,
+        text_encoder_2=getattr(pipe, "text_encoder_2", None), tokenizer_2=getattr(pipe, "tokenizer_2", None),
+        loras=lor, embeddings=emb)
