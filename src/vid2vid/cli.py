@@ -30,6 +30,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("img2img", "schedule"): config.SCHEDULES,
     ("img2img", "resize"): config.RESIZE_MODES,
     ("correct", "fdc"): config.FDC_METHODS,
+    ("correct", "method"): config.CORRECT_METHODS,
     ("correct", "delta_mask"): config.DELTA_MASKS,
     ("correct", "spatial_mask"): config.SPATIAL_MASKS,
     ("export", "source"): config.EXPORT_SOURCES,
@@ -284,8 +285,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--depth", help="folder of depth masks (for depth masks)")
     sp.add_argument("--save-masks", help="folder to save the masks used")
+    sp.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
     sp.add_argument("--config", help="settings TOML file")
     add_settings_options(sp, "correct", "correct")
+
+    sp = command("fdc-debug", _lazy("vid2vid.fdc_debug"),
+                 "PNG sheets to tune frame delta correction: mask grids over low-cut, one frame's correction")
+    sp.add_argument("-w", "--workspace", help="workspace: defaults for --source, --generated and --depth")
+    sp.add_argument("--source", help="folder of source frames (default WS/frames)")
+    sp.add_argument("--generated", help="folder of generated frames (default WS/img2img)")
+    sp.add_argument("--prev", help="folder holding the previous output frame (default: the generated folder)")
+    sp.add_argument("--depth", help="folder of depth maps (default WS/depthmask)")
+    sp.add_argument("--frame", type=int, required=True, help="frame number from 1 (2 or later for fdc and motion)")
+    sp.add_argument("--sheet", choices=("fdc", "motion", "depth"), default="fdc",
+                    help="fdc: one frame's correction; motion / depth: mask grid over low-cut")
+    sp.add_argument("--tile-width", type=int, default=0, help="tile width in pixels (0: automatic)")
+    sp.add_argument("-o", "--output", required=True, help="PNG file to write")
+    sp.add_argument("--config", help="settings TOML file")
+    add_settings_options(sp, "fdc-debug", "correct", skip=("method", "spatial_mask"))
 
     sp = command("upscale", _stage_command("upscale", "upscale"), "upscale the img2img frames (Real-ESRGAN)")
     common(sp, True)

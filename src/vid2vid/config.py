@@ -27,6 +27,7 @@ RESIZE_MODES = ("just", "crop", "fill")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
+CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -83,10 +84,11 @@ class CorrectSettings:
     motion_highext: int = 7
     motion_lowcut: int = 32
     depth_lowcut: int = -1
-    method: str = "seed"       # seed (the statistics above) or a method added by later work
+    method: str = "seed"       # seed (the statistics above) or flow (flow-guided, `vid2vid correct`)
 
     def validate(self) -> None:
         _choice("--fdc", self.fdc, FDC_METHODS)
+        _choice("--method", self.method, CORRECT_METHODS)
         _choice("--delta-mask", self.delta_mask, DELTA_MASKS)
         _choice("--spatial-mask", self.spatial_mask, SPATIAL_MASKS)
         _range("--motion-highext", self.motion_highext, 1, 15)

@@ -42,7 +42,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Stage name -> output folder or file (relative to the workspace root).
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "extract": ("frames", "audio.mka"),
-    "delta": ("framedelta", "framedelta.npz"),
+    "delta": ("framedelta",),
     "depth": ("depthmask",),
     "tags": ("tags", "tags.json", "tags-topk.txt"),
     "img2img": ("img2img", "motionmask"),

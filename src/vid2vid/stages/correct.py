@@ -1,0 +1,261 @@
+"""`vid2vid correct`: frame delta correction of any folder of generated frames.
+
+The generated frames may come from this tool or any other; the source frames they were made
+from are the reference. Files are matched by sorted position (natural order: 9 before 10),
+the source delta is resized to the generated size, and every output is a PNG named after its
+generated frame. A small record (`correct.json`) in the output folder holds the settings and
+an input fingerprint: running again with the same ones resumes, skipping finished frames.
+
+Method "seed" chains the per-frame correction (fdc.correct_frame) from the first frame on;
+"flow" hands the whole sequence to vid2vid.temporal.flow_correct_sequence.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vid2vid import config, fdc
+from vid2vid.errors import BadInput
+from vid2vid.imageops import read_image, read_mask, to_float, to_uint8, write_image, write_mask
+from vid2vid.progress import Job
+from vid2vid.workspace import atomic_write_json, list_frames, params_key
+
+STAGE = "correct"
+RECORD = "correct.json"
+_SHOWN = 5        # missing file names listed in an error
+
+
+# ---------------------------------------------------------------- checks
+
+def _names(paths: list[Path], limit: int = _SHOWN) -> str:
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _frames(folder: str | Path, what: str, option: str) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"{what} folder {folder} does not exist; give an existing folder with {option}")
+    files = list_frames(folder)
+    if not files:
+        raise BadInput(f"{what} folder {folder} has no image files (.png, .jpg, .webp); check {option}")
+    return files
+
+
+def _check_counts(source: list[Path], other: list[Path], what: str, folder: Path) -> None:
+    """Same number of files, or an error that says which frames are missing on which side."""
+    if len(source) == len(other):
+        return
+    src_stems = {p.stem: p for p in source}
+    oth_stems = {p.stem: p for p in other}
+    missing = [p for s, p in src_stems.items() if s not in oth_stems]
+    extra = [p for s, p in oth_stems.items() if s not in src_stems]
+    msg = f"{len(source)} source frames but {len(other)} {what} frames in {folder}"
+    if missing and len(missing) < len(source):
+        msg += f"; missing in {what}: {_names(missing)}"
+    if extra and len(extra) < len(other):
+        msg += f"; {what} frames without a source frame: {_names(extra)}"
+    if (not missing or len(missing) == len(source)) and (not extra or len(extra) == len(other)):
+        tail = source[len(other):] if len(source) > len(other) else other[len(source):]
+        side = what if len(source) > len(other) else "source"
+        msg += f" (files are matched by sorted position; no {side} frame for {_names(tail)})"
+    raise BadInput(msg + "; give one frame per source frame")
+
+
+def _check_out_dir(out_dir: Path, inputs: dict[str, Path | None]) -> None:
+    out_res = out_dir.resolve()
+    for option, folder in inputs.items():
+        if folder is not None and Path(folder).resolve() == out_res:
+            raise BadInput(f"--out {out_dir} is the same folder as {option}; write the corrected frames elsewhere")
+
+
+def _fingerprint(files: list[Path]) -> list[list[Any]]:
+    return [[p.name, p.stat().st_size] for p in files]
+
+
+def _out_path(out_dir: Path, generated: Path) -> Path:
+    return out_dir / f"{generated.stem}.png"
+
+
+def _prepare_out_dir(out_dir: Path, key: str, params: dict, outputs: list[Path], overwrite: bool) -> None:
+    """Resume when the record matches; otherwise start over (overwrite) or refuse, keeping the files."""
+    record_path = out_dir / RECORD
+    existing = [p for p in outputs if p.exists()]
+    record = None
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+    if record is not None and record.get("key") == key:
+        return
+    if existing:
+        if not overwrite:
+            why = "other settings or inputs" if record is not None else "something else (no correct.json)"
+            raise BadInput(f"{out_dir} already has {len(existing)} output frames made with {why}; they are "
+                           "kept. Pass --overwrite to replace them, or choose another --out folder")
+        for p in existing:
+            p.unlink()
+    atomic_write_json(record_path, {"key": key, "params": params, "complete": False})
+
+
+# ---------------------------------------------------------------- the library call
+
+def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: str | Path,
+                   settings: config.CorrectSettings, depth_dir: str | Path | None = None,
+                   save_masks: str | Path | None = None, job: Job | None = None,
+                   overwrite: bool = False) -> dict:
+    """Apply frame delta correction to a folder of generated frames; resumable.
+
+    source_dir: the source frames (the reference motion); generated_dir: one generated frame
+    per source frame (any size, all the same); out_dir: corrected PNGs named after the
+    generated frames; depth_dir: depth maps per source frame (delta mask "depth");
+    save_masks: folder for the delta masks used (grey PNGs); overwrite: replace outputs made
+    with other settings instead of refusing. Returns a summary dict.
+    """
+    job = job or Job()
+    # 1. check the inputs
+    settings.validate()
+    source = _frames(source_dir, "source", "--source")
+    generated = _frames(generated_dir, "generated", "--generated")
+    _check_counts(source, generated, "generated", Path(generated_dir))
+    stems = [p.stem for p in generated]
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        raise BadInput(f"generated frames {', '.join(dup[:_SHOWN])} exist in more than one format in "
+                       f"{generated_dir}; keep one file per frame")
+    needs_depth = settings.delta_mask == "depth"
+    depth: list[Path] | None = None
+    if needs_depth:
+        if depth_dir is None:
+            raise BadInput("--delta-mask depth needs depth maps; give --depth DIR (e.g. a workspace's depthmask/)")
+        depth = _frames(depth_dir, "depth", "--depth")
+        _check_counts(source, depth, "depth", Path(depth_dir))
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, {"--source": Path(source_dir), "--generated": Path(generated_dir),
+                             "--depth": Path(depth_dir) if depth_dir else None})
+    if save_masks is not None:
+        _check_out_dir(Path(save_masks), {"--source": Path(source_dir), "--generated": Path(generated_dir),
+                                          "--out": out_dir})
+
+    # 2. resume or start over
+    params = {k: v for k, v in config.to_dict(settings).items() if k != "spatial_mask"}
+    key = params_key({"params": params, "source": _fingerprint(source), "generated": _fingerprint(generated),
+                      "depth": _fingerprint(depth) if depth else None})
+    outputs = [_out_path(out_dir, g) for g in generated]
+    _prepare_out_dir(out_dir, key, params, outputs, overwrite)
+    masks_dir = Path(save_masks) if save_masks is not None else None
+
+    # 3. correct
+    if settings.method == "flow":
+        written = _correct_flow(source, generated, depth, outputs, settings, masks_dir, job)
+    else:
+        written = _correct_seed(source, generated, depth, outputs, settings, masks_dir, job)
+
+    # 4. finish the record
+    atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
+    return {"frames": len(outputs), "written": written, "skipped": len(outputs) - written,
+            "method": settings.method, "out": str(out_dir)}
+
+
+def _needs_delta(settings: config.CorrectSettings) -> bool:
+    return settings.fdc != "none" or settings.delta_mask == "motion"
+
+
+def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] | None, outputs: list[Path],
+                  settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
+    """Chain fdc.correct_frame over the frames; the previous output is the 8-bit frame as written."""
+    todo = sum(1 for p in outputs if not p.exists())
+    tracker = job.tracker(STAGE, len(outputs), done=len(outputs) - todo)
+    prev_out: np.ndarray | None = None          # output of frame i - 1 as written, or None = read it
+    src_prev: np.ndarray | None = None          # source frame i - 1, or None = read it
+    written = 0
+    for i, out_path in enumerate(outputs):
+        if out_path.exists():
+            prev_out = src_prev = None
+            continue
+        g = read_image(generated[i])
+        mask = None
+        src_cur = None
+        if i == 0:
+            out = g                                          # the first frame passes unchanged
+        else:
+            if prev_out is None:
+                prev_out = read_image(outputs[i - 1])
+            delta = None
+            if _needs_delta(settings):
+                src_cur = read_image(source[i])
+                delta = fdc.frame_delta(src_prev if src_prev is not None else read_image(source[i - 1]), src_cur)
+            dmap = read_mask(depth[i]) if depth is not None else None
+            out, mask = fdc.correct_frame(g, prev_out, delta, settings, depth=dmap)
+        out_u8 = to_uint8(out)
+        write_image(out_path, out_u8)
+        if mask is not None and masks_dir is not None:
+            write_mask(masks_dir / out_path.name, mask)
+        prev_out, src_prev = to_float(out_u8), src_cur
+        written += 1
+        tracker.advance()
+    return written
+
+
+def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] | None, outputs: list[Path],
+                  settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
+    """Hand the whole sequence to the flow-guided correction (vid2vid.temporal), then write it."""
+    try:
+        from vid2vid import temporal
+    except ImportError as exc:
+        raise BadInput(f"--method flow needs vid2vid.temporal, which this installation lacks ({exc}); "
+                       "use --method seed") from exc
+    todo = [i for i, p in enumerate(outputs) if not p.exists()]
+    if not todo:
+        return 0
+    # 1. frames in memory as uint8 (a quarter of float32); masks at the generated size
+    gen = [to_uint8(read_image(p)) for p in generated]
+    src = [to_uint8(read_image(p)) for p in source]
+    h, w = gen[0].shape[:2]
+    masks: list[np.ndarray | None] | None = None
+    if settings.delta_mask != "none":
+        masks = [None]
+        for i in range(1, len(gen)):
+            delta = fdc.frame_delta(to_float(src[i - 1]), to_float(src[i]))
+            dmap = read_mask(depth[i]) if depth is not None else None
+            masks.append(fdc.delta_mask(settings, fdc.fit_delta(delta, h, w),
+                                        None if dmap is None else fdc.fit_depth(dmap, h, w)))
+    # 2. the flow pass (it reports each frame of its two passes)
+    tracker = job.tracker(f"{STAGE} (flow)", 2 * max(0, len(gen) - 1))
+    out = temporal.flow_correct_sequence(src, gen, change_masks=masks, progress=tracker.advance)
+    # 3. write the frames not yet written
+    tracker = job.tracker(STAGE, len(outputs), done=len(outputs) - len(todo))
+    for i in todo:
+        write_image(outputs[i], out[i])
+        if masks is not None and masks[i] is not None and masks_dir is not None:
+            write_mask(masks_dir / outputs[i].name, masks[i])
+        tracker.advance()
+    return len(todo)
+
+
+# ---------------------------------------------------------------- command line
+
+def settings_from_args(args: Any) -> config.CorrectSettings:
+    """CorrectSettings from --config (table [correct]) and the options given (dest "correct.<field>")."""
+    path = getattr(args, "config", None)
+    settings = config.load_toml(path).correct if path else config.CorrectSettings()
+    given = vars(args)
+    for f in dataclasses.fields(settings):
+        if f"correct.{f.name}" in given:
+            setattr(settings, f.name, given[f"correct.{f.name}"])
+    settings.validate()
+    return settings
+
+
+def main(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid correct --source DIR --generated DIR --out DIR [options]`."""
+    settings = settings_from_args(args)
+    info = correct_folder(args.source, args.generated, args.out, settings, depth_dir=args.depth,
+                          save_masks=args.save_masks, job=job, overwrite=getattr(args, "overwrite", False))
+    print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
+          f"from an earlier run; method {info['method']})")
