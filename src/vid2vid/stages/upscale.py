@@ -1,0 +1,57 @@
+"""Stage `upscale`: every img2img frame through an upscaler (Real-ESRGAN by default) into `resr/`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vid2vid.config import Settings
+from vid2vid.errors import BadInput
+from vid2vid.imageops import read_image, write_image
+from vid2vid.models.upscalers import load_upscaler, upscaler_scale
+from vid2vid.progress import Job
+from vid2vid.workspace import Workspace
+
+STAGE = "upscale"
+INPUT_STAGE = "img2img"
+INPUT_DIR = "img2img"
+OUTPUT_DIR = "resr"
+
+
+def _model_identity(model: str) -> dict:
+    """What names the model in the stage key: the name, plus size and time for a model file."""
+    p = Path(model).expanduser()
+    if upscaler_scale(model) is None and p.is_file():
+        st = p.stat()
+        return {"model": str(p.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+    return {"model": model}
+
+
+def run(ws: Workspace, settings: Settings, job: Job) -> dict:
+    """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
+    us = settings.upscale
+    us.validate()
+    # 1. inputs
+    frames = ws.frames(INPUT_DIR)
+    if not frames:
+        raise BadInput(f"{ws.path(INPUT_DIR)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
+    # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
+    params = {**_model_identity(us.model), "tile": us.tile}
+    status = ws.begin_stage(STAGE, params, inputs=(INPUT_STAGE,), overwrite=settings.run.overwrite)
+    if status.state == "done":
+        info = dict(ws.stage_record(STAGE).get("info", {}))
+        job.say(f"upscale: already done ({info.get('frames')} frames)")
+        return info
+    # 3. upscale what is missing
+    out_dir = ws.path(OUTPUT_DIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [(f, out_dir / f"{f.stem}.png") for f in frames]
+    todo = [(src, dst) for src, dst in targets if not dst.exists()]
+    tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
+    upscaler = load_upscaler(us.model, tile=us.tile, device=us.device)
+    job.say(f"upscale: {upscaler.name} x{upscaler.scale}, {len(todo)} of {len(targets)} frames to do")
+    for src, dst in todo:
+        write_image(dst, upscaler.upscale(read_image(src)))
+        tracker.advance()
+    # 4. record
+    h, w = read_image(targets[0][1]).shape[:2]
+    ws.complete_stage(STAGE, frames=len(targets), model=upscaler.name, scale=upscaler.scale, width=w, height=h)
+    return dict(ws.stage_record(STAGE)["info"])
