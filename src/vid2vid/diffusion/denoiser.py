@@ -1,0 +1,127 @@
+"""A diffusers UNet as a k-diffusion denoiser D(x, sigma) with classifier-free guidance.
+
+The UNet was trained on the discrete variance-preserving process z_t = sqrt(a_t) x0 +
+sqrt(1 - a_t) eps. In sigma space (x = x0 + sigma * eps, sigma_t = sqrt((1 - a_t) / a_t)) the
+UNet sees z = x * c_in with c_in = 1 / sqrt(sigma^2 + 1) at the fractional timestep whose log
+sigma matches (linear interpolation over the training log sigmas), and
+- eps prediction: D = x - sigma * eps_hat;
+- v prediction:   D = x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) * v_hat.
+Guidance runs uncond and cond in one UNet call (batch 2B) when both prompts have the same
+token length, else in two calls: D = D_u + scale * (D_c - D_u).
+An optional latent mask (1 = may change) blends the init latent back into the prediction:
+D' = D * m + init * (1 - m) (A1111's inpainting blend, applied every step).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from vid2vid.errors import BadInput
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """Fractional training timestep of each sigma (B,), interpolating over log sigmas (T,) ascending."""
+    log_sigma = sigma.float().log().clamp(log_sigmas[0], log_sigmas[-1])
+    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
+    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+    return (idx - 1).float() + w
+
+
+class Timings:
+    """Seconds spent per part (text encoder, UNet, VAE, ...), synchronising CUDA for honest numbers."""
+
+    def __init__(self, device: torch.device):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cuda = torch.device(device).type == "cuda"
+
+    def measure(self, part: str):
+        timings = self
+
+        class _Ctx:
+            def __enter__(self):
+                if timings.cuda:
+                    torch.cuda.synchronize()
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                if timings.cuda:
+                    torch.cuda.synchronize()
+                timings.seconds[part] += time.perf_counter() - self.t0
+
+        return _Ctx()
+
+
+class CFGDenoiser:
+    """D(x, sigma) for a batch of latents (B, 4, h, w) with guidance and optional inpainting blend.
+
+    `cond` / `uncond`: text embeddings (1 or B, tokens, dim); `prediction_type`: "epsilon" or
+    "v_prediction"; `training_sigmas`: (T,) noise levels of the training timesteps.
+    """
+
+    def __init__(self, unet: torch.nn.Module, training_sigmas, prediction_type: str,
+                 cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float,
+                 timings: Timings | None = None):
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise BadInput(f"model prediction type '{prediction_type}' is not supported; "
+                           "use a model that predicts epsilon or v")
+        self.unet = unet
+        p = next(unet.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.log_sigmas = torch.as_tensor(np.log(np.asarray(training_sigmas, dtype=np.float64)),
+                                          dtype=torch.float32, device=self.device)
+        self.prediction_type = prediction_type
+        self.cond, self.uncond = cond.to(self.device, self.dtype), None
+        if uncond is not None and cfg_scale != 1.0:
+            self.uncond = uncond.to(self.device, self.dtype)
+        self.cfg_scale = float(cfg_scale)
+        self.timings = timings
+        self.mask: torch.Tensor | None = None       # (B, 1, h, w), 1 = may change
+        self.init_latent: torch.Tensor | None = None
+        self.calls = 0
+
+    def set_mask(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None) -> None:
+        """Keep init_latent where mask is 0 in every prediction (None switches blending off)."""
+        self.mask, self.init_latent = mask, init_latent
+
+    def _embeddings(self, emb: torch.Tensor, batch: int) -> torch.Tensor:
+        return emb if emb.shape[0] == batch else emb.expand(batch, *emb.shape[1:])
+
+    def _unet(self, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.timings is None:
+            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+        with self.timings.measure("unet"):
+            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+
+    def model_output(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Guided UNet output (eps or v) for x (B, 4, h, w) at sigma (B,)."""
+        b = x.shape[0]
+        c_in = (sigma.float() ** 2 + 1).rsqrt().view(-1, 1, 1, 1)
+        z = (x.float() * c_in).to(self.dtype)
+        t = sigma_to_timestep(sigma.to(self.device), self.log_sigmas)
+        cond = self._embeddings(self.cond, b)
+        if self.uncond is None:
+            return self._unet(z, t, cond).float()
+        uncond = self._embeddings(self.uncond, b)
+        if uncond.shape[1:] == cond.shape[1:]:
+            out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).float()
+            out_u, out_c = out[:b], out[b:]
+        else:
+            out_u, out_c = self._unet(z, t, uncond).float(), self._unet(z, t, cond).float()
+        return out_u + (out_c - out_u) * self.cfg_scale
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        out = self.model_output(x, sigma)
+        s = sigma.float().view(-1, 1, 1, 1)
+        xf = x.float()
+        if self.prediction_type == "epsilon":
+            denoised = xf - s * out
+        else:
+            denoised = xf / (s ** 2 + 1) - s * (s ** 2 + 1).rsqrt() * out
+        if self.mask is not None:
+            denoised = denoised * self.mask + self.init_latent * (1 - self.mask)
+        return denoised

@@ -1,0 +1,161 @@
+"""The img2img engine: images in, repainted images out, with the sigma override (DESIGN §4).
+
+    engine = Img2ImgEngine(model, settings.img2img)        # prompts encoded, real sigmas fixed
+    outs = engine.generate([img1, img2, img3])             # float32 HxWx3 [0, 1] each
+    engine.real_sigmas                                     # what the sampler really ran over
+
+Per call, for a batch of B frames (one UNet call per sampler step for all of them):
+1. fit every image to width x height (resize mode just / crop / fill), to [-1, 1]
+2. VAE encode (the latent distribution's mean; deterministic) and scale
+3. x = init_latent + init_noise_weight * noise * real[0], noise from one seeded generator per
+   frame (same seed for every frame by default), so a frame's result does not depend on B
+4. sample over the real sigmas with a CFG denoiser (uncond and cond batched); with an
+   inpainting mask the init latent is blended into every prediction where the mask is 0
+5. VAE decode to [0, 1]; with a mask, the unmasked pixels are pasted back from the input
+
+The model is a `vid2vid.diffusion.loading.LoadedModel`; this module reads its `unet`, `vae`,
+`sigmas` (training sigmas), `prediction_type`, `vae_scaling_factor` and `device`, and encodes
+prompts through `vid2vid.diffusion.prompts.encode_pair` unless embeddings are given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vid2vid import imageops
+from vid2vid.config import Img2ImgSettings
+from vid2vid.diffusion import samplers, schedules
+from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
+from vid2vid.errors import BadInput
+
+def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
+    """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
+    return schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
+                                 settings.sigma_min, settings.sigma_max, training_sigmas)
+
+
+def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """List of float32 HxWx3 [0, 1] -> float32 (B, 3, H, W) in [-1, 1]."""
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def tensor_to_images(x: torch.Tensor) -> list[np.ndarray]:
+    """(B, 3, H, W) in [-1, 1] -> list of float32 HxWx3 in [0, 1] (clipped)."""
+    arr = ((x.float().clamp(-1, 1) + 1.0) * 0.5).permute(0, 2, 3, 1).cpu().numpy()
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in arr]
+
+
+def latent_mask(masks: list[np.ndarray], h: int, w: int) -> torch.Tensor:
+    """Pixel masks float32 HxWx1 [0, 1] -> (B, 1, h, w) at latent size (area average)."""
+    small = [imageops.resize(np.asarray(m, dtype=np.float32).reshape(*m.shape[:2], 1), w, h) for m in masks]
+    return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).clamp(0, 1)
+
+
+@dataclass
+class Img2ImgEngine:
+    """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
+
+    model: object
+    settings: Img2ImgSettings
+    embeddings: tuple[torch.Tensor, torch.Tensor] | None = None   # (cond, uncond); None = encode prompts
+    real_sigmas: np.ndarray = field(init=False)
+    timings: Timings = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        s.validate()
+        self.device = torch.device(self.model.device)
+        self.timings = Timings(self.device)
+        if getattr(self.model, "is_sdxl", False):
+            raise BadInput("SDXL models are not supported by the img2img engine yet; use an SD 1.x or 2.x model")
+        training = np.asarray(torch.as_tensor(self.model.sigmas).cpu(), dtype=np.float64)
+        self.real_sigmas = real_sigmas_for(s, training)
+        self.sampler = samplers.get_sampler(s.sampler)
+        if self.embeddings is None:
+            from vid2vid.diffusion.prompts import encode_pair
+
+            with self.timings.measure("text_encoder"), torch.no_grad():
+                self.embeddings = encode_pair(self.model, s.prompt, s.negative)
+        cond, uncond = self.embeddings
+        self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
+                                    cond, uncond, s.cfg, self.timings)
+        self.vae = self.model.vae
+        self.vae_dtype = next(self.vae.parameters()).dtype
+        self.scaling = float(self.model.vae_scaling_factor)
+        self.shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+
+    # -- steps
+
+    def fit(self, image: np.ndarray) -> np.ndarray:
+        """Bring one float32 HxWx3 image to the canvas (width x height) with the resize mode."""
+        s = self.settings
+        return imageops.fit(np.asarray(image, dtype=np.float32), s.width, s.height, s.resize)
+
+    @torch.no_grad()
+    def encode(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Canvas-sized images -> scaled latents float32 (B, 4, H/8, W/8)."""
+        x = images_to_tensor(images).to(self.device, self.vae_dtype)
+        with self.timings.measure("vae_encode"):
+            dist = self.vae.encode(x).latent_dist
+        return ((dist.mean.float() - self.shift) * self.scaling)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """Scaled latents (B, 4, h, w) -> float32 HxWx3 [0, 1] images."""
+        z = (latents / self.scaling + self.shift).to(self.vae_dtype)
+        with self.timings.measure("vae_decode"):
+            x = self.vae.decode(z, return_dict=False)[0]
+        return tensor_to_images(x)
+
+    @torch.no_grad()
+    def generate(self, images: list[np.ndarray], masks: list[np.ndarray | None] | None = None,
+                 seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
+        """Repaint a batch of frames; masks (HxWx1, 1 = may change, None = whole frame) are optional.
+
+        Each frame's result is the same whatever else is in the batch.
+        """
+        if not images:
+            return []
+        s = self.settings
+        b = len(images)
+        seeds = [s.seed] * b if seeds is None else list(seeds)
+        if len(seeds) != b or (masks is not None and len(masks) != b):
+            raise ValueError("images, masks and seeds must have the same length")
+        # 1. canvas size
+        canvas = [self.fit(im) for im in images]
+        # 2. encode
+        init = self.encode(canvas)
+        _, c, h, w = init.shape
+        # 3. initial noise, one generator per frame
+        noise = samplers.BatchNoise(seeds, (c, h, w), self.device, torch.float32)
+        sigmas = torch.tensor(self.real_sigmas, dtype=torch.float32, device=self.device)
+        x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
+        # 4. sample (inpainting: keep the init latent where the mask is 0)
+        pix_masks = None
+        if masks is not None and any(m is not None for m in masks):
+            pix_masks = [np.ones((s.height, s.width, 1), np.float32) if m is None
+                         else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height,
+                                           s.resize) for m in masks]
+            self.denoiser.set_mask(latent_mask(pix_masks, h, w).to(self.device), init)
+        else:
+            self.denoiser.set_mask(None, None)
+        try:
+            x = self.sampler(self.denoiser, x, sigmas, noise, callback)
+        finally:
+            self.denoiser.set_mask(None, None)
+        # 5. decode, paste unmasked pixels back
+        out = self.decode(x)
+        if pix_masks is not None:
+            out = [o * m + c_ * (1.0 - m) for o, m, c_ in zip(out, pix_masks, canvas)]
+        return out
+
+    def describe(self) -> dict:
+        """What to record in the manifest about this engine."""
+        return {"real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
+                "sampler_steps": len(self.real_sigmas) - 1,
+                "model_calls_per_frame": samplers.model_calls(self.settings.sampler, len(self.real_sigmas)),
+                "seed": self.settings.seed}
+
