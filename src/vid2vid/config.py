@@ -175,23 +175,33 @@ class Img2ImgSettings:
 class UpscaleSettings:
     """Real-ESRGAN upscaling (stage `upscale`)."""
 
-    model: str = "realesr-animevideov3-x2"
-    tile: int = 0              # 0 = automatic
+    model: str = "realesr-animevideov3-x2"   # a bundled name, lanczos-x2/x3/x4, or a .pth file
+    tile: int = 0              # tile size in input pixels; 0 = automatic
+    device: str = "auto"       # auto (Vulkan GPU / CUDA when present) | cpu | cuda | cuda:N
 
     def validate(self) -> None:
         _range("--tile", self.tile, 0, 4096)
+        if 0 < self.tile < 32:
+            raise BadInput(f"--tile {self.tile} is too small; use 0 (automatic) or 32 and more")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
 
 
 @dataclass
 class InterpolateSettings:
     """RIFE frame interpolation (stage `interpolate`)."""
 
-    model: str = "rife"
+    model: str = "rife"        # rife (bundled), blend, or the path of RIFE v4.x weights
     ratio: float = 2.0
+    scene_cut: float = 0.5     # colour-histogram change above which frames are repeated, not blended; 1 = off
+    device: str = "auto"       # auto | cpu | cuda | cuda:N
 
     def validate(self) -> None:
         if not (0.5 <= self.ratio <= 4.0):
             raise BadInput(f"--ratio {self.ratio} is out of range; use 0.5 to 4 (2 doubles the frames)")
+        _range("--scene-cut", self.scene_cut, 0.0, 1.0, "1 turns scene-cut detection off")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
 
 
 @dataclass
