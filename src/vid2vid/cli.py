@@ -70,6 +70,7 @@ HELP: dict[str, str] = {
     "overwrite": "replace results made with other settings (off: keep them and stop)",
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
     "embeddings": "textual inversion file (repeatable)",
+    "single": "debug: generate only this frame (1-based) into img2img.debug/ and print the real sigmas",
 }
 
 
@@ -276,7 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, True)
     add_settings_options(sp, "img2img", "img2img")
     add_settings_options(sp, "img2img", "correct", skip=("method",))
-    sp.add_argument("--single", type=int, metavar="FRAME", help="debug: generate only this frame into img2img.debug/")
 
     sp = command("correct", _lazy("vid2vid.stages.correct"),
                  "apply frame delta correction to any folder of generated frames")

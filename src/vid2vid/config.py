@@ -146,6 +146,7 @@ class Img2ImgSettings:
     dtype: str = "auto"        # auto | float32 | float16 | bfloat16
     loras: list[str] = field(default_factory=list)       # "path[:weight]"
     embeddings: list[str] = field(default_factory=list)  # textual inversion files
+    single: int = 0            # debug: generate only this frame (1-based) into img2img.debug/; 0 = all
 
     def validate(self) -> None:
         _choice("--sampler", self.sampler, SAMPLERS)
@@ -156,6 +157,7 @@ class Img2ImgSettings:
         _range("--init-noise", self.init_noise, 0.0, 10.0)
         _range("--cfg", self.cfg, 0.0, 100.0)
         _range("--batch-size", self.batch_size, 1, 64)
+        _range("--single", self.single, 0, fix="give a frame number (1 = the first frame) or 0 for all")
         for name, v in (("--sigma-min", self.sigma_min), ("--sigma-max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
                 raise BadInput(f"{name} {v} must be a positive number")
