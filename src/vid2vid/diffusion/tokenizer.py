@@ -33,17 +33,15 @@ TINY_WORDS = (
 
 
 def byte_symbols() -> list[str]:
-    """The 256 printable stand-ins for bytes 0..255 used by GPT-2/CLIP byte-level BPE, in byte order."""
+    """The 256 printable stand-ins for bytes used by GPT-2/CLIP byte-level BPE, in vocabulary order.
+
+    Printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves and come first, in byte
+    order; the other 68 bytes follow, in byte order, as chr(256), chr(257), ...
+    """
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
         + list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return [table[b] for b in range(256)]
+    rest = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + n) for n in range(len(rest))]
 
 
 def vocab_from_merges(merges: list[tuple[str, str]]) -> dict[str, int]:
