@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.masks.depth import DepthModel
-from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model
+from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, short_reason
 
 
 @dataclass(frozen=True)
@@ -104,5 +104,4 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
         if kind == "folder":
             raise ModelNotFound(f"depth model folder {source} cannot be loaded ({exc}); it needs config.json, "
                                 "the weights and preprocessor_config.json as save_pretrained writes them") from exc
-        raise missing_model("depth", label, source, reason=str(exc).strip().splitlines()[0][:200]
-                            if str(exc).strip() else type(exc).__name__) from exc
+        raise missing_model("depth", label, source, reason=short_reason(exc)) from exc

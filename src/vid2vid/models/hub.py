@@ -39,19 +39,22 @@ def missing_model(kind: str, name: str, repo: str, files: tuple[str, ...] = (), 
         f"as --model")
 
 
-def hub_file(kind: str, name: str, repo: str, filename: str, *, cache_dir: str | Path | None = None,
-             local_files_only: bool | None = None) -> Path:
-    """Local path of `filename` from hub repository `repo` (downloaded into the cache when allowed)."""
+def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,
+              cache_dir: str | Path | None = None, local_files_only: bool | None = None) -> list[Path]:
+    """Local paths of `filenames` from hub repository `repo` (downloaded into the cache when allowed)."""
     from huggingface_hub import hf_hub_download
 
-    try:
-        path = hf_hub_download(repo, filename, cache_dir=None if cache_dir is None else str(cache_dir),
-                               local_files_only=bool(local_files_only))
-    except hub_errors() as exc:
-        raise missing_model(kind, name, repo, (filename,), _short(exc)) from exc
-    return Path(path)
+    paths = []
+    for filename in filenames:
+        try:
+            paths.append(Path(hf_hub_download(repo, filename, cache_dir=None if cache_dir is None else str(cache_dir),
+                                              local_files_only=bool(local_files_only))))
+        except hub_errors() as exc:
+            raise missing_model(kind, name, repo, filenames, short_reason(exc)) from exc
+    return paths
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for error messages."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return first[:200]
