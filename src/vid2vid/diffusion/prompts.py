@@ -196,13 +196,21 @@ def _clip_skip_hidden(text_encoder, ids: torch.Tensor, clip_skip: int) -> torch.
 
 
 def apply_emphasis(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """hidden [n, 77, dim] * weights [n, 77], then rescaled so each chunk keeps its mean (A1111)."""
+    """hidden [n, 77, dim] * weights [n, 77], then rescaled so each chunk keeps its mean (A1111).
+
+    Where a chunk's mean is near zero before or after weighting (|mean| below 1e-4 of the mean
+    absolute value) the ratio is meaningless, and that chunk is left unscaled.
+    """
     if bool((weights == 1).all()):
         return hidden
-    before = hidden.float().mean(dim=(1, 2), keepdim=True)
-    weighted = hidden.float() * weights[..., None].float()
+    h = hidden.float()
+    weighted = h * weights[..., None].float()
+    before = h.mean(dim=(1, 2), keepdim=True)
     after = weighted.mean(dim=(1, 2), keepdim=True)
-    return (weighted * (before / after)).to(hidden.dtype)
+    tiny = 1e-4 * h.abs().mean(dim=(1, 2), keepdim=True)
+    ok = (before.abs() > tiny) & (after.abs() > tiny)
+    ratio = torch.where(ok, before / torch.where(ok, after, torch.ones_like(after)), torch.ones_like(after))
+    return (weighted * ratio).to(hidden.dtype)
 
 
 @torch.no_grad()

@@ -48,6 +48,7 @@ def build_tiny_components(seed: int = 0) -> dict:
     unet = UNet2DConditionModel.from_config(_read_json(cfg / "unet" / "config.json"))
     vae = AutoencoderKL.from_config(_read_json(cfg / "vae" / "config.json"))
     text_encoder = CLIPTextModel(CLIPTextConfig(**_read_json(cfg / "text_encoder" / "config.json")))
+    _randomise_final_norm(text_encoder, seed)
     merges = tiny_merges()
     vocab = vocab_from_merges(merges)
     if len(vocab) != text_encoder.config.vocab_size:
@@ -57,6 +58,19 @@ def build_tiny_components(seed: int = 0) -> dict:
     for m in (unet, vae, text_encoder):
         m.eval()
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def _randomise_final_norm(text_encoder, seed: int) -> None:
+    """Give the text encoder's final layer norm random affine parameters.
+
+    Freshly initialised, it has weight 1 and bias 0, so every token's hidden state has mean
+    exactly 0; a trained CLIP's do not, and A1111's mean-restoring emphasis divides by that mean.
+    """
+    g = torch.Generator().manual_seed(seed + 1)
+    norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.2 * torch.randn(norm.weight.shape, generator=g))
+        norm.bias.copy_(0.3 + 0.5 * torch.randn(norm.bias.shape, generator=g))
 
 
 # ---------------------------------------------------------------- diffusers -> original key names
