@@ -6,6 +6,8 @@ to the nearest level (never truncates).
 """
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,44 @@ def read_mask(path: str | Path) -> np.ndarray:
     return arr[..., None]
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_bytes(img: np.ndarray, level: int = 1) -> bytes:
+    """Encode uint8 HxWx3 (RGB), uint8 HxW (grey) or uint16 HxW (grey) as PNG bytes.
+
+    Every row uses the "sub" filter (difference to the pixel on the left), then zlib at `level`.
+    zlib runs without Python's lock, so frames encode in parallel on a thread pool; at level 1
+    this is about twice as fast as Pillow's encoder for video frames, at a similar size.
+    """
+    if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+        colour, depth, bpp = 2, 8, 3
+    elif img.dtype == np.uint8 and img.ndim == 2:
+        colour, depth, bpp = 0, 8, 1
+    elif img.dtype == np.uint16 and img.ndim == 2:
+        colour, depth, bpp = 0, 16, 2
+        img = img.astype(">u2")
+    else:
+        raise TypeError(f"png_bytes takes uint8 HxWx3, uint8 HxW or uint16 HxW, got {img.dtype} {img.shape}")
+    h, w = img.shape[:2]
+    rows = np.ascontiguousarray(img).view(np.uint8).reshape(h, w * bpp)
+    raw = np.empty((h, w * bpp + 1), dtype=np.uint8)
+    raw[:, 0] = 1                                   # filter type 1: sub
+    raw[:, 1:bpp + 1] = rows[:, :bpp]
+    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=raw[:, bpp + 1:])   # wraps mod 256, as PNG wants
+    header = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _png_chunk(b"IEND", b""))
+
+
+def write_png(path: str | Path, img: np.ndarray) -> None:
+    """Write uint8/uint16 pixels (see `png_bytes`) to a PNG file atomically."""
+    data = png_bytes(img)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def _save(pil: Image.Image, path: Path) -> None:
     ext = path.suffix.lower()
     with atomic_path(path) as tmp:
@@ -88,7 +128,10 @@ def _save(pil: Image.Image, path: Path) -> None:
 def write_image(path: str | Path, img: np.ndarray) -> None:
     """Write float [0, 1] HxWx3 (or uint8) atomically; the suffix picks the format."""
     arr = img if img.dtype == np.uint8 else to_uint8(img)
-    _save(Image.fromarray(arr, "RGB"), Path(path))
+    if Path(path).suffix.lower() == ".png":
+        write_png(path, arr)
+    else:
+        _save(Image.fromarray(arr, "RGB"), Path(path))
 
 
 def write_mask(path: str | Path, mask: np.ndarray, bits: int = 8) -> None:
@@ -96,6 +139,9 @@ def write_mask(path: str | Path, mask: np.ndarray, bits: int = 8) -> None:
     m = np.asarray(mask)
     if m.ndim == 3:
         m = m[..., 0]
+    if Path(path).suffix.lower() == ".png":
+        write_png(path, to_uint16(m) if bits == 16 else to_uint8(m))
+        return
     if bits == 16:
         pil = Image.fromarray(to_uint16(m), "I;16")
     else:

@@ -49,6 +49,9 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Encode the chosen frame folder; the output file is replaced only once it is complete."""
     es = settings.export
     es.validate()
+    out = Path(es.output).expanduser() if es.output else default_output(ws, es)
+    if out.suffix.lower() != f".{es.format}":
+        raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
     folder, source_stage = SOURCES[es.source]
     paths = ws.frames(folder)
     if not paths:
@@ -69,9 +72,6 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
                            f"(`vid2vid extract VIDEO -w {ws.root} --audio`) or export without --audio")
         else:
             audio = ws.path("audio.mka")
-    out = Path(es.output).expanduser() if es.output else default_output(ws, es)
-    if out.suffix.lower() != f".{es.format}":
-        raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
     # 2. skip when the same export of the same frames exists
     src_stage = ws.stage_record(source_stage)
     params = {"source": es.source, "format": es.format, "audio": audio is not None, "crf": es.crf,

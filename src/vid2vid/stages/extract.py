@@ -9,6 +9,7 @@ from PIL import Image
 
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
+from vid2vid.imageops import write_png
 from vid2vid.progress import Job
 from vid2vid.video.decode import iter_frames
 from vid2vid.video.encode import copy_audio
@@ -20,14 +21,15 @@ AUDIO_FILE = "audio.mka"
 
 
 def _save_frame(rgb, path: Path, fmt: str) -> None:
+    if fmt == "png":
+        write_png(path, rgb)
+        return
     img = Image.fromarray(rgb, "RGB")
     with atomic_path(path) as tmp:
         if fmt == "jpg":
             img.save(tmp, format="JPEG", quality=95, subsampling=0)
-        elif fmt == "webp":
-            img.save(tmp, format="WEBP", lossless=True, method=0)
         else:
-            img.save(tmp, format="PNG", compress_level=1)
+            img.save(tmp, format="WEBP", lossless=True, method=0)
 
 
 def _source_identity(video: Path) -> dict:

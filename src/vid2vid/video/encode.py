@@ -50,6 +50,16 @@ def even_size(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def _to_video_frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """uint8 HxWx3 RGB (even size) as a frame in `pix_fmt`; 4:2:0 through OpenCV (BT.601 limited
+    range, as FFmpeg's default conversion, about ten times faster than swscale in this build)."""
+    if pix_fmt == "yuv420p":
+        import cv2
+
+        return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
 def copy_audio(video: str | Path, out: str | Path, offset: float = 0.0) -> dict:
     """Copy the first audio stream's packets losslessly into a Matroska file.
 
@@ -131,8 +141,10 @@ def encode_video(frames: Iterator[np.ndarray], out: Path, fmt: str, fps: Fractio
         vs.width, vs.height, vs.pix_fmt = ew, eh, spec.pix_fmt
         # frame times as exact multiples of 1/fps; the stream's time base is left to the muxer
         frame_tb = 1 / fps if fps.denominator < 100_000 else Fraction(1, 90000)
+        vs.codec_context.thread_type = "FRAME"
         if fmt == "mp4":
-            vs.options = {"crf": str(crf), "preset": "medium"}
+            # frames are converted with BT.601 limited range (below): say so in the stream
+            vs.options = {"crf": str(crf), "preset": "medium", "x264-params": "colormatrix=smpte170m:range=tv"}
         elif fmt == "webm":
             vs.options = {"crf": str(min(63, crf + 11)), "b": "0", "row-mt": "1", "deadline": "good",
                           "cpu-used": "4"}
@@ -146,7 +158,7 @@ def encode_video(frames: Iterator[np.ndarray], out: Path, fmt: str, fps: Fractio
             if img.shape[1] != w or img.shape[0] != h:
                 raise BadInput(f"frame {n + 1} is {img.shape[1]}x{img.shape[0]}, the first was {w}x{h}; "
                                "all frames of a video must have one size")
-            vf = av.VideoFrame.from_ndarray(even_size(img), format="rgb24")
+            vf = _to_video_frame(even_size(img), spec.pix_fmt)
             vf.pts = int(round(n / fps / frame_tb))
             vf.time_base = frame_tb
             for packet in vs.encode(vf):

@@ -15,6 +15,8 @@ import av
 
 from vid2vid.errors import BadInput
 
+# FFmpeg demuxers that turn non-video files into a "video" (text as ANSI art, subtitle files)
+NOT_VIDEO_FORMATS = {"tty", "srt", "ass", "webvtt", "lrc", "subviewer", "microdvd"}
 PICTURE_TYPES = {1: "I", 2: "P", 3: "B", 4: "S", 5: "SI", 6: "SP", 7: "BI"}
 
 
@@ -82,6 +84,9 @@ def open_video(path: str | Path) -> Iterator[av.container.InputContainer]:
         raise BadInput(f"{p} is not a readable video (FFmpeg: {reason}); check that the file is complete "
                        "and in a common format (mp4, mkv, webm, avi, mov)") from None
     try:
+        if container.format.name in NOT_VIDEO_FORMATS:
+            raise BadInput(f"{p} is not a readable video (FFmpeg sees {container.format.long_name or 'text'}); "
+                           "give a video file (mp4, mkv, webm, avi, mov)")
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise BadInput(f"{p} has no video stream (streams: {kinds}); give a file with video in it")
