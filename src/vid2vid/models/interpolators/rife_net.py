@@ -104,8 +104,10 @@ class IFNetHDv3(nn.Module):
         mask = img0.new_zeros(b, 1, h, w)
         warped0, warped1 = img0, img1
         for block, s in zip((self.block0, self.block1, self.block2), (4, 2, 1)):
-            f_a, m_a = block(torch.cat((warped0, warped1, mask), 1), flow, s / scale)
-            f_b, m_b = block(torch.cat((warped1, warped0, -mask), 1), _swap(flow), s / scale)
+            # both directions in one batch: (0 -> 1) and the swapped pair (1 -> 0)
+            x = torch.cat((torch.cat((warped0, warped1, mask), 1), torch.cat((warped1, warped0, -mask), 1)), 0)
+            f_ab, m_ab = block(x, torch.cat((flow, _swap(flow)), 0), s / scale)
+            f_a, f_b, m_a, m_b = f_ab[:b], f_ab[b:], m_ab[:b], m_ab[b:]
             flow = flow + (f_a + _swap(f_b)) / 2
             mask = mask + (m_a - m_b) / 2
             warped0 = backward_warp(img0, flow[:, 0:2])
