@@ -207,6 +207,15 @@ def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_facto
     assert {m.name: m.stat().st_mtime_ns for m in masks[:2]} == kept
     assert all(m.exists() for m in masks)
 
+    # a model that cannot be loaded does not cost the masks made with the other one
+    from vid2vid.errors import ModelNotFound
+
+    other = config.Settings()
+    other.depth.model = "no-such-depth-model"
+    with pytest.raises(ModelNotFound):
+        depth.run(ws, other, Job())
+    assert all(m.exists() for m in masks) and ws.is_complete("depth")
+
     # done: nothing to predict, so the model is not even loaded
     def no_load(*a, **k):
         raise AssertionError("the model must not be loaded when every mask exists")

@@ -311,6 +311,15 @@ def test_tags_stage_per_frame_json_topk_prompt_and_resume(tmp_path, workspace_fa
     assert ws.path("tags", "00001.json").stat().st_mtime_ns == kept
     assert ws.path("tags-topk.txt").read_text() == line + "\n"
 
+    # a tagger that cannot be loaded does not cost the tags made with the other one
+    from vid2vid.errors import ModelNotFound
+
+    other = config.Settings()
+    other.tags.model = "no-such-tagger"
+    with pytest.raises(ModelNotFound):
+        stage.run(ws, other, Job())
+    assert len(list(ws.path("tags").iterdir())) == 4 and ws.is_complete("tags")
+
     # another --topk only rewrites the summary: no tagger is loaded
     def no_load(*a, **k):
         raise AssertionError("the tagger must not be loaded when every frame is tagged")

@@ -57,4 +57,4 @@ def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,
 def short_reason(exc: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), for error messages."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first[:200]
+    return first.split(". ")[0][:200]

@@ -39,25 +39,23 @@ def write_mask16(path: Path, mask: np.ndarray) -> None:
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Predict a depth mask for every frame that has none yet; returns a summary."""
-    # 1. check the settings and decide fresh / resume / done
+    # 1. check the settings; load the model first when the settings changed, so that a model
+    #    that cannot be had never costs the masks made with another one
     settings.depth.validate()
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    status = ws.begin_stage(STAGE, {"model": settings.depth.model}, inputs=("extract",), overwrite=overwrite)
+    params = {"model": settings.depth.model}
+    model = None if _unchanged(ws, params) else _load(settings, job)
+
+    # 2. decide fresh / resume / done
+    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite)
     frames = ws.frames()
     todo = [f for f in frames if not mask_path(ws, f).exists()]
     info = {"masks": len(frames), "model": settings.depth.model, "folder": str(ws.path(OUTPUT))}
-    if status.state == "done" and not todo:
-        return info
 
-    # 2. load the model only when there is work
-    tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
+    # 3. one mask per missing frame, written atomically at full 16-bit precision
     if todo:
-        from vid2vid.masks import load_depth_model
-
-        job.say(f"loading depth model {settings.depth.model}")
-        model = load_depth_model(settings.depth.model)
-
-        # 3. one mask per missing frame, written atomically at full 16-bit precision
+        model = model or _load(settings, job)
+        tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
         for frame in todo:
             write_mask16(mask_path(ws, frame), model.predict(read_image(frame)))
             tracker.advance()
@@ -65,3 +63,15 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # 4. record completion
     ws.complete_stage(STAGE, **info)
     return info
+
+
+def _unchanged(ws: Workspace, params: dict) -> bool:
+    rec = ws.stage_record(STAGE)
+    return bool(rec) and rec.get("params") == params
+
+
+def _load(settings: config.Settings, job: Job):
+    from vid2vid.masks import load_depth_model
+
+    job.say(f"loading depth model {settings.depth.model}")
+    return load_depth_model(settings.depth.model)

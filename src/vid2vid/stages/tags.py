@@ -45,26 +45,33 @@ def _write_json(path: Path, data: object) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
+def _load(opts: config.TagsSettings, job: Job):
+    from vid2vid.models.taggers import load_tagger
+
+    job.say(f"loading tagger {opts.model}")
+    return load_tagger(opts.model, threshold=opts.threshold)
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Tag every frame that has no tags yet, then write the summary and the top-k prompt."""
     from vid2vid.models.taggers import format_prompt, rank_tags
 
-    # 1. check the settings and decide fresh / resume / done (topk is not a parameter: see above)
+    # 1. check the settings; load the tagger first when the settings changed, so that a model
+    #    that cannot be had never costs the tags made with another one (topk is not a parameter)
     opts = settings.tags
     opts.validate()
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    ws.begin_stage(STAGE, {"model": opts.model, "threshold": opts.threshold}, inputs=("extract",),
-                   overwrite=overwrite)
+    params = {"model": opts.model, "threshold": opts.threshold}
+    rec = ws.stage_record(STAGE)
+    tagger = None if rec and rec.get("params") == params else _load(opts, job)
+
+    # 2. decide fresh / resume / done, and tag the frames still missing
+    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite)
     frames = ws.frames()
     todo = [f for f in frames if read_frame_tags(tags_path(ws, f)) is None]
-
-    # 2. tag the frames still missing (the model is loaded only when there are any)
     if todo:
-        from vid2vid.models.taggers import load_tagger
-
+        tagger = tagger or _load(opts, job)
         tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
-        job.say(f"loading tagger {opts.model}")
-        tagger = load_tagger(opts.model, threshold=opts.threshold)
         for frame in todo:
             _write_json(tags_path(ws, frame), {"frame": frame.name, "tags": tagger.tag(read_image(frame))})
             tracker.advance()
