@@ -1,0 +1,312 @@
+"""Stage `img2img`: every extracted frame repainted, then frame delta correction, into `img2img/`.
+
+Work per frame t (1-based), DESIGN §4:
+    canvas_t  = fit(src_t, width, height, resize)          (reader thread)
+    d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
+    spatial_t = motion / depth inpainting mask or none     (motion masks start at frame 2)
+    g_t       = img2img(canvas_t, spatial_t)               (main thread, several frames per UNet call)
+    o_t, m_t  = fdc.correct_frame(g_t, o_(t-1), d_t, ...)  (writer thread, strictly in order)
+    img2img/t.png <- o_t, motionmask/t.png <- the motion mask used
+
+Generation never depends on earlier outputs, so frames are batched; the correction does, so
+one writer thread applies it in frame order. The previous output is always taken as written
+(8-bit PNG), so a run resumed after a crash reads o_(t-1) back from disk and produces exactly
+the frames an uninterrupted run would. `--single N` writes the raw generated frame N to
+`img2img.debug/` without touching the stage's record.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from vid2vid import config, fdc, imageops
+from vid2vid.errors import BadInput, Interrupted
+from vid2vid.progress import Job
+from vid2vid.workspace import Workspace, frame_name
+
+STAGE = "img2img"
+OUTPUT = "img2img"
+MASKS = "motionmask"
+DEBUG = "img2img.debug"
+DEPTH = "depthmask"
+# Settings that change how fast, not what: left out of the stage key.
+RUNTIME_ONLY = ("batch_size", "single")
+
+
+@dataclass
+class FrameJob:
+    """Everything known about frame `index` before generation (canvas-sized arrays)."""
+
+    index: int                      # 1-based
+    canvas: np.ndarray              # float32 HxWx3 [0, 1]
+    delta: np.ndarray | None        # float32 HxWx3 [-1, 1]; None for the first frame
+    depth: np.ndarray | None        # float32 HxWx1 [0, 1]
+    spatial: np.ndarray | None      # float32 HxWx1 [0, 1], 1 = may change
+
+
+# ---------------------------------------------------------------- parameters
+
+def _path_identity(spec: str) -> dict:
+    """Name plus size and time for a file, so that replacing a checkpoint invalidates the stage."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        st = p.stat()
+        return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"spec": spec}
+
+
+def stage_params(settings: config.Settings) -> dict:
+    """What decides the stage's results (and so its key)."""
+    s = settings.img2img
+    gen = {k: v for k, v in config.to_dict(s).items() if k not in RUNTIME_ONLY}
+    gen["model"] = _path_identity(s.model)
+    gen["loras"] = [_path_identity(x) for x in s.loras]
+    gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
+    return {"img2img": gen, "correct": config.to_dict(settings.correct)}
+
+
+def needs_depth(c: config.CorrectSettings) -> bool:
+    return c.delta_mask == "depth" or c.spatial_mask == "depth"
+
+
+# ---------------------------------------------------------------- reading (pure given the files)
+
+def read_depth(ws: Workspace, frame: Path, width: int, height: int, resize: str) -> np.ndarray:
+    """depthmask/<stem>.png as float32 HxWx1 in [0, 1] at the canvas size."""
+    p = ws.path(DEPTH, frame.stem + ".png")
+    if not p.is_file():
+        raise BadInput(f"depth mask {p} is missing; run `vid2vid depth -w {ws.root}` first")
+    return imageops.fit(imageops.read_mask(p), width, height, resize)
+
+
+def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: config.Settings
+               ) -> Iterator[FrameJob]:
+    """FrameJobs for the 1-based `indexes` (ascending), reading each source frame once."""
+    s, c = settings.img2img, settings.correct
+    depth_on = needs_depth(c)
+    prev_i, prev_canvas = None, None
+    for i in indexes:
+        canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
+        delta = None
+        if i > 1:
+            if prev_i != i - 1:
+                prev_canvas = imageops.fit(imageops.read_image(frames[i - 2]), s.width, s.height, s.resize)
+            delta = fdc.frame_delta(prev_canvas, canvas)
+        depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
+        spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
+        yield FrameJob(i, canvas, delta, depth, spatial)
+        prev_i, prev_canvas = i, canvas
+
+
+def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
+    batch: list[FrameJob] = []
+    for j in jobs:
+        batch.append(j)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------- threads
+
+_END = object()
+
+
+def prefetch(it: Iterator, depth: int, times: dict) -> Iterator:
+    """Run iterator `it` in a thread, `depth` items ahead; exceptions surface in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                times["read"] += time.perf_counter() - t0
+                q.put(item)
+        except BaseException as exc:          # handed to the consumer, which re-raises it
+            q.put(exc)
+            return
+        q.put(_END)
+
+    th = threading.Thread(target=work, name="img2img-reader", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while th.is_alive():                  # unblock a reader waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                th.join(0.05)
+
+
+class SequentialWriter:
+    """One thread that corrects and writes frames strictly in the order they are handed in."""
+
+    def __init__(self, handle: Callable[[FrameJob, np.ndarray], None], depth: int = 8):
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.handle = handle
+        self.thread = threading.Thread(target=self._work, name="img2img-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is _END:
+                return
+            if self.error is not None:
+                continue                      # drain after a failure; nothing more is written
+            try:
+                self.handle(*item)
+            except BaseException as exc:      # handed to the main thread by check()/close()
+                self.error = exc
+
+    def put(self, job: FrameJob, generated: np.ndarray) -> None:
+        self.check()
+        self.q.put((job, generated))
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Finish every frame handed in (finished work is never dropped), then re-raise a failure."""
+        self.q.put(_END)
+        self.thread.join()
+        self.check()
+
+
+# ---------------------------------------------------------------- stage
+
+def _load(settings: config.Settings, job: Job):
+    from vid2vid.diffusion.img2img import Img2ImgEngine
+    from vid2vid.diffusion.loading import load_model
+    from vid2vid.diffusion.schedules import format_sigmas
+
+    s = settings.img2img
+    if not s.model:
+        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
+                       "(`vid2vid make-tiny-model DIR` makes a small test model)")
+    job.say(f"img2img: loading model {s.model}")
+    model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings)
+    engine = Img2ImgEngine(model, s)
+    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
+    return engine
+
+
+def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
+    """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single)."""
+    # 1. check settings and inputs
+    s, c = settings.img2img, settings.correct
+    s.validate()
+    c.validate()
+    frames = ws.frames()
+    if not frames:
+        raise BadInput(f"{ws.path('frames')} has no frames; run `vid2vid extract VIDEO -w {ws.root}` first")
+    if s.single:
+        return run_single(ws, settings, job, frames)
+    overwrite = settings.run.overwrite if overwrite is None else overwrite
+    inputs = ("extract", "depth") if needs_depth(c) else ("extract",)
+
+    # 2. fresh / resume / done
+    status = ws.begin_stage(STAGE, stage_params(settings), inputs=inputs, overwrite=overwrite)
+    out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
+    targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
+    todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
+    if status.state == "done" and not todo:
+        info = dict(ws.stage_record(STAGE).get("info", {}))
+        job.say(f"img2img: already done ({info.get('frames')} frames)")
+        return info
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
+
+    # 3. model, real sigmas (printed and recorded)
+    engine = _load(settings, job)
+    ws.update_stage_info(STAGE, **engine.describe())
+    times: dict[str, float] = defaultdict(float)
+    prev_out: dict[int, np.ndarray] = {}
+
+    def previous(i: int) -> np.ndarray | None:
+        """o_(i-1) as written: from this run's memory, or read back from disk after a resume."""
+        if i == 1:
+            return None
+        if i - 1 in prev_out:
+            return prev_out.pop(i - 1)
+        return imageops.read_image(targets[i - 2])
+
+    def finish(fj: FrameJob, generated: np.ndarray) -> None:
+        # 5. correction in frame order, then atomic writes; the 8-bit result is the next prev_out
+        t0 = time.perf_counter()
+        out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
+        if mask is None and c.spatial_mask == "motion":
+            mask = fj.spatial
+        out8 = imageops.to_uint8(out)
+        t1 = time.perf_counter()
+        if mask is not None and (c.delta_mask == "motion" or c.spatial_mask == "motion"):
+            imageops.write_mask(mask_dir / frame_name(fj.index), mask)
+        imageops.write_image(targets[fj.index - 1], out8)
+        prev_out[fj.index] = imageops.to_float(out8)
+        t2 = time.perf_counter()
+        times["correct"] += t1 - t0
+        times["write"] += t2 - t1
+        try:
+            tracker.advance()
+        except Interrupted:
+            pass          # the main thread stops before the next batch; frames already generated are kept
+
+    # 4. generate in batches while the reader prepares the next ones and the writer finishes the last
+    writer = SequentialWriter(finish, depth=2 * s.batch_size + 2)
+    try:
+        for batch in prefetch(batches(frame_jobs(ws, frames, todo, settings), s.batch_size), 2, times):
+            job.check()
+            writer.check()
+            masks = [fj.spatial for fj in batch] if any(fj.spatial is not None for fj in batch) else None
+            for fj, g in zip(batch, engine.generate([fj.canvas for fj in batch], masks=masks)):
+                writer.put(fj, g)
+    finally:
+        writer.close()
+
+    # 6. record
+    seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
+    ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
+                      **engine.describe())
+    return dict(ws.stage_record(STAGE)["info"])
+
+
+def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path]) -> dict:
+    """Debug mode: generate frame `single` alone into img2img.debug/ and print the real sigmas."""
+    from vid2vid.diffusion.schedules import format_sigmas
+
+    s = settings.img2img
+    if s.single > len(frames):
+        raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
+    engine = _load(settings, job)
+    fj = next(frame_jobs(ws, frames, [s.single], settings))
+    generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]
+    path = ws.path(DEBUG, frame_name(s.single))
+    imageops.write_image(path, generated)
+    print(f"real sigmas: {format_sigmas(engine.real_sigmas)}")
+    ws.log("img2img-single", frame=s.single, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
+    return {"frame": s.single, "output": str(path), **engine.describe()}
+
