@@ -36,6 +36,15 @@ def textured_scene(x: float, h: int = 64, w: int = 96, seed: int = 0) -> np.ndar
     return img
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One thread: tiny networks run 30x slower with two threads on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def rife():
     return load_interpolator("rife", device="cpu")
