@@ -119,3 +119,30 @@ def test_invalid_values_are_rejected(kwargs, match):
 def test_unknown_schedule():
     with pytest.raises(BadInput, match="not known"):
         S.full_schedule("cosine", 10, LO, HI)
+
+
+def test_sigmas_command_writes_a_plot(tmp_path, capsys):
+    from vid2vid.cli import main
+
+    out = tmp_path / "sigmas.png"
+    assert main(["sigmas", "--steps", "10", "--denoise", "0.5", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert "exponential: [1.2000" not in text          # truncated: t_enc = 5 -> full[4:]
+    assert f"{S.exponential(10, 0.1, 1.2)[4]:.4f}" in text
+    assert main(["sigmas", "--sigma-min", "2", "-o", str(out)]) == 2
+
+
+def test_size_recommendations_are_the_nearest_aspect_ratios():
+    from vid2vid.diffusion.sizes import recommend_sizes
+
+    got = recommend_sizes(852, 480, 8, 360, 720, top=10)
+    assert all(c.width % 8 == 0 and c.height % 8 == 0 and 360 <= min(c.width, c.height) for c in got)
+    # brute force: no excluded size is strictly closer in aspect ratio than the worst one kept
+    worst = max(abs(math.log(c.width / c.height / (852 / 480))) for c in got)
+    closer = [(w, h) for w in range(360, 721, 8) for h in range(360, 721, 8)
+              if abs(math.log(w / h / (852 / 480))) < worst - 1e-12]
+    assert set(closer) <= {(c.width, c.height) for c in got}
+    assert (got[0].width, got[0].height) == (696, 392)
+    with pytest.raises(BadInput):
+        recommend_sizes(0, 480)
