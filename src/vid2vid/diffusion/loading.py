@@ -71,10 +71,7 @@ class LoadedModel:
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
-        from diffusers import EulerDiscreteScheduler
-
-        sched = EulerDiscreteScheduler.from_config(self.scheduler_config)
-        return sched.alphas_cumprod.to(torch.float64)
+        return alphas_cumprod_from_config(self.scheduler_config)
 
     @property
     def sigmas(self) -> torch.Tensor:
@@ -129,6 +126,27 @@ class LoadedModel:
         return StableDiffusionImg2ImgPipeline(
             vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
             scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def alphas_cumprod_from_config(cfg: dict) -> torch.Tensor:
+    """float64 [T] cumulative product of (1 - beta) for a diffusers scheduler config.
+
+    linear and scaled_linear (SD's) are computed here in float64, as the original LDM code did
+    before storing them (diffusers computes them in float32, about 1e-5 relative off at t=0);
+    other schedules come from diffusers.
+    """
+    n = int(cfg.get("num_train_timesteps", 1000))
+    start, end = float(cfg.get("beta_start", 0.0001)), float(cfg.get("beta_end", 0.02))
+    kind = cfg.get("beta_schedule", "linear")
+    if cfg.get("trained_betas") is None and kind in ("linear", "scaled_linear"):
+        if kind == "scaled_linear":
+            betas = torch.linspace(start ** 0.5, end ** 0.5, n, dtype=torch.float64) ** 2
+        else:
+            betas = torch.linspace(start, end, n, dtype=torch.float64)
+        return torch.cumprod(1 - betas, dim=0)
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(cfg).alphas_cumprod.to(torch.float64)
 
 
 def _file_identity(path: str) -> str | None:
@@ -186,16 +204,16 @@ def _looks_like_path(spec: str) -> bool:
 
 def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Key -> shape and the metadata of a checkpoint, reading as little as possible."""
+    from safetensors import SafetensorError, safe_open
+
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
                 return shapes, dict(f.metadata() or {})
         state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
         raise BadInput(f"cannot read checkpoint {path}: {exc}; is the file complete? "
                        "(pickled .ckpt files that hold code are refused: convert them to .safetensors)") from exc
     while isinstance(state, dict) and "state_dict" in state:
@@ -446,6 +464,20 @@ def apply_loras(pipe, specs: list[str]) -> list[tuple[str, float]]:
     return loaded
 
 
+def _own_memory(module: torch.nn.Module) -> None:
+    """Copy weights out of the memory-mapped checkpoint into fresh (aligned) CPU memory.
+
+    Tensors left inside the file's mapping sit at arbitrary offsets; CPU kernels then take other
+    vectorised paths and the same weights give results that differ in the last bits depending
+    on the file they came from (folder vs single file). Fresh copies make them bit-identical.
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            p.data = p.data.clone()
+        for b in module.buffers():
+            b.data = b.data.clone()
+
+
 # ---------------------------------------------------------------- entry point
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
@@ -488,6 +520,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     for m in parts:
         if m is not None:
             m.eval().requires_grad_(False)
+            if dev.type == "cpu":
+                _own_memory(m)
     sched_cfg = dict(pipe.scheduler.config)
     return LoadedModel(
         unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
