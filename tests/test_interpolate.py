@@ -316,3 +316,35 @@ def test_settings_check_ratio_and_scene_cut():
         config.InterpolateSettings(ratio=5).validate()
     with pytest.raises(BadInput, match="scene-cut"):
         config.InterpolateSettings(scene_cut=1.5).validate()
+
+
+def test_cli_upscale_then_interpolate(tmp_path, capsys):
+    from vid2vid.cli import main
+
+    ws = _img2img_workspace(tmp_path, [textured_scene(20 + 4 * i, 24, 32) for i in range(3)])
+    assert main(["upscale", "-w", str(ws.root), "--model", "lanczos-x2"]) == 0
+    assert main(["interpolate", "-w", str(ws.root), "--ratio", "3", "--model", "blend"]) == 0
+    assert len(ws.frames("rife")) == 9 and read_image(ws.frames("rife")[0]).shape == (48, 64, 3)
+    capsys.readouterr()
+    assert main(["interpolate", "-w", str(ws.root), "--model", str(tmp_path / "nope.pkl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
+    assert main(["interpolate", "-w", str(ws.root), "--ratio", "8"]) == 2
+
+
+def test_a_missing_model_leaves_finished_frames_alone(tmp_path):
+    from vid2vid.stages import interpolate, upscale
+
+    ws = _img2img_workspace(tmp_path, [textured_scene(20 + 4 * i, 24, 32) for i in range(3)])
+    interpolate.run(ws, _settings("blend", 2.0), Job())
+    before = [p.name for p in ws.frames("rife")]
+    with pytest.raises(ModelNotFound):
+        interpolate.run(ws, _settings(str(tmp_path / "gone.pkl"), 2.0), Job())
+    assert [p.name for p in ws.frames("rife")] == before and ws.is_complete("interpolate")
+    s = _settings()
+    s.upscale.model = "lanczos-x2"
+    upscale.run(ws, s, Job())
+    s.upscale.model = str(tmp_path / "gone.pth")
+    with pytest.raises(ModelNotFound):
+        upscale.run(ws, s, Job())
+    assert len(ws.frames("resr")) == 3 and ws.is_complete("upscale")

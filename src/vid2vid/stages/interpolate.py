@@ -17,8 +17,8 @@ import numpy as np
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, write_image
-from vid2vid.models.interpolators import (across_cut, interpolate_many, is_scene_cut, load_interpolator,
-                                          PlannedFrame, plan_frames)
+from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interpolator, interpolate_many,
+                                          is_scene_cut, load_interpolator, plan_frames)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
 from vid2vid.progress import Job
 from vid2vid.workspace import Workspace, atomic_path, frame_name
@@ -76,12 +76,13 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Write round(N * ratio) frames into rife/ (resumable); returns stage info."""
     it = settings.interpolate
     it.validate()
-    # 1. inputs: upscaled frames when there are current ones
+    # 1. inputs (upscaled frames when there are current ones) and model, checked before anything changes
     src_stage = source_stage(ws)
     frames = ws.frames(SOURCES[src_stage])
     if not frames:
         raise BadInput(f"{ws.path(SOURCES[src_stage])} has no frames to interpolate; run "
                        f"`vid2vid {src_stage} -w {ws.root}` first")
+    check_interpolator(it.model)
     # 2. fresh / resume / done
     params = {**_model_identity(it.model), "ratio": it.ratio, "scene_cut": it.scene_cut, "source": src_stage}
     status = ws.begin_stage(STAGE, params, inputs=(src_stage,), overwrite=settings.run.overwrite)

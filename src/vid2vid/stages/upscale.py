@@ -6,7 +6,7 @@ from pathlib import Path
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, write_image
-from vid2vid.models.upscalers import load_upscaler, upscaler_scale
+from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
 from vid2vid.progress import Job
 from vid2vid.workspace import Workspace
 
@@ -29,10 +29,11 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
     us = settings.upscale
     us.validate()
-    # 1. inputs
+    # 1. inputs and model, checked before anything in the workspace changes
     frames = ws.frames(INPUT_DIR)
     if not frames:
         raise BadInput(f"{ws.path(INPUT_DIR)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
+    check_upscaler(us.model)
     # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
     params = {**_model_identity(us.model), "tile": us.tile}
     status = ws.begin_stage(STAGE, params, inputs=(INPUT_STAGE,), overwrite=settings.run.overwrite)

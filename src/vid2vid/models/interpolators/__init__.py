@@ -18,8 +18,8 @@ from vid2vid.models.interpolators.plan import (PlannedFrame, across_cut, is_scen
                                                plan_frames, scene_change_score)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES, RifeInterpolator, bundled_weights_path
 
-__all__ = ["Interpolator", "REGISTRY", "available_interpolators", "load_interpolator", "interpolate_many",
-           "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score", "is_scene_cut",
+__all__ = ["Interpolator", "REGISTRY", "available_interpolators", "check_interpolator", "load_interpolator",
+           "interpolate_many", "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score", "is_scene_cut",
            "across_cut", "BlendInterpolator", "RifeInterpolator", "bundled_weights_path"]
 
 # name -> factory(device: str) -> Interpolator
@@ -34,11 +34,24 @@ def available_interpolators() -> list[str]:
     return list(REGISTRY)
 
 
+def check_interpolator(name: str) -> None:
+    """Raise `ModelNotFound` (saying how to get it) unless `name` can be loaded; loads nothing."""
+    if name == "rife":
+        bundled_weights_path()
+    elif name in REGISTRY:
+        return
+    elif Path(name).suffix.lower() in WEIGHT_SUFFIXES or Path(name).expanduser().is_file():
+        if not Path(name).expanduser().is_file():
+            raise ModelNotFound(f"RIFE weight file {name} does not exist; give the path of a RIFE v4.x "
+                                "flownet.pkl (Practical-RIFE releases), or use the bundled model 'rife'")
+    else:
+        raise ModelNotFound(f"interpolator '{name}' is not known; use one of: {', '.join(REGISTRY)}, or the "
+                            "path of RIFE v4.x weights (flownet.pkl from a Practical-RIFE release)")
+
+
 def load_interpolator(name: str, device: str = "auto") -> Interpolator:
     """A registered interpolator by name, or RIFE with the weights at a path (.pkl/.pth/.safetensors)."""
+    check_interpolator(name)
     if name in REGISTRY:
         return REGISTRY[name](device=device)
-    if Path(name).suffix.lower() in WEIGHT_SUFFIXES or Path(name).expanduser().is_file():
-        return RifeInterpolator(name, device=device)
-    raise ModelNotFound(f"interpolator '{name}' is not known; use one of: {', '.join(REGISTRY)}, or the path "
-                        "of RIFE v4.x weights (flownet.pkl from a Practical-RIFE release)")
+    return RifeInterpolator(name, device=device)

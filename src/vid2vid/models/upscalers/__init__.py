@@ -19,9 +19,9 @@ from vid2vid.models.upscalers.lanczos import LanczosUpscaler
 from vid2vid.models.upscalers.ncnn import MODELS as NCNN_MODELS
 from vid2vid.models.upscalers.ncnn import NcnnRealesrgan
 from vid2vid.models.upscalers.spandrel_pth import SUFFIXES as PTH_SUFFIXES
-from vid2vid.models.upscalers.spandrel_pth import SpandrelUpscaler
+from vid2vid.models.upscalers.spandrel_pth import SpandrelUpscaler, import_spandrel
 
-__all__ = ["Upscaler", "REGISTRY", "available_upscalers", "load_upscaler", "upscaler_scale",
+__all__ = ["Upscaler", "REGISTRY", "available_upscalers", "check_upscaler", "load_upscaler", "upscaler_scale",
            "tile_spans", "upscale_tiled"]
 
 
@@ -63,6 +63,20 @@ def upscaler_scale(name: str) -> int | None:
     return None
 
 
+def check_upscaler(name: str) -> None:
+    """Raise `ModelNotFound` (saying how to get it) unless `name` can be loaded; loads nothing."""
+    if name in REGISTRY:
+        return
+    if Path(name).suffix.lower() in PTH_SUFFIXES:
+        if not Path(name).expanduser().is_file():
+            raise ModelNotFound(f"upscaler model file {name} does not exist; give the path of a .pth or "
+                                ".safetensors file, or a bundled model name")
+        import_spandrel()
+        return
+    raise ModelNotFound(f"upscaler '{name}' is not known; use one of: {', '.join(REGISTRY)}, "
+                        "or the path of a .pth/.safetensors model file (needs `pip install spandrel`)")
+
+
 def load_upscaler(name: str, tile: int = 0, device: str = "auto") -> Upscaler:
     """Load a registered upscaler by name, or a user model file (.pth, .safetensors) by path.
 
@@ -70,7 +84,5 @@ def load_upscaler(name: str, tile: int = 0, device: str = "auto") -> Upscaler:
     """
     if name in REGISTRY:
         return REGISTRY[name](tile=tile, device=device)
-    if Path(name).suffix.lower() in PTH_SUFFIXES:
-        return SpandrelUpscaler(name, tile=tile, device=device)
-    raise ModelNotFound(f"upscaler '{name}' is not known; use one of: {', '.join(REGISTRY)}, "
-                        "or the path of a .pth/.safetensors model file (needs `pip install spandrel`)")
+    check_upscaler(name)
+    return SpandrelUpscaler(name, tile=tile, device=device)

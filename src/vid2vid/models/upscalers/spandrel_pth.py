@@ -18,7 +18,7 @@ INSTALL_HINT = ("`pip install spandrel` (it needs torchvision; install the torch
                 "your torch first)")
 
 
-def _import_spandrel():
+def import_spandrel():
     try:
         import spandrel
     except ImportError as exc:
@@ -44,7 +44,7 @@ class SpandrelUpscaler:
         if not p.is_file():
             raise ModelNotFound(f"upscaler model file {p} does not exist; give the path of a .pth or "
                                 ".safetensors file, or a bundled model name")
-        spandrel = _import_spandrel()
+        spandrel = import_spandrel()
         import torch
 
         try:
