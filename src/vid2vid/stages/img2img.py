@@ -239,11 +239,11 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
 
     # 3. model, real sigmas (printed and recorded)
     engine = _load(settings, job)
     ws.update_stage_info(STAGE, **engine.describe())
+    tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
     prev_out: dict[int, np.ndarray] = {}
 
@@ -295,9 +295,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path]) -> dict:
-    """Debug mode: generate frame `single` alone into img2img.debug/ and print the real sigmas."""
-    from vid2vid.diffusion.schedules import format_sigmas
-
+    """Debug mode: generate frame `single` alone into img2img.debug/ (the real sigmas are said and returned)."""
     s = settings.img2img
     if s.single > len(frames):
         raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
@@ -306,7 +304,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]
     path = ws.path(DEBUG, frame_name(s.single))
     imageops.write_image(path, generated)
-    print(f"real sigmas: {format_sigmas(engine.real_sigmas)}")
+    job.say(f"img2img: frame {s.single} written to {path}")
     ws.log("img2img-single", frame=s.single, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
     return {"frame": s.single, "output": str(path), **engine.describe()}
 
