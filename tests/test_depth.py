@@ -172,7 +172,7 @@ def test_unknown_names_and_bad_paths_are_bad_input(tmp_path):
 def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_factory, monkeypatch):
     import vid2vid.masks
     from vid2vid import config
-    from vid2vid.imageops import read_image
+    from vid2vid.imageops import read_image, read_mask
     from vid2vid.masks import load_depth_model
     from vid2vid.progress import Job
     from vid2vid.stages import depth
@@ -195,6 +195,7 @@ def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_facto
         expected = model.predict(read_image(frame))[..., 0]
         assert np.abs(stored - expected).max() <= 0.5 / 65535 + 1e-7    # 16-bit rounding, not 8-bit
         assert np.abs(stored * 255 - np.rint(stored * 255)).max() > 0.01  # finer than 8-bit levels
+        np.testing.assert_allclose(read_mask(mask)[..., 0], stored, atol=1e-7)  # what later stages read
 
     # resume: two masks lost in a crash are redone, the others are left alone
     kept = {m.name: m.stat().st_mtime_ns for m in masks[:2]}
