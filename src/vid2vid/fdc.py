@@ -108,7 +108,8 @@ def minmax_normalise(m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     lo, hi, _, _ = cv2.minMaxLoc(_plane(out))
     span = np.float32(hi) - np.float32(lo)
     if span >= EPS:
-        np.subtract(out, np.float32(lo), out=out)
+        if lo != 0.0:                                     # usually 0 already: save a pass
+            np.subtract(out, np.float32(lo), out=out)
         np.divide(out, span, out=out)
     return out
 
