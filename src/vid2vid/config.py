@@ -195,7 +195,7 @@ class InterpolateSettings:
 
     model: str = "rife"        # rife (bundled), blend, or the path of RIFE v4.x weights
     ratio: float = 2.0
-    scene_cut: float = 0.5     # colour-histogram change above which frames are repeated, not blended; 1 = off
+    scene_cut: float = 0.2     # colour-histogram change above which frames are repeated, not blended; 1 = off
     device: str = "auto"       # auto | cpu | cuda | cuda:N
 
     def validate(self) -> None:

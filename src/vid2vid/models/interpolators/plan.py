@@ -85,8 +85,12 @@ def scene_change_score(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
     return float(np.mean(dists))
 
 
-def is_scene_cut(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> bool:
-    """True when frames a and b belong to different shots (score above `threshold`; >= 1 disables)."""
+def is_scene_cut(a: np.ndarray, b: np.ndarray, threshold: float = 0.2) -> bool:
+    """True when frames a and b belong to different shots (score above `threshold`; >= 1 disables).
+
+    On the demo clip sampled at 10 fps the five shot changes score 0.26 - 0.53 and the fastest
+    motion within a shot at most 0.08; 0.2 sits between them. A false alarm only repeats a frame.
+    """
     return threshold < 1.0 and scene_change_score(a, b) > threshold
 
 
