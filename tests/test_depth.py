@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import moving_frames
+from conftest import moving_frames
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(2)

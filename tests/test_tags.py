@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import moving_frames
 
 onnx = pytest.importorskip("onnx")
 
