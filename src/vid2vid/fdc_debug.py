@@ -82,17 +82,20 @@ def tile_origin(k: int, tile_hw: tuple[int, int], columns: int) -> tuple[int, in
 
 def motion_mask_grid(delta: np.ndarray, highext: int = 7, lowcuts: Sequence[int] = MOTION_LOWCUTS,
                      tile_width: int | None = None) -> np.ndarray:
-    """Motion masks of one source delta (float32 HxWx3 in [-1, 1]) for each low-cut -> uint8 sheet."""
-    delta = _scaled(delta, tile_width)
-    tiles = [fdc.motion_mask(delta, int(lc), highext) for lc in lowcuts]
-    return grid(tiles, [f"low-cut {lc}, high-ext {highext}" for lc in lowcuts])
+    """Motion masks of one source delta (float32 HxWx3 in [-1, 1]) for each low-cut -> uint8 sheet.
+
+    Masks are computed at the delta's own size, then scaled to tile_width for the sheet.
+    """
+    tiles = [_scaled(fdc.motion_mask(delta, int(lc), highext), tile_width) for lc in lowcuts]
+    labels = [f"low-cut {lc}" for lc in lowcuts]
+    labels[0] += f" (high-ext {highext})"
+    return grid(tiles, labels)
 
 
 def depth_mask_grid(depth: np.ndarray, lowcuts: Sequence[int] = DEPTH_LOWCUTS,
                     tile_width: int | None = None) -> np.ndarray:
     """Depth masks of one depth map (float32 HxWx1 in [0, 1]) for each low-cut -> uint8 sheet."""
-    depth = _scaled(depth, tile_width)
-    tiles = [fdc.depth_mask(depth, int(lc)) for lc in lowcuts]
+    tiles = [_scaled(fdc.depth_mask(depth, int(lc)), tile_width) for lc in lowcuts]
     return grid(tiles, [f"low-cut {lc}" if lc >= 0 else "low-cut -1 (none)" for lc in lowcuts])
 
 
