@@ -19,6 +19,12 @@ Per frame, as the img2img stage and `vid2vid correct` use it::
 
 Spatial (inpainting) masks: `motion_mask(d, lowcut, highext)` or `depth_mask(depth, lowcut)`,
 or `spatial_mask(settings, ...)` which picks one by `settings.spatial_mask`.
+
+Where this differs from the seed's code, on purpose: deltas and the grey step stay in float
+(the seed truncated to 8 bits, so a still pixel's grey was 1/255, not 0); `clip` uses each
+channel's min and max like the other statistics (the seed took them over all channels); a
+channel of the change with std below eps has n(c) = 0 instead of crashing; values are kept
+inside [0, 1] before the boost's power (the seed could raise a negative base and get NaN).
 """
 from __future__ import annotations
 
@@ -182,9 +188,10 @@ def motion_mask(delta: np.ndarray, lowcut: int = 32, highext: int = 7, px: int =
     if not 0 <= lowcut <= 255:
         raise BadInput(f"motion low-cut {lowcut} must be from 0 to 255")
     t = threshold(lowcut)
-    m = grey_magnitude(delta)            # 1. |grey|            (the only full-size allocation
-    minmax_normalise(m, out=m)           # 2. stretch to [0, 1]  besides high-cut's two maps
-    high_cut(m, t, out=m)                # 3. high-cut at t      and the dilation's output)
+    # one HxWx1 buffer carried through steps 1-4 (high-cut adds two maps, high-ext its output)
+    m = grey_magnitude(delta)            # 1. |grey|
+    minmax_normalise(m, out=m)           # 2. stretch to [0, 1]
+    high_cut(m, t, out=m)                # 3. high-cut at t
     boost(m, t, px, out=m)               # 4. boost
     return high_ext(m, highext)          # 5. high-ext
 
