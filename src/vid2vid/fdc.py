@@ -23,8 +23,8 @@ or `spatial_mask(settings, ...)` which picks one by `settings.spatial_mask`.
 Where this differs from the seed's code, on purpose: deltas and the grey step stay in float
 (the seed truncated to 8 bits, so a still pixel's grey was 1/255, not 0); `clip` uses each
 channel's min and max like the other statistics (the seed took them over all channels); a
-channel of the change with std below eps has n(c) = 0 instead of crashing; values are kept
-inside [0, 1] before the boost's power (the seed could raise a negative base and get NaN).
+channel of the change with std below eps has n(c) = 0 instead of crashing; the boost clamps
+1 - m to [0, 1] before its power, so no rounding or out-of-range input can make a NaN.
 """
 from __future__ import annotations
 
