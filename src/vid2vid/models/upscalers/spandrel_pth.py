@@ -47,9 +47,10 @@ class SpandrelUpscaler:
         spandrel = import_spandrel()
         import torch
 
+        unsupported = getattr(spandrel, "UnsupportedModelError", ValueError)   # an Exception subclass
         try:
             desc = spandrel.ModelLoader().load_from_file(str(p))
-        except (ValueError, KeyError, RuntimeError) as exc:   # spandrel's errors for unknown architectures
+        except (unsupported, ValueError, KeyError, RuntimeError) as exc:
             raise BadInput(f"{p} is not an image upscaling model spandrel knows ({exc})") from exc
         if desc.input_channels != 3 or desc.output_channels != 3:
             raise BadInput(f"{p} works on {desc.input_channels}-channel images; vid2vid needs an RGB model")
