@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--save-masks", help="folder to save the masks used")
     sp.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
     sp.add_argument("--config", help="settings TOML file")
-    add_settings_options(sp, "correct", "correct")
+    add_settings_options(sp, "correct", "correct", skip=("spatial_mask",))
 
     sp = command("fdc-debug", _lazy("vid2vid.fdc_debug"),
                  "PNG sheets to tune frame delta correction: mask grids over low-cut, one frame's correction")
