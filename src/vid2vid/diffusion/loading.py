@@ -398,28 +398,26 @@ def _hub_offline() -> bool:
 
 
 def _load_hub(repo_id: str, dtype: torch.dtype):
-    """A hub id: from the local hub cache if there, else downloaded (only where the network is allowed)."""
-    errors = []
-    for sdxl in (False, True):
-        cls = _pipeline_class(sdxl)
-        kwargs = {} if sdxl else dict(_NO_SAFETY)
-        try:
-            return cls.from_pretrained(repo_id, local_files_only=True, **_dtype_kw(dtype), **kwargs), "diffusers"
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            errors.append(exc)
-    how = (f"download it on a machine with internet (`hf download {repo_id}`, or pass the model as a local "
-           "folder or .safetensors file)")
-    if _hub_offline():
-        raise ModelNotFound(f"model '{repo_id}' is not in the local hub cache and the hub is offline "
-                            f"(HF_HUB_OFFLINE); {how}")
-    try:
-        from huggingface_hub import model_info
+    """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed)."""
+    from huggingface_hub import hf_hub_download
 
-        sdxl = "XL" in json.dumps(getattr(model_info(repo_id), "config", None) or {})
-        return _pipeline_class(sdxl).from_pretrained(repo_id, **_dtype_kw(dtype),
+    offline = _hub_offline()
+    how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the model as a local "
+           "folder or .safetensors file")
+    try:
+        index_file = hf_hub_download(repo_id, "model_index.json", local_files_only=offline)
+    except (OSError, ValueError) as exc:
+        if offline:
+            raise ModelNotFound(f"model '{repo_id}' is not in the local hub cache and the hub is offline "
+                                f"(HF_HUB_OFFLINE); {how}") from exc
+        raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
+    index = json.loads(Path(index_file).read_text(encoding="utf-8"))
+    sdxl = "XL" in index.get("_class_name", "")
+    try:
+        return _pipeline_class(sdxl).from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype),
                                                      **({} if sdxl else _NO_SAFETY)), "diffusers"
     except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"cannot get model '{repo_id}' from the hub: {exc}; check the id, or {how}") from exc
+        raise ModelNotFound(f"cannot load model '{repo_id}' ({exc}); {how}") from exc
 
 
 # ---------------------------------------------------------------- LoRA and embeddings
