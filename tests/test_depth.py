@@ -59,10 +59,53 @@ def _tiny_depth_anything(folder: Path) -> Path:
     return folder
 
 
+def _tiny_dpt_backbone(folder: Path, kind: str) -> Path:
+    """Tiny DPT with the backbone of the registry's other entries: BiT hybrid, BEiT or Swin V2."""
+    from transformers import BeitConfig, BitConfig, DPTConfig, DPTForDepthEstimation, Swinv2Config
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    if kind == "hybrid":       # Intel/dpt-hybrid-midas: ViT on a BiT ResNet stem, two BiT stages in the neck
+        bit = BitConfig(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[128, 256, 512],
+                        embedding_size=32, out_features=stages[:3], embedding_dynamic_padding=True)
+        cfg = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=32,
+                        patch_size=16, is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 512, 2, 2],
+                        backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[128, 256, 32, 32], fusion_hidden_size=32,
+                        reassemble_factors=[1, 1, 1, 0.5])
+        proc = {"keep_aspect_ratio": False}
+    elif kind == "beit":       # Intel/dpt-beit-base-384
+        beit = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=32,
+                          patch_size=8, out_features=stages, reshape_hidden_states=False, use_relative_position_bias=True)
+        cfg = DPTConfig(backbone_config=beit, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                        reassemble_factors=[4, 2, 1, 0.5], neck_ignore_stages=[], add_projection=False,
+                        readout_type="project")
+        proc = {"keep_aspect_ratio": True, "ensure_multiple_of": 8}
+    else:                      # Intel/dpt-swinv2-tiny-256 (its projection is fixed at 256 channels)
+        swin = Swinv2Config(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=32, patch_size=2,
+                            window_size=2, out_features=stages, reshape_hidden_states=False)
+        cfg = DPTConfig(backbone_config=swin, neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=256,
+                        reassemble_factors=[1, 1, 1, 1], neck_ignore_stages=[], add_projection=True, readout_type="ignore")
+        proc = {"keep_aspect_ratio": False}
+    model = DPTForDepthEstimation(cfg).eval()
+    _randomise(model, 3)
+    model.save_pretrained(folder)
+    DPTImageProcessorPil(size={"height": 32, "width": 32}, **proc).save_pretrained(folder)
+    return folder
+
+
+# registry entry -> the tiny model family that stands for its architecture
+FAMILY = {"dpt_large": "dpt", "dpt_hybrid": "hybrid", "midas_v21": "beit", "midas_v21_small": "swinv2",
+          "depth-anything-v2-small": "depth-anything", "depth-anything-v2-base": "depth-anything",
+          "depth-anything-v2-large": "depth-anything"}
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("depth-models")
-    return {"dpt": _tiny_dpt(root / "dpt"), "depth-anything": _tiny_depth_anything(root / "da")}
+    models = {"dpt": _tiny_dpt(root / "dpt"), "depth-anything": _tiny_depth_anything(root / "da")}
+    for kind in ("hybrid", "beit", "swinv2"):
+        models[kind] = _tiny_dpt_backbone(root / kind, kind)
+    return models
 
 
 def _reference_depth(folder: Path, image: np.ndarray) -> np.ndarray:
@@ -101,7 +144,7 @@ def test_normalize_depth_flat_and_nonfinite_maps_do_not_divide_by_zero():
 
 # ---------------------------------------------------------------- loading and prediction
 
-@pytest.mark.parametrize("family", ["dpt", "depth-anything"])
+@pytest.mark.parametrize("family", ["dpt", "hybrid", "beit", "swinv2", "depth-anything"])
 def test_folder_model_predicts_normalised_disparity_near_bright(tiny_models, family):
     from vid2vid.masks import DepthModel, load_depth_model
 
@@ -130,9 +173,9 @@ def _fake_hub_cache(cache: Path, repo: str, folder: Path) -> None:
 def test_every_registry_name_loads_from_the_hub_cache(tiny_models, tmp_path):
     from vid2vid.masks import DEPTH_MODELS, load_depth_model
 
+    assert set(FAMILY) == set(DEPTH_MODELS)
     for name, spec in DEPTH_MODELS.items():
-        family = "depth-anything" if "anything" in name else "dpt"
-        _fake_hub_cache(tmp_path, spec.repo, tiny_models[family])
+        _fake_hub_cache(tmp_path, spec.repo, tiny_models[FAMILY[name]])
     image = moving_frames(1, width=40, height=30)[0]
     for name in DEPTH_MODELS:
         model = load_depth_model(name, device="cpu", cache_dir=tmp_path, local_files_only=True)
