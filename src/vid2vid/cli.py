@@ -60,17 +60,53 @@ FLAG_NAMES: dict[tuple[str, str, str], list[str]] = {
 }
 
 HELP: dict[str, str] = {
-    "fps": "frames per second to extract (with --frames fps)",
-    "frames": "which frames: a fixed fps, all, or only I / P / B frames",
-    "audio": "keep the source audio (extract) / put it back (export)",
-    "denoise": "denoising strength 0..1",
-    "init_noise": "init noise weight",
-    "model": "model name, hub id, folder or checkpoint file",
-    "source": "frame folder to export",
+    "cache": "folder that holds one workspace per video",
     "overwrite": "replace results made with other settings (off: keep them and stop)",
+    "depth": "run the depth stage (also runs when a depth mask is chosen)",
+    "tags": "run the tagger stage",
+    "upscale": "run the Real-ESRGAN stage",
+    "interpolate": "run the RIFE stage",
+    "frames": "which frames: a fixed fps, all, or only I / P / B frames",
+    "fps": "frames per second to extract (with --frames fps)",
+    "format": "file format",
+    "audio": "keep the source audio (extract) / put it back (export)",
+    "max_pixels": "refuse videos whose width x height is larger",
+    "model": "model name, hub id, folder or checkpoint file",
+    "topk": "how many tags to keep",
+    "threshold": "tag probability threshold 0..1",
+    "prompt": "prompt (A1111 syntax: (word:1.3), [word])",
+    "negative": "negative prompt",
+    "sampler": "sampler",
+    "steps": "sampling steps of the full schedule (1..150)",
+    "denoise": "denoising strength 0..1 (truncates the schedule)",
+    "schedule": "sigma schedule; default = the model's own",
+    "sigma_min": "smallest sigma of the overridden schedule",
+    "sigma_max": "largest sigma of the overridden schedule",
+    "init_noise": "init noise weight (0 = no noise on the init latent)",
+    "cfg": "classifier-free guidance scale",
+    "seed": "seed, the same for every frame",
+    "width": "output width (multiple of 8)",
+    "height": "output height (multiple of 8)",
+    "resize": "how a frame is fitted to width x height",
+    "batch_size": "frames per UNet call",
+    "device": "auto, cpu, cuda or cuda:N",
+    "dtype": "auto, float32, float16 or bfloat16",
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
     "embeddings": "textual inversion file (repeatable)",
     "single": "debug: generate only this frame (1-based) into img2img.debug/ and print the real sigmas",
+    "fdc": "statistical correction of each frame's change",
+    "delta_mask": "mask applied to each frame's change",
+    "spatial_mask": "inpainting mask given to img2img (white = may change)",
+    "motion_highext": "motion mask high-ext: odd dilation window 1..15",
+    "motion_lowcut": "motion mask low-cut 0..255",
+    "depth_lowcut": "depth mask low-cut 0..255 (-1 = none)",
+    "method": "correction method: seed statistics or flow-guided",
+    "tile": "tile size in pixels (0 = automatic)",
+    "ratio": "interpolation ratio 0.5..4 (2 doubles the frames)",
+    "scene_cut": "scene-cut threshold 0..1 (1 = never cut)",
+    "source": "frame folder to export",
+    "output": "output video path",
+    "crf": "H.264 quality (lower is better, 0..51)",
 }
 
 
@@ -105,6 +141,7 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
             kw["metavar"] = "PATH"
         else:
             kw["type"] = hint if hint in (int, float) else str
+            kw["metavar"] = f.name.upper()
             if (section, f.name) in CHOICES:
                 kw["choices"] = CHOICES[(section, f.name)]
         action = parser.add_argument(*flags, **kw)
