@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# One thread per process: tests run tiny models, where a second thread buys little and, on a busy
+# machine, thread spinning can make small torch ops many times slower. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests must never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

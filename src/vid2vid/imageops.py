@@ -143,7 +143,7 @@ def write_mask(path: str | Path, mask: np.ndarray, bits: int = 8) -> None:
         write_png(path, to_uint16(m) if bits == 16 else to_uint8(m))
         return
     if bits == 16:
-        pil = Image.fromarray(to_uint16(m), "I;16")
+        pil = Image.fromarray(to_uint16(m))          # Pillow picks I;16 itself (13.x rejects the mode argument)
     else:
         pil = Image.fromarray(to_uint8(m), "L")
     _save(pil, Path(path))

@@ -46,6 +46,7 @@ STEPS = [
     Step("depth", "depth", _needs_depth),
     Step("tags", "tags", lambda s: s.run.tags),
     Step("img2img", "img2img", lambda s: True),
+    Step("flow", "flow", lambda s: s.correct.method == "flow"),
     Step("upscale", "upscale", lambda s: s.run.upscale),
     Step("interpolate", "interpolate", lambda s: s.run.interpolate),
     Step("export", "export", lambda s: True),
@@ -90,6 +91,14 @@ def check_settings(s: Settings) -> None:
                        "or a hub id), or try `vid2vid demo`")
 
 
+def _settings_for(stage: str, s: Settings) -> Settings:
+    """With the flow-guided method, img2img generates without the seed's correction (the flow
+    stage corrects the whole sequence afterwards, using the delta mask as its change mask)."""
+    if stage == "img2img" and s.correct.method == "flow":
+        return replace(s, correct=replace(s.correct, fdc="none", delta_mask="none"))
+    return s
+
+
 def _overall(job: Job, index: int, total: int) -> Job:
     """A view of `job` whose progress events name the stage's place in the run (3/8 img2img)."""
 
@@ -111,11 +120,13 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
     check_video_path(video)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
-    # 2. export reads the last folder the enabled stages write
+    # 2. export reads the last folder the enabled stages write; with the flow-guided method,
+    #    img2img generates without the seed's statistics and the flow stage corrects afterwards
     settings = replace(settings, export=replace(settings.export, source=export_source(settings)))
     steps = [st for st in STEPS if st.wanted(settings)]
     result = RunResult(workspace=ws.root, output=Path())
     with ws.ensure().locked():
+        ws.log_unfinished_run()
         config.save_toml(settings, ws.path(SETTINGS_FILE))
         ws.log("run", video=str(video), settings=config.to_dict(settings))
         # 3. the stages, in order; each resumes or skips on its own
@@ -126,9 +137,13 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
             sub = _overall(job, i, len(steps))
             t = time.monotonic()
             try:
-                info = module.run(ws, video, settings, sub) if st.name == "extract" else module.run(ws, settings, sub)
-            except Exception as exc:
-                ws.log("error", stage=st.name, error=f"{type(exc).__name__}: {exc}")
+                if st.name == "extract":
+                    info = module.run(ws, video, settings, sub)
+                else:
+                    info = module.run(ws, _settings_for(st.name, settings), sub)
+            except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
+                status = ws.log_failure(st.name, exc)
+                ws.log("run-end", status=status, stage=st.name, seconds=round(time.monotonic() - t0, 3))
                 raise
             info = dict(info or {})
             info["seconds"] = round(time.monotonic() - t, 3)
@@ -138,6 +153,8 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
         if measure:
             result.metrics = _measure(ws, settings)
             ws.update_stage_info("img2img", metrics=result.metrics)
+        ws.log("run-end", status="ok", seconds=round(time.monotonic() - t0, 3), output=str(result.output),
+               stages={name: info.get("seconds") for name, info in result.stages.items()})
     result.seconds = time.monotonic() - t0
     return result
 
@@ -147,7 +164,9 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    gen = [read_image(p) for p in ws.frames("img2img")]
+    from vid2vid.stages.flow import generated_source
+
+    gen = [read_image(p) for p in ws.frames(generated_source(ws)[1])]
     src = [read_image(p) for p in ws.frames("frames")[: len(gen)]]
     if len(gen) < 2 or len(src) != len(gen):
         return None

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from vid2vid import config
-from vid2vid.imageops import read_image, to_uint16
+from vid2vid.imageops import read_image, write_mask
 from vid2vid.progress import Job
-from vid2vid.workspace import Workspace, atomic_path
+from vid2vid.workspace import Workspace
 
 STAGE = "depth"
 OUTPUT = "depthmask"
@@ -24,17 +21,6 @@ OUTPUT = "depthmask"
 def mask_path(ws: Workspace, frame: Path) -> Path:
     """depthmask/<frame stem>.png for a frame file (any image suffix)."""
     return ws.path(OUTPUT, frame.stem + ".png")
-
-
-def write_mask16(path: Path, mask: np.ndarray) -> None:
-    """float32 HxWx1 [0, 1] -> 16-bit grey PNG (rounded to nearest level), written atomically.
-
-    `imageops.write_mask(..., bits=16)` passes mode "I;16" to `Image.fromarray`, which Pillow 13
-    rejects ("Invalid mode for data type"); Pillow picks I;16 itself for a uint16 array.
-    """
-    pil = Image.fromarray(to_uint16(np.asarray(mask)[..., 0]))
-    with atomic_path(path) as tmp:
-        pil.save(tmp, format="PNG", compress_level=1)
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
@@ -57,7 +43,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         model = model or _load(settings, job)
         tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
         for frame in todo:
-            write_mask16(mask_path(ws, frame), model.predict(read_image(frame)))
+            write_mask(mask_path(ws, frame), model.predict(read_image(frame)), bits=16)
             tracker.advance()
 
     # 4. record completion

@@ -14,6 +14,7 @@ from vid2vid import __version__
 from vid2vid.config import ExportSettings, Settings, to_dict
 from vid2vid.errors import BadInput
 from vid2vid.progress import Job
+from vid2vid.stages.flow import generated_source
 from vid2vid.video.encode import encode_video
 from vid2vid.workspace import Workspace, atomic_path
 
@@ -53,6 +54,8 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     if out.suffix.lower() != f".{es.format}":
         raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
     folder, source_stage = SOURCES[es.source]
+    if es.source == "img2img":           # the current generated frames: flow/ when that pass is done
+        source_stage, folder = generated_source(ws)
     paths = ws.frames(folder)
     if not paths:
         raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {MAKERS[es.source]} -w {ws.root}` first "

@@ -21,16 +21,18 @@ from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interp
                                           is_scene_cut, load_interpolator, plan_frames)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
 from vid2vid.progress import Job
+from vid2vid.stages.flow import generated_source
 from vid2vid.workspace import Workspace, atomic_path, frame_name
 
 STAGE = "interpolate"
 OUTPUT_DIR = "rife"
-SOURCES = {"upscale": "resr", "img2img": "img2img"}   # input stage -> its frame folder
+SOURCES = {"upscale": "resr", "flow": "flow", "img2img": "img2img"}   # input stage -> its frame folder
 
 
 def source_stage(ws: Workspace) -> str:
-    """'upscale' when its results are complete and current, else 'img2img'."""
-    return "upscale" if ws.is_complete("upscale") else "img2img"
+    """'upscale' when its results are complete and current, else the generated frames' stage
+    ('flow' when the flow-guided pass is current, else 'img2img')."""
+    return "upscale" if ws.is_complete("upscale") else generated_source(ws)[0]
 
 
 def _model_identity(model: str) -> dict:

@@ -8,11 +8,10 @@ from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
 from vid2vid.progress import Job
+from vid2vid.stages.flow import generated_source
 from vid2vid.workspace import Workspace
 
 STAGE = "upscale"
-INPUT_STAGE = "img2img"
-INPUT_DIR = "img2img"
 OUTPUT_DIR = "resr"
 
 
@@ -29,14 +28,15 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
     us = settings.upscale
     us.validate()
-    # 1. inputs and model, checked before anything in the workspace changes
-    frames = ws.frames(INPUT_DIR)
+    # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
+    input_stage, input_dir = generated_source(ws)
+    frames = ws.frames(input_dir)
     if not frames:
-        raise BadInput(f"{ws.path(INPUT_DIR)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
+        raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
     check_upscaler(us.model)
     # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
     params = {**_model_identity(us.model), "tile": us.tile}
-    status = ws.begin_stage(STAGE, params, inputs=(INPUT_STAGE,), overwrite=settings.run.overwrite)
+    status = ws.begin_stage(STAGE, params, inputs=(input_stage,), overwrite=settings.run.overwrite)
     if status.state == "done":
         info = dict(ws.stage_record(STAGE).get("info", {}))
         job.say(f"upscale: already done ({info.get('frames')} frames)")

@@ -1,0 +1,43 @@
+"""Stage `flow`: the flow-guided temporal correction (vid2vid.temporal) over the img2img frames.
+
+Runs when `correct.method` is "flow": img2img then generates without the seed's statistics, and
+this offline pass steadies the whole sequence along the source's motion (it uses past and
+future frames), with the seed's delta mask as a change mask when one is chosen. It writes
+`flow/`; later stages read that folder instead of `img2img/` while it is complete.
+"""
+from __future__ import annotations
+
+from vid2vid.config import Settings
+from vid2vid.progress import Job
+from vid2vid.workspace import Workspace
+
+STAGE = "flow"
+OUTPUT_DIR = "flow"
+
+
+def generated_source(ws: Workspace) -> tuple[str, str]:
+    """(stage, folder) holding the current generated frames: flow/ when that pass is done, else img2img/."""
+    if ws.is_complete(STAGE) and ws.stage_record(STAGE).get("inputs", {}).get("img2img") == \
+            (ws.stage_record("img2img") or {}).get("key"):
+        return STAGE, OUTPUT_DIR
+    return "img2img", "img2img"
+
+
+def run(ws: Workspace, settings: Settings, job: Job) -> dict:
+    """Correct img2img/ into flow/ (whole sequence in memory); returns stage info."""
+    from vid2vid.stages.correct import correct_folder
+
+    cs = settings.correct
+    cs.validate()
+    inputs = ("extract", "img2img") + (("depth",) if cs.delta_mask == "depth" else ())
+    params = {"method": cs.method, "delta_mask": cs.delta_mask, "motion_highext": cs.motion_highext,
+              "motion_lowcut": cs.motion_lowcut, "depth_lowcut": cs.depth_lowcut}
+    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=settings.run.overwrite,
+                            outputs=(OUTPUT_DIR,))
+    if status.state == "done":
+        return dict(ws.stage_record(STAGE).get("info", {}))
+    info = correct_folder(ws.frames_dir(), ws.path("img2img"), ws.path(OUTPUT_DIR), cs,
+                          depth_dir=ws.path("depthmask") if cs.delta_mask == "depth" else None,
+                          job=job, overwrite=True)
+    ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)
+    return dict(ws.stage_record(STAGE)["info"])
