@@ -82,6 +82,11 @@ def test_single_file_without_marker_is_detected_by_shapes(tiny_paths, tmp_path, 
     model = load_model(str(bare))
     assert model.kind == "tiny-sd1"
     assert torch.equal(_denoise_once(model), _denoise_once(base_model))
+    ckpt = tmp_path / "old-style.ckpt"                                # A1111's older format
+    torch.save({"state_dict": load_file(str(tiny_paths[1])), "global_step": 1}, str(ckpt))
+    model = load_model(str(ckpt))
+    assert model.kind == "tiny-sd1"
+    assert torch.equal(_denoise_once(model), _denoise_once(base_model))
 
 
 def test_sigmas_follow_the_scaled_linear_betas(base_model):
