@@ -110,47 +110,60 @@ class Img2ImgEngine:
             x = self.vae.decode(z, return_dict=False)[0]
         return tensor_to_images(x)
 
+    def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
+        """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
+        s = self.settings
+        if masks is None or all(m is None for m in masks):
+            return None
+        return [np.ones((s.height, s.width, 1), np.float32) if m is None
+                else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
+                for m in masks]
+
     @torch.no_grad()
+    def sample(self, init: torch.Tensor, seeds: list[int] | None = None,
+               masks: list[np.ndarray] | None = None, callback=None) -> torch.Tensor:
+        """Init latents (B, 4, h, w) -> sampled latents: noise by seed, then the sampler over the real sigmas.
+
+        masks: canvas-sized inpainting masks (see `canvas_masks`); where 0 the init latent is kept.
+        """
+        s = self.settings
+        b, c, h, w = init.shape
+        seeds = [s.seed] * b if seeds is None else list(seeds)
+        if len(seeds) != b or (masks is not None and len(masks) != b):
+            raise ValueError("latents, masks and seeds must have the same length")
+        # initial noise, one generator per frame: x = init + init_noise * noise * real[0]
+        noise = samplers.BatchNoise(seeds, (c, h, w), self.device, torch.float32)
+        sigmas = torch.tensor(self.real_sigmas, dtype=torch.float32, device=self.device)
+        x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
+        self.denoiser.set_mask(None if masks is None else latent_mask(masks, h, w).to(self.device),
+                               None if masks is None else init)
+        try:
+            return self.sampler(self.denoiser, x, sigmas, noise, callback)
+        finally:
+            self.denoiser.set_mask(None, None)
+
+    def finish(self, latents: torch.Tensor, canvases: list[np.ndarray],
+               masks: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Decode sampled latents; with masks, paste the canvas back where a mask is 0."""
+        out = self.decode(latents)
+        if masks is not None:
+            out = [o * m + cv * (1.0 - m) for o, m, cv in zip(out, masks, canvases)]
+        return out
+
     def generate(self, images: list[np.ndarray], masks: list[np.ndarray | None] | None = None,
                  seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
         """Repaint a batch of frames; masks (HxWx1, 1 = may change, None = whole frame) are optional.
 
-        Each frame's result is the same whatever else is in the batch.
+        Each frame's result is the same whatever else is in the batch. The stage runs the same
+        four steps, with encoding and decoding on its reader and writer threads.
         """
         if not images:
             return []
-        s = self.settings
-        b = len(images)
-        seeds = [s.seed] * b if seeds is None else list(seeds)
-        if len(seeds) != b or (masks is not None and len(masks) != b):
-            raise ValueError("images, masks and seeds must have the same length")
-        # 1. canvas size
-        canvas = [self.fit(im) for im in images]
-        # 2. encode
-        init = self.encode(canvas)
-        _, c, h, w = init.shape
-        # 3. initial noise, one generator per frame
-        noise = samplers.BatchNoise(seeds, (c, h, w), self.device, torch.float32)
-        sigmas = torch.tensor(self.real_sigmas, dtype=torch.float32, device=self.device)
-        x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
-        # 4. sample (inpainting: keep the init latent where the mask is 0)
-        pix_masks = None
-        if masks is not None and any(m is not None for m in masks):
-            pix_masks = [np.ones((s.height, s.width, 1), np.float32) if m is None
-                         else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height,
-                                           s.resize) for m in masks]
-            self.denoiser.set_mask(latent_mask(pix_masks, h, w).to(self.device), init)
-        else:
-            self.denoiser.set_mask(None, None)
-        try:
-            x = self.sampler(self.denoiser, x, sigmas, noise, callback)
-        finally:
-            self.denoiser.set_mask(None, None)
-        # 5. decode, paste unmasked pixels back
-        out = self.decode(x)
-        if pix_masks is not None:
-            out = [o * m + c_ * (1.0 - m) for o, m, c_ in zip(out, pix_masks, canvas)]
-        return out
+        canvases = [self.fit(im) for im in images]           # 1. canvas size
+        cmasks = self.canvas_masks(masks)
+        init = self.encode(canvases)                          # 2. encode
+        x = self.sample(init, seeds, cmasks, callback)        # 3. noise + sampler
+        return self.finish(x, canvases, cmasks)               # 4. decode, paste unmasked pixels
 
     def describe(self) -> dict:
         """What to record in the manifest about this engine."""

@@ -8,8 +8,12 @@ Work per frame t (1-based), DESIGN §4:
     o_t, m_t  = fdc.correct_frame(g_t, o_(t-1), d_t, ...)  (writer thread, strictly in order)
     img2img/t.png <- o_t, motionmask/t.png <- the motion mask used
 
-Generation never depends on earlier outputs, so frames are batched; the correction does, so
-one writer thread applies it in frame order. The previous output is always taken as written
+Generation never depends on earlier outputs, so frames are batched (one UNet call per step for
+the whole batch) and the file work is pipelined: the reader thread reads, fits and masks batch
+k+1 and the writer thread corrects and writes batch k-1 while this thread runs the model on
+batch k. The model work (VAE and UNet) stays on one thread: the intra-op pool already uses every
+core, and running the VAE beside the UNet was slower on a busy 2-core machine. The correction
+depends on the previous output, so the one writer thread applies it strictly in frame order. The previous output is always taken as written
 (8-bit PNG), so a run resumed after a crash reads o_(t-1) back from disk and produces exactly
 the frames an uninterrupted run would. `--single N` writes the raw generated frame N to
 `img2img.debug/` without touching the stage's record.
@@ -121,7 +125,7 @@ def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
 _END = object()
 
 
-def prefetch(it: Iterator, depth: int, times: dict) -> Iterator:
+def prefetch(it: Iterator, depth: int) -> Iterator:
     """Run iterator `it` in a thread, `depth` items ahead; exceptions surface in the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -129,12 +133,10 @@ def prefetch(it: Iterator, depth: int, times: dict) -> Iterator:
     def work():
         try:
             while not stop.is_set():
-                t0 = time.perf_counter()
                 try:
                     item = next(it)
                 except StopIteration:
                     break
-                times["read"] += time.perf_counter() - t0
                 q.put(item)
         except BaseException as exc:          # handed to the consumer, which re-raises it
             q.put(exc)
@@ -161,9 +163,9 @@ def prefetch(it: Iterator, depth: int, times: dict) -> Iterator:
 
 
 class SequentialWriter:
-    """One thread that corrects and writes frames strictly in the order they are handed in."""
+    """One thread that handles items (decode, correct, write) strictly in the order they are handed in."""
 
-    def __init__(self, handle: Callable[[FrameJob, np.ndarray], None], depth: int = 8):
+    def __init__(self, handle: Callable[..., None], depth: int = 2):
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.handle = handle
@@ -182,16 +184,16 @@ class SequentialWriter:
             except BaseException as exc:      # handed to the main thread by check()/close()
                 self.error = exc
 
-    def put(self, job: FrameJob, generated: np.ndarray) -> None:
+    def put(self, *item) -> None:
         self.check()
-        self.q.put((job, generated))
+        self.q.put(item)
 
     def check(self) -> None:
         if self.error is not None:
             raise self.error
 
     def close(self) -> None:
-        """Finish every frame handed in (finished work is never dropped), then re-raise a failure."""
+        """Finish every item handed in (finished work is never dropped), then re-raise a failure."""
         self.q.put(_END)
         self.thread.join()
         self.check()
@@ -199,24 +201,30 @@ class SequentialWriter:
 
 # ---------------------------------------------------------------- stage
 
-def _load(settings: config.Settings, job: Job):
+def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.diffusion.img2img import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
 
     s = settings.img2img
-    if not s.model:
-        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
-                       "(`vid2vid make-tiny-model DIR` makes a small test model)")
-    job.say(f"img2img: loading model {s.model}")
-    model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings)
+    if model is None:
+        if not s.model:
+            raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
+                           "(`vid2vid make-tiny-model DIR` makes a small test model)")
+        job.say(f"img2img: loading model {s.model}")
+        model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings)
     engine = Img2ImgEngine(model, s)
     job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
 
-def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
-    """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single)."""
+def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
+        model=None) -> dict:
+    """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single).
+
+    model: an already loaded `LoadedModel` to use instead of loading settings.img2img.model (the
+    web UI keeps one loaded between runs); the caller makes sure it is the model the settings name.
+    """
     # 1. check settings and inputs
     s, c = settings.img2img, settings.correct
     s.validate()
@@ -225,7 +233,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if not frames:
         raise BadInput(f"{ws.path('frames')} has no frames; run `vid2vid extract VIDEO -w {ws.root}` first")
     if s.single:
-        return run_single(ws, settings, job, frames)
+        return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
     inputs = ("extract", "depth") if needs_depth(c) else ("extract",)
 
@@ -241,7 +249,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # 3. model, real sigmas (printed and recorded)
-    engine = _load(settings, job)
+    engine = _load(settings, job, model)
     ws.update_stage_info(STAGE, **engine.describe())
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
@@ -255,8 +263,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             return prev_out.pop(i - 1)
         return imageops.read_image(targets[i - 2])
 
-    def finish(fj: FrameJob, generated: np.ndarray) -> None:
-        # 5. correction in frame order, then atomic writes; the 8-bit result is the next prev_out
+    def finish_frame(fj: FrameJob, generated: np.ndarray) -> None:
+        # correction in frame order, then atomic writes; the 8-bit result is the next prev_out
         t0 = time.perf_counter()
         out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
         if mask is None and c.spatial_mask == "motion":
@@ -275,15 +283,31 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         except Interrupted:
             pass          # the main thread stops before the next batch; frames already generated are kept
 
-    # 4. generate in batches while the reader prepares the next ones and the writer finishes the last
-    writer = SequentialWriter(finish, depth=2 * s.batch_size + 2)
+    def finish_batch(batch: list[FrameJob], generated: list[np.ndarray]) -> None:
+        # 5. writer thread: correct and write frame by frame, in order
+        for fj, g in zip(batch, generated):
+            finish_frame(fj, g)
+
+    def timed(jobs: Iterator[list[FrameJob]]):
+        # reader thread: read, fit, deltas and masks of the next batch
+        while True:
+            t0 = time.perf_counter()
+            batch = next(jobs, None)
+            times["read"] += time.perf_counter() - t0
+            if batch is None:
+                return
+            yield batch, engine.canvas_masks([fj.spatial for fj in batch])
+
+    # 4. model work (encode, sample, decode) on this thread, one batch at a time, while the reader
+    #    prepares batch k+1 and the writer corrects and writes batch k-1
+    writer = SequentialWriter(finish_batch, depth=1)
     try:
-        for batch in prefetch(batches(frame_jobs(ws, frames, todo, settings), s.batch_size), 2, times):
+        for batch, cmasks in prefetch(timed(batches(frame_jobs(ws, frames, todo, settings), s.batch_size)), 1):
             job.check()
             writer.check()
-            masks = [fj.spatial for fj in batch] if any(fj.spatial is not None for fj in batch) else None
-            for fj, g in zip(batch, engine.generate([fj.canvas for fj in batch], masks=masks)):
-                writer.put(fj, g)
+            canvases = [fj.canvas for fj in batch]
+            latents = engine.sample(engine.encode(canvases), masks=cmasks)
+            writer.put(batch, engine.finish(latents, canvases, cmasks))
     finally:
         writer.close()
 
@@ -294,12 +318,12 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     return dict(ws.stage_record(STAGE)["info"])
 
 
-def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path]) -> dict:
+def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:
     """Debug mode: generate frame `single` alone into img2img.debug/ (the real sigmas are said and returned)."""
     s = settings.img2img
     if s.single > len(frames):
         raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
-    engine = _load(settings, job)
+    engine = _load(settings, job, model)
     fj = next(frame_jobs(ws, frames, [s.single], settings))
     generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]
     path = ws.path(DEBUG, frame_name(s.single))
