@@ -1,0 +1,225 @@
+"""What each button of the page does: checked paths in, one library call, plain results out.
+
+No gradio here (the page's layout is in `app.py`), so every action runs the same in tests.
+Each action takes the cache folder (resolved), the workspace name the page shows, `Settings`
+built by `form.settings_from_form`, and a `progress.Job`; it holds the workspace lock while
+the library works, exactly as the CLI does.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from vid2vid import config
+from vid2vid.errors import BadInput
+from vid2vid.progress import Job
+from vid2vid.ui import paths
+from vid2vid.workspace import Workspace
+
+
+# ---------------------------------------------------------------- tab 1
+
+def probe_text(root: Path, video: str) -> str:
+    """The probe summary of a video inside the cache folder."""
+    from vid2vid.video.probe import format_probe, probe
+
+    p = paths.existing_file(root, video, "video")
+    return format_probe(probe(p))
+
+
+def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict:
+    """Extract frames of a video inside the cache into its workspace; info + the workspace name."""
+    from vid2vid.stages import extract as stage
+
+    p = paths.existing_file(root, video, "video")
+    ws = Workspace.for_video(p, root)
+    with ws.ensure().locked():
+        info = stage.run(ws, p, settings, job)
+    return {**info, "workspace": ws.root.name}
+
+
+# ---------------------------------------------------------------- stages on a workspace
+
+STAGE_MODULES = {"delta": "delta", "depth": "depth", "tags": "tags", "upscale": "upscale",
+                 "interpolate": "interpolate", "flow": "flow", "export": "export"}
+
+
+def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job) -> dict:
+    """Run one workspace stage (delta, depth, tags, upscale, interpolate, flow, export)."""
+    if stage not in STAGE_MODULES:
+        raise BadInput(f"stage '{stage}' is not known; use one of: {', '.join(STAGE_MODULES)}")
+    ws = paths.workspace(root, ws_name)
+    module = importlib.import_module(f"vid2vid.stages.{STAGE_MODULES[stage]}")
+    with ws.locked():
+        info = module.run(ws, settings, job)
+    return dict(info or {})
+
+
+def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
+    """The k tags most present over the video (as the tags stage ranks them), with their scores."""
+    import json
+
+    from vid2vid.models.taggers import rank_tags
+    from vid2vid.stages.tags import SUMMARY
+
+    ws = paths.workspace(root, ws_name)
+    p = ws.path(SUMMARY)
+    if not p.is_file():
+        return []
+    per_frame = json.loads(p.read_text(encoding="utf-8"))
+    return rank_tags(per_frame.values(), k)
+
+
+# ---------------------------------------------------------------- tab 3
+
+class ModelCache:
+    """Keeps the last loaded Stable Diffusion model, so that repeated debug frames skip loading."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._model = None
+
+    def get(self, s: config.Img2ImgSettings, job: Job):
+        from vid2vid.diffusion.loading import load_model
+
+        key = (s.model, s.device, s.dtype, tuple(s.loras), tuple(s.embeddings), _stamp(s.model))
+        with self._lock:
+            if key != self._key:
+                self._model, self._key = None, None
+                job.say(f"img2img: loading model {s.model}")
+                self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
+                                         embeddings=s.embeddings)
+                self._key = key
+            return self._model
+
+
+def _stamp(spec: str) -> tuple:
+    """Size and time of a model file or folder, so a replaced model is loaded again."""
+    p = Path(spec)
+    if p.exists():
+        st = p.stat()
+        return (st.st_size, st.st_mtime_ns)
+    return ()
+
+
+def _img2img_settings(settings: config.Settings) -> config.Settings:
+    """With the flow-guided method, img2img generates without the per-frame statistics (as `pipeline.run`)."""
+    from vid2vid import pipeline
+
+    adjust = getattr(pipeline, "_settings_for", None)
+    return adjust("img2img", settings) if adjust is not None else settings
+
+
+def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,
+            single: int = 0) -> dict:
+    """Batch img2img over every frame (single=0), or the debug mode: frame `single` alone.
+
+    The debug result has `output` (the image) and `real_sigmas` (the truncated schedule used).
+    With the flow-guided correction method the flow pass runs after the batch.
+    """
+    from vid2vid.stages import img2img as stage
+
+    ws = paths.workspace(root, ws_name)
+    s = replace(settings, img2img=replace(settings.img2img, single=int(single)))
+    s.img2img.validate()
+    if not s.img2img.model:
+        raise BadInput("no model given; put a .safetensors file or a diffusers folder inside the cache folder "
+                       "and give its path relative to the cache (or a hub id)")
+    frames = ws.frames()
+    if not frames:
+        raise BadInput(f"workspace {ws_name} has no frames; extract a video first (tab 1)")
+    if single:
+        if single > len(frames):
+            raise BadInput(f"debug frame {single} is past the last frame; the workspace has {len(frames)} frames")
+        model = models.get(s.img2img, job) if models else None
+        with ws.locked():
+            return stage.run_single(ws, s, job, frames, model)
+    model = models.get(s.img2img, job) if models else None
+    with ws.locked():
+        info = dict(stage.run(ws, _img2img_settings(s), job, model=model) or {})
+    if s.correct.method == "flow":
+        info["flow"] = run_stage(root, ws_name, "flow", s, job)
+    return info
+
+
+def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dict:
+    """Encode a frame folder of the workspace into synth-<source>.<format> inside it."""
+    s = replace(settings, export=replace(settings.export, output=""))
+    info = run_stage(root, ws_name, "export", s, job)
+    out = Path(info["output"]).resolve()
+    if not out.is_relative_to(root):          # the default output is inside the workspace
+        raise BadInput(f"export wrote {out} outside the cache folder")
+    return info
+
+
+# ---------------------------------------------------------------- previews
+
+def frame_strip(root: Path, ws_name: str, folder: str, count: int = 8) -> list[Path]:
+    """Up to `count` frames of a workspace folder, evenly spread from first to last."""
+    ws = paths.workspace(root, ws_name)
+    files = ws.frames(folder)
+    if len(files) <= count:
+        return files
+    picks = sorted({round(i * (len(files) - 1) / (count - 1)) for i in range(count)})
+    return [files[i] for i in picks]
+
+
+def mask_grid(root: Path, ws_name: str, frame: int, correct: config.CorrectSettings, tile_width: int = 160) -> Any:
+    """The motion-mask grid (low-cut 0..255) of source frame `frame` (2 or later) -> uint8 sheet."""
+    from vid2vid import fdc, fdc_debug
+    from vid2vid.imageops import read_image
+
+    ws = paths.workspace(root, ws_name)
+    files = ws.frames()
+    if not 2 <= frame <= len(files):
+        raise BadInput(f"mask grid frame {frame} must be from 2 to {len(files)} (frame 1 has no delta)")
+    delta = fdc.frame_delta(read_image(files[frame - 2]), read_image(files[frame - 1]))
+    return fdc_debug.motion_mask_grid(delta, correct.motion_highext, tile_width=tile_width)
+
+
+def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, tile_width: int = 256) -> Any:
+    """The FDC debugger sheet of frame `frame` (2 or later) from the generated frames -> uint8 sheet.
+
+    The generated frame is img2img/ (already corrected, as `vid2vid fdc-debug` reads it); the
+    source delta is taken at the canvas size the img2img stage used.
+    """
+    from vid2vid import fdc, fdc_debug, imageops
+
+    ws = paths.workspace(root, ws_name)
+    src, gen = ws.frames(), ws.frames("img2img")
+    if len(gen) < 2:
+        raise BadInput("the FDC debugger needs at least two generated frames; run batch img2img first")
+    if not 2 <= frame <= min(len(src), len(gen)):
+        raise BadInput(f"FDC debugger frame {frame} must be from 2 to {min(len(src), len(gen))}")
+    s = settings.img2img
+    fit = [imageops.fit(imageops.read_image(p), s.width, s.height, s.resize) for p in src[frame - 2:frame]]
+    delta = fdc.frame_delta(fit[0], fit[1])
+    depth = None
+    if settings.correct.delta_mask == "depth":
+        from vid2vid.stages.img2img import read_depth
+        depth = read_depth(ws, src[frame - 1], s.width, s.height, s.resize)
+    return fdc_debug.fdc_sheet(imageops.read_image(gen[frame - 2]), imageops.read_image(gen[frame - 1]), delta,
+                               settings.correct, depth=depth, tile_width=tile_width)
+
+
+def sigma_plot(settings: config.Img2ImgSettings):
+    """The live sigma plot (a matplotlib Figure) for the schedule widgets."""
+    from vid2vid.diffusion.plot import plot_sigmas
+
+    return plot_sigmas(settings.steps, settings.denoise, settings.sigma_min, settings.sigma_max, width=7, height=3.6)
+
+
+def real_sigmas_text(settings: config.Img2ImgSettings) -> str:
+    """The real (truncated) sigmas for these settings, before any model is loaded.
+
+    "(use default)" needs the model's own training schedule; SD 1.x/2.x's is used as the preview.
+    """
+    from vid2vid.diffusion import schedules
+
+    train = schedules.sd_training_sigmas() if settings.schedule == "default" else None
+    return schedules.format_sigmas(schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
+                                                         settings.sigma_min, settings.sigma_max, train))

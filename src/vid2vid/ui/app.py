@@ -1,0 +1,474 @@
+"""The web page: the seed's five tabs as gradio widgets over `actions` (no pipeline logic here).
+
+    vid2vid ui [--host 127.0.0.1] [--port 7860] [--cache DIR]
+
+Layout: a status line with an Interrupt button and a progress bar; the cache folder (the only
+place the page reads and writes), the workspace, allow-overwrite; then the tabs
+1: Extract frames, 2: Make masks & tags, 3: Successive img2img, 4: Upscale & interpolate,
+5: Export. Every settings widget is keyed by its settings name ("img2img.steps"); a button
+turns the widget values into `Settings` (`form.settings_from_form`, which also applies the
+path rules) and runs one action in the background (`runner.Runner`), while the page polls
+its progress.
+"""
+from __future__ import annotations
+
+import html
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from vid2vid import config
+from vid2vid.errors import BadInput, Vid2VidError
+from vid2vid.ui import actions, form, paths
+from vid2vid.ui.runner import Runner, Task, error_message
+
+log = logging.getLogger("vid2vid.ui")
+
+POLL_S = 0.3
+MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
+# Settings sections each button reads (and validates).
+SECTIONS = {
+    "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
+    "img2img": ("img2img", "correct"), "upscale": ("upscale",), "interpolate": ("interpolate",),
+    "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
+}
+
+
+def progress_html(fraction: float | None, text: str = "") -> str:
+    """A plain progress bar for the page (fraction None: idle, shows nothing)."""
+    if fraction is None:
+        return "<div id='v2v-progress' data-fraction=''></div>"
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (f"<div id='v2v-progress' data-fraction='{fraction:.3f}'>"
+            f"<progress max='100' value='{pct:.1f}' style='width:100%'></progress>"
+            f"<small>{html.escape(text)}</small></div>")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- page
+
+def build(cache: str | Path):
+    """The gradio Blocks of the page, working on the cache folder `cache`."""
+    import gradio as gr
+
+    root = paths.cache_root(cache)
+    runner = Runner()
+    models = actions.ModelCache()
+    W: dict[str, Any] = {}         # settings key -> widget
+    D = config.Settings()
+
+    def d(key: str) -> Any:
+        return form.form_values(D, [key])[key]
+
+    def lab(key: str) -> str:
+        return form.LABELS.get(key, key)
+
+    def settings_of(values: Iterable[Any], what: str) -> config.Settings:
+        return form.settings_from_form(dict(zip(W.keys(), values)), root, sections=SECTIONS[what])
+
+    def workspaces(selected: str | None = None):
+        names = paths.list_workspaces(root)
+        value = selected if selected in names else (names[0] if names else None)
+        return gr.update(choices=names, value=value)
+
+    def strip(ws_name: str | None, folder: str) -> list[str]:
+        if not ws_name:
+            return []
+        return [str(p) for p in actions.frame_strip(root, ws_name, folder)]
+
+    def drive(name: str, work: Callable[[Any], Any], render: Callable[[Any], tuple[str, list]],
+              n_out: int) -> Iterator[list]:
+        """Start `work(job)` and stream [status, progress, *outputs] until it ends."""
+        skip = [gr.skip()] * n_out
+        try:
+            task: Task = runner.start(name, work)
+        except Vid2VidError as exc:
+            yield [error_message(exc), progress_html(None)] + skip
+            return
+        while not task.done.wait(POLL_S):
+            yield [task.status(), progress_html(task.fraction or 0.0, name)] + skip
+        if task.error is not None:
+            yield [error_message(task.error), progress_html(None)] + skip
+            return
+        try:
+            status, outs = render(task.result)
+        except Vid2VidError as exc:
+            yield [error_message(exc), progress_html(None)] + skip
+            return
+        yield [status, progress_html(1.0, "done")] + outs
+
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])   # no web fonts: works offline
+    with gr.Blocks(title="vid2vid", analytics_enabled=False) as page:
+        page.v2v_theme = theme
+        gr.Markdown("## vid2vid: video to video with Stable Diffusion and frame delta correction")
+        with gr.Row():
+            status = gr.Textbox(label="Status", value="Ready.", interactive=False, elem_id="v2v-status", scale=5)
+            interrupt = gr.Button("Interrupt", variant="stop", elem_id="v2v-interrupt", scale=1)
+        bar = gr.HTML(progress_html(None), elem_id="v2v-bar")
+        with gr.Row():
+            gr.Textbox(label="Cache folder (the page reads and writes only inside it)", value=str(root),
+                       interactive=False, elem_id="v2v-cache", scale=3)
+            names = paths.list_workspaces(root)
+            ws_dd = gr.Dropdown(label="Workspace", choices=names, value=names[0] if names else None,
+                                elem_id="v2v-workspace", scale=3)
+            refresh = gr.Button("Refresh", scale=1)
+            W["run.overwrite"] = gr.Checkbox(label=lab("run.overwrite"), value=d("run.overwrite"),
+                                             elem_id="v2v-overwrite", scale=1)
+
+        with gr.Tabs():
+            # ------------------------------------------------ 1
+            with gr.Tab("1: Extract frames", id="tab-extract", elem_id="tab-extract"):
+                with gr.Row():
+                    upload = gr.File(label="Upload a video (stored in the cache under a safe name)",
+                                     file_types=["video"], type="filepath", elem_id="v2v-upload")
+                    with gr.Column():
+                        video = gr.Textbox(label="Video path inside the cache folder", elem_id="v2v-video",
+                                           placeholder="uploads/clip.mp4")
+                        probe_btn = gr.Button("Probe", elem_id="v2v-probe-btn")
+                probe_out = gr.Textbox(label="Video info", lines=4, interactive=False, elem_id="v2v-probe")
+                with gr.Row():
+                    W["extract.frames"] = gr.Radio(form.choices(config.FRAME_MODES), value=d("extract.frames"),
+                                                   label=lab("extract.frames"), elem_id="v2v-frames")
+                    W["extract.fps"] = gr.Number(value=d("extract.fps"), label=lab("extract.fps"), minimum=0.01,
+                                                 elem_id="v2v-fps")
+                    W["extract.format"] = gr.Radio(form.choices(config.IMAGE_FORMATS), value=d("extract.format"),
+                                                   label=lab("extract.format"))
+                    W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
+                extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
+                frames_gal = gr.Gallery(label="Frames", columns=8, height=180, elem_id="v2v-frames-strip")
+
+            # ------------------------------------------------ 2
+            with gr.Tab("2: Make masks & tags", id="tab-masks", elem_id="tab-masks"):
+                with gr.Row():
+                    delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
+                delta_gal = gr.Gallery(label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
+                with gr.Row():
+                    from vid2vid.masks.registry import DEPTH_MODELS
+                    W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
+                                                   label=lab("depth.model") + " (name, hub id or folder in the cache)",
+                                                   elem_id="v2v-depth-model")
+                    depth_btn = gr.Button("Depth masks", elem_id="v2v-depth-btn")
+                depth_gal = gr.Gallery(label="Depth masks", columns=8, height=160)
+                with gr.Row():
+                    from vid2vid.models.taggers.registry import TAGGERS
+                    W["tags.model"] = gr.Dropdown(list(TAGGERS), value=d("tags.model"), allow_custom_value=True,
+                                                  label=lab("tags.model"))
+                    W["tags.topk"] = gr.Slider(1, 200, value=d("tags.topk"), step=1, label=lab("tags.topk"))
+                    W["tags.threshold"] = gr.Slider(0, 1, value=d("tags.threshold"), step=0.01,
+                                                    label=lab("tags.threshold"))
+                    tags_btn = gr.Button("Tags", elem_id="v2v-tags-btn")
+                tags_out = gr.Textbox(label="Top-k tags (prompt line, then tag: score)", lines=6,
+                                      interactive=False, elem_id="v2v-tags")
+                with gr.Row():
+                    grid_frame = gr.Number(value=2, precision=0, label="Mask grid: frame (2 or later)", minimum=2)
+                    grid_btn = gr.Button("Motion mask grid", elem_id="v2v-grid-btn")
+                grid_img = gr.Image(label="Motion mask over low-cut 0..255", type="numpy", interactive=False,
+                                    elem_id="v2v-grid")
+
+            # ------------------------------------------------ 3
+            with gr.Tab("3: Successive img2img", id="tab-img2img", elem_id="tab-img2img"):
+                W["img2img.model"] = gr.Textbox(label=lab("img2img.model") + " (file or folder inside the cache, "
+                                                "or a hub id)", elem_id="v2v-model")
+                W["img2img.loras"] = gr.Textbox(label=lab("img2img.loras"), lines=1)
+                W["img2img.prompt"] = gr.Textbox(label=lab("img2img.prompt"), lines=2, elem_id="v2v-prompt")
+                W["img2img.negative"] = gr.Textbox(label=lab("img2img.negative"), lines=1)
+                with gr.Row():
+                    W["img2img.sampler"] = gr.Dropdown(form.choices(config.SAMPLERS), value=d("img2img.sampler"),
+                                                       label=lab("img2img.sampler"))
+                    W["img2img.steps"] = gr.Slider(1, 150, value=d("img2img.steps"), step=1,
+                                                   label=lab("img2img.steps"), elem_id="v2v-steps")
+                    W["img2img.denoise"] = gr.Slider(0, 1, value=d("img2img.denoise"), step=0.01,
+                                                     label=lab("img2img.denoise"), elem_id="v2v-denoise")
+                with gr.Row():
+                    W["img2img.width"] = gr.Number(value=d("img2img.width"), precision=0, step=8,
+                                                   label=lab("img2img.width"), elem_id="v2v-width")
+                    W["img2img.height"] = gr.Number(value=d("img2img.height"), precision=0, step=8,
+                                                    label=lab("img2img.height"), elem_id="v2v-height")
+                    W["img2img.resize"] = gr.Radio(form.choices(config.RESIZE_MODES), value=d("img2img.resize"),
+                                                   label=lab("img2img.resize"))
+                with gr.Row():
+                    W["img2img.seed"] = gr.Number(value=d("img2img.seed"), precision=0, label=lab("img2img.seed"))
+                    W["img2img.cfg"] = gr.Slider(0, 30, value=d("img2img.cfg"), step=0.5, label=lab("img2img.cfg"))
+                    W["img2img.batch_size"] = gr.Slider(1, 16, value=d("img2img.batch_size"), step=1,
+                                                        label=lab("img2img.batch_size"))
+                with gr.Accordion("Sigma override and init noise", open=True):
+                    with gr.Row():
+                        W["img2img.schedule"] = gr.Dropdown(form.choices(config.SCHEDULES),
+                                                            value=d("img2img.schedule"),
+                                                            label=lab("img2img.schedule"), elem_id="v2v-schedule")
+                        W["img2img.sigma_min"] = gr.Number(value=d("img2img.sigma_min"), label=lab("img2img.sigma_min"),
+                                                           step=0.01)
+                        W["img2img.sigma_max"] = gr.Number(value=d("img2img.sigma_max"), label=lab("img2img.sigma_max"),
+                                                           step=0.01)
+                        W["img2img.init_noise"] = gr.Slider(0, 2, value=d("img2img.init_noise"), step=0.01,
+                                                            label=lab("img2img.init_noise"))
+                    with gr.Row():
+                        sigma_plot = gr.Plot(label="Sigma schedules (img2img runs right of the line)",
+                                             elem_id="v2v-sigma-plot")
+                        sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
+                                                   interactive=False, elem_id="v2v-sigma-preview")
+                with gr.Accordion("Frame delta correction", open=True):
+                    with gr.Row():
+                        W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
+                                                       label=lab("correct.method"))
+                        W["correct.fdc"] = gr.Dropdown(form.choices(config.FDC_METHODS), value=d("correct.fdc"),
+                                                       label=lab("correct.fdc"))
+                        W["correct.delta_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
+                                                           value=d("correct.delta_mask"), label=lab("correct.delta_mask"))
+                        W["correct.spatial_mask"] = gr.Radio(form.choices(config.SPATIAL_MASKS),
+                                                             value=d("correct.spatial_mask"),
+                                                             label=lab("correct.spatial_mask"))
+                    with gr.Row():
+                        W["correct.motion_highext"] = gr.Slider(1, 15, value=d("correct.motion_highext"), step=2,
+                                                                label=lab("correct.motion_highext"))
+                        W["correct.motion_lowcut"] = gr.Slider(0, 255, value=d("correct.motion_lowcut"), step=1,
+                                                               label=lab("correct.motion_lowcut"))
+                        W["correct.depth_lowcut"] = gr.Slider(-1, 255, value=d("correct.depth_lowcut"), step=1,
+                                                              label=lab("correct.depth_lowcut"))
+                with gr.Row():
+                    mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
+                    debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
+                                            elem_id="v2v-debug-frame")
+                    gen_btn = gr.Button("Generate", variant="primary", elem_id="v2v-generate-btn")
+                with gr.Row():
+                    single_img = gr.Image(label="Debug frame (raw generated)", type="filepath", interactive=False,
+                                          elem_id="v2v-single-image")
+                    real_sigmas = gr.Textbox(label="Real sigmas used", lines=4, interactive=False,
+                                             elem_id="v2v-real-sigmas")
+                gen_gal = gr.Gallery(label="img2img frames", columns=8, height=180, elem_id="v2v-img2img-strip")
+                with gr.Row():
+                    fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
+                    fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
+                fdc_img = gr.Image(label="FDC debugger", type="numpy", interactive=False, elem_id="v2v-fdc")
+
+            # ------------------------------------------------ 4
+            with gr.Tab("4: Upscale & interpolate", id="tab-post", elem_id="tab-post"):
+                from vid2vid.models.interpolators import available_interpolators
+                from vid2vid.models.upscalers import available_upscalers
+                with gr.Row():
+                    W["upscale.model"] = gr.Dropdown(available_upscalers(), value=d("upscale.model"),
+                                                     allow_custom_value=True, label=lab("upscale.model"))
+                    W["upscale.tile"] = gr.Number(value=d("upscale.tile"), precision=0, label=lab("upscale.tile"))
+                    up_btn = gr.Button("Upscale", elem_id="v2v-upscale-btn")
+                up_gal = gr.Gallery(label="Upscaled (resr/)", columns=8, height=160)
+                with gr.Row():
+                    W["interpolate.model"] = gr.Dropdown(available_interpolators(), value=d("interpolate.model"),
+                                                         allow_custom_value=True, label=lab("interpolate.model"))
+                    W["interpolate.ratio"] = gr.Slider(0.5, 4, value=d("interpolate.ratio"), step=0.5,
+                                                       label=lab("interpolate.ratio"))
+                    W["interpolate.scene_cut"] = gr.Slider(0, 1, value=d("interpolate.scene_cut"), step=0.01,
+                                                           label=lab("interpolate.scene_cut"))
+                    ip_btn = gr.Button("Interpolate", elem_id="v2v-interpolate-btn")
+                ip_gal = gr.Gallery(label="Interpolated (rife/)", columns=8, height=160)
+
+            # ------------------------------------------------ 5
+            with gr.Tab("5: Export", id="tab-export", elem_id="tab-export"):
+                with gr.Row():
+                    W["export.source"] = gr.Radio(form.choices(config.EXPORT_SOURCES), value="img2img",
+                                                  label=lab("export.source"), elem_id="v2v-export-source")
+                    W["export.format"] = gr.Radio(form.choices(config.EXPORT_FORMATS), value=d("export.format"),
+                                                  label=lab("export.format"), elem_id="v2v-export-format")
+                    W["export.audio"] = gr.Checkbox(value=d("export.audio"), label=lab("export.audio"))
+                    W["export.crf"] = gr.Slider(0, 51, value=d("export.crf"), step=1, label=lab("export.crf"))
+                export_btn = gr.Button("Export", variant="primary", elem_id="v2v-export-btn")
+                export_info = gr.Textbox(label="Result", lines=2, interactive=False, elem_id="v2v-export-info")
+                result_video = gr.Video(label="Result (mp4 / webm play here)", interactive=False,
+                                        elem_id="v2v-result-video")
+                result_gif = gr.Image(label="Result (gif)", type="filepath", interactive=False, visible=False)
+                result_file = gr.File(label="Download", interactive=False, elem_id="v2v-result-file")
+
+        widgets = list(W.values())
+        head = [status, bar]
+
+        # ------------------------------------------------ events: top
+        interrupt.click(lambda: runner.interrupt(), None, status, queue=False)
+        refresh.click(lambda v: workspaces(v), ws_dd, ws_dd)
+
+        # ------------------------------------------------ tab 1
+        def on_upload(file):
+            if not file:
+                return gr.skip(), gr.skip(), gr.skip()
+            try:
+                stored = paths.store_upload(root, file, Path(file).name)
+                rel = paths.relative(root, stored)
+                return f"Uploaded as {rel}.", rel, actions.probe_text(root, rel)
+            except Vid2VidError as exc:
+                return error_message(exc), gr.skip(), gr.skip()
+
+        upload.upload(on_upload, upload, [status, video, probe_out])
+
+        def on_probe(v):
+            try:
+                return "Probed.", actions.probe_text(root, v)
+            except Vid2VidError as exc:
+                return error_message(exc), ""
+
+        probe_btn.click(on_probe, video, [status, probe_out])
+
+        def on_extract(v, *values):
+            def work(job):
+                return actions.extract(root, v, settings_of(values, "extract"), job)
+
+            def render(info):
+                name = info["workspace"]
+                return (f"extract: {info.get('frames')} frames in workspace {name}",
+                        [workspaces(name), strip(name, "frames")])
+            yield from drive("extract", work, render, 2)
+
+        extract_btn.click(on_extract, [video] + widgets, head + [ws_dd, frames_gal])
+
+        # ------------------------------------------------ tab 2
+        def stage_handler(stage: str, folder: str | None, extra: Callable[[str, dict, config.Settings], list] | None = None,
+                          n_extra: int = 0):
+            def handler(ws_name, *values):
+                state: dict[str, config.Settings] = {}
+
+                def work(job):
+                    state["s"] = s = settings_of(values, stage)
+                    return actions.run_stage(root, ws_name, stage, s, job)
+
+                def render(info):
+                    outs = [strip(ws_name, folder)] if folder else []
+                    if extra is not None:
+                        outs += extra(ws_name, info, state["s"])
+                    summary = ", ".join(f"{k} {v}" for k, v in info.items() if isinstance(v, (int, float, str))
+                                        and k not in ("prompt",))
+                    return f"{stage}: done ({summary})", outs
+                yield from drive(stage, work, render, (1 if folder else 0) + n_extra)
+            return handler
+
+        delta_btn.click(stage_handler("delta", "framedelta"), [ws_dd] + widgets, head + [delta_gal])
+        depth_btn.click(stage_handler("depth", "depthmask"), [ws_dd] + widgets, head + [depth_gal])
+
+        def tags_extra(ws_name, info, s):
+            top = actions.top_tags(root, ws_name, s.tags.topk)
+            lines = [info.get("prompt", "")] + [f"{name}: {score:.3f}" for name, score in top]
+            return ["\n".join(lines)]
+
+        tags_btn.click(stage_handler("tags", None, tags_extra, 1), [ws_dd] + widgets, head + [tags_out])
+
+        def on_grid(ws_name, frame, *values):
+            def work(job):
+                s = settings_of(values, "masks")
+                return actions.mask_grid(root, ws_name, int(frame or 0), s.correct)
+            yield from drive("mask grid", work, lambda sheet: (f"mask grid of frame {int(frame)}", [sheet]), 1)
+
+        grid_btn.click(on_grid, [ws_dd, grid_frame] + widgets, head + [grid_img])
+
+        # ------------------------------------------------ tab 3
+        sigma_keys = ["img2img.schedule", "img2img.steps", "img2img.denoise", "img2img.sigma_min",
+                      "img2img.sigma_max"]
+
+        def on_sigmas(*values):
+            try:
+                s = form.settings_from_form(dict(zip(sigma_keys, values)), root, sections=())
+                s.img2img.validate()
+                return actions.sigma_plot(s.img2img), actions.real_sigmas_text(s.img2img)
+            except Vid2VidError as exc:
+                return gr.skip(), error_message(exc)
+
+        sigma_inputs = [W[k] for k in sigma_keys]
+        for k in sigma_keys:
+            W[k].change(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview], show_progress="hidden")
+        page.load(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview])
+
+        def on_generate(ws_name, mode_value, frame, *values):
+            single = int(frame or 0) if mode_value == "single" else 0
+            if mode_value == "single" and single < 1:
+                yield [error_message(BadInput("debug frame must be 1 or more")), progress_html(None)] + \
+                    [gr.skip()] * 3
+                return
+
+            def work(job):
+                s = settings_of(values, "img2img")
+                return actions.img2img(root, ws_name, s, job, models, single=single)
+
+            def render(info):
+                from vid2vid.diffusion.schedules import format_sigmas
+                sig = format_sigmas(info.get("real_sigmas", []))
+                if single:
+                    return (f"img2img single: frame {single} generated, {info.get('sampler_steps')} sampler steps",
+                            [info["output"], sig, gr.skip()])
+                return (f"img2img: {info.get('frames')} frames generated", [gr.skip(), sig, strip(ws_name, "img2img")])
+            yield from drive("img2img", work, render, 3)
+
+        gen_btn.click(on_generate, [ws_dd, mode, debug_frame] + widgets, head + [single_img, real_sigmas, gen_gal])
+
+        def on_fdc(ws_name, frame, *values):
+            def work(job):
+                return actions.fdc_sheet(root, ws_name, int(frame or 0), settings_of(values, "fdc"))
+            yield from drive("FDC debugger", work, lambda sheet: (f"FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
+
+        fdc_btn.click(on_fdc, [ws_dd, fdc_frame] + widgets, head + [fdc_img])
+
+        # ------------------------------------------------ tab 4
+        up_btn.click(stage_handler("upscale", "resr"), [ws_dd] + widgets, head + [up_gal])
+        ip_btn.click(stage_handler("interpolate", "rife"), [ws_dd] + widgets, head + [ip_gal])
+
+        # ------------------------------------------------ tab 5
+        def on_export(ws_name, *values):
+            def work(job):
+                return actions.export(root, ws_name, settings_of(values, "export"), job)
+
+            def render(info):
+                out = info["output"]
+                fmt = Path(out).suffix.lower()
+                text = (f"{paths.relative(root, out)}: {info.get('frames')} frames, {info.get('fps')} fps, "
+                        f"{float(info.get('duration', 0)):.2f} s, {info.get('width')}x{info.get('height')}"
+                        + (", with audio" if info.get("audio") else ""))
+                if fmt in (".mp4", ".webm"):
+                    shown = [out, gr.update(value=None, visible=False)]
+                elif fmt == ".gif":
+                    shown = [None, gr.update(value=out, visible=True)]
+                else:
+                    text += " (browsers do not play AVI: download it below)"
+                    shown = [None, gr.update(value=None, visible=False)]
+                return f"export: {paths.relative(root, out)} written", [text] + shown + [out]
+            yield from drive("export", work, render, 4)
+
+        export_btn.click(on_export, [ws_dd] + widgets,
+                         head + [export_info, result_video, result_gif, result_file])
+    return page
+
+
+# ---------------------------------------------------------------- launch
+
+def prepare_environment(root: Path) -> None:
+    """Keep gradio's uploads and caches inside the cache folder, and gradio off the network."""
+    gdir = root / paths.GRADIO_DIR
+    os.environ["GRADIO_TEMP_DIR"] = str(gdir / "uploads")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(gdir / "examples")
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2vid-cache",
+           block: bool = True):
+    """Serve the page on http://host:port; loopback only unless another host is asked for."""
+    root = paths.cache_root(cache)
+    prepare_environment(root)
+    try:
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        raise BadInput("the web UI needs gradio; install it with `pip install -e .[ui]` "
+                       "(or `bash install.sh --ui`)") from exc
+    if not is_loopback(host):
+        log.warning("serving on %s: anyone who can reach this address can use the page and the cache folder %s",
+                    host, root)
+    page = build(root)
+    page.queue(default_concurrency_limit=4)
+    print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
+    return page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
+                       ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
+                       prevent_thread_lock=not block, footer_links=["settings"])

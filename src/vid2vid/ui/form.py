@@ -1,0 +1,166 @@
+"""Widget values -> `Settings`: the one place where the page's form becomes library settings.
+
+The page names each settings widget by its settings key ("img2img.steps"); `settings_from_form`
+turns the values gradio hands over (numbers arrive as floats, text may carry spaces) into the
+typed dataclass fields, applies the path rules of `paths` to model fields, and validates. Choice
+widgets show the seed's labels (`config.LABELS`) and hand back our tokens.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from vid2vid import config
+from vid2vid.errors import BadInput
+from vid2vid.ui import paths
+
+# Widget labels (what the page shows) per settings key; also used in error messages.
+LABELS: dict[str, str] = {
+    "run.overwrite": "Allow overwrite",
+    "extract.frames": "Frames to extract", "extract.fps": "FPS", "extract.format": "Frame format",
+    "extract.audio": "Process audio",
+    "depth.model": "Depth model",
+    "tags.model": "Tagger model", "tags.topk": "Top-k tags", "tags.threshold": "Tag threshold",
+    "img2img.model": "Model", "img2img.prompt": "Prompt", "img2img.negative": "Negative prompt",
+    "img2img.sampler": "Sampler", "img2img.steps": "Sampling steps", "img2img.denoise": "Denoising strength",
+    "img2img.schedule": "Sigma schedule", "img2img.sigma_min": "Sigma min", "img2img.sigma_max": "Sigma max",
+    "img2img.init_noise": "Init noise weight", "img2img.cfg": "CFG scale", "img2img.seed": "Seed",
+    "img2img.width": "Width", "img2img.height": "Height", "img2img.resize": "Resize mode",
+    "img2img.batch_size": "Frames per model call", "img2img.loras": "LoRA files (one per line, PATH[:WEIGHT])",
+    "img2img.single": "Debug frame",
+    "correct.method": "Correction method", "correct.fdc": "Frame delta correction",
+    "correct.delta_mask": "Delta mask", "correct.spatial_mask": "Spatial mask",
+    "correct.motion_highext": "Motion high-ext", "correct.motion_lowcut": "Motion low-cut",
+    "correct.depth_lowcut": "Depth low-cut",
+    "upscale.model": "Upscaler", "upscale.tile": "Tile size (0 = automatic)",
+    "interpolate.model": "Interpolator", "interpolate.ratio": "Frame ratio", "interpolate.scene_cut": "Scene-cut threshold",
+    "export.source": "Frame source", "export.format": "Video format", "export.audio": "Put the audio back",
+    "export.crf": "Quality (CRF, lower is better)",
+}
+
+# Correction methods: the seed's statistics, or the flow-guided pass (pipeline step `flow`).
+METHOD_LABELS = {"seed": "seed (masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
+
+# Model fields: registered names the library knows (besides paths inside the cache and hub ids).
+MODEL_FIELDS = ("img2img.model", "depth.model", "tags.model", "upscale.model", "interpolate.model")
+LIST_PATH_FIELDS = ("img2img.loras", "img2img.embeddings")
+
+
+def label(token: str) -> str:
+    """The seed's wording for a choice token."""
+    return METHOD_LABELS.get(token) or config.LABELS.get(token, token)
+
+
+def choices(tokens: Iterable[str]) -> list[tuple[str, str]]:
+    """(label, token) pairs for a gradio Dropdown/Radio: the page shows labels, handlers get tokens."""
+    return [(label(t), t) for t in tokens]
+
+
+def field_type(key: str) -> Any:
+    section, name = key.split(".")
+    cls = type(getattr(config.Settings(), section))
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise KeyError(f"no setting {key}")
+    return hints[name]
+
+
+def default(key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config.Settings(), section), name)
+
+
+def coerce(key: str, value: Any) -> Any:
+    """One widget value as the settings field's type; a value that does not fit is `BadInput`."""
+    hint = field_type(key)
+    what = LABELS.get(key, key)
+    if hint is bool:
+        return bool(value)
+    if hint in (int, float):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise BadInput(f"{what} is empty; give a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise BadInput(f"{what} '{value}' is not a number") from exc
+        if not math.isfinite(number):
+            raise BadInput(f"{what} {value} is not a finite number")
+        if hint is int:
+            if number != int(number):
+                raise BadInput(f"{what} {value} must be a whole number")
+            return int(number)
+        return number
+    if typing.get_origin(hint) is list:
+        if isinstance(value, str):
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        return [str(v).strip() for v in (value or []) if str(v).strip()]
+    if hint is str:
+        return "" if value is None else str(value).strip()
+    raise TypeError(f"setting {key} has a type the form does not handle: {hint}")
+
+
+def _model_names(key: str) -> tuple[str, ...]:
+    """Registered names for a model field (imported lazily: some registries import heavy modules)."""
+    if key == "depth.model":
+        from vid2vid.masks.registry import DEPTH_MODELS
+        return tuple(DEPTH_MODELS)
+    if key == "tags.model":
+        from vid2vid.models.taggers.registry import TAGGERS
+        return tuple(TAGGERS)
+    if key == "upscale.model":
+        from vid2vid.models.upscalers import available_upscalers
+        return tuple(available_upscalers())
+    if key == "interpolate.model":
+        from vid2vid.models.interpolators import available_interpolators
+        return tuple(available_interpolators())
+    return ()
+
+
+def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: config.Settings | None = None,
+                       sections: Iterable[str] | None = None) -> config.Settings:
+    """Settings from {settings key: widget value}; model paths must lie inside the cache folder.
+
+    sections: only these settings sections are read from `values` and validated (a button that
+    extracts frames is not stopped by a bad img2img field); None = all. Fields not read keep
+    `base`'s value (defaults when no base). The result always has `run.cache` = the cache folder
+    and `export.output` = "" (the export goes into the workspace).
+    """
+    root = paths.cache_root(cache)
+    s = copy.deepcopy(base) if base is not None else config.Settings()
+    wanted = None if sections is None else set(sections) | {"run"}
+    for key, value in values.items():
+        section, name = key.split(".")
+        if wanted is not None and section not in wanted:
+            continue
+        v = coerce(key, value)
+        if key in MODEL_FIELDS:
+            v = paths.model_spec(root, v, LABELS.get(key, key), _model_names(key))
+        elif key in LIST_PATH_FIELDS:
+            v = paths.model_list(root, "\n".join(v), LABELS.get(key, key))
+        setattr(getattr(s, section), name, v)
+    s.run.cache = str(root)
+    s.export.output = ""
+    for f in dataclasses.fields(s):
+        if wanted is None or f.name in wanted:
+            getattr(s, f.name).validate()
+    return s
+
+
+def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any]:
+    """The widget values that show `settings` (the reverse of `settings_from_form` for plain fields)."""
+    out = {}
+    for key in keys:
+        section, name = key.split(".")
+        v = getattr(getattr(settings, section), name)
+        out[key] = "\n".join(v) if isinstance(v, list) else v
+    return out
+
+
+def all_keys() -> list[str]:
+    """Every settings key, "section.field" (for tests and the settings dump)."""
+    s = config.Settings()
+    return [f"{sec.name}.{f.name}" for sec in dataclasses.fields(s) for f in dataclasses.fields(getattr(s, sec.name))]

@@ -1,0 +1,150 @@
+"""Path rules for the web UI: the page can read and write only inside the cache folder.
+
+Every path the page sends (a video, a model, a workspace name) goes through one of these
+functions, which resolve it (symlinks and '..' included) and refuse anything outside the
+cache folder with a `BadInput` that says what to do instead. Model fields may also hold a
+registered name or a hub id; those are passed on as names, never read as local paths.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+from vid2vid.errors import BadInput
+from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name
+
+UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
+GRADIO_DIR = ".gradio"       # gradio's own upload/temp folder, kept inside the cache too
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+
+
+def cache_root(cache: str | Path) -> Path:
+    """The cache folder as an absolute, resolved path (created when missing)."""
+    root = Path(cache).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"cache folder {root} is a file; pick a folder with --cache")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _clean(text: str | None, what: str) -> str:
+    t = (text or "").strip()
+    if not t:
+        raise BadInput(f"{what} is empty; give a path inside the cache folder")
+    if "\x00" in t:
+        raise BadInput(f"{what} contains a NUL character; give a plain path inside the cache folder")
+    return t
+
+
+def inside(root: Path, text: str | None, what: str = "path") -> Path:
+    """`text` (relative to the cache folder, or absolute) resolved; it must lie inside `root`."""
+    t = _clean(text, what)
+    p = Path(t)
+    real = (p if p.is_absolute() else root / p).resolve()
+    if not real.is_relative_to(root):
+        raise BadInput(f"{what} '{t}' is outside the cache folder {root}; the page only reads and writes "
+                       "inside it: copy the file there (or upload it) and give its path relative to the cache")
+    return real
+
+
+def existing_file(root: Path, text: str | None, what: str = "file") -> Path:
+    p = inside(root, text, what)
+    if not p.is_file():
+        raise BadInput(f"{what} '{text}' does not exist in the cache folder {root}; upload it or copy it there")
+    return p
+
+
+def model_spec(root: Path, text: str | None, what: str = "model", names: Iterable[str] = ()) -> str:
+    """What to hand the library for a model field: a resolved path inside the cache, a name, or a hub id.
+
+    Order: a file or folder inside the cache; a registered name; an 'owner/name' hub id. A name or
+    hub id that also exists as a local path outside the cache (relative to the server's working
+    folder) is refused, since the library would read that path.
+    """
+    t = (text or "").strip()
+    if not t:
+        return ""
+    if "\x00" in t:
+        raise BadInput(f"{what} contains a NUL character")
+    p = Path(t)
+    if p.is_absolute() or ".." in p.parts or t.startswith("~"):
+        return str(inside(root, t, what))
+    local = (root / p).resolve()
+    if local.exists():
+        return str(inside(root, t, what))
+    known = {n.lower() for n in names}
+    if t.lower() in known or HUB_ID.match(t):
+        if Path(t).exists():
+            raise BadInput(f"{what} '{t}' also names a path outside the cache folder; rename that path or put "
+                           "the model inside the cache folder")
+        return t
+    listed = f" ({', '.join(names)})" if names else ""
+    raise BadInput(f"{what} '{t}' is neither a file or folder inside the cache folder {root}, a known name"
+                   f"{listed}, nor a hub id (owner/name)")
+
+
+def model_list(root: Path, text: str | None, what: str) -> list[str]:
+    """One model path (or hub id) per line; each checked like `model_spec`. Used for LoRAs and embeddings.
+
+    A line may end in ':WEIGHT' (LoRA weight), which is kept and not part of the path.
+    """
+    out = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        path, weight = line, ""
+        head, sep, tail = line.rpartition(":")
+        if sep and head and re.fullmatch(r"-?\d+(\.\d+)?", tail):
+            path, weight = head, f":{tail}"
+        out.append(model_spec(root, path, what) + weight)
+    return out
+
+
+def workspace(root: Path, name: str | None) -> Workspace:
+    """An existing workspace, named by its folder name inside the cache."""
+    t = _clean(name, "workspace")
+    if "/" in t or "\\" in t or t in (".", ".."):
+        raise BadInput(f"workspace '{t}' must be a folder name inside the cache folder, not a path")
+    p = inside(root, t, "workspace")
+    if not (p / MANIFEST).is_file():
+        raise BadInput(f"workspace '{t}' does not exist in {root}; extract a video first (tab 1)")
+    return Workspace(p)
+
+
+def list_workspaces(root: Path) -> list[str]:
+    """Folder names in the cache that hold a workspace manifest, newest first."""
+    found = [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()] if root.is_dir() else []
+    return [p.name for p in sorted(found, key=lambda p: (p / MANIFEST).stat().st_mtime, reverse=True)]
+
+
+def upload_name(original: str) -> str:
+    """A safe file name for an uploaded video: sanitised stem plus a known video suffix."""
+    base = Path(str(original).replace("\\", "/")).name
+    suffix = Path(base).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise BadInput(f"'{base}' does not look like a video (suffix '{suffix}'); "
+                       f"upload one of: {', '.join(VIDEO_SUFFIXES)}")
+    return safe_name(Path(base).stem) + suffix
+
+
+def store_upload(root: Path, uploaded: str | Path, original: str | None = None) -> Path:
+    """Copy an uploaded file into <cache>/uploads/ under a sanitised name; returns the new path."""
+    src = Path(uploaded)
+    if not src.is_file():
+        raise BadInput("the upload did not arrive; upload the video again")
+    dest = root / UPLOADS / upload_name(original or src.name)
+    if dest.resolve() == src.resolve():
+        return dest
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
+def relative(root: Path, path: str | Path) -> str:
+    """A path inside the cache as the page shows it (relative to the cache folder)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
