@@ -253,3 +253,31 @@ def test_cli_make_tiny_model(tmp_path):
 
     assert main(["make-tiny-model", str(tmp_path / "m"), "--single-file"]) == 0
     assert (tmp_path / "m" / tiny.SINGLE_FILE_NAME).is_file()
+
+
+def test_detect_config_from_real_key_names(tmp_path):
+    """Which bundled config a checkpoint gets, from the key names and shapes real SD files have."""
+    from vid2vid.diffusion.loading import detect_config, prediction_type_for
+
+    unet = {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)}
+    sd1 = {**unet, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768)}
+    sd2 = {**unet, "cond_stage_model.model.token_embedding.weight": (49408, 1024)}
+    sdxl = {**unet, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": (49408, 768),
+            "conditioner.embedders.1.model.token_embedding.weight": (49408, 1280)}
+    p = tmp_path / "m.safetensors"
+    assert detect_config(sd1, {}, p) == "sd1"
+    assert detect_config(sd2, {}, p) == "sd2"
+    assert detect_config(sdxl, {}, p) == "sdxl"
+    assert detect_config(sd1, {"vid2vid_config": "tiny-sd1"}, p) == "tiny-sd1"
+    assert prediction_type_for("sd1", sd1, {}) is None
+    assert prediction_type_for("sdxl", {**sdxl, "v_pred": ()}, {}) == "v_prediction"
+    inpaint = {**sd1, "model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}
+    with pytest.raises(BadInput, match="inpainting"):
+        detect_config(inpaint, {}, p)
+    with pytest.raises(BadInput, match="no UNet"):
+        detect_config({"encoder.conv_in.weight": (128, 3, 3, 3)}, {}, p)
+    with pytest.raises(BadInput, match="does not ship"):
+        detect_config(sd1, {"vid2vid_config": "future-model"}, p)
+    with pytest.raises(BadInput, match="width 1024"):
+        detect_config({**unet, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+                       (49408, 1024)}, {}, p)
