@@ -30,11 +30,11 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from vid2vid import metrics  # noqa: E402
-from vid2vid.temporal import DEFAULT_STRENGTH, flow_correct_sequence  # noqa: E402
+from vid2vid import metrics
+from vid2vid.temporal import DEFAULT_STRENGTH, flow_correct_sequence
 
 CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "mmd-demo-852x480-30fps.mp4")
 SIZE = (832, 480)

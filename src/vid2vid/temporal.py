@@ -30,15 +30,25 @@ pass and a few array operations. Images are float32 RGB HxWx3 in [0, 1]; masks H
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from vid2vid.errors import BadInput
-from vid2vid.metrics import DIS_PRESETS, as_float_rgb, consistency_mask, dis_flow, grey_u8, inside_mask, \
-    resize_flow, resize_to, sample_grid
+from vid2vid.metrics import (
+    DIS_PRESETS,
+    as_float_rgb,
+    consistency_mask,
+    dis_flow,
+    grey_u8,
+    inside_mask,
+    resize_flow,
+    resize_to,
+    sample_grid,
+    warp,
+)
 
 DEFAULT_STRENGTH = 0.75
 
@@ -82,8 +92,6 @@ class Link:
 
 def photometric_trust(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray, sigma: float) -> np.ndarray:
     """exp(-(r / sigma)^2), r = |grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
-    from vid2vid.metrics import warp
-
     r = grey - warp(grey_other, flow)
     return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
 
