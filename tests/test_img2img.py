@@ -213,6 +213,16 @@ def test_stage_resumes_after_an_interruption_with_identical_frames(workspace_fac
     # the first frame is the raw generated frame; the others were corrected against o_(t-1)
     again = stage.run(cut_ws, st, Job())
     assert again["frames"] == 5
+    # a missing model with new settings fails before anything finished is removed
+    from vid2vid.errors import ModelNotFound
+    with pytest.raises(ModelNotFound):
+        stage.run(cut_ws, stage_settings(tmp_path_missing := cut_ws.root / "no-such-model", steps=5), Job())
+    assert len(_read_all(cut_ws.root / "img2img")) == 5 and not tmp_path_missing.exists()
+    # depth masks asked for but never made
+    st_depth = stage_settings(tiny_dir)
+    st_depth.correct.delta_mask = "depth"
+    with pytest.raises(BadInput, match="vid2vid depth"):
+        stage.run(cut_ws, st_depth, Job())
 
 
 def test_stage_single_frame_debug_mode(workspace_factory, tiny_dir):

@@ -236,20 +236,28 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
     inputs = ("extract", "depth") if needs_depth(c) else ("extract",)
+    for dep in inputs:
+        if not ws.is_complete(dep):
+            raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
+                           f"{ws.root}; run `vid2vid {dep} -w {ws.root}` first")
 
-    # 2. fresh / resume / done
-    status = ws.begin_stage(STAGE, stage_params(settings), inputs=inputs, overwrite=overwrite)
+    # 2. the model first (unless everything is done), so that a missing model never removes finished frames
+    params = stage_params(settings)
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
     targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
+    rec = ws.stage_record(STAGE)
+    maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and all(p.exists() for p in targets))
+    engine = None if maybe_done else _load(settings, job, model)
+
+    # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
+    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite)
     todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
     if status.state == "done" and not todo:
         info = dict(ws.stage_record(STAGE).get("info", {}))
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    # 3. model, real sigmas (printed and recorded)
-    engine = _load(settings, job, model)
+    engine = engine or _load(settings, job, model)
     ws.update_stage_info(STAGE, **engine.describe())
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
