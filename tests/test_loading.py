@@ -62,6 +62,23 @@ def test_folder_and_single_file_hold_identical_weights_and_outputs(tiny_paths, b
     assert la.shape == (1, 4, 8, 8) and torch.equal(la, lb)      # scale factor 8 like real SD
 
 
+def test_sdxl_folder_and_single_file_match(tmp_path):
+    """The tiny SDXL model: second text encoder in OpenCLIP layout, size embedding as label_emb."""
+    folder = tiny.make_tiny_model(tmp_path / "folder", config="tiny-sdxl")
+    single = tiny.make_tiny_model(tmp_path, single_file=True, config="tiny-sdxl")
+    with safe_open(str(single), framework="pt") as f:
+        keys = set(f.keys())
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
+    assert "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight" in keys
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys
+    a, b = load_model(str(folder)), load_model(str(single))
+    assert a.is_sdxl and b.is_sdxl and b.kind == "tiny-sdxl"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert set(sa) == set(sb)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), part
+
+
 def test_single_file_has_original_layout_names(tiny_paths):
     with safe_open(str(tiny_paths[1]), framework="pt") as f:
         keys = set(f.keys())

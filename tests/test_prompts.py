@@ -156,35 +156,11 @@ def test_encode_pair_pads_with_empty_prompt_chunks(model):
 
 @pytest.fixture(scope="module")
 def tiny_sdxl(tmp_path_factory):
-    """A tiny SDXL-architecture model (two CLIP text encoders, text_time embedding) saved as a folder."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
+    """A tiny SDXL-architecture model (two CLIP text encoders, text_time embedding), loaded from a folder."""
     from vid2vid.diffusion.loading import load_model
-    from vid2vid.diffusion.tokenizer import tiny_merges, vocab_from_merges
+    from vid2vid.diffusion.tiny import make_tiny_model
 
-    torch.manual_seed(0)
-    merges = tiny_merges()
-    vocab = vocab_from_merges(merges)
-    te_cfg = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
-                  vocab_size=len(vocab), max_position_embeddings=77, projection_dim=32,
-                  bos_token_id=1028, eos_token_id=1029, pad_token_id=1029)
-    unet = UNet2DConditionModel(
-        sample_size=8, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), cross_attention_dim=64, use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=80)
-    vae = AutoencoderKL(block_out_channels=(32,) * 4, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae, unet=unet, scheduler=EulerDiscreteScheduler(),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**te_cfg)),
-        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**dict(te_cfg, pad_token_id=0))),
-        tokenizer=CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=77),
-        tokenizer_2=CLIPTokenizer(vocab=vocab, merges=list(merges), pad_token="!", model_max_length=77))
-    folder = tmp_path_factory.mktemp("sdxl") / "tiny-sdxl"
-    pipe.save_pretrained(str(folder))
-    return load_model(str(folder))
+    return load_model(str(make_tiny_model(tmp_path_factory.mktemp("sdxl") / "tiny-sdxl", config="tiny-sdxl")))
 
 
 def test_sdxl_prompt_matches_diffusers(tiny_sdxl):
@@ -198,7 +174,7 @@ def test_sdxl_prompt_matches_diffusers(tiny_sdxl):
     assert isinstance(pipe, StableDiffusionXLImg2ImgPipeline)
     ref, _, ref_pooled, _ = pipe.encode_prompt("a photo of a cat", device=tiny_sdxl.device,
                                                do_classifier_free_guidance=False)
-    assert hidden.shape == (1, 77, 64) and pooled.shape == (1, 32)
+    assert hidden.shape == (1, 77, 96) and pooled.shape == (1, 64)       # 32 + 64 wide; pooled from encoder 2
     assert torch.equal(hidden, ref) and torch.equal(pooled, ref_pooled)
     long, long_pooled = encode_prompt_pooled(tiny_sdxl, "(a photo:1.2) " + "a " * 80)
-    assert long.shape == (1, 154, 64) and long_pooled.shape == (1, 32)
+    assert long.shape == (1, 154, 96) and long_pooled.shape == (1, 64)

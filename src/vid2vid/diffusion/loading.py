@@ -59,7 +59,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     spec: str
-    kind: str                         # "sd1" | "sd2" | "sdxl" | "tiny-sd1" | "diffusers"
+    kind: str                         # "sd1" | "sd2" | "sdxl" | "tiny-sd1" | "tiny-sdxl" | "diffusers"
     text_encoder_2: Any = None        # SDXL only
     tokenizer_2: Any = None
     loras: list[tuple[str, float]] = field(default_factory=list)
@@ -224,7 +224,8 @@ def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict
 
 
 def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], path: Path) -> str:
-    """Which bundled config folder fits a single-file checkpoint: 'sd1', 'sd2', 'sdxl' or 'tiny-sd1'."""
+    """Which bundled config folder fits a single-file checkpoint: 'sd1', 'sd2', 'sdxl' or a tiny one
+    ('tiny-sd1', 'tiny-sdxl': named by the file's `vid2vid_config` metadata, or tiny-sd1 by its shapes)."""
     from vid2vid.diffusion import tiny
 
     named = metadata.get(tiny.METADATA_KEY)
@@ -291,7 +292,7 @@ def config_folder(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     try:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        merges = tokenizer.tiny_merges() if name == tiny.CONFIG_NAME else tokenizer.clip_merges()
+        merges = tokenizer.tiny_merges() if name.startswith("tiny-") else tokenizer.clip_merges()
         for sub in ("tokenizer", "tokenizer_2"):
             if (tmp / sub).is_dir():
                 tokenizer.write_tokenizer(tmp / sub, merges)
@@ -379,8 +380,9 @@ def _load_single_file(path: Path, dtype: torch.dtype, prediction_type: str | Non
     shapes, metadata = read_checkpoint_header(path)
     name = detect_config(shapes, metadata, path)
     folder = config_folder(name)
-    cls = _pipeline_class(name == "sdxl")
-    kwargs = {} if name == "sdxl" else dict(_NO_SAFETY)
+    sdxl = name.endswith("sdxl")
+    cls = _pipeline_class(sdxl)
+    kwargs = {} if sdxl else dict(_NO_SAFETY)
     try:
         pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **_dtype_kw(dtype), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -1,9 +1,10 @@
 """A tiny randomly initialised SD 1.x model for tests and the demo (`vid2vid make-tiny-model`).
 
-Same architecture family as SD 1.x, a few hundred kB of weights: a 4-level VAE (scale factor 8,
+Same architecture family as SD 1.x, about 5 MB of weights: a 4-level VAE (scale factor 8,
 like real SD), a 2-level UNet with cross attention, a 2-layer CLIP text encoder and a small
 offline BPE tokenizer. The configs live in `vid2vid/data/configs/tiny-sd1/`, so a tiny single
-file loads through the same offline path as a real checkpoint.
+file loads through the same offline path as a real checkpoint. `config="tiny-sdxl"` gives the
+SDXL family instead (two text encoders, the second in OpenCLIP layout in single files).
 
 Two layouts:
 - a diffusers folder (`save_pretrained`), loadable with `from_pretrained(dir)`;
@@ -24,7 +25,7 @@ from vid2vid.errors import BadInput
 
 CONFIG_NAME = "tiny-sd1"
 METADATA_KEY = "vid2vid_config"
-SINGLE_FILE_NAME = "tiny-sd1.safetensors"
+SINGLE_FILE_NAME = f"{CONFIG_NAME}.safetensors"
 
 
 def bundled_config_dir(name: str) -> Path:
@@ -36,28 +37,40 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def build_tiny_components(seed: int = 0) -> dict:
-    """Tiny unet, vae, text_encoder (random, seeded), tokenizer and scheduler, built from the bundled configs."""
+def build_tiny_components(seed: int = 0, config: str = CONFIG_NAME) -> dict:
+    """Tiny unet, vae, text encoder(s) (random, seeded), tokenizer(s) and scheduler from a bundled tiny config.
+
+    config: "tiny-sd1" (the default) or "tiny-sdxl" (two text encoders, text_time embedding).
+    """
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from vid2vid.diffusion.tokenizer import tiny_merges, vocab_from_merges
 
-    cfg = bundled_config_dir(CONFIG_NAME)
+    cfg = bundled_config_dir(config)
+    if not config.startswith("tiny-") or not cfg.is_dir():
+        raise BadInput(f"no tiny model config named '{config}'; use {CONFIG_NAME} or tiny-sdxl")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel.from_config(_read_json(cfg / "unet" / "config.json"))
-    vae = AutoencoderKL.from_config(_read_json(cfg / "vae" / "config.json"))
-    text_encoder = CLIPTextModel(CLIPTextConfig(**_read_json(cfg / "text_encoder" / "config.json")))
-    _randomise_final_norm(text_encoder, seed)
+    parts = {"unet": UNet2DConditionModel.from_config(_read_json(cfg / "unet" / "config.json")),
+             "vae": AutoencoderKL.from_config(_read_json(cfg / "vae" / "config.json")),
+             "scheduler": EulerDiscreteScheduler.from_config(_read_json(cfg / "scheduler" / "scheduler_config.json"))}
     merges = tiny_merges()
     vocab = vocab_from_merges(merges)
-    if len(vocab) != text_encoder.config.vocab_size:
-        raise AssertionError(f"tiny vocabulary has {len(vocab)} entries, config says {text_encoder.config.vocab_size}")
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=77)
-    scheduler = EulerDiscreteScheduler.from_config(_read_json(cfg / "scheduler" / "scheduler_config.json"))
-    for m in (unet, vae, text_encoder):
-        m.eval()
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    for i, (te, tok) in enumerate((("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2"))):
+        if not (cfg / te).is_dir():
+            continue
+        te_cfg = CLIPTextConfig(**_read_json(cfg / te / "config.json"))
+        model = (CLIPTextModelWithProjection if i else CLIPTextModel)(te_cfg)
+        _randomise_final_norm(model, seed + i)
+        if len(vocab) != te_cfg.vocab_size:
+            raise AssertionError(f"tiny vocabulary has {len(vocab)} entries, config says {te_cfg.vocab_size}")
+        tok_cfg = _read_json(cfg / tok / "tokenizer_config.json")
+        parts[te] = model.eval()
+        parts[tok] = CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=77,
+                                   pad_token=tok_cfg.get("pad_token", "<|endoftext|>"))
+    parts["unet"].eval()
+    parts["vae"].eval()
+    return parts
 
 
 def _randomise_final_norm(text_encoder, seed: int) -> None:
@@ -146,12 +159,44 @@ def vae_key_to_original(key: str, levels: int) -> str:
     return pre + key
 
 
-def original_layout_state_dict(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
-    """All weights under CompVis / A1111 names (UNet, VAE with 1x1-conv attention, CLIP text encoder)."""
+def openclip_key_names(text_encoder, prefix: str) -> dict[str, torch.Tensor]:
+    """A transformers CLIP text model under OpenCLIP names (SD 2.x / SDXL's second encoder):
+    q/k/v fused into `attn.in_proj_*`, `mlp.c_fc`/`c_proj`, `ln_1`/`ln_2`/`ln_final`,
+    `positional_embedding`, and `text_projection` stored transposed ([hidden, proj])."""
+    sd = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    out: dict[str, torch.Tensor] = {
+        prefix + "token_embedding.weight": sd["embeddings.token_embedding.weight"],
+        prefix + "positional_embedding": sd["embeddings.position_embedding.weight"],
+        prefix + "ln_final.weight": sd["final_layer_norm.weight"],
+        prefix + "ln_final.bias": sd["final_layer_norm.bias"],
+    }
+    if "text_projection.weight" in sd:
+        out[prefix + "text_projection"] = sd["text_projection.weight"].T
+    for i in range(text_encoder.config.num_hidden_layers):
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
+                [sd[f"{src}self_attn.{n}_proj.{kind}"] for n in ("q", "k", "v")], dim=0)
+            out[f"{dst}attn.out_proj.{kind}"] = sd[f"{src}self_attn.out_proj.{kind}"]
+            out[f"{dst}ln_1.{kind}"] = sd[f"{src}layer_norm1.{kind}"]
+            out[f"{dst}ln_2.{kind}"] = sd[f"{src}layer_norm2.{kind}"]
+            out[f"{dst}mlp.c_fc.{kind}"] = sd[f"{src}mlp.fc1.{kind}"]
+            out[f"{dst}mlp.c_proj.{kind}"] = sd[f"{src}mlp.fc2.{kind}"]
+    return out
+
+
+def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None) -> dict[str, torch.Tensor]:
+    """All weights under CompVis / A1111 / SGM names: UNet, VAE (1x1-conv attention), CLIP text
+    encoder (SD 1.x: `cond_stage_model.transformer.`; SDXL: `conditioner.embedders.0.transformer.`
+    plus the second encoder in OpenCLIP layout under `conditioner.embedders.1.model.`)."""
     ucfg = unet.config
     up_attn = ["CrossAttn" in t for t in ucfg.up_block_types]
     out: dict[str, torch.Tensor] = {}
     for k, v in unet.state_dict().items():
+        if k.startswith("add_embedding.linear_"):              # SDXL's size/crop embedding
+            layer = {"1": "0", "2": "2"}[k.split(".")[1][-1]]
+            out[f"model.diffusion_model.label_emb.0.{layer}.{k.split('.')[-1]}"] = v
+            continue
         out[unet_key_to_original(k, ucfg.layers_per_block, up_attn)] = v
     levels = len(vae.config.block_out_channels)
     for k, v in vae.state_dict().items():
@@ -159,38 +204,48 @@ def original_layout_state_dict(unet, vae, text_encoder) -> dict[str, torch.Tenso
         if ".mid.attn_1." in name and name.endswith(".weight") and v.ndim == 2:
             v = v[:, :, None, None]                    # linear -> 1x1 conv as in the original VAE
         out[name] = v
+    clip_prefix = "conditioner.embedders.0.transformer." if text_encoder_2 is not None else "cond_stage_model.transformer."
     for k, v in text_encoder.state_dict().items():
         k = k if k.startswith("text_model.") else "text_model." + k
-        out["cond_stage_model.transformer." + k] = v
+        out[clip_prefix + k] = v
+    if text_encoder_2 is not None:
+        out.update(openclip_key_names(text_encoder_2, "conditioner.embedders.1.model."))
     return {k: v.detach().contiguous().clone() for k, v in out.items()}
 
 
 # ---------------------------------------------------------------- writing
 
-def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0) -> Path:
-    """Write a tiny random SD 1.x model under `dir`; return the diffusers folder or the .safetensors path.
+def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, config: str = CONFIG_NAME) -> Path:
+    """Write a tiny random SD model under `dir`; return the diffusers folder or the .safetensors path.
 
     single_file=False: `dir` becomes a diffusers folder (model_index.json, unet/, vae/, ...).
-    single_file=True: writes `dir/tiny-sd1.safetensors` (or `dir` itself when it ends in .safetensors).
+    single_file=True: writes `dir/<config>.safetensors` (or `dir` itself when it ends in .safetensors).
+    config: "tiny-sd1" (SD 1.x family, the default) or "tiny-sdxl" (SDXL family).
     """
     from safetensors.torch import save_file
 
-    parts = build_tiny_components(seed)
+    parts = build_tiny_components(seed, config)
     target = Path(dir)
     if single_file:
-        path = target if target.suffix == ".safetensors" else target / SINGLE_FILE_NAME
+        path = target if target.suffix == ".safetensors" else target / f"{config}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
-        sd = original_layout_state_dict(parts["unet"], parts["vae"], parts["text_encoder"])
+        sd = original_layout_state_dict(parts["unet"], parts["vae"], parts["text_encoder"],
+                                        parts.get("text_encoder_2"))
         tmp = path.with_name(path.name + ".tmp")
-        save_file(sd, str(tmp), metadata={METADATA_KEY: CONFIG_NAME, "format": "pt"})
+        save_file(sd, str(tmp), metadata={METADATA_KEY: config, "format": "pt"})
         tmp.replace(path)
         return path
     if target.exists() and not target.is_dir():
         raise BadInput(f"{target} exists and is not a folder; pick another path for the tiny model")
-    from diffusers import StableDiffusionPipeline
+    if "text_encoder_2" in parts:
+        from diffusers import StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+        pipe = StableDiffusionXLPipeline(**parts)
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
     pipe.save_pretrained(str(target), safe_serialization=True)
     return target
 
