@@ -211,7 +211,7 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     generated: float32 (or uint8) HxWx3 frames, one per source frame; strength in [0, 1): 0
     returns the generated frames, higher is steadier; change_masks: optional float32 HxWx1 in
     [0, 1] per frame (None entries allowed), white = less correction there (the seed's masks);
-    progress: called once per frame and pass (2 N calls); opts: fields of FlowOptions.
+    progress: called once per frame and pass (2 (N - 1) calls); opts: fields of FlowOptions.
     Returns float32 HxWx3 frames in [0, 1].
     """
     # 1. check the inputs
@@ -229,16 +229,17 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     masks = [None if m is None else np.asarray(m, dtype=np.float32) for m in change_masks] \
         if change_masks is not None else [None] * n
 
-    # 2. motion and trust of every source pair (links[t] joins t-1 and t; links[0] unused)
+    # 2. source frames as small greys for the flow (links[t] joins t-1 and t; links[0] unused)
     greys = [flow_grey(f, flow_size((w, h), options)) for f in source_frames]
-    links: list[Link | None] = [None] + [source_link(greys[t - 1], greys[t], options) for t in range(1, n)]
+    links: list[Link | None] = [None]
 
-    # 3. forward pass: what the past carries into each frame, premultiplied; its RGB part is
-    #    kept in the output frame's buffer and its weight beside it
+    # 3. forward pass: motion and trust of each pair, then what the past carries into each frame
+    #    (premultiplied); its RGB part is kept in the output frame's buffer, its weight beside it
     out: list[np.ndarray] = [np.zeros((h, w, 3), np.float32)]
     past_w: list[np.ndarray] = [np.zeros((h, w), np.float32)]
     state = premultiplied(gen[0])
     for t in range(1, n):
+        links.append(source_link(greys[t - 1], greys[t], options))
         carried = propagate(state, links[t].flow_bw, links[t].trust_bw, strength, masks[t])
         out.append(cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB))
         past_w.append(cv2.extractChannel(carried, 3))
