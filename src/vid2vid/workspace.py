@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from vid2vid.errors import BadInput, Vid2VidError, WorkspaceBusy
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
 
 MANIFEST = "manifest.json"
 LOCKFILE = ".lock"
@@ -359,6 +359,43 @@ class Workspace:
                 fh.write(line + "\n")
         except OSError:
             pass
+
+    def events(self) -> list[dict]:
+        """The run log's events, oldest first (a line cut short by a crash is skipped)."""
+        try:
+            lines = (self.root / LOGFILE).read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def log_unfinished_run(self) -> bool:
+        """Log `unfinished-run` when the last `run` in the log has no `run-end` (it was killed or crashed)."""
+        last_start = None
+        for e in self.events():
+            if e.get("event") == "run":
+                last_start = e
+            elif e.get("event") == "run-end":
+                last_start = None
+        if last_start is None:
+            return False
+        self.log("unfinished-run", started=last_start.get("time"),
+                 note="the previous run ended without a word (killed, crashed or powered off); resuming")
+        return True
+
+    def log_failure(self, stage: str, exc: BaseException) -> str:
+        """Log why `stage` stopped: `interrupted` (cancel, Ctrl+C) or `error` with its type; returns which."""
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            self.log("interrupted", stage=stage, type=type(exc).__name__)
+            return "interrupted"
+        self.log("error", stage=stage, type=type(exc).__name__, error=f"{type(exc).__name__}: {exc}",
+                 exit_code=getattr(exc, "exit_code", 1))
+        return "failed"
 
     # -- helpers
 
