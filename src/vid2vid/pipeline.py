@@ -91,6 +91,27 @@ def check_settings(s: Settings) -> None:
                        "or a hub id), or try `vid2vid demo`")
 
 
+def check_models(s: Settings) -> None:
+    """Every model the enabled stages name exists and is complete (nothing is loaded)."""
+    from vid2vid.diffusion.loading import HUB_ID, _looks_like_path, check_diffusers_folder
+    from vid2vid.errors import ModelNotFound
+
+    spec = s.img2img.model.strip()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        check_diffusers_folder(path)
+    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+        raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
+    if s.run.upscale:
+        from vid2vid.models.upscalers import check_upscaler
+
+        check_upscaler(s.upscale.model)
+    if s.run.interpolate:
+        from vid2vid.models.interpolators import check_interpolator
+
+        check_interpolator(s.interpolate.model)
+
+
 def _settings_for(stage: str, s: Settings) -> Settings:
     """With the flow-guided method, img2img generates without the seed's correction (the flow
     stage corrects the whole sequence afterwards, using the delta mask as its change mask)."""
@@ -114,11 +135,12 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     """Run every enabled stage on `video`; returns the output path, stage infos and metrics."""
     job = job or Job()
     t0 = time.monotonic()
-    # 1. check inputs before touching anything
+    # 1. check inputs before touching anything (a bad video, size or model never costs a half-done run)
     check_settings(settings)
-    from vid2vid.video.probe import check_video_path
+    check_models(settings)
+    from vid2vid.stages.extract import check_source
 
-    check_video_path(video)
+    check_source(video, settings.extract)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
     # 2. export reads the last folder the enabled stages write; with the flow-guided method,
     #    img2img generates without the seed's statistics and the flow stage corrects afterwards

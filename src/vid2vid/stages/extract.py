@@ -7,13 +7,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from vid2vid.config import Settings
+from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
 from vid2vid.imageops import write_png
 from vid2vid.progress import Job
 from vid2vid.video.decode import iter_frames
 from vid2vid.video.encode import copy_audio
-from vid2vid.video.probe import probe
+from vid2vid.video.probe import VideoInfo, probe
 from vid2vid.workspace import Workspace, atomic_path, frame_name
 
 STAGE = "extract"
@@ -37,17 +37,23 @@ def _source_identity(video: Path) -> dict:
     return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
 
 
+def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
+    """Probe `video` and check it against the settings (size limit, audio); BadInput says what is wrong."""
+    info = probe(video)
+    if info.width * info.height > es.max_pixels:
+        raise BadInput(f"{video} is {info.width}x{info.height}, over the frame size limit of {es.max_pixels} "
+                       "pixels; scale the video down first or raise extract.max_pixels (--max-pixels)")
+    if es.audio and not info.has_audio:
+        raise BadInput(f"{video} has no audio track; leave out --audio")
+    return info
+
+
 def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     """Extract frames as 00001.<fmt> ... into `frames/` (resumable); returns stage info."""
     es = settings.extract
     es.validate()
     # 1. probe: every bad file is reported before anything in the workspace changes
-    info = probe(video)
-    if info.width * info.height > es.max_pixels:
-        raise BadInput(f"{video} is {info.width}x{info.height}, over the frame size limit of {es.max_pixels} "
-                       "pixels; scale the video down first or raise extract.max_pixels")
-    if es.audio and not info.has_audio:
-        raise BadInput(f"{video} has no audio track; leave out --audio")
+    info = check_source(video, es)
     # 2. decide fresh / resume / done
     params = {"source": _source_identity(Path(info.path)), "frames": es.frames, "format": es.format,
               "audio": es.audio}
