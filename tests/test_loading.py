@@ -62,18 +62,31 @@ def test_folder_and_single_file_hold_identical_weights_and_outputs(tiny_paths, b
     assert la.shape == (1, 4, 8, 8) and torch.equal(la, lb)      # scale factor 8 like real SD
 
 
-def test_sdxl_folder_and_single_file_match(tmp_path):
-    """The tiny SDXL model: second text encoder in OpenCLIP layout, size embedding as label_emb."""
-    folder = tiny.make_tiny_model(tmp_path / "folder", config="tiny-sdxl")
-    single = tiny.make_tiny_model(tmp_path, single_file=True, config="tiny-sdxl")
+FAMILY_KEYS = {
+    "tiny-sd2": ["cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight",
+                 "cond_stage_model.model.positional_embedding"],
+    "tiny-sdxl": ["conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight",
+                  "conditioner.embedders.1.model.text_projection",
+                  "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
+                  "model.diffusion_model.label_emb.0.0.weight"],
+}
+
+
+@pytest.mark.parametrize("config", sorted(FAMILY_KEYS))
+def test_sd2_and_sdxl_folder_and_single_file_match(tmp_path, config):
+    """Tiny SD 2.x / SDXL: OpenCLIP text layout (fused q/k/v, transposed projection), SDXL's size
+    embedding as label_emb; diffusers' own converter must read them back to the same weights."""
+    folder = tiny.make_tiny_model(tmp_path / "folder", config=config)
+    single = tiny.make_tiny_model(tmp_path, single_file=True, config=config)
     with safe_open(str(single), framework="pt") as f:
         keys = set(f.keys())
-    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
-    assert "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight" in keys
-    assert "model.diffusion_model.label_emb.0.0.weight" in keys
+    assert all(k in keys for k in FAMILY_KEYS[config])
     a, b = load_model(str(folder)), load_model(str(single))
-    assert a.is_sdxl and b.is_sdxl and b.kind == "tiny-sdxl"
-    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    assert b.kind == config and a.is_sdxl == b.is_sdxl == (config == "tiny-sdxl")
+    if config == "tiny-sd2":
+        assert a.prediction_type == b.prediction_type == "v_prediction"
+    parts = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if a.is_sdxl else [])
+    for part in parts:
         sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
         assert set(sa) == set(sb)
         assert all(torch.equal(sa[k], sb[k]) for k in sa), part

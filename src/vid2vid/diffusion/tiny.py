@@ -3,8 +3,8 @@
 Same architecture family as SD 1.x, about 5 MB of weights: a 4-level VAE (scale factor 8,
 like real SD), a 2-level UNet with cross attention, a 2-layer CLIP text encoder and a small
 offline BPE tokenizer. The configs live in `vid2vid/data/configs/tiny-sd1/`, so a tiny single
-file loads through the same offline path as a real checkpoint. `config="tiny-sdxl"` gives the
-SDXL family instead (two text encoders, the second in OpenCLIP layout in single files).
+file loads through the same offline path as a real checkpoint. `config="tiny-sd2"` and
+`config="tiny-sdxl"` give the SD 2.x and SDXL families (OpenCLIP text layout in single files).
 
 Two layouts:
 - a diffusers folder (`save_pretrained`), loadable with `from_pretrained(dir)`;
@@ -40,7 +40,7 @@ def _read_json(path: Path) -> dict:
 def build_tiny_components(seed: int = 0, config: str = CONFIG_NAME) -> dict:
     """Tiny unet, vae, text encoder(s) (random, seeded), tokenizer(s) and scheduler from a bundled tiny config.
 
-    config: "tiny-sd1" (the default) or "tiny-sdxl" (two text encoders, text_time embedding).
+    config: "tiny-sd1" (the default), "tiny-sd2" or "tiny-sdxl" (two text encoders, text_time embedding).
     """
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -49,7 +49,7 @@ def build_tiny_components(seed: int = 0, config: str = CONFIG_NAME) -> dict:
 
     cfg = bundled_config_dir(config)
     if not config.startswith("tiny-") or not cfg.is_dir():
-        raise BadInput(f"no tiny model config named '{config}'; use {CONFIG_NAME} or tiny-sdxl")
+        raise BadInput(f"no tiny model config named '{config}'; use {CONFIG_NAME}, tiny-sd2 or tiny-sdxl")
     torch.manual_seed(seed)
     parts = {"unet": UNet2DConditionModel.from_config(_read_json(cfg / "unet" / "config.json")),
              "vae": AutoencoderKL.from_config(_read_json(cfg / "vae" / "config.json")),
@@ -185,10 +185,12 @@ def openclip_key_names(text_encoder, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None) -> dict[str, torch.Tensor]:
+def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None,
+                               openclip_text: bool = False) -> dict[str, torch.Tensor]:
     """All weights under CompVis / A1111 / SGM names: UNet, VAE (1x1-conv attention), CLIP text
-    encoder (SD 1.x: `cond_stage_model.transformer.`; SDXL: `conditioner.embedders.0.transformer.`
-    plus the second encoder in OpenCLIP layout under `conditioner.embedders.1.model.`)."""
+    encoder (SD 1.x: `cond_stage_model.transformer.`; SD 2.x (openclip_text): OpenCLIP layout under
+    `cond_stage_model.model.`; SDXL: `conditioner.embedders.0.transformer.` plus the second encoder
+    in OpenCLIP layout under `conditioner.embedders.1.model.`)."""
     ucfg = unet.config
     up_attn = ["CrossAttn" in t for t in ucfg.up_block_types]
     out: dict[str, torch.Tensor] = {}
@@ -204,10 +206,14 @@ def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None) -> 
         if ".mid.attn_1." in name and name.endswith(".weight") and v.ndim == 2:
             v = v[:, :, None, None]                    # linear -> 1x1 conv as in the original VAE
         out[name] = v
-    clip_prefix = "conditioner.embedders.0.transformer." if text_encoder_2 is not None else "cond_stage_model.transformer."
-    for k, v in text_encoder.state_dict().items():
-        k = k if k.startswith("text_model.") else "text_model." + k
-        out[clip_prefix + k] = v
+    if openclip_text:                                   # SD 2.x: OpenCLIP ViT-H layout
+        out.update(openclip_key_names(text_encoder, "cond_stage_model.model."))
+    else:
+        clip_prefix = "conditioner.embedders.0.transformer." if text_encoder_2 is not None \
+            else "cond_stage_model.transformer."
+        for k, v in text_encoder.state_dict().items():
+            k = k if k.startswith("text_model.") else "text_model." + k
+            out[clip_prefix + k] = v
     if text_encoder_2 is not None:
         out.update(openclip_key_names(text_encoder_2, "conditioner.embedders.1.model."))
     return {k: v.detach().contiguous().clone() for k, v in out.items()}
@@ -220,7 +226,8 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
 
     single_file=False: `dir` becomes a diffusers folder (model_index.json, unet/, vae/, ...).
     single_file=True: writes `dir/<config>.safetensors` (or `dir` itself when it ends in .safetensors).
-    config: "tiny-sd1" (SD 1.x family, the default) or "tiny-sdxl" (SDXL family).
+    config: "tiny-sd1" (SD 1.x family, the default), "tiny-sd2" (OpenCLIP text layout, v-prediction)
+    or "tiny-sdxl" (SDXL family).
     """
     from safetensors.torch import save_file
 
@@ -230,7 +237,7 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
         path = target if target.suffix == ".safetensors" else target / f"{config}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
         sd = original_layout_state_dict(parts["unet"], parts["vae"], parts["text_encoder"],
-                                        parts.get("text_encoder_2"))
+                                        parts.get("text_encoder_2"), openclip_text=config == "tiny-sd2")
         tmp = path.with_name(path.name + ".tmp")
         save_file(sd, str(tmp), metadata={METADATA_KEY: config, "format": "pt"})
         tmp.replace(path)
