@@ -214,7 +214,7 @@ def build(cache: str | Path):
                         W["img2img.init_noise"] = gr.Slider(0, 2, value=d("img2img.init_noise"), step=0.01,
                                                             label=lab("img2img.init_noise"))
                     with gr.Row():
-                        sigma_plot = gr.Plot(label="Sigma schedules (img2img runs right of the line)",
+                        sigma_plot = gr.Plot(label="Sigma schedules (img2img runs right of the line)", show_label=False,
                                              elem_id="v2v-sigma-plot")
                         sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                                    interactive=False, elem_id="v2v-sigma-preview")
@@ -294,6 +294,7 @@ def build(cache: str | Path):
         # ------------------------------------------------ events: top
         interrupt.click(lambda: runner.interrupt(), None, status, queue=False)
         refresh.click(lambda v: workspaces(v), ws_dd, ws_dd)
+        page.load(lambda: workspaces(None), None, ws_dd)
 
         # ------------------------------------------------ tab 1
         def on_upload(file):
@@ -322,7 +323,7 @@ def build(cache: str | Path):
 
             def render(info):
                 name = info["workspace"]
-                return (f"extract: {info.get('frames')} frames in workspace {name}",
+                return (f"Done: extract, {info.get('frames')} frames in workspace {name}",
                         [workspaces(name), strip(name, "frames")])
             yield from drive("extract", work, render, 2)
 
@@ -344,7 +345,7 @@ def build(cache: str | Path):
                         outs += extra(ws_name, info, state["s"])
                     summary = ", ".join(f"{k} {v}" for k, v in info.items() if isinstance(v, (int, float, str))
                                         and k not in ("prompt",))
-                    return f"{stage}: done ({summary})", outs
+                    return f"Done: {stage} ({summary})", outs
                 yield from drive(stage, work, render, (1 if folder else 0) + n_extra)
             return handler
 
@@ -362,7 +363,7 @@ def build(cache: str | Path):
             def work(job):
                 s = settings_of(values, "masks")
                 return actions.mask_grid(root, ws_name, int(frame or 0), s.correct)
-            yield from drive("mask grid", work, lambda sheet: (f"mask grid of frame {int(frame)}", [sheet]), 1)
+            yield from drive("mask grid", work, lambda sheet: (f"Done: mask grid of frame {int(frame)}", [sheet]), 1)
 
         grid_btn.click(on_grid, [ws_dd, grid_frame] + widgets, head + [grid_img])
 
@@ -372,8 +373,7 @@ def build(cache: str | Path):
 
         def on_sigmas(*values):
             try:
-                s = form.settings_from_form(dict(zip(sigma_keys, values)), root, sections=())
-                s.img2img.validate()
+                s = form.settings_from_form(dict(zip(sigma_keys, values)), root, sections=("img2img",))
                 return actions.sigma_plot(s.img2img), actions.real_sigmas_text(s.img2img)
             except Vid2VidError as exc:
                 return gr.skip(), error_message(exc)
@@ -398,9 +398,9 @@ def build(cache: str | Path):
                 from vid2vid.diffusion.schedules import format_sigmas
                 sig = format_sigmas(info.get("real_sigmas", []))
                 if single:
-                    return (f"img2img single: frame {single} generated, {info.get('sampler_steps')} sampler steps",
+                    return (f"Done: img2img single frame {single}, {info.get('sampler_steps')} sampler steps",
                             [info["output"], sig, gr.skip()])
-                return (f"img2img: {info.get('frames')} frames generated", [gr.skip(), sig, strip(ws_name, "img2img")])
+                return (f"Done: img2img batch, {info.get('frames')} frames", [gr.skip(), sig, strip(ws_name, "img2img")])
             yield from drive("img2img", work, render, 3)
 
         gen_btn.click(on_generate, [ws_dd, mode, debug_frame] + widgets, head + [single_img, real_sigmas, gen_gal])
@@ -408,7 +408,7 @@ def build(cache: str | Path):
         def on_fdc(ws_name, frame, *values):
             def work(job):
                 return actions.fdc_sheet(root, ws_name, int(frame or 0), settings_of(values, "fdc"))
-            yield from drive("FDC debugger", work, lambda sheet: (f"FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
+            yield from drive("FDC debugger", work, lambda sheet: (f"Done: FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
 
         fdc_btn.click(on_fdc, [ws_dd, fdc_frame] + widgets, head + [fdc_img])
 
@@ -434,7 +434,7 @@ def build(cache: str | Path):
                 else:
                     text += " (browsers do not play AVI: download it below)"
                     shown = [None, gr.update(value=None, visible=False)]
-                return f"export: {paths.relative(root, out)} written", [text] + shown + [out]
+                return f"Done: export, {paths.relative(root, out)} written", [text] + shown + [out]
             yield from drive("export", work, render, 4)
 
         export_btn.click(on_export, [ws_dd] + widgets,

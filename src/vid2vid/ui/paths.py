@@ -106,6 +106,8 @@ def model_list(root: Path, text: str | None, what: str) -> list[str]:
 
 def workspace(root: Path, name: str | None) -> Workspace:
     """An existing workspace, named by its folder name inside the cache."""
+    if not (name or "").strip():
+        raise BadInput("no workspace is selected; extract a video first (tab 1) or pick a workspace at the top")
     t = _clean(name, "workspace")
     if "/" in t or "\\" in t or t in (".", ".."):
         raise BadInput(f"workspace '{t}' must be a folder name inside the cache folder, not a path")
