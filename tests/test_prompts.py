@@ -4,8 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vid2vid.diffusion.prompts import (BREAK, count_chunks, encode_pair, encode_prompt, make_chunks,
-                                       parse_emphasis)
+from vid2vid.diffusion.prompts import (
+    BREAK,
+    count_chunks,
+    encode_pair,
+    encode_prompt,
+    make_chunks,
+    parse_emphasis,
+)
 
 torch.set_num_threads(2)
 R = 1.1
@@ -125,7 +131,7 @@ def test_plain_prompt_matches_diffusers(model):
 
 def test_emphasis_and_chunks_match_a_direct_computation(model):
     tok = model.tokenizer
-    ids = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
+    ids = lambda s: tok(s, add_special_tokens=False).input_ids
     first = ids("a photo")
     words = ids("a ") * 80                                      # one token each: forces a second chunk
     assert len(words) == 80

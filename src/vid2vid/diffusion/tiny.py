@@ -43,7 +43,12 @@ def build_tiny_components(seed: int = 0, config: str = CONFIG_NAME) -> dict:
     config: "tiny-sd1" (the default), "tiny-sd2" or "tiny-sdxl" (two text encoders, text_time embedding).
     """
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
 
     from vid2vid.diffusion.tokenizer import tiny_merges, vocab_from_merges
 
