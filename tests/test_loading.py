@@ -189,6 +189,9 @@ def test_lora_changes_output_by_its_weight(tiny_paths, tmp_path, base_model):
     expected = q0 + 0.5 * (2.0 / 4) * t[f"{key}.lora_up.weight"] @ t[f"{key}.lora_down.weight"]
     torch.testing.assert_close(q, expected, rtol=1e-5, atol=1e-5)
     assert half.loras == [(str(lora), 0.5)]
+    ident = half.identity()
+    assert ident["loras"][0][1] == 0.5 and ident["loras"][0][0].startswith(str(lora.resolve()))
+    assert ident != zero.identity()                                   # a stage notices the changed weight
 
 
 def test_textual_inversion_embedding(tiny_paths, tmp_path):
