@@ -410,8 +410,8 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
         index_file = hf_hub_download(repo_id, "model_index.json", local_files_only=offline)
     except (OSError, ValueError) as exc:
         if offline:
-            raise ModelNotFound(f"model '{repo_id}' is not in the local hub cache and the hub is offline "
-                                f"(HF_HUB_OFFLINE); {how}") from exc
+            raise ModelNotFound(f"model '{repo_id}' is not a local folder or file, not in the local hub cache, "
+                                f"and the hub is offline (HF_HUB_OFFLINE); {how}") from exc
         raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     index = json.loads(Path(index_file).read_text(encoding="utf-8"))
     sdxl = "XL" in index.get("_class_name", "")
