@@ -225,7 +225,8 @@ def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict
 
 def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], path: Path) -> str:
     """Which bundled config folder fits a single-file checkpoint: 'sd1', 'sd2', 'sdxl' or a tiny one
-    ('tiny-sd1', 'tiny-sdxl': named by the file's `vid2vid_config` metadata, or tiny-sd1 by its shapes)."""
+    ('tiny-sd1', 'tiny-sd2', 'tiny-sdxl': named by the file's `vid2vid_config` metadata, or tiny-sd1
+    by its shapes)."""
     from vid2vid.diffusion import tiny
 
     named = metadata.get(tiny.METADATA_KEY)
