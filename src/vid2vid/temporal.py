@@ -135,43 +135,60 @@ def source_link(grey_prev: np.ndarray, grey_cur: np.ndarray, opts: FlowOptions) 
 # A running average is kept premultiplied, float32 HxWx4 = (w * mean RGB, w): warping it is a
 # normalised convolution, and adding two of them adds their weights.
 
-def premultiplied(img: np.ndarray) -> np.ndarray:
+@dataclass
+class Scratch:
+    """Work buffers reused from frame to frame (fresh large arrays cost page faults every time)."""
+
+    warped: np.ndarray      # float32 HxWx4
+    weight4: np.ndarray     # float32 HxWx4
+    frame4: np.ndarray      # float32 HxWx4
+    rgb: np.ndarray         # float32 HxWx3
+    den3: np.ndarray        # float32 HxWx3
+
+    @classmethod
+    def for_size(cls, width: int, height: int) -> "Scratch":
+        four, three = (height, width, 4), (height, width, 3)
+        return cls(np.empty(four, np.float32), np.empty(four, np.float32), np.empty(four, np.float32),
+                   np.empty(three, np.float32), np.empty(three, np.float32))
+
+
+def premultiplied(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """float32 HxWx3 frame -> float32 HxWx4 (RGB, 1): the frame as an average of weight 1."""
-    return cv2.cvtColor(img, cv2.COLOR_RGB2RGBA)
-
-
-def _four(plane: np.ndarray) -> np.ndarray:
-    """HxW -> HxWx4 copies (cv2 arithmetic on same-shape arrays is much faster than broadcasting)."""
-    return cv2.merge([plane, plane, plane, plane])
+    return cv2.cvtColor(img, cv2.COLOR_RGB2RGBA, dst=out)
 
 
 def propagate(state: np.ndarray, flow_small: np.ndarray, trust_small: np.ndarray, strength: float,
-              change_mask: np.ndarray | None) -> np.ndarray:
+              change_mask: np.ndarray | None, scratch: Scratch | None = None) -> np.ndarray:
     """Carry a neighbour's running average into this frame.
 
     state: float32 HxWx4 premultiplied average at the neighbouring frame; flow_small /
     trust_small: the link's flow at this frame towards the neighbour and its trust, at the
     flow resolution. Returns the carried average, float32 HxWx4, its weight scaled by
-    strength * trust * (1 - change mask)."""
+    strength * trust * (1 - change mask); with `scratch` it is scratch.warped (use it before
+    the next call)."""
     h, w = state.shape[:2]
+    scratch = scratch or Scratch.for_size(w, h)
     map_x, map_y = sample_grid(resize_flow(flow_small.astype(np.float32), w, h))
-    warped = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, dst=scratch.warped, borderMode=cv2.BORDER_REPLICATE)
     k = cv2.resize(trust_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     k *= np.float32(strength)
     if change_mask is not None:
         k *= 1.0 - change_mask.reshape(h, w)
-    return cv2.multiply(warped, _four(k), dst=warped)
+    return cv2.multiply(warped, cv2.merge([k, k, k, k], dst=scratch.weight4), dst=warped)
 
 
-def resolve_into(past_rgb: np.ndarray, past_weight: np.ndarray, state: np.ndarray) -> None:
+def resolve_into(past_rgb: np.ndarray, past_weight: np.ndarray, state: np.ndarray,
+                 scratch: Scratch | None = None) -> None:
     """Final frame, written over `past_rgb`: (past RGB + state RGB) / (past weight + state weight).
 
     past_rgb: float32 HxWx3 (premultiplied RGB the past carries; replaced by the result, RGB
     in [0, 1]); past_weight: float32 HxW; state: float32 HxWx4, this frame's average with the
     future (premultiplied)."""
-    cv2.add(past_rgb, cv2.cvtColor(state, cv2.COLOR_RGBA2RGB), dst=past_rgb)
+    h, w = past_weight.shape
+    scratch = scratch or Scratch.for_size(w, h)
+    cv2.add(past_rgb, cv2.cvtColor(state, cv2.COLOR_RGBA2RGB, dst=scratch.rgb), dst=past_rgb)
     den = cv2.add(past_weight, cv2.extractChannel(state, 3))
-    cv2.divide(past_rgb, cv2.merge([den, den, den]), dst=past_rgb)
+    cv2.divide(past_rgb, cv2.merge([den, den, den], dst=scratch.den3), dst=past_rgb)
     np.clip(past_rgb, 0.0, 1.0, out=past_rgb)
 
 
@@ -237,13 +254,14 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     #    (premultiplied); its RGB part is kept in the output frame's buffer, its weight beside it
     out: list[np.ndarray] = [np.zeros((h, w, 3), np.float32)]
     past_w: list[np.ndarray] = [np.zeros((h, w), np.float32)]
+    scratch = Scratch.for_size(w, h)
     state = premultiplied(gen[0])
     for t in range(1, n):
         links.append(source_link(greys[t - 1], greys[t], options))
-        carried = propagate(state, links[t].flow_bw, links[t].trust_bw, strength, masks[t])
+        carried = propagate(state, links[t].flow_bw, links[t].trust_bw, strength, masks[t], scratch)
         out.append(cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB))
         past_w.append(cv2.extractChannel(carried, 3))
-        cv2.add(premultiplied(gen[t]), carried, dst=state)
+        cv2.add(premultiplied(gen[t], scratch.frame4), carried, dst=state)
         if progress is not None:
             progress()
 
@@ -251,9 +269,9 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     state = premultiplied(gen[n - 1])
     for t in range(n - 1, -1, -1):
         if t < n - 1:
-            future = propagate(state, links[t + 1].flow_fw, links[t + 1].trust_fw, strength, masks[t])
-            cv2.add(premultiplied(gen[t]), future, dst=state)
-        resolve_into(out[t], past_w[t], state)
+            future = propagate(state, links[t + 1].flow_fw, links[t + 1].trust_fw, strength, masks[t], scratch)
+            cv2.add(premultiplied(gen[t], scratch.frame4), future, dst=state)
+        resolve_into(out[t], past_w[t], state, scratch)
         past_w[t] = None
         if progress is not None and t < n - 1:
             progress()
