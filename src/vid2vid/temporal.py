@@ -146,7 +146,7 @@ class Scratch:
     den3: np.ndarray        # float32 HxWx3
 
     @classmethod
-    def for_size(cls, width: int, height: int) -> "Scratch":
+    def for_size(cls, width: int, height: int) -> Scratch:
         four, three = (height, width, 4), (height, width, 3)
         return cls(np.empty(four, np.float32), np.empty(four, np.float32), np.empty(four, np.float32),
                    np.empty(three, np.float32), np.empty(three, np.float32))
