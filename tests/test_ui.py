@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_workspace, moving_frames
+
 from vid2vid import config
 from vid2vid.errors import BadInput, Interrupted, ModelNotFound, Vid2VidError
 from vid2vid.ui import actions, form, paths
@@ -272,8 +272,11 @@ def test_runner_interrupt_stops_after_the_current_frame():
 
 
 def test_runner_turns_unexpected_errors_into_a_line():
-    task = Runner().run("boom", lambda job: [][1], timeout=5)
-    assert task.status() == "Failed: IndexError: list index out of range (details in the server log)"
+    def work(job):
+        return {"a": 1}["b"]
+
+    task = Runner().run("boom", work, timeout=5)
+    assert task.status() == "Failed: KeyError: 'b' (details in the server log)"
 
 
 # ---------------------------------------------------------------- actions
@@ -350,3 +353,17 @@ def test_loopback_check():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.org")
     assert "value='50.0'" in progress_html(0.5, "x") and "<progress" not in progress_html(None)
+
+
+def test_top_tags_rank_the_mean_score_over_frames(root):
+    import json
+
+    make_workspace(root / "ws", moving_frames(3, width=16, height=16))
+    per_frame = {"00001.png": {"1girl": 0.9, "smile": 0.5}, "00002.png": {"1girl": 0.7, "hat": 0.9},
+                 "00003.png": {"1girl": 0.8, "smile": 0.8}}
+    (root / "ws" / "tags.json").write_text(json.dumps(per_frame))
+    # means over the 3 frames, a frame without the tag counting 0: 1girl 0.8, smile 0.433, hat 0.3
+    got = actions.top_tags(root, "ws", 2)
+    assert [name for name, _ in got] == ["1girl", "smile"]
+    assert np.allclose([score for _, score in got], [0.8, 1.3 / 3])
+    assert actions.top_tags(root, "ws", 10)[-1][0] == "hat"

@@ -106,7 +106,7 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
 

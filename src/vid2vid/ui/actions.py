@@ -19,7 +19,6 @@ from vid2vid.progress import Job
 from vid2vid.ui import paths
 from vid2vid.workspace import Workspace
 
-
 # ---------------------------------------------------------------- tab 1
 
 def probe_text(root: Path, video: str) -> str:

@@ -16,8 +16,11 @@ import html
 import ipaddress
 import logging
 import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
@@ -27,6 +30,7 @@ from vid2vid.ui.runner import Runner, Task, error_message
 log = logging.getLogger("vid2vid.ui")
 
 POLL_S = 0.3
+STOP_WAIT_S = 30.0
 MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
 # Settings sections each button reads (and validates).
 SECTIONS = {
@@ -111,6 +115,7 @@ def build(cache: str | Path):
                               font_mono=["ui-monospace", "monospace"])   # no web fonts: works offline
     with gr.Blocks(title="vid2vid", analytics_enabled=False) as page:
         page.v2v_theme = theme
+        page.v2v_runner = runner
         gr.Markdown("## vid2vid: video to video with Stable Diffusion and frame delta correction")
         with gr.Row():
             status = gr.Textbox(label="Status", value="Ready.", interactive=False, elem_id="v2v-status", scale=5)
@@ -146,20 +151,20 @@ def build(cache: str | Path):
                                                    label=lab("extract.format"))
                     W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
                 extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
-                frames_gal = gr.Gallery(label="Frames", columns=8, height=180, elem_id="v2v-frames-strip")
+                frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180, elem_id="v2v-frames-strip")
 
             # ------------------------------------------------ 2
             with gr.Tab("2: Make masks & tags", id="tab-masks", elem_id="tab-masks"):
                 with gr.Row():
                     delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
-                delta_gal = gr.Gallery(label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
+                delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
                 with gr.Row():
                     from vid2vid.masks.registry import DEPTH_MODELS
                     W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
                                                    label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                                    elem_id="v2v-depth-model")
                     depth_btn = gr.Button("Depth masks", elem_id="v2v-depth-btn")
-                depth_gal = gr.Gallery(label="Depth masks", columns=8, height=160)
+                depth_gal = gr.Gallery(object_fit="contain", label="Depth masks", columns=8, height=160)
                 with gr.Row():
                     from vid2vid.models.taggers.registry import TAGGERS
                     W["tags.model"] = gr.Dropdown(list(TAGGERS), value=d("tags.model"), allow_custom_value=True,
@@ -246,7 +251,7 @@ def build(cache: str | Path):
                                           elem_id="v2v-single-image")
                     real_sigmas = gr.Textbox(label="Real sigmas used", lines=4, interactive=False,
                                              elem_id="v2v-real-sigmas")
-                gen_gal = gr.Gallery(label="img2img frames", columns=8, height=180, elem_id="v2v-img2img-strip")
+                gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180, elem_id="v2v-img2img-strip")
                 with gr.Row():
                     fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
                     fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
@@ -261,7 +266,7 @@ def build(cache: str | Path):
                                                      allow_custom_value=True, label=lab("upscale.model"))
                     W["upscale.tile"] = gr.Number(value=d("upscale.tile"), precision=0, label=lab("upscale.tile"))
                     up_btn = gr.Button("Upscale", elem_id="v2v-upscale-btn")
-                up_gal = gr.Gallery(label="Upscaled (resr/)", columns=8, height=160)
+                up_gal = gr.Gallery(object_fit="contain", label="Upscaled (resr/)", columns=8, height=160)
                 with gr.Row():
                     W["interpolate.model"] = gr.Dropdown(available_interpolators(), value=d("interpolate.model"),
                                                          allow_custom_value=True, label=lab("interpolate.model"))
@@ -270,7 +275,7 @@ def build(cache: str | Path):
                     W["interpolate.scene_cut"] = gr.Slider(0, 1, value=d("interpolate.scene_cut"), step=0.01,
                                                            label=lab("interpolate.scene_cut"))
                     ip_btn = gr.Button("Interpolate", elem_id="v2v-interpolate-btn")
-                ip_gal = gr.Gallery(label="Interpolated (rife/)", columns=8, height=160)
+                ip_gal = gr.Gallery(object_fit="contain", label="Interpolated (rife/)", columns=8, height=160)
 
             # ------------------------------------------------ 5
             with gr.Tab("5: Export", id="tab-export", elem_id="tab-export"):
@@ -344,7 +349,7 @@ def build(cache: str | Path):
                     if extra is not None:
                         outs += extra(ws_name, info, state["s"])
                     summary = ", ".join(f"{k} {v}" for k, v in info.items() if isinstance(v, (int, float, str))
-                                        and k not in ("prompt",))
+                                        and k not in ("prompt", "folder", "seconds"))
                     return f"Done: {stage} ({summary})", outs
                 yield from drive(stage, work, render, (1 if folder else 0) + n_extra)
             return handler
@@ -468,7 +473,26 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
                     host, root)
     page = build(root)
     page.queue(default_concurrency_limit=4)
+    if block and threading.current_thread() is threading.main_thread():
+        _stop_on_signals()
     print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
-    return page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
-                       ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
-                       prevent_thread_lock=not block, footer_links=["settings"])
+    result = page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
+                         ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
+                         prevent_thread_lock=not block, footer_links=["settings"])
+    if block:                      # the server has stopped: let a running task finish its current frame
+        page.v2v_runner.interrupt()
+        task = page.v2v_runner.current
+        if task is not None and not task.done.wait(STOP_WAIT_S):
+            log.warning("%s did not stop within %s s; finished frames are kept", task.name, STOP_WAIT_S)
+    return result
+
+
+def _stop_on_signals() -> None:
+    """Ctrl+C or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
+    server's main thread never works on)."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)

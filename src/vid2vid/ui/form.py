@@ -11,8 +11,9 @@ import copy
 import dataclasses
 import math
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from vid2vid import config
 from vid2vid.errors import BadInput

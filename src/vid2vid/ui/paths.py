@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from vid2vid.errors import BadInput
 from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name

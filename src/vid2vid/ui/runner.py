@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.progress import Job, ProgressEvent, format_event
