@@ -106,6 +106,34 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def remove_stale_temp(path: str | Path) -> int:
+    """Delete temporary files that killed processes left beside `path` (`.tmp-<pid>-<name>` whose pid is
+    gone); for outputs outside a workspace, which the lock's clean-up does not reach. Returns how many."""
+    path = Path(path)
+    pattern = re.compile(rf"{re.escape(TMP_PREFIX)}(\d+)-{re.escape(path.stem + path.suffix)}$")
+    n = 0
+    if not path.parent.is_dir():
+        return 0
+    for p in path.parent.iterdir():
+        m = pattern.match(p.name)
+        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+            _unlink_quietly(p)
+            n += 1
+    return n
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_temp_files(folder: Path) -> int:
     """Delete half-written files (and half-removed folders) a killed run left; returns how many."""
     if not folder.is_dir():

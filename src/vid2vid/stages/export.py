@@ -16,7 +16,7 @@ from vid2vid.errors import BadInput
 from vid2vid.progress import Job
 from vid2vid.stages.flow import generated_source
 from vid2vid.video.encode import encode_video
-from vid2vid.workspace import Workspace, atomic_path
+from vid2vid.workspace import Workspace, atomic_path, remove_stale_temp
 
 STAGE = "export"
 # --from value -> (folder, stage that writes it)
@@ -91,6 +91,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     meta = {"comment": json.dumps({"vid2vid": __version__, "settings": to_dict(settings)}, default=str),
             "encoder": f"vid2vid {__version__}"}
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(out)          # what a killed export left beside an output outside the workspace
     with atomic_path(out) as tmp:
         n = encode_video(_frames(paths), tmp, es.format, fps, size, crf=es.crf, audio=audio,
                          duration=duration, on_frame=tracker.advance, metadata=meta)
