@@ -186,6 +186,10 @@ def test_ui_in_browser(server):
             ws = cache / ws_name
             assert len(list((ws / "frames").glob("*.png"))) == 4
             page.wait_for_function("document.querySelectorAll('#v2v-frames-strip img').length === 4", timeout=20000)
+            assert page.locator("#v2v-progress").get_attribute("data-fraction") == "1.000"   # the bar is full
+            page.click("#v2v-interrupt")                      # nothing runs now: the page says so
+            page.wait_for_function("document.querySelector('#v2v-status textarea').value === 'Nothing is running.'",
+                                   timeout=10000)
 
             # 3. img2img settings; the live sigma preview follows the steps widget
             page.get_by_role("tab", name="3: Successive img2img").click()
@@ -218,8 +222,24 @@ def test_ui_in_browser(server):
             src = page.locator("#v2v-single-image img").get_attribute("src")
             assert np.array_equal(_image_at(page, src), np.asarray(Image.open(debug_file).convert("RGB")))
 
-            # batch: every frame
+            # batch, interrupted: slow settings (150 steps), Interrupt once the first frame is written
             page.get_by_label("Batch: every frame").check()
+            _fill_number(page, "#v2v-steps input[type=number]", 150)
+            page.wait_for_function(
+                "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
+            page.click("#v2v-generate-btn")
+            page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('[img2img] 1/4')",
+                                   timeout=90000)
+            page.click("#v2v-interrupt")
+            page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
+                                   timeout=60000)
+            kept = len(list((ws / "img2img").glob("0*.png")))
+            assert 1 <= kept < 4                              # stopped early; finished frames kept
+
+            # batch: every frame (other settings: the interrupted frames are replaced)
+            _fill_number(page, "#v2v-steps input[type=number]", 4)
+            page.wait_for_function(
+                "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(4 steps)')", timeout=20000)
             text = _click_and_wait(page, "#v2v-generate-btn", "Done: img2img batch", timeout=90)
             assert "4 frames" in text
             made = sorted(p.name for p in (ws / "img2img").glob("*.png"))

@@ -288,7 +288,7 @@ def build(cache: str | Path):
                     W["export.crf"] = gr.Slider(0, 51, value=d("export.crf"), step=1, label=lab("export.crf"))
                 export_btn = gr.Button("Export", variant="primary", elem_id="v2v-export-btn")
                 export_info = gr.Textbox(label="Result", lines=2, interactive=False, elem_id="v2v-export-info")
-                result_video = gr.Video(label="Result (mp4 / webm play here)", interactive=False,
+                result_video = gr.Video(label="Result (mp4 / webm play here)", interactive=False, height=400,
                                         elem_id="v2v-result-video")
                 result_gif = gr.Image(label="Result (gif)", type="filepath", interactive=False, visible=False)
                 result_file = gr.File(label="Download", interactive=False, elem_id="v2v-result-file")
