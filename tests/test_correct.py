@@ -191,6 +191,23 @@ def test_flow_method_dispatches_to_temporal(folders):
         np.testing.assert_array_equal(np.asarray(Image.open(root / "out" / f"{i:05d}.png")), to_uint8(e))
 
 
+def test_flow_method_uses_its_own_mask_and_strength(folders):
+    temporal = pytest.importorskip("vid2vid.temporal")
+    root, src, gen = folders
+    # the seed's delta mask does not leak into the flow method; flow_mask and flow_strength do
+    s = CorrectSettings(method="flow", delta_mask="motion", flow_mask="motion", flow_strength=0.5)
+    correct.correct_folder(root / "src", root / "gen", root / "out2", s)
+    h, w = gen[0].shape[:2]
+    masks = [None] + [fdc.motion_mask(fdc.fit_delta(fdc.frame_delta(to_float(u8(a)), to_float(u8(b))), h, w),
+                                      s.motion_lowcut, s.motion_highext) for a, b in zip(src[:-1], src[1:])]
+    expected = temporal.flow_correct_sequence([u8(f) for f in src], [u8(g) for g in gen], 0.5, change_masks=masks)
+    for i, e in enumerate(expected, 1):
+        got = np.asarray(Image.open(root / "out2" / f"{i:05d}.png")).astype(int)
+        assert np.abs(got - to_uint8(e).astype(int)).max() <= 1
+    with pytest.raises(BadInput, match="--flow-strength"):
+        CorrectSettings(method="flow", flow_strength=1.0).validate()
+
+
 # ---------------------------------------------------------------- delta stage
 
 def test_delta_stage_writes_views_and_resumes(workspace_factory):

@@ -15,11 +15,10 @@ import signal
 import sys
 import traceback
 import typing
-from pathlib import Path
 from typing import Any, Callable
 
 from vid2vid import __version__, config
-from vid2vid.errors import BadInput, Interrupted, Vid2VidError
+from vid2vid.errors import Interrupted, Vid2VidError
 from vid2vid.progress import ConsoleProgress, Job
 
 # Choices per (section, field), for argparse's own checks and help.
@@ -33,6 +32,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("correct", "method"): config.CORRECT_METHODS,
     ("correct", "delta_mask"): config.DELTA_MASKS,
     ("correct", "spatial_mask"): config.SPATIAL_MASKS,
+    ("correct", "flow_mask"): config.DELTA_MASKS,
     ("export", "source"): config.EXPORT_SOURCES,
     ("export", "format"): config.EXPORT_FORMATS,
 }
@@ -101,6 +101,8 @@ HELP: dict[str, str] = {
     "motion_lowcut": "motion mask low-cut 0..255",
     "depth_lowcut": "depth mask low-cut 0..255 (-1 = none)",
     "method": "correction method: seed statistics or flow-guided",
+    "flow_strength": "flow method: 0 = none, higher = steadier (0..0.99)",
+    "flow_mask": "flow method: change mask (white = keep the generated frame there)",
     "tile": "tile size in pixels (0 = automatic)",
     "ratio": "interpolation ratio 0.5..4 (2 doubles the frames)",
     "scene_cut": "scene-cut threshold 0..1 (1 = never cut)",
@@ -313,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "successive img2img with sigma override and frame delta correction")
     common(sp, True)
     add_settings_options(sp, "img2img", "img2img")
-    add_settings_options(sp, "img2img", "correct", skip=("method",))
+    add_settings_options(sp, "img2img", "correct", skip=("method", "flow_strength", "flow_mask"))
 
     sp = command("correct", _lazy("vid2vid.stages.correct"),
                  "apply frame delta correction to any folder of generated frames")

@@ -85,10 +85,15 @@ class CorrectSettings:
     motion_lowcut: int = 32
     depth_lowcut: int = -1
     method: str = "seed"       # seed (the statistics above) or flow (flow-guided, `vid2vid correct`)
+    flow_strength: float = 0.75  # flow method: 0 = no correction, higher = steadier (memory 1/(1-s) frames)
+    flow_mask: str = "none"    # flow method: change mask (white = let the generated frame through)
 
     def validate(self) -> None:
         _choice("--fdc", self.fdc, FDC_METHODS)
         _choice("--method", self.method, CORRECT_METHODS)
+        _choice("--flow-mask", self.flow_mask, DELTA_MASKS)
+        if not 0.0 <= self.flow_strength < 1.0:
+            raise BadInput(f"--flow-strength {self.flow_strength} is out of range; use 0 to 0.99 (default 0.75)")
         _choice("--delta-mask", self.delta_mask, DELTA_MASKS)
         _choice("--spatial-mask", self.spatial_mask, SPATIAL_MASKS)
         _range("--motion-highext", self.motion_highext, 1, 15)

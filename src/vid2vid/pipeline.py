@@ -37,7 +37,9 @@ class Step:
 
 
 def _needs_depth(s: Settings) -> bool:
-    return s.run.depth or s.correct.delta_mask == "depth" or s.correct.spatial_mask == "depth"
+    c = s.correct
+    masks = (c.flow_mask,) if c.method == "flow" else (c.delta_mask,)
+    return s.run.depth or c.spatial_mask == "depth" or "depth" in masks
 
 
 STEPS = [
@@ -114,7 +116,7 @@ def check_models(s: Settings) -> None:
 
 def _settings_for(stage: str, s: Settings) -> Settings:
     """With the flow-guided method, img2img generates without the seed's correction (the flow
-    stage corrects the whole sequence afterwards, using the delta mask as its change mask)."""
+    stage corrects the whole sequence afterwards, with `flow_mask` as its change mask)."""
     if stage == "img2img" and s.correct.method == "flow":
         return replace(s, correct=replace(s.correct, fdc="none", delta_mask="none"))
     return s

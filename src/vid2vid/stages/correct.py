@@ -11,6 +11,8 @@ Method "seed" chains the per-frame correction (fdc.correct_frame) from the first
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import json
 from pathlib import Path
@@ -128,7 +130,7 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
         dup = sorted({s for s in stems if stems.count(s) > 1})
         raise BadInput(f"generated frames {', '.join(dup[:_SHOWN])} exist in more than one format in "
                        f"{generated_dir}; keep one file per frame")
-    needs_depth = settings.delta_mask == "depth"
+    needs_depth = (settings.flow_mask if settings.method == "flow" else settings.delta_mask) == "depth"
     depth: list[Path] | None = None
     if needs_depth:
         if depth_dir is None:
@@ -218,16 +220,18 @@ def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] |
     src = [to_uint8(read_image(p)) for p in source]
     h, w = gen[0].shape[:2]
     masks: list[np.ndarray | None] | None = None
-    if settings.delta_mask != "none":
+    if settings.flow_mask != "none":          # the seed's mask, as a change mask
+        mask_settings = replace(settings, delta_mask=settings.flow_mask)
         masks = [None]
         for i in range(1, len(gen)):
             delta = fdc.frame_delta(to_float(src[i - 1]), to_float(src[i]))
             dmap = read_mask(depth[i]) if depth is not None else None
-            masks.append(fdc.delta_mask(settings, fdc.fit_delta(delta, h, w),
+            masks.append(fdc.delta_mask(mask_settings, fdc.fit_delta(delta, h, w),
                                         None if dmap is None else fdc.fit_depth(dmap, h, w)))
     # 2. the flow pass (it reports each frame of its two passes)
     tracker = job.tracker(f"{STAGE} (flow)", 2 * max(0, len(gen) - 1))
-    out = temporal.flow_correct_sequence(src, gen, change_masks=masks, progress=tracker.advance)
+    out = temporal.flow_correct_sequence(src, gen, settings.flow_strength, change_masks=masks,
+                                         progress=tracker.advance)
     # 3. write the frames not yet written
     tracker = job.tracker(STAGE, len(outputs), done=len(outputs) - len(todo))
     for i in todo:

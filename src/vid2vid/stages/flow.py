@@ -2,7 +2,7 @@
 
 Runs when `correct.method` is "flow": img2img then generates without the seed's statistics, and
 this offline pass steadies the whole sequence along the source's motion (it uses past and
-future frames), with the seed's delta mask as a change mask when one is chosen. It writes
+future frames), with one of the seed's masks as a change mask when `flow_mask` names one. It writes
 `flow/`; later stages read that folder instead of `img2img/` while it is complete.
 """
 from __future__ import annotations
@@ -29,15 +29,16 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
 
     cs = settings.correct
     cs.validate()
-    inputs = ("extract", "img2img") + (("depth",) if cs.delta_mask == "depth" else ())
-    params = {"method": cs.method, "delta_mask": cs.delta_mask, "motion_highext": cs.motion_highext,
-              "motion_lowcut": cs.motion_lowcut, "depth_lowcut": cs.depth_lowcut}
+    inputs = ("extract", "img2img") + (("depth",) if cs.flow_mask == "depth" else ())
+    params = {"method": cs.method, "strength": cs.flow_strength, "mask": cs.flow_mask,
+              "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,
+              "depth_lowcut": cs.depth_lowcut}
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=settings.run.overwrite,
                             outputs=(OUTPUT_DIR,))
     if status.state == "done":
         return dict(ws.stage_record(STAGE).get("info", {}))
     info = correct_folder(ws.frames_dir(), ws.path("img2img"), ws.path(OUTPUT_DIR), cs,
-                          depth_dir=ws.path("depthmask") if cs.delta_mask == "depth" else None,
+                          depth_dir=ws.path("depthmask") if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)
     return dict(ws.stage_record(STAGE)["info"])
