@@ -241,6 +241,11 @@ def build(cache: str | Path):
                                                                label=lab("correct.motion_lowcut"))
                         W["correct.depth_lowcut"] = gr.Slider(-1, 255, value=d("correct.depth_lowcut"), step=1,
                                                               label=lab("correct.depth_lowcut"))
+                    with gr.Row():
+                        W["correct.flow_strength"] = gr.Slider(0, 0.99, value=d("correct.flow_strength"), step=0.01,
+                                                               label=lab("correct.flow_strength"))
+                        W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS), value=d("correct.flow_mask"),
+                                                          label=lab("correct.flow_mask"))
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
                     debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",

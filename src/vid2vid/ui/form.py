@@ -37,6 +37,7 @@ LABELS: dict[str, str] = {
     "correct.delta_mask": "Delta mask", "correct.spatial_mask": "Spatial mask",
     "correct.motion_highext": "Motion high-ext", "correct.motion_lowcut": "Motion low-cut",
     "correct.depth_lowcut": "Depth low-cut",
+    "correct.flow_strength": "Flow strength (flow method)", "correct.flow_mask": "Flow change mask (flow method)",
     "upscale.model": "Upscaler", "upscale.tile": "Tile size (0 = automatic)",
     "interpolate.model": "Interpolator", "interpolate.ratio": "Frame ratio", "interpolate.scene_cut": "Scene-cut threshold",
     "export.source": "Frame source", "export.format": "Video format", "export.audio": "Put the audio back",
