@@ -114,7 +114,7 @@ def check_models(s: Settings) -> None:
         check_interpolator(s.interpolate.model)
 
 
-def _settings_for(stage: str, s: Settings) -> Settings:
+def stage_settings(stage: str, s: Settings) -> Settings:
     """With the flow-guided method, img2img generates without the seed's correction (the flow
     stage corrects the whole sequence afterwards, with `flow_mask` as its change mask)."""
     if stage == "img2img" and s.correct.method == "flow":
@@ -164,7 +164,7 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
                 if st.name == "extract":
                     info = module.run(ws, video, settings, sub)
                 else:
-                    info = module.run(ws, _settings_for(st.name, settings), sub)
+                    info = module.run(ws, stage_settings(st.name, settings), sub)
             except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
                 status = ws.log_failure(st.name, exc)
                 ws.log("run-end", status=status, stage=st.name, seconds=round(time.monotonic() - t0, 3))

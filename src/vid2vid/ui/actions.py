@@ -107,10 +107,9 @@ def _stamp(spec: str) -> tuple:
 
 def _img2img_settings(settings: config.Settings) -> config.Settings:
     """With the flow-guided method, img2img generates without the per-frame statistics (as `pipeline.run`)."""
-    from vid2vid import pipeline
+    from vid2vid.pipeline import stage_settings
 
-    adjust = getattr(pipeline, "_settings_for", None)
-    return adjust("img2img", settings) if adjust is not None else settings
+    return stage_settings("img2img", settings)
 
 
 def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,
