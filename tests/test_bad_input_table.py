@@ -193,6 +193,8 @@ def test_read_only_workspace(capsys, monkeypatch, media, ws):
     assert code == 2
     assert "cannot write" in line and "read-only" in line.lower() and "writable" in line
     assert snapshot(ws) == before
+    last = Workspace(ws).events()[-1]
+    assert last["event"] == "error" and last["stage"] == "export" and last["exit_code"] == 2
     assert not list(ws.rglob(f"{TMP_PREFIX}*"))
 
 
@@ -236,6 +238,9 @@ def test_disk_full_mid_extract_keeps_frames_and_resumes(capsys, monkeypatch, med
     assert 0 < len(kept) < 8
     assert not list(root.rglob(f"{TMP_PREFIX}*"))
     assert not Workspace(root).is_complete("extract")
+    errors = [e for e in Workspace(root).events() if e["event"] == "error"]     # the run log says why
+    assert len(errors) == 1 and errors[0]["stage"] == "extract" and errors[0]["type"] == "Vid2VidError"
+    assert "disk is full" in errors[0]["error"] and errors[0]["exit_code"] == 1
     # space again: the same command finishes, keeping what was there
     assert main(["extract", video, "-w", str(root), "--fps", "8"]) == 0
     got = {p.name: p.read_bytes() for p in Workspace(root).frames()}

@@ -187,6 +187,15 @@ def _workspace_for(args, settings: config.Settings):
     return Workspace.for_video(args.video, settings.run.cache)
 
 
+def _logged(ws, stage: str, work: Callable[[], Any]) -> Any:
+    """Run one stage; a failure or an interruption goes into the workspace's run log, then on."""
+    try:
+        return work()
+    except BaseException as exc:       # logged, then re-raised
+        ws.log_failure(stage, exc)
+        raise
+
+
 def cmd_extract(args, parser, job):
     from vid2vid.stages import extract
 
@@ -194,7 +203,7 @@ def cmd_extract(args, parser, job):
     settings.extract.validate()
     ws = _workspace_for(args, settings)
     with ws.ensure().locked():
-        info = extract.run(ws, args.video, settings, job)
+        info = _logged(ws, "extract", lambda: extract.run(ws, args.video, settings, job))
     print(f"{info['frames']} frames in {ws.root / 'frames'}")
     print(f"workspace: {ws.root}")
 
@@ -212,7 +221,7 @@ def _stage_command(module: str, section: str) -> Callable:
         ws = Workspace(args.workspace).require()
         stage = importlib.import_module(f"vid2vid.stages.{module}")
         with ws.locked():
-            info = stage.run(ws, settings, job)
+            info = _logged(ws, module, lambda: stage.run(ws, settings, job))
         for key, value in (info or {}).items():
             print(f"{key}: {value}")
 
@@ -227,7 +236,7 @@ def cmd_export(args, parser, job):
     settings.export.validate()
     ws = Workspace(args.workspace).require()
     with ws.locked():
-        info = export.run(ws, settings, job)
+        info = _logged(ws, "export", lambda: export.run(ws, settings, job))
     print(info["output"])
 
 
