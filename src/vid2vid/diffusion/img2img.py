@@ -86,6 +86,9 @@ class Img2ImgEngine:
         self.vae_dtype = next(self.vae.parameters()).dtype
         self.scaling = float(self.model.vae_scaling_factor)
         self.shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        # The VAE's full-resolution activations of a whole batch overflow CPU caches (batch 4 was
+        # about 20 % slower per frame than one at a time); on a GPU the batch runs at once.
+        self.vae_chunk = 1 if self.device.type == "cpu" else 64
 
     # -- steps
 
@@ -99,15 +102,15 @@ class Img2ImgEngine:
         """Canvas-sized images -> scaled latents float32 (B, 4, H/8, W/8)."""
         x = images_to_tensor(images).to(self.device, self.vae_dtype)
         with self.timings.measure("vae_encode"):
-            dist = self.vae.encode(x).latent_dist
-        return ((dist.mean.float() - self.shift) * self.scaling)
+            means = [self.vae.encode(part).latent_dist.mean for part in x.split(self.vae_chunk)]
+        return (torch.cat(means).float() - self.shift) * self.scaling
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
         """Scaled latents (B, 4, h, w) -> float32 HxWx3 [0, 1] images."""
         z = (latents / self.scaling + self.shift).to(self.vae_dtype)
         with self.timings.measure("vae_decode"):
-            x = self.vae.decode(z, return_dict=False)[0]
+            x = torch.cat([self.vae.decode(part, return_dict=False)[0] for part in z.split(self.vae_chunk)])
         return tensor_to_images(x)
 
     def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:

@@ -5,7 +5,9 @@ Work per frame t (1-based), DESIGN §4:
     d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
     spatial_t = motion / depth inpainting mask or none     (motion masks start at frame 2)
     g_t       = img2img(canvas_t, spatial_t)               (main thread, several frames per UNet call)
-    o_t, m_t  = fdc.correct_frame(g_t, o_(t-1), d_t, ...)  (writer thread, strictly in order)
+    o_t, m_t  = fdc.correct_frame(g_t, o_(t-1), d_t, ...)  (writer thread, strictly in order;
+                                                             correct.method "flow": o_t = g_t, the
+                                                             flow stage corrects afterwards)
     img2img/t.png <- o_t, motionmask/t.png <- the motion mask used
 
 Generation never depends on earlier outputs, so frames are batched (one UNet call per step for
@@ -274,7 +276,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     def finish_frame(fj: FrameJob, generated: np.ndarray) -> None:
         # correction in frame order, then atomic writes; the 8-bit result is the next prev_out
         t0 = time.perf_counter()
-        out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
+        if c.method == "seed":
+            out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
+        else:             # a sequence-level method (flow) corrects later, in its own stage
+            out, mask = generated, None
         if mask is None and c.spatial_mask == "motion":
             mask = fj.spatial
         out8 = imageops.to_uint8(out)
