@@ -1,6 +1,6 @@
 """Run the `vid2vid` command and SIGKILL it at one chosen moment (fault injection for tests).
 
-    VID2VID_KILL=STAGE:EVENT:N python tests/fault_kill.py run VIDEO ...
+    VID2VID_KILL=STAGE:EVENT:N[:TERM] python tests/fault_kill.py run VIDEO ...
 
 EVENT is what is counted while STAGE is the stage reporting progress in this process:
   advance         the N-th `Tracker.advance` (a frame reported; extract's and export's writers
@@ -8,7 +8,9 @@ EVENT is what is counted while STAGE is the stage reporting progress in this pro
   before-replace  the N-th atomic rename, just before it (a complete temporary file is left)
   after-replace   the N-th atomic rename, just after it (the file is there, the manifest is not)
 The process kills itself with SIGKILL: no handler, `finally` or atexit runs, as with a power cut
-or the OOM killer. Without VID2VID_KILL it is the plain command.
+or the OOM killer. With `:TERM` it sends itself SIGTERM instead (what `kill PID` or a service
+manager does), which the command answers by stopping after the current frame (exit 130).
+Without VID2VID_KILL it is the plain command.
 """
 from __future__ import annotations
 
@@ -17,22 +19,22 @@ import signal
 import sys
 
 
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def install(spec: str) -> None:
     from vid2vid import progress
 
-    stage, event, n = spec.split(":")
+    stage, event, n, *how = spec.split(":")
     limit = int(n)
+    sig = signal.SIGTERM if how == ["TERM"] else signal.SIGKILL
     state = {"stage": None, "count": 0}
 
     def hit(kind: str) -> bool:
         if state["stage"] != stage or kind != event:
             return False
         state["count"] += 1
-        return state["count"] >= limit
+        return state["count"] == limit
+
+    def _die() -> None:
+        os.kill(os.getpid(), sig)
 
     real_tracker = progress.Job.tracker
 

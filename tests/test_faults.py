@@ -4,7 +4,8 @@ Each chain is one workspace: the same command is started again and again, each t
 a later point (a frame reported, or just before / just after an atomic rename; see
 fault_kill.py), and finally run to the end. The result must equal an uninterrupted run's,
 byte for byte: every frame folder, the audio copy and the exported video. After every kill the
-workspace must hold no broken file: every frame file that exists decodes completely.
+workspace must hold no broken file: every frame file that exists decodes completely. Before the
+last run, a SIGTERM during export checks the polite stop: exit 130, no temp file, logged.
 """
 from __future__ import annotations
 
@@ -151,6 +152,12 @@ def run_chain(clip: Path, model: Path, ws: Path, plan: dict[str, int], seed: int
                 problems.append(f"{spec}: exit {proc.returncode}, not killed\n{proc.stderr[-2000:]}")
                 continue
             problems += [f"after {spec}: {b}" for b in broken_files(ws)]
+    # SIGTERM while exporting: the command stops after the current frame, removes its half-written
+    # video itself and says so (exit 130)
+    term = f"export:advance:{rng.randint(1, FOLDERS['export'][1])}:TERM"
+    stopped = launch(command(clip, model, ws), kill=term)
+    if stopped.returncode != 130 or "interrupted" not in stopped.stderr or leftovers(ws):
+        problems.append(f"{term}: exit {stopped.returncode}, left {leftovers(ws)}\n{stopped.stderr[-2000:]}")
     final = launch(command(clip, model, ws))
     return {"kills": kills, "problems": problems, "final": final}
 
@@ -191,8 +198,10 @@ def test_sigkill_anywhere_then_rerun_equals_an_uninterrupted_run(assets, referen
         starts = [e for e in events if e["event"] == "run"]
         ends = [e for e in events if e["event"] == "run-end"]
         unfinished = [e for e in events if e["event"] == "unfinished-run"]
-        assert len(starts) == len(r["kills"]) + 1 and len(ends) == 1 and ends[0]["status"] == "ok"
+        assert len(starts) == len(r["kills"]) + 2
+        assert [(e["status"], e.get("stage")) for e in ends] == [("interrupted", "export"), ("ok", None)]
         assert len(unfinished) == len(r["kills"])
+        assert [e["stage"] for e in events if e["event"] == "interrupted"] == ["export"]
 
 
 def test_a_killed_export_never_replaces_a_good_one(assets, reference):
