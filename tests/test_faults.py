@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def launch(cmd: list[str], kill: str | None = None) -> subprocess.CompletedProce
     env.pop("VID2VID_KILL", None)
     if kill:
         env["VID2VID_KILL"] = kill
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Callable
 
 from vid2vid import config
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.progress import Job, ProgressEvent
 from vid2vid.workspace import Workspace
 
@@ -96,7 +96,6 @@ def check_settings(s: Settings) -> None:
 def check_models(s: Settings) -> None:
     """Every model the enabled stages name exists and is complete (nothing is loaded)."""
     from vid2vid.diffusion.loading import HUB_ID, _looks_like_path, check_diffusers_folder
-    from vid2vid.errors import ModelNotFound
 
     spec = s.img2img.model.strip()
     path = Path(spec).expanduser()
