@@ -20,6 +20,14 @@ from vid2vid.workspace import atomic_path
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def check_rgb(image: np.ndarray) -> np.ndarray:
+    """Validate an HxWx3 image and return it as contiguous float32 (range unchanged)."""
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def to_float(img_u8: np.ndarray) -> np.ndarray:
     """uint8 HxWxC [0, 255] -> float32 [0, 1]."""
     if img_u8.dtype != np.uint8:

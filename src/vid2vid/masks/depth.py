@@ -23,14 +23,6 @@ class DepthModel(Protocol):
         ...
 
 
-def check_rgb(image: np.ndarray) -> np.ndarray:
-    """Validate an HxWx3 image and return it as contiguous float32."""
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
 def normalize_depth(disparity: np.ndarray) -> np.ndarray:
     """Min-max normalise a raw HxW disparity map (larger = nearer) to float32 HxWx1 in [0, 1].
 

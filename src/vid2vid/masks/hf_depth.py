@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid.imageops import to_uint8
-from vid2vid.masks.depth import check_rgb, normalize_depth
+from vid2vid.imageops import check_rgb, to_uint8
+from vid2vid.masks.depth import normalize_depth
 
 
 def pick_device(device: str = "auto") -> str:

@@ -23,14 +23,6 @@ class Upscaler(Protocol):
         ...
 
 
-def check_image(image: np.ndarray) -> np.ndarray:
-    """Validate an HxWx3 image and return it as contiguous float32."""
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
 def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """Cut [0, length) into tiles of at most `tile` pixels that overlap by `overlap` on each inner side.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vid2vid.models.upscalers.base import check_image
+from vid2vid.imageops import check_rgb
 
 
 class LanczosUpscaler:
@@ -18,7 +18,7 @@ class LanczosUpscaler:
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         """float32 HxWx3 [0, 1] -> float32 (H*s)x(W*s)x3 [0, 1]."""
-        img = check_image(image)
+        img = check_rgb(image)
         h, w = img.shape[:2]
         size = (w * self.scale, h * self.scale)
         # Per channel in 32-bit float mode ("F"), so no 8-bit rounding happens on the way.

