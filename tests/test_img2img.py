@@ -241,3 +241,23 @@ def test_stage_single_frame_debug_mode(workspace_factory, tiny_dir):
     assert any(m.startswith("img2img: real sigmas [") for m in said)
     with pytest.raises(BadInput, match="past the last frame"):
         stage.run(ws, stage_settings(tiny_dir, single=9), Job())
+
+
+def test_flow_method_leaves_frames_uncorrected_for_its_own_stage(workspace_factory, tiny_dir):
+    from conftest import moving_frames
+    from vid2vid.imageops import read_image
+    from vid2vid.progress import Job
+    from vid2vid.stages import img2img as stage
+
+    ws = workspace_factory(moving_frames(3), "flow")
+    st = stage_settings(tiny_dir, batch_size=3)
+    st.correct.method = "flow"
+    stage.run(ws, st, Job())
+    seed_ws = workspace_factory(moving_frames(3), "seedfdc")
+    stage.run(seed_ws, stage_settings(tiny_dir, batch_size=3), Job())
+    debug = stage_settings(tiny_dir, single=3)
+    stage.run(ws, debug, Job())                     # frame 3 alone, raw, into img2img.debug/
+    raw = read_image(ws.root / "img2img.debug" / "00003.png")
+    flow3 = read_image(ws.root / "img2img" / "00003.png")
+    assert np.abs(flow3 - raw).max() <= 1 / 255 + 1e-6
+    assert np.abs(read_image(seed_ws.root / "img2img" / "00003.png") - raw).mean() > 1e-3   # seed FDC changed it
