@@ -220,6 +220,17 @@ def _load(settings: config.Settings, job: Job, model=None):
     return engine
 
 
+def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
+    """Frame numbers to generate so that every batch is a whole block [kB+1 .. (k+1)B] of the video.
+
+    A frame's pixels may differ by float rounding with the batch it is computed in, so a resumed
+    run regenerates the whole block that holds a missing frame (writing only the missing ones):
+    it then computes every frame in the same batch as an uninterrupted run, bit for bit.
+    """
+    blocks = sorted({(i - 1) // batch_size for i in todo})
+    return [i for b in blocks for i in range(b * batch_size + 1, min((b + 1) * batch_size, n) + 1)]
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
         model=None) -> dict:
     """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single).
@@ -261,6 +272,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = engine or _load(settings, job, model)
     ws.update_stage_info(STAGE, **engine.describe())
+    missing = set(todo)
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
     prev_out: dict[int, np.ndarray] = {}
@@ -275,6 +287,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     def finish_frame(fj: FrameJob, generated: np.ndarray) -> None:
         # correction in frame order, then atomic writes; the 8-bit result is the next prev_out
+        if fj.index not in missing:
+            return        # regenerated only to keep its batch whole (see batch_aligned); already written
         t0 = time.perf_counter()
         if c.method == "seed":
             out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
@@ -315,7 +329,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     #    prepares batch k+1 and the writer corrects and writes batch k-1
     writer = SequentialWriter(finish_batch, depth=1)
     try:
-        for batch, cmasks in prefetch(timed(batches(frame_jobs(ws, frames, todo, settings), s.batch_size)), 1):
+        jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
+        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1):
             job.check()
             writer.check()
             canvases = [fj.canvas for fj in batch]
