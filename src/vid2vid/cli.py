@@ -433,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args, args.subparser, job)
         return 0
+    except BrokenPipeError:          # output piped into `head` and closed: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (Interrupted, KeyboardInterrupt):
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130
