@@ -481,6 +481,18 @@ def _own_memory(module: torch.nn.Module) -> None:
 
 # ---------------------------------------------------------------- entry point
 
+def _quiet_libraries() -> None:
+    """Keep the console for our progress: no diffusers/transformers loading bars or notices
+    (such as transformers' note that torchvision is absent, which it deliberately is)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
                embeddings: list[str] | tuple = (), prediction_type: str | None = None) -> LoadedModel:
     """Load `spec` (hub id, diffusers folder, or .safetensors/.ckpt file) ready for img2img.
@@ -489,6 +501,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     files default to v_prediction, the 768-v models; pass "epsilon" for 512-base ones).
     Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
     """
+    _quiet_libraries()
     # 1. device and dtype
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
