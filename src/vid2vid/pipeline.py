@@ -20,7 +20,7 @@ from typing import Callable
 
 from vid2vid import config
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.errors import BadInput
 from vid2vid.progress import Job, ProgressEvent
 from vid2vid.workspace import Workspace
 
@@ -95,14 +95,9 @@ def check_settings(s: Settings) -> None:
 
 def check_models(s: Settings) -> None:
     """Every model the enabled stages name exists and is complete (nothing is loaded)."""
-    from vid2vid.diffusion.loading import HUB_ID, _looks_like_path, check_diffusers_folder
+    from vid2vid.diffusion.loading import check_model_spec
 
-    spec = s.img2img.model.strip()
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        check_diffusers_folder(path)
-    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
-        raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
+    check_model_spec(s.img2img.model)
     if s.run.upscale:
         from vid2vid.models.upscalers import check_upscaler
 

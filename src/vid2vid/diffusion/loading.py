@@ -481,6 +481,23 @@ def _own_memory(module: torch.nn.Module) -> None:
 
 # ---------------------------------------------------------------- entry point
 
+def check_model_spec(spec: str) -> str:
+    """Check a model spec without loading anything; returns it stripped.
+
+    A folder must hold every diffusers component, a file must exist, anything else must have
+    the form of a hub id (owner/name). Raises BadInput / ModelNotFound with how to fix it.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        check_diffusers_folder(path)
+    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+        raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
+    return spec
+
+
 def _quiet_libraries() -> None:
     """Keep the console for our progress: no diffusers/transformers loading bars or notices
     (such as transformers' note that torchvision is absent, which it deliberately is)."""
@@ -507,9 +524,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     dt = resolve_dtype(dtype, dev)
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
-    spec = (spec or "").strip()
-    if not spec:
-        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id")
+    spec = check_model_spec(spec)
 
     # 2-3. classify the spec and load the parts
     path = Path(spec).expanduser()
@@ -517,8 +532,6 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
         pipe, kind = _load_folder(path, dt)
     elif path.is_file():
         pipe, kind = _load_single_file(path, dt, prediction_type)
-    elif _looks_like_path(spec) or not HUB_ID.match(spec):
-        raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     else:
         pipe, kind = _load_hub(spec, dt)
     if prediction_type and kind == "diffusers":
