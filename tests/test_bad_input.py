@@ -15,7 +15,7 @@ from vid2vid.sample import _write_tone, make_clip
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("media")
     good = make_clip(d / "good.mp4", fps=12, seconds=1.0, audio=True)
-    silent = make_clip(d / "silent.mp4", fps=12, seconds=1.0, audio=False)
+    make_clip(d / "silent.mp4", fps=12, seconds=1.0, audio=False)
     (d / "notes.txt").write_text("not a video at all\n" * 50)
     data = good.read_bytes()
     (d / "corrupt.mp4").write_bytes(b"\x00garbage" * 64 + data[512:])

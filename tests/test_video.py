@@ -11,6 +11,7 @@ import pytest
 
 from vid2vid.cli import main
 from vid2vid.config import Settings
+from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, to_uint8
 from vid2vid.progress import Job
 from vid2vid.sample import make_clip
@@ -214,7 +215,7 @@ def test_export_to_named_output_replaces_only_when_complete(tmp_path, clip):
     from PIL import Image
     Image.new("RGB", (10, 10)).save(ws.frames()[2])
     s.export.crf = 30
-    with pytest.raises(Exception):
+    with pytest.raises(BadInput, match="one size"):
         with ws.locked():
             export.run(ws, s, Job())
     assert target.read_bytes() == good

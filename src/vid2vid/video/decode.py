@@ -73,8 +73,7 @@ def _select(container, stream, mode: str, fps: float, end_time: float | None) ->
         step = 1 / exact_fps(fps)
         start: Fraction | None = None
         prev: av.VideoFrame | None = None
-        prev_time = Fraction(0)
-        last_time = Fraction(0)
+        last_time = Fraction(0)          # time of `prev`
         for frame in _decoded(container, stream):
             t = _frame_time(frame, last_time + step)
             if start is None:
@@ -83,12 +82,12 @@ def _select(container, stream, mode: str, fps: float, end_time: float | None) ->
             while prev is not None and start + n_out * step < t:
                 yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
                 n_out += 1
-            prev, prev_time, last_time = frame, t, t
+            prev, last_time = frame, t
         if prev is None:
             return
         end = Fraction(end_time).limit_denominator(1_000_000) if end_time else None
         # the last frame stays on screen until the end of the video
-        stop = (start + end) if end is not None else prev_time + step / 2
+        stop = (start + end) if end is not None else last_time + step / 2
         while start + n_out * step < stop - Fraction(1, 1_000_000) or n_out == 0:
             yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
             n_out += 1
