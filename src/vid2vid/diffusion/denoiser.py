@@ -7,18 +7,22 @@ sigma matches (linear interpolation over the training log sigmas), and
 - eps prediction: D = x - sigma * eps_hat;
 - v prediction:   D = x / (sigma^2 + 1) - sigma / sqrt(sigma^2 + 1) * v_hat.
 Guidance runs uncond and cond in one UNet call (batch 2B) when both prompts have the same
-token length, else in two calls: D = D_u + scale * (D_c - D_u).
-An optional latent mask (1 = may change) blends the init latent back into the prediction:
-D' = D * m + init * (1 - m) (A1111's inpainting blend, applied every step).
+token length, else in two calls: D = D_u + scale * (D_c - D_u). In the one call the UNet's
+text-free start runs once for both halves (`shared_prefix`).
+`masked(mask, init)` wraps it with a latent mask (1 = may change) that blends the init latent
+back into the prediction: D' = D * m + init * (1 - m) (A1111's inpainting blend, every step).
+The denoiser holds no per-batch state, so several threads may sample with it at once.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
 import numpy as np
 import torch
 
+from vid2vid.diffusion import shared_prefix
 from vid2vid.errors import BadInput
 
 
@@ -37,6 +41,7 @@ class Timings:
     def __init__(self, device: torch.device):
         self.seconds: dict[str, float] = defaultdict(float)
         self.cuda = torch.device(device).type == "cuda"
+        self.lock = threading.Lock()       # model workers add their seconds from several threads
 
     def measure(self, part: str):
         timings = self
@@ -50,7 +55,9 @@ class Timings:
             def __exit__(self, *exc):
                 if timings.cuda:
                     torch.cuda.synchronize()
-                timings.seconds[part] += time.perf_counter() - self.t0
+                elapsed = time.perf_counter() - self.t0
+                with timings.lock:
+                    timings.seconds[part] += elapsed
 
         return _Ctx()
 
@@ -79,13 +86,18 @@ class CFGDenoiser:
             self.uncond = uncond.to(self.device, self.dtype)
         self.cfg_scale = float(cfg_scale)
         self.timings = timings
-        self.mask: torch.Tensor | None = None       # (B, 1, h, w), 1 = may change
-        self.init_latent: torch.Tensor | None = None
         self.calls = 0
+        self.shared_modules = shared_prefix.install(unet)
 
-    def set_mask(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None) -> None:
-        """Keep init_latent where mask is 0 in every prediction (None switches blending off)."""
-        self.mask, self.init_latent = mask, init_latent
+    def masked(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None):
+        """D(x, sigma) that keeps init_latent where mask (B, 1, h, w) is 0; the plain denoiser when mask is None."""
+        if mask is None:
+            return self
+
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self(x, sigma) * mask + init_latent * (1 - mask)
+
+        return denoise
 
     def _embeddings(self, emb: torch.Tensor, batch: int) -> torch.Tensor:
         return emb if emb.shape[0] == batch else emb.expand(batch, *emb.shape[1:])
@@ -108,7 +120,8 @@ class CFGDenoiser:
             return self._unet(z, t, cond).float()
         uncond = self._embeddings(self.uncond, b)
         if uncond.shape[1:] == cond.shape[1:]:
-            out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).float()
+            with shared_prefix.active():
+                out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).float()
             out_u, out_c = out[:b], out[b:]
         else:
             out_u, out_c = self._unet(z, t, uncond).float(), self._unet(z, t, cond).float()
@@ -119,9 +132,5 @@ class CFGDenoiser:
         s = sigma.float().view(-1, 1, 1, 1)
         xf = x.float()
         if self.prediction_type == "epsilon":
-            denoised = xf - s * out
-        else:
-            denoised = xf / (s ** 2 + 1) - s * (s ** 2 + 1).rsqrt() * out
-        if self.mask is not None:
-            denoised = denoised * self.mask + self.init_latent * (1 - self.mask)
-        return denoised
+            return xf - s * out
+        return xf / (s ** 2 + 1) - s * (s ** 2 + 1).rsqrt() * out

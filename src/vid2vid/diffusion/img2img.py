@@ -138,12 +138,8 @@ class Img2ImgEngine:
         noise = samplers.BatchNoise(seeds, (c, h, w), self.device, torch.float32)
         sigmas = torch.tensor(self.real_sigmas, dtype=torch.float32, device=self.device)
         x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
-        self.denoiser.set_mask(None if masks is None else latent_mask(masks, h, w).to(self.device),
-                               None if masks is None else init)
-        try:
-            return self.sampler(self.denoiser, x, sigmas, noise, callback)
-        finally:
-            self.denoiser.set_mask(None, None)
+        denoise = self.denoiser.masked(None if masks is None else latent_mask(masks, h, w).to(self.device), init)
+        return self.sampler(denoise, x, sigmas, noise, callback)
 
     def finish(self, latents: torch.Tensor, canvases: list[np.ndarray],
                masks: list[np.ndarray] | None = None) -> list[np.ndarray]:
