@@ -89,6 +89,9 @@ class Img2ImgEngine:
         # The VAE's full-resolution activations of a whole batch overflow CPU caches (batch 4 was
         # about 20 % slower per frame than one at a time); on a GPU the batch runs at once.
         self.vae_chunk = 1 if self.device.type == "cpu" else 64
+        # oneDNN's convolutions run about 30 % faster on channels-last inputs (CPU, tiny VAE,
+        # 256x256, 1 and 2 threads; the UNet gained nothing). The weights stay as loaded.
+        self.vae_layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
     # -- steps
 
@@ -102,7 +105,8 @@ class Img2ImgEngine:
         """Canvas-sized images -> scaled latents float32 (B, 4, H/8, W/8)."""
         x = images_to_tensor(images).to(self.device, self.vae_dtype)
         with self.timings.measure("vae_encode"):
-            means = [self.vae.encode(part).latent_dist.mean for part in x.split(self.vae_chunk)]
+            means = [self.vae.encode(part.contiguous(memory_format=self.vae_layout)).latent_dist.mean
+                     for part in x.split(self.vae_chunk)]
         return (torch.cat(means).float() - self.shift) * self.scaling
 
     @torch.no_grad()
@@ -110,7 +114,8 @@ class Img2ImgEngine:
         """Scaled latents (B, 4, h, w) -> float32 HxWx3 [0, 1] images."""
         z = (latents / self.scaling + self.shift).to(self.vae_dtype)
         with self.timings.measure("vae_decode"):
-            x = torch.cat([self.vae.decode(part, return_dict=False)[0] for part in z.split(self.vae_chunk)])
+            x = torch.cat([self.vae.decode(part.contiguous(memory_format=self.vae_layout), return_dict=False)[0]
+                           for part in z.split(self.vae_chunk)])
         return tensor_to_images(x)
 
     def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
