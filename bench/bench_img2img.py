@@ -171,7 +171,8 @@ def run_ours(model, ws, settings, device) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         info = stage.run(ws, settings, Job(), model=model)
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"seconds": total, "cpu": cpu, "peak": mem.peak, "parts": info["time_breakdown"]}
+    return {"seconds": total, "cpu": cpu, "peak": mem.peak, "parts": info["time_breakdown"],
+            "workers": info.get("model_workers", 1), "threads": info.get("threads_per_worker")}
 
 
 def run_plain(model, ws, settings, device) -> dict:
@@ -227,9 +228,16 @@ def report(name: str, n: int, ours: dict, plain: dict) -> None:
         print(f"{label:>10} {r['seconds'] / n:>9.3f} {r['cpu'] / n:>9.3f} {r['peak'] / 2 ** 20:>9.0f}   {parts}")
     print(f"ratio plain/ours: {plain['seconds'] / ours['seconds']:.2f}x wall clock, "
           f"{plain['cpu'] / ours['cpu']:.2f}x CPU time (CPU time is steadier on a shared machine)")
-    other = ours["seconds"] - sum(v for k, v in ours["parts"].items() if k in ("unet", "vae_encode", "vae_decode"))
-    print(f"ours outside UNet and VAE: {100 * other / ours['seconds']:.1f}% of the time "
-          f"(main thread; read/correct/write run beside the model)")
+    model = sum(v for k, v in ours["parts"].items() if k in ("unet", "vae_encode", "vae_decode"))
+    if ours["workers"] == 1:
+        other = ours["seconds"] - model
+        print(f"ours outside UNet and VAE: {100 * other / ours['seconds']:.1f}% of the wall time "
+              f"(read/correct/write run beside the model on their own threads)")
+    else:
+        busy = ours["workers"] * ours["seconds"]
+        print(f"ours: {ours['workers']} model workers x {ours['threads']} thread(s); part times above are "
+              f"summed over the workers; outside UNet and VAE: {100 * (busy - model) / busy:.1f}% of "
+              f"workers x wall time")
 
 
 def bench_case(name, model, frames, settings, device, tmp: Path, repeat: int = 1):

@@ -273,14 +273,15 @@ def test_batches_are_aligned_to_absolute_blocks():
     assert batch_aligned([3], 5, 1) == [3]
 
 
-def test_resume_with_batches_is_bit_identical(workspace_factory, tiny_dir):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_with_batches_is_bit_identical(workspace_factory, tiny_dir, workers):
     from conftest import moving_frames
     from vid2vid.progress import Job
     from vid2vid.stages import img2img as stage
 
     src = moving_frames(10)
-    full_ws, cut_ws = workspace_factory(src, "full4"), workspace_factory(src, "cut4")
-    st = stage_settings(tiny_dir, batch_size=4)
+    full_ws, cut_ws = workspace_factory(src, f"full4-{workers}"), workspace_factory(src, f"cut4-{workers}")
+    st = stage_settings(tiny_dir, batch_size=4, workers=workers)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)       # with several threads a kernel's blocking can follow the batch size
     try:
@@ -302,3 +303,52 @@ def _resume_after_losing_frames_8_to_10(stage, full_ws, cut_ws, st, Job):
     assert [p.name for p in full] == [p.name for p in cut] and len(full) == 10
     for a, b in zip(full, cut):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_model_workers_layout():
+    from vid2vid.stages.img2img import model_workers
+
+    assert model_workers(0, "cpu", batches=10, threads=2) == (2, 1)
+    assert model_workers(0, "cpu", batches=3, threads=2) == (1, 2)     # the last batch would run on half the cores
+    assert model_workers(0, "cpu", batches=10, threads=1) == (1, 1)
+    assert model_workers(0, "cpu", batches=10, threads=16) == (2, 8)
+    assert model_workers(4, "cpu", batches=2, threads=16) == (4, 4)    # asked for: given, whatever the batches
+    assert model_workers(3, "cpu", batches=9, threads=2) == (2, 1)     # never more workers than threads
+    assert model_workers(0, "cuda", batches=10, threads=8) == (1, 8)
+    assert model_workers(4, "cuda", batches=10, threads=8) == (1, 8)
+
+
+def test_two_model_workers_write_what_one_writes(workspace_factory, tiny_dir):
+    """Two workers with one thread each give the bytes one worker with one thread gives, in order."""
+    from conftest import moving_frames
+    from vid2vid.progress import Job
+    from vid2vid.stages import img2img as stage
+
+    from vid2vid.errors import Interrupted
+
+    src = moving_frames(7)
+    one_ws, two_ws = workspace_factory(src, "one-worker"), workspace_factory(src, "two-workers")
+    cut_ws = workspace_factory(src, "two-workers-cut")
+    info_one = stage.run(one_ws, stage_settings(tiny_dir, batch_size=1), Job())   # 1 thread: 1 worker
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    said = []
+    try:
+        info_two = stage.run(two_ws, stage_settings(tiny_dir, batch_size=1), Job(log=said.append))
+        assert torch.get_num_threads() == 2                   # the caller's thread count is given back
+        job = Job()                   # interrupted (seen before one of the 6 later batches): finished ones are written
+        job.on_progress = lambda ev: job.cancel.set() if ev.done >= 1 else None
+        with pytest.raises(Interrupted):
+            stage.run(cut_ws, stage_settings(tiny_dir, batch_size=1), job)
+        assert 1 <= len(list((cut_ws.root / "img2img").glob("*.png"))) < 7
+        stage.run(cut_ws, stage_settings(tiny_dir, batch_size=1), Job())
+    finally:
+        torch.set_num_threads(threads)
+    for x, y in zip(sorted((two_ws.root / "img2img").glob("*.png")), sorted((cut_ws.root / "img2img").glob("*.png"))):
+        assert x.read_bytes() == y.read_bytes(), x.name
+    assert (info_one["model_workers"], info_two["model_workers"], info_two["threads_per_worker"]) == (1, 2, 1)
+    assert any("2 model workers" in m for m in said)
+    a, b = sorted((one_ws.root / "img2img").glob("*.png")), sorted((two_ws.root / "img2img").glob("*.png"))
+    assert [p.name for p in a] == [p.name for p in b] and len(a) == 7
+    for x, y in zip(a, b):
+        assert x.read_bytes() == y.read_bytes(), x.name

@@ -89,6 +89,8 @@ HELP: dict[str, str] = {
     "height": "output height (multiple of 8)",
     "resize": "how a frame is fitted to width x height",
     "batch_size": "frames per UNet call",
+    "workers": "CPU only: batches run side by side, each on its share of the cores (0 = automatic: 2 "
+               "when there are 2+ cores and 4+ batches, else 1; CUDA always 1)",
     "device": "auto, cpu, cuda or cuda:N",
     "dtype": "auto, float32, float16 or bfloat16",
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",

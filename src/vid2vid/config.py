@@ -147,6 +147,7 @@ class Img2ImgSettings:
     height: int = 448
     resize: str = "just"
     batch_size: int = 1
+    workers: int = 0           # model workers running batches side by side on a CPU; 0 = automatic
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     dtype: str = "auto"        # auto | float32 | float16 | bfloat16
     loras: list[str] = field(default_factory=list)       # "path[:weight]"
@@ -162,6 +163,7 @@ class Img2ImgSettings:
         _range("--init-noise", self.init_noise, 0.0, 10.0)
         _range("--cfg", self.cfg, 0.0, 100.0)
         _range("--batch-size", self.batch_size, 1, 64)
+        _range("--workers", self.workers, 0, 64, fix="give 0 (automatic) or the number of batches to run at once")
         _range("--single", self.single, 0, fix="give a frame number (1 = the first frame) or 0 for all")
         for name, v in (("--sigma-min", self.sigma_min), ("--sigma-max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
