@@ -262,7 +262,7 @@ def main() -> None:
     ap.add_argument("--case", choices=("a", "b", "both"), default="both")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-a", type=int, default=8, help="our batch size in case a")
+    ap.add_argument("--batch-a", type=int, default=2, help="our batch size in case a")
     ap.add_argument("--batch-b", type=int, default=3, help="our batch size in case b")
     ap.add_argument("--b-size", type=int, default=256, help="canvas side in case b (512 on a GPU)")
     ap.add_argument("--frames-a", type=int, default=20)

@@ -66,7 +66,9 @@ def test_end_to_end_and_rerun_skips_everything(tmp_path, assets):
 
 def test_interrupt_then_resume_gives_the_uninterrupted_frames(tmp_path, assets):
     clip, model = assets
-    s = small_settings(model, run__upscale=False, run__interpolate=False)
+    # 12 frames: with model workers a frame is written a batch or two after it was started,
+    # so a stop asked for at frame 3 is honoured a few frames later
+    s = small_settings(model, run__upscale=False, run__interpolate=False, extract__fps=12.0)
     ref = Workspace(run(clip, s, workspace=tmp_path / "ref", measure=False).workspace)
 
     job = Job()
@@ -79,11 +81,11 @@ def test_interrupt_then_resume_gives_the_uninterrupted_frames(tmp_path, assets):
     with pytest.raises(Interrupted):
         run(clip, s, workspace=tmp_path / "cut", job=job)
     cut = Workspace(tmp_path / "cut")
-    assert 3 <= len(cut.frames("img2img")) < 6
+    assert 3 <= len(cut.frames("img2img")) < 12
     assert not cut.is_complete("img2img")
     run(clip, s, workspace=tmp_path / "cut", measure=False)
     a, b = frames_of(ref, "img2img"), frames_of(cut, "img2img")
-    assert len(a) == len(b) == 6
+    assert len(a) == len(b) == 12
     for x, y in zip(a, b):
         assert np.array_equal(x, y)
 

@@ -403,9 +403,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     try:
         jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
         for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1):
-            job.check()
             writer.check()
-            hand_over(workers - 1)
+            hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
+            job.check()                   # then, before committing to more work, honour an interrupt
             pending.append((batch, pool.submit(generate, batch, cmasks)))
         hand_over(0)
     except Interrupted:

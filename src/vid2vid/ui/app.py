@@ -207,6 +207,8 @@ def build(cache: str | Path):
                     W["img2img.cfg"] = gr.Slider(0, 30, value=d("img2img.cfg"), step=0.5, label=lab("img2img.cfg"))
                     W["img2img.batch_size"] = gr.Slider(1, 16, value=d("img2img.batch_size"), step=1,
                                                         label=lab("img2img.batch_size"))
+                    W["img2img.workers"] = gr.Slider(0, 8, value=d("img2img.workers"), step=1,
+                                                     label=lab("img2img.workers"))
                 with gr.Accordion("Sigma override and init noise", open=True):
                     with gr.Row():
                         W["img2img.schedule"] = gr.Dropdown(form.choices(config.SCHEDULES),
