@@ -28,6 +28,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("img2img", "sampler"): config.SAMPLERS,
     ("img2img", "schedule"): config.SCHEDULES,
     ("img2img", "resize"): config.RESIZE_MODES,
+    ("img2img", "prediction"): config.PREDICTION_TYPES,
     ("correct", "fdc"): config.FDC_METHODS,
     ("correct", "method"): config.CORRECT_METHODS,
     ("correct", "delta_mask"): config.DELTA_MASKS,
@@ -93,6 +94,8 @@ HELP: dict[str, str] = {
                "when there are 2+ cores and 4+ batches, else 1; CUDA always 1)",
     "device": "auto, cpu, cuda or cuda:N",
     "dtype": "auto, float32, float16 or bfloat16",
+    "prediction": "what the UNet predicts: auto (from the model; SD 2.x single files: v), epsilon "
+                  "(SD 2.x 512-base) or v_prediction (SD 2.x 768-v)",
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
     "embeddings": "textual inversion file (repeatable)",
     "single": "debug: generate only this frame (1-based) into img2img.debug/ and print the real sigmas",

@@ -24,6 +24,7 @@ EXPORT_SOURCES = ("frames", "img2img", "resr", "rife")
 SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim")
 SCHEDULES = ("default", "karras", "exponential", "poly-exponential", "vp", "linear")
 RESIZE_MODES = ("just", "crop", "fill")
+PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
@@ -150,6 +151,7 @@ class Img2ImgSettings:
     workers: int = 0           # model workers running batches side by side on a CPU; 0 = automatic
     device: str = "auto"       # auto | cpu | cuda | cuda:N
     dtype: str = "auto"        # auto | float32 | float16 | bfloat16
+    prediction: str = "auto"   # auto (what the model says) | epsilon | v_prediction
     loras: list[str] = field(default_factory=list)       # "path[:weight]"
     embeddings: list[str] = field(default_factory=list)  # textual inversion files
     single: int = 0            # debug: generate only this frame (1-based) into img2img.debug/; 0 = all
@@ -178,6 +180,11 @@ class Img2ImgSettings:
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
         _choice("--dtype", self.dtype, ("auto", "float32", "float16", "bfloat16"))
+        _choice("--prediction", self.prediction, PREDICTION_TYPES)
+
+    def prediction_type(self) -> str | None:
+        """The prediction type to force on the model, or None to keep what the model says."""
+        return None if self.prediction == "auto" else self.prediction
 
 
 @dataclass

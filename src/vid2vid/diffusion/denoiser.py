@@ -9,6 +9,8 @@ sigma matches (linear interpolation over the training log sigmas), and
 Guidance runs uncond and cond in one UNet call (batch 2B) when both prompts have the same
 token length, else in two calls: D = D_u + scale * (D_c - D_u). In the one call the UNet's
 text-free start runs once for both halves (`shared_prefix`).
+SDXL's UNet also takes each prompt's pooled embedding and the size "time ids"
+(`pooled=(cond, uncond)`, `time_ids` (1, n)), passed along with the matching half.
 `masked(mask, init)` wraps it with a latent mask (1 = may change) that blends the init latent
 back into the prediction: D' = D * m + init * (1 - m) (A1111's inpainting blend, every step).
 The denoiser holds no per-batch state, so several threads may sample with it at once.
@@ -71,7 +73,8 @@ class CFGDenoiser:
 
     def __init__(self, unet: torch.nn.Module, training_sigmas, prediction_type: str,
                  cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float,
-                 timings: Timings | None = None):
+                 timings: Timings | None = None, pooled: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 time_ids: torch.Tensor | None = None):
         if prediction_type not in ("epsilon", "v_prediction"):
             raise BadInput(f"model prediction type '{prediction_type}' is not supported; "
                            "use a model that predicts epsilon or v")
@@ -85,6 +88,12 @@ class CFGDenoiser:
         if uncond is not None and cfg_scale != 1.0:
             self.uncond = uncond.to(self.device, self.dtype)
         self.cfg_scale = float(cfg_scale)
+        self.pooled_cond = self.pooled_uncond = self.time_ids = None
+        if pooled is not None:
+            if time_ids is None:
+                raise ValueError("pooled text embeddings come with time ids (SDXL)")
+            self.pooled_cond, self.pooled_uncond = (p.to(self.device, self.dtype) for p in pooled)
+            self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
         self.shared_modules = shared_prefix.install(unet)
@@ -102,12 +111,17 @@ class CFGDenoiser:
     def _embeddings(self, emb: torch.Tensor, batch: int) -> torch.Tensor:
         return emb if emb.shape[0] == batch else emb.expand(batch, *emb.shape[1:])
 
-    def _unet(self, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _unet(self, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor,
+              pooled: torch.Tensor | None = None) -> torch.Tensor:
         self.calls += 1
+        extra = {}
+        if pooled is not None:
+            extra["added_cond_kwargs"] = {"text_embeds": pooled,
+                                          "time_ids": self.time_ids.expand(z.shape[0], -1)}
         if self.timings is None:
-            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
         with self.timings.measure("unet"):
-            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False)[0]
+            return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
 
     def model_output(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Guided UNet output (eps or v) for x (B, 4, h, w) at sigma (B,)."""
@@ -116,15 +130,18 @@ class CFGDenoiser:
         z = (x.float() * c_in).to(self.dtype)
         t = sigma_to_timestep(sigma.to(self.device), self.log_sigmas)
         cond = self._embeddings(self.cond, b)
+        pc = None if self.pooled_cond is None else self._embeddings(self.pooled_cond, b)
         if self.uncond is None:
-            return self._unet(z, t, cond).float()
+            return self._unet(z, t, cond, pc).float()
         uncond = self._embeddings(self.uncond, b)
+        pu = None if self.pooled_uncond is None else self._embeddings(self.pooled_uncond, b)
         if uncond.shape[1:] == cond.shape[1:]:
             with shared_prefix.active():
-                out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond])).float()
+                out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond]),
+                                 None if pc is None else torch.cat([pu, pc])).float()
             out_u, out_c = out[:b], out[b:]
         else:
-            out_u, out_c = self._unet(z, t, uncond).float(), self._unet(z, t, cond).float()
+            out_u, out_c = self._unet(z, t, uncond, pu).float(), self._unet(z, t, cond, pc).float()
         return out_u + (out_c - out_u) * self.cfg_scale
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

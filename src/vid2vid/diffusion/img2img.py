@@ -15,7 +15,9 @@ Per call, for a batch of B frames (one UNet call per sampler step for all of the
 
 The model is a `vid2vid.diffusion.loading.LoadedModel`; this module reads its `unet`, `vae`,
 `sigmas` (training sigmas), `prediction_type`, `vae_scaling_factor` and `device`, and encodes
-prompts through `vid2vid.diffusion.prompts.encode_pair` unless embeddings are given.
+prompts through `vid2vid.diffusion.prompts.encode_pair_pooled` unless embeddings are given.
+SDXL base models also get each prompt's pooled embedding and the size conditioning (original
+size = target size = the canvas, no crop), as diffusers' SDXL img2img pipeline gives them.
 """
 from __future__ import annotations
 
@@ -54,13 +56,28 @@ def latent_mask(masks: list[np.ndarray], h: int, w: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).clamp(0, 1)
 
 
+def sdxl_time_ids(unet_config, pooled_dim: int, width: int, height: int) -> torch.Tensor:
+    """SDXL's size conditioning (1, 6): original size, crop top-left, target size as (h, w) pairs.
+
+    The canvas is both the original and the target size, uncropped. The number of ids comes
+    from the UNet's config; a refiner (5 ids with an aesthetic score) is refused.
+    """
+    per_id = unet_config.get("addition_time_embed_dim") or 0
+    total = unet_config.get("projection_class_embeddings_input_dim") or 0
+    if not per_id or (total - pooled_dim) != 6 * per_id:
+        raise BadInput("this SDXL model's size conditioning is not the base model's (an SDXL refiner?); "
+                       "use an SDXL base model")
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+
+
 @dataclass
 class Img2ImgEngine:
     """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
 
     model: object
     settings: Img2ImgSettings
-    embeddings: tuple[torch.Tensor, torch.Tensor] | None = None   # (cond, uncond); None = encode prompts
+    # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
+    embeddings: tuple[torch.Tensor, ...] | None = None
     real_sigmas: np.ndarray = field(init=False)
     timings: Timings = field(init=False)
 
@@ -69,21 +86,27 @@ class Img2ImgEngine:
         s.validate()
         self.device = torch.device(self.model.device)
         self.timings = Timings(self.device)
-        if getattr(self.model, "is_sdxl", False):
-            raise BadInput("SDXL models are not supported by the img2img engine yet; use an SD 1.x or 2.x model")
+        sdxl = bool(getattr(self.model, "is_sdxl", False))
         training = np.asarray(torch.as_tensor(self.model.sigmas).cpu(), dtype=np.float64)
         self.real_sigmas = real_sigmas_for(s, training)
         self.sampler = samplers.get_sampler(s.sampler)
         if self.embeddings is None:
-            from vid2vid.diffusion.prompts import encode_pair
+            from vid2vid.diffusion.prompts import encode_pair_pooled
 
             with self.timings.measure("text_encoder"), torch.no_grad():
-                self.embeddings = encode_pair(self.model, s.prompt, s.negative)
-        cond, uncond = self.embeddings
+                self.embeddings = encode_pair_pooled(self.model, s.prompt, s.negative)
+        cond, uncond, *pooled = self.embeddings
+        pooled = tuple(pooled) if sdxl else None
+        if sdxl and (len(pooled) != 2 or pooled[0] is None):
+            raise ValueError("an SDXL model needs (cond, uncond, pooled cond, pooled uncond) embeddings")
+        time_ids = sdxl_time_ids(self.model.unet.config, pooled[0].shape[-1], s.width, s.height) if sdxl else None
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
-                                    cond, uncond, s.cfg, self.timings)
+                                    cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids)
         self.vae = self.model.vae
         self.vae_dtype = next(self.vae.parameters()).dtype
+        if self.vae_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)       # SDXL's VAE overflows in float16 (diffusers upcasts it too)
+            self.vae_dtype = torch.float32
         self.scaling = float(self.model.vae_scaling_factor)
         self.shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
         # The VAE's full-resolution activations of a whole batch overflow CPU caches (batch 4 was
@@ -174,5 +197,6 @@ class Img2ImgEngine:
         return {"real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
                 "sampler_steps": len(self.real_sigmas) - 1,
                 "model_calls_per_frame": samplers.model_calls(self.settings.sampler, len(self.real_sigmas)),
+                "prediction_type": self.model.prediction_type,
                 "seed": self.settings.seed}
 

@@ -255,10 +255,16 @@ def pad_chunks(emb: torch.Tensor, empty: torch.Tensor, k: int) -> torch.Tensor:
 def encode_pair(model, prompt: str, negative: str = "", clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(cond, uncond), both [1, 77*k, dim] with the same k: the shorter is padded with empty-prompt
     chunks (as A1111 pads the negative prompt for classifier-free guidance)."""
-    cond = encode_prompt(model, prompt, clip_skip)
-    uncond = encode_prompt(model, negative, clip_skip)
+    return encode_pair_pooled(model, prompt, negative, clip_skip)[:2]
+
+
+def encode_pair_pooled(model, prompt: str, negative: str = "", clip_skip: int = 1):
+    """(cond, uncond, pooled cond, pooled uncond): `encode_pair` plus SDXL's pooled embeddings
+    [1, dim2] of each prompt (None, None for SD 1.x/2.x)."""
+    cond, pooled_c = encode_prompt_pooled(model, prompt, clip_skip)
+    uncond, pooled_u = encode_prompt_pooled(model, negative, clip_skip)
     if cond.shape[1] != uncond.shape[1]:
         empty = encode_prompt(model, "", clip_skip)
         k = max(cond.shape[1], uncond.shape[1]) // empty.shape[1]
         cond, uncond = pad_chunks(cond, empty, k), pad_chunks(uncond, empty, k)
-    return cond, uncond
+    return cond, uncond, pooled_c, pooled_u

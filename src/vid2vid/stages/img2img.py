@@ -266,7 +266,8 @@ def _load(settings: config.Settings, job: Job, model=None):
             raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
                            "(`vid2vid make-tiny-model DIR` makes a small test model)")
         job.say(f"img2img: loading model {s.model}")
-        model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings)
+        model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
+                           prediction_type=s.prediction_type())
     engine = Img2ImgEngine(model, s)
     job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
     return engine
