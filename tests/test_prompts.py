@@ -184,3 +184,29 @@ def test_sdxl_prompt_matches_diffusers(tiny_sdxl):
     assert torch.equal(hidden, ref) and torch.equal(pooled, ref_pooled)
     long, long_pooled = encode_prompt_pooled(tiny_sdxl, "(a photo:1.2) " + "a " * 80)
     assert long.shape == (1, 154, 96) and long_pooled.shape == (1, 64)
+
+
+def test_sdxl_textual_inversion_goes_into_both_encoders(tiny_sdxl, tmp_path):
+    from safetensors.torch import save_file
+
+    from vid2vid.diffusion.loading import load_model
+    from vid2vid.diffusion.prompts import encode_prompt_pooled, make_chunks, parse_emphasis
+    from vid2vid.errors import BadInput
+
+    g = torch.Generator().manual_seed(3)
+    clip_l, clip_g = torch.randn(2, 32, generator=g), torch.randn(2, 64, generator=g)
+    emb = tmp_path / "xlstyle.safetensors"
+    save_file({"clip_l": clip_l, "clip_g": clip_g}, str(emb))
+    model = load_model(tiny_sdxl.spec, embeddings=[str(emb)])
+    ids = [t for t in make_chunks(parse_emphasis("a xlstyle cat"), model.tokenizer)[0].tokens if t >= 1030]
+    ids2 = [t for t in make_chunks(parse_emphasis("a xlstyle cat"), model.tokenizer_2)[0].tokens if t >= 1030]
+    assert len(ids) == 2 and ids == ids2                         # the same ids index both tables
+    torch.testing.assert_close(model.text_encoder.get_input_embeddings().weight[ids], clip_l)
+    torch.testing.assert_close(model.text_encoder_2.get_input_embeddings().weight[ids], clip_g)
+    with_token, _ = encode_prompt_pooled(model, "a xlstyle cat")
+    without, _ = encode_prompt_pooled(tiny_sdxl, "a xlstyle cat")
+    assert not torch.equal(with_token, without)
+    sd1_style = tmp_path / "sd1style.safetensors"
+    save_file({"emb_params": clip_l}, str(sd1_style))
+    with pytest.raises(BadInput, match="not an SDXL embedding"):
+        load_model(tiny_sdxl.spec, embeddings=[str(sd1_style)])

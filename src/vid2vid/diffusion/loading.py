@@ -426,18 +426,45 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
 # ---------------------------------------------------------------- LoRA and embeddings
 
 def apply_embeddings(pipe, files: list[str]) -> list[str]:
-    """Load textual inversion files; each is triggered by its file name (A1111's convention)."""
+    """Load textual inversion files; each is triggered by its file name (A1111's convention).
+
+    SDXL embeddings hold one set of vectors per text encoder (`clip_l`, `clip_g`); each goes
+    into its encoder's table under the same token, so both tokenizers give it the same ids.
+    """
     done = []
     for spec in files:
         p = Path(spec).expanduser()
         if not p.is_file():
             raise ModelNotFound(f"embedding file {p} does not exist")
         try:
-            pipe.load_textual_inversion(str(p), token=p.stem)
+            if getattr(pipe, "text_encoder_2", None) is not None:
+                pair = _sdxl_embedding(p)
+                pipe.load_textual_inversion(pair["clip_l"], token=p.stem, text_encoder=pipe.text_encoder,
+                                            tokenizer=pipe.tokenizer)
+                pipe.load_textual_inversion(pair["clip_g"], token=p.stem, text_encoder=pipe.text_encoder_2,
+                                            tokenizer=pipe.tokenizer_2)
+            else:
+                pipe.load_textual_inversion(str(p), token=p.stem)
         except (ValueError, KeyError, OSError, RuntimeError) as exc:
             raise BadInput(f"cannot load textual inversion {p}: {exc}") from exc
         done.append(str(p))
     return done
+
+
+def _sdxl_embedding(path: Path) -> dict:
+    """An SDXL textual inversion file's {'clip_l': (n, 768), 'clip_g': (n, 1280)} tensors."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not {"clip_l", "clip_g"} <= set(state):
+        raise BadInput(f"embedding {path} is not an SDXL embedding (it needs 'clip_l' and 'clip_g' vectors); "
+                       "use an embedding made for SDXL with an SDXL model")
+    if state["clip_l"].shape[0] != state["clip_g"].shape[0]:
+        raise BadInput(f"embedding {path}: 'clip_l' and 'clip_g' have different numbers of vectors")
+    return state
 
 
 def apply_loras(pipe, specs: list[str]) -> list[tuple[str, float]]:
