@@ -51,3 +51,14 @@ def workspace_factory(tmp_path):
     def factory(frames=None, name="ws"):
         return make_workspace(tmp_path / name, frames if frames is not None else moving_frames())
     return factory
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: tiny networks crawl with two threads on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -36,13 +36,7 @@ def textured_scene(x: float, h: int = 64, w: int = 96, seed: int = 0) -> np.ndar
     return img
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread: tiny networks run 30x slower with two threads on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ import torch
 from vid2vid.diffusion import shared_prefix
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_unet(config: str = "tiny-sd1", **changes):
