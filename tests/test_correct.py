@@ -256,3 +256,17 @@ def test_cli_delta_stage(workspace_factory):
     assert len(list(ws.path("framedelta").glob("*.png"))) == 5
     assert Workspace(ws.root).is_complete("delta")              # a fresh read of the manifest
     assert cli.main(["delta", "-w", str(ws.root)]) == 0          # done: nothing to redo
+
+
+def test_flow_method_in_segments_writes_the_same_files(folders, monkeypatch):
+    temporal = pytest.importorskip("vid2vid.temporal")
+    root, src, gen = folders
+    s = CorrectSettings(method="flow", flow_mask="motion")
+    correct.correct_folder(root / "src", root / "gen", root / "whole", s)
+    monkeypatch.setattr(temporal, "MEMORY_BUDGET", 1)          # forces segments of sqrt(6) -> 3 frames
+    assert temporal.segment_length(6, *gen[0].shape[1::-1]) == 3
+    correct.correct_folder(root / "src", root / "gen", root / "segmented", s)
+    whole, parts = sorted((root / "whole").glob("*.png")), sorted((root / "segmented").glob("*.png"))
+    assert [p.name for p in whole] == [p.name for p in parts] and len(whole) == 6
+    for a, b in zip(whole, parts):
+        assert a.read_bytes() == b.read_bytes(), a.name

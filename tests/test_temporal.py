@@ -137,3 +137,41 @@ def test_bad_input_says_what_to_fix():
         temporal.flow_correct_sequence(src, src, preset="slow")
     with pytest.raises(BadInput, match="mask"):
         temporal.flow_correct_sequence(src, src, change_masks=[np.zeros((5, 5, 1), np.float32)] * 3)
+
+
+# ---------------------------------------------------------------- frame by frame, in segments
+
+def test_segments_give_the_whole_sequence_result_to_the_bit():
+    src = translating(13, 3, width=64, height=48)
+    src[7] = 1.0 - src[7]                                   # a scene cut inside a segment
+    gen = flickering(src, seed=2)
+    rng = np.random.default_rng(4)
+    masks = [None] + [rng.random((48, 64, 1)).astype(np.float32) * 0.5 for _ in range(12)]
+    for change_masks in (None, masks):
+        whole = temporal.flow_correct_sequence(src, gen, 0.8, change_masks=change_masks)
+        for segment in (1, 2, 5, 12):
+            out, reads, calls = [None] * 13, [0] * 13, [0]
+
+            def generated(t):
+                reads[t] += 1
+                return gen[t]
+
+            def keep(t, frame):
+                assert out[t] is None                   # each frame is handed over once
+                out[t] = frame
+
+            temporal.flow_correct_frames(13, (64, 48), src.__getitem__, generated, 0.8, keep,
+                                         change_mask=None if change_masks is None else masks.__getitem__,
+                                         segment=segment, progress=lambda: calls.__setitem__(0, calls[0] + 1))
+            assert all(np.array_equal(a, b) for a, b in zip(whole, out)), segment
+            assert calls[0] == temporal.flow_steps(13, segment)
+            assert max(reads) <= 2                      # the checkpoint pass, then the segment's own pass
+
+
+def test_segment_length_keeps_short_videos_whole_and_long_ones_near_sqrt():
+    per_frame = 832 * 448 * 35                                                 # bytes held per frame
+    assert temporal.segment_length(150, 832, 448) == 150                     # 2 GB hold it: one segment
+    assert temporal.segment_length(300, 832, 448) == temporal.MEMORY_BUDGET // (2 * per_frame)   # 2 segments fit
+    assert temporal.segment_length(20000, 832, 448) == 142                   # ceil(sqrt(20000))
+    assert temporal.segment_length(400, 832, 448, budget=10 ** 6) == 20       # sqrt(400) when nothing fits
+    assert temporal.flow_steps(10, 10) == 20 and temporal.flow_steps(10, 3) == 8 + 20 and temporal.flow_steps(1, 1) == 0

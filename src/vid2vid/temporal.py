@@ -30,6 +30,7 @@ pass and a few array operations. Images are float32 RGB HxWx3 in [0, 1]; masks H
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -228,51 +229,156 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     generated: float32 (or uint8) HxWx3 frames, one per source frame; strength in [0, 1): 0
     returns the generated frames, higher is steadier; change_masks: optional float32 HxWx1 in
     [0, 1] per frame (None entries allowed), white = less correction there (the seed's masks);
-    progress: called once per frame and pass (2 (N - 1) calls); opts: fields of FlowOptions.
-    Returns float32 HxWx3 frames in [0, 1].
+    progress: called once per frame and pass (`flow_steps` calls); opts: fields of FlowOptions.
+    Returns float32 HxWx3 frames in [0, 1]. `flow_correct_frames` does the same work reading
+    and writing one frame at a time, in bounded memory.
     """
-    # 1. check the inputs
+    options = flow_options(opts)
+    w, h = _check(source_frames, generated, strength, change_masks)
+    n = len(generated)
+    gen = [as_float_rgb(g) for g in generated]
+    if n < 2 or strength == 0.0:
+        return [g.copy() for g in gen]
+    out: list[np.ndarray | None] = [None] * n
+
+    def keep(t: int, frame: np.ndarray) -> None:
+        out[t] = frame
+
+    flow_correct_frames(n, (w, h), source_frames.__getitem__, gen.__getitem__, strength, keep,
+                        change_mask=None if change_masks is None else change_masks.__getitem__,
+                        progress=progress, segment=n, options=options)
+    return out
+
+
+def flow_options(opts: dict) -> FlowOptions:
+    """FlowOptions from keyword options, checked (BadInput names the known ones)."""
     try:
         options = FlowOptions(**opts)
     except TypeError as exc:
         raise BadInput(f"unknown option for the flow correction ({exc}); known: flow_scale, preset, "
                        f"photo_sigma, cut_level") from None
     options.validate()
-    w, h = _check(source_frames, generated, strength, change_masks)
-    n = len(generated)
-    gen = [as_float_rgb(g) for g in generated]
-    if n < 2 or strength == 0.0:
-        return [g.copy() for g in gen]
-    masks = [None if m is None else np.asarray(m, dtype=np.float32) for m in change_masks] \
-        if change_masks is not None else [None] * n
+    return options
 
-    # 2. source frames as small greys for the flow (links[t] joins t-1 and t; links[0] unused)
-    greys = [flow_grey(f, flow_size((w, h), options)) for f in source_frames]
-    links: list[Link | None] = [None]
 
-    # 3. forward pass: motion and trust of each pair, then what the past carries into each frame
-    #    (premultiplied); its RGB part is kept in the output frame's buffer, its weight beside it
-    out: list[np.ndarray] = [np.zeros((h, w, 3), np.float32)]
-    past_w: list[np.ndarray] = [np.zeros((h, w), np.float32)]
+# ---------------------------------------------------------------- frame by frame, bounded memory
+#
+# The pass keeps, per frame of the sequence, what the past carries into it (16 bytes a pixel) and
+# the link to the previous frame until the backward pass reaches it. For a long video that does not
+# fit in memory, so the sequence is cut into segments: a first forward pass keeps only the forward
+# state at each segment start (checkpoints); then, from the last segment to the first, the forward
+# pass is recomputed inside the segment from its checkpoint and the backward pass finishes its
+# frames. Memory holds one segment and the checkpoints (about 2 sqrt(N) frames), the flows are
+# computed twice, and the result is the one-segment result to the bit.
+
+MEMORY_BUDGET = 2 * 2 ** 30          # bytes of per-frame buffers before the sequence is segmented
+
+
+def segment_length(n: int, width: int, height: int, budget: int | None = None) -> int:
+    """Frames per segment: the whole sequence when its buffers fit `budget` (MEMORY_BUDGET), else
+    about sqrt(n), or more when the budget holds two segments of that many."""
+    budget = MEMORY_BUDGET if budget is None else budget
+    per_frame = width * height * (16 + 12 + 4 + 3)      # past RGBW, generated RGB, mask, links
+    if n * per_frame <= budget:
+        return max(1, n)
+    return max(2, min(n, max(int(math.ceil(math.sqrt(n))), budget // (2 * per_frame))))
+
+
+def flow_steps(n: int, segment: int) -> int:
+    """How many times flow_correct_frames calls `progress` for n frames in segments of `segment`."""
+    if n < 2:
+        return 0
+    checkpoints = (math.ceil(n / segment) - 1) * segment - 1 if segment < n else 0
+    return checkpoints + 2 * n
+
+
+def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray],
+                        generated: Callable[[int], np.ndarray], strength: float,
+                        write: Callable[[int, np.ndarray], None], *,
+                        change_mask: Callable[[int], np.ndarray | None] | None = None,
+                        progress: Callable[[], None] | None = None, segment: int | None = None,
+                        options: FlowOptions | None = None) -> None:
+    """The flow-guided correction of n frames read one at a time, each result handed to write(t, frame).
+
+    size: (width, height) of the generated frames; source(t) / generated(t) / change_mask(t):
+    frame t (0-based) as for `flow_correct_sequence` (they may be called more than once per t);
+    write(t, frame) receives float32 HxWx3 in [0, 1], in no particular order, once per frame;
+    segment: frames per segment (None: `segment_length`). Needs n >= 2 and 0 < strength < 1.
+    """
+    options = options or FlowOptions()
+    w, h = size
+    seg = segment or segment_length(n, w, h)
+    starts = list(range(0, n, seg))
+    fsize = flow_size((w, h), options)
+    mask = change_mask or (lambda t: None)
+    tick = progress or (lambda: None)
     scratch = Scratch.for_size(w, h)
-    state = premultiplied(gen[0])
-    for t in range(1, n):
-        links.append(source_link(greys[t - 1], greys[t], options))
-        carried = propagate(state, links[t].flow_bw, links[t].trust_bw, strength, masks[t], scratch)
-        out.append(cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB))
-        past_w.append(cv2.extractChannel(carried, 3))
-        cv2.add(premultiplied(gen[t], scratch.frame4), carried, dst=state)
-        if progress is not None:
-            progress()
 
-    # 4. backward pass: the same from the future; O_t = (G_t + past + future) / total weight
-    state = premultiplied(gen[n - 1])
-    for t in range(n - 1, -1, -1):
-        if t < n - 1:
-            future = propagate(state, links[t + 1].flow_fw, links[t + 1].trust_fw, strength, masks[t], scratch)
-            cv2.add(premultiplied(gen[t], scratch.frame4), future, dst=state)
-        resolve_into(out[t], past_w[t], state, scratch)
-        past_w[t] = None
-        if progress is not None and t < n - 1:
-            progress()
-    return out
+    def frame(t: int) -> np.ndarray:
+        g = as_float_rgb(generated(t))
+        if g.ndim != 3 or g.shape != (h, w, 3):
+            raise BadInput(f"generated frame {t + 1} has shape {g.shape}; expected {h}x{w}x3 like frame 1")
+        return g
+
+    def mask_at(t: int) -> np.ndarray | None:
+        m = mask(t)
+        return None if m is None else np.asarray(m, dtype=np.float32)
+
+    def step(state: np.ndarray, grey_prev: np.ndarray, t: int, gen_t: np.ndarray, mask_t):
+        """Forward step into frame t: (link t-1 -> t, grey_t, carried past (scratch.warped)); state updated."""
+        grey_t = flow_grey(source(t), fsize)
+        link = source_link(grey_prev, grey_t, options)
+        carried = propagate(state, link.flow_bw, link.trust_bw, strength, mask_t, scratch)
+        return link, grey_t, carried
+
+    # 1. checkpoints: the forward state and grey of frame a-1 for each segment start a > 0
+    checkpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if len(starts) > 1:
+        state, grey_prev = premultiplied(frame(0)), flow_grey(source(0), fsize)
+        if 1 in starts:
+            checkpoints[1] = (state.copy(), grey_prev)
+        for t in range(1, starts[-1]):
+            gen_t = frame(t)
+            _, grey_prev, carried = step(state, grey_prev, t, gen_t, mask_at(t))
+            cv2.add(premultiplied(gen_t, scratch.frame4), carried, dst=state)
+            if t + 1 in starts:
+                checkpoints[t + 1] = (state.copy(), grey_prev)
+            tick()
+
+    # 2. segments from last to first: forward again inside the segment, then backward
+    future_state: np.ndarray | None = None
+    link_after: Link | None = None           # the link from the segment's last frame to the next one
+    for a in reversed(starts):
+        b = min(a + seg, n)
+        gens, masks, links = {}, {}, {}
+        past_rgb, past_w = {}, {}
+        if a == 0:
+            gens[0] = frame(0)
+            masks[0] = mask_at(0)
+            state, grey_prev = premultiplied(gens[0]), flow_grey(source(0), fsize)
+            past_rgb[0], past_w[0] = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+            first = 1
+            tick()
+        else:
+            state, grey_prev = checkpoints[a]
+            state = state.copy()
+            first = a
+        for t in range(first, b):
+            gens[t], masks[t] = frame(t), mask_at(t)
+            links[t], grey_prev, carried = step(state, grey_prev, t, gens[t], masks[t])
+            past_rgb[t] = cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB)
+            past_w[t] = cv2.extractChannel(carried, 3)
+            cv2.add(premultiplied(gens[t], scratch.frame4), carried, dst=state)
+            tick()
+        for t in range(b - 1, a - 1, -1):
+            if t == n - 1:
+                future_state = premultiplied(gens[t])
+            else:
+                link = links[t + 1] if t + 1 < b else link_after
+                future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch)
+                cv2.add(premultiplied(gens[t], scratch.frame4), future, dst=future_state)
+            resolve_into(past_rgb[t], past_w[t], future_state, scratch)
+            write(t, past_rgb.pop(t))
+            del past_w[t], gens[t]
+            tick()
+        link_after = links.get(a)

@@ -7,7 +7,7 @@ generated frame. A small record (`correct.json`) in the output folder holds the 
 an input fingerprint: running again with the same ones resumes, skipping finished frames.
 
 Method "seed" chains the per-frame correction (fdc.correct_frame) from the first frame on;
-"flow" hands the whole sequence to vid2vid.temporal.flow_correct_sequence.
+"flow" runs vid2vid.temporal's flow-guided pass over the sequence, a segment in memory at a time.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import dataclasses
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -206,39 +207,51 @@ def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] |
 
 def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] | None, outputs: list[Path],
                   settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
-    """Hand the whole sequence to the flow-guided correction (vid2vid.temporal), then write it."""
+    """The flow-guided correction (vid2vid.temporal), reading and writing one frame at a time.
+
+    Frames are read when the pass needs them (some twice), so memory holds a segment of the
+    sequence, not the whole of it (temporal.flow_correct_frames); frames already written are
+    computed again (the pass needs them) but not rewritten.
+    """
     try:
         from vid2vid import temporal
     except ImportError as exc:
         raise BadInput(f"--method flow needs vid2vid.temporal, which this installation lacks ({exc}); "
                        "use --method seed") from exc
-    todo = [i for i, p in enumerate(outputs) if not p.exists()]
+    todo = {i for i, p in enumerate(outputs) if not p.exists()}
     if not todo:
         return 0
-    # 1. frames in memory as uint8 (a quarter of float32); masks at the generated size
-    gen = [to_uint8(read_image(p)) for p in generated]
-    src = [to_uint8(read_image(p)) for p in source]
-    h, w = gen[0].shape[:2]
-    masks: list[np.ndarray | None] | None = None
+    n = len(generated)
+    h, w = read_image(generated[0]).shape[:2]
+    src = lru_cache(maxsize=3)(lambda i: to_uint8(read_image(source[i])))
+    gen = lambda i: to_uint8(read_image(generated[i]))          # noqa: E731
+    change_mask = None
     if settings.flow_mask != "none":          # the seed's mask, as a change mask
         mask_settings = replace(settings, delta_mask=settings.flow_mask)
-        masks = [None]
-        for i in range(1, len(gen)):
-            delta = fdc.frame_delta(to_float(src[i - 1]), to_float(src[i]))
+
+        @lru_cache(maxsize=2)
+        def change_mask(i: int) -> np.ndarray | None:
+            if i == 0:
+                return None
+            delta = fdc.frame_delta(to_float(src(i - 1)), to_float(src(i)))
             dmap = read_mask(depth[i]) if depth is not None else None
-            masks.append(fdc.delta_mask(mask_settings, fdc.fit_delta(delta, h, w),
-                                        None if dmap is None else fdc.fit_depth(dmap, h, w)))
-    # 2. the flow pass (it reports each frame of its two passes)
-    tracker = job.tracker(f"{STAGE} (flow)", 2 * max(0, len(gen) - 1))
-    out = temporal.flow_correct_sequence(src, gen, settings.flow_strength, change_masks=masks,
-                                         progress=tracker.advance)
-    # 3. write the frames not yet written
-    tracker = job.tracker(STAGE, len(outputs), done=len(outputs) - len(todo))
-    for i in todo:
-        write_image(outputs[i], out[i])
-        if masks is not None and masks[i] is not None and masks_dir is not None:
-            write_mask(masks_dir / outputs[i].name, masks[i])
-        tracker.advance()
+            return fdc.delta_mask(mask_settings, fdc.fit_delta(delta, h, w),
+                                  None if dmap is None else fdc.fit_depth(dmap, h, w))
+
+    def write(i: int, frame: np.ndarray) -> None:
+        if i in todo:
+            write_image(outputs[i], frame)
+            if change_mask is not None and i > 0 and masks_dir is not None:
+                write_mask(masks_dir / outputs[i].name, change_mask(i))
+
+    if n < 2 or settings.flow_strength == 0.0:           # nothing to carry between frames
+        for i in sorted(todo):
+            write(i, to_float(gen(i)))
+        return len(todo)
+    segment = temporal.segment_length(n, w, h)
+    tracker = job.tracker(f"{STAGE} (flow)", temporal.flow_steps(n, segment))
+    temporal.flow_correct_frames(n, (w, h), src, gen, settings.flow_strength, write, change_mask=change_mask,
+                                 progress=tracker.advance, segment=segment)
     return len(todo)
 
 
