@@ -24,7 +24,7 @@ def generated_source(ws: Workspace) -> tuple[str, str]:
 
 
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
-    """Correct img2img/ into flow/ (whole sequence in memory); returns stage info."""
+    """Correct img2img/ into flow/ (a segment of the sequence in memory at a time); returns stage info."""
     from vid2vid.stages.correct import correct_folder
 
     cs = settings.correct
