@@ -270,3 +270,25 @@ def test_flow_method_in_segments_writes_the_same_files(folders, monkeypatch):
     assert [p.name for p in whole] == [p.name for p in parts] and len(whole) == 6
     for a, b in zip(whole, parts):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+@pytest.mark.parametrize("method", ["seed", "flow"])
+def test_resize_mode_fits_the_source_motion_like_the_generated_frames(tmp_path, method):
+    """Generated frames cropped from the source: --resize crop gives what the cropped source gives."""
+    from vid2vid.imageops import fit
+
+    src = [to_float(u8(f)) for f in moving_frames(5, width=96, height=48)]
+    gen = [to_float(u8(g)) for g in fake_generated([fit(f, 48, 48, "crop") for f in src])]
+    write_folder(tmp_path / "src", src)
+    write_folder(tmp_path / "src-cropped", [fit(f, 48, 48, "crop") for f in src])
+    write_folder(tmp_path / "gen", gen)
+    s = CorrectSettings(method=method, flow_mask="motion")
+    correct.correct_folder(tmp_path / "src", tmp_path / "gen", tmp_path / "crop", s, resize="crop")
+    correct.correct_folder(tmp_path / "src-cropped", tmp_path / "gen", tmp_path / "ref", s)
+    correct.correct_folder(tmp_path / "src", tmp_path / "gen", tmp_path / "stretched", s)
+    crop, ref = sorted((tmp_path / "crop").glob("*.png")), sorted((tmp_path / "ref").glob("*.png"))
+    assert len(crop) == 5 and [a.read_bytes() for a in crop] == [b.read_bytes() for b in ref]
+    stretched = sorted((tmp_path / "stretched").glob("*.png"))
+    assert [a.read_bytes() for a in crop] != [b.read_bytes() for b in stretched]
+    with pytest.raises(BadInput, match="--resize 'zoom'"):
+        correct.correct_folder(tmp_path / "src", tmp_path / "gen", tmp_path / "bad", s, resize="zoom")

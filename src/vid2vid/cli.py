@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--depth", help="folder of depth masks (for depth masks)")
     sp.add_argument("--save-masks", help="folder to save the masks used")
+    sp.add_argument("--resize", choices=config.RESIZE_MODES, default="just",
+                    help="how the generated frames were fitted from the source frames (img2img's --resize): "
+                         "the source motion is fitted the same way")
     sp.add_argument("--overwrite", action="store_true", help="replace outputs made with other settings")
     sp.add_argument("--config", help="settings TOML file")
     add_settings_options(sp, "correct", "correct", skip=("spatial_mask",))

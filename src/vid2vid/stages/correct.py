@@ -23,7 +23,7 @@ import numpy as np
 
 from vid2vid import config, fdc
 from vid2vid.errors import BadInput
-from vid2vid.imageops import read_image, read_mask, to_float, to_uint8, write_image, write_mask
+from vid2vid.imageops import fit, read_image, read_mask, to_float, to_uint8, write_image, write_mask
 from vid2vid.progress import Job
 from vid2vid.workspace import atomic_write_json, list_frames, params_key
 
@@ -111,18 +111,23 @@ def _prepare_out_dir(out_dir: Path, key: str, params: dict, outputs: list[Path],
 def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: str | Path,
                    settings: config.CorrectSettings, depth_dir: str | Path | None = None,
                    save_masks: str | Path | None = None, job: Job | None = None,
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False, resize: str = "just") -> dict:
     """Apply frame delta correction to a folder of generated frames; resumable.
 
     source_dir: the source frames (the reference motion); generated_dir: one generated frame
     per source frame (any size, all the same); out_dir: corrected PNGs named after the
     generated frames; depth_dir: depth maps per source frame (delta mask "depth");
     save_masks: folder for the delta masks used (grey PNGs); overwrite: replace outputs made
-    with other settings instead of refusing. Returns a summary dict.
+    with other settings instead of refusing; resize: how the generated frames were fitted from
+    the source ("just" stretches; "crop" / "fill" as img2img's resize modes): source frames and
+    depth maps are fitted to the generated size the same way before deltas and flows are taken.
+    Returns a summary dict.
     """
     job = job or Job()
     # 1. check the inputs
     settings.validate()
+    if resize not in config.RESIZE_MODES:
+        raise BadInput(f"--resize '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
     source = _frames(source_dir, "source", "--source")
     generated = _frames(generated_dir, "generated", "--generated")
     _check_counts(source, generated, "generated", Path(generated_dir))
@@ -147,6 +152,8 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
 
     # 2. resume or start over
     params = {k: v for k, v in config.to_dict(settings).items() if k != "spatial_mask"}
+    if resize != "just":                   # "just" keeps the records of earlier versions valid
+        params["resize"] = resize
     key = params_key({"params": params, "source": _fingerprint(source), "generated": _fingerprint(generated),
                       "depth": _fingerprint(depth) if depth else None})
     outputs = [_out_path(out_dir, g) for g in generated]
@@ -154,6 +161,10 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     masks_dir = Path(save_masks) if save_masks is not None else None
 
     # 3. correct
+    if resize != "just":
+        h, w = read_image(generated[0]).shape[:2]
+        source = [_Fitted(p, w, h, resize) for p in source]
+        depth = None if depth is None else [_Fitted(p, w, h, resize, mask=True) for p in depth]
     if settings.method == "flow":
         written = _correct_flow(source, generated, depth, outputs, settings, masks_dir, job)
     else:
@@ -163,6 +174,25 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
     return {"frames": len(outputs), "written": written, "skipped": len(outputs) - written,
             "method": settings.method, "out": str(out_dir)}
+
+
+class _Fitted:
+    """A source frame or depth map read fitted to the generated size with a resize mode."""
+
+    def __init__(self, path: Path, width: int, height: int, resize: str, mask: bool = False):
+        self.path, self.width, self.height, self.resize, self.mask = path, width, height, resize, mask
+
+    def read(self) -> np.ndarray:
+        img = read_mask(self.path) if self.mask else read_image(self.path)
+        return fit(img, self.width, self.height, self.resize)
+
+
+def _read(p) -> np.ndarray:
+    return p.read() if isinstance(p, _Fitted) else read_image(p)
+
+
+def _read_mask(p) -> np.ndarray:
+    return p.read() if isinstance(p, _Fitted) else read_mask(p)
 
 
 def _needs_delta(settings: config.CorrectSettings) -> bool:
@@ -191,9 +221,9 @@ def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] |
                 prev_out = read_image(outputs[i - 1])
             delta = None
             if _needs_delta(settings):
-                src_cur = read_image(source[i])
-                delta = fdc.frame_delta(src_prev if src_prev is not None else read_image(source[i - 1]), src_cur)
-            dmap = read_mask(depth[i]) if depth is not None else None
+                src_cur = _read(source[i])
+                delta = fdc.frame_delta(src_prev if src_prev is not None else _read(source[i - 1]), src_cur)
+            dmap = _read_mask(depth[i]) if depth is not None else None
             out, mask = fdc.correct_frame(g, prev_out, delta, settings, depth=dmap)
         out_u8 = to_uint8(out)
         write_image(out_path, out_u8)
@@ -223,7 +253,7 @@ def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] |
         return 0
     n = len(generated)
     h, w = read_image(generated[0]).shape[:2]
-    src = lru_cache(maxsize=3)(lambda i: to_uint8(read_image(source[i])))
+    src = lru_cache(maxsize=3)(lambda i: to_uint8(_read(source[i])))
     gen = lambda i: to_uint8(read_image(generated[i]))          # noqa: E731
     change_mask = None
     if settings.flow_mask != "none":          # the seed's mask, as a change mask
@@ -234,7 +264,7 @@ def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] |
             if i == 0:
                 return None
             delta = fdc.frame_delta(to_float(src(i - 1)), to_float(src(i)))
-            dmap = read_mask(depth[i]) if depth is not None else None
+            dmap = _read_mask(depth[i]) if depth is not None else None
             return fdc.delta_mask(mask_settings, fdc.fit_delta(delta, h, w),
                                   None if dmap is None else fdc.fit_depth(dmap, h, w))
 
@@ -273,6 +303,7 @@ def main(args: Any, parser: Any, job: Job) -> None:
     """`vid2vid correct --source DIR --generated DIR --out DIR [options]`."""
     settings = settings_from_args(args)
     info = correct_folder(args.source, args.generated, args.out, settings, depth_dir=args.depth,
-                          save_masks=args.save_masks, job=job, overwrite=getattr(args, "overwrite", False))
+                          save_masks=args.save_masks, job=job, overwrite=getattr(args, "overwrite", False),
+                          resize=getattr(args, "resize", "just"))
     print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
           f"from an earlier run; method {info['method']})")
