@@ -325,22 +325,27 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
         return None if m is None else np.asarray(m, dtype=np.float32)
 
     def step(state: np.ndarray, grey_prev: np.ndarray, t: int, gen_t: np.ndarray, mask_t):
-        """Forward step into frame t: (link t-1 -> t, grey_t, carried past (scratch.warped)); state updated."""
+        """Forward step into frame t, updating `state` in place to frame t's running average.
+
+        Returns (link t-1 -> t, grey of frame t, what the past carried into t (scratch.warped))."""
         grey_t = flow_grey(source(t), fsize)
         link = source_link(grey_prev, grey_t, options)
         carried = propagate(state, link.flow_bw, link.trust_bw, strength, mask_t, scratch)
+        cv2.add(premultiplied(gen_t, scratch.frame4), carried, dst=state)
         return link, grey_t, carried
+
+    def first_frame(gen_0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forward state and grey of frame 0."""
+        return premultiplied(gen_0), flow_grey(source(0), fsize)
 
     # 1. checkpoints: the forward state and grey of frame a-1 for each segment start a > 0
     checkpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if len(starts) > 1:
-        state, grey_prev = premultiplied(frame(0)), flow_grey(source(0), fsize)
+        state, grey_prev = first_frame(frame(0))
         if 1 in starts:
             checkpoints[1] = (state.copy(), grey_prev)
         for t in range(1, starts[-1]):
-            gen_t = frame(t)
-            _, grey_prev, carried = step(state, grey_prev, t, gen_t, mask_at(t))
-            cv2.add(premultiplied(gen_t, scratch.frame4), carried, dst=state)
+            _, grey_prev, _ = step(state, grey_prev, t, frame(t), mask_at(t))
             if t + 1 in starts:
                 checkpoints[t + 1] = (state.copy(), grey_prev)
             tick()
@@ -355,7 +360,7 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
         if a == 0:
             gens[0] = frame(0)
             masks[0] = mask_at(0)
-            state, grey_prev = premultiplied(gens[0]), flow_grey(source(0), fsize)
+            state, grey_prev = first_frame(gens[0])
             past_rgb[0], past_w[0] = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
             first = 1
             tick()
@@ -368,7 +373,6 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
             links[t], grey_prev, carried = step(state, grey_prev, t, gens[t], masks[t])
             past_rgb[t] = cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB)
             past_w[t] = cv2.extractChannel(carried, 3)
-            cv2.add(premultiplied(gens[t], scratch.frame4), carried, dst=state)
             tick()
         for t in range(b - 1, a - 1, -1):
             if t == n - 1:
