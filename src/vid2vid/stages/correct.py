@@ -17,7 +17,7 @@ import dataclasses
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -160,15 +160,14 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     _prepare_out_dir(out_dir, key, params, outputs, overwrite)
     masks_dir = Path(save_masks) if save_masks is not None else None
 
-    # 3. correct
-    if resize != "just":
-        h, w = read_image(generated[0]).shape[:2]
-        source = [_Fitted(p, w, h, resize) for p in source]
-        depth = None if depth is None else [_Fitted(p, w, h, resize, mask=True) for p in depth]
+    # 3. correct, reading source frames and depth maps fitted to the generated size
+    h, w = read_image(generated[0]).shape[:2]
+    src_at = _reader(source, read_image, w, h, resize)
+    depth_at = None if depth is None else _reader(depth, read_mask, w, h, resize)
     if settings.method == "flow":
-        written = _correct_flow(source, generated, depth, outputs, settings, masks_dir, job)
+        written = _correct_flow(src_at, generated, depth_at, (w, h), outputs, settings, masks_dir, job)
     else:
-        written = _correct_seed(source, generated, depth, outputs, settings, masks_dir, job)
+        written = _correct_seed(src_at, generated, depth_at, outputs, settings, masks_dir, job)
 
     # 4. finish the record
     atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
@@ -176,30 +175,21 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
             "method": settings.method, "out": str(out_dir)}
 
 
-class _Fitted:
-    """A source frame or depth map read fitted to the generated size with a resize mode."""
-
-    def __init__(self, path: Path, width: int, height: int, resize: str, mask: bool = False):
-        self.path, self.width, self.height, self.resize, self.mask = path, width, height, resize, mask
-
-    def read(self) -> np.ndarray:
-        img = read_mask(self.path) if self.mask else read_image(self.path)
-        return fit(img, self.width, self.height, self.resize)
-
-
-def _read(p) -> np.ndarray:
-    return p.read() if isinstance(p, _Fitted) else read_image(p)
-
-
-def _read_mask(p) -> np.ndarray:
-    return p.read() if isinstance(p, _Fitted) else read_mask(p)
+def _reader(paths: list[Path], read: Callable[[Path], np.ndarray], width: int, height: int,
+            resize: str) -> Callable[[int], np.ndarray]:
+    """Image i of `paths` (0-based) as `read` gives it, fitted to width x height unless resize is "just"
+    ("just" leaves the stretching to the correction itself, as before resize modes existed)."""
+    if resize == "just":
+        return lambda i: read(paths[i])
+    return lambda i: fit(read(paths[i]), width, height, resize)
 
 
 def _needs_delta(settings: config.CorrectSettings) -> bool:
     return settings.fdc != "none" or settings.delta_mask == "motion"
 
 
-def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] | None, outputs: list[Path],
+def _correct_seed(src_at: Callable[[int], np.ndarray], generated: list[Path],
+                  depth_at: Callable[[int], np.ndarray] | None, outputs: list[Path],
                   settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
     """Chain fdc.correct_frame over the frames; the previous output is the 8-bit frame as written."""
     todo = sum(1 for p in outputs if not p.exists())
@@ -221,9 +211,9 @@ def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] |
                 prev_out = read_image(outputs[i - 1])
             delta = None
             if _needs_delta(settings):
-                src_cur = _read(source[i])
-                delta = fdc.frame_delta(src_prev if src_prev is not None else _read(source[i - 1]), src_cur)
-            dmap = _read_mask(depth[i]) if depth is not None else None
+                src_cur = src_at(i)
+                delta = fdc.frame_delta(src_prev if src_prev is not None else src_at(i - 1), src_cur)
+            dmap = depth_at(i) if depth_at is not None else None
             out, mask = fdc.correct_frame(g, prev_out, delta, settings, depth=dmap)
         out_u8 = to_uint8(out)
         write_image(out_path, out_u8)
@@ -235,7 +225,8 @@ def _correct_seed(source: list[Path], generated: list[Path], depth: list[Path] |
     return written
 
 
-def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] | None, outputs: list[Path],
+def _correct_flow(src_at: Callable[[int], np.ndarray], generated: list[Path],
+                  depth_at: Callable[[int], np.ndarray] | None, size: tuple[int, int], outputs: list[Path],
                   settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
     """The flow-guided correction (vid2vid.temporal), reading and writing one frame at a time.
 
@@ -251,9 +242,8 @@ def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] |
     todo = {i for i, p in enumerate(outputs) if not p.exists()}
     if not todo:
         return 0
-    n = len(generated)
-    h, w = read_image(generated[0]).shape[:2]
-    src = lru_cache(maxsize=3)(lambda i: to_uint8(_read(source[i])))
+    n, (w, h) = len(generated), size
+    src = lru_cache(maxsize=3)(lambda i: to_uint8(src_at(i)))
     gen = lambda i: to_uint8(read_image(generated[i]))          # noqa: E731
     change_mask = None
     if settings.flow_mask != "none":          # the seed's mask, as a change mask
@@ -264,7 +254,7 @@ def _correct_flow(source: list[Path], generated: list[Path], depth: list[Path] |
             if i == 0:
                 return None
             delta = fdc.frame_delta(to_float(src(i - 1)), to_float(src(i)))
-            dmap = _read_mask(depth[i]) if depth is not None else None
+            dmap = depth_at(i) if depth_at is not None else None
             return fdc.delta_mask(mask_settings, fdc.fit_delta(delta, h, w),
                                   None if dmap is None else fdc.fit_depth(dmap, h, w))
 
