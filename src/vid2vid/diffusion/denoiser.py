@@ -96,7 +96,7 @@ class CFGDenoiser:
             self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
-        self.shared_modules = shared_prefix.install(unet)
+        shared_prefix.install(unet)
 
     def masked(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None):
         """D(x, sigma) that keeps init_latent where mask (B, 1, h, w) is 0; the plain denoiser when mask is None."""

@@ -181,16 +181,20 @@ class Img2ImgEngine:
                  seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
         """Repaint a batch of frames; masks (HxWx1, 1 = may change, None = whole frame) are optional.
 
-        Each frame's result is the same whatever else is in the batch. The stage runs the same
-        four steps, with encoding and decoding on its reader and writer threads.
+        Each frame's result is the same whatever else is in the batch. The stage fits the frames
+        and their masks on its reader thread and calls `repaint` for the rest.
         """
         if not images:
             return []
         canvases = [self.fit(im) for im in images]           # 1. canvas size
-        cmasks = self.canvas_masks(masks)
+        return self.repaint(canvases, self.canvas_masks(masks), seeds, callback)
+
+    def repaint(self, canvases: list[np.ndarray], masks: list[np.ndarray] | None = None,
+                seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
+        """Canvas-sized frames (and canvas masks, see `canvas_masks`) -> repainted frames."""
         init = self.encode(canvases)                          # 2. encode
-        x = self.sample(init, seeds, cmasks, callback)        # 3. noise + sampler
-        return self.finish(x, canvases, cmasks)               # 4. decode, paste unmasked pixels
+        x = self.sample(init, seeds, masks, callback)         # 3. noise + sampler
+        return self.finish(x, canvases, masks)                # 4. decode, paste unmasked pixels
 
     def describe(self) -> dict:
         """What to record in the manifest about this engine."""

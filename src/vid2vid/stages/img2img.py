@@ -388,10 +388,6 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
 
-    def generate(batch: list[FrameJob], cmasks) -> list[np.ndarray]:
-        canvases = [fj.canvas for fj in batch]
-        return engine.finish(engine.sample(engine.encode(canvases), masks=cmasks), canvases, cmasks)
-
     writer = SequentialWriter(finish_batch, depth=1)
     pool = worker_pool(workers, threads)
     pending: deque = deque()              # (batch, future) in frame order
@@ -407,7 +403,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
-            pending.append((batch, pool.submit(generate, batch, cmasks)))
+            pending.append((batch, pool.submit(engine.repaint, [fj.canvas for fj in batch], cmasks)))
         hand_over(0)
     except Interrupted:
         pool.shutdown(wait=True, cancel_futures=True)
