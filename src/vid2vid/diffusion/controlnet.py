@@ -334,3 +334,19 @@ class Conditioning:
             down = list(d) if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
+
+
+def load_units(settings_list, model, say=None) -> list[ControlUnit]:
+    """The ControlUnits of `img2img.controlnet` entries for a loaded base model (same device and dtype).
+
+    A ControlNet made for another family than the model's is refused here, before any work.
+    """
+    units = []
+    for n, cn in enumerate(settings_list, 1):
+        if say is not None:
+            say(f"img2img: loading ControlNet {n} {cn.model} (control: {cn.control}, scale {cn.scale:g}, "
+                f"steps {cn.start:g}..{cn.end:g} of the schedule)")
+        net = load_controlnet(cn.model, model.device, model.dtype)
+        check_family(net.config, model.unet.config, cn.model)
+        units.append(ControlUnit(net, cn.scale, cn.start, cn.end, cn.model))
+    return units
