@@ -23,13 +23,12 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tiny_model):
     """The tiny SD model (folder) and tiny ControlNets: folder, single .safetensors, .pth, another seed, SDXL."""
-    from vid2vid.diffusion.tiny import make_tiny_model
     from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
 
     root = tmp_path_factory.mktemp("cn")
-    return {"model": make_tiny_model(root / "model"),
+    return {"model": tiny_model,
             "cn": make_tiny_controlnet(root / "cn"),
             "cn_file": make_tiny_controlnet(root, single_file=True),
             "cn_pth": make_tiny_controlnet(root, single_file=True, suffix=".pth"),
