@@ -309,3 +309,40 @@ def test_bad_input_is_one_line_exit_2_and_loses_nothing(workspace_factory, tiny_
     assert needle.lower() in err[0].lower(), err[0]
     assert "Traceback" not in err[0]
     assert _snapshot(ws.root) == before
+
+
+# ---------------------------------------------------------------- the page's section (no browser)
+
+def test_page_slots_become_settings_and_preview_shows_the_stage_images(tmp_path):
+    from conftest import make_workspace, moving_frames
+    from vid2vid.stages import control as stage
+    from vid2vid.ui import controlnet as ui
+    from vid2vid.ui import form, paths
+
+    root = paths.cache_root(tmp_path / "cache")
+    (root / "cn").mkdir()
+    make_workspace(root / "ws", moving_frames(2))
+    slot1 = [True, "cn", "lineart", 0.8, 0.1, 0.9, 100.0, 200.0, 2.0, ""]
+    slot2 = [False, "", "canny", 1.0, 0.0, 1.0, 100.0, 200.0, 1.0, ""]
+    text = ui.to_json(*slot1, *slot2)
+    s = form.settings_from_form({"img2img.controlnet": text, "img2img.width": 64.0, "img2img.height": 64.0}, root,
+                                sections=("img2img",))
+    assert [(c.model, c.control, c.scale, c.start, c.end, c.blur, c.low) for c in s.img2img.controlnet] == \
+        [(str(root / "cn"), "lineart", 0.8, 0.1, 0.9, 2.0, 100)]
+    assert isinstance(s.img2img.controlnet[0].low, int)
+    assert form.form_values(s, [ui.KEY])[ui.KEY].startswith('[{"model": ')
+    with pytest.raises(BadInput, match="outside the cache"):
+        form.settings_from_form({"img2img.controlnet": ui.to_json(True, "/etc/x.pth", *slot1[2:], *slot2)}, root,
+                                sections=("img2img",))
+    with pytest.raises(BadInput, match="start 0.9 is not below end 0.1"):
+        bad = [True, "cn", "canny", 1.0, 0.9, 0.1, 100.0, 200.0, 1.0, ""]
+        form.settings_from_form({"img2img.controlnet": ui.to_json(*bad, *slot2)}, root, sections=("img2img",))
+    preview = ui.control_preview(root, "ws", s, 2)
+    assert [cap for _, cap in preview] == ["1-lineart"]
+    ws = paths.workspace(root, "ws")
+    stage.run(ws, s, Job())
+    from vid2vid.imageops import read_image, to_float
+
+    assert np.array_equal(to_float(preview[0][0]), read_image(ws.root / "control" / "1-lineart" / "00002.png"))
+    with pytest.raises(BadInput, match="not a frame"):
+        ui.control_preview(root, "ws", s, 9)
