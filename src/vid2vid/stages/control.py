@@ -120,7 +120,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     folders = [str(ws.path(OUTPUT, folder_name(n, cn))) for n, cn in nets]
 
     # 3. the missing frames' images, each written atomically
-    if todo:
+    if not todo:
+        job.say(f"control: already done ({len(frames)} frames)")
+    else:
         tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
         for i in todo:
             for (n, cn), img in zip(nets, make(i)):
