@@ -91,7 +91,7 @@ def build_models(root: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
     from vid2vid.models.taggers.preprocess import deepdanbooru_input, wd14_input
 
     img, source = frame()

@@ -127,7 +127,7 @@ def _reference_depth(folder: Path, image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- pure normalisation
 
 def test_normalize_depth_maps_far_to_0_and_near_to_1():
-    from vid2vid.masks import normalize_depth
+    from vid2vid.models.depth import normalize_depth
 
     out = normalize_depth(np.array([[1.0, 3.0], [5.0, 9.0]]))
     assert out.shape == (2, 2, 1) and out.dtype == np.float32
@@ -135,7 +135,7 @@ def test_normalize_depth_maps_far_to_0_and_near_to_1():
 
 
 def test_normalize_depth_flat_and_nonfinite_maps_do_not_divide_by_zero():
-    from vid2vid.masks import normalize_depth
+    from vid2vid.models.depth import normalize_depth
 
     assert not normalize_depth(np.full((3, 4), 7.0)).any()
     out = normalize_depth(np.array([[np.nan, 2.0], [4.0, np.inf]]))
@@ -146,7 +146,7 @@ def test_normalize_depth_flat_and_nonfinite_maps_do_not_divide_by_zero():
 
 @pytest.mark.parametrize("family", ["dpt", "hybrid", "beit", "swinv2", "depth-anything"])
 def test_folder_model_predicts_normalised_disparity_near_bright(tiny_models, family):
-    from vid2vid.masks import DepthModel, load_depth_model
+    from vid2vid.models.depth import DepthModel, load_depth_model
 
     model = load_depth_model(str(tiny_models[family]), device="cpu")
     assert isinstance(model, DepthModel)
@@ -171,7 +171,7 @@ def _fake_hub_cache(cache: Path, repo: str, folder: Path) -> None:
 
 
 def test_every_registry_name_loads_from_the_hub_cache(tiny_models, tmp_path):
-    from vid2vid.masks import DEPTH_MODELS, load_depth_model
+    from vid2vid.models.depth import DEPTH_MODELS, load_depth_model
 
     assert set(FAMILY) == set(DEPTH_MODELS)
     for name, spec in DEPTH_MODELS.items():
@@ -187,7 +187,7 @@ def test_every_registry_name_loads_from_the_hub_cache(tiny_models, tmp_path):
 
 def test_missing_registry_model_says_how_to_get_it(tmp_path):
     from vid2vid.errors import ModelNotFound
-    from vid2vid.masks import DEPTH_MODELS, load_depth_model
+    from vid2vid.models.depth import DEPTH_MODELS, load_depth_model
 
     for name, spec in DEPTH_MODELS.items():
         with pytest.raises(ModelNotFound) as err:
@@ -198,7 +198,7 @@ def test_missing_registry_model_says_how_to_get_it(tmp_path):
 
 def test_unknown_names_and_bad_paths_are_bad_input(tmp_path):
     from vid2vid.errors import BadInput, ModelNotFound
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
 
     with pytest.raises(ModelNotFound, match="dpt_hybrid"):
         load_depth_model("no-such-depth-model")
@@ -213,10 +213,10 @@ def test_unknown_names_and_bad_paths_are_bad_input(tmp_path):
 # ---------------------------------------------------------------- the stage
 
 def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_factory, monkeypatch):
-    import vid2vid.masks
+    import vid2vid.models.depth
     from vid2vid import config
     from vid2vid.imageops import read_image, read_mask
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
     from vid2vid.progress import Job
     from vid2vid.stages import depth
 
@@ -264,5 +264,5 @@ def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_facto
     def no_load(*a, **k):
         raise AssertionError("the model must not be loaded when every mask exists")
 
-    monkeypatch.setattr(vid2vid.masks, "load_depth_model", no_load)
+    monkeypatch.setattr(vid2vid.models.depth, "load_depth_model", no_load)
     assert depth.run(ws, settings, Job())["masks"] == 4

@@ -1,6 +1,6 @@
 """Getting model files from the Hugging Face hub, with errors that say how to get them instead.
 
-Used by the depth models (`vid2vid.masks`) and the taggers. Weights are only fetched on a
+Used by the depth models (`vid2vid.models.depth`) and the taggers. Weights are only fetched on a
 user's machine, into the usual hub cache; with `HF_HUB_OFFLINE=1` (or `local_files_only=True`)
 only the cache is read. Whatever goes wrong (not cached, no network, repository or file gone)
 becomes one `ModelNotFound` naming the repository, the download command and the local-folder

@@ -57,7 +57,7 @@ def _unchanged(ws: Workspace, params: dict) -> bool:
 
 
 def _load(settings: config.Settings, job: Job):
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
 
     job.say(f"loading depth model {settings.depth.model}")
     return load_depth_model(settings.depth.model)

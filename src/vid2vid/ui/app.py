@@ -159,7 +159,7 @@ def build(cache: str | Path):
                     delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
                 delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
                 with gr.Row():
-                    from vid2vid.masks.registry import DEPTH_MODELS
+                    from vid2vid.models.depth.registry import DEPTH_MODELS
                     W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
                                                    label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                                    elem_id="v2v-depth-model")

@@ -109,7 +109,7 @@ def coerce(key: str, value: Any) -> Any:
 def _model_names(key: str) -> tuple[str, ...]:
     """Registered names for a model field (imported lazily: some registries import heavy modules)."""
     if key == "depth.model":
-        from vid2vid.masks.registry import DEPTH_MODELS
+        from vid2vid.models.depth.registry import DEPTH_MODELS
         return tuple(DEPTH_MODELS)
     if key == "tags.model":
         from vid2vid.models.taggers.registry import TAGGERS

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.masks.depth import DepthModel
+from vid2vid.models.depth.base import DepthModel
 from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, short_reason
 
 
@@ -93,7 +93,7 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
     """
     from huggingface_hub import constants
 
-    from vid2vid.masks.hf_depth import TransformersDepth
+    from vid2vid.models.depth.hf_depth import TransformersDepth
 
     kind, source, label = resolve_depth_model(name_or_path)
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only

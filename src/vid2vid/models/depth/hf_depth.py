@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid.imageops import check_rgb, to_uint8
-from vid2vid.masks.depth import normalize_depth
+from vid2vid.models.depth.base import normalize_depth
 
 
 def pick_device(device: str = "auto") -> str:
