@@ -81,7 +81,7 @@ def server(tmp_path_factory):
     import torch
 
     from vid2vid.diffusion.tiny import make_tiny_model
-    from vid2vid.sample import make_clip
+    from vid2vid.democlip import make_clip
 
     base = tmp_path_factory.mktemp("ui")
     cache = base / "cache"
