@@ -26,20 +26,18 @@ without touching the stage's record.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.progress import Job
+from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
@@ -127,85 +125,6 @@ def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
         yield batch
 
 
-# ---------------------------------------------------------------- threads
-
-_END = object()
-
-
-def prefetch(it: Iterator, depth: int) -> Iterator:
-    """Run iterator `it` in a thread, `depth` items ahead; exceptions surface in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work():
-        try:
-            while not stop.is_set():
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                q.put(item)
-        except BaseException as exc:          # handed to the consumer, which re-raises it
-            q.put(exc)
-            return
-        q.put(_END)
-
-    th = threading.Thread(target=work, name="img2img-reader", daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():                  # unblock a reader waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
-
-
-class SequentialWriter:
-    """One thread that handles items (decode, correct, write) strictly in the order they are handed in."""
-
-    def __init__(self, handle: Callable[..., None], depth: int = 2):
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.handle = handle
-        self.thread = threading.Thread(target=self._work, name="img2img-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is _END:
-                return
-            if self.error is not None:
-                continue                      # drain after a failure; nothing more is written
-            try:
-                self.handle(*item)
-            except BaseException as exc:      # handed to the main thread by check()/close()
-                self.error = exc
-
-    def put(self, *item) -> None:
-        self.check()
-        self.q.put(item)
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        """Finish every item handed in (finished work is never dropped), then re-raise a failure."""
-        self.q.put(_END)
-        self.thread.join()
-        self.check()
-
-
 # ---------------------------------------------------------------- model workers
 
 def model_workers(requested: int, device_type: str, batches: int, threads: int) -> tuple[int, int]:
@@ -226,31 +145,6 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
     else:
         workers = min(requested, threads)
     return workers, max(1, threads // workers)
-
-
-class InlineExecutor:
-    """The executor for one worker: runs each job at once on the calling thread (a GPU's only driver)."""
-
-    def submit(self, fn, *args) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:          # handed to whoever reads the result
-            fut.set_exception(exc)
-        return fut
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
-
-
-def worker_pool(workers: int, threads: int):
-    """An executor running model work on `workers` threads, each with `threads` intra-op threads."""
-    if workers == 1:
-        return InlineExecutor()
-    import torch
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="img2img-model",
-                              initializer=torch.set_num_threads, initargs=(threads,))
 
 
 # ---------------------------------------------------------------- stage
@@ -388,8 +282,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
 
-    writer = SequentialWriter(finish_batch, depth=1)
-    pool = worker_pool(workers, threads)
+    writer = SequentialWriter(finish_batch, depth=1, name="img2img-writer")
+    pool = worker_pool(workers, threads, name="img2img-model")
     pending: deque = deque()              # (batch, future) in frame order
 
     def hand_over(keep: int) -> None:
@@ -399,7 +293,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     try:
         jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
-        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1):
+        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
@@ -420,16 +314,6 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **engine.describe())
     return dict(ws.stage_record(STAGE)["info"])
-
-
-def hand_over_finished(pending: deque, writer: SequentialWriter) -> None:
-    """Hand the writer every leading batch whose generation finished (after an interruption)."""
-    while pending:
-        batch, fut = pending[0]
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        pending.popleft()
-        writer.put(batch, fut.result())
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:
