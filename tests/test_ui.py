@@ -192,7 +192,7 @@ def test_settings_from_form_maps_every_field(root):
     i.schedule, i.sigma_min, i.sigma_max, i.init_noise, i.cfg, i.seed = "karras", 0.2, 2.0, 0.9, 5.5, 42
     i.width, i.height, i.resize, i.batch_size = 512, 256, "fill", 2
     expected.correct = config.CorrectSettings(fdc="clip", delta_mask="depth", spatial_mask="motion",
-                                              motion_highext=9, motion_lowcut=40, depth_lowcut=10, method="seed",
+                                              motion_highext=9, motion_lowcut=40, depth_lowcut=10, method="stats",
                                               flow_strength=0.5, flow_mask="motion")
     expected.export = config.ExportSettings(source="img2img", format="webm", audio=True, crf=30, output="")
     expected.upscale.model = "lanczos-x2"

@@ -28,7 +28,33 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
-CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+
+
+class Choices(tuple):
+    """A setting's tokens in order; `in` also accepts the older names in `aliases` (old -> new).
+
+    Iterating gives only the current tokens (help, the page's choices, error messages); argparse
+    takes any container as `choices`, so an old name passes its check as well.
+    """
+
+    aliases: dict[str, str]
+
+    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> "Choices":
+        self = super().__new__(cls, tokens)
+        self.aliases = dict(aliases or {})
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or value in self.aliases
+
+    def canonical(self, value: Any) -> Any:
+        """The current token for `value` (an old name becomes its new one; anything else is kept)."""
+        return self.aliases.get(value, value) if isinstance(value, str) else value
+
+
+# stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
+# with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
+CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -85,9 +111,13 @@ class CorrectSettings:
     motion_highext: int = 7
     motion_lowcut: int = 32
     depth_lowcut: int = -1
-    method: str = "seed"       # seed (the statistics above) or flow (flow-guided, `vid2vid correct`)
+    method: str = "stats"      # stats (the statistics above; old name seed) or flow (flow-guided, `vid2vid correct`)
     flow_strength: float = 0.75  # flow method: 0 = no correction, higher = steadier (memory 1/(1-s) frames)
     flow_mask: str = "none"    # flow method: change mask (white = let the generated frame through)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # an old method name is stored as the new one, however it is set (TOML, CLI, page, code)
+        super().__setattr__(name, CORRECT_METHODS.canonical(value) if name == "method" else value)
 
     def validate(self) -> None:
         _choice("--fdc", self.fdc, FDC_METHODS)

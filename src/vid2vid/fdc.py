@@ -359,7 +359,7 @@ def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta:
                first frame, which passes unchanged.
     src_delta: float32 HxWx3 in [-1, 1], source delta d_t (any size: resized to g's size).
     depth:     float32 HxWx1 in [0, 1] depth of source frame t (any size), for delta mask "depth".
-    Uses settings.fdc, .delta_mask, .motion_lowcut, .motion_highext, .depth_lowcut (the "seed"
+    Uses settings.fdc, .delta_mask, .motion_lowcut, .motion_highext, .depth_lowcut (the "stats"
     method; sequence-level methods such as "flow" are dispatched by the caller).
     Returns (o_t: float32 HxWx3 in [0, 1], the delta mask used as float32 HxWx1, or None).
     Order: delta mask first, then statistics, then o = clip(o_prev + c', 0, 1).

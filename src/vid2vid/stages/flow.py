@@ -25,12 +25,12 @@ def generated_source(ws: Workspace) -> tuple[str, str]:
 
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Correct img2img/ into flow/ (a segment of the sequence in memory at a time); returns stage info."""
-    from vid2vid.stages.correct import correct_folder
+    from vid2vid.stages.correct import correct_folder, key_params
 
     cs = settings.correct
     cs.validate()
     inputs = ("extract", "img2img") + (("depth",) if cs.flow_mask == "depth" else ())
-    params = {"method": cs.method, "strength": cs.flow_strength, "mask": cs.flow_mask,
+    params = {"method": key_params(cs)["method"], "strength": cs.flow_strength, "mask": cs.flow_mask,
               "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,
               "depth_lowcut": cs.depth_lowcut}
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=settings.run.overwrite,

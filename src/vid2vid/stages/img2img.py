@@ -37,6 +37,7 @@ import numpy as np
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.progress import Job
+from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
 
@@ -78,7 +79,7 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
-    return {"img2img": gen, "correct": config.to_dict(settings.correct)}
+    return {"img2img": gen, "correct": key_params(settings.correct)}
 
 
 def needs_depth(c: config.CorrectSettings) -> bool:
@@ -237,7 +238,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         if fj.index not in missing:
             return        # regenerated only to keep its batch whole (see batch_aligned); already written
         t0 = time.perf_counter()
-        if c.method == "seed":
+        if c.method == "stats":
             out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
         else:             # a sequence-level method (flow) corrects later, in its own stage
             out, mask = generated, None

@@ -46,7 +46,7 @@ LABELS: dict[str, str] = {
 }
 
 # Correction methods: the seed's statistics, or the flow-guided pass (pipeline step `flow`).
-METHOD_LABELS = {"seed": "seed (masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
+METHOD_LABELS = {"stats": "statistics (the seed's masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
 
 # Model fields: registered names the library knows (besides paths inside the cache and hub ids).
 MODEL_FIELDS = ("img2img.model", "depth.model", "tags.model", "upscale.model", "interpolate.model")
