@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.fileid import file_id
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -153,8 +154,7 @@ def _file_identity(path: str) -> str | None:
     p = Path(path).expanduser()
     if not p.exists():
         return None
-    st = p.stat()
-    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    return str(file_id(p))
 
 
 # ---------------------------------------------------------------- device and dtype

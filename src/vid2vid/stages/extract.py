@@ -9,6 +9,7 @@ from PIL import Image
 
 from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import write_png
 from vid2vid.progress import Job
 from vid2vid.video.decode import iter_frames
@@ -33,8 +34,7 @@ def _save_frame(rgb, path: Path, fmt: str) -> None:
 
 
 def _source_identity(video: Path) -> dict:
-    st = video.stat()
-    return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+    return file_id(video).record()
 
 
 def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:

@@ -36,6 +36,7 @@ import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
+from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
@@ -67,8 +68,7 @@ def _path_identity(spec: str) -> dict:
     """Name plus size and time for a file, so that replacing a checkpoint invalidates the stage."""
     p = Path(spec).expanduser()
     if p.is_file():
-        st = p.stat()
-        return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return file_id(p).record(ns=True)
     return {"spec": spec}
 
 

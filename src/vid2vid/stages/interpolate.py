@@ -16,6 +16,7 @@ import numpy as np
 
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interpolator, interpolate_many,
                                           is_scene_cut, load_interpolator, plan_frames)
@@ -38,8 +39,7 @@ def source_stage(ws: Workspace) -> str:
 def _model_identity(model: str) -> dict:
     p = Path(model).expanduser()
     if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file():
-        st = p.stat()
-        return {"model": str(p.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+        return file_id(p).record("model")
     return {"model": model}
 
 

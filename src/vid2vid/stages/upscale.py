@@ -5,6 +5,7 @@ from pathlib import Path
 
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
 from vid2vid.progress import Job
@@ -19,8 +20,7 @@ def _model_identity(model: str) -> dict:
     """What names the model in the stage key: the name, plus size and time for a model file."""
     p = Path(model).expanduser()
     if upscaler_scale(model) is None and p.is_file():
-        st = p.stat()
-        return {"model": str(p.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+        return file_id(p).record("model")
     return {"model": model}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.errors import BadInput
+from vid2vid.fileid import FileId, file_id
 from vid2vid.progress import Job
 from vid2vid.ui import paths
 from vid2vid.workspace import Workspace
@@ -96,13 +97,10 @@ class ModelCache:
             return self._model
 
 
-def _stamp(spec: str) -> tuple:
+def _stamp(spec: str) -> FileId | None:
     """Size and time of a model file or folder, so a replaced model is loaded again."""
     p = Path(spec)
-    if p.exists():
-        st = p.stat()
-        return (st.st_size, st.st_mtime_ns)
-    return ()
+    return file_id(p) if p.exists() else None
 
 
 def _img2img_settings(settings: config.Settings) -> config.Settings:
