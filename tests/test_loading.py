@@ -262,6 +262,39 @@ def test_hub_id_offline_says_how_to_get_it():
         load_model("someone/not-cached-model-xyz")
 
 
+HUB_IDS = ["Intel/dpt-large", "runwayml/stable-diffusion-v1-5", "a/b", "owner_1/model.v2-x", "A9/x_"]
+NOT_HUB_IDS = ["", "model", "a/b/c", "/a/b", "./a", "~/a", "a/../b", "a/b..c", "owner/.hidden", "owner/-x",
+               ".owner/x", "a/", "/b", "a b/c", "a\\b"]
+
+
+@pytest.mark.parametrize("text", HUB_IDS + NOT_HUB_IDS)
+def test_one_hub_id_check_for_models_depth_and_the_page(text, tmp_path, monkeypatch):
+    from vid2vid.models.depth import resolve_depth_model
+    from vid2vid.models.hub import looks_like_hub_id
+    from vid2vid.ui.paths import model_spec
+
+    hub = text in HUB_IDS
+    assert looks_like_hub_id(text) is hub
+    monkeypatch.chdir(tmp_path)                   # no local path by any of these names
+    root = tmp_path / "cache"
+    root.mkdir()
+    # the three places that read a hub id agree (they kept three patterns, two of them different)
+    if hub:
+        assert loading.check_model_spec(text) == text
+        assert resolve_depth_model(text) == ("hub", text, text)
+        assert model_spec(root, text) == text
+    elif text.strip():
+        with pytest.raises((BadInput, ModelNotFound)):
+            loading.check_model_spec(text)
+        with pytest.raises((BadInput, ModelNotFound)):
+            resolve_depth_model(text)
+        try:
+            got = model_spec(root, text)          # refused, or read as a path inside the cache
+        except BadInput:
+            got = None
+        assert got != text
+
+
 def test_config_folder_has_the_tiny_tokenizer(tmp_path):
     folder = loading.config_folder("tiny-sd1")
     vocab = json.loads((folder / "tokenizer" / "vocab.json").read_text(encoding="utf-8"))

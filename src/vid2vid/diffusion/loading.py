@@ -31,6 +31,7 @@ import torch
 
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.fileid import file_id
+from vid2vid.models.hub import looks_like_hub_id
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -38,7 +39,6 @@ SDXL_PREFIX = "conditioner.embedders.1.model."
 SD2_PREFIX = "cond_stage_model.model."
 CLIP_L_TOKEN_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -196,7 +196,7 @@ def parse_weighted(spec: str, default: float = 1.0) -> tuple[str, float]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (spec.startswith((".", "/", "~")) or os.sep in spec and not HUB_ID.match(spec)
+    return (spec.startswith((".", "/", "~")) or os.sep in spec and not looks_like_hub_id(spec)
             or spec.lower().endswith(CHECKPOINT_SUFFIXES) or "\\" in spec)
 
 
@@ -520,7 +520,7 @@ def check_model_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)
-    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+    elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 

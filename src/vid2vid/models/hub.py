@@ -17,7 +17,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def looks_like_hub_id(text: str) -> bool:
-    """True for 'owner/name' (one slash, no path syntax such as ./ or ~)."""
+    """True for 'owner/name' (one slash, no path syntax such as ./ or ~): the one test of a hub id that
+    Stable Diffusion models, depth models and the page's model fields share. Each part starts with a
+    letter or digit and holds letters, digits, '_', '-' and '.', never '..' (the hub refuses that too)."""
     return bool(_HUB_ID.match(text)) and ".." not in text
 
 
