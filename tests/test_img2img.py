@@ -9,7 +9,8 @@ import torch
 
 from vid2vid.config import Img2ImgSettings
 from vid2vid.diffusion import schedules
-from vid2vid.diffusion.denoiser import CFGDenoiser, sigma_to_timestep
+from vid2vid.diffusion.denoiser import CFGDenoiser
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.diffusion.img2img import Img2ImgEngine
 from vid2vid.errors import BadInput
 

@@ -25,16 +25,8 @@ import numpy as np
 import torch
 
 from vid2vid.diffusion import shared_prefix
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput
-
-
-def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
-    """Fractional training timestep of each sigma (B,), interpolating over log sigmas (T,) ascending."""
-    log_sigma = sigma.float().log().clamp(log_sigmas[0], log_sigmas[-1])
-    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
-    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-    return (idx - 1).float() + w
 
 
 class Timings:

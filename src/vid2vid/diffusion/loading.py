@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.fileid import file_id
 from vid2vid.models.hub import looks_like_hub_id
@@ -96,13 +97,8 @@ class LoadedModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Continuous timestep (float) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
-        log_sigmas = self.sigmas.log()
-        s = torch.as_tensor(sigma, dtype=torch.float64).clamp(self.sigma_min, self.sigma_max).log()
-        idx = torch.searchsorted(log_sigmas, s, right=True).clamp(1, len(log_sigmas) - 1)
-        lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-        w = (s - lo) / (hi - lo)
-        return (idx - 1).to(torch.float64) + w
+        """Continuous timestep (float64) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
+        return sigma_to_timestep(torch.as_tensor(sigma, dtype=torch.float64), self.sigmas.log())
 
     def identity(self) -> dict:
         """What identifies these weights, for a stage's parameters (resume must notice a changed model)."""
