@@ -2,8 +2,9 @@
 
 tests/data/release-0.1.0/ was written by the release's own code (tests/data/make_release_workspace.py):
 a workspace whose img2img stage is complete and a `vid2vid correct` output folder, both made with the
-correction method under its old name (`seed`). The model it names (tiny-sd) does not exist here, so
-a stage that wrongly starts over fails loudly instead of quietly redoing the work.
+correction method under its old name (`seed`). The settings name the model by a relative path
+(tiny-sd), which the tests put back with the session's tiny model, since a stage checks its model
+before it starts; a stage that wrongly starts over shows in the frames' file times and the run log.
 """
 from __future__ import annotations
 
@@ -21,10 +22,17 @@ METHOD_LINES = {"old name": 'method = "seed"', "new name": 'method = "stats"', "
 
 
 @pytest.fixture
-def release(tmp_path):
+def release(tmp_path, monkeypatch):
     root = tmp_path / "release"
     shutil.copytree(FIXTURE, root)
+    monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture
+def release_with_model(release, tiny_model):
+    (release / "tiny-sd").symlink_to(tiny_model, target_is_directory=True)
+    return release
 
 
 def _settings(root: Path, method: str) -> Path:
@@ -40,7 +48,8 @@ def _stamps(*folders: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("method", METHOD_LINES)
-def test_release_workspace_img2img_is_not_redone(release, method, capsys):
+def test_release_workspace_img2img_is_not_redone(release_with_model, method, capsys):
+    release = release_with_model
     ws = release / "ws"
     manifest = json.loads((ws / "manifest.json").read_text())
     stamps = _stamps(ws / "img2img", ws / "motionmask")
@@ -101,3 +110,9 @@ def test_a_wrong_method_on_the_command_line_is_told_the_new_names(tmp_path, caps
         cli.main([*argv, "--method", "seeds"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "'stats', 'flow'" in err and "'seed'" not in err.replace("'seeds'", "")
+
+
+def test_help_lists_the_new_method_name(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["correct", "--help"])
+    assert "{stats,flow}" in capsys.readouterr().out

@@ -6,8 +6,7 @@ Run it with the release's code first on the path (not today's), from the reposit
     PYTHONPATH=/tmp/v2v-0.1.0/src:tests python tests/data/make_release_workspace.py tests/data/release-0.1.0
 
 `test_release_compat.py` then runs today's code on copies of it and checks that nothing is redone.
-The model is named by a path that no longer exists (tiny-sd), so a stage that wrongly starts over
-fails to load it instead of quietly redoing the work.
+The settings name the model by a relative path (tiny-sd); the model itself is not kept.
 """
 from __future__ import annotations
 
