@@ -1,4 +1,4 @@
-"""Frame delta correction (DESIGN §4): frame deltas, motion and depth masks, delta masks, statistics.
+"""Frame delta correction: frame deltas, motion and depth masks, delta masks, statistics.
 
 Pure, vectorised functions on arrays; no file IO. Conventions:
 
@@ -180,7 +180,7 @@ def high_ext(m: np.ndarray, k: int) -> np.ndarray:
 
 
 def motion_mask(delta: np.ndarray, lowcut: int = 32, highext: int = 7, px: int = BOOST_PX) -> np.ndarray:
-    """Motion mask of a source delta (DESIGN §4 steps 1-5). Stable signature: the img2img stage uses it.
+    """Motion mask of a source delta (steps 1-5 below). Stable signature: the img2img stage uses it.
 
     delta: float32 HxWx3 in [-1, 1]; lowcut L in 0..255; highext k odd in 1..15.
     Returns float32 HxWx1 in [0, 1]; white = moving (may change).
@@ -352,7 +352,7 @@ def spatial_mask(settings: "CorrectSettings", delta: np.ndarray | None, depth: n
 def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta: np.ndarray | None,
                   settings: "CorrectSettings", depth: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Frame delta correction of one generated frame (DESIGN §4). Stable signature.
+    """Frame delta correction of one generated frame. Stable signature.
 
     generated: float32 RGB HxWx3 in [0, 1], the frame just generated (g_t).
     prev_out:  float32 RGB HxWx3 in [0, 1], the previous *output* frame o_(t-1); None for the

@@ -169,7 +169,7 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
 
 def _measure(ws: Workspace, settings: Settings) -> dict | None:
-    """Warping error and flicker of the generated frames next to the source's own (DESIGN §6)."""
+    """Warping error and flicker of the generated frames next to the source's own warping error (its floor)."""
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 

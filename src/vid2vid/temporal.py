@@ -17,7 +17,8 @@ where k_t = strength * c_t * (1 - m_t): `strength` in [0, 1) sets how long the m
 (the seed's motion or depth masks: white = let the generated frame through), and c_t in [0, 1]
 is the trust in the motion at each pixel:
 
-- forward-backward check of the source flow (DESIGN §6) and the sample lying inside the frame
+- forward-backward check of the source flow (|F_fw + F_bw| <= 0.01 (|F_fw|^2 + |F_bw|^2) + 0.5, as the
+  warping-error metric checks it) and the sample lying inside the frame
   (occlusions and the frame border get no history);
 - a photometric check on the source: the warped source must match, exp(-(r / sigma)^2) with r
   the absolute grey difference (flow errors, lighting changes);

@@ -1,6 +1,6 @@
 """One folder per input video: layout, manifest, atomic writes, lock and resume bookkeeping.
 
-Layout of a workspace (DESIGN §2)::
+Layout of a workspace::
 
     manifest.json     probe, each stage's parameters, input keys and completion
     log.jsonl         one JSON line per event: stage start/finish, timings, errors

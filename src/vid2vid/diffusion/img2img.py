@@ -1,4 +1,4 @@
-"""The img2img engine: images in, repainted images out, with the sigma override (DESIGN §4).
+"""The img2img engine: images in, repainted images out, with the sigma override (steps below).
 
     engine = Img2ImgEngine(model, settings.img2img)        # prompts encoded, real sigmas fixed
     outs = engine.generate([img1, img2, img3])             # float32 HxWx3 [0, 1] each

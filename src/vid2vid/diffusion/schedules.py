@@ -1,4 +1,4 @@
-"""Sigma schedules and their truncation by denoising strength (DESIGN §4).
+"""Sigma schedules and their truncation by denoising strength.
 
 Every schedule function has one contract (k-diffusion's): `fn(n, sigma_min, sigma_max)` returns
 a float64 numpy array of n decreasing noise levels followed by a final 0 (length n + 1).

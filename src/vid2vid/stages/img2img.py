@@ -1,6 +1,6 @@
 """Stage `img2img`: every extracted frame repainted, then frame delta correction, into `img2img/`.
 
-Work per frame t (1-based), DESIGN §4:
+Work per frame t (1-based):
     canvas_t  = fit(src_t, width, height, resize)          (reader thread)
     d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
     spatial_t = motion / depth inpainting mask or none     (motion masks start at frame 2)
