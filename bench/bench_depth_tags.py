@@ -67,8 +67,13 @@ def timed(fn, repeat: int) -> float:
 
 
 def build_models(root: Path) -> dict[str, Path]:
-    from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTConfig,
-                              DPTForDepthEstimation)
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTConfig,
+        DPTForDepthEstimation,
+    )
     from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
     out = {}

@@ -10,8 +10,8 @@ import torch
 from vid2vid.config import Img2ImgSettings
 from vid2vid.diffusion import schedules
 from vid2vid.diffusion.denoiser import CFGDenoiser
-from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.diffusion.img2img import Img2ImgEngine
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput
 
 W = H = 64
@@ -320,10 +320,9 @@ def test_model_workers_layout():
 def test_two_model_workers_write_what_one_writes(workspace_factory, tiny_dir):
     """Two workers with one thread each give the bytes one worker with one thread gives, in order."""
     from conftest import moving_frames
+    from vid2vid.errors import Interrupted
     from vid2vid.progress import Job
     from vid2vid.stages import img2img as stage
-
-    from vid2vid.errors import Interrupted
 
     src = moving_frames(7)
     one_ws, two_ws = workspace_factory(src, "one-worker"), workspace_factory(src, "two-workers")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_workspace, moving_frames
 
+from conftest import make_workspace, moving_frames
 from vid2vid import config
 from vid2vid.errors import BadInput, Interrupted, ModelNotFound, Vid2VidError
 from vid2vid.ui import actions, form, paths

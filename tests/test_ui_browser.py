@@ -80,8 +80,8 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     import torch
 
-    from vid2vid.diffusion.tiny import make_tiny_model
     from vid2vid.democlip import make_clip
+    from vid2vid.diffusion.tiny import make_tiny_model
 
     base = tmp_path_factory.mktemp("ui")
     cache = base / "cache"

@@ -9,11 +9,11 @@ import pytest
 
 from vid2vid import config
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput, WorkspaceBusy
 from vid2vid.progress import Job
-from vid2vid.democlip import make_clip
 from vid2vid.stages import extract
-from vid2vid.workspace import (TMP_PREFIX, Workspace, atomic_path, frame_name, list_frames, workspace_name)
+from vid2vid.workspace import TMP_PREFIX, Workspace, atomic_path, frame_name, list_frames, workspace_name
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import signal
 import sys
 import traceback
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vid2vid import __version__, config
 from vid2vid.errors import Interrupted, Vid2VidError

@@ -43,7 +43,7 @@ class Choices(tuple):
 
     aliases: dict[str, str]
 
-    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> "Choices":
+    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> Choices:
         self = super().__new__(cls, tokens)
         self.aliases = dict(aliases or {})
         return self

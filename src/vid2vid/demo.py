@@ -32,8 +32,8 @@ def demo_settings(model: Path, cache: Path) -> Settings:
 def run(output: str | None = None, cache: str | Path = "vid2vid-cache", job: Job | None = None) -> RunResult:
     """Make the sample clip and the tiny model (once), run the pipeline, copy the result to `output`."""
     from vid2vid import pipeline
-    from vid2vid.diffusion.tiny import make_tiny_model
     from vid2vid.democlip import make_clip
+    from vid2vid.diffusion.tiny import make_tiny_model
 
     job = job or Job()
     root = Path(cache) / "demo"

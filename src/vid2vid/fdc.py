@@ -312,7 +312,7 @@ def fit_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     return _fit(d[..., None] if d.ndim == 2 else d, (height, width), 0.0)
 
 
-def delta_mask(settings: "CorrectSettings", delta: np.ndarray | None,
+def delta_mask(settings: CorrectSettings, delta: np.ndarray | None,
                depth: np.ndarray | None = None) -> np.ndarray | None:
     """The delta mask `settings.delta_mask` asks for (motion / depth / none), at the delta's size."""
     kind = settings.delta_mask
@@ -329,7 +329,7 @@ def delta_mask(settings: "CorrectSettings", delta: np.ndarray | None,
     raise BadInput(f"delta mask '{kind}' is not known; use none, motion or depth")
 
 
-def spatial_mask(settings: "CorrectSettings", delta: np.ndarray | None, depth: np.ndarray | None,
+def spatial_mask(settings: CorrectSettings, delta: np.ndarray | None, depth: np.ndarray | None,
                  height: int, width: int) -> np.ndarray | None:
     """The inpainting mask `settings.spatial_mask` asks for (white = may change), at height x width.
 
@@ -350,7 +350,7 @@ def spatial_mask(settings: "CorrectSettings", delta: np.ndarray | None, depth: n
 
 
 def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta: np.ndarray | None,
-                  settings: "CorrectSettings", depth: np.ndarray | None = None
+                  settings: CorrectSettings, depth: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """Frame delta correction of one generated frame. Stable signature.
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from vid2vid import config
 from vid2vid.config import Settings

@@ -27,9 +27,10 @@ import re
 import shutil
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
 
@@ -205,10 +206,10 @@ class Workspace:
     # -- construction
 
     @classmethod
-    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> "Workspace":
+    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> Workspace:
         return cls(Path(cache) / workspace_name(video))
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         """Create the folder (with a clear error when that is impossible)."""
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
@@ -218,7 +219,7 @@ class Workspace:
             raise _disk_error(self.root, exc) from exc
         return self
 
-    def require(self) -> "Workspace":
+    def require(self) -> Workspace:
         """Check that this is a workspace made by `extract`."""
         if not (self.root / MANIFEST).is_file():
             raise BadInput(f"{self.root} is not a workspace (no {MANIFEST}); make one with "
@@ -237,7 +238,7 @@ class Workspace:
     # -- lock
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator["Workspace"]:
+    def locked(self) -> Iterator[Workspace]:
         """Hold the workspace lock; a second run gets `WorkspaceBusy` instead of interleaving.
 
         flock is released by the kernel when the process dies, so a killed run never leaves

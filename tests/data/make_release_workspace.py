@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from conftest import make_workspace, moving_frames
-
 from vid2vid import config
 from vid2vid.diffusion.tiny import make_tiny_model
 from vid2vid.progress import Job

@@ -32,6 +32,7 @@ from vid2vid.diffusion import samplers, schedules
 from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 from vid2vid.errors import BadInput
 
+
 def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
     """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
     return schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,

@@ -19,7 +19,8 @@ sigma space, where its deterministic step (eta = 0) equals Euler's.
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -11,12 +11,12 @@ Method "stats" (old name "seed") chains the per-frame correction (fdc.correct_fr
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

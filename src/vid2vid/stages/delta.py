@@ -7,8 +7,8 @@ with `source_delta` (two PNG reads and one subtraction) wherever it is needed.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

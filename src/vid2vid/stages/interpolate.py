@@ -18,8 +18,15 @@ from vid2vid.config import Settings
 from vid2vid.errors import BadInput
 from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
-from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interpolator, interpolate_many,
-                                          is_scene_cut, load_interpolator, plan_frames)
+from vid2vid.models.interpolators import (
+    PlannedFrame,
+    across_cut,
+    check_interpolator,
+    interpolate_many,
+    is_scene_cut,
+    load_interpolator,
+    plan_frames,
+)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
 from vid2vid.progress import Job
 from vid2vid.stages import table

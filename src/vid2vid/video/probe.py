@@ -6,10 +6,10 @@ reports a missing, unreadable, audio-only or empty file the same way.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 
