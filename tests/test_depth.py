@@ -74,8 +74,9 @@ def _tiny_dpt_backbone(folder: Path, kind: str) -> Path:
                         reassemble_factors=[1, 1, 1, 0.5])
         proc = {"keep_aspect_ratio": False}
     elif kind == "beit":       # Intel/dpt-beit-base-384
-        beit = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=32,
-                          patch_size=8, out_features=stages, reshape_hidden_states=False, use_relative_position_bias=True)
+        beit = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
+                          image_size=32, patch_size=8, out_features=stages, reshape_hidden_states=False,
+                          use_relative_position_bias=True)
         cfg = DPTConfig(backbone_config=beit, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
                         reassemble_factors=[4, 2, 1, 0.5], neck_ignore_stages=[], add_projection=False,
                         readout_type="project")
@@ -84,7 +85,8 @@ def _tiny_dpt_backbone(folder: Path, kind: str) -> Path:
         swin = Swinv2Config(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=32, patch_size=2,
                             window_size=2, out_features=stages, reshape_hidden_states=False)
         cfg = DPTConfig(backbone_config=swin, neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=256,
-                        reassemble_factors=[1, 1, 1, 1], neck_ignore_stages=[], add_projection=True, readout_type="ignore")
+                        reassemble_factors=[1, 1, 1, 1], neck_ignore_stages=[], add_projection=True,
+                        readout_type="ignore")
         proc = {"keep_aspect_ratio": False}
     model = DPTForDepthEstimation(cfg).eval()
     _randomise(model, 3)

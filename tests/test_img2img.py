@@ -360,7 +360,8 @@ def test_prediction_option_reaches_the_model(workspace_factory, tiny_dir):
     src = moving_frames(2)
     auto_ws, v_ws = workspace_factory(src, "pred-auto"), workspace_factory(src, "pred-v")
     assert stage.run(auto_ws, stage_settings(tiny_dir), Job())["prediction_type"] == "epsilon"
-    assert stage.run(v_ws, stage_settings(tiny_dir, prediction="v_prediction"), Job())["prediction_type"] == "v_prediction"
+    v_info = stage.run(v_ws, stage_settings(tiny_dir, prediction="v_prediction"), Job())
+    assert v_info["prediction_type"] == "v_prediction"
     a, b = _read_all(auto_ws.root / "img2img"), _read_all(v_ws.root / "img2img")
     assert np.abs(a[0] - b[0]).mean() > 1e-3
     with pytest.raises(BadInput, match="--prediction 'v' is not known"):

@@ -39,7 +39,8 @@ def _denoise_once(model, seed=0):
     """One UNet call on a fixed latent, timestep and prompt embedding."""
     g = torch.Generator().manual_seed(seed)
     latent = torch.randn(1, 4, 8, 8, generator=g)
-    ids = torch.tensor([[model.tokenizer.bos_token_id, 320, 330, model.tokenizer.eos_token_id] + [model.tokenizer.pad_token_id] * 73])
+    tok = model.tokenizer
+    ids = torch.tensor([[tok.bos_token_id, 320, 330, tok.eos_token_id] + [tok.pad_token_id] * 73])
     with torch.no_grad():
         emb = model.text_encoder(ids).last_hidden_state
         return model.unet(latent, torch.tensor([500]), encoder_hidden_states=emb).sample

@@ -228,8 +228,8 @@ def test_ui_in_browser(server):
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
-            page.wait_for_function("/^\\[img2img\\] [123]\\/4/.test(document.querySelector('#v2v-status textarea').value)",
-                                   timeout=90000)
+            page.wait_for_function("/^\\[img2img\\] [123]\\/4/"
+                                   ".test(document.querySelector('#v2v-status textarea').value)", timeout=90000)
             page.click("#v2v-interrupt")
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
                                    timeout=60000)

@@ -159,7 +159,7 @@ def test_damaged_manifest_is_reported(tmp_path):
     ws = Workspace(tmp_path / "ws").ensure()
     (ws.root / "manifest.json").write_text("{not json")
     with pytest.raises(BadInput, match="damaged"):
-        Workspace(ws.root).manifest
+        _ = Workspace(ws.root).manifest
 
 
 def test_settings_round_trip_and_errors(tmp_path):

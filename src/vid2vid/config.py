@@ -158,7 +158,7 @@ def _span(lo: float | None, hi: float | None) -> str:
 
 def check_field(section: str, name: str, value: Any, m: Meta) -> None:
     """The checks a field's metadata implies: its choices and its range."""
-    ref = "{%s.%s}" % (section, name)
+    ref = f"{{{section}.{name}}}"
     if m.choices is not None and value not in m.choices:
         raise BadInput(f"{ref} '{value}' is not known; use one of: {', '.join(m.choices)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -190,7 +190,7 @@ class Section:
 
 def _check_device(section: str, value: str) -> None:
     if value != "auto" and not (value == "cpu" or value.startswith("cuda")):
-        raise BadInput("{%s.device} '%s' is not known; use %s" % (section, value, DEVICES_HELP))
+        raise BadInput(f"{{{section}.device}} '{value}' is not known; use {DEVICES_HELP}")
 
 
 # ---------------------------------------------------------------- sections

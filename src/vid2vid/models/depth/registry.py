@@ -41,7 +41,8 @@ DEPTH_MODELS: dict[str, DepthSpec] = {
     "midas_v21": DepthSpec("Intel/dpt-beit-base-384",
                            "stands in for MiDaS v2.1 (no transformers port): MiDaS v3.1 BEiT-Base, 384 px"),
     "midas_v21_small": DepthSpec("Intel/dpt-swinv2-tiny-256",
-                                 "stands in for MiDaS v2.1 small (no transformers port): MiDaS v3.1 Swin2-Tiny, 256 px"),
+                                 "stands in for MiDaS v2.1 small (no transformers port): "
+                                 "MiDaS v3.1 Swin2-Tiny, 256 px"),
     "depth-anything-v2-small": DepthSpec("depth-anything/Depth-Anything-V2-Small-hf",
                                          "Depth Anything V2 Small (Apache-2.0)"),
     "depth-anything-v2-base": DepthSpec("depth-anything/Depth-Anything-V2-Base-hf",

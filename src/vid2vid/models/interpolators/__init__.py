@@ -25,7 +25,8 @@ from vid2vid.models.interpolators.plan import (
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES, RifeInterpolator, bundled_weights_path
 
 __all__ = ["Interpolator", "REGISTRY", "available_interpolators", "check_interpolator", "load_interpolator",
-           "interpolate_many", "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score", "is_scene_cut",
+           "interpolate_many", "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score",
+           "is_scene_cut",
            "across_cut", "BlendInterpolator", "RifeInterpolator", "bundled_weights_path"]
 
 # name -> factory(device: str) -> Interpolator
