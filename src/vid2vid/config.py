@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vid2vid import errors
 from vid2vid.errors import BadInput
@@ -158,7 +158,7 @@ def _span(lo: float | None, hi: float | None) -> str:
 
 def check_field(section: str, name: str, value: Any, m: Meta) -> None:
     """The checks a field's metadata implies: its choices and its range."""
-    ref = f"{{{section}.{name}}}"
+    ref = "{%s.%s}" % (section, name)
     if m.choices is not None and value not in m.choices:
         raise BadInput(f"{ref} '{value}' is not known; use one of: {', '.join(m.choices)}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -190,7 +190,7 @@ class Section:
 
 def _check_device(section: str, value: str) -> None:
     if value != "auto" and not (value == "cpu" or value.startswith("cuda")):
-        raise BadInput(f"{{{section}.device}} '{value}' is not known; use {DEVICES_HELP}")
+        raise BadInput("{%s.device} '%s' is not known; use %s" % (section, value, DEVICES_HELP))
 
 
 # ---------------------------------------------------------------- sections
@@ -467,7 +467,7 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise BadInput(f"setting [{key}] must be a table")
-            kwargs[key] = from_dict(hint, value, key)
+            kwargs[key] = from_dict(cast(type, hint), value, key)
         elif key in items:                  # a list of tables: [[section.key]]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise BadInput(f"setting [{table}] {key} must be a list of tables ([[{table}.{key}]])")

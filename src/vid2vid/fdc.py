@@ -120,7 +120,7 @@ def minmax_normalise(m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     return out
 
 
-def high_cut(m: np.ndarray, t: float, out: np.ndarray | None = None) -> np.ndarray:
+def high_cut(m: np.ndarray, t: float | np.floating, out: np.ndarray | None = None) -> np.ndarray:
     """Step 3: pixels with m <= t are min-max renormalised among themselves, pixels above t become 1.
 
     float32 HxWx1 in [0, 1] -> float32 HxWx1 in [0, 1]. As in the seed, the renormalisation runs
@@ -139,13 +139,13 @@ def high_cut(m: np.ndarray, t: float, out: np.ndarray | None = None) -> np.ndarr
     return out
 
 
-def boost_exponent(t: float, px: int = BOOST_PX) -> float:
+def boost_exponent(t: float | np.floating, px: int = BOOST_PX) -> float:
     """Step 4's exponent 1 + a with F = -1 / log2(1 - px/255) and a = (1 - t) * F."""
     f = -1.0 / math.log2(1.0 - px / 255.0)
     return 1.0 + (1.0 - float(t)) * f
 
 
-def boost(m: np.ndarray, t: float, px: int = BOOST_PX, out: np.ndarray | None = None) -> np.ndarray:
+def boost(m: np.ndarray, t: float | np.floating, px: int = BOOST_PX, out: np.ndarray | None = None) -> np.ndarray:
     """Step 4: m -> 1 - (1 - m)^(1 + a), a concave lift of small values.
 
     float32 HxWx1 in [0, 1] -> same. At t = 0 a normalised change of px/255 maps to about 0.5
@@ -384,6 +384,7 @@ def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta:
     mask = delta_mask(settings, d, None if depth is None else fit_depth(depth, h, w))
     change = masked_change(g, prev, mask)                        # 1. c = (g - o_prev) * mask
     if settings.fdc != "none":
+        assert d is not None                                     # checked above: fdc needs the delta
         stat_correct(change, d, settings.fdc, out=change)        # 2. statistics of c against d
     cv2.add(prev, change, dst=change)                            # 3. o = clip(o_prev + c', 0, 1)
     np.clip(change, 0.0, 1.0, out=change)

@@ -30,7 +30,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
 
@@ -200,7 +200,7 @@ class Workspace:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
-        self._lock_fh = None
+        self._lock_fh: IO[str] | None = None
         self._manifest: dict | None = None
 
     # -- construction
@@ -304,6 +304,10 @@ class Workspace:
     def stage_record(self, name: str) -> dict | None:
         return self.manifest["stages"].get(name)
 
+    def stage_info(self, name: str) -> dict:
+        """A copy of what stage `name` recorded about its run; the stage must have begun (KeyError otherwise)."""
+        return dict(self.manifest["stages"][name].get("info", {}))
+
     def is_complete(self, name: str) -> bool:
         rec = self.stage_record(name)
         return bool(rec and rec.get("complete") and not self.is_stale(name))
@@ -332,7 +336,7 @@ class Workspace:
             if not self.is_complete(dep):
                 raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
                                f"date in {self.root}; run `vid2vid {dep} -w {self.root}` first")
-        input_keys = {dep: self.stage_record(dep)["key"] for dep in inputs}
+        input_keys = {dep: self.manifest["stages"][dep]["key"] for dep in inputs}
         key = params_key({"params": params, "inputs": input_keys})
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:

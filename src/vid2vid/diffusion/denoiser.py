@@ -108,8 +108,9 @@ class CFGDenoiser:
         self.calls += 1
         extra = {}
         if pooled is not None:
-            extra["added_cond_kwargs"] = {"text_embeds": pooled,
-                                          "time_ids": self.time_ids.expand(z.shape[0], -1)}
+            time_ids = self.time_ids
+            assert time_ids is not None             # set with the pooled embeddings (SDXL)
+            extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
         if self.timings is None:
             return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
         with self.timings.measure("unet"):

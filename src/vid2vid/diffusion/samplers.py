@@ -164,6 +164,7 @@ def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
             eta_h = eta * h
             x = (s_next / s) * math.exp(-eta_h) * x - math.expm1(-h - eta_h) * denoised
             if old_denoised is not None:
+                assert h_last is not None           # set with old_denoised, one step back
                 r = h_last / h
                 x = x - 0.5 * math.expm1(-h - eta_h) * (1 / r) * (denoised - old_denoised)
             if eta:

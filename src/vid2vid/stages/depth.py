@@ -55,7 +55,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
 def _unchanged(ws: Workspace, params: dict) -> bool:
     rec = ws.stage_record(STAGE)
-    return bool(rec) and rec.get("params") == params
+    return rec is not None and rec.get("params") == params
 
 
 def _load(settings: config.Settings, job: Job):

@@ -30,10 +30,10 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=settings.run.overwrite,
                             outputs=ROW.outputs)
     if status.state == "done":
-        return dict(ws.stage_record(STAGE).get("info", {}))
+        return ws.stage_info(STAGE)
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)
     info = correct_folder(ws.frames_dir(), ws.path("img2img"), ws.path(OUTPUT_DIR), cs,
                           depth_dir=ws.path("depthmask") if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True, resize=settings.img2img.resize)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)

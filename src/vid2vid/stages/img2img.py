@@ -108,7 +108,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
         canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
         delta = None
         if i > 1:
-            if prev_i != i - 1:
+            if prev_i != i - 1 or prev_canvas is None:
                 prev_canvas = imageops.fit(imageops.read_image(frames[i - 2]), s.width, s.height, s.resize)
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
@@ -221,7 +221,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
     todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
     if status.state == "done" and not todo:
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **engine.describe())
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:

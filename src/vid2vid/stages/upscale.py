@@ -45,7 +45,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     params = {**_model_identity(us.model), "tile": us.tile}
     status = ws.begin_stage(STAGE, params, inputs=(input_stage,), overwrite=settings.run.overwrite, outputs=ROW.outputs)
     if status.state == "done":
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"upscale: already done ({info.get('frames')} frames)")
         return info
     # 3. upscale what is missing
@@ -62,4 +62,4 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     # 4. record
     h, w = read_image(targets[0][1]).shape[:2]
     ws.complete_stage(STAGE, frames=len(targets), model=upscaler.name, scale=upscaler.scale, width=w, height=h)
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)

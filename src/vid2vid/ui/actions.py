@@ -71,7 +71,7 @@ class ModelCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._model = None
+        self._model: Any = None
 
     def get(self, s: config.Img2ImgSettings, job: Job):
         from vid2vid.diffusion.loading import load_model
