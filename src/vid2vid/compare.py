@@ -15,10 +15,10 @@ Pure parts: `panel_index` (which panel frame is shown at output frame j), `grid_
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -157,8 +157,8 @@ def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
 # ---------------------------------------------------------------- the video
 
 def _read_scaled(path: Path, height: int) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as f:
+        im = f.convert("RGB")
         w = max(2, round(im.width * height / im.height))
         return np.asarray(im.resize((w, height), Image.Resampling.LANCZOS if im.height > height
                                     else Image.Resampling.BICUBIC))
