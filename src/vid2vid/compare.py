@@ -126,7 +126,7 @@ def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
     of the others). A token the user names that has no frames is an error.
     """
     explicit = tokens is not None
-    wanted = list(tokens) if explicit else list(DEFAULT_PANELS)
+    wanted = list(tokens) if tokens is not None else list(DEFAULT_PANELS)
     n_src = len(ws.frames())
     if n_src == 0:
         raise BadInput(f"{ws.root} has no extracted frames; extract the video first")
