@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vid2vid import devices
 from vid2vid.errors import BadInput
 
 FRAME_MODES = ("fps", "all", "i", "p", "b")
@@ -177,9 +178,8 @@ class Img2ImgSettings:
             if v < 8 or v > 8192 or v % 8:
                 raise BadInput(f"{name} {v} must be a multiple of 8 between 8 and 8192; "
                                f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
-        _choice("--dtype", self.dtype, ("auto", "float32", "float16", "bfloat16"))
+        devices.check_name(self.device)
+        _choice("--dtype", self.dtype, devices.DTYPES)
         _choice("--prediction", self.prediction, PREDICTION_TYPES)
 
     def prediction_type(self) -> str | None:
@@ -199,8 +199,7 @@ class UpscaleSettings:
         _range("--tile", self.tile, 0, 4096)
         if 0 < self.tile < 32:
             raise BadInput(f"--tile {self.tile} is too small; use 0 (automatic) or 32 and more")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
+        devices.check_name(self.device)
 
 
 @dataclass
@@ -216,8 +215,7 @@ class InterpolateSettings:
         if not (0.5 <= self.ratio <= 4.0):
             raise BadInput(f"--ratio {self.ratio} is out of range; use 0.5 to 4 (2 doubles the frames)")
         _range("--scene-cut", self.scene_cut, 0.0, 1.0, "1 turns scene-cut detection off")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
+        devices.check_name(self.device)
 
 
 @dataclass
