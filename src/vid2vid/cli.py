@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from vid2vid import __version__, config
 from vid2vid.errors import Interrupted, Vid2VidError
-from vid2vid.progress import ConsoleProgress, Job
+from vid2vid.progress import ConsoleProgress, Job, stop_signals
 
 # Choices per (section, field), for argparse's own checks and help.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- entry point
 
 def _install_signal_handlers(job: Job) -> None:
-    """First Ctrl+C / SIGTERM: stop after the current frame. Second: stop now."""
+    """First Ctrl+C / Ctrl+Break / SIGTERM: stop after the current frame. Second: stop now."""
 
     def handler(signum, frame):
         if job.cancel.is_set():
@@ -428,8 +428,8 @@ def _install_signal_handlers(job: Job) -> None:
         job.cancel.set()
         print("\nstopping after the current frame (press Ctrl+C again to stop now)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in stop_signals():
+        signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
