@@ -54,13 +54,13 @@ def test_explicit_devices_are_checked_against_the_machine(machine):
     assert devices.pick("cuda:1") == torch.device("cuda:1")
     with pytest.raises(BadInput, match=r"has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
         devices.pick("cuda:2")
-    with pytest.raises(BadInput, match="no Apple GPU.*use --device cuda or cpu"):
+    with pytest.raises(BadInput, match="no Apple GPU.*use device cuda or cpu"):
         devices.pick("mps")
     machine(cuda=False, mps=True)
-    with pytest.raises(BadInput, match="no CUDA GPU; use --device mps or cpu"):
+    with pytest.raises(BadInput, match="no CUDA GPU; use device mps or cpu"):
         devices.pick("cuda")
     machine(cuda=False, mps=False)
-    with pytest.raises(BadInput, match="no CUDA GPU; use --device cpu$"):
+    with pytest.raises(BadInput, match="no CUDA GPU; use device cpu$"):
         devices.pick("cuda:0")
 
 
@@ -101,8 +101,9 @@ def test_settings_accept_mps_and_refuse_unknown_devices(section):
     getattr(s, section).device = "mps"
     getattr(s, section).validate()
     getattr(s, section).device = "gpu"
-    with pytest.raises(BadInput, match=re.escape("--device 'gpu' is not known; use auto, cpu, cuda, cuda:N or mps")):
+    with pytest.raises(BadInput, match=re.escape("--device 'gpu' is not known; use auto, cpu, cuda, cuda:N or mps")) as e:
         getattr(s, section).validate()
+    assert e.value.settings == [f"{section}.device"]
 
 
 def test_model_families_take_their_device_from_devices_pick(machine, tmp_path):
@@ -111,8 +112,9 @@ def test_model_families_take_their_device_from_devices_pick(machine, tmp_path):
     from vid2vid.models.taggers.onnx_tagger import providers
 
     machine(cuda=False, mps=False)
-    with pytest.raises(BadInput, match="no Apple GPU"):
+    with pytest.raises(BadInput, match="--device mps: this torch sees no Apple GPU.*; use --device cpu$") as e:
         RifeInterpolator(device="mps")
+    assert e.value.settings == ["interpolate.device", "interpolate.device"]
     assert RifeInterpolator(device="auto").device == torch.device("cpu")
     import onnxruntime as ort
 

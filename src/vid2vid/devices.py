@@ -29,8 +29,9 @@ def parse(text: str) -> tuple[str, int | None]:
     return m.group(1), None if m.group(2) is None else int(m.group(2))
 
 
-def check_name(text: str, setting: str = "--device") -> str:
-    """`text` normalised (lower case) when it is a valid device name; BadInput naming `setting` else."""
+def check_name(text: str, setting: str = "device") -> str:
+    """`text` normalised (lower case) when it is a valid device name; BadInput naming `setting` else
+    (a settings reference such as "{img2img.device}", which each interface words its own way)."""
     try:
         kind, index = parse(text)
     except BadInput:
@@ -62,7 +63,7 @@ def auto_kind() -> str:
     return "cpu"
 
 
-def pick(text: str = "auto", setting: str = "--device") -> "torch.device":
+def pick(text: str = "auto", setting: str = "device") -> "torch.device":
     """The torch device for a device setting, checked against what this machine has."""
     import torch
 
@@ -71,7 +72,7 @@ def pick(text: str = "auto", setting: str = "--device") -> "torch.device":
         return torch.device(auto_kind())
     if kind == "cuda":
         if not cuda_available():
-            raise BadInput(f"{setting} {text}: this torch sees no CUDA GPU; use {_usable_hint()}")
+            raise BadInput(f"{setting} {text}: this torch sees no CUDA GPU; use {_usable_hint(setting)}")
         count = torch.cuda.device_count()
         if index is not None and index >= count:
             raise BadInput(f"{setting} {text}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
@@ -79,26 +80,26 @@ def pick(text: str = "auto", setting: str = "--device") -> "torch.device":
     if kind == "mps":
         if not mps_available():
             raise BadInput(f"{setting} mps: this torch sees no Apple GPU (MPS needs Apple silicon, macOS 12.3+ "
-                           f"and an arm64 Python); use {_usable_hint()}")
+                           f"and an arm64 Python); use {_usable_hint(setting)}")
         return torch.device("mps")
     return torch.device("cpu")
 
 
-def _usable_hint() -> str:
+def _usable_hint(setting: str) -> str:
     kind = auto_kind()
-    return "--device cpu" if kind == "cpu" else f"--device {kind} or cpu"
+    return f"{setting} cpu" if kind == "cpu" else f"{setting} {kind} or cpu"
 
 
 def default_dtype(device: "torch.device | str") -> "torch.dtype":
     """float16 on CUDA; float32 on the CPU and on MPS (half-precision VAE decodes on MPS can come out
-    black; diffusers' MPS guide loads in float32 too; pass --dtype float16 to halve the memory)."""
+    black; diffusers' MPS guide loads in float32 too; float16 halves the memory)."""
     import torch
 
     kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
     return torch.float16 if kind == "cuda" else torch.float32
 
 
-def resolve_dtype(text: str, device: "torch.device", setting: str = "--dtype") -> "torch.dtype":
+def resolve_dtype(text: str, device: "torch.device", setting: str = "dtype") -> "torch.dtype":
     """'auto' -> `default_dtype(device)`; or float32 / float16 / bfloat16 as given."""
     import torch
 

@@ -492,7 +492,8 @@ def check_model_spec(spec: str) -> str:
     """
     spec = (spec or "").strip()
     if not spec:
-        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id")
+        raise BadInput("no Stable Diffusion model given; give {img2img.model}: a .safetensors file, a diffusers "
+                       "folder or a hub id")
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)
@@ -523,8 +524,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     """
     _quiet_libraries()
     # 1. device and dtype
-    dev = devices.pick(device)
-    dt = devices.resolve_dtype(dtype, dev)
+    dev = devices.pick(device, "{img2img.device}")
+    dt = devices.resolve_dtype(dtype, dev, "{img2img.dtype}")
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
     spec = check_model_spec(spec)

@@ -91,7 +91,7 @@ class RifeInterpolator:
     def __init__(self, weights: str | Path | None = None, device: str = "auto", scale: float = 1.0):
         path = bundled_weights_path() if weights is None else Path(weights).expanduser()
         self.name = "rife" if weights is None else f"rife:{path.name}"
-        self.device = devices.pick(device)
+        self.device = devices.pick(device, "{interpolate.device}")
         # float32 on CUDA too: in half precision the sampling grid of a 1920-wide frame is off by ~0.5 px
         self.dtype = torch.float32
         self.scale = scale   # < 1 estimates flow at lower resolution (for 4K frames)

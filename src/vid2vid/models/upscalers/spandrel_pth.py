@@ -49,7 +49,7 @@ class SpandrelUpscaler:
         if desc.input_channels != 3 or desc.output_channels != 3:
             raise BadInput(f"{p} works on {desc.input_channels}-channel images; vid2vid needs an RGB model")
         self.name, self.scale = p.name, int(desc.scale)
-        self.device = devices.pick(device)
+        self.device = devices.pick(device, "{upscale.device}")
         self._model = desc.model.eval().to(self.device)
         self._torch = torch
         self.tile = tile if tile > 0 else 512
