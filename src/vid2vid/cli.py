@@ -281,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
 
+    sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
+    sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
     sp = command("config", cmd_config, "print or check settings")
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
