@@ -39,9 +39,10 @@ time.sleep(120)
 
 
 def backends_here() -> list[str]:
-    names = ["pidfile"]
-    if locking.available_backend() == "fcntl":
-        names += ["fcntl", "msvcrt"]          # msvcrt through tests/fake_msvcrt.py (POSIX record locks)
+    here = locking.available_backend()
+    names = ["pidfile"] + ([here] if here != "pidfile" else [])
+    if here == "fcntl":
+        names.append("msvcrt")                # through tests/fake_msvcrt.py (POSIX record locks)
     return names
 
 
