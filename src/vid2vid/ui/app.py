@@ -24,6 +24,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
+from vid2vid.progress import stop_signals
 from vid2vid.ui import actions, form, paths
 from vid2vid.ui.runner import Runner, Task, error_message
 
@@ -488,11 +489,11 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
 
 
 def _stop_on_signals() -> None:
-    """Ctrl+C or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
+    """Ctrl+C, Ctrl+Break or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
     server's main thread never works on)."""
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    for sig in stop_signals():
+        signal.signal(sig, stop)
