@@ -218,7 +218,7 @@ def test_missing_paths_and_unknown_types(tmp_path, tiny_paths):
         load_model(str(tiny_paths[1]), loras=[str(tmp_path / "missing.safetensors:0.5")])
     with pytest.raises(ModelNotFound, match="embedding file"):
         load_model(str(tiny_paths[1]), embeddings=[str(tmp_path / "missing.pt")])
-    with pytest.raises(BadInput, match="no model given"):
+    with pytest.raises(BadInput, match="no Stable Diffusion model given"):
         load_model("")
 
 
