@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from vid2vid.sample import make_clip
 
 from vid2vid import pathnames
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput
 from vid2vid.workspace import Workspace, workspace_name
 
