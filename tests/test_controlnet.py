@@ -73,7 +73,8 @@ def control(n: int = 2, kind: str = "square") -> list[np.ndarray]:
     yy, xx = np.mgrid[0:H, 0:W]
     for i in range(n):
         if kind == "square":
-            m = (np.abs(yy - 24 - i) < 12) & (np.abs(xx - 30) < 12) & ~((np.abs(yy - 24 - i) < 10) & (np.abs(xx - 30) < 10))
+            dy, dx = np.abs(yy - 24 - i), np.abs(xx - 30)
+            m = (dy < 12) & (dx < 12) & ~((dy < 10) & (dx < 10))
         else:
             r = np.hypot(yy - 40, xx - 20)
             m = (r > 10) & (r < 13)
@@ -249,13 +250,15 @@ def test_sdxl_controlnet_steers_the_sdxl_model_and_sums_like_diffusers(files, tm
     g = torch.Generator().manual_seed(5)
     z, t = torch.randn(2, 4, H // 8, W // 8, generator=g), torch.tensor([400.0, 400.0])
     emb = torch.randn(2, 77, 96, generator=g)
-    added = {"text_embeds": torch.randn(2, 64, generator=g), "time_ids": torch.tensor([[H, W, 0, 0, H, W]] * 2, dtype=torch.float32)}
+    added = {"text_embeds": torch.randn(2, 64, generator=g),
+             "time_ids": torch.tensor([[H, W, 0, 0, H, W]] * 2, dtype=torch.float32)}
     ours = cond.residuals(z, t, emb, added, torch.tensor([float(eng.real_sigmas[0])]))
     imgs = [torch.from_numpy(np.stack(c).astype(np.float32) / 255).permute(0, 3, 1, 2).repeat(2, 1, 1, 1)
             for c in (control(1), control(1, "circle"))]
     with torch.no_grad():
-        down, mid = MultiControlNetModel([folder, single])(z, t, emb, controlnet_cond=imgs, conditioning_scale=[0.5, 1.5],
-                                                           added_cond_kwargs=added, return_dict=False)
+        down, mid = MultiControlNetModel([folder, single])(z, t, emb, controlnet_cond=imgs,
+                                                           conditioning_scale=[0.5, 1.5], added_cond_kwargs=added,
+                                                           return_dict=False)
     for a, b in zip(ours["down_block_additional_residuals"], down):
         assert (a - b).abs().max() <= 1e-5
     assert (ours["mid_block_additional_residual"] - mid).abs().max() <= 1e-5

@@ -205,7 +205,8 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
 
 def check_controlnet_spec(spec: str) -> str:
     """Check a ControlNet spec without loading it (a file or folder must exist, else the form of a hub id)."""
-    from vid2vid.diffusion.loading import HUB_ID, _looks_like_path
+    from vid2vid.diffusion.loading import _looks_like_path
+    from vid2vid.models.hub import looks_like_hub_id
 
     spec = (spec or "").strip()
     if not spec:
@@ -214,7 +215,7 @@ def check_controlnet_spec(spec: str) -> str:
     if p.is_file() and p.suffix.lower() not in SUFFIXES:
         raise BadInput(f"ControlNet {p}: unknown file type '{p.suffix}'; use a .safetensors or .pth file, "
                        "a diffusers folder or a hub id")
-    if not p.exists() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+    if not p.exists() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"ControlNet '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 
@@ -288,7 +289,7 @@ class ControlGuide:
         i = step_index(sigma, self.real_sigmas)
         return [n for n, w in enumerate(self.windows) if w[i]]
 
-    def bind(self, images: list[list[np.ndarray]]) -> "Conditioning":
+    def bind(self, images: list[list[np.ndarray]]) -> Conditioning:
         """images[frame][unit]: HxWx3 control images (uint8, or float in [0, 1]) -> a batch's conditioning."""
         if any(len(frame) != len(self.units) for frame in images):
             raise ValueError(f"every frame needs one control image per ControlNet ({len(self.units)})")
@@ -323,7 +324,8 @@ class Conditioning:
         active = self.guide.active(float(sigma.reshape(-1)[0]))
         if not active:
             return {}
-        down = mid = None
+        down: list[torch.Tensor] = []
+        mid: torch.Tensor | None = None
         for n in active:
             unit, image = self.guide.units[n], self.images[n]
             if z.shape[0] == 2 * image.shape[0]:            # guidance halves [uncond, cond]: same image
@@ -331,7 +333,7 @@ class Conditioning:
             d, m = unit.net(z, t, encoder_hidden_states=emb, controlnet_cond=image,
                             conditioning_scale=float(unit.scale), added_cond_kwargs=added_cond_kwargs,
                             return_dict=False)
-            down = list(d) if down is None else [a + b for a, b in zip(down, d)]
+            down = list(d) if not down else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
         return {"down_block_additional_residuals": tuple(down), "mid_block_additional_residual": mid}
 
