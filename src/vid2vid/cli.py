@@ -67,6 +67,9 @@ HELP: dict[str, str] = {
     "tags": "run the tagger stage",
     "upscale": "run the Real-ESRGAN stage",
     "interpolate": "run the RIFE stage",
+    "metrics_size": "measure the run's closing figures at this longer side in pixels (0 = the output's "
+                    "size; e.g. 256 for long or large videos)",
+    "metrics_every": "measure the run's closing figures on every N-th frame pair (1 = all)",
     "frames": "which frames: a fixed fps, all, or only I / P / B frames",
     "fps": "frames per second to extract (with --frames fps)",
     "format": "file format",
@@ -405,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--plot", help="write a per-frame plot (PNG)")
+    sp.add_argument("--metrics-size", type=int, default=0, metavar="N",
+                    help="measure at this longer side in pixels (0 = the output's size), for long or large videos")
+    sp.add_argument("--metrics-every", type=int, default=1, metavar="N",
+                    help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")

@@ -246,10 +246,17 @@ class RunSettings:
     tags: bool = False
     upscale: bool = True
     interpolate: bool = True
+    metrics_size: int = 0      # the summary's figures at this longer side (0 = the output's size)
+    metrics_every: int = 1     # the summary measures every N-th frame pair
 
     def validate(self) -> None:
         if not self.cache:
             raise BadInput("--cache is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+        if self.metrics_size != 0 and self.metrics_size < 16:
+            raise BadInput(f"--metrics-size {self.metrics_size} is too small; give 0 (the output's size) "
+                           f"or at least 16 pixels")
+        if self.metrics_every < 1:
+            raise BadInput(f"--metrics-every {self.metrics_every} is below 1; give 1 (every pair) or more")
 
 
 @dataclass
