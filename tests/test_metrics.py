@@ -281,4 +281,4 @@ def test_metrics_command_sampling_options(tmp_path, capsys):
     assert main(args + ["--metrics-size", "4"]) == 2
     # the run's summary takes the same two options, checked before any work
     assert main(["run", str(tmp_path / "none.mp4"), "--metrics-every", "0"]) == 2
-    assert "--metrics-every 0 is below 1" in capsys.readouterr().err
+    assert "--metrics-every 0 is out of range" in capsys.readouterr().err

@@ -36,11 +36,12 @@ from typing import Union
 
 import numpy as np
 
+from vid2vid.config import METRICS_MIN_SIDE
 from vid2vid.errors import BadInput
 from vid2vid.opticalflow import PairFlow, as_float_rgb, pair_flow, resize_to, warp
 
 METRICS_PRESET = "medium"   # the measuring flow; the correction method uses its own, cheaper one
-MIN_MEASURE_SIDE = 16       # DIS needs 12 pixels on a side; below 16 the figures mean little
+MIN_MEASURE_SIDE = METRICS_MIN_SIDE
 
 # A frame: the array itself, or a zero-argument callable that reads it when (and only if) needed.
 Frame = Union[np.ndarray, Callable[[], np.ndarray]]
