@@ -1,6 +1,7 @@
 """Temporal consistency figures (DESIGN §6) against hand-made cases and direct formulas."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -47,7 +48,7 @@ def test_warping_error_of_a_translation_with_known_flow_is_the_direct_formula():
     src = translating(4, 2)
     outs = [np.clip(s + rng.uniform(-0.1, 0.1), 0, 1).astype(np.float32) for s in src]  # brightness flicker
     pf = PairFlow(constant_flow(64, 96, 2.0), inside_mask(constant_flow(64, 96, 2.0)))
-    for a, b in zip(outs[:-1], outs[1:]):
+    for a, b in itertools.pairwise(outs):
         direct = np.abs(b[:, :94].astype(np.float64) - a[:, 2:96]).mean()
         assert metrics.pair_warping_error(a, b, pf) == pytest.approx(direct, rel=1e-5)
     # a steady output along the motion scores 0 even though every pixel changes

@@ -6,7 +6,6 @@ from test_metrics import constant_flow, translating
 
 from vid2vid import opticalflow
 
-
 # ---------------------------------------------------------------- warping and the check
 
 def test_warp_of_a_known_translation_matches_the_next_frame():

@@ -27,12 +27,13 @@ folders one frame at a time is in `vid2vid.video.read`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ METRICS_PRESET = "medium"   # the measuring flow; the correction method uses its
 MIN_MEASURE_SIDE = METRICS_MIN_SIDE
 
 # A frame: the array itself, or a zero-argument callable that reads it when (and only if) needed.
-Frame = Union[np.ndarray, Callable[[], np.ndarray]]
+Frame = np.ndarray | Callable[[], np.ndarray]
 
 
 # ---------------------------------------------------------------- per pair and per frame
@@ -109,7 +110,7 @@ def warping_error(source_frames: Sequence[np.ndarray], output_frames: Sequence[n
 
 def flicker(frames: Sequence[np.ndarray]) -> float:
     """Mean absolute difference of consecutive frames, mean over pairs (0 for fewer than 2 frames)."""
-    diffs = [frame_difference(a, b) for a, b in zip(frames[:-1], frames[1:])]
+    diffs = [frame_difference(a, b) for a, b in itertools.pairwise(frames)]
     return float(np.mean(diffs)) if diffs else 0.0
 
 
@@ -160,7 +161,7 @@ def _load(frame: Frame) -> np.ndarray:
     return np.asarray(frame() if callable(frame) else frame)
 
 
-_END = object()
+_END: Any = object()
 
 
 def _rest(it: Iterator) -> int:
@@ -254,6 +255,7 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
             out = resize_to(out, mw, mh)
             src = resize_to(_load(s_item), mw, mh)
             if second:
+                assert prev_out is not None and prev_src is not None     # frame i - 1 started this pair
                 if pf is None:
                     pf = pair_flow(prev_src, src, preset)
                 elif pf.flow.shape[:2] != (mh, mw):
@@ -266,6 +268,7 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
                 src_fl.append(frame_difference(prev_src, src))
                 valid.append(float(pf.valid.mean()))
             if with_ref and first:
+                assert r_item is not None
                 ref = _load(r_item)
                 if ref.shape[:2] != (h, w):
                     raise BadInput(f"reference frame {i + 1} is {ref.shape[1]}x{ref.shape[0]}, the output is "

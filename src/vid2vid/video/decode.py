@@ -6,10 +6,10 @@ fractions, so there is no drift over long videos, and variable frame rate input 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
