@@ -290,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--plot", help="write a per-frame plot (PNG)")
+    sp.add_argument("--metrics-size", type=int, default=0, metavar="N",
+                    help="measure at this longer side in pixels (0 = the output's size), for long or large videos")
+    sp.add_argument("--metrics-every", type=int, default=1, metavar="N",
+                    help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")

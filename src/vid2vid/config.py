@@ -74,6 +74,7 @@ LABELS = {
 
 
 DEVICES_HELP = devices.NAMES
+METRICS_MIN_SIDE = 16      # the smallest measuring size: DIS flow needs 12 pixels on a side
 
 
 # ---------------------------------------------------------------- field metadata
@@ -397,10 +398,17 @@ class RunSettings(Section):
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
     compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
                                    "side (see `vid2vid compare`)", run_only=True)
+    metrics_size: int = setting(0, "measure the run's closing figures at this longer side in pixels (0 = the "
+                                "output's size; e.g. 256 for long or large videos)", lo=0, run_only=True)
+    metrics_every: int = setting(1, "measure the run's closing figures on every N-th frame pair (1 = all)",
+                                 lo=1, run_only=True)
 
     def check(self) -> None:
         if not self.cache:
             raise BadInput("{run.cache} is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+        if 0 < self.metrics_size < METRICS_MIN_SIDE:
+            raise BadInput("{run.metrics_size} %d is too small; give 0 (the output's size) or at least %d pixels"
+                           % (self.metrics_size, METRICS_MIN_SIDE))
 
 
 @dataclass

@@ -178,14 +178,24 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
 
 def _measure(ws: Workspace, settings: Settings) -> dict | None:
-    """Warping error and flicker of the generated frames next to the source's own warping error (its floor)."""
+    """Warping error and flicker of the generated frames next to the source's own warping error (its floor),
+    read and measured frame pair by frame pair (memory does not grow with the video's length);
+    at a reduced size or on every N-th pair when `run.metrics_size` / `run.metrics_every` say so."""
+    from functools import partial
+
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    gen = [read_image(p) for p in ws.frames(table.generated(ws).frames or "img2img")]
-    src = [read_image(p) for p in ws.frames("frames")[: len(gen)]]
+    gen = ws.frames(table.generated(ws).frames or "img2img")
+    src = ws.frames("frames")[: len(gen)]
     if len(gen) < 2 or len(src) != len(gen):
         return None
-    report = metrics.consistency_report(src, gen)
-    return {"warp_error": report["warping_error"], "flicker": report["flicker"],
-            "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    rs = settings.run
+    report = metrics.consistency_report((partial(read_image, p) for p in src), (partial(read_image, p) for p in gen),
+                                        max_side=rs.metrics_size, every=rs.metrics_every)
+    out = {"warp_error": report["warping_error"], "flicker": report["flicker"],
+           "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    note = metrics.measured_note(report)
+    if note:
+        out["measured"] = note
+    return out

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from vid2vid.errors import BadInput
-from vid2vid.metrics import (
+from vid2vid.opticalflow import (
     DIS_PRESETS,
     as_float_rgb,
     consistency_mask,
