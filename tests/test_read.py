@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from vid2vid.sample import make_clip
+from vid2vid.democlip import make_clip
 
 import metrics_reference as reference
 from vid2vid.errors import BadInput
