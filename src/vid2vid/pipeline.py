@@ -46,6 +46,12 @@ class RunResult:
             lines.append("temporal consistency (lower is steadier; source = the input's own motion):")
             lines.append(f"  warping error  output {m['warp_error']:.4f}   source {m['source_warp_error']:.4f}")
             lines.append(f"  flicker        output {m['flicker']:.4f}   source {m['source_flicker']:.4f}")
+            if m.get("psnr") is not None:
+                moving, sharp = m.get("moving_psnr"), m.get("sharpness")
+                lines.append(f"fidelity against the {m['reference_frames']} painted img2img frames: PSNR "
+                             f"{m['psnr']:.2f} dB, where things move "
+                             f"{'-' if moving is None else f'{moving:.2f}'} dB, sharpness "
+                             f"{'-' if sharp is None else f'{sharp:.3f}'}")
         return "\n".join(lines)
 
 
@@ -173,10 +179,32 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    gen = [read_image(p) for p in ws.frames(table.generated(ws).frames or "img2img")]
+    row = table.generated(ws)
+    paths = ws.frames(row.frames or "img2img")
+    gen = [read_image(p) for p in paths]
     src = [read_image(p) for p in ws.frames("frames")[: len(gen)]]
     if len(gen) < 2 or len(src) != len(gen):
         return None
     report = metrics.consistency_report(src, gen)
-    return {"warp_error": report["warping_error"], "flicker": report["flicker"],
-            "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    out = {"warp_error": report["warping_error"], "flicker": report["flicker"],
+           "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    if row.name != "img2img":
+        out.update(_fidelity(ws, src, gen, paths))
+    return out
+
+
+def _fidelity(ws: Workspace, src: list, gen: list, paths: list[Path]) -> dict:
+    """PSNR, moving-pixel PSNR and sharpness of the final frames against the img2img frames, over
+    the frames that have one (the key frames in key mode), frame by frame."""
+    from vid2vid import metrics
+    from vid2vid.imageops import read_image
+
+    refs = [read_image(ws.path("img2img", p.name)) if ws.path("img2img", p.name).is_file() else None
+            for p in paths]
+    errs = [metrics.mse(g, r) for g, r in zip(gen, refs) if r is not None]
+    if not errs:
+        return {}
+    h, w = gen[0].shape[:2]
+    detail = metrics.detail_figures([metrics.resize_to(s_, w, h) for s_ in src], gen, refs)
+    return {"psnr": metrics.psnr_from_mse(float(sum(errs) / len(errs))), "moving_psnr": detail["moving_psnr"],
+            "sharpness": detail["sharpness"], "reference_frames": len(errs)}
