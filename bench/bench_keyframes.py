@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         print(f"target: K=4 warping error <= the every-frame flow pass: {k4['warping_error'] <= new_r['warping_error']} "
               f"({k4['warping_error']:.5f} vs {new_r['warping_error']:.5f})")
         print(f"target: K=4 sharpness >= 0.97: {k4['sharpness'] >= 0.97} ({k4['sharpness']:.3f}; "
-              f"{k4['sharpness'] / plain['sharpness']:.3f} of the generated frames')")
+              f"{k4['sharpness'] / plain['sharpness']:.3f} of the generated frames)")
     print(f"target: flow pass warping error within 5% of today's: "
           f"{new_r['warping_error'] <= 1.05 * old_r['warping_error']} "
           f"({new_r['warping_error']:.5f} vs {old_r['warping_error']:.5f}, "
