@@ -104,7 +104,8 @@ def test_disocclusion_is_a_hole_and_the_fill_paints_it():
         calls.append(t)
         return np.full_like(frame, 0.5)
 
-    out, stats = prop.propagate_sequence(frames, keys, fill=fill)
+    # (flow at the full size: at half of these small frames the square disturbs the flow far around it)
+    out, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0)
     assert calls == [1, 2, 3] and stats["filled"] == 3
     inner = out[2][36:54, 48:72]
     np.testing.assert_allclose(inner, 0.5, atol=1e-4)                 # the hole takes the fill
@@ -113,7 +114,7 @@ def test_disocclusion_is_a_hole_and_the_fill_paints_it():
     assert np.abs(out[2] - paint(frames[2]))[far].mean() < 0.01       # the rest comes from the keys
     # fill "warp": the nearer key (flat keys, so any warp of them is the key's value)
     flat = {0: np.full((96, 128, 3), 0.2, np.float32), 4: np.full((96, 128, 3), 0.8, np.float32)}
-    warp_out, stats = prop.propagate_sequence(frames, flat, fill="warp")
+    warp_out, stats = prop.propagate_sequence(frames, flat, fill="warp", flow_scale=1.0)
     assert stats["filled"] == 0
     np.testing.assert_allclose(warp_out[1][36:54, 48:72], 0.2, atol=1e-5)
     np.testing.assert_allclose(warp_out[3][36:54, 48:72], 0.8, atol=1e-5)
