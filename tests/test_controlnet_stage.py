@@ -221,6 +221,21 @@ def test_stage_with_workers_single_frame_and_resume_after_lost_frames(workspace_
     assert len(keys) == 4
 
 
+def test_key_frames_and_their_img2img_fill_are_steered_too(workspace_factory, tiny_model, cn):
+    """With key frames, img2img paints the keys with the ControlNet and the fill of disocclusions
+    (a light img2img of the hole) gets the frame's control images as well."""
+    from conftest import moving_frames
+    from vid2vid.pipeline import run_stage
+
+    ws = workspace_factory(moving_frames(5), "keys")
+    s = settings(tiny_model, config.ControlNetSettings(model=str(cn["file"]), control="canny", low=20, high=60))
+    s.propagate.keyframes, s.propagate.fill = "every:2", "img2img"
+    run_stage("control", ws, s, Job())
+    info = run_stage("img2img", ws, s, Job())
+    assert info["propagate"]["filled"] >= 1                      # the fill ran (and had its control images)
+    assert len(frames_bytes(ws.root / "propagate")) == 5
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_bit_identical(workspace_factory, tiny_model, cn, tmp_path):
     """`vid2vid img2img` with a ControlNet SIGKILLed after its second frame, then run again."""

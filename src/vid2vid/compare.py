@@ -191,7 +191,8 @@ class _PanelReader:
         return np.concatenate([self.image, stats_strip(self.width, self.text)], axis=0)
 
     def _figures(self, i_prev: int, i_cur: int, prev: np.ndarray, cur: np.ndarray) -> str:
-        from vid2vid.metrics import frame_difference, pair_flow, pair_warping_error
+        from vid2vid.metrics import frame_difference, pair_warping_error
+        from vid2vid.opticalflow import pair_flow
 
         n_src = len(self.source)
         a = min(n_src - 1, (self.panel.numbers[i_prev] - 1) * n_src // self.panel.length)

@@ -60,6 +60,7 @@ class Choices(tuple):
 # with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
+KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -77,6 +78,7 @@ LABELS = {
 
 
 DEVICES_HELP = devices.NAMES
+METRICS_MIN_SIDE = 16      # the smallest measuring size: DIS flow needs 12 pixels on a side
 
 
 # ---------------------------------------------------------------- field metadata
@@ -434,6 +436,28 @@ class ExportSettings(Section):
 
 
 @dataclass
+class PropagateSettings(Section):
+    """Key frames: img2img paints only them, stage `propagate` carries them to the other frames."""
+
+    NAME = "propagate"
+    keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
+                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
+                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+    fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
+                                  flag="--key-fill-denoise", label="Fill denoise")
+
+    def check(self) -> None:
+        from vid2vid.propagate import parse_keyframes  # the one reader of the key-frame spec
+
+        parse_keyframes(self.keyframes)
+
+    @property
+    def on(self) -> bool:
+        return self.keyframes.strip().lower() != "off"
+
+
+@dataclass
 class RunSettings(Section):
     """What `vid2vid run` does beyond the stages' own settings."""
 
@@ -447,10 +471,17 @@ class RunSettings(Section):
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
     compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
                                    "side (see `vid2vid compare`)", run_only=True)
+    metrics_size: int = setting(0, "measure the run's closing figures at this longer side in pixels (0 = the "
+                                "output's size; e.g. 256 for long or large videos)", lo=0, run_only=True)
+    metrics_every: int = setting(1, "measure the run's closing figures on every N-th frame pair (1 = all)",
+                                 lo=1, run_only=True)
 
     def check(self) -> None:
         if not self.cache:
             raise BadInput("{run.cache} is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+        if 0 < self.metrics_size < METRICS_MIN_SIDE:
+            raise BadInput("{run.metrics_size} %d is too small; give 0 (the output's size) or at least %d pixels"
+                           % (self.metrics_size, METRICS_MIN_SIDE))
 
 
 @dataclass
@@ -463,6 +494,7 @@ class Settings:
     tags: TagsSettings = field(default_factory=TagsSettings)
     img2img: Img2ImgSettings = field(default_factory=Img2ImgSettings)
     correct: CorrectSettings = field(default_factory=CorrectSettings)
+    propagate: PropagateSettings = field(default_factory=PropagateSettings)
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)

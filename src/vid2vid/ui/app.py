@@ -37,7 +37,7 @@ MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
 # Settings sections each button reads (and validates).
 SECTIONS = {
     "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
-    "img2img": ("img2img", "correct"), "upscale": ("upscale",), "interpolate": ("interpolate",),
+    "img2img": ("img2img", "correct", "propagate"), "upscale": ("upscale",), "interpolate": ("interpolate",),
     "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
 }
 
@@ -248,6 +248,15 @@ def build(cache: str | Path):
                         W["correct.flow_strength"] = slider("correct.flow_strength", 0.01)
                         W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
                                                           value=d("correct.flow_mask"), label=lab("correct.flow_mask"))
+                with gr.Accordion("Key frames", open=False):
+                    with gr.Row():
+                        W["propagate.keyframes"] = gr.Textbox(value=d("propagate.keyframes"),
+                                                              label=lab("propagate.keyframes"),
+                                                              placeholder="off, every:4 or motion:24",
+                                                              elem_id="v2v-keyframes")
+                        W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
+                                                       label=lab("propagate.fill"))
+                        W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
                 cn_ui = controlnet_ui.section(gr, W, lab)      # ControlNet (issue 14): ui/controlnet.py
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
