@@ -91,7 +91,10 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
-    gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(gen["controlnet"], s.controlnet)]
+    # ControlNet (issue 14): absent without ControlNets, so records made before them stay valid
+    nets = gen.pop("controlnet")
+    if s.controlnet:
+        gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
         from vid2vid.propagate import parse_keyframes
