@@ -25,6 +25,7 @@ from vid2vid.progress import ConsoleProgress, Job
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("extract", "frames"): config.FRAME_MODES,
     ("extract", "format"): config.IMAGE_FORMATS,
+    ("extract", "deinterlace"): config.DEINTERLACE_MODES,   # issue 19
     ("img2img", "sampler"): config.SAMPLERS,
     ("img2img", "schedule"): config.SCHEDULES,
     ("img2img", "resize"): config.RESIZE_MODES,
@@ -114,6 +115,9 @@ HELP: dict[str, str] = {
     "source": "frame folder to export",
     "output": "output video path",
     "crf": "H.264 quality (lower is better, 0..51)",
+    # issue 19
+    "deinterlace": "remove interlacing combs (bwdif): auto = when the stream says it is interlaced",
+    "allow_partial": "export even when the folder's stage is unfinished or out of date (says how many frames are missing)",
 }
 
 

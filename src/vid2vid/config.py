@@ -28,7 +28,8 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
-CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+CORRECT_METHODS = ("seed", "flow")
+DEINTERLACE_MODES = ("auto", "on", "off")   # issue 19   # seed: masks + statistics (fdc.py); flow: temporal.py
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -66,9 +67,12 @@ class ExtractSettings:
     format: str = "png"        # png | jpg | webp
     audio: bool = False        # keep the audio track for export
     max_pixels: int = 8192 * 8192  # refuse frames larger than this (width * height)
+    # --- issue 19 (to move onto `setting(...)` once main has it) ---
+    deinterlace: str = "auto"  # auto (when the stream says interlaced) | on | off
 
     def validate(self) -> None:
         _choice("--frames", self.frames, FRAME_MODES)
+        _choice("--deinterlace", self.deinterlace, DEINTERLACE_MODES)
         _choice("--format", self.format, IMAGE_FORMATS)
         if not (self.fps > 0 and math.isfinite(self.fps)):
             raise BadInput(f"--fps {self.fps} is not a positive number; give e.g. --fps 12")
@@ -229,6 +233,8 @@ class ExportSettings:
     audio: bool = False
     output: str = ""           # empty = synth-<source>.<format> inside the workspace
     crf: int = 20
+    # --- issue 19 (to move onto `setting(...)` once main has it) ---
+    allow_partial: bool = False  # export a folder whose stage is incomplete or out of date, saying so
 
     def validate(self) -> None:
         _choice("--from", self.source, EXPORT_SOURCES)
