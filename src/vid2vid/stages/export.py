@@ -19,17 +19,14 @@ from PIL import Image
 
 from vid2vid import __version__
 from vid2vid.config import ExportSettings, Settings, to_dict
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, render_settings
 from vid2vid.progress import Job
-from vid2vid.stages.flow import generated_source
+from vid2vid.stages import table
 from vid2vid.video.encode import encode_video
 from vid2vid.workspace import Workspace, atomic_path, remove_stale_temp
 
 STAGE = "export"
-# --from value -> (folder, stage that writes it)
-SOURCES = {"frames": ("frames", "extract"), "img2img": ("img2img", "img2img"),
-           "resr": ("resr", "upscale"), "rife": ("rife", "interpolate")}
-MAKERS = {"frames": "extract VIDEO", "img2img": "img2img", "resr": "upscale", "rife": "interpolate"}
+ROW = table.stage(STAGE)
 
 
 def default_output(ws: Workspace, es: ExportSettings) -> Path:
@@ -43,13 +40,13 @@ def expected_frames(ws: Workspace, stage: str, folder: str) -> int | None:
     if stage in ("img2img", "flow"):
         return len(ws.frames()) or None
     if stage == "upscale":
-        return len(ws.frames(generated_source(ws)[1])) or None
+        return len(ws.frames(table.generated(ws).frames or "img2img")) or None
     if stage == "interpolate":
         from vid2vid.models.interpolators.plan import output_count
-        from vid2vid.stages.interpolate import SOURCES
 
         params = (ws.stage_record("interpolate") or {}).get("params", {})
-        n = len(ws.frames(SOURCES.get(params.get("source"), "img2img")))
+        read = table.BY_NAME.get(params.get("source", ""), table.generated(ws))
+        n = len(ws.frames(read.frames or read.name))
         return output_count(n, float(params["ratio"])) if n and params.get("ratio") else None
     return None
 
@@ -61,7 +58,7 @@ def check_source_stage(ws: Workspace, es: ExportSettings, stage: str, folder: st
     if ws.is_complete(stage):
         return expected
     rec = ws.stage_record(stage)
-    command = f"vid2vid {MAKERS[es.source] if stage != 'flow' else 'run'} -w {ws.root}"
+    command = f"vid2vid {'extract VIDEO' if table.stage(stage).needs_video else stage} -w {ws.root}"
     if rec is None:
         why = f"were not made by the '{stage}' stage of this workspace"
         todo = f"run `{command}` to make them"
@@ -75,9 +72,10 @@ def check_source_stage(ws: Workspace, es: ExportSettings, stage: str, folder: st
         todo = f"run `{command}` to resume it"
     if not es.allow_partial:
         raise BadInput(f"the frames in {ws.path(folder)} {why}; {todo}, or export them as they are with "
-                       "--allow-partial")
+                       "{export.allow_partial}")
     missing = f"{expected - n} of {expected} frames missing" if expected and expected > n else "made from older inputs"
-    job.say(f"export: exporting {ws.path(folder)} as it is ({missing}; --allow-partial)")
+    job.say(render_settings(f"export: exporting {ws.path(folder)} as it is ({missing}; "
+                            "{export.allow_partial})"))
     return expected
 
 
@@ -105,12 +103,13 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     out = Path(es.output).expanduser() if es.output else default_output(ws, es)
     if out.suffix.lower() != f".{es.format}":
         raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
-    folder, source_stage = SOURCES[es.source]
-    if es.source == "img2img":           # the current generated frames: flow/ when that pass is done
-        source_stage, folder = generated_source(ws)
+    # --from names a frame folder; img2img means the current generated frames (flow/ when that pass is done)
+    row = table.generated(ws) if es.source == "img2img" else table.by_frames(es.source)
+    source_stage, folder = row.name, row.frames or row.name
+    maker = "extract VIDEO" if row.needs_video else table.by_frames(es.source).name
     paths = ws.frames(folder)
     if not paths:
-        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {MAKERS[es.source]} -w {ws.root}` first "
+        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {maker} -w {ws.root}` first "
                        "or export another folder with --from")
     expected = check_source_stage(ws, es, source_stage, folder, len(paths), job)
     video = ws.manifest.get("video") or {}

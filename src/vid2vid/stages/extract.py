@@ -20,12 +20,14 @@ from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
 from vid2vid.imageops import png_bytes, write_png
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.video.decode import Decoding, iter_frames, plan_decoding, sample_frames
 from vid2vid.video.encode import copy_audio
 from vid2vid.video.probe import VideoInfo, probe
-from vid2vid.workspace import STAGE_OUTPUTS, Workspace, atomic_path, frame_name
+from vid2vid.workspace import Workspace, atomic_path, frame_name
 
 STAGE = "extract"
+ROW = table.stage(STAGE)
 AUDIO_FILE = "audio.mka"
 # Pillow's format and options per frame format (PNG has its own fast writer)
 PIL_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "webp": ("WEBP", {"lossless": True, "method": 0})}
@@ -77,11 +79,11 @@ def check_space(ws: Workspace, info: VideoInfo, es: ExtractSettings, decoding: D
     if todo == 0:
         return n
     need = diskspace.SpaceNeed(STAGE, todo, _sample_bytes(info, es, decoding), info.width, info.height, es.format)
-    freed = 0 if keep or not overwrite else diskspace.folder_bytes(ws.path(o) for o in STAGE_OUTPUTS[STAGE])
-    fix = ("extract fewer frames (a lower --fps, or --frames i)" if es.frames == "fps" else
-           "extract fewer frames (--frames fps with a low --fps)")
-    diskspace.check_space(need, ws.root, f"{fix}, use a smaller frame format (--format jpg), or scale the "
-                          "video down first", freed=freed)
+    freed = 0 if keep or not overwrite else diskspace.folder_bytes(ws.path(o) for o in ROW.outputs)
+    fix = ("extract fewer frames (a lower {extract.fps}, or {extract.frames} i)" if es.frames == "fps" else
+           "extract fewer frames ({extract.frames} fps with a low {extract.fps})")
+    diskspace.check_space(need, ws.root, f"{fix}, use a smaller frame format ({{extract.format}} jpg), or scale "
+                          "the video down first", freed=freed)
     return n
 
 
@@ -100,9 +102,9 @@ def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
         raise BadInput(f"{video} has no audio track; leave out --audio")
     src = info.max_fps or float(info.fps)
     if es.frames == "fps" and src > 0 and es.fps > src * FPS_TOLERANCE:
-        raise BadInput(f"--fps {es.fps:g} is above the video's own frame rate of {src:.3f} fps "
-                       f"({_fraction(info.fps)}): frames would only be repeated; give --fps {_rate(src)} or less, "
-                       "or --frames all to take every frame")
+        raise BadInput(f"{{extract.fps}} {es.fps:g} is above the video's own frame rate of {src:.3f} fps "
+                       f"({_fraction(info.fps)}): frames would only be repeated; give {{extract.fps}} {_rate(src)} "
+                       "or less, or {extract.frames} all to take every frame")
     return info
 
 
@@ -128,7 +130,7 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
         params["fps"] = es.fps
     # 3. will it fit? (before anything in the workspace changes)
     estimate = check_space(ws, info, es, decoding, params, settings.run.overwrite)
-    status = ws.begin_stage(STAGE, params, overwrite=settings.run.overwrite)
+    status = ws.begin_stage(STAGE, params, overwrite=settings.run.overwrite, outputs=ROW.outputs)
     ws.manifest["video"] = info.to_dict()
     ws.save_manifest()
     if status.state == "done":
