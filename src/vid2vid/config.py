@@ -265,8 +265,8 @@ class Img2ImgSettings(Section):
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
     seed: int = setting(114514, "seed, the same for every frame", label="Seed")
-    width: int = setting(832, "output width (multiple of 8)", lo=8, hi=8192, label="Width")
-    height: int = setting(448, "output height (multiple of 8)", lo=8, hi=8192, label="Height")
+    width: int = setting(832, "output width (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Width")
+    height: int = setting(448, "output height (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Height")
     resize: str = setting("just", "how a frame is fitted to width x height", choices=RESIZE_MODES,
                           label="Resize mode")
     batch_size: int = setting(1, "frames per UNet call", lo=1, hi=64, label="Frames per model call")
@@ -294,11 +294,10 @@ class Img2ImgSettings(Section):
         if self.sigma_max < self.sigma_min:
             raise BadInput(f"{{img2img.sigma_max}} {self.sigma_max:g} is below {{img2img.sigma_min}} "
                            f"{self.sigma_min:g}; swap them or raise {{img2img.sigma_max}}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v % 8:
-                raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
-                               f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
+        from vid2vid.diffusion.sizes import CanvasRules, check_canvas
+
+        # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
+        check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:

@@ -38,7 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from vid2vid import config, fdc, imageops
-from vid2vid.errors import BadInput, Interrupted
+from vid2vid.errors import BadInput, Interrupted, render_settings
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.workspace import Workspace, frame_name
@@ -258,10 +258,28 @@ def worker_pool(workers: int, threads: int):
 # ---------------------------------------------------------------- stage
 
 def check(settings: config.Settings) -> None:
-    """The model the settings name exists and is complete (nothing is loaded)."""
+    """The model the settings name exists and is complete, and takes the canvas (nothing is loaded)."""
     from vid2vid.diffusion.loading import check_model_spec
+    from vid2vid.diffusion.sizes import canvas_rules, check_canvas
 
     check_model_spec(settings.img2img.model)
+    check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
+
+
+def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Settings:
+    """The settings with the default landscape canvas turned upright for a portrait source."""
+    from dataclasses import replace
+
+    from vid2vid.diffusion.sizes import oriented_canvas
+
+    s = settings.img2img
+    info = (ws.stage_record("extract") or {}).get("info", {})
+    w, h = oriented_canvas(s.width, s.height, int(info.get("width") or 0), int(info.get("height") or 0))
+    if (w, h) == (s.width, s.height):
+        return settings
+    job.say(render_settings(f"img2img: portrait source {info['width']}x{info['height']}: canvas turned to {w}x{h} "
+                            "(give {img2img.width} and {img2img.height} to choose another)"))
+    return replace(settings, img2img=replace(s, width=w, height=h))
 
 
 def _load(settings: config.Settings, job: Job, model=None):
@@ -299,6 +317,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     web UI keeps one loaded between runs); the caller makes sure it is the model the settings name.
     """
     # 1. check settings and inputs
+    settings = oriented(ws, settings, job)
     s, c = settings.img2img, settings.correct
     s.validate()
     c.validate()
