@@ -422,3 +422,21 @@ def test_console_shows_a_live_bar_on_a_terminal_and_plain_lines_otherwise():
     assert "fr/s" in text and "left" in text and text.count("\n") == 1     # one line, redrawn in place
     assert "\r" not in plain.getvalue() and "\u2588" not in plain.getvalue()
     assert plain.getvalue().count("10/10 frames") == 1                     # the repeated final line once
+
+
+def test_img2img_refuses_a_canvas_the_disk_cannot_hold_before_loading(tmp_path, media, capsys, monkeypatch):
+    from vid2vid.diffusion.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny")
+    ws = tmp_path / "ws"
+    assert main(["extract", str(media / "src.mp4"), "-w", str(ws), "--fps", "12"]) == 0
+    before = snapshot(ws)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
+    capsys.readouterr()
+    assert main(["img2img", "-w", str(ws), "--model", str(model), "--width", "4096", "--height", "4096"]) == 2
+    err = capsys.readouterr().err
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")][0]
+    assert "img2img would write" in line and "12 png frames of 4096x4096" in line and "--width" in line
+    assert "loading model" not in err                         # refused before the model was loaded
+    assert snapshot(ws) == before

@@ -266,6 +266,23 @@ def check(settings: config.Settings) -> None:
     check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
 
 
+def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], targets: list[Path], params: dict,
+                inputs: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse before anything changes when the frames still to make (canvas-sized PNGs at the source
+    frames' bytes per pixel, plus a grey motion mask each, about a third of that) will not fit."""
+    from vid2vid import diskspace
+
+    s = settings.img2img
+    keep = ws.keeps_results(STAGE, params, inputs)
+    todo = sum(1 for p in targets if not (keep and p.exists()))
+    if not todo:
+        return
+    need = diskspace.scaled_need(STAGE, todo, frames, s.width, s.height, factor=4 / 3)
+    freed = 0 if keep or not overwrite else diskspace.folder_bytes(ws.path(o) for o in ROW.outputs)
+    diskspace.check_space(need, ws.root, "use a smaller canvas ({img2img.width}, {img2img.height}) or fewer "
+                          "frames (extract again with a lower {extract.fps})", freed=freed)
+
+
 def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Settings:
     """The settings with the default landscape canvas turned upright for a portrait source."""
     from dataclasses import replace
@@ -339,6 +356,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
     rec = ws.stage_record(STAGE)
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and all(p.exists() for p in targets))
+    check_space(ws, settings, frames, targets, params, inputs, overwrite)
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
