@@ -373,7 +373,7 @@ def test_hub_model_without_network_fails_within_seconds(tmp_path, monkeypatch, k
     from huggingface_hub import constants
 
     from vid2vid.errors import ModelNotFound
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation  # noqa: F401 (imports: not timed)
     from vid2vid.models import hub
     from vid2vid.models.taggers import load_tagger

@@ -18,6 +18,7 @@ from PIL import Image
 from vid2vid import diskspace
 from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import png_bytes, write_png
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -88,8 +89,7 @@ def check_space(ws: Workspace, info: VideoInfo, es: ExtractSettings, decoding: D
 
 
 def _source_identity(video: Path) -> dict:
-    st = video.stat()
-    return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+    return file_id(video).record()
 
 
 def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
@@ -134,9 +134,9 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     ws.manifest["video"] = info.to_dict()
     ws.save_manifest()
     if status.state == "done":
-        rec = ws.stage_record(STAGE)
-        job.say(f"extract: already done ({rec['info'].get('frames')} frames)")
-        return dict(rec["info"])
+        done = ws.stage_info(STAGE)
+        job.say(f"extract: already done ({done.get('frames')} frames)")
+        return done
     for note in decoding.notes:
         job.say(f"extract: {note}")
     # 4. frames, written by a small pool while the decoder goes on
@@ -172,5 +172,5 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     ws.complete_stage(STAGE, frames=n, width=info.width, height=info.height, format=es.format,
                       audio=audio, duration=info.duration, rotation=info.rotation,
                       deinterlaced=bool(decoding.deinterlace), tone_mapped=decoding.hdr)
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)
 

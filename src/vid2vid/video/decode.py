@@ -12,10 +12,10 @@ truncated, to 8.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -196,7 +196,7 @@ def _select(frames: Iterator[av.VideoFrame], mode: str, fps: float, end_time: fl
                 yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
                 n_out += 1
             prev, last_time = frame, t
-        if prev is None:
+        if prev is None or start is None:
             return
         end = Fraction(end_time).limit_denominator(1_000_000) if end_time else None
         # the last frame stays on screen until the end of the video
