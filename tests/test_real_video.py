@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from vid2vid.cli import main
-from vid2vid.sample import make_clip
+from vid2vid.democlip import make_clip
 from vid2vid.video.probe import probe
 from vid2vid.workspace import Workspace
 
