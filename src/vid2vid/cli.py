@@ -72,6 +72,8 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
         action = parser.add_argument(*flags, **kw)
         action.default_targets = [dest]  # type: ignore[attr-defined]
         seen.update(flags)
+    if section == "img2img" and "--controlnet" not in seen:
+        add_controlnet_options(parser)
 
 
 def apply_options(settings: config.Settings, args: argparse.Namespace,
@@ -85,7 +87,51 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
         for dest in targets:
             section, name = dest.split(".")
             setattr(getattr(settings, section), name, value)
+    apply_controlnet_options(settings, args)
     return settings
+
+
+# ---------------------------------------------------------------- ControlNet flags (issue 14)
+
+def add_controlnet_options(parser: argparse.ArgumentParser) -> None:
+    """--controlnet MODEL[:SCALE] and --control SOURCE, repeatable and paired in order."""
+    sources = ", ".join(c for c in config.CONTROL_SOURCES if c != "folder")
+    parser.add_argument("--controlnet", action="append", dest="cli.controlnet", default=argparse.SUPPRESS,
+                        metavar="MODEL[:SCALE]",
+                        help="ControlNet file, diffusers folder or hub id, optionally :SCALE (default 1); "
+                             "repeatable, each with its --control; replaces the settings file's ControlNets "
+                             "(start 0, end 1: set windows and source parameters in [[img2img.controlnet]])")
+    parser.add_argument("--control", action="append", dest="cli.control", default=argparse.SUPPRESS,
+                        metavar="SOURCE", help=f"control image of the matching --controlnet: {sources}, or a "
+                                               "folder with one image per frame (repeatable)")
+
+
+def controlnet_from_flags(model: str, source: str) -> config.ControlNetSettings:
+    """One ControlNet from `--controlnet MODEL[:SCALE] --control SOURCE` (a folder path = the folder source)."""
+    from pathlib import Path
+
+    from vid2vid.diffusion.loading import parse_weighted
+
+    spec, scale = parse_weighted(model, 1.0)
+    if source in config.CONTROL_SOURCES and source != "folder":
+        return config.ControlNetSettings(model=spec, control=source, scale=scale)
+    if Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~")):
+        return config.ControlNetSettings(model=spec, control="folder", folder=source, scale=scale)
+    return config.ControlNetSettings(model=spec, control=source, scale=scale)   # validation names it
+
+
+def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace) -> None:
+    """Given --controlnet/--control pairs replace img2img's ControlNet list."""
+    models, sources = vars(args).get("cli.controlnet"), vars(args).get("cli.control")
+    if models is None and sources is None:
+        return
+    models, sources = models or [], sources or []
+    if len(models) != len(sources):
+        from vid2vid.errors import BadInput
+
+        raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
+                       "its --control SOURCE, in the same order")
+    settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
@@ -322,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+    sp.add_argument("--controlnet", action="store_true",
+                    help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
 
     sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")

@@ -59,6 +59,7 @@ class Choices(tuple):
 # stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
 # with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
+CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
 KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 DEINTERLACE_MODES = ("auto", "on", "off")
 
@@ -72,6 +73,8 @@ LABELS = {
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
     "none": "none", "clip": "clip", "shift-mean": "shift mean", "shift-std": "shift std",
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
+    "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
+    "folder": "my own images (folder)",
 }
 
 
@@ -276,6 +279,50 @@ class TagsSettings(Section):
 
 
 @dataclass
+class ControlNetSettings(Section):
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+
+    Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
+    ControlNet by its model, then the table's own key (scale, start, ...).
+    """
+
+    NAME = "img2img"
+    model: str = setting("", "ControlNet: a .safetensors/.pth file, a diffusers folder or a hub id",
+                         label="ControlNet model")
+    control: str = setting("canny", "control image source", choices=CONTROL_SOURCES, label="Control image")
+    scale: float = setting(1.0, "how strongly it steers (0 = not at all)", lo=0.0, hi=2.0, label="Control weight")
+    start: float = setting(0.0, "where it starts, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                           label="Starting control step")
+    end: float = setting(1.0, "where it ends, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                         label="Ending control step")
+    low: int = setting(100, "canny: low threshold (grey levels)", lo=0, hi=255, label="Canny low threshold")
+    high: int = setting(200, "canny: high threshold (grey levels)", lo=0, hi=255, label="Canny high threshold")
+    blur: float = setting(1.0, "soft edges and line art: blur in pixels", lo=0.1, hi=20.0, label="Edge blur")
+    folder: str = setting("", "folder source: a folder with one control image per frame", label="Image folder")
+
+    def validate(self) -> None:
+        where = "{img2img.controlnet} '%s'" % self.model
+        for f, m in fields_of(self):
+            value = getattr(self, f.name)
+            if m.choices is not None and value not in m.choices:
+                raise BadInput(f"{where}: control source '{value}' is not known; use one of: "
+                               f"{', '.join(c for c in m.choices if c != 'folder')}, or a folder of images")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    not math.isfinite(value) or (m.lo is not None and value < m.lo)
+                    or (m.hi is not None and value > m.hi)):
+                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
+        if not self.model.strip():
+            raise BadInput(f"{where}: no model; give the ControlNet's file, diffusers folder or hub id")
+        if self.start >= self.end:
+            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the ControlNet steers "
+                           "from start to end of the schedule (0 and 1 = all of it)")
+        if self.low > self.high:
+            raise BadInput(f"{where}: canny low threshold {self.low} is above the high one {self.high}; swap them")
+        if self.control == "folder" and not self.folder.strip():
+            raise BadInput(f"{where}: the folder source needs the folder of control images")
+
+
+@dataclass
 class Img2ImgSettings(Section):
     """Successive img2img with the sigma override (stage `img2img`)."""
 
@@ -318,6 +365,9 @@ class Img2ImgSettings(Section):
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
                           label="Debug frame")
+    controlnet: list[ControlNetSettings] = setting(
+        [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
+        item=ControlNetSettings, label="ControlNets")
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):

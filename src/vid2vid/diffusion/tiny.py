@@ -336,7 +336,12 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
 
 
 def main(args, parser, job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file]`."""
-    path = make_tiny_model(args.dir, single_file=args.single_file)
+    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet]`."""
+    if getattr(args, "controlnet", False):          # issue 14: only the tiny ControlNet
+        from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+        path = make_tiny_controlnet(args.dir, single_file=args.single_file)
+    else:
+        path = make_tiny_model(args.dir, single_file=args.single_file)
     job.log(f"tiny model written: {path}")
     print(path)

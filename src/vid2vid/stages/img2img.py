@@ -26,6 +26,9 @@ crash reads o_(t-1) back from disk and produces exactly the frames an uninterrup
 (the worker layout depends only on the settings, the frame count and the machine, never on
 which frames are left). `--single N` writes the raw generated frame N to `img2img.debug/`
 without touching the stage's record.
+With ControlNets (issue 14) each frame's control images are read from the `control` stage's
+folders with the frame (reader thread) and go with it to the engine; `--single N` makes them
+itself and writes them beside the debug frame.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import math
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted, render_settings
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
+from vid2vid.stages import control as ctl
 from vid2vid.stages import table
 from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
@@ -67,6 +71,7 @@ class FrameJob:
     delta: np.ndarray | None        # float32 HxWx3 [-1, 1]; None for the first frame
     depth: np.ndarray | None        # float32 HxWx1 [0, 1]
     spatial: np.ndarray | None      # float32 HxWx1 [0, 1], 1 = may change
+    control: list[np.ndarray] | None = None   # ControlNet images, one per net (float32 HxWx3 [0, 1])
 
 
 # ---------------------------------------------------------------- parameters
@@ -86,6 +91,7 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
+    gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(gen["controlnet"], s.controlnet)]
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
         from vid2vid.propagate import parse_keyframes
@@ -123,7 +129,10 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
         spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
-        yield FrameJob(i, canvas, delta, depth, spatial)
+        # ControlNet (issue 14): the control stage's images of this frame
+        control = [imageops.read_image(ctl.image_path(ws, n, cn, i)) for n, cn in enumerate(s.controlnet, 1)] \
+            if s.controlnet else None
+        yield FrameJob(i, canvas, delta, depth, spatial, control)
         prev_i, prev_canvas = i, canvas
 
 
@@ -163,12 +172,16 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
 # ---------------------------------------------------------------- stage
 
 def check(settings: config.Settings) -> None:
-    """The model the settings name exists and is complete, and takes the canvas (nothing is loaded)."""
+    """The model and ControlNets the settings name exist and are complete, and the model takes the
+    canvas (nothing is loaded)."""
+    from vid2vid.diffusion.controlnet import check_controlnet_spec
     from vid2vid.diffusion.loading import check_model_spec
     from vid2vid.diffusion.sizes import canvas_rules, check_canvas
 
     check_model_spec(settings.img2img.model)
     check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
+    for cn in settings.img2img.controlnet:
+        check_controlnet_spec(cn.model)
 
 
 def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], targets: list[Path], params: dict,
@@ -217,7 +230,9 @@ def _load(settings: config.Settings, job: Job, model=None):
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
                            prediction_type=s.prediction_type())
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
-    engine = Img2ImgEngine(model, s)
+    from vid2vid.diffusion.controlnet import load_units
+
+    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None)
     job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
@@ -272,11 +287,15 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if s.single:
         return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    inputs = ("extract", "depth") if needs_depth(c) else ("extract",)
+    inputs: tuple[str, ...] = ("extract", "depth") if needs_depth(c) else ("extract",)
+    inputs += ("control",) if s.controlnet else ()
     for dep in inputs:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
                            f"{ws.root}; run `vid2vid {dep} -w {ws.root}` first")
+    if s.controlnet and (ws.stage_record("control") or {}).get("params") != ctl.stage_params(settings, len(frames)):
+        raise BadInput(f"the control images in {ws.root} were made for other ControlNet sources or sizes; "
+                       f"run `vid2vid control -w {ws.root}` with these settings first")
 
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
@@ -381,7 +400,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
-            pending.append((batch, pool.submit(engine.repaint, [fj.canvas for fj in batch], cmasks)))
+            controls = [fj.control for fj in batch] if s.controlnet else None
+            pending.append((batch, pool.submit(engine.repaint, [fj.canvas for fj in batch], cmasks, None, None,
+                                               controls)))
         hand_over(0)
     except Interrupted:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -406,9 +427,14 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     if s.single > len(frames):
         raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
     engine = _load(settings, job, model)
-    fj = next(frame_jobs(ws, frames, [s.single], settings))
-    generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]
+    fj = next(frame_jobs(ws, frames, [s.single], replace(settings, img2img=replace(s, controlnet=[]))))
+    # ControlNet (issue 14): this frame's control images, made here and written beside it
+    controls = [imageops.to_float(c) for c in ctl.FrameControls(ws, settings)(s.single)] if s.controlnet else None
+    generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial],
+                                controls=None if controls is None else [controls])[0]
     path = ws.path(DEBUG, frame_name(s.single))
+    for n, (cn, img) in enumerate(zip(s.controlnet, controls or []), 1):
+        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n, cn)}.png"), img)
     imageops.write_image(path, generated)
     job.say(f"img2img: frame {s.single} written to {path}")
     ws.log("img2img-single", frame=s.single, path=str(path), real_sigmas=engine.describe()["real_sigmas"])

@@ -26,6 +26,7 @@ from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
 from vid2vid.progress import stop_signals
 from vid2vid.ui import actions, form, paths
+from vid2vid.ui import controlnet as controlnet_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")
@@ -256,6 +257,7 @@ def build(cache: str | Path):
                         W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
                                                        label=lab("propagate.fill"))
                         W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
+                cn_ui = controlnet_ui.section(gr, W, lab)      # ControlNet (issue 14): ui/controlnet.py
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
                     debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
@@ -424,6 +426,8 @@ def build(cache: str | Path):
             yield from drive("img2img", work, render, 3)
 
         gen_btn.click(on_generate, [ws_dd, mode, debug_frame] + widgets, head + [single_img, real_sigmas, gen_gal])
+        controlnet_ui.wire(cn_ui, root=root, ws=ws_dd, frame=debug_frame, widgets=widgets, settings_of=settings_of,
+                           drive=drive, head=head)
 
         def on_fdc(ws_name, frame, *values):
             def work(job):
