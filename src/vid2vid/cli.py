@@ -29,6 +29,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("img2img", "schedule"): config.SCHEDULES,
     ("img2img", "resize"): config.RESIZE_MODES,
     ("img2img", "prediction"): config.PREDICTION_TYPES,
+    ("img2img", "cross_frame"): config.CROSS_FRAME_MODES,
+    ("img2img", "cross_frame_blocks"): config.CROSS_FRAME_BLOCKS,
     ("correct", "fdc"): config.FDC_METHODS,
     ("correct", "method"): config.CORRECT_METHODS,
     ("correct", "delta_mask"): config.DELTA_MASKS,
@@ -99,6 +101,13 @@ HELP: dict[str, str] = {
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
     "embeddings": "textual inversion file (repeatable)",
     "single": "debug: generate only this frame (1-based) into img2img.debug/ and print the real sigmas",
+    "cross_frame": "cross-frame attention: each frame's self-attention also reads the anchor (first) "
+                   "frame, the anchor and the previous frame, or a bank of earlier frames; anchor-prev "
+                   "and bank make img2img sequential (batch 1, one model worker)",
+    "cross_frame_blocks": "UNet blocks with cross-frame attention: up (as Rerender) or all",
+    "cross_frame_bank": "bank mode: how many earlier frames each frame reads (1..16)",
+    "flow_init": "flow-guided init 0..1: the previous output warped along the source flow into the init "
+                 "image where the motion is trusted (0 = off; above 0 img2img is sequential)",
     "fdc": "statistical correction of each frame's change",
     "delta_mask": "mask applied to each frame's change",
     "spatial_mask": "inpainting mask given to img2img (white = may change)",

@@ -29,6 +29,8 @@ FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
 CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
+CROSS_FRAME_BLOCKS = ("up", "all")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -155,8 +157,17 @@ class Img2ImgSettings:
     loras: list[str] = field(default_factory=list)       # "path[:weight]"
     embeddings: list[str] = field(default_factory=list)  # textual inversion files
     single: int = 0            # debug: generate only this frame (1-based) into img2img.debug/; 0 = all
+    # cross-frame attention and flow-guided init (issue 15; diffusion/crossframe.py, flowinit.py)
+    cross_frame: str = "none"  # none | anchor | anchor-prev | bank
+    cross_frame_blocks: str = "up"   # up | all: the UNet blocks whose self-attention reads other frames
+    cross_frame_bank: int = 4  # bank mode: how many earlier frames
+    flow_init: float = 0.0     # previous output warped along the source flow into the init image; 0 = off
 
     def validate(self) -> None:
+        _choice("--cross-frame", self.cross_frame, CROSS_FRAME_MODES)
+        _choice("--cross-frame-blocks", self.cross_frame_blocks, CROSS_FRAME_BLOCKS)
+        _range("--cross-frame-bank", self.cross_frame_bank, 1, 16)
+        _range("--flow-init", self.flow_init, 0.0, 1.0, "0 turns flow-guided init off")
         _choice("--sampler", self.sampler, SAMPLERS)
         _choice("--schedule", self.schedule, SCHEDULES)
         _choice("--resize", self.resize, RESIZE_MODES)
