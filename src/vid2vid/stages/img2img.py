@@ -39,11 +39,12 @@ import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
-from vid2vid.stages import frame_order
 from vid2vid.progress import Job
+from vid2vid.stages import frame_order, table
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
+ROW = table.stage(STAGE)
 OUTPUT = "img2img"
 MASKS = "motionmask"
 DEBUG = "img2img.debug"
@@ -267,6 +268,13 @@ def worker_pool(workers: int, threads: int):
 
 # ---------------------------------------------------------------- stage
 
+def check(settings: config.Settings) -> None:
+    """The model the settings name exists and is complete (nothing is loaded)."""
+    from vid2vid.diffusion.loading import check_model_spec
+
+    check_model_spec(settings.img2img.model)
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.diffusion.img2img import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
@@ -274,9 +282,7 @@ def _load(settings: config.Settings, job: Job, model=None):
 
     s = settings.img2img
     if model is None:
-        if not s.model:
-            raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
-                           "(`vid2vid make-tiny-model DIR` makes a small test model)")
+        check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
                            prediction_type=s.prediction_type())
@@ -327,7 +333,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
-    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite)
+    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
     todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
     if status.state == "done" and not todo:
         info = dict(ws.stage_record(STAGE).get("info", {}))
@@ -471,10 +477,10 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     s = settings.img2img
     n, t = len(frames), s.single
     if t > n:
-        raise BadInput(f"--single {t} is past the last frame; the workspace has {n} frames")
+        raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
     if s.flow_init > 0 and t > 1 and not ws.path(OUTPUT, frame_name(t - 1)).is_file():
         raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(t - 1))}, which is "
-                       f"missing; run `vid2vid img2img -w {ws.root}` first or set the flow init to 0")
+                       f"missing; run `vid2vid img2img -w {ws.root}` first or set {{img2img.flow_init}} to 0")
     engine = _load(settings, job, model)
     units = frame_order.plan(s, n, [t])
     if len(frame_order.frames_of(units)) > 1:
