@@ -98,6 +98,11 @@ CASES = [
     ("interpolate-ratio-0", lambda m, w: ["interpolate", "-w", str(w), "--ratio", "0"], ["--ratio"]),
     ("unknown-upscaler", lambda m, w: run_args(m, w, "--upscale-model", "esrgan-x9"), ["esrgan-x9", "not known"]),
     ("unknown-export-format", lambda m, w: run_args(m, w, "--format", "mkv"), ["invalid choice", "mkv"]),
+    ("flow-init-2", lambda m, w: ["img2img", "-w", str(w), "--model", str(m / "tiny"), "--flow-init", "2"],
+     ["--flow-init 2", "0 turns flow-guided init off"]),
+    ("unknown-cross-frame", lambda m, w: run_args(m, w, "--cross-frame", "prev"), ["invalid choice", "prev"]),
+    ("cross-frame-bank-0", lambda m, w: ["img2img", "-w", str(w), "--model", str(m / "tiny"), "--cross-frame",
+                                         "bank", "--cross-frame-bank", "0"], ["--cross-frame-bank 0"]),
 ]
 
 

@@ -381,3 +381,23 @@ def test_flow_init_on_a_translating_clip_reproduces_the_shifted_previous_output(
     assert np.array_equal(init[untrusted], cur_src[untrusted])   # the source frame elsewhere
     half = mix(cur_src, prev_out, motion, 0.5)
     np.testing.assert_allclose(half[trusted], (0.5 * cur_src + 0.5 * init)[trusted], atol=0.02)
+
+
+def test_anchor_mode_keeps_model_workers(workspace_factory, tiny_dir, tiny):
+    """Anchor-only attention keeps frames independent: two workers write what one writes."""
+    from conftest import moving_frames
+
+    src = moving_frames(6, W, H)
+    one, two = workspace_factory(src, "anchor-one"), workspace_factory(src, "anchor-two")
+    info_one, _ = run_stage(one, stage_settings(tiny_dir, cross_frame="anchor", batch_size=1), tiny)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        info_two, _ = run_stage(two, stage_settings(tiny_dir, cross_frame="anchor", batch_size=1, workers=2), tiny)
+        seq, said = run_stage(workspace_factory(src, "prev-two"),
+                              stage_settings(tiny_dir, cross_frame="anchor-prev", workers=2), tiny)
+    finally:
+        torch.set_num_threads(threads)
+    assert (info_one["model_workers"], info_two["model_workers"], info_two["threads_per_worker"]) == (1, 2, 1)
+    assert frame_bytes(one) == frame_bytes(two)
+    assert seq["model_workers"] == 1 and any("batch 1, one model worker" in m for m in said)
