@@ -250,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     for section in config.SECTIONS:
         add_settings_options(sp, "run", section)
 
+    sp = command("compare", _lazy("vid2vid.cli_tools", "compare"),
+                 "one video with the stages side by side (source, img2img, flow, final), labelled, with audio")
+    sp.add_argument("-w", "--workspace", required=True, help="workspace folder")
+    sp.add_argument("--panels", help="comma-separated frame folders to show, 'final' = the last stage's frames "
+                                     f"(default: those of {','.join(('frames', 'img2img', 'flow', 'final'))} "
+                                     "that exist)")
+    sp.add_argument("-o", "--output", help="output .mp4 (default: compare.mp4 in the workspace)")
+    sp.add_argument("--stats", action="store_true", help="draw each panel's warping error and flicker under it")
+    sp.add_argument("--height", type=int, default=0, help="panel height in pixels (default: the final "
+                                                           "video's, at most 480)")
+
     sp = command("demo", cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
     sp.add_argument("-o", "--output", help="output video path")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")

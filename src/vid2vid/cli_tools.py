@@ -108,3 +108,19 @@ def size(args: Any, parser: Any, job: Job) -> None:
     print(format_table(recommend_sizes(w, h, 8)))
     print("multiples of 64 (256..1024):")
     print(format_table(recommend_sizes(w, h, 64, 256, 1024, top=8)))
+
+
+def compare(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid compare -w WS [--panels a,b,...] [-o OUT.mp4] [--stats]`."""
+    from vid2vid.compare import make_comparison
+    from vid2vid.workspace import Workspace
+
+    ws = Workspace(args.workspace).require()
+    if args.height and (args.height < 16 or args.height > 4320):
+        raise BadInput(f"--height {args.height} is out of range; use 16 to 4320, or 0 for the final video's")
+    panels = [p.strip() for p in args.panels.split(",") if p.strip()] if args.panels else None
+    with ws.locked():
+        info = make_comparison(ws, panels, args.output, job, stats=args.stats, height=args.height)
+    print(info["output"])
+    print(f"{info['frames']} frames at {info['fps']} fps, {info['width']}x{info['height']}, "
+          f"panels: {', '.join(info['panels'])}")

@@ -382,6 +382,8 @@ class RunSettings(Section):
     tags: bool = setting(False, "run the tagger stage", run_only=True)
     upscale: bool = setting(True, "run the Real-ESRGAN stage", run_only=True)
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
+    compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
+                                   "side (see `vid2vid compare`)", run_only=True)
 
     def check(self) -> None:
         if not self.cache:
