@@ -478,11 +478,13 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     n, t = len(frames), s.single
     if t > n:
         raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
-    if s.flow_init > 0 and t > 1 and not ws.path(OUTPUT, frame_name(t - 1)).is_file():
-        raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(t - 1))}, which is "
-                       f"missing; run `vid2vid img2img -w {ws.root}` first or set {{img2img.flow_init}} to 0")
-    engine = _load(settings, job, model)
     units = frame_order.plan(s, n, [t])
+    lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
+               and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
+    if lacking:
+        raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
+                       f"is missing; run `vid2vid img2img -w {ws.root}` first or set {{img2img.flow_init}} to 0")
+    engine = _load(settings, job, model)
     if len(frame_order.frames_of(units)) > 1:
         job.say(f"img2img: frame {t} is sampled as a full run samples it: "
                 f"{len(frame_order.frames_of(units))} frames in {len(units)} call(s)")
@@ -524,8 +526,8 @@ def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int
     if frame_order.sequential(s):
         job.say(f"img2img: {frame_order.why_sequential(s)}: frames run one at a time in order "
                 "(batch 1, one model worker)")
-    again = [f for u in units for f in u.frames if f not in missing]
-    if again and s.cross_frame != "none":
+    again = [u.frames[0] for u in units if u.keep and u.frames[0] not in missing]
+    if again:
         job.say(f"img2img: sampling {len(again)} finished frame(s) again for the cross-frame references "
                 "of the frames left (nothing is rewritten)")
 
