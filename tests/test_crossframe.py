@@ -96,22 +96,26 @@ def test_references_never_read_the_frame_itself_or_a_later_frame():
 
 def test_plan_keeps_blocks_for_independent_modes_and_one_frame_at_a_time_for_sequential_ones():
     s = Img2ImgSettings(batch_size=3)
-    assert [u.frames for u in frame_order.plan(s, 7, [5, 6, 7])] == [(4, 5, 6), (7,)]
+    assert [u.frames for u in frame_order.plan(s, list(range(1, 8)), [5, 6, 7])] == [(4, 5, 6), (7,)]
+    # with key frames the plan counts positions among the painted frames: the first key is the anchor
+    keyed = Img2ImgSettings(batch_size=2, cross_frame="anchor-prev")
+    assert [(u.frames, u.refs) for u in frame_order.plan(keyed, [1, 4, 9], [9])] == [((1,), ()), ((4,), (1,)),
+                                                                                     ((9,), (1, 4))]
     s.cross_frame = "anchor"
-    units = frame_order.plan(s, 7, list(range(1, 8)))
+    units = frame_order.plan(s, list(range(1, 8)), list(range(1, 8)))
     assert [u.frames for u in units] == [(1,), (2, 3), (4, 5, 6), (7,)]
     assert units[0].keep and not any(u.keep for u in units[1:]) and units[-1].release == (1,)
     # a resume or --single computes the anchor again and keeps the block layout of the full run
-    assert [u.frames for u in frame_order.plan(s, 7, [3])] == [(1,), (2, 3)]
-    assert [(u.frames, u.keep) for u in frame_order.plan(s, 7, [1])] == [((1,), False)]
+    assert [u.frames for u in frame_order.plan(s, list(range(1, 8)), [3])] == [(1,), (2, 3)]
+    assert [(u.frames, u.keep) for u in frame_order.plan(s, list(range(1, 8)), [1])] == [((1,), False)]
     s.cross_frame = "anchor-prev"
     assert frame_order.sequential(s)
-    units = frame_order.plan(s, 7, [5, 6])
+    units = frame_order.plan(s, list(range(1, 8)), [5, 6])
     assert [u.frames for u in units] == [(1,), (2,), (3,), (4,), (5,), (6,)]
     assert [u.keep for u in units] == [True] * 5 + [False]
     assert [u.release for u in units] == [(), (), (2,), (3,), (4,), (1, 5)]
     s.cross_frame, s.flow_init = "none", 0.5
-    assert frame_order.sequential(s) and [u.frames for u in frame_order.plan(s, 7, [5, 6])] == [(5,), (6,)]
+    assert frame_order.sequential(s) and [u.frames for u in frame_order.plan(s, list(range(1, 8)), [5, 6])] == [(5,), (6,)]
     assert "flow init" in frame_order.why_sequential(s)
     s.cross_frame, s.flow_init = "anchor", 0.0
     assert not frame_order.sequential(s) and frame_order.why_sequential(s) == ""
@@ -239,8 +243,8 @@ def test_heun_keeps_every_unet_call_and_sdxl_works(tmp_path_factory):
     plain_b = eng.generate([b])[0]
     with xf.CrossFrame(model.unet, "anchor", "all") as cf:
         plain_a = eng.generate([a])[0]
-        out_a = cf.run([1], True, eng.generate, [a])[0]
-        out_b = cf.run([2], False, eng.generate, [b])[0]
+        out_a = cf.run(1, (), True, eng.generate, [a])[0]
+        out_b = cf.run(None, (1,), False, eng.generate, [b])[0]
         calls = samplers.model_calls("heun", len(eng.real_sigmas))
         assert calls > len(eng.real_sigmas) - 1                          # Heun: two calls a step
         assert len(cf.recorded[1].inputs) == calls * len(cf.layers)      # every call of every layer kept
@@ -308,7 +312,7 @@ def test_resume_and_single_equal_the_uninterrupted_run(workspace_factory, tiny_d
     name = "-".join(f"{v}" for v in kw.values())
     full, cut = workspace_factory(src, f"full-{name}"), workspace_factory(src, f"cut-{name}")
     st = stage_settings(tiny_dir, **kw)
-    st.correct.method = "seed"                      # corrected against o_(t-1): the stage's full chain
+    st.correct.method = "stats"                     # corrected against o_(t-1): the stage's full chain
     run_stage(full, st, tiny)
     run_stage(cut, st, tiny)
     _, said = _lose_frames_and_resume(cut, st, tiny, (4, 5))

@@ -16,11 +16,12 @@ import signal
 import sys
 import traceback
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vid2vid import __version__, config
 from vid2vid.errors import Interrupted, Vid2VidError
-from vid2vid.progress import ConsoleProgress, Job
+from vid2vid.progress import ConsoleProgress, Job, stop_signals
 from vid2vid.stages import table
 
 # ---------------------------------------------------------------- options from the settings' metadata
@@ -142,6 +143,23 @@ def stage_command(row) -> Callable:
     return handler
 
 
+FOLDER_FORMS = {"propagate": ("vid2vid.cli_tools", "propagate")}   # stage commands that also take folders
+
+
+def folder_or_stage(row) -> Callable:
+    """`vid2vid <stage> -w WS` runs the stage; with --source it runs the stage's folder tool instead."""
+    on_ws = stage_command(row)
+
+    def handler(args, parser, job):
+        if getattr(args, "source", None) is None:
+            if not getattr(args, "workspace", None):
+                parser.error(f"{row.name} needs -w WORKSPACE, or --source, --keys and --out")
+            return on_ws(args, parser, job)
+        return _lazy(*FOLDER_FORMS[row.name])(args, parser, job)
+
+    return handler
+
+
 def cmd_config(args, parser, job):
     settings = _base_settings(args)
     if args.dump or not args.check:
@@ -169,7 +187,7 @@ def cmd_demo(args, parser, job):
 def cmd_ui(args, parser, job):
     from vid2vid.ui import app
 
-    app.launch(host=args.host, port=args.port, cache=args.cache)
+    app.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or ())
 
 
 def _lazy(module: str, func: str = "main") -> Callable:
@@ -207,12 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     for row in table.STAGES:
-        sp = command(row.name, stage_command(row), row.help)
+        folders = row.name in FOLDER_FORMS
+        sp = command(row.name, folder_or_stage(row) if folders else stage_command(row), row.help)
         if row.needs_video:
             sp.add_argument("video")
-        common(sp, not row.needs_video)
+        common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
+    sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
+    sp.add_argument("--source", help="folder of source frames (instead of -w)")
+    sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
+    sp.add_argument("--out", help="output folder for every frame (with --source)")
+    # (with --source, --resize says how the keys were fitted from the source frames, --overwrite
+    #  replaces outputs made from other inputs)
 
     sp = command("correct", _lazy("vid2vid.cli_tools", "correct"),
                  "apply frame delta correction to any folder of generated frames")
@@ -266,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")
 
     sp = command("ui", cmd_ui, "start the web UI")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    sp.add_argument("--allowed-host", action="append", metavar="HOST[:PORT]",
+                    help="another host name the page answers to (behind a proxy, say); repeatable")
     sp.add_argument("--port", type=int, default=7860)
     sp.add_argument("--cache", default="vid2vid-cache")
 
@@ -287,10 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--plot", help="write a per-frame plot (PNG)")
+    sp.add_argument("--metrics-size", type=int, default=0, metavar="N",
+                    help="measure at this longer side in pixels (0 = the output's size), for long or large videos")
+    sp.add_argument("--metrics-every", type=int, default=1, metavar="N",
+                    help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+
+    sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
+    sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")
+    sp.add_argument("--json", action="store_true", help="print JSON")
 
     sp = command("config", cmd_config, "print or check settings")
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
@@ -302,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- entry point
 
 def _install_signal_handlers(job: Job) -> None:
-    """First Ctrl+C / SIGTERM: stop after the current frame. Second: stop now."""
+    """First Ctrl+C / Ctrl+Break / SIGTERM: stop after the current frame. Second: stop now."""
 
     def handler(signum, frame):
         if job.cancel.is_set():
@@ -310,8 +345,8 @@ def _install_signal_handlers(job: Job) -> None:
         job.cancel.set()
         print("\nstopping after the current frame (press Ctrl+C again to stop now)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in stop_signals():
+        signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

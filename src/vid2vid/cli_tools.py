@@ -1,4 +1,5 @@
-"""The command line's helper tools (`vid2vid correct`, `fdc-debug`, `sigmas`, `size`): each reads
+"""The command line's helper tools (`vid2vid correct`, `propagate --source`, `fdc-debug`, `sigmas`, `size`,
+`doctor`): each reads
 its options, calls the library and prints. The parser that defines their options is in cli.py."""
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def correct(args: Any, parser: Any, job: Job) -> None:
                           resize=getattr(args, "resize", "just"))
     print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
           f"from an earlier run; method {info['method']})")
+
+
+def propagate(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid propagate --source DIR --keys DIR --out DIR [--resize MODE] [--overwrite]`."""
+    from vid2vid.stages.propagate import propagate_folder
+
+    if not args.keys or not args.out:
+        parser.error("propagate --source needs --keys DIR (the painted key frames) and --out DIR")
+    given = vars(args)
+    info = propagate_folder(args.source, args.keys, args.out, resize=given.get("img2img.resize", "just"), job=job,
+                            overwrite=bool(given.get("run.overwrite", False)))
+    print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
+          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, filled from the nearer key)")
 
 
 def _folder(given: str | None, ws: Path | None, default: str, option: str) -> Path:
@@ -124,3 +138,18 @@ def compare(args: Any, parser: Any, job: Job) -> None:
     print(info["output"])
     print(f"{info['frames']} frames at {info['fps']} fps, {info['width']}x{info['height']}, "
           f"panels: {', '.join(info['panels'])}")
+
+
+def doctor(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid doctor [--cache DIR] [--json]`: exit 0 when vid2vid can run here (optional parts may be
+    missing), 1 when a part it needs is missing."""
+    import json
+
+    from vid2vid.doctor import examine, format_report
+    from vid2vid.errors import Vid2VidError
+
+    report = examine(cache=args.cache)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    if not report.core_ok:
+        raise Vid2VidError(f"vid2vid cannot run on this machine: {', '.join(c.name for c in report.failing)} "
+                           "missing; the fixes are listed above")

@@ -16,9 +16,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from vid2vid import errors
+from vid2vid import devices, errors
 from vid2vid.errors import BadInput
 
 FRAME_MODES = ("fps", "all", "i", "p", "b")
@@ -32,7 +32,34 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
-CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+
+
+class Choices(tuple):
+    """A setting's tokens in order; `in` also accepts the older names in `aliases` (old -> new).
+
+    Iterating gives only the current tokens (help, the page's choices, error messages); argparse
+    takes any container as `choices`, so an old name passes its check as well.
+    """
+
+    aliases: dict[str, str]
+
+    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> Choices:
+        self = super().__new__(cls, tokens)
+        self.aliases = dict(aliases or {})
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or value in self.aliases
+
+    def canonical(self, value: Any) -> Any:
+        """The current token for `value` (an old name becomes its new one; anything else is kept)."""
+        return self.aliases.get(value, value) if isinstance(value, str) else value
+
+
+# stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
+# with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
+CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
+KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
 CROSS_FRAME_BLOCKS = ("up", "all")
 
@@ -50,7 +77,8 @@ LABELS = {
 }
 
 
-DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+DEVICES_HELP = devices.NAMES
+METRICS_MIN_SIDE = 16      # the smallest measuring size: DIS flow needs 12 pixels on a side
 
 
 # ---------------------------------------------------------------- field metadata
@@ -166,8 +194,7 @@ class Section:
 
 
 def _check_device(section: str, value: str) -> None:
-    if value != "auto" and not (value == "cpu" or value.startswith("cuda")):
-        raise BadInput("{%s.device} '%s' is not known; use %s" % (section, value, DEVICES_HELP))
+    devices.check_name(value, "{%s.device}" % section)
 
 
 # ---------------------------------------------------------------- sections
@@ -207,12 +234,16 @@ class CorrectSettings(Section):
     motion_lowcut: int = setting(32, "motion mask low-cut 0..255", lo=0, hi=255, label="Motion low-cut")
     depth_lowcut: int = setting(-1, "depth mask low-cut 0..255 (-1 = none)", lo=-1, hi=255, fix="-1 means no cut",
                                 label="Depth low-cut")
-    method: str = setting("seed", "correction method: seed statistics per frame, or flow-guided over the sequence",
-                          choices=CORRECT_METHODS, label="Correction method")
+    method: str = setting("stats", "correction method: stats (masks + statistics per frame; old name seed), or "
+                          "flow (flow-guided over the sequence)", choices=CORRECT_METHODS, label="Correction method")
     flow_strength: float = setting(0.75, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
                                    fix="0.75 is the default", label="Flow strength (flow method)")
     flow_mask: str = setting("none", "flow method: change mask (white = keep the generated frame there)",
                              choices=DELTA_MASKS, label="Flow change mask (flow method)")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # an old method name is stored as the new one, however it is set (TOML, CLI, page, code)
+        super().__setattr__(name, CORRECT_METHODS.canonical(value) if name == "method" else value)
 
     def check(self) -> None:
         if self.motion_highext % 2 != 1:
@@ -275,7 +306,8 @@ class Img2ImgSettings(Section):
                            fix="give 0 (automatic) or the number of batches to run at once",
                            label="CPU model workers (0 = automatic)")
     device: str = setting("auto", f"device: {DEVICES_HELP}")
-    dtype: str = setting("auto", "weights' dtype", choices=("auto", "float32", "float16", "bfloat16"))
+    dtype: str = setting("auto", "weights' dtype (auto: float16 on CUDA, float32 on MPS and the CPU)",
+                        choices=devices.DTYPES)
     prediction: str = setting("auto", "what the UNet predicts: auto (from the model; SD 2.x single files: v), "
                                       "epsilon (SD 2.x 512-base) or v_prediction (SD 2.x 768-v)",
                               choices=PREDICTION_TYPES)
@@ -286,6 +318,7 @@ class Img2ImgSettings(Section):
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
                           label="Debug frame")
+
     # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
                                        "(first) frame, the anchor and the previous frame, or a bank of earlier "
@@ -329,7 +362,7 @@ class UpscaleSettings(Section):
                          run_flag="--upscale-model", label="Upscaler")
     tile: int = setting(0, "tile size in input pixels (0 = automatic)", lo=0, hi=4096, run_flag="--upscale-tile",
                         label="Tile size (0 = automatic)")
-    device: str = setting("auto", "device: auto (Vulkan GPU / CUDA when present), cpu, cuda or cuda:N")
+    device: str = setting("auto", f"device: {DEVICES_HELP} (auto: the first Vulkan GPU when present)")
 
     def check(self) -> None:
         if 0 < self.tile < 32:
@@ -371,6 +404,28 @@ class ExportSettings(Section):
 
 
 @dataclass
+class PropagateSettings(Section):
+    """Key frames: img2img paints only them, stage `propagate` carries them to the other frames."""
+
+    NAME = "propagate"
+    keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
+                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
+                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+    fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
+                                  flag="--key-fill-denoise", label="Fill denoise")
+
+    def check(self) -> None:
+        from vid2vid.propagate import parse_keyframes  # the one reader of the key-frame spec
+
+        parse_keyframes(self.keyframes)
+
+    @property
+    def on(self) -> bool:
+        return self.keyframes.strip().lower() != "off"
+
+
+@dataclass
 class RunSettings(Section):
     """What `vid2vid run` does beyond the stages' own settings."""
 
@@ -384,10 +439,17 @@ class RunSettings(Section):
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
     compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
                                    "side (see `vid2vid compare`)", run_only=True)
+    metrics_size: int = setting(0, "measure the run's closing figures at this longer side in pixels (0 = the "
+                                "output's size; e.g. 256 for long or large videos)", lo=0, run_only=True)
+    metrics_every: int = setting(1, "measure the run's closing figures on every N-th frame pair (1 = all)",
+                                 lo=1, run_only=True)
 
     def check(self) -> None:
         if not self.cache:
             raise BadInput("{run.cache} is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+        if 0 < self.metrics_size < METRICS_MIN_SIDE:
+            raise BadInput("{run.metrics_size} %d is too small; give 0 (the output's size) or at least %d pixels"
+                           % (self.metrics_size, METRICS_MIN_SIDE))
 
 
 @dataclass
@@ -400,6 +462,7 @@ class Settings:
     tags: TagsSettings = field(default_factory=TagsSettings)
     img2img: Img2ImgSettings = field(default_factory=Img2ImgSettings)
     correct: CorrectSettings = field(default_factory=CorrectSettings)
+    propagate: PropagateSettings = field(default_factory=PropagateSettings)
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
@@ -456,7 +519,7 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise BadInput(f"setting [{key}] must be a table")
-            kwargs[key] = from_dict(hint, value, key)
+            kwargs[key] = from_dict(cast(type, hint), value, key)
         elif key in items:                  # a list of tables: [[section.key]]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise BadInput(f"setting [{table}] {key} must be a list of tables ([[{table}.{key}]])")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vid2vid.errors import BadInput
-from vid2vid.metrics import warp
+from vid2vid.opticalflow import warp
 from vid2vid.temporal import FlowOptions, flow_grey, source_link
 
 PRESET = "medium"       # DIS preset of the init's flow (39 ms at 852x480 on one core)

@@ -6,13 +6,20 @@ flag is set, so work stops after the current frame with everything finished kept
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from vid2vid.errors import Interrupted
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that ask a run to stop: SIGINT (Ctrl+C), SIGTERM and, on Windows, SIGBREAK (Ctrl+Break)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
 
 
 @dataclass
@@ -101,7 +108,7 @@ class Job:
         if self.log is not None:
             self.log(text)
 
-    def tracker(self, stage: str, total: int, done: int = 0) -> "Tracker":
+    def tracker(self, stage: str, total: int, done: int = 0) -> Tracker:
         return Tracker(self, stage, total, done)
 
 

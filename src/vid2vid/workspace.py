@@ -1,6 +1,6 @@
 """One folder per input video: layout, manifest, atomic writes, lock and resume bookkeeping.
 
-Layout of a workspace (DESIGN §2)::
+Layout of a workspace::
 
     manifest.json     probe, each stage's parameters, input keys and completion
     log.jsonl         one JSON line per event: stage start/finish, timings, errors
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -27,10 +26,12 @@ import re
 import shutil
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from vid2vid import locking, pathnames
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
 
 MANIFEST = "manifest.json"
@@ -105,22 +106,10 @@ def remove_stale_temp(path: str | Path) -> int:
         return 0
     for p in path.parent.iterdir():
         m = pattern.match(p.name)
-        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+        if m and p.is_file() and not locking.pid_alive(int(m.group(1))):
             _unlink_quietly(p)
             n += 1
     return n
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_temp_files(folder: Path) -> int:
@@ -199,26 +188,27 @@ class Workspace:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
-        self._lock_fh = None
+        self._lock: locking.Lock | None = None
         self._manifest: dict | None = None
 
     # -- construction
 
     @classmethod
-    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> "Workspace":
+    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> Workspace:
         return cls(Path(cache) / workspace_name(video))
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         """Create the folder (with a clear error when that is impossible)."""
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
+        pathnames.check_new_folder(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _disk_error(self.root, exc) from exc
         return self
 
-    def require(self) -> "Workspace":
+    def require(self) -> Workspace:
         """Check that this is a workspace made by `extract`."""
         if not (self.root / MANIFEST).is_file():
             raise BadInput(f"{self.root} is not a workspace (no {MANIFEST}); make one with "
@@ -237,45 +227,32 @@ class Workspace:
     # -- lock
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator["Workspace"]:
+    def locked(self) -> Iterator[Workspace]:
         """Hold the workspace lock; a second run gets `WorkspaceBusy` instead of interleaving.
 
-        flock is released by the kernel when the process dies, so a killed run never leaves
-        a stale lock behind.
+        The lock (locking.py: flock, msvcrt or a pid file) never outlives a killed holder, so a
+        killed run never blocks the next one.
         """
-        if self._lock_fh is not None:      # re-entrant within one process
+        if self._lock is not None:      # re-entrant within one process
             yield self
             return
         self.ensure()
-        lock_path = self.root / LOCKFILE
+        lock = locking.file_lock(self.root / LOCKFILE)
         try:
-            fh = open(lock_path, "a+")
+            lock.acquire()
+        except locking.LockHeld as held:
+            raise WorkspaceBusy(f"workspace {self.root} is in use by {held.holder}; wait for it to finish "
+                                f"(or stop it) and run again{'; ' + held.hint if held.hint else ''}") from None
         except OSError as exc:
-            raise _disk_error(lock_path, exc) from exc
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise WorkspaceBusy(f"workspace {self.root} is in use by {holder}; wait for it to finish "
-                                "(or stop it) and run again") from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}")
-            fh.flush()
-        except OSError:
-            pass
-        self._lock_fh = fh
+            raise _disk_error(self.root / LOCKFILE, exc) from exc
+        self._lock = lock
         try:
             for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir())]:
                 remove_temp_files(folder)
             yield self
         finally:
-            self._lock_fh = None
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
+            self._lock = None
+            lock.release()
 
     # -- manifest
 
@@ -302,6 +279,10 @@ class Workspace:
 
     def stage_record(self, name: str) -> dict | None:
         return self.manifest["stages"].get(name)
+
+    def stage_info(self, name: str) -> dict:
+        """A copy of what stage `name` recorded about its run; the stage must have begun (KeyError otherwise)."""
+        return dict(self.manifest["stages"][name].get("info", {}))
 
     def is_complete(self, name: str) -> bool:
         rec = self.stage_record(name)
@@ -331,7 +312,7 @@ class Workspace:
             if not self.is_complete(dep):
                 raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
                                f"date in {self.root}; run `vid2vid {dep} -w {self.root}` first")
-        input_keys = {dep: self.stage_record(dep)["key"] for dep in inputs}
+        input_keys = {dep: self.manifest["stages"][dep]["key"] for dep in inputs}
         key = params_key({"params": params, "inputs": input_keys})
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:

@@ -223,21 +223,20 @@ class CrossFrame:
     """Cross-frame attention on one UNet for one stage run: processors installed, references kept.
 
         with CrossFrame(unet, "anchor") as xf:
-            out = xf.run([1], keep=True, fn=engine.repaint, canvases=..., masks=None)
-            out = xf.run([2, 3], keep=False, fn=engine.repaint, ...)
+            out = xf.run(1, (), True, engine.repaint, canvases, None)      # frame 1, kept
+            out = xf.run(None, (1,), False, engine.repaint, ...)           # frames 2, 3 read frame 1
 
-    `run` samples the frames (one batch) with their references (which must be the same for all
-    of them) and, with keep, records the frame's own inputs for later frames (a batch of one).
+    `run` samples one batch reading the recordings of `refs` (`references(mode, t)` says which a
+    frame reads) and, with keep, records the batch's one frame for later frames.
     `release(frames)` drops recordings no later frame reads. Several threads may `run` at once.
     """
 
-    def __init__(self, unet: torch.nn.Module, mode: str = "anchor", blocks: str = "up", bank: int = 4,
-                 keyframes: tuple[int, ...] = ()):
+    def __init__(self, unet: torch.nn.Module, mode: str = "anchor", blocks: str = "up", bank: int = 4):
         if mode not in MODES or mode == "none":
             raise BadInput(f"cross-frame mode '{mode}' is not known here; use one of: {', '.join(MODES[1:])}")
         if bank < 1:
             raise BadInput(f"cross-frame bank {bank} must be at least 1")
-        self.unet, self.mode, self.blocks, self.bank, self.keyframes = unet, mode, blocks, bank, tuple(keyframes)
+        self.unet, self.mode, self.blocks, self.bank = unet, mode, blocks, bank
         self.layers = chosen_layers(unet, blocks)
         if not self.layers:
             raise BadInput(f"this UNet has no self-attention in the '{blocks}' blocks; use cross-frame blocks all")
@@ -251,24 +250,17 @@ class CrossFrame:
         unet.set_attn_processor({name: CrossFrameProcessor(name, p) if name in self.layers else p
                                  for name, p in current.items()})
 
-    def references(self, t: int) -> tuple[int, ...]:
-        return references(self.mode, t, self.bank, self.keyframes)
-
-    def run(self, frames: list[int], keep: bool, fn, *args, **kwargs):
-        """fn(*args, **kwargs) (one sampling of `frames`) with their references joined."""
-        refs = {self.references(t) for t in frames}
-        if len(refs) != 1:
-            raise ValueError(f"frames {frames} read different references; sample them in separate batches")
-        if keep and len(frames) != 1:
-            raise ValueError("a reference frame is sampled alone (a batch of one)")
+    def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
+        """fn(*args, **kwargs) (one sampling) joining the K/V recorded for `refs`; with keep, the
+        sampling (of `frame`, a batch of one) is recorded for later frames."""
         with self._lock:
-            recs = [self.recorded[r] for r in refs.pop()]
+            recs = [self.recorded[r] for r in refs]
         record = Recording() if keep else None
         with attending(recs, record):
             out = fn(*args, **kwargs)
         if keep:
             with self._lock:
-                self.recorded[frames[0]] = record
+                self.recorded[frame] = record
                 self.peak_bytes = max(self.peak_bytes, self.nbytes())
         return out
 

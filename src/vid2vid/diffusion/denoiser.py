@@ -24,25 +24,19 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from vid2vid import devices
 from vid2vid.diffusion import shared_prefix
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput
 
 
-def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
-    """Fractional training timestep of each sigma (B,), interpolating over log sigmas (T,) ascending."""
-    log_sigma = sigma.float().log().clamp(log_sigmas[0], log_sigmas[-1])
-    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
-    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-    return (idx - 1).float() + w
-
-
 class Timings:
-    """Seconds spent per part (text encoder, UNet, VAE, ...), synchronising CUDA for honest numbers."""
+    """Seconds spent per part (text encoder, UNet, VAE, ...), synchronising the GPU for honest numbers."""
 
     def __init__(self, device: torch.device):
         self.seconds: dict[str, float] = defaultdict(float)
-        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.sync = self.device.type != "cpu"
         self.lock = threading.Lock()       # model workers add their seconds from several threads
 
     def measure(self, part: str):
@@ -50,13 +44,13 @@ class Timings:
 
         class _Ctx:
             def __enter__(self):
-                if timings.cuda:
-                    torch.cuda.synchronize()
+                if timings.sync:
+                    devices.synchronize(timings.device)
                 self.t0 = time.perf_counter()
 
             def __exit__(self, *exc):
-                if timings.cuda:
-                    torch.cuda.synchronize()
+                if timings.sync:
+                    devices.synchronize(timings.device)
                 elapsed = time.perf_counter() - self.t0
                 with timings.lock:
                     timings.seconds[part] += elapsed
@@ -116,8 +110,9 @@ class CFGDenoiser:
         self.calls += 1
         extra = {}
         if pooled is not None:
-            extra["added_cond_kwargs"] = {"text_embeds": pooled,
-                                          "time_ids": self.time_ids.expand(z.shape[0], -1)}
+            time_ids = self.time_ids
+            assert time_ids is not None             # set with the pooled embeddings (SDXL)
+            extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
         if self.timings is None:
             return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
         with self.timings.measure("unet"):

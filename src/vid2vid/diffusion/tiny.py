@@ -232,7 +232,7 @@ def make_passthrough_vae(vae) -> None:
 
     A random VAE turns any frame into noise, so nothing downstream shows what the stages do. Here
     every residual branch is zeroed (ResNet blocks and attention become identities), the
-    convolutions carry channel c through unchanged (the down-samplers average 3x3), and the first
+    convolutions carry channel c through unchanged (the up- and down-samplers average 3x3), and the first
     convolution writes each colour twice, as +x and -x: after the per-channel GroupNorm and SiLU
     that the architecture imposes, silu(a) - silu(-a) = a recovers the normalised colour exactly.
     What is lost is each channel's mean and contrast per frame (GroupNorm), and detail finer than
@@ -287,7 +287,7 @@ def make_passthrough_vae(vae) -> None:
     for b in dec.up_blocks:
         identity_blocks(b)
         for us in b.upsamplers or []:
-            carry(us.conv)
+            carry(us.conv, average=True)        # nearest 2x then a 3x3 mean: smooth, not blocky
     identity_blocks(dec.mid_block)
     pair_out(dec.conv_out, 0.5)
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -31,15 +32,18 @@ def _read_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+READ_AHEAD = 4
+
+
 def _frames(paths: list[Path]) -> Iterator[np.ndarray]:
-    """Read frames in order with a little read-ahead on a second thread."""
+    """Read frames in order with a little read-ahead on a second thread (READ_AHEAD frames are
+    pending at most, however long the video)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = [pool.submit(_read_rgb, p) for p in paths[:4]]
-        for i in range(len(paths)):
-            img = futures[i].result()
-            if i + 4 < len(paths):
-                futures.append(pool.submit(_read_rgb, paths[i + 4]))
-            futures[i] = None
+        pending = deque(pool.submit(_read_rgb, p) for p in paths[:READ_AHEAD])
+        for nxt in range(READ_AHEAD, len(paths) + READ_AHEAD):
+            img = pending.popleft().result()
+            if nxt < len(paths):
+                pending.append(pool.submit(_read_rgb, paths[nxt]))
             yield img
 
 

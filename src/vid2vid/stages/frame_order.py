@@ -9,6 +9,9 @@ K/V must not depend on the batch layout) and keep their K/V for the other frames
 Cross-frame modes that read the previous frame (anchor-prev, bank) and flow-guided init (it reads
 the previous output) make the frames sequential: one frame at a time in frame order, with one
 model worker, and no distributed run. `sequential(settings)` is the one place that says so.
+With key frames (propagate), only the keys are painted: blocks, anchors and "previous" count
+positions among the painted frames, so the anchor is the first key and the previous frame is the
+previous key.
 A sequential run that starts after frame 1 (a resume, `--single N`) first samples again every
 earlier frame whose K/V the frames to do read, directly or through their references, so it
 computes exactly what an uninterrupted run had; it writes only the frames that were missing.
@@ -38,10 +41,11 @@ def why_sequential(s: Img2ImgSettings) -> str:
 
 @dataclass(frozen=True)
 class Unit:
-    """One sampling call: `frames` in one batch; `keep`: record its K/V for later frames (a batch
-    of one); `release`: recorded frames that no later unit reads, to drop after this one."""
+    """One sampling call: `frames` in one batch, reading the K/V of `refs`; `keep`: record its K/V
+    for later frames (a batch of one); `release`: recorded frames no later unit reads, to drop after it."""
 
     frames: tuple[int, ...]
+    refs: tuple[int, ...] = ()
     keep: bool = False
     release: tuple[int, ...] = ()
 
@@ -56,10 +60,16 @@ def blocks(todo: list[int], n: int, batch_size: int, skip: set[int] = frozenset(
     return out
 
 
-def plan(s: Img2ImgSettings, n: int, todo: list[int]) -> list[Unit]:
-    """The sampling calls that produce the frames `todo` (1-based, of n) as an uninterrupted run does."""
-    todo = sorted(set(todo))
-    mode, bank = s.cross_frame, s.cross_frame_bank
+def plan(s: Img2ImgSettings, order: list[int], todo: list[int]) -> list[Unit]:
+    """The sampling calls that produce the frames `todo` as an uninterrupted run does.
+
+    order: the 1-based frames the run paints, ascending (every frame, or the key frames); todo: those
+    of them still to make. Frames in the units are frame numbers; the plan counts positions in `order`.
+    """
+    frame = {k: f for k, f in enumerate(order, 1)}
+    pos = {f: k for k, f in frame.items()}
+    todo = sorted({pos[f] for f in todo})
+    n, mode, bank = len(order), s.cross_frame, s.cross_frame_bank
     need: set[int] = set()
     for t in todo:
         need |= needed_before(mode, t, bank)
@@ -75,9 +85,13 @@ def plan(s: Img2ImgSettings, n: int, todo: list[int]) -> list[Unit]:
                 last_read[r] = k
     units = []
     for k, g in enumerate(groups):
+        refs = {references(mode, f, bank) for f in g}
+        if len(refs) != 1:
+            raise RuntimeError(f"frames {g} of one batch read different references")
         keep = len(g) == 1 and g[0] in last_read
-        release = tuple(sorted(r for r, last in last_read.items() if last == k))
-        units.append(Unit(g, keep, release))
+        release = sorted(r for r, last in last_read.items() if last == k)
+        units.append(Unit(tuple(frame[f] for f in g), tuple(frame[r] for r in refs.pop()), keep,
+                          tuple(frame[r] for r in release)))
     return units
 
 

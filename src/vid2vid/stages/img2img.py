@@ -1,6 +1,10 @@
 """Stage `img2img`: every extracted frame repainted, then frame delta correction, into `img2img/`.
 
-Work per frame t (1-based), DESIGN §4:
+With key frames (`--keyframes every:K | motion:T`) only the key frames are painted, under their own
+frame numbers, without the frame delta correction (keys lie frames apart); stage `propagate`
+makes the rest.
+
+Work per frame t (1-based):
     canvas_t  = fit(src_t, width, height, resize)          (reader thread)
     d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
     spatial_t = motion / depth inpainting mask or none     (motion masks start at frame 2)
@@ -26,21 +30,22 @@ without touching the stage's record.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
+from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import frame_order, table
+from vid2vid.stages.correct import key_params
+from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
@@ -71,8 +76,7 @@ def _path_identity(spec: str) -> dict:
     """Name plus size and time for a file, so that replacing a checkpoint invalidates the stage."""
     p = Path(spec).expanduser()
     if p.is_file():
-        st = p.stat()
-        return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return file_id(p).record(ns=True)
     return {"spec": spec}
 
 
@@ -83,7 +87,12 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
-    return {"img2img": gen, "correct": config.to_dict(settings.correct)}
+    params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
+    if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
+        from vid2vid.propagate import parse_keyframes
+
+        params["keyframes"] = str(parse_keyframes(settings.propagate.keyframes))
+    return params
 
 
 def needs_depth(c: config.CorrectSettings) -> bool:
@@ -110,7 +119,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
         canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
         delta = None
         if i > 1:
-            if prev_i != i - 1:
+            if prev_i != i - 1 or prev_canvas is None:
                 prev_canvas = imageops.fit(imageops.read_image(frames[i - 2]), s.width, s.height, s.resize)
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
@@ -122,101 +131,6 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             motion = source_motion(prev_canvas, canvas)
         yield FrameJob(i, canvas, delta, depth, spatial, motion)
         prev_i, prev_canvas = i, canvas
-
-
-# ---------------------------------------------------------------- threads
-
-_END = object()
-
-
-def prefetch(it: Iterator, depth: int) -> Iterator:
-    """Run iterator `it` in a thread, `depth` items ahead; exceptions surface in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work():
-        try:
-            while not stop.is_set():
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                q.put(item)
-        except BaseException as exc:          # handed to the consumer, which re-raises it
-            q.put(exc)
-            return
-        q.put(_END)
-
-    th = threading.Thread(target=work, name="img2img-reader", daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():                  # unblock a reader waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
-
-
-class SequentialWriter:
-    """One thread that handles items (decode, correct, write) strictly in the order they are handed in."""
-
-    def __init__(self, handle: Callable[..., None], depth: int = 2):
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.handle = handle
-        self.thread = threading.Thread(target=self._work, name="img2img-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is _END:
-                return
-            if self.error is not None:
-                continue                      # drain after a failure; nothing more is written
-            try:
-                self.handle(*item)
-            except BaseException as exc:      # handed to the main thread by check()/close()
-                self.error = exc
-
-    def put(self, *item) -> None:
-        self.check()
-        self.q.put(item)
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        """Finish every item handed in (finished work is never dropped), then re-raise a failure."""
-        self.q.put(_END)
-        self.thread.join()
-        self.check()
-
-
-class InlineWriter:
-    """The writer of a run whose next frame reads the previous output: handles each item at once."""
-
-    def __init__(self, handle: Callable[..., None]):
-        self.handle = handle
-
-    def put(self, *item) -> None:
-        self.handle(*item)
-
-    def check(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 # ---------------------------------------------------------------- model workers
@@ -241,31 +155,6 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
     return workers, max(1, threads // workers)
 
 
-class InlineExecutor:
-    """The executor for one worker: runs each job at once on the calling thread (a GPU's only driver)."""
-
-    def submit(self, fn, *args) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:          # handed to whoever reads the result
-            fut.set_exception(exc)
-        return fut
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
-
-
-def worker_pool(workers: int, threads: int):
-    """An executor running model work on `workers` threads, each with `threads` intra-op threads."""
-    if workers == 1:
-        return InlineExecutor()
-    import torch
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="img2img-model",
-                              initializer=torch.set_num_threads, initargs=(threads,))
-
-
 # ---------------------------------------------------------------- stage
 
 def check(settings: config.Settings) -> None:
@@ -276,6 +165,7 @@ def check(settings: config.Settings) -> None:
 
 
 def _load(settings: config.Settings, job: Job, model=None):
+    from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
@@ -286,6 +176,7 @@ def _load(settings: config.Settings, job: Job, model=None):
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
                            prediction_type=s.prediction_type())
+    job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     engine = Img2ImgEngine(model, s)
     job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
     return engine
@@ -299,6 +190,21 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     it then computes every frame in the same batch as an uninterrupted run, bit for bit.
     """
     return [i for block in frame_order.blocks(todo, n, batch_size) for i in block]
+
+
+def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job) -> list[int]:
+    """1-based frames this run paints: every frame, or with key frames on the keys (those recorded for
+    the same parameters, else chosen from the source, see stages.propagate.workspace_keys)."""
+    n = len(ws.frames())
+    if not settings.propagate.on:
+        return list(range(1, n + 1))
+    if rec and rec.get("params") == params and rec.get("info", {}).get("keys"):
+        return list(rec["info"]["keys"])
+    from vid2vid.stages.propagate import workspace_keys
+
+    keys = [k + 1 for k in workspace_keys(ws, settings, job)]
+    job.say(f"img2img: {len(keys)} key frames of {n} ({settings.propagate.keyframes}, scene cuts included)")
+    return keys
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
@@ -327,16 +233,22 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
-    targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
     rec = ws.stage_record(STAGE)
-    maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and all(p.exists() for p in targets))
+    check_flow_init_keys(settings)
+    keys = _keys(ws, settings, params, rec, job)          # 1-based frames to paint: all, or the key frames
+    targets = {i: out_dir / frame_name(i) for i in keys}
+    maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
+                      all(p.exists() for p in targets.values()))
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
-    todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
+    keyed = settings.propagate.on
+    if keyed:
+        ws.update_stage_info(STAGE, keys=keys, keyframes=params["keyframes"])
+    todo = [i for i, p in targets.items() if not p.exists()]
     if status.state == "done" and not todo:
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -353,14 +265,14 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             return None
         if i - 1 in prev_out:
             return prev_out.pop(i - 1)
-        return imageops.read_image(targets[i - 2])
+        return imageops.read_image(targets[i - 1])
 
     def finish_frame(fj: FrameJob, generated: np.ndarray) -> None:
         # correction in frame order, then atomic writes; the 8-bit result is the next prev_out
         if fj.index not in missing:
             return        # regenerated only to keep its batch whole (see batch_aligned); already written
         t0 = time.perf_counter()
-        if c.method == "seed":
+        if c.method == "stats" and not keyed:
             out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
         else:             # a sequence-level method (flow) corrects later, in its own stage
             out, mask = generated, None
@@ -370,8 +282,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         t1 = time.perf_counter()
         if mask is not None and (c.delta_mask == "motion" or c.spatial_mask == "motion"):
             imageops.write_mask(mask_dir / frame_name(fj.index), mask)
-        imageops.write_image(targets[fj.index - 1], out8)
-        prev_out[fj.index] = imageops.to_float(out8)
+        imageops.write_image(targets[fj.index], out8)
+        if not keyed:
+            prev_out[fj.index] = imageops.to_float(out8)
         t2 = time.perf_counter()
         times["correct"] += t1 - t0
         times["write"] += t2 - t1
@@ -398,23 +311,24 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     def previous_output(i: int) -> np.ndarray:
         """o_(i-1) as written, for flow init (this run's memory or the file)."""
-        return prev_out[i - 1] if i - 1 in prev_out else imageops.read_image(targets[i - 2])
+        return prev_out[i - 1] if i - 1 in prev_out else imageops.read_image(out_dir / frame_name(i - 1))
 
     # 4. model work (encode, sample, decode) on the workers, while the reader prepares the next
     #    batch and the writer corrects and writes finished batches in frame order
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = worker_layout(s, engine.device.type, len(frames), threads_before)
+    workers, threads = worker_layout(s, engine.device.type, len(targets), threads_before)
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
-    units = frame_order.plan(s, len(frames), todo)
+    units = frame_order.plan(s, keys, todo)
     say_order(job, s, units, missing)
 
-    writer = InlineWriter(finish_batch) if s.flow_init > 0 else SequentialWriter(finish_batch, depth=1)
-    pool = worker_pool(workers, threads)
+    writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
+        SequentialWriter(finish_batch, depth=1, name="img2img-writer")
+    pool = worker_pool(workers, threads, name="img2img-model")
     xf = cross_frame(engine, s)
     pending: deque = deque()              # (batch, future) in frame order
 
@@ -425,7 +339,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     try:
         jobs = frame_jobs(ws, frames, frame_order.frames_of(units), settings)
-        for unit, batch, cmasks in prefetch(timed(unit_batches(jobs, units)), 1):
+        for unit, batch, cmasks in prefetch(timed(unit_batches(jobs, units)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
@@ -451,17 +365,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **extra, **engine.describe())
-    return dict(ws.stage_record(STAGE)["info"])
-
-
-def hand_over_finished(pending: deque, writer: SequentialWriter) -> None:
-    """Hand the writer every leading batch whose generation finished (after an interruption)."""
-    while pending:
-        batch, fut = pending[0]
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        pending.popleft()
-        writer.put(batch, fut.result())
+    return ws.stage_info(STAGE)
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:
@@ -478,7 +382,12 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     n, t = len(frames), s.single
     if t > n:
         raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
-    units = frame_order.plan(s, n, [t])
+    check_flow_init_keys(settings)
+    order = list(range(1, n + 1))
+    if settings.propagate.on:
+        keys = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
+        order = keys if t in keys else order      # a key is painted as the keyed run paints it
+    units = frame_order.plan(s, order, [t])
     lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
                and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
     if lacking:
@@ -489,7 +398,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         job.say(f"img2img: frame {t} is sampled as a full run samples it: "
                 f"{len(frame_order.frames_of(units))} frames in {len(units)} call(s)")
     threads_before = torch.get_num_threads()
-    _, threads = worker_layout(s, engine.device.type, n, threads_before)
+    _, threads = worker_layout(s, engine.device.type, len(order), threads_before)
     torch.set_num_threads(threads)
     xf = cross_frame(engine, s)
     generated = None
@@ -514,6 +423,29 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
 
 # ---------------------------------------------------------------- frame order, cross-frame attention, flow init
 # (issue 15: diffusion/crossframe.py, flowinit.py, stages/frame_order.py hold the mechanisms)
+
+class InlineWriter:
+    """The writer of a run whose next frame reads the previous output: handles each item at once."""
+
+    def __init__(self, handle: Callable[..., None]):
+        self.handle = handle
+
+    def put(self, *item) -> None:
+        self.handle(*item)
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_flow_init_keys(settings: config.Settings) -> None:
+    """Flow init reads the previous frame's output, which a key-frame run does not paint."""
+    if settings.img2img.flow_init > 0 and settings.propagate.on:
+        raise BadInput("flow init reads the previous frame's output, which key frames leave unpainted; set "
+                       "{img2img.flow_init} to 0 or turn {propagate.keyframes} off")
+
 
 def worker_layout(s: config.Img2ImgSettings, device_type: str, n: int, threads: int) -> tuple[int, int]:
     """(workers, threads per worker) of a run over n frames; sequential runs have one worker."""
@@ -545,7 +477,7 @@ def sample_unit(xf, engine, unit: frame_order.Unit, canvases: list[np.ndarray], 
     """Repaint one unit's canvases, reading (and with unit.keep recording) cross-frame K/V."""
     if xf is None:
         return engine.repaint(canvases, masks)
-    out = xf.run(list(unit.frames), unit.keep, engine.repaint, canvases, masks)
+    out = xf.run(unit.frames[0] if unit.keep else None, unit.refs, unit.keep, engine.repaint, canvases, masks)
     xf.release(unit.release)
     return out
 

@@ -6,10 +6,10 @@ fractions, so there is no drift over long videos, and variable frame rate input 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -34,8 +34,11 @@ class DecodedFrame:
         return self.frame.to_ndarray(format="rgb24")
 
 
-def exact_fps(fps: float) -> Fraction:
-    """A user's fps as an exact fraction (29.97 -> 2997/100, 12 -> 12)."""
+def exact_fps(fps: float | Fraction) -> Fraction:
+    """A user's fps (or a time in seconds) as an exact fraction: a float as the nearest fraction with
+    a denominator up to 10^6 (29.97 -> 2997/100, 12 -> 12), a Fraction as it is."""
+    if isinstance(fps, Fraction):
+        return fps
     return Fraction(fps).limit_denominator(1_000_000)
 
 
@@ -45,12 +48,13 @@ def _frame_time(frame: av.VideoFrame, fallback: Fraction) -> Fraction:
     return frame.pts * Fraction(frame.time_base.numerator, frame.time_base.denominator)
 
 
-def iter_frames(path: str | Path, mode: str = "fps", fps: float = 12.0,
-                end_time: float | None = None) -> Iterator[DecodedFrame]:
+def iter_frames(path: str | Path, mode: str = "fps", fps: float | Fraction = 12.0,
+                end_time: float | Fraction | None = None) -> Iterator[DecodedFrame]:
     """Yield the selected frames of a video in display order.
 
     mode: "fps" (fixed rate; `end_time` = source duration bounds the last sample), "all",
-    or "i" / "p" / "b" (the decoder's own picture types).
+    or "i" / "p" / "b" (the decoder's own picture types). A Fraction fps or end_time is used
+    exactly (a float is read as the nearest fraction with a denominator up to 10^6).
     """
     if mode not in ("fps", "all", "i", "p", "b"):
         raise BadInput(f"frame selection '{mode}' is not known; use fps, all, i, p or b")
@@ -67,7 +71,8 @@ def _decoded(container, stream) -> Iterator[av.VideoFrame]:
         return  # a truncated or damaged tail: keep what decoded
 
 
-def _select(container, stream, mode: str, fps: float, end_time: float | None) -> Iterator[DecodedFrame]:
+def _select(container, stream, mode: str, fps: float | Fraction,
+            end_time: float | Fraction | None) -> Iterator[DecodedFrame]:
     n_out = 0
     if mode == "fps":
         step = 1 / exact_fps(fps)
@@ -83,9 +88,9 @@ def _select(container, stream, mode: str, fps: float, end_time: float | None) ->
                 yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
                 n_out += 1
             prev, last_time = frame, t
-        if prev is None:
+        if prev is None or start is None:
             return
-        end = Fraction(end_time).limit_denominator(1_000_000) if end_time else None
+        end = exact_fps(end_time) if end_time else None
         # the last frame stays on screen until the end of the video
         stop = (start + end) if end is not None else last_time + step / 2
         while start + n_out * step < stop - Fraction(1, 1_000_000) or n_out == 0:
