@@ -62,6 +62,8 @@ CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
 KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 DEINTERLACE_MODES = ("auto", "on", "off")
+CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
+CROSS_FRAME_BLOCKS = ("up", "all")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -75,6 +77,7 @@ LABELS = {
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
     "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
     "folder": "my own images (folder)",
+    "anchor": "anchor (first frame)", "anchor-prev": "anchor + previous frame", "bank": "bank of earlier frames",
 }
 
 
@@ -368,6 +371,21 @@ class Img2ImgSettings(Section):
     controlnet: list[ControlNetSettings] = setting(
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
+
+    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
+                                       "(first) frame, the anchor and the previous frame, or a bank of earlier "
+                                       "frames; anchor-prev and bank make img2img sequential (batch 1, one model "
+                                       "worker, no distributed run)", choices=CROSS_FRAME_MODES,
+                               label="Cross-frame attention")
+    cross_frame_blocks: str = setting("up", "UNet blocks with cross-frame attention: up (as Rerender) or all",
+                                      choices=CROSS_FRAME_BLOCKS, label="Cross-frame blocks")
+    cross_frame_bank: int = setting(4, "bank mode: how many earlier frames each frame reads", lo=1, hi=16,
+                                    label="Cross-frame bank size")
+    flow_init: float = setting(0.0, "flow-guided init: the previous output warped along the source flow into the "
+                                    "init image where the motion is trusted (0 = off; above 0 img2img is "
+                                    "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
+                               label="Flow-guided init strength")
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):

@@ -35,8 +35,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from vid2vid.errors import BadInput, Interrupted, render_settings
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import control as ctl
-from vid2vid.stages import table
+from vid2vid.stages import frame_order, table
 from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
@@ -72,6 +73,7 @@ class FrameJob:
     depth: np.ndarray | None        # float32 HxWx1 [0, 1]
     spatial: np.ndarray | None      # float32 HxWx1 [0, 1], 1 = may change
     control: list[np.ndarray] | None = None   # ControlNet images, one per net (float32 HxWx3 [0, 1])
+    motion: Any = None              # flowinit.SourceMotion from frame index-1 (flow init only)
 
 
 # ---------------------------------------------------------------- parameters
@@ -132,19 +134,14 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
         # ControlNet (issue 14): the control stage's images of this frame
         control = [imageops.read_image(ctl.image_path(ws, n, cn, i)) for n, cn in enumerate(s.controlnet, 1)] \
             if s.controlnet else None
-        yield FrameJob(i, canvas, delta, depth, spatial, control)
+        motion = None
+        if s.flow_init > 0 and i > 1:          # flow-guided init (issue 15): the source's motion
+            from vid2vid.flowinit import source_motion
+
+            assert prev_canvas is not None         # frame i - 1 came first
+            motion = source_motion(prev_canvas, canvas)
+        yield FrameJob(i, canvas, delta, depth, spatial, control, motion)
         prev_i, prev_canvas = i, canvas
-
-
-def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
-    batch: list[FrameJob] = []
-    for j in jobs:
-        batch.append(j)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # ---------------------------------------------------------------- model workers
@@ -244,8 +241,7 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     run regenerates the whole block that holds a missing frame (writing only the missing ones):
     it then computes every frame in the same batch as an uninterrupted run, bit for bit.
     """
-    blocks = sorted({(i - 1) // batch_size for i in todo})
-    return [i for b in blocks for i in range(b * batch_size + 1, min((b + 1) * batch_size, n) + 1)]
+    return [i for block in frame_order.blocks(todo, n, batch_size) for i in block]
 
 
 def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job) -> list[int]:
@@ -261,12 +257,6 @@ def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | No
     keys = [k + 1 for k in workspace_keys(ws, settings, job)]
     job.say(f"img2img: {len(keys)} key frames of {n} ({settings.propagate.keyframes}, scene cuts included)")
     return keys
-
-
-def _aligned(todo: list[int], order: list[int], batch_size: int) -> list[int]:
-    """batch_aligned over the positions of the frames to paint (`order`: all frames, or the keys)."""
-    pos = {i: k for k, i in enumerate(order, 1)}
-    return [order[k - 1] for k in batch_aligned([pos[i] for i in todo], len(order), batch_size)]
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
@@ -301,6 +291,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     params = stage_params(settings)
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
     rec = ws.stage_record(STAGE)
+    check_flow_init_keys(settings)
     keys = _keys(ws, settings, params, rec, job)          # 1-based frames to paint: all, or the key frames
     targets = {i: out_dir / frame_name(i) for i in keys}
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
@@ -365,28 +356,38 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         for fj, g in zip(batch, generated):
             finish_frame(fj, g)
 
-    def timed(jobs: Iterator[list[FrameJob]]):
+    def timed(jobs: Iterator[tuple[frame_order.Unit, list[FrameJob]]]):
         # reader thread: read, fit, deltas and masks of the next batch
         while True:
             t0 = time.perf_counter()
-            batch = next(jobs, None)
+            item = next(jobs, None)
             times["read"] += time.perf_counter() - t0
-            if batch is None:
+            if item is None:
                 return
-            yield batch, engine.canvas_masks([fj.spatial for fj in batch])
+            unit, batch = item
+            yield unit, batch, engine.canvas_masks([fj.spatial for fj in batch])
+
+    def previous_output(i: int) -> np.ndarray:
+        """o_(i-1) as written, for flow init (this run's memory or the file)."""
+        return prev_out[i - 1] if i - 1 in prev_out else imageops.read_image(out_dir / frame_name(i - 1))
 
     # 4. model work (encode, sample, decode) on the workers, while the reader prepares the next
     #    batch and the writer corrects and writes finished batches in frame order
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(targets) / s.batch_size),
-                                     threads_before)
+    workers, threads = worker_layout(s, engine.device.type, len(targets), threads_before)
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+    # cross-frame attention / flow init (issue 15): the plan says which frames run together and
+    # which K/V they read; sequential modes run one frame at a time (see frame_order)
+    units = frame_order.plan(s, keys, todo)
+    say_order(job, s, units, missing)
 
-    writer = SequentialWriter(finish_batch, depth=1, name="img2img-writer")
+    writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
+        SequentialWriter(finish_batch, depth=1, name="img2img-writer")
     pool = worker_pool(workers, threads, name="img2img-model")
+    xf = cross_frame(engine, s)
     pending: deque = deque()              # (batch, future) in frame order
 
     def hand_over(keep: int) -> None:
@@ -395,14 +396,16 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.put(batch, fut.result())
 
     try:
-        jobs = frame_jobs(ws, frames, _aligned(todo, keys, s.batch_size), settings)
-        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1, name="img2img-reader"):
+        jobs = frame_jobs(ws, frames, frame_order.frames_of(units), settings)
+        for unit, batch, cmasks in prefetch(timed(unit_batches(jobs, units)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
+            canvases = [init_canvas(fj, s, previous_output) for fj in batch]
             controls = [fj.control for fj in batch] if s.controlnet else None
-            pending.append((batch, pool.submit(engine.repaint, [fj.canvas for fj in batch], cmasks, None, None,
-                                               controls)))
+            pending.append((batch, pool.submit(sample_unit, xf, engine, unit, canvases, cmasks, controls)))
+            if unit.keep:
+                hand_over(0)              # later units read its K/V
         hand_over(0)
     except Interrupted:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -411,32 +414,160 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
+        if xf is not None:
+            xf.close()                    # the model's own attention processors are back
         if workers > 1:
             torch.set_num_threads(threads_before)
 
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
+    extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **engine.describe())
+                      model_workers=workers, threads_per_worker=threads, **extra, **engine.describe())
     return ws.stage_info(STAGE)
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:
-    """Debug mode: generate frame `single` alone into img2img.debug/ (the real sigmas are said and returned)."""
-    s = settings.img2img
-    if s.single > len(frames):
-        raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
-    engine = _load(settings, job, model)
-    fj = next(frame_jobs(ws, frames, [s.single], replace(settings, img2img=replace(s, controlnet=[]))))
-    # ControlNet (issue 14): this frame's control images, made here and written beside it
-    controls = [imageops.to_float(c) for c in ctl.FrameControls(ws, settings)(s.single)] if s.controlnet else None
-    generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial],
-                                controls=None if controls is None else [controls])[0]
-    path = ws.path(DEBUG, frame_name(s.single))
-    for n, (cn, img) in enumerate(zip(s.controlnet, controls or []), 1):
-        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n, cn)}.png"), img)
-    imageops.write_image(path, generated)
-    job.say(f"img2img: frame {s.single} written to {path}")
-    ws.log("img2img-single", frame=s.single, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
-    return {"frame": s.single, "output": str(path), **engine.describe()}
+    """Debug mode: generate frame `single` into img2img.debug/ (the real sigmas are said and returned).
 
+    The frame is sampled as a full run samples it, so the file holds that run's raw generated
+    frame: with its whole batch block, after the anchor it reads, after every earlier frame
+    whose K/V it reads in a sequential mode, with the run's threads per worker; flow init reads
+    the previous output from img2img/.
+    """
+    import torch
+
+    s = settings.img2img
+    n, t = len(frames), s.single
+    if t > n:
+        raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
+    check_flow_init_keys(settings)
+    order = list(range(1, n + 1))
+    if settings.propagate.on:
+        keys = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
+        order = keys if t in keys else order      # a key is painted as the keyed run paints it
+    units = frame_order.plan(s, order, [t])
+    lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
+               and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
+    if lacking:
+        raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
+                       f"is missing; run `vid2vid img2img -w {ws.root}` first or set {{img2img.flow_init}} to 0")
+    engine = _load(settings, job, model)
+    if len(frame_order.frames_of(units)) > 1:
+        job.say(f"img2img: frame {t} is sampled as a full run samples it: "
+                f"{len(frame_order.frames_of(units))} frames in {len(units)} call(s)")
+    threads_before = torch.get_num_threads()
+    _, threads = worker_layout(s, engine.device.type, len(order), threads_before)
+    torch.set_num_threads(threads)
+    xf = cross_frame(engine, s)
+    generated = None
+    t_controls: list[np.ndarray] = []
+    try:
+        previous = lambda i: imageops.read_image(ws.path(OUTPUT, frame_name(i - 1)))  # noqa: E731
+        # ControlNet (issue 14): control images made here (the control stage need not have run)
+        make_controls = ctl.FrameControls(ws, settings) if s.controlnet else None
+        plain = replace(settings, img2img=replace(s, controlnet=[]))
+        for unit, batch in unit_batches(frame_jobs(ws, frames, frame_order.frames_of(units), plain), units):
+            job.check()
+            controls = [[imageops.to_float(c) for c in make_controls(fj.index)] for fj in batch] \
+                if make_controls else None
+            out = sample_unit(xf, engine, unit, [init_canvas(fj, s, previous) for fj in batch],
+                              engine.canvas_masks([fj.spatial for fj in batch]), controls)
+            if make_controls and t in unit.frames:
+                t_controls = controls[unit.frames.index(t)] if controls else []
+            if t in unit.frames:
+                generated = out[unit.frames.index(t)]
+    finally:
+        if xf is not None:
+            xf.close()
+        torch.set_num_threads(threads_before)
+    assert generated is not None          # frame t is in one of the units
+    path = ws.path(DEBUG, frame_name(t))
+    for n_cn, (cn, img) in enumerate(zip(s.controlnet, t_controls), 1):
+        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n_cn, cn)}.png"), img)
+    imageops.write_image(path, generated)
+    job.say(f"img2img: frame {t} written to {path}")
+    ws.log("img2img-single", frame=t, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
+    return {"frame": t, "output": str(path), **engine.describe()}
+
+
+# ---------------------------------------------------------------- frame order, cross-frame attention, flow init
+# (issue 15: diffusion/crossframe.py, flowinit.py, stages/frame_order.py hold the mechanisms)
+
+class InlineWriter:
+    """The writer of a run whose next frame reads the previous output: handles each item at once."""
+
+    def __init__(self, handle: Callable[..., None]):
+        self.handle = handle
+
+    def put(self, *item) -> None:
+        self.handle(*item)
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_flow_init_keys(settings: config.Settings) -> None:
+    """Flow init reads the previous frame's output, which a key-frame run does not paint."""
+    if settings.img2img.flow_init > 0 and settings.propagate.on:
+        raise BadInput("flow init reads the previous frame's output, which key frames leave unpainted; set "
+                       "{img2img.flow_init} to 0 or turn {propagate.keyframes} off")
+
+
+def worker_layout(s: config.Img2ImgSettings, device_type: str, n: int, threads: int) -> tuple[int, int]:
+    """(workers, threads per worker) of a run over n frames; sequential runs have one worker."""
+    if frame_order.sequential(s):
+        return model_workers(1, device_type, n, threads)
+    return model_workers(s.workers, device_type, math.ceil(n / s.batch_size), threads)
+
+
+def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int]) -> None:
+    if frame_order.sequential(s):
+        job.say(f"img2img: {frame_order.why_sequential(s)}: frames run one at a time in order "
+                "(batch 1, one model worker)")
+    again = [u.frames[0] for u in units if u.keep and u.frames[0] not in missing]
+    if again:
+        job.say(f"img2img: sampling {len(again)} finished frame(s) again for the cross-frame references "
+                "of the frames left (nothing is rewritten)")
+
+
+def cross_frame(engine, s: config.Img2ImgSettings):
+    """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
+    if s.cross_frame == "none":
+        return None
+    from vid2vid.diffusion.crossframe import CrossFrame
+
+    return CrossFrame(engine.model.unet, s.cross_frame, s.cross_frame_blocks, s.cross_frame_bank)
+
+
+def sample_unit(xf, engine, unit: frame_order.Unit, canvases: list[np.ndarray], masks,
+                controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
+    """Repaint one unit's canvases (with their ControlNet images), reading (and with unit.keep
+    recording) cross-frame K/V."""
+    repaint = partial(engine.repaint, controls=controls) if controls else engine.repaint
+    if xf is None:
+        return repaint(canvases, masks)
+    out = xf.run(unit.frames[0] if unit.keep else None, unit.refs, unit.keep, repaint, canvases, masks)
+    xf.release(unit.release)
+    return out
+
+
+def init_canvas(fj: FrameJob, s: config.Img2ImgSettings, previous_output: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The image img2img starts frame fj from: the canvas, or with flow init the mix with o_(t-1)."""
+    if s.flow_init == 0 or fj.motion is None:
+        return fj.canvas
+    from vid2vid.flowinit import mix
+
+    return mix(fj.canvas, previous_output(fj.index), fj.motion, s.flow_init)
+
+
+def unit_batches(jobs: Iterator[FrameJob], units: list) -> Iterator[tuple[frame_order.Unit, list[FrameJob]]]:
+    """(unit, its FrameJobs) for each unit, from the jobs of `frame_order.frames_of(units)`."""
+    for unit in units:
+        batch = [next(jobs) for _ in unit.frames]
+        if [fj.index for fj in batch] != list(unit.frames):
+            raise RuntimeError(f"frame jobs {[fj.index for fj in batch]} do not match unit {unit.frames}")
+        yield unit, batch

@@ -228,6 +228,19 @@ def build(cache: str | Path):
                                              elem_id="v2v-sigma-plot")
                         sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                                    interactive=False, elem_id="v2v-sigma-preview")
+                # cross-frame attention and flow-guided init (issue 15)
+                with gr.Accordion("Frames that agree while painted", open=False):
+                    with gr.Row():
+                        W["img2img.cross_frame"] = gr.Radio(form.choices(config.CROSS_FRAME_MODES),
+                                                            value=d("img2img.cross_frame"),
+                                                            label=lab("img2img.cross_frame"))
+                        W["img2img.cross_frame_blocks"] = gr.Radio([("up blocks", "up"), ("all blocks", "all")],
+                                                                   value=d("img2img.cross_frame_blocks"),
+                                                                   label=lab("img2img.cross_frame_blocks"))
+                        W["img2img.cross_frame_bank"] = slider("img2img.cross_frame_bank", 1)
+                        W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
+                    gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
+                                "(batch 1, one model worker).")
                 with gr.Accordion("Frame delta correction", open=True):
                     with gr.Row():
                         W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
