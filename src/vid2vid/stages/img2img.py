@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from vid2vid import config, fdc, imageops
+from vid2vid.distributed import ray_engine
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -264,6 +265,12 @@ def check(settings: config.Settings) -> None:
     check_model_spec(settings.img2img.model)
 
 
+def img2img_is_sequential(settings: config.Settings) -> bool:
+    """Hook: True when a frame's generation needs earlier generated frames (then the frames cannot
+    be spread over Ray actors and --ray is refused). Nothing sequential exists yet."""
+    return False
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
@@ -322,7 +329,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
     rec = ws.stage_record(STAGE)
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and all(p.exists() for p in targets))
-    engine = None if maybe_done else _load(settings, job, model)
+    nbatches = math.ceil(len(frames) / s.batch_size)
+    load = (lambda: ray_engine(settings, job, nbatches)) if settings.ray.enabled and model is None \
+        else (lambda: _load(settings, job, model))
+    engine = None if maybe_done else load()
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
@@ -332,7 +342,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine or _load(settings, job, model)
+    engine = engine or load()
     ws.update_stage_info(STAGE, **engine.describe())
     missing = set(todo)
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
@@ -392,13 +402,15 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(frames) / s.batch_size),
-                                     threads_before)
-    if workers > 1:
-        job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
-
+    remote_layout = getattr(engine, "worker_layout", None)   # Ray: one driver thread per actor
+    if remote_layout is not None:
+        workers, threads, pool = remote_layout()
+    else:
+        workers, threads = model_workers(s.workers, engine.device.type, nbatches, threads_before)
+        if workers > 1:
+            job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+        pool = worker_pool(workers, threads)
     writer = SequentialWriter(finish_batch, depth=1)
-    pool = worker_pool(workers, threads)
     pending: deque = deque()              # (batch, future) in frame order
 
     def hand_over(keep: int) -> None:
@@ -427,7 +439,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **engine.describe())
+                      model_workers=workers, threads_per_worker=threads, **engine.describe(),
+                      **(engine.record() if remote_layout is not None else {}))
     return dict(ws.stage_record(STAGE)["info"])
 
 

@@ -79,7 +79,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tags", "Tags", "tag the extracted frames (anime taggers)",
           ("tags",), ("tags", "tags.json", "tags-topk.txt"), wanted=lambda s: s.run.tags),
     Stage("img2img", "Batch img2img", "successive img2img with sigma override and frame delta correction",
-          ("img2img", "correct"), ("img2img", "motionmask"), frames="img2img", adjust=img2img_settings,
+          ("img2img", "correct", "ray"), ("img2img", "motionmask"), frames="img2img", adjust=img2img_settings,
           then=("flow",)),
     Stage("flow", "Flow correction", "flow-guided correction of the img2img frames (with --method flow)",
           ("correct",), ("flow",), frames="flow", wanted=flow_wanted),
