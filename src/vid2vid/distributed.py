@@ -16,8 +16,9 @@ the job stops handing out blocks: the actors finish the block they hold and the 
 Model files given as paths must be readable under the same path on every node (shared storage:
 NFS, a synced folder); hub ids are loaded on each node from its own cache.
 
-Pools are kept per settings for the life of the process (or until `close_pools()`), so several
-videos in one command (`vid2vid.multirun`) share one pool and load the model once per actor.
+The pool stays open for the life of the process (or until `close_pools()`, or until img2img runs
+with other settings), so several videos in one command (`vid2vid.multirun`) share one pool and
+load the model once per actor.
 """
 from __future__ import annotations
 
@@ -175,42 +176,50 @@ def _cause(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-_POOLS: dict[str, RayPool] = {}
-_POOLS_LOCK = threading.Lock()
+_POOL: tuple[str, RayPool] | None = None        # (settings key, pool): one pool at a time
+_POOL_LOCK = threading.Lock()
 
 
 def _key(settings: config.Settings, layout: Layout) -> str:
     import json
 
     s = replace(settings.img2img, batch_size=1, workers=0, single=0)   # runtime-only fields
-    return json.dumps([config.to_dict(s), layout.threads, layout.gpus], sort_keys=True)
+    return json.dumps([config.to_dict(s), settings.ray.actors, layout.threads, layout.gpus], sort_keys=True)
 
 
 def pool_for(settings: config.Settings, layout: Layout, job: Job) -> RayPool:
-    """The pool of these settings: reused when one is open (whatever its actor count), else started."""
+    """The pool of these settings: the open one when it was made for the same settings (whatever
+    its actor count when the count is automatic), else a new one; an open pool of other settings
+    is stopped first, so that its actors give their CPUs and GPUs back."""
+    global _POOL
     key = _key(settings, layout)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            job.say(f"img2img: starting {layout.actors} Ray actor(s), "
-                    + (f"1 GPU each" if layout.gpus else f"{layout.threads} CPU thread(s) each")
-                    + f"; each loads {settings.img2img.model}")
-            pool = _POOLS[key] = RayPool(settings, layout)
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL[0] == key:
+            return _POOL[1]
+        if _POOL is not None:
+            _POOL[1].close()
+            _POOL = None
+        job.say(f"img2img: starting {layout.actors} Ray actor(s), "
+                + ("1 GPU each" if layout.gpus else f"{layout.threads} CPU thread(s) each")
+                + f"; each loads {settings.img2img.model}")
+        pool = RayPool(settings, layout)
+        _POOL = (key, pool)
         return pool
 
 
-def open_pools() -> list[RayPool]:
-    with _POOLS_LOCK:
-        return list(_POOLS.values())
+def current_pool() -> RayPool | None:
+    """The open pool, if any."""
+    with _POOL_LOCK:
+        return None if _POOL is None else _POOL[1]
 
 
 def close_pools() -> None:
-    """Stop every actor this process started (the Ray connection stays)."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for p in pools:
-        p.close()
+    """Stop the actors this process started (the Ray connection stays)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = (None if _POOL is None else _POOL[1]), None
+    if pool is not None:
+        pool.close()
 
 
 # ---------------------------------------------------------------- the engine the stage sees

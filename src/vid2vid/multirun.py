@@ -12,7 +12,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from vid2vid import pipeline
 from vid2vid.config import Settings
