@@ -110,8 +110,8 @@ def seed_correct(source: list[np.ndarray], generated: list[np.ndarray], method: 
 # ---------------------------------------------------------------- cross-check flow
 
 def farneback_flows(source: list[np.ndarray]) -> list[metrics.PairFlow]:
-    """Measuring flows from another algorithm (OpenCV Farneback, not DIS), with the same DESIGN §6
-    check, to show the figures do not favour a method because it shares the metric's flow."""
+    """Measuring flows from another algorithm (OpenCV Farneback, not DIS), with the same
+    forward-backward check, to show the figures do not favour a method because it shares the metric's flow."""
     def flow(a, b):
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0)
 

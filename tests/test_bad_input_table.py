@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from vid2vid.cli import main
-from vid2vid.sample import make_clip
+from vid2vid.democlip import make_clip
 from vid2vid.workspace import TMP_PREFIX, Workspace
 
 

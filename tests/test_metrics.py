@@ -1,4 +1,4 @@
-"""Temporal consistency figures (DESIGN §6) against hand-made cases and direct formulas."""
+"""Temporal consistency figures against hand-made cases and direct formulas."""
 from __future__ import annotations
 
 import json

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_metrics import constant_flow, translating
 
+from test_metrics import constant_flow, translating
 from vid2vid import metrics, temporal
 from vid2vid.errors import BadInput
 

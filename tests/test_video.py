@@ -11,10 +11,10 @@ import pytest
 
 from vid2vid.cli import main
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, to_uint8
 from vid2vid.progress import Job
-from vid2vid.sample import make_clip
 from vid2vid.stages import export, extract
 from vid2vid.video.probe import probe
 from vid2vid.workspace import Workspace

@@ -16,8 +16,9 @@ import signal
 import sys
 import traceback
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vid2vid import __version__, config
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError
@@ -181,7 +182,7 @@ def cmd_demo(args, parser, job):
 def cmd_ui(args, parser, job):
     from vid2vid.ui import app
 
-    app.launch(host=args.host, port=args.port, cache=args.cache)
+    app.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or ())
 
 
 def _lazy(module: str, func: str = "main") -> Callable:
@@ -279,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")
 
     sp = command("ui", cmd_ui, "start the web UI")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    sp.add_argument("--allowed-host", action="append", metavar="HOST[:PORT]",
+                    help="another host name the page answers to (behind a proxy, say); repeatable")
     sp.add_argument("--port", type=int, default=7860)
     sp.add_argument("--cache", default="vid2vid-cache")
 

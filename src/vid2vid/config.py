@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vid2vid import devices, errors
 from vid2vid.errors import BadInput
@@ -32,7 +32,33 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
-CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+
+
+class Choices(tuple):
+    """A setting's tokens in order; `in` also accepts the older names in `aliases` (old -> new).
+
+    Iterating gives only the current tokens (help, the page's choices, error messages); argparse
+    takes any container as `choices`, so an old name passes its check as well.
+    """
+
+    aliases: dict[str, str]
+
+    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> Choices:
+        self = super().__new__(cls, tokens)
+        self.aliases = dict(aliases or {})
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or value in self.aliases
+
+    def canonical(self, value: Any) -> Any:
+        """The current token for `value` (an old name becomes its new one; anything else is kept)."""
+        return self.aliases.get(value, value) if isinstance(value, str) else value
+
+
+# stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
+# with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
+CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -203,12 +229,16 @@ class CorrectSettings(Section):
     motion_lowcut: int = setting(32, "motion mask low-cut 0..255", lo=0, hi=255, label="Motion low-cut")
     depth_lowcut: int = setting(-1, "depth mask low-cut 0..255 (-1 = none)", lo=-1, hi=255, fix="-1 means no cut",
                                 label="Depth low-cut")
-    method: str = setting("seed", "correction method: seed statistics per frame, or flow-guided over the sequence",
-                          choices=CORRECT_METHODS, label="Correction method")
+    method: str = setting("stats", "correction method: stats (masks + statistics per frame; old name seed), or "
+                          "flow (flow-guided over the sequence)", choices=CORRECT_METHODS, label="Correction method")
     flow_strength: float = setting(0.75, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
                                    fix="0.75 is the default", label="Flow strength (flow method)")
     flow_mask: str = setting("none", "flow method: change mask (white = keep the generated frame there)",
                              choices=DELTA_MASKS, label="Flow change mask (flow method)")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # an old method name is stored as the new one, however it is set (TOML, CLI, page, code)
+        super().__setattr__(name, CORRECT_METHODS.canonical(value) if name == "method" else value)
 
     def check(self) -> None:
         if self.motion_highext % 2 != 1:
@@ -462,7 +492,7 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise BadInput(f"setting [{key}] must be a table")
-            kwargs[key] = from_dict(hint, value, key)
+            kwargs[key] = from_dict(cast(type, hint), value, key)
         elif key in items:                  # a list of tables: [[section.key]]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise BadInput(f"setting [{table}] {key} must be a list of tables ([[{table}.{key}]])")

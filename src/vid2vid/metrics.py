@@ -88,7 +88,7 @@ def dis_flow(frame: np.ndarray, other: np.ndarray, preset: str = METRICS_PRESET)
     such that frame(x) ~ other(x + flow(x))."""
     if preset not in DIS_PRESETS:
         raise BadInput(f"flow preset '{preset}' is not known; use {', '.join(DIS_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])  # type: ignore[attr-defined]  # missing from cv2's stubs
     return dis.calc(frame, other, None)
 
 

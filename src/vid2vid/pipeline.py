@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from vid2vid import config
 from vid2vid.config import Settings
@@ -178,7 +178,7 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
 
 def _measure(ws: Workspace, settings: Settings) -> dict | None:
-    """Warping error and flicker of the generated frames next to the source's own (DESIGN §6)."""
+    """Warping error and flicker of the generated frames next to the source's own warping error (its floor)."""
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 

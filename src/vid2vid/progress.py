@@ -10,8 +10,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from vid2vid.errors import Interrupted
 
@@ -107,7 +108,7 @@ class Job:
         if self.log is not None:
             self.log(text)
 
-    def tracker(self, stage: str, total: int, done: int = 0) -> "Tracker":
+    def tracker(self, stage: str, total: int, done: int = 0) -> Tracker:
         return Tracker(self, stage, total, done)
 
 

@@ -17,7 +17,8 @@ where k_t = strength * c_t * (1 - m_t): `strength` in [0, 1) sets how long the m
 (the seed's motion or depth masks: white = let the generated frame through), and c_t in [0, 1]
 is the trust in the motion at each pixel:
 
-- forward-backward check of the source flow (DESIGN §6) and the sample lying inside the frame
+- forward-backward check of the source flow (|F_fw + F_bw| <= 0.01 (|F_fw|^2 + |F_bw|^2) + 0.5, as the
+  warping-error metric checks it) and the sample lying inside the frame
   (occlusions and the frame border get no history);
 - a photometric check on the source: the warped source must match, exp(-(r / sigma)^2) with r
   the absolute grey difference (flow errors, lighting changes);
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -196,7 +198,7 @@ def resolve_into(past_rgb: np.ndarray, past_weight: np.ndarray, state: np.ndarra
 # ---------------------------------------------------------------- the pass
 
 def _check(source_frames: Sequence[np.ndarray], generated: Sequence[np.ndarray], strength: float,
-           change_masks: Sequence[np.ndarray] | None) -> tuple[int, int]:
+           change_masks: Sequence[np.ndarray | None] | None) -> tuple[int, int]:
     if len(source_frames) != len(generated):
         raise BadInput(f"{len(source_frames)} source frames but {len(generated)} generated frames; "
                        f"give one source frame per generated frame")
@@ -247,7 +249,7 @@ def flow_correct_sequence(source_frames: list[np.ndarray], generated: list[np.nd
     flow_correct_frames(n, (w, h), source_frames.__getitem__, gen.__getitem__, strength, keep,
                         change_mask=None if change_masks is None else change_masks.__getitem__,
                         progress=progress, segment=n, options=options)
-    return out
+    return cast(list[np.ndarray], out)      # every frame was kept
 
 
 def flow_options(opts: dict) -> FlowOptions:
@@ -379,6 +381,7 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
                 future_state = premultiplied(gens[t])
             else:
                 link = links[t + 1] if t + 1 < b else link_after
+                assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
                 future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch)
                 cv2.add(premultiplied(gens[t], scratch.frame4), future, dst=future_state)
             resolve_into(past_rgb[t], past_w[t], future_state, scratch)

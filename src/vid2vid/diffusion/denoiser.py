@@ -26,16 +26,8 @@ import torch
 
 from vid2vid import devices
 from vid2vid.diffusion import shared_prefix
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput
-
-
-def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
-    """Fractional training timestep of each sigma (B,), interpolating over log sigmas (T,) ascending."""
-    log_sigma = sigma.float().log().clamp(log_sigmas[0], log_sigmas[-1])
-    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
-    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
-    return (idx - 1).float() + w
 
 
 class Timings:
@@ -118,8 +110,9 @@ class CFGDenoiser:
         self.calls += 1
         extra = {}
         if pooled is not None:
-            extra["added_cond_kwargs"] = {"text_embeds": pooled,
-                                          "time_ids": self.time_ids.expand(z.shape[0], -1)}
+            time_ids = self.time_ids
+            assert time_ids is not None             # set with the pooled embeddings (SDXL)
+            extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
         if self.timings is None:
             return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
         with self.timings.measure("unet"):

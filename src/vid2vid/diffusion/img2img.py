@@ -1,4 +1,4 @@
-"""The img2img engine: images in, repainted images out, with the sigma override (DESIGN §4).
+"""The img2img engine: images in, repainted images out, with the sigma override (steps below).
 
     engine = Img2ImgEngine(model, settings.img2img)        # prompts encoded, real sigmas fixed
     outs = engine.generate([img1, img2, img3])             # float32 HxWx3 [0, 1] each
@@ -22,6 +22,7 @@ size = target size = the canvas, no crop), as diffusers' SDXL img2img pipeline g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from vid2vid.config import Img2ImgSettings
 from vid2vid.diffusion import samplers, schedules
 from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 from vid2vid.errors import BadInput
+
 
 def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
     """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
@@ -83,7 +85,7 @@ def fit_canvas_masks(s: Img2ImgSettings, masks: list[np.ndarray | None] | None) 
 class Img2ImgEngine:
     """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
 
-    model: object
+    model: Any                      # a LoadedModel (or anything with its attributes)
     settings: Img2ImgSettings
     # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
     embeddings: tuple[torch.Tensor, ...] | None = None
@@ -104,11 +106,12 @@ class Img2ImgEngine:
 
             with self.timings.measure("text_encoder"), torch.no_grad():
                 self.embeddings = encode_pair_pooled(self.model, s.prompt, s.negative)
-        cond, uncond, *pooled = self.embeddings
-        pooled = tuple(pooled) if sdxl else None
-        if sdxl and (len(pooled) != 2 or pooled[0] is None):
+        cond, uncond, *rest = self.embeddings
+        pooled = tuple(rest) if sdxl else None
+        if pooled is not None and (len(pooled) != 2 or pooled[0] is None):
             raise ValueError("an SDXL model needs (cond, uncond, pooled cond, pooled uncond) embeddings")
-        time_ids = sdxl_time_ids(self.model.unet.config, pooled[0].shape[-1], s.width, s.height) if sdxl else None
+        time_ids = None if pooled is None else sdxl_time_ids(self.model.unet.config, pooled[0].shape[-1], s.width,
+                                                             s.height)
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
                                     cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids)
         self.vae = self.model.vae

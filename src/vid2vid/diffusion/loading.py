@@ -30,7 +30,10 @@ from typing import Any
 import torch
 
 from vid2vid import devices
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.fileid import file_id
+from vid2vid.models.hub import looks_like_hub_id
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -38,7 +41,6 @@ SDXL_PREFIX = "conditioner.embedders.1.model."
 SD2_PREFIX = "cond_stage_model.model."
 CLIP_L_TOKEN_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -96,13 +98,8 @@ class LoadedModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Continuous timestep (float) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
-        log_sigmas = self.sigmas.log()
-        s = torch.as_tensor(sigma, dtype=torch.float64).clamp(self.sigma_min, self.sigma_max).log()
-        idx = torch.searchsorted(log_sigmas, s, right=True).clamp(1, len(log_sigmas) - 1)
-        lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-        w = (s - lo) / (hi - lo)
-        return (idx - 1).to(torch.float64) + w
+        """Continuous timestep (float64) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
+        return sigma_to_timestep(torch.as_tensor(sigma, dtype=torch.float64), self.sigmas.log())
 
     def identity(self) -> dict:
         """What identifies these weights, for a stage's parameters (resume must notice a changed model)."""
@@ -154,8 +151,7 @@ def _file_identity(path: str) -> str | None:
     p = Path(path).expanduser()
     if not p.exists():
         return None
-    st = p.stat()
-    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    return str(file_id(p))
 
 
 # ---------------------------------------------------------------- spec parsing
@@ -172,7 +168,7 @@ def parse_weighted(spec: str, default: float = 1.0) -> tuple[str, float]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (spec.startswith((".", "/", "~")) or os.sep in spec and not HUB_ID.match(spec)
+    return (spec.startswith((".", "/", "~")) or os.sep in spec and not looks_like_hub_id(spec)
             or spec.lower().endswith(CHECKPOINT_SUFFIXES) or "\\" in spec)
 
 
@@ -497,7 +493,7 @@ def check_model_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)
-    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+    elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 

@@ -1,6 +1,6 @@
 """Getting model files from the Hugging Face hub, with errors that say how to get them instead.
 
-Used by the depth models (`vid2vid.masks`) and the taggers. Weights are only fetched on a
+Used by the depth models (`vid2vid.models.depth`) and the taggers. Weights are only fetched on a
 user's machine, into the usual hub cache; with `HF_HUB_OFFLINE=1` (or `local_files_only=True`)
 only the cache is read. Whatever goes wrong (not cached, no network, repository or file gone)
 becomes one `ModelNotFound` naming the repository, the download command and the local-folder
@@ -17,7 +17,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def looks_like_hub_id(text: str) -> bool:
-    """True for 'owner/name' (one slash, no path syntax such as ./ or ~)."""
+    """True for 'owner/name' (one slash, no path syntax such as ./ or ~): the one test of a hub id that
+    Stable Diffusion models, depth models and the page's model fields share. Each part starts with a
+    letter or digit and holds letters, digits, '_', '-' and '.', never '..' (the hub refuses that too)."""
     return bool(_HUB_ID.match(text)) and ".." not in text
 
 

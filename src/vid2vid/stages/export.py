@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -34,9 +34,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 def _frames(paths: list[Path]) -> Iterator[np.ndarray]:
     """Read frames in order with a little read-ahead on a second thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = [pool.submit(_read_rgb, p) for p in paths[:4]]
+        futures: list[Future | None] = [pool.submit(_read_rgb, p) for p in paths[:4]]
         for i in range(len(paths)):
-            img = futures[i].result()
+            fut = futures[i]
+            assert fut is not None          # dropped only once its frame was read
+            img = fut.result()
             if i + 4 < len(paths):
                 futures.append(pool.submit(_read_rgb, paths[i + 4]))
             futures[i] = None

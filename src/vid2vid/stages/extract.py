@@ -9,6 +9,7 @@ from PIL import Image
 
 from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import write_png
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -35,8 +36,7 @@ def _save_frame(rgb, path: Path, fmt: str) -> None:
 
 
 def _source_identity(video: Path) -> dict:
-    st = video.stat()
-    return {"path": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+    return file_id(video).record()
 
 
 def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
@@ -65,9 +65,9 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     ws.manifest["video"] = info.to_dict()
     ws.save_manifest()
     if status.state == "done":
-        rec = ws.stage_record(STAGE)
-        job.say(f"extract: already done ({rec['info'].get('frames')} frames)")
-        return dict(rec["info"])
+        done = ws.stage_info(STAGE)
+        job.say(f"extract: already done ({done.get('frames')} frames)")
+        return done
     # 3. frames, written by a small pool while the decoder goes on
     folder = ws.frames_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,5 +101,5 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
             audio = copy_audio(info.path, tmp, offset=info.start_time)
     ws.complete_stage(STAGE, frames=n, width=info.width, height=info.height, format=es.format,
                       audio=audio, duration=info.duration)
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)
 

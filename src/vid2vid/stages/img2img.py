@@ -1,6 +1,6 @@
 """Stage `img2img`: every extracted frame repainted, then frame delta correction, into `img2img/`.
 
-Work per frame t (1-based), DESIGN §4:
+Work per frame t (1-based):
     canvas_t  = fit(src_t, width, height, resize)          (reader thread)
     d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
     spatial_t = motion / depth inpainting mask or none     (motion masks start at frame 2)
@@ -26,22 +26,22 @@ without touching the stage's record.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.distributed import ray_engine
 from vid2vid.errors import BadInput, Interrupted
+from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import table
+from vid2vid.stages.correct import key_params
+from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
@@ -71,8 +71,7 @@ def _path_identity(spec: str) -> dict:
     """Name plus size and time for a file, so that replacing a checkpoint invalidates the stage."""
     p = Path(spec).expanduser()
     if p.is_file():
-        st = p.stat()
-        return {"path": str(p.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return file_id(p).record(ns=True)
     return {"spec": spec}
 
 
@@ -83,7 +82,7 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
-    return {"img2img": gen, "correct": config.to_dict(settings.correct)}
+    return {"img2img": gen, "correct": key_params(settings.correct)}
 
 
 def needs_depth(c: config.CorrectSettings) -> bool:
@@ -110,7 +109,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
         canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
         delta = None
         if i > 1:
-            if prev_i != i - 1:
+            if prev_i != i - 1 or prev_canvas is None:
                 prev_canvas = imageops.fit(imageops.read_image(frames[i - 2]), s.width, s.height, s.resize)
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
@@ -128,85 +127,6 @@ def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
             batch = []
     if batch:
         yield batch
-
-
-# ---------------------------------------------------------------- threads
-
-_END = object()
-
-
-def prefetch(it: Iterator, depth: int) -> Iterator:
-    """Run iterator `it` in a thread, `depth` items ahead; exceptions surface in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work():
-        try:
-            while not stop.is_set():
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                q.put(item)
-        except BaseException as exc:          # handed to the consumer, which re-raises it
-            q.put(exc)
-            return
-        q.put(_END)
-
-    th = threading.Thread(target=work, name="img2img-reader", daemon=True)
-    th.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while th.is_alive():                  # unblock a reader waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                th.join(0.05)
-
-
-class SequentialWriter:
-    """One thread that handles items (decode, correct, write) strictly in the order they are handed in."""
-
-    def __init__(self, handle: Callable[..., None], depth: int = 2):
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.handle = handle
-        self.thread = threading.Thread(target=self._work, name="img2img-writer", daemon=True)
-        self.thread.start()
-
-    def _work(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is _END:
-                return
-            if self.error is not None:
-                continue                      # drain after a failure; nothing more is written
-            try:
-                self.handle(*item)
-            except BaseException as exc:      # handed to the main thread by check()/close()
-                self.error = exc
-
-    def put(self, *item) -> None:
-        self.check()
-        self.q.put(item)
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        """Finish every item handed in (finished work is never dropped), then re-raise a failure."""
-        self.q.put(_END)
-        self.thread.join()
-        self.check()
 
 
 # ---------------------------------------------------------------- model workers
@@ -229,31 +149,6 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
     else:
         workers = min(requested, threads)
     return workers, max(1, threads // workers)
-
-
-class InlineExecutor:
-    """The executor for one worker: runs each job at once on the calling thread (a GPU's only driver)."""
-
-    def submit(self, fn, *args) -> Future:
-        fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:          # handed to whoever reads the result
-            fut.set_exception(exc)
-        return fut
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
-
-
-def worker_pool(workers: int, threads: int):
-    """An executor running model work on `workers` threads, each with `threads` intra-op threads."""
-    if workers == 1:
-        return InlineExecutor()
-    import torch
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="img2img-model",
-                              initializer=torch.set_num_threads, initargs=(threads,))
 
 
 # ---------------------------------------------------------------- stage
@@ -338,7 +233,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
     todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
     if status.state == "done" and not todo:
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -362,7 +257,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         if fj.index not in missing:
             return        # regenerated only to keep its batch whole (see batch_aligned); already written
         t0 = time.perf_counter()
-        if c.method == "seed":
+        if c.method == "stats":
             out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
         else:             # a sequence-level method (flow) corrects later, in its own stage
             out, mask = generated, None
@@ -409,8 +304,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         workers, threads = model_workers(s.workers, engine.device.type, nbatches, threads_before)
         if workers > 1:
             job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
-        pool = worker_pool(workers, threads)
-    writer = SequentialWriter(finish_batch, depth=1)
+        pool = worker_pool(workers, threads, name="img2img-model")
+    writer = SequentialWriter(finish_batch, depth=1, name="img2img-writer")
     pending: deque = deque()              # (batch, future) in frame order
 
     def hand_over(keep: int) -> None:
@@ -420,7 +315,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     try:
         jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
-        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1):
+        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
@@ -441,17 +336,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **engine.describe(),
                       **(engine.record() if remote_layout is not None else {}))
-    return dict(ws.stage_record(STAGE)["info"])
-
-
-def hand_over_finished(pending: deque, writer: SequentialWriter) -> None:
-    """Hand the writer every leading batch whose generation finished (after an interruption)."""
-    while pending:
-        batch, fut = pending[0]
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        pending.popleft()
-        writer.put(batch, fut.result())
+    return ws.stage_info(STAGE)
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:

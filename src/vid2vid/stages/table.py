@@ -13,19 +13,20 @@ a `vid2vid <name>` command with the options of its sections, `run` includes it w
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vid2vid.config import Settings
     from vid2vid.workspace import Workspace
 
 
-def _same(s: "Settings") -> "Settings":
+def _same(s: Settings) -> Settings:
     return s
 
 
-def _always(s: "Settings") -> bool:
+def _always(s: Settings) -> bool:
     return True
 
 
@@ -39,8 +40,8 @@ class Stage:
     sections: tuple[str, ...]               # settings sections it reads (validated before it runs)
     outputs: tuple[str, ...]                # folders / files it owns in the workspace
     frames: str | None = None               # the frame folder it makes, if any
-    wanted: Callable[["Settings"], bool] = _always   # does `vid2vid run` include it
-    adjust: Callable[["Settings"], "Settings"] = _same  # per-stage settings adjustment
+    wanted: Callable[[Settings], bool] = _always   # does `vid2vid run` include it
+    adjust: Callable[[Settings], Settings] = _same  # per-stage settings adjustment
     needs_video: bool = False               # extract reads the video; the others a workspace
     then: tuple[str, ...] = ()              # stages that follow it when wanted (img2img -> flow)
 
@@ -49,14 +50,14 @@ class Stage:
         return f"vid2vid.stages.{self.name}"
 
 
-def needs_depth(s: "Settings") -> bool:
+def needs_depth(s: Settings) -> bool:
     """Depth maps are read when asked for, or when a mask of the chosen correction is a depth mask."""
     c = s.correct
     masks = (c.flow_mask,) if c.method == "flow" else (c.delta_mask,)
     return s.run.depth or c.spatial_mask == "depth" or "depth" in masks
 
 
-def img2img_settings(s: "Settings") -> "Settings":
+def img2img_settings(s: Settings) -> Settings:
     """With the flow-guided method, img2img generates without the per-frame statistics and masks
     (the flow stage corrects the whole sequence afterwards, with `flow_mask` as its change mask)."""
     if s.correct.method == "flow":
@@ -64,7 +65,7 @@ def img2img_settings(s: "Settings") -> "Settings":
     return s
 
 
-def flow_wanted(s: "Settings") -> bool:
+def flow_wanted(s: Settings) -> bool:
     """The flow pass runs with the flow method, after a batch (not after a --single debug frame)."""
     return s.correct.method == "flow" and not s.img2img.single
 
@@ -104,7 +105,7 @@ def outputs() -> dict[str, tuple[str, ...]]:
     return {st.name: st.outputs for st in STAGES}
 
 
-def generated(ws: "Workspace") -> Stage:
+def generated(ws: Workspace) -> Stage:
     """The stage whose folder holds the current generated frames: flow/ while that pass is complete
     and made from the current img2img frames, else img2img/."""
     flow = BY_NAME["flow"]
@@ -115,12 +116,12 @@ def generated(ws: "Workspace") -> Stage:
     return BY_NAME["img2img"]
 
 
-def after_generation(ws: "Workspace") -> Stage:
+def after_generation(ws: Workspace) -> Stage:
     """The latest frames before interpolation: resr/ when upscaling is complete, else the generated frames."""
     return BY_NAME["upscale"] if ws.is_complete("upscale") else generated(ws)
 
 
-def export_source(s: "Settings") -> str:
+def export_source(s: Settings) -> str:
     """The frame folder (the --from token) of the last stage `run` makes: rife, resr or img2img."""
     for name in ("interpolate", "upscale"):
         st = BY_NAME[name]

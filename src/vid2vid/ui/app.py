@@ -157,15 +157,17 @@ def build(cache: str | Path):
                                                    label=lab("extract.format"))
                     W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
                 extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
-                frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180, elem_id="v2v-frames-strip")
+                frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180,
+                                        elem_id="v2v-frames-strip")
 
             # ------------------------------------------------ 2
             with gr.Tab("2: Make masks & tags", id="tab-masks", elem_id="tab-masks"):
                 with gr.Row():
                     delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
-                delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
+                delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160,
+                                       elem_id="v2v-delta-strip")
                 with gr.Row():
-                    from vid2vid.masks.registry import DEPTH_MODELS
+                    from vid2vid.models.depth.registry import DEPTH_MODELS
                     W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
                                                    label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                                    elem_id="v2v-depth-model")
@@ -232,7 +234,8 @@ def build(cache: str | Path):
                         W["correct.fdc"] = gr.Dropdown(form.choices(config.FDC_METHODS), value=d("correct.fdc"),
                                                        label=lab("correct.fdc"))
                         W["correct.delta_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
-                                                           value=d("correct.delta_mask"), label=lab("correct.delta_mask"))
+                                                           value=d("correct.delta_mask"),
+                                                           label=lab("correct.delta_mask"))
                         W["correct.spatial_mask"] = gr.Radio(form.choices(config.SPATIAL_MASKS),
                                                              value=d("correct.spatial_mask"),
                                                              label=lab("correct.spatial_mask"))
@@ -242,8 +245,8 @@ def build(cache: str | Path):
                         W["correct.depth_lowcut"] = slider("correct.depth_lowcut", 1)
                     with gr.Row():
                         W["correct.flow_strength"] = slider("correct.flow_strength", 0.01)
-                        W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS), value=d("correct.flow_mask"),
-                                                          label=lab("correct.flow_mask"))
+                        W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
+                                                          value=d("correct.flow_mask"), label=lab("correct.flow_mask"))
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
                     debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
@@ -254,7 +257,8 @@ def build(cache: str | Path):
                                           elem_id="v2v-single-image")
                     real_sigmas = gr.Textbox(label="Real sigmas used", lines=4, interactive=False,
                                              elem_id="v2v-real-sigmas")
-                gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180, elem_id="v2v-img2img-strip")
+                gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180,
+                                     elem_id="v2v-img2img-strip")
                 with gr.Row():
                     fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
                     fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
@@ -336,8 +340,8 @@ def build(cache: str | Path):
         extract_btn.click(on_extract, [video] + widgets, head + [ws_dd, frames_gal])
 
         # ------------------------------------------------ tab 2
-        def stage_handler(stage: str, folder: str | None, extra: Callable[[str, dict, config.Settings], list] | None = None,
-                          n_extra: int = 0):
+        def stage_handler(stage: str, folder: str | None,
+                          extra: Callable[[str, dict, config.Settings], list] | None = None, n_extra: int = 0):
             def handler(ws_name, *values):
                 state: dict[str, config.Settings] = {}
 
@@ -406,7 +410,8 @@ def build(cache: str | Path):
                 if single:
                     return (f"Done: img2img single frame {single}, {info.get('sampler_steps')} sampler steps",
                             [info["output"], sig, gr.skip()])
-                return (f"Done: img2img batch, {info.get('frames')} frames", [gr.skip(), sig, strip(ws_name, "img2img")])
+                return (f"Done: img2img batch, {info.get('frames')} frames",
+                        [gr.skip(), sig, strip(ws_name, "img2img")])
             yield from drive("img2img", work, render, 3)
 
         gen_btn.click(on_generate, [ws_dd, mode, debug_frame] + widgets, head + [single_img, real_sigmas, gen_gal])
@@ -414,7 +419,8 @@ def build(cache: str | Path):
         def on_fdc(ws_name, frame, *values):
             def work(job):
                 return actions.fdc_sheet(root, ws_name, int(frame or 0), settings_of(values, "fdc"))
-            yield from drive("FDC debugger", work, lambda sheet: (f"Done: FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
+            yield from drive("FDC debugger", work,
+                             lambda sheet: (f"Done: FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
 
         fdc_btn.click(on_fdc, [ws_dd, fdc_frame] + widgets, head + [fdc_img])
 
@@ -460,8 +466,11 @@ def prepare_environment(root: Path) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2vid-cache",
-           block: bool = True):
-    """Serve the page on http://host:port; loopback only unless another host is asked for."""
+           block: bool = True, allowed_hosts: Iterable[str] = ()):
+    """Serve the page on http://host:port; loopback only unless another host is asked for.
+
+    Requests whose Host header is not one of the page's names are refused, and uploads must come
+    from the page itself (`ui.guard`); `allowed_hosts` adds names (HOST or HOST:PORT)."""
     root = paths.cache_root(cache)
     prepare_environment(root)
     try:
@@ -472,14 +481,21 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
     if not is_loopback(host):
         log.warning("serving on %s: anyone who can reach this address can use the page and the cache folder %s",
                     host, root)
+    from starlette.middleware import Middleware
+
+    from vid2vid.ui.guard import HostGuard
+    from vid2vid.ui.guard import allowed_hosts as page_hosts
+
     page = build(root)
     page.queue(default_concurrency_limit=4)
+    guard = Middleware(HostGuard, allowed=page_hosts(host, allowed_hosts))
     if block and threading.current_thread() is threading.main_thread():
         _stop_on_signals()
     print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
     result = page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
                          ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
-                         prevent_thread_lock=not block, footer_links=["settings"])
+                         prevent_thread_lock=not block, footer_links=["settings"],
+                         app_kwargs={"middleware": [guard]})
     if block:                      # the server has stopped: let a running task finish its current frame
         page.v2v_runner.interrupt()
         task = page.v2v_runner.current

@@ -24,7 +24,8 @@ from vid2vid.ui import paths
 LABELS: dict[str, str] = {key: config.meta(key).label for key in config.all_keys() if config.meta(key).label}
 
 # Correction methods: the seed's statistics, or the flow-guided pass (pipeline step `flow`).
-METHOD_LABELS = {"seed": "seed (masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
+METHOD_LABELS = {"stats": "statistics (the seed's masks + statistics per frame)",
+                 "flow": "flow-guided (whole sequence)"}
 
 # Model fields: registered names the library knows (besides paths inside the cache and hub ids).
 MODEL_FIELDS = ("img2img.model", "depth.model", "tags.model", "upscale.model", "interpolate.model")
@@ -82,7 +83,7 @@ def coerce(key: str, value: Any) -> Any:
 def _model_names(key: str) -> tuple[str, ...]:
     """Registered names for a model field (imported lazily: some registries import heavy modules)."""
     if key == "depth.model":
-        from vid2vid.masks.registry import DEPTH_MODELS
+        from vid2vid.models.depth.registry import DEPTH_MODELS
         return tuple(DEPTH_MODELS)
     if key == "tags.model":
         from vid2vid.models.taggers.registry import TAGGERS

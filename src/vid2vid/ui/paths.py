@@ -7,18 +7,19 @@ registered name or a hub id; those are passed on as names, never read as local p
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 from vid2vid.errors import BadInput
+from vid2vid.models.hub import looks_like_hub_id
 from vid2vid.video import VIDEO_SUFFIXES
 from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name
 
 UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
 GRADIO_DIR = ".gradio"       # gradio's own upload/temp folder, kept inside the cache too
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 def cache_root(cache: str | Path) -> Path:
@@ -76,7 +77,7 @@ def model_spec(root: Path, text: str | None, what: str = "model", names: Iterabl
     if local.exists():
         return str(inside(root, t, what))
     known = {n.lower() for n in names}
-    if t.lower() in known or HUB_ID.match(t):
+    if t.lower() in known or looks_like_hub_id(t):
         if Path(t).exists():
             raise BadInput(f"{what} '{t}' also names a path outside the cache folder; rename that path or put "
                            "the model inside the cache folder")
@@ -114,7 +115,34 @@ def workspace(root: Path, name: str | None) -> Workspace:
     p = inside(root, t, "workspace")
     if not (p / MANIFEST).is_file():
         raise BadInput(f"workspace '{t}' does not exist in {root}; extract a video first (tab 1)")
+    check_no_links(root, p, f"workspace '{t}'")
     return Workspace(p)
+
+
+def check_no_links(root: Path, folder: Path, what: str) -> None:
+    """No symbolic link on the way from the cache folder to `folder`, nor to any folder below it.
+
+    The page writes into workspace folders; a linked folder anywhere inside (frames/, framedelta/,
+    control/1-canny/, ...) would let it write outside the cache. This is the page's rule: the
+    command line may keep, say, frames/ on another disk through a link.
+    """
+    root = Path(root)
+    path = Path(os.path.abspath(folder))
+    rel = path.relative_to(root) if path.is_relative_to(root) else None
+    if rel is None:
+        raise BadInput(f"{what} is outside the cache folder {root}")
+    here = root
+    for part in rel.parts:
+        here = here / part
+        if here.is_symlink():
+            raise BadInput(f"{what}: {relative(root, here)} is a symbolic link; the page writes only into "
+                           "real folders inside the cache (use the command line for linked folders)")
+    for top, dirs, _files in os.walk(path, followlinks=False):
+        for d in dirs:
+            if os.path.islink(os.path.join(top, d)):
+                link = Path(top, d)
+                raise BadInput(f"{what}: {link.relative_to(root)} is a symbolic link; the page writes only "
+                               "into real folders inside the cache (use the command line for linked folders)")
 
 
 def list_workspaces(root: Path) -> list[str]:
@@ -139,6 +167,7 @@ def store_upload(root: Path, uploaded: str | Path, original: str | None = None) 
     if not src.is_file():
         raise BadInput("the upload did not arrive; upload the video again")
     dest = root / UPLOADS / upload_name(original or src.name)
+    check_no_links(root, dest.parent, "the uploads folder")
     if dest.resolve() == src.resolve():
         return dest
     with atomic_path(dest) as tmp:

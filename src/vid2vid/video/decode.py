@@ -6,10 +6,10 @@ fractions, so there is no drift over long videos, and variable frame rate input 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -83,7 +83,7 @@ def _select(container, stream, mode: str, fps: float, end_time: float | None) ->
                 yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
                 n_out += 1
             prev, last_time = frame, t
-        if prev is None:
+        if prev is None or start is None:
             return
         end = Fraction(end_time).limit_denominator(1_000_000) if end_time else None
         # the last frame stays on screen until the end of the video

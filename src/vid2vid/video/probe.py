@@ -6,10 +6,10 @@ reports a missing, unreadable, audio-only or empty file the same way.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 
@@ -170,6 +170,7 @@ def format_probe(info: VideoInfo) -> str:
         f"video:     {info.video_codec} {info.width}x{info.height} @ {float(info.fps):.3f} fps "
         f"({info.fps.numerator}/{info.fps.denominator})",
         f"duration:  {info.duration:.3f} s, {info.frames} frames{'' if info.frames_exact else ' (estimated)'}",
-        f"audio:     {info.audio_codec} {info.sample_rate} Hz, {info.channels} ch" if info.has_audio else "audio:     none",
+        (f"audio:     {info.audio_codec} {info.sample_rate} Hz, {info.channels} ch" if info.has_audio
+         else "audio:     none"),
     ]
     return "\n".join(lines)

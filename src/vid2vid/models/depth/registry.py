@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.masks.depth import DepthModel
+from vid2vid.models.depth.base import DepthModel
 from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, short_reason
 
 
@@ -41,7 +41,8 @@ DEPTH_MODELS: dict[str, DepthSpec] = {
     "midas_v21": DepthSpec("Intel/dpt-beit-base-384",
                            "stands in for MiDaS v2.1 (no transformers port): MiDaS v3.1 BEiT-Base, 384 px"),
     "midas_v21_small": DepthSpec("Intel/dpt-swinv2-tiny-256",
-                                 "stands in for MiDaS v2.1 small (no transformers port): MiDaS v3.1 Swin2-Tiny, 256 px"),
+                                 "stands in for MiDaS v2.1 small (no transformers port): "
+                                 "MiDaS v3.1 Swin2-Tiny, 256 px"),
     "depth-anything-v2-small": DepthSpec("depth-anything/Depth-Anything-V2-Small-hf",
                                          "Depth Anything V2 Small (Apache-2.0)"),
     "depth-anything-v2-base": DepthSpec("depth-anything/Depth-Anything-V2-Base-hf",
@@ -93,7 +94,7 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
     """
     from huggingface_hub import constants
 
-    from vid2vid.masks.hf_depth import TransformersDepth
+    from vid2vid.models.depth.hf_depth import TransformersDepth
 
     kind, source, label = resolve_depth_model(name_or_path)
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
