@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
-import numpy as np
+import numpy as np  # noqa: E402  (after the sys.path lines)
 
 
 def moving_frames(n: int, size: int) -> list[np.ndarray]:
@@ -51,8 +51,8 @@ def main() -> None:
 
     import ray
     import torch
-
     from tests.conftest import make_workspace
+
     from vid2vid import distributed
     from vid2vid.config import Settings
     from vid2vid.diffusion.tiny import make_tiny_model

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_workspace, moving_frames
+from conftest import make_workspace, moving_frames
 from vid2vid import distributed
 from vid2vid.cli import main
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.pipeline import run_stage
 from vid2vid.progress import Job
-from vid2vid.sample import make_clip
 
 pytestmark = pytest.mark.slow
 

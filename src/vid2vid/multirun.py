@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Iterable
 
 from vid2vid import pipeline
 from vid2vid.config import Settings
