@@ -102,7 +102,10 @@ def summary(outcomes: list[Outcome], namer: Callable[[str], str] | None = None) 
     """A table: video, status, seconds, output (or the error)."""
     rows = [("video", "status", "seconds", "output / error")]
     for o in outcomes:
-        what = str(o.result.output) if o.result is not None else describe_error(o.error, namer)
+        if o.error is not None:
+            what = describe_error(o.error, namer)
+        else:
+            what = str(o.result.output) if o.result is not None else ""
         rows.append((str(o.video), "ok" if o.ok else "FAILED", f"{o.seconds:.1f}", what))
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     lines = ["  ".join(r[c].ljust(widths[c]) for c in range(3)) + "  " + r[3] for r in rows]
