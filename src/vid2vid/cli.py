@@ -164,8 +164,10 @@ def cmd_run(args, parser, job):
         return
     # several videos (or a folder): one workspace each under --cache, -o names a folder
     if getattr(args, "workspace", None):
-        raise BadInput("-w names one workspace, but several videos were given; leave out -w: each video gets "
-                       "its own workspace under --cache")
+        what = next((f"{v} is a folder of videos" for v in args.video if Path(v).is_dir()),
+                    "several videos were given")
+        raise BadInput(f"-w names one workspace, but {what}; leave out -w: each video gets its own workspace "
+                       "under --cache")
     out_dir, settings.export.output = settings.export.output or None, ""
     outcomes = multirun.run_many(videos, settings, out_dir, job)
     print(multirun.summary(outcomes, flag_namer("run")))
