@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vid2vid import config
+from vid2vid import config, devices
 from vid2vid.errors import BadInput, Vid2VidError
 from vid2vid.progress import Job
 
@@ -110,7 +110,7 @@ def plan(rs: config.RaySettings, s: config.Img2ImgSettings, batches: int, resour
 
     threads = rs.threads or model_workers(s.workers, "cpu", batches, local_threads)[1]
     gpu_total = int(resources.get("GPU", 0))
-    gpus = 1 if gpu_total and (s.device == "auto" or s.device.startswith("cuda")) else 0
+    gpus = 1 if gpu_total and devices.parse(s.device)[0] in ("auto", "cuda") else 0
     fit = gpu_total if gpus else int(resources.get("CPU", 1)) // threads
     actors = rs.actors or max(1, fit)
     return Layout(actors=max(1, min(actors, batches)), threads=threads, gpus=gpus)
