@@ -17,10 +17,11 @@ import sys
 import traceback
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
-from vid2vid.errors import Interrupted, Vid2VidError
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.progress import ConsoleProgress, Job, stop_signals
 from vid2vid.stages import table
 
@@ -216,11 +217,24 @@ def cmd_config(args, parser, job):
 
 
 def cmd_run(args, parser, job):
-    from vid2vid import pipeline
+    from vid2vid import multirun, pipeline
 
     settings = apply_options(_base_settings(args), args, parser)
-    result = pipeline.run(args.video, settings, workspace=getattr(args, "workspace", None), job=job)
-    print(result.summary())
+    videos = multirun.expand(args.video)
+    if len(args.video) == 1 and len(videos) == 1 and videos[0] == Path(args.video[0]):
+        result = pipeline.run(args.video[0], settings, workspace=getattr(args, "workspace", None), job=job)
+        print(result.summary())
+        return
+    # several videos (or a folder): one workspace each under --cache, -o names a folder
+    if getattr(args, "workspace", None):
+        what = next((f"{v} is a folder of videos" for v in args.video if Path(v).is_dir()),
+                    "several videos were given")
+        raise BadInput(f"-w names one workspace, but {what}; leave out -w: each video gets its own workspace "
+                       "under --cache")
+    out_dir, settings.export.output = settings.export.output or None, ""
+    outcomes = multirun.run_many(videos, settings, out_dir, job)
+    print(multirun.summary(outcomes, flag_namer("run")))
+    multirun.check_failures(outcomes)
 
 
 def cmd_demo(args, parser, job):
@@ -315,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(sp, "fdc-debug", "correct", skip=("method", "spatial_mask"))
 
     sp = command("run", cmd_run, "the whole pipeline: extract -> ... -> export")
-    sp.add_argument("video")
+    sp.add_argument("video", nargs="+", help="video file(s) or folder(s) of videos; with several, -o names a "
+                                             "folder and each video gets its own workspace under --cache")
     sp.add_argument("-w", "--workspace", help="workspace folder")
     sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
     for section in config.SECTIONS:

@@ -507,6 +507,28 @@ class RunSettings(Section):
 
 
 @dataclass
+class RaySettings(Section):
+    """img2img on Ray actors (one per GPU or per share of CPU cores), see `vid2vid.distributed`."""
+
+    NAME = "ray"
+    enabled: bool = setting(False, "run img2img on Ray actors (needs `bash install.sh --ray`)", flag="--ray")
+    address: str = setting("", "Ray cluster to join: auto, ray://HOST:PORT or HOST:PORT (empty = start a local "
+                               "Ray on this machine)", flag="--ray-address")
+    actors: int = setting(0, "how many actors (0 = one per GPU, or one per share of CPU cores, at most one per "
+                             "block of frames)", lo=0, hi=4096, flag="--ray-actors")
+    threads: int = setting(0, "CPU threads per actor (0 = what a local run here gives each model worker, so the "
+                              "frames are the same bits)", lo=0, hi=1024, flag="--ray-threads")
+
+    def check(self) -> None:
+        if self.enabled:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise BadInput("{ray.enabled} needs Ray, which is not installed; install it with "
+                               "`bash install.sh --ray` (or `pip install ray==2.60.0`), or run without it")
+
+
+@dataclass
 class Settings:
     """All settings; one TOML table per field."""
 
@@ -520,6 +542,7 @@ class Settings:
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

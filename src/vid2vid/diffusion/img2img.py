@@ -75,6 +75,15 @@ def sdxl_time_ids(unet_config, pooled_dim: int, width: int, height: int) -> torc
     return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
 
 
+def fit_canvas_masks(s: Img2ImgSettings, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
+    """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
+    if masks is None or all(m is None for m in masks):
+        return None
+    return [np.ones((s.height, s.width, 1), np.float32) if m is None
+            else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
+            for m in masks]
+
+
 @dataclass
 class Img2ImgEngine:
     """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
@@ -157,12 +166,7 @@ class Img2ImgEngine:
 
     def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
         """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
-        s = self.settings
-        if masks is None or all(m is None for m in masks):
-            return None
-        return [np.ones((s.height, s.width, 1), np.float32) if m is None
-                else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
-                for m in masks]
+        return fit_canvas_masks(self.settings, masks)
 
     @torch.no_grad()
     def sample(self, init: torch.Tensor, seeds: list[int] | None = None,

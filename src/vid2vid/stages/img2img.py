@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config, fdc, imageops
+from vid2vid.distributed import ray_engine
 from vid2vid.errors import BadInput, Interrupted, render_settings
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
@@ -214,6 +215,14 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
     return replace(settings, img2img=replace(s, width=w, height=h))
 
 
+def img2img_is_sequential(settings: config.Settings) -> bool:
+    """True when the frames cannot be spread over Ray actors (--ray is refused): a frame needs
+    earlier generated frames (anchor-prev, bank, flow init: `frame_order.sequential`), or reads an
+    anchor frame's attention K/V, which is recorded in the driver's UNet and not shared with actors."""
+    s = settings.img2img
+    return frame_order.sequential(s) or s.cross_frame != "none"
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
@@ -297,7 +306,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
                       all(p.exists() for p in targets.values()))
     check_space(ws, settings, frames, list(targets.values()), params, inputs, overwrite)
-    engine = None if maybe_done else _load(settings, job, model)
+    nbatches = math.ceil(len(targets) / s.batch_size)
+    load = (lambda: ray_engine(settings, job, nbatches)) if settings.ray.enabled and model is None \
+        else (lambda: _load(settings, job, model))
+    engine = None if maybe_done else load()
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
@@ -310,7 +322,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine or _load(settings, job, model)
+    engine = engine or load()
     ws.update_stage_info(STAGE, **engine.describe())
     missing = set(todo)
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
@@ -376,9 +388,14 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = worker_layout(s, engine.device.type, len(targets), threads_before)
-    if workers > 1:
-        job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+    remote_layout = getattr(engine, "worker_layout", None)   # Ray: one driver thread per actor
+    if remote_layout is not None:
+        workers, threads, pool = remote_layout()
+    else:
+        workers, threads = worker_layout(s, engine.device.type, len(targets), threads_before)
+        if workers > 1:
+            job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+        pool = worker_pool(workers, threads, name="img2img-model")
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
     units = frame_order.plan(s, keys, todo)
@@ -386,7 +403,6 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
         SequentialWriter(finish_batch, depth=1, name="img2img-writer")
-    pool = worker_pool(workers, threads, name="img2img-model")
     xf = cross_frame(engine, s)
     pending: deque = deque()              # (batch, future) in frame order
 
@@ -423,7 +439,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
     extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **extra, **engine.describe())
+                      model_workers=workers, threads_per_worker=threads, **extra, **engine.describe(),
+                      **(engine.record() if remote_layout is not None else {}))
     return ws.stage_info(STAGE)
 
 
