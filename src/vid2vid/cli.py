@@ -77,12 +77,13 @@ HELP: dict[str, str] = {
     "threshold": "tag probability threshold 0..1",
     "prompt": "prompt (A1111 syntax: (word:1.3), [word])",
     "negative": "negative prompt",
-    "sampler": "sampler",
+    "sampler": "sampler (lcm, tcd: for few-step models such as LCM/TCD/Hyper-SD; their own timestep grid, "
+               "steps = UNet evaluations, the sigma options do not apply)",
     "steps": "sampling steps of the full schedule (1..150)",
     "denoise": "denoising strength 0..1 (truncates the schedule)",
-    "schedule": "sigma schedule; default = the model's own",
-    "sigma_min": "smallest sigma of the overridden schedule",
-    "sigma_max": "largest sigma of the overridden schedule",
+    "schedule": "sigma schedule; default = the model's own (not used by lcm and tcd)",
+    "sigma_min": "smallest sigma of the overridden schedule (not used by lcm and tcd)",
+    "sigma_max": "largest sigma of the overridden schedule (not used by lcm and tcd)",
     "init_noise": "init noise weight (0 = no noise on the init latent)",
     "cfg": "classifier-free guidance scale",
     "seed": "seed, the same for every frame",
@@ -98,6 +99,13 @@ HELP: dict[str, str] = {
                   "(SD 2.x 512-base) or v_prediction (SD 2.x 768-v)",
     "loras": "LoRA file, optionally PATH:WEIGHT (repeatable)",
     "embeddings": "textual inversion file (repeatable)",
+    # issue 17
+    "vae": "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; TAESD/TAESDXL "
+           "tiny VAEs (diffusers folder or the original taesd_encoder/decoder.pth) for speed",
+    "tcd_gamma": "TCD sampler's stochasticity 0..1 (0 = deterministic)",
+    "skip_still": "reuse the previous output for a source frame that differs from the last painted one by "
+                  "less than this mean absolute difference 0..1 (0.01 = about 2.5 of 255; 0 = off)",
+    "compile": "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
     "single": "debug: generate only this frame (1-based) into img2img.debug/ and print the real sigmas",
     "fdc": "statistical correction of each frame's change",
     "delta_mask": "mask applied to each frame's change",
@@ -172,7 +180,21 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
     path = getattr(args, "config", None)
-    return config.load_toml(path) if path else config.Settings()
+    settings = config.load_toml(path) if path else config.Settings()
+    if getattr(args, "preset", None):            # issue 17: file, then preset, then the options given
+        from vid2vid import presets
+
+        presets.apply(settings, args.preset)
+    return settings
+
+
+def add_preset_option(parser: argparse.ArgumentParser) -> None:
+    """--preset NAME (issue 17): an overlay of settings over the defaults or --config."""
+    from vid2vid import presets
+
+    parser.add_argument("--preset", choices=tuple(presets.PRESETS),
+                        help="settings overlay applied after --config and before the options given; fast = "
+                             "sampler lcm, 4 steps, CFG 1 (for few-step models; add --vae TAESD for speed)")
 
 
 # ---------------------------------------------------------------- handlers
@@ -330,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, True)
     add_settings_options(sp, "img2img", "img2img")
     add_settings_options(sp, "img2img", "correct", skip=("method", "flow_strength", "flow_mask"))
+    add_preset_option(sp)
 
     sp = command("correct", _lazy("vid2vid.stages.correct"),
                  "apply frame delta correction to any folder of generated frames")
@@ -378,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
     for section in ("run", "extract", "depth", "tags", "img2img", "correct", "upscale", "interpolate", "export"):
         add_settings_options(sp, "run", section)
+    add_preset_option(sp)
 
     sp = command("demo", cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
     sp.add_argument("-o", "--output", help="output video path")
@@ -409,11 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+    sp.add_argument("--tiny-vae", action="store_true",
+                    help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
+                         "--single-file one .safetensors")
 
     sp = command("config", cmd_config, "print or check settings")
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
     sp.add_argument("--config", help="settings TOML file")
+    add_preset_option(sp)
     return p
 
 

@@ -21,7 +21,7 @@ FRAME_MODES = ("fps", "all", "i", "p", "b")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 EXPORT_FORMATS = ("mp4", "webm", "gif", "avi")
 EXPORT_SOURCES = ("frames", "img2img", "resr", "rife")
-SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim")
+SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim", "lcm", "tcd")
 SCHEDULES = ("default", "karras", "exponential", "poly-exponential", "vp", "linear")
 RESIZE_MODES = ("just", "crop", "fill")
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
@@ -34,7 +34,7 @@ CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: 
 LABELS = {
     "fps": "Fixed FPS", "all": "All frames", "i": "I-frames only", "p": "P-frames only", "b": "B-frames only",
     "euler": "Euler", "euler-a": "Euler a", "dpm++-2m": "DPM++ 2M", "dpm++-2m-sde": "DPM++ 2M SDE",
-    "heun": "Heun", "lms": "LMS", "ddim": "DDIM",
+    "heun": "Heun", "lms": "LMS", "ddim": "DDIM", "lcm": "LCM", "tcd": "TCD",
     "default": "(use default)", "karras": "karras", "exponential": "exponential",
     "poly-exponential": "poly-exponential", "vp": "vp", "linear": "linear",
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
@@ -155,6 +155,12 @@ class Img2ImgSettings:
     loras: list[str] = field(default_factory=list)       # "path[:weight]"
     embeddings: list[str] = field(default_factory=list)  # textual inversion files
     single: int = 0            # debug: generate only this frame (1-based) into img2img.debug/; 0 = all
+    # ---- issue 17 (the fast path); to become setting(...) fields once main has the metadata
+    vae: str = ""              # separate VAE: .safetensors file, folder or hub id (TAESD too); "" = the model's own
+    tcd_gamma: float = 0.3     # TCD's stochasticity (0 = deterministic, 1 = fully stochastic)
+    skip_still: float = 0.0    # reuse the previous output when the source moved less than this (0 = off)
+    compile: bool = False      # torch.compile the UNet and VAE (pays on long GPU runs)
+    # ---- end issue 17
 
     def validate(self) -> None:
         _choice("--sampler", self.sampler, SAMPLERS)
@@ -181,6 +187,10 @@ class Img2ImgSettings:
             raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
         _choice("--dtype", self.dtype, ("auto", "float32", "float16", "bfloat16"))
         _choice("--prediction", self.prediction, PREDICTION_TYPES)
+        # issue 17
+        _range("--tcd-gamma", self.tcd_gamma, 0.0, 1.0, "0.3 is TCD's default")
+        _range("--skip-still", self.skip_still, 0.0, 1.0,
+               "it is a mean absolute difference of the source frames (0.01 is about 2.5 levels of 255; 0 = off)")
 
     def prediction_type(self) -> str | None:
         """The prediction type to force on the model, or None to keep what the model says."""

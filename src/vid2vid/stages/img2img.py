@@ -40,6 +40,7 @@ import numpy as np
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.progress import Job
+from vid2vid.stages import still
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
@@ -48,7 +49,9 @@ MASKS = "motionmask"
 DEBUG = "img2img.debug"
 DEPTH = "depthmask"
 # Settings that change how fast, not what: left out of the stage key.
-RUNTIME_ONLY = ("batch_size", "workers", "single")
+RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
+# issue 17: settings that enter the stage key only when used, so older workspaces keep their keys
+KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0}
 
 
 @dataclass
@@ -77,6 +80,11 @@ def stage_params(settings: config.Settings) -> dict:
     """What decides the stage's results (and so its key)."""
     s = settings.img2img
     gen = {k: v for k, v in config.to_dict(s).items() if k not in RUNTIME_ONLY}
+    for k, default in KEYED_WHEN_SET.items():          # issue 17
+        if gen.get(k) == default or (k == "tcd_gamma" and s.sampler != "tcd"):
+            gen.pop(k, None)
+    if s.vae:
+        gen["vae"] = _path_identity(s.vae)
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
@@ -267,8 +275,12 @@ def _load(settings: config.Settings, job: Job, model=None):
                            "(`vid2vid make-tiny-model DIR` makes a small test model)")
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type())
+                           prediction_type=s.prediction_type(), vae=s.vae)
     engine = Img2ImgEngine(model, s)
+    from vid2vid.diffusion import fewstep          # issue 17: allowed, but said
+
+    for warning in fewstep.warnings_for(s, model):
+        job.say(f"img2img: warning: {warning}")
     job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
@@ -282,6 +294,19 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     """
     blocks = sorted({(i - 1) // batch_size for i in todo})
     return [i for b in blocks for i in range(b * batch_size + 1, min((b + 1) * batch_size, n) + 1)]
+
+
+def batch_aligned_among(todo: list[int], painted: list[int], batch_size: int) -> list[int]:
+    """`batch_aligned` over the painted frames only (issue 17: still frames are not painted), so a
+    batch is always the same block of painted frames, on a fresh run and on a resumed one."""
+    pos = {i: k for k, i in enumerate(painted, 1)}
+    return [painted[k - 1] for k in batch_aligned([pos[i] for i in todo], len(painted), batch_size)]
+
+
+def _canvases(frames: list[Path], s) -> Iterator[np.ndarray]:
+    """Every source frame fitted to the canvas, one at a time (issue 17: the still-frame plan)."""
+    for f in frames:
+        yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
@@ -326,9 +351,31 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     engine = engine or _load(settings, job, model)
     ws.update_stage_info(STAGE, **engine.describe())
     missing = set(todo)
+    # issue 17: still frames (stages/still.py) are decided on the source frames and copied, not painted
+    still_plan = still.plan(_canvases(frames, s), s.skip_still) if s.skip_still > 0 else {}
+    painted = [i for i in range(1, len(frames) + 1) if i not in still_plan]
+    follow = still.painted_before(still_plan, len(frames))
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
     prev_out: dict[int, np.ndarray] = {}
+
+    def copy_still(t: int) -> None:
+        # issue 17: a still frame's output is a byte copy of the output before it
+        if t not in missing:
+            return
+        still.copy_output(targets[t - 2], targets[t - 1])
+        still.record(out_dir, t, *still_plan[t])
+        missing.discard(t)
+        if t - 1 in prev_out:
+            prev_out[t] = prev_out.pop(t - 1)
+        try:
+            tracker.advance()
+        except Interrupted:
+            pass
+
+    for t in sorted(still_plan):          # still frames whose previous output a former run wrote
+        if t in missing and targets[t - 2].exists():
+            copy_still(t)
 
     def previous(i: int) -> np.ndarray | None:
         """o_(i-1) as written: from this run's memory, or read back from disk after a resume."""
@@ -362,6 +409,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             tracker.advance()
         except Interrupted:
             pass          # the main thread stops before the next batch; frames already generated are kept
+        for t in follow.get(fj.index, ()):   # issue 17: the still frames after it
+            copy_still(t)
 
     def finish_batch(batch: list[FrameJob], generated: list[np.ndarray]) -> None:
         # 5. writer thread: correct and write frame by frame, in order
@@ -383,7 +432,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(frames) / s.batch_size),
+    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(painted) / s.batch_size),
                                      threads_before)
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
@@ -398,7 +447,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.put(batch, fut.result())
 
     try:
-        jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
+        to_paint = batch_aligned_among([i for i in todo if i not in still_plan], painted, s.batch_size)
+        jobs = frame_jobs(ws, frames, to_paint, settings)
         for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
@@ -417,8 +467,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
+    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 else {}     # issue 17
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **engine.describe())
+                      model_workers=workers, threads_per_worker=threads, **fast, **engine.describe())
     return dict(ws.stage_record(STAGE)["info"])
 
 

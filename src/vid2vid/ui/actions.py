@@ -85,13 +85,15 @@ class ModelCache:
     def get(self, s: config.Img2ImgSettings, job: Job):
         from vid2vid.diffusion.loading import load_model
 
-        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model))
+        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model),
+               s.vae, _stamp(s.vae) if s.vae else ())                                     # issue 17: --vae
         with self._lock:
             if key != self._key:
                 self._model, self._key = None, None
                 job.say(f"img2img: loading model {s.model}")
                 self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
-                                         embeddings=s.embeddings, prediction_type=s.prediction_type())
+                                         embeddings=s.embeddings, prediction_type=s.prediction_type(),
+                                         vae=s.vae)
                 self._key = key
             return self._model
 
