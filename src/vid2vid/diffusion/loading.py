@@ -556,6 +556,10 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
     spec = check_model_spec(spec)
+    if vae:                                   # issue 17: a missing --vae is said before the model loads
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(vae)
 
     # 2-3. classify the spec and load the parts
     path = Path(spec).expanduser()

@@ -43,6 +43,7 @@ from vid2vid.errors import BadInput, ModelNotFound
 SD_SCALING = 0.18215
 SDXL_SCALING = 0.13025
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+SOURCE_FILE = "vid2vid.source_file"
 
 
 def is_tiny(vae) -> bool:
@@ -177,7 +178,7 @@ def load_taesd_pair(path: Path, dtype: torch.dtype):
         raise BadInput(f"{enc_path} / {dec_path} are not TAESD's original encoder and decoder files")
     vae = AutoencoderTiny.from_config(taesd_config(encoder, decoder))
     _load_strict(vae, taesd_to_diffusers(encoder, decoder), enc_path)
-    return vae.to(dtype)
+    return vae.to(dtype), {SOURCE_FILE: enc_path.name}     # the file name says taesd or taesdxl
 
 
 def _load_strict(module, state: dict, path) -> None:
@@ -218,7 +219,7 @@ def load_file(path: Path, dtype: torch.dtype, own=None):
     if path.suffix.lower() == ".pth" and re.search(r"(en|de)coder", path.name):
         state, meta = _read_state(path)
         if _layout(state) == "taesd-part":
-            return load_taesd_pair(path, dtype), meta
+            return load_taesd_pair(path, dtype)
     state, meta = _read_state(path)
     layout = _layout(state)
     if layout == "tiny-diffusers":
@@ -226,7 +227,7 @@ def load_file(path: Path, dtype: torch.dtype, own=None):
         _load_strict(vae, state, path)
         return vae.to(dtype), meta
     if layout == "taesd-part":
-        return load_taesd_pair(path, dtype), meta
+        return load_taesd_pair(path, dtype)
     if own is None or not hasattr(own.config, "block_out_channels"):
         raise BadInput(f"VAE {path} is a full VAE file; it needs the base model's VAE config, and the model has none")
     if layout == "kl-diffusers":
@@ -256,7 +257,7 @@ def load_folder(folder: Path, dtype: torch.dtype):
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
         if any(folder.glob("taesd*_encoder.pth")):
-            return load_taesd_pair(folder, dtype), {}
+            return load_taesd_pair(folder, dtype)
         raise ModelNotFound(f"VAE folder {folder} has no config.json (nor vae/config.json, nor TAESD .pth files)")
     cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     cls = {"AutoencoderKL": AutoencoderKL, "AutoencoderTiny": AutoencoderTiny}.get(cfg.get("_class_name"))
@@ -302,7 +303,7 @@ def vae_family(vae, name: str, metadata: dict | None = None) -> str | None:
     if arch:
         return "sdxl" if "xl" in arch else "sd"
     if is_tiny(vae):
-        low = name.lower().replace("\\", "/")
+        low = (name + " " + (metadata or {}).get(SOURCE_FILE, "")).lower()
         if "taesdxl" in low or "taesd-xl" in low or "taesd_xl" in low:
             return "sdxl"
         if "taesd" in low:
@@ -332,21 +333,30 @@ def check_vae(vae, spec: str, unet_config, sdxl: bool, metadata: dict | None = N
                        "(e.g. sdxl-vae-fp16-fix, or taesdxl instead of taesd)" % spec)
 
 
-def load_vae(spec: str, dtype: torch.dtype, own=None, unet_config=None, sdxl: bool = False):
-    """Load and check the VAE `spec` (file, folder or hub id; see the module docstring)."""
+def check_vae_spec(spec: str) -> None:
+    """Raise ModelNotFound when `spec` is neither an existing file or folder nor shaped like a hub id."""
     from vid2vid.diffusion.loading import HUB_ID
 
+    spec = (spec or "").strip()
+    path = Path(spec).expanduser()
+    if path.exists():
+        return
+    if not HUB_ID.match(spec) or spec.lower().endswith(WEIGHT_SUFFIXES) or spec.startswith((".", "/", "~")):
+        raise ModelNotFound("{img2img.vae} '%s' not found: no such file or folder (and not a hub id like "
+                            "owner/name)" % spec)
+
+
+def load_vae(spec: str, dtype: torch.dtype, own=None, unet_config=None, sdxl: bool = False):
+    """Load and check the VAE `spec` (file, folder or hub id; see the module docstring)."""
     spec = (spec or "").strip()
     path = Path(spec).expanduser()
     if path.is_dir():
         vae, meta = load_folder(path, dtype)
     elif path.is_file():
         vae, meta = load_file(path, dtype, own)
-    elif HUB_ID.match(spec) and not spec.lower().endswith(WEIGHT_SUFFIXES) and not spec.startswith((".", "/", "~")):
-        vae, meta = load_hub(spec, dtype)
     else:
-        raise ModelNotFound("{img2img.vae} '%s' not found: no such file or folder (and not a hub id like "
-                            "owner/name)" % spec)
+        check_vae_spec(spec)
+        vae, meta = load_hub(spec, dtype)
     if unet_config is not None:
         check_vae(vae, spec, unet_config, sdxl, meta)
     return vae.eval().requires_grad_(False)
