@@ -62,3 +62,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random SD 1.x diffusers folder, written once per test session. Read-only: a test
+    that changes a model copies it first."""
+    from vid2vid.diffusion.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("session-tiny") / "tiny")

@@ -21,14 +21,12 @@ from vid2vid.workspace import TMP_PREFIX, Workspace
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    from vid2vid.diffusion.tiny import make_tiny_model
-
+def media(tmp_path_factory, tiny_model):
     d = tmp_path_factory.mktemp("table")
     good = make_clip(d / "good.mp4", width=64, height=48, fps=8, seconds=1.0, audio=True)
     data = good.read_bytes()
     (d / "corrupt.mp4").write_bytes(b"\x00garbage" * 64 + data[512:])
-    model = make_tiny_model(d / "tiny")
+    model = shutil.copytree(tiny_model, d / "tiny")
     broken = d / "tiny-no-vae"
     shutil.copytree(model, broken)
     shutil.rmtree(broken / "vae")

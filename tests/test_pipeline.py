@@ -18,13 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-    from vid2vid.diffusion.tiny import make_tiny_model
-
+def assets(tmp_path_factory, tiny_model):
     d = tmp_path_factory.mktemp("assets")
     clip = make_clip(d / "clip.mp4", width=80, height=48, fps=12, seconds=1.0, audio=True)
-    model = make_tiny_model(d / "tiny")
-    return clip, model
+    return clip, tiny_model
 
 
 def small_settings(model, **changes) -> Settings:

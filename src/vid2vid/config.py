@@ -1,8 +1,11 @@
 """Typed settings for every stage, with the seed's defaults, validation and TOML round trip.
 
 Each stage has one dataclass; `Settings` holds them all and is what `vid2vid run`, the web UI
-and the library API pass around. Choice values are kebab-case tokens (DESIGN §7); `LABELS`
-maps them to the seed's wording for the UI. Every check raises `BadInput` with the fix.
+and the library API pass around. Every field carries its own metadata (`setting(...)`: help,
+choices, range, command-line flag, the page's label), from which the command line, the TOML
+file, validation and the page's widgets are all derived. Choice values are kebab-case tokens;
+`LABELS` maps them to the seed's wording for the page. Every check raises `BadInput` naming the
+setting as `{section.field}` (see `vid2vid.errors`), with the fix.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vid2vid import errors
 from vid2vid.errors import BadInput
 
 FRAME_MODES = ("fps", "all", "i", "p", "b")
@@ -43,154 +47,269 @@ LABELS = {
 }
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise BadInput(f"{name} '{value}' is not known; use one of: {', '.join(allowed)}")
+DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 
 
-def _range(name: str, value: float, lo: float | None = None, hi: float | None = None, fix: str = "") -> None:
-    bad = (isinstance(value, float) and not math.isfinite(value)) or \
-        (lo is not None and value < lo) or (hi is not None and value > hi)
-    if bad:
-        span = f"from {lo} to {hi}" if lo is not None and hi is not None else \
-            (f"at least {lo}" if lo is not None else f"at most {hi}")
-        raise BadInput(f"{name} {value} is out of range; it must be {span}{'; ' + fix if fix else ''}")
+# ---------------------------------------------------------------- field metadata
 
+@dataclass(frozen=True)
+class Meta:
+    """What a settings field says about itself (read with `meta(section, name)`)."""
+
+    help: str
+    label: str = ""                      # the page's field label ("" = the field is not on the page)
+    choices: tuple[str, ...] | None = None
+    lo: float | None = None              # inclusive range
+    hi: float | None = None
+    flag: str = ""                       # command-line flag when it is not --field-name
+    run_flag: str = ""                   # the flag in `vid2vid run` when it differs (shared or clashing names)
+    fix: str = ""                        # appended to a range error
+    cli: bool = True                     # an option of the commands that take this section
+    run_only: bool = False               # only `vid2vid run` has it (the switches of optional stages)
+    item: type | None = None             # list of tables: the dataclass of one table
+
+
+def setting(default: Any, help: str, *, label: str = "", choices: tuple[str, ...] | None = None,
+            lo: float | None = None, hi: float | None = None, flag: str = "", run_flag: str = "",
+            fix: str = "", cli: bool = True, run_only: bool = False, item: type | None = None) -> Any:
+    """A settings field with its metadata; a list default becomes a default factory."""
+    md = {"v2v": Meta(help=help, label=label, choices=choices, lo=lo, hi=hi, flag=flag, run_flag=run_flag,
+                      fix=fix, cli=cli, run_only=run_only, item=item)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=md)
+    return field(default=default, metadata=md)
+
+
+def fields_of(obj_or_cls: Any) -> list[tuple[dataclasses.Field, Meta]]:
+    """(field, metadata) of a settings section, in order."""
+    return [(f, f.metadata["v2v"]) for f in dataclasses.fields(obj_or_cls) if "v2v" in f.metadata]
+
+
+def meta(key: str) -> Meta:
+    """The metadata of the setting "section.field"."""
+    section, name = key.split(".")
+    for f, m in fields_of(SECTIONS[section]):
+        if f.name == name:
+            return m
+    raise KeyError(f"no setting {key}")
+
+
+def field_type(key: str) -> Any:
+    """The annotated type of "section.field" (int, float, str, bool, list[str], ...)."""
+    section, name = key.split(".")
+    return typing.get_type_hints(SECTIONS[section])[name]
+
+
+def all_keys() -> list[str]:
+    """Every settings key "section.field", sections and fields in order."""
+    return [f"{sec}.{f.name}" for sec, cls in SECTIONS.items() for f, _ in fields_of(cls)]
+
+
+def cli_flags(key: str, command: str = "") -> list[str]:
+    """The command-line flags of a setting in `command` ("run" may differ)."""
+    m = meta(key)
+    name = key.split(".")[1]
+    flag = (m.run_flag if command == "run" and m.run_flag else "") or m.flag or "--" + name.replace("_", "-")
+    return ["-o", "--output"] if flag == "--output" else [flag]
+
+
+def cli_name(key: str) -> str:
+    """How the command line names a setting in messages: its flag (--sigma-max)."""
+    try:
+        return cli_flags(key)[-1]
+    except KeyError:
+        return key
+
+
+errors.set_default_namer(cli_name)
+
+
+def _span(lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"from {lo:g} to {hi:g}"
+    return f"at least {lo:g}" if lo is not None else f"at most {hi:g}"
+
+
+def check_field(section: str, name: str, value: Any, m: Meta) -> None:
+    """The checks a field's metadata implies: its choices and its range."""
+    ref = "{%s.%s}" % (section, name)
+    if m.choices is not None and value not in m.choices:
+        raise BadInput(f"{ref} '{value}' is not known; use one of: {', '.join(m.choices)}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{ref} {value} is not a finite number")
+        if (m.lo is not None and value < m.lo) or (m.hi is not None and value > m.hi):
+            raise BadInput(f"{ref} {value:g} is out of range; it must be {_span(m.lo, m.hi)}"
+                           f"{'; ' + m.fix if m.fix else ''}")
+
+
+class Section:
+    """A settings section: `validate()` runs the metadata checks of every field, then `check()`."""
+
+    NAME = ""
+
+    def validate(self) -> None:
+        for f, m in fields_of(self):
+            value = getattr(self, f.name)
+            if m.item is not None:
+                for item in value:
+                    item.validate()
+            else:
+                check_field(self.NAME, f.name, value, m)
+        self.check()
+
+    def check(self) -> None:
+        """Checks between fields (the field-by-field ones come from the metadata)."""
+
+
+def _check_device(section: str, value: str) -> None:
+    if value != "auto" and not (value == "cpu" or value.startswith("cuda")):
+        raise BadInput("{%s.device} '%s' is not known; use %s" % (section, value, DEVICES_HELP))
+
+
+# ---------------------------------------------------------------- sections
 
 @dataclass
-class ExtractSettings:
+class ExtractSettings(Section):
     """Frames out of the source video (stage `extract`)."""
 
-    frames: str = "fps"        # fps | all | i | p | b
-    fps: float = 12.0          # used when frames == "fps"
-    format: str = "png"        # png | jpg | webp
-    audio: bool = False        # keep the audio track for export
-    max_pixels: int = 8192 * 8192  # refuse frames larger than this (width * height)
+    NAME = "extract"
+    frames: str = setting("fps", "which frames: a fixed fps, all, or only I / P / B frames", choices=FRAME_MODES,
+                          label="Frames to extract")
+    fps: float = setting(12.0, "frames per second to extract (with --frames fps)", label="FPS")
+    format: str = setting("png", "frame file format", choices=IMAGE_FORMATS, run_flag="--frame-format",
+                          label="Frame format")
+    audio: bool = setting(False, "keep the source audio (extract) / put it back (export)", run_flag="--audio",
+                          label="Process audio")
+    max_pixels: int = setting(8192 * 8192, "refuse videos whose width x height is larger", lo=1)
 
-    def validate(self) -> None:
-        _choice("--frames", self.frames, FRAME_MODES)
-        _choice("--format", self.format, IMAGE_FORMATS)
+    def check(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
-            raise BadInput(f"--fps {self.fps} is not a positive number; give e.g. --fps 12")
-        _range("max_pixels", self.max_pixels, 1)
+            raise BadInput(f"{{extract.fps}} {self.fps:g} is not a positive number; give e.g. 12")
 
 
 @dataclass
-class CorrectSettings:
-    """Frame delta correction (DESIGN §4): masks, then statistics."""
+class CorrectSettings(Section):
+    """Frame delta correction: masks, then statistics; or the flow-guided pass."""
 
-    fdc: str = "shift-std"
-    delta_mask: str = "motion"
-    spatial_mask: str = "none"
-    motion_highext: int = 7
-    motion_lowcut: int = 32
-    depth_lowcut: int = -1
-    method: str = "seed"       # seed (the statistics above) or flow (flow-guided, `vid2vid correct`)
-    flow_strength: float = 0.75  # flow method: 0 = no correction, higher = steadier (memory 1/(1-s) frames)
-    flow_mask: str = "none"    # flow method: change mask (white = let the generated frame through)
+    NAME = "correct"
+    fdc: str = setting("shift-std", "statistical correction of each frame's change", choices=FDC_METHODS,
+                       label="Frame delta correction")
+    delta_mask: str = setting("motion", "mask applied to each frame's change", choices=DELTA_MASKS,
+                              label="Delta mask")
+    spatial_mask: str = setting("none", "inpainting mask given to img2img (white = may change)",
+                                choices=SPATIAL_MASKS, label="Spatial mask")
+    motion_highext: int = setting(7, "motion mask high-ext: odd dilation window 1..15", lo=1, hi=15,
+                                  label="Motion high-ext")
+    motion_lowcut: int = setting(32, "motion mask low-cut 0..255", lo=0, hi=255, label="Motion low-cut")
+    depth_lowcut: int = setting(-1, "depth mask low-cut 0..255 (-1 = none)", lo=-1, hi=255, fix="-1 means no cut",
+                                label="Depth low-cut")
+    method: str = setting("seed", "correction method: seed statistics per frame, or flow-guided over the sequence",
+                          choices=CORRECT_METHODS, label="Correction method")
+    flow_strength: float = setting(0.75, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
+                                   fix="0.75 is the default", label="Flow strength (flow method)")
+    flow_mask: str = setting("none", "flow method: change mask (white = keep the generated frame there)",
+                             choices=DELTA_MASKS, label="Flow change mask (flow method)")
 
-    def validate(self) -> None:
-        _choice("--fdc", self.fdc, FDC_METHODS)
-        _choice("--method", self.method, CORRECT_METHODS)
-        _choice("--flow-mask", self.flow_mask, DELTA_MASKS)
-        if not 0.0 <= self.flow_strength < 1.0:
-            raise BadInput(f"--flow-strength {self.flow_strength} is out of range; use 0 to 0.99 (default 0.75)")
-        _choice("--delta-mask", self.delta_mask, DELTA_MASKS)
-        _choice("--spatial-mask", self.spatial_mask, SPATIAL_MASKS)
-        _range("--motion-highext", self.motion_highext, 1, 15)
+    def check(self) -> None:
         if self.motion_highext % 2 != 1:
-            raise BadInput(f"--motion-highext {self.motion_highext} must be odd (1, 3, ..., 15)")
-        _range("--motion-lowcut", self.motion_lowcut, 0, 255)
-        _range("--depth-lowcut", self.depth_lowcut, -1, 255, "-1 means no cut")
+            raise BadInput(f"{{correct.motion_highext}} {self.motion_highext} must be odd (1, 3, ..., 15)")
 
 
 @dataclass
-class DepthSettings:
+class DepthSettings(Section):
     """Depth masks (stage `depth`)."""
 
-    model: str = "dpt_hybrid"
+    NAME = "depth"
+    model: str = setting("dpt_hybrid", "depth model: a registered name, hub id or folder", run_flag="--depth-model",
+                         label="Depth model")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not self.model:
-            raise BadInput("--model for depth is empty; name a depth model, e.g. dpt_hybrid")
+            raise BadInput("{depth.model} is empty; name a depth model, e.g. dpt_hybrid")
 
 
 @dataclass
-class TagsSettings:
+class TagsSettings(Section):
     """Anime tags per frame (stage `tags`)."""
 
-    model: str = "wd14-vit-v2"
-    topk: int = 32
-    threshold: float = 0.35
-
-    def validate(self) -> None:
-        _range("--topk", self.topk, 1, 1000)
-        _range("--threshold", self.threshold, 0.0, 1.0)
+    NAME = "tags"
+    model: str = setting("wd14-vit-v2", "tagger model: a registered name, hub id or folder", run_flag="--tags-model",
+                         label="Tagger model")
+    topk: int = setting(32, "how many tags to keep", lo=1, hi=1000, label="Top-k tags")
+    threshold: float = setting(0.35, "tag probability threshold 0..1", lo=0.0, hi=1.0, run_flag="--tags-threshold",
+                               label="Tag threshold")
 
 
 @dataclass
-class Img2ImgSettings:
+class Img2ImgSettings(Section):
     """Successive img2img with the sigma override (stage `img2img`)."""
 
-    model: str = ""
-    prompt: str = ""
-    negative: str = ""
-    sampler: str = "euler"
-    steps: int = 20
-    denoise: float = 0.75
-    schedule: str = "exponential"
-    sigma_min: float = 0.1
-    sigma_max: float = 1.2
-    init_noise: float = 1.0
-    cfg: float = 7.0
-    seed: int = 114514
-    width: int = 832
-    height: int = 448
-    resize: str = "just"
-    batch_size: int = 1
-    workers: int = 0           # model workers running batches side by side on a CPU; 0 = automatic
-    device: str = "auto"       # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"        # auto | float32 | float16 | bfloat16
-    prediction: str = "auto"   # auto (what the model says) | epsilon | v_prediction
-    loras: list[str] = field(default_factory=list)       # "path[:weight]"
-    embeddings: list[str] = field(default_factory=list)  # textual inversion files
-    single: int = 0            # debug: generate only this frame (1-based) into img2img.debug/; 0 = all
-    # ---- issue 17 (the fast path); to become setting(...) fields once main has the metadata
-    vae: str = ""              # separate VAE: .safetensors file, folder or hub id (TAESD too); "" = the model's own
-    tcd_gamma: float = 0.3     # TCD's stochasticity (0 = deterministic, 1 = fully stochastic)
-    skip_still: float = 0.0    # reuse the previous output when the source moved less than this (0 = off)
-    compile: bool = False      # torch.compile the UNet and VAE (pays on long GPU runs)
-    # ---- end issue 17
+    NAME = "img2img"
+    model: str = setting("", "Stable Diffusion model: a .safetensors/.ckpt file, a diffusers folder or a hub id",
+                         label="Model")
+    prompt: str = setting("", "prompt (A1111 syntax: (word:1.3), [word])", label="Prompt")
+    negative: str = setting("", "negative prompt", label="Negative prompt")
+    sampler: str = setting("euler", "sampler (lcm, tcd: for few-step models such as LCM, TCD, Hyper-SD; they run "
+                                    "on their own timestep grid, steps = UNet evaluations, and the sigma schedule "
+                                    "options do not apply)", choices=SAMPLERS, label="Sampler")
+    steps: int = setting(20, "sampling steps of the full schedule (1..150)", lo=1, hi=150, label="Sampling steps")
+    denoise: float = setting(0.75, "denoising strength 0..1 (truncates the schedule)", lo=0.0, hi=1.0,
+                             label="Denoising strength")
+    schedule: str = setting("exponential", "sigma schedule; default = the model's own (not used by lcm and tcd)", choices=SCHEDULES,
+                            label="Sigma schedule")
+    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule (not lcm/tcd)", label="Sigma min")
+    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule (not lcm/tcd)", label="Sigma max")
+    init_noise: float = setting(1.0, "init noise weight (0 = no noise on the init latent)", lo=0.0, hi=10.0,
+                                label="Init noise weight")
+    cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
+    seed: int = setting(114514, "seed, the same for every frame", label="Seed")
+    width: int = setting(832, "output width (multiple of 8)", lo=8, hi=8192, label="Width")
+    height: int = setting(448, "output height (multiple of 8)", lo=8, hi=8192, label="Height")
+    resize: str = setting("just", "how a frame is fitted to width x height", choices=RESIZE_MODES,
+                          label="Resize mode")
+    batch_size: int = setting(1, "frames per UNet call", lo=1, hi=64, label="Frames per model call")
+    workers: int = setting(0, "CPU only: batches run side by side, each on its share of the cores (0 = automatic: "
+                              "2 when there are 2+ cores and 4+ batches, else 1; CUDA always 1)", lo=0, hi=64,
+                           fix="give 0 (automatic) or the number of batches to run at once",
+                           label="CPU model workers (0 = automatic)")
+    device: str = setting("auto", f"device: {DEVICES_HELP}")
+    dtype: str = setting("auto", "weights' dtype", choices=("auto", "float32", "float16", "bfloat16"))
+    prediction: str = setting("auto", "what the UNet predicts: auto (from the model; SD 2.x single files: v), "
+                                      "epsilon (SD 2.x 512-base) or v_prediction (SD 2.x 768-v)",
+                              choices=PREDICTION_TYPES)
+    loras: list[str] = setting([], "LoRA file, optionally PATH:WEIGHT (repeatable)", flag="--lora",
+                               label="LoRA files (one per line, PATH[:WEIGHT])")
+    embeddings: list[str] = setting([], "textual inversion file (repeatable)", flag="--embedding",
+                                    label="Textual inversion files (one per line)")
+    single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
+                             "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
+                          label="Debug frame")
+    # ---- issue 17: the fast path
+    vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
+                           "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
+                           "for speed; empty = the model's own", label="VAE (empty = the model's own)")
+    tcd_gamma: float = setting(0.3, "TCD sampler's stochasticity (0 = deterministic, 1 = fully stochastic)",
+                               lo=0.0, hi=1.0, fix="0.3 is TCD's default", label="TCD gamma")
+    skip_still: float = setting(0.0, "reuse the previous output for a source frame that differs from the last "
+                                     "painted one by less than this mean absolute difference (0.01 = about 2.5 "
+                                     "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
+    compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
+                            label="torch.compile")
 
-    def validate(self) -> None:
-        _choice("--sampler", self.sampler, SAMPLERS)
-        _choice("--schedule", self.schedule, SCHEDULES)
-        _choice("--resize", self.resize, RESIZE_MODES)
-        _range("--steps", self.steps, 1, 150)
-        _range("--denoise", self.denoise, 0.0, 1.0)
-        _range("--init-noise", self.init_noise, 0.0, 10.0)
-        _range("--cfg", self.cfg, 0.0, 100.0)
-        _range("--batch-size", self.batch_size, 1, 64)
-        _range("--workers", self.workers, 0, 64, fix="give 0 (automatic) or the number of batches to run at once")
-        _range("--single", self.single, 0, fix="give a frame number (1 = the first frame) or 0 for all")
-        for name, v in (("--sigma-min", self.sigma_min), ("--sigma-max", self.sigma_max)):
+    def check(self) -> None:
+        for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
-                raise BadInput(f"{name} {v} must be a positive number")
+                raise BadInput(f"{{img2img.{name}}} {v:g} must be a positive number")
         if self.sigma_max < self.sigma_min:
-            raise BadInput(f"--sigma-max {self.sigma_max} is below --sigma-min {self.sigma_min}; "
-                           "swap them or raise --sigma-max")
-        for name, v in (("--width", self.width), ("--height", self.height)):
-            if v < 8 or v > 8192 or v % 8:
-                raise BadInput(f"{name} {v} must be a multiple of 8 between 8 and 8192; "
+            raise BadInput(f"{{img2img.sigma_max}} {self.sigma_max:g} is below {{img2img.sigma_min}} "
+                           f"{self.sigma_min:g}; swap them or raise {{img2img.sigma_max}}")
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if v % 8:
+                raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
                                f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
-        _choice("--dtype", self.dtype, ("auto", "float32", "float16", "bfloat16"))
-        _choice("--prediction", self.prediction, PREDICTION_TYPES)
-        # issue 17
-        _range("--tcd-gamma", self.tcd_gamma, 0.0, 1.0, "0.3 is TCD's default")
-        _range("--skip-still", self.skip_still, 0.0, 1.0,
-               "it is a mean absolute difference of the source frames (0.01 is about 2.5 levels of 255; 0 = off)")
+        _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:
         """The prediction type to force on the model, or None to keep what the model says."""
@@ -198,68 +317,71 @@ class Img2ImgSettings:
 
 
 @dataclass
-class UpscaleSettings:
+class UpscaleSettings(Section):
     """Real-ESRGAN upscaling (stage `upscale`)."""
 
-    model: str = "realesr-animevideov3-x2"   # a bundled name, lanczos-x2/x3/x4, or a .pth file
-    tile: int = 0              # tile size in input pixels; 0 = automatic
-    device: str = "auto"       # auto (Vulkan GPU / CUDA when present) | cpu | cuda | cuda:N
+    NAME = "upscale"
+    model: str = setting("realesr-animevideov3-x2", "upscaler: a bundled name, lanczos-x2/x3/x4, or a .pth file",
+                         run_flag="--upscale-model", label="Upscaler")
+    tile: int = setting(0, "tile size in input pixels (0 = automatic)", lo=0, hi=4096, run_flag="--upscale-tile",
+                        label="Tile size (0 = automatic)")
+    device: str = setting("auto", "device: auto (Vulkan GPU / CUDA when present), cpu, cuda or cuda:N")
 
-    def validate(self) -> None:
-        _range("--tile", self.tile, 0, 4096)
+    def check(self) -> None:
         if 0 < self.tile < 32:
-            raise BadInput(f"--tile {self.tile} is too small; use 0 (automatic) or 32 and more")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
+            raise BadInput(f"{{upscale.tile}} {self.tile} is too small; use 0 (automatic) or 32 and more")
+        _check_device("upscale", self.device)
 
 
 @dataclass
-class InterpolateSettings:
+class InterpolateSettings(Section):
     """RIFE frame interpolation (stage `interpolate`)."""
 
-    model: str = "rife"        # rife (bundled), blend, or the path of RIFE v4.x weights
-    ratio: float = 2.0
-    scene_cut: float = 0.2     # colour-histogram change above which frames are repeated, not blended; 1 = off
-    device: str = "auto"       # auto | cpu | cuda | cuda:N
+    NAME = "interpolate"
+    model: str = setting("rife", "interpolator: rife (bundled), blend, or the path of RIFE v4.x weights",
+                         run_flag="--interpolate-model", label="Interpolator")
+    ratio: float = setting(2.0, "interpolation ratio 0.5..4 (2 doubles the frames)", lo=0.5, hi=4.0,
+                           fix="2 doubles the frames", label="Frame ratio")
+    scene_cut: float = setting(0.2, "scene-cut threshold 0..1: a colour-histogram change above it repeats frames "
+                                    "instead of blending (1 = never cut)", lo=0.0, hi=1.0,
+                               fix="1 turns scene-cut detection off", label="Scene-cut threshold")
+    device: str = setting("auto", f"device: {DEVICES_HELP}")
 
-    def validate(self) -> None:
-        if not (0.5 <= self.ratio <= 4.0):
-            raise BadInput(f"--ratio {self.ratio} is out of range; use 0.5 to 4 (2 doubles the frames)")
-        _range("--scene-cut", self.scene_cut, 0.0, 1.0, "1 turns scene-cut detection off")
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise BadInput(f"--device '{self.device}' is not known; use auto, cpu, cuda or cuda:N")
+    def check(self) -> None:
+        _check_device("interpolate", self.device)
 
 
 @dataclass
-class ExportSettings:
+class ExportSettings(Section):
     """Video out of a frame folder (stage `export`)."""
 
-    source: str = "rife"       # frames | img2img | resr | rife  (CLI: --from)
-    format: str = "mp4"
-    audio: bool = False
-    output: str = ""           # empty = synth-<source>.<format> inside the workspace
-    crf: int = 20
-
-    def validate(self) -> None:
-        _choice("--from", self.source, EXPORT_SOURCES)
-        _choice("--format", self.format, EXPORT_FORMATS)
-        _range("--crf", self.crf, 0, 51)
+    NAME = "export"
+    source: str = setting("rife", "frame folder to export", choices=EXPORT_SOURCES, flag="--from",
+                          label="Frame source")
+    format: str = setting("mp4", "video format", choices=EXPORT_FORMATS, label="Video format")
+    audio: bool = setting(False, "put the source audio back", run_flag="--audio", label="Put the audio back")
+    output: str = setting("", "output video path (empty = synth-<source>.<format> inside the workspace)",
+                          flag="--output")
+    crf: int = setting(20, "H.264 quality (lower is better, 0..51)", lo=0, hi=51,
+                       label="Quality (CRF, lower is better)")
 
 
 @dataclass
-class RunSettings:
+class RunSettings(Section):
     """What `vid2vid run` does beyond the stages' own settings."""
 
-    cache: str = "vid2vid-cache"
-    overwrite: bool = True     # False: keep results made with other parameters, and say so
-    depth: bool = False        # run the optional stages?
-    tags: bool = False
-    upscale: bool = True
-    interpolate: bool = True
+    NAME = "run"
+    cache: str = setting("vid2vid-cache", "folder that holds one workspace per video")
+    overwrite: bool = setting(True, "replace results made with other settings (off: keep them and stop)",
+                              label="Allow overwrite")
+    depth: bool = setting(False, "run the depth stage (also runs when a depth mask is chosen)", run_only=True)
+    tags: bool = setting(False, "run the tagger stage", run_only=True)
+    upscale: bool = setting(True, "run the Real-ESRGAN stage", run_only=True)
+    interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not self.cache:
-            raise BadInput("--cache is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+            raise BadInput("{run.cache} is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
 
 
 @dataclass
@@ -279,6 +401,10 @@ class Settings:
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).validate()
+
+
+# Section name -> its dataclass, in the order of `Settings`.
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
 
 
 def to_dict(obj: Any) -> dict:
@@ -317,6 +443,7 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
     if unknown:
         raise BadInput(f"unknown setting(s) in [{table or cls.__name__}]: {', '.join(unknown)}; "
                        f"known: {', '.join(sorted(names))}")
+    items = {f.name: m.item for f, m in fields_of(cls) if m.item is not None}
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -324,6 +451,10 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
             if not isinstance(value, dict):
                 raise BadInput(f"setting [{key}] must be a table")
             kwargs[key] = from_dict(hint, value, key)
+        elif key in items:                  # a list of tables: [[section.key]]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise BadInput(f"setting [{table}] {key} must be a list of tables ([[{table}.{key}]])")
+            kwargs[key] = [from_dict(items[key], v, f"{table}.{key}") for v in value]
         else:
             kwargs[key] = _coerce(table, key, value, hint)
     return cls(**kwargs)

@@ -10,17 +10,14 @@ The sheet builders are pure (arrays in, uint8 RGB sheet out); `main` does the fi
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vid2vid import config, fdc
 from vid2vid.errors import BadInput
-from vid2vid.imageops import delta_view, read_image, read_mask, resize, to_uint8, write_image
-from vid2vid.progress import Job
-from vid2vid.workspace import list_frames
+from vid2vid.imageops import delta_view, resize, to_uint8
 
 CAPTION_H = 16              # pixels of caption strip above each tile
 GAP = 4                     # pixels between tiles
@@ -124,58 +121,3 @@ def fdc_sheet(prev_out: np.ndarray, generated: np.ndarray, src_delta: np.ndarray
     labels = ["previous output", "generated", "source delta (d+1)/2", mask_label,
               f"corrected ({settings.fdc})", f"|corrected - generated| max {peak:.3f} (x{gain:.1f})"]
     return grid(tiles, labels, columns=3)
-
-
-# ---------------------------------------------------------------- command line
-
-def _folder(given: str | None, ws: Path | None, default: str, option: str, needed: bool = True) -> Path | None:
-    if given:
-        return Path(given)
-    if ws is not None:
-        return ws / default
-    if needed:
-        raise BadInput(f"give {option} DIR (or -w WORKSPACE to use its {default}/ folder)")
-    return None
-
-
-def _pick(folder: Path, index: int, what: str) -> Path:
-    files = list_frames(folder)
-    if not files:
-        raise BadInput(f"{what} folder {folder} has no image files")
-    if not 0 <= index < len(files):
-        raise BadInput(f"frame {index + 1} is out of range: {folder} has {len(files)} {what} frames")
-    return files[index]
-
-
-def main(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid fdc-debug --frame N -o SHEET.png [--sheet fdc|motion|depth] ...`."""
-    from vid2vid.stages.correct import settings_from_args
-
-    settings = settings_from_args(args)
-    ws = Path(args.workspace) if getattr(args, "workspace", None) else None
-    n = args.frame
-    if n < 1:
-        raise BadInput(f"--frame {n} must be 1 or more (frames are numbered from 1)")
-    tile_width = args.tile_width or None
-    if args.sheet == "depth":
-        depth_dir = _folder(args.depth, ws, "depthmask", "--depth")
-        sheet = depth_mask_grid(read_mask(_pick(depth_dir, n - 1, "depth")),
-                                tile_width=tile_width or 256)
-    else:
-        if n < 2:
-            raise BadInput("frame 1 has no frame delta; give --frame 2 or later")
-        source = _folder(args.source, ws, "frames", "--source")
-        delta = fdc.frame_delta(read_image(_pick(source, n - 2, "source")), read_image(_pick(source, n - 1, "source")))
-        if args.sheet == "motion":
-            sheet = motion_mask_grid(delta, settings.motion_highext, tile_width=tile_width or 208)
-        else:
-            generated = _folder(args.generated, ws, "img2img", "--generated")
-            prev_dir = Path(args.prev) if args.prev else generated
-            depth = None
-            if settings.delta_mask == "depth":
-                depth = read_mask(_pick(_folder(args.depth, ws, "depthmask", "--depth"), n - 1, "depth"))
-            sheet = fdc_sheet(read_image(_pick(prev_dir, n - 2, "previous output")),
-                              read_image(_pick(generated, n - 1, "generated")), delta, settings,
-                              depth=depth, tile_width=tile_width)
-    write_image(args.output, sheet)
-    print(f"{args.output} ({sheet.shape[1]}x{sheet.shape[0]})")

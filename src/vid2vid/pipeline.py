@@ -16,43 +16,16 @@ import importlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Iterable
 
 from vid2vid import config
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
 from vid2vid.progress import Job, ProgressEvent
-from vid2vid.workspace import Workspace
+from vid2vid.stages import table
+from vid2vid.workspace import Workspace, failure_status
 
 SETTINGS_FILE = "settings.toml"
-
-
-@dataclass
-class Step:
-    """One stage of the pipeline: its name, whether it runs under these settings, and its module."""
-
-    name: str
-    module: str
-    wanted: Callable[[Settings], bool]
-
-
-def _needs_depth(s: Settings) -> bool:
-    c = s.correct
-    masks = (c.flow_mask,) if c.method == "flow" else (c.delta_mask,)
-    return s.run.depth or c.spatial_mask == "depth" or "depth" in masks
-
-
-STEPS = [
-    Step("extract", "extract", lambda s: True),
-    Step("delta", "delta", lambda s: True),
-    Step("depth", "depth", _needs_depth),
-    Step("tags", "tags", lambda s: s.run.tags),
-    Step("img2img", "img2img", lambda s: True),
-    Step("flow", "flow", lambda s: s.correct.method == "flow"),
-    Step("upscale", "upscale", lambda s: s.run.upscale),
-    Step("interpolate", "interpolate", lambda s: s.run.interpolate),
-    Step("export", "export", lambda s: True),
-]
 
 
 @dataclass
@@ -76,54 +49,79 @@ class RunResult:
         return "\n".join(lines)
 
 
-def export_source(s: Settings) -> str:
-    """The last frame folder the enabled stages make: rife, resr or img2img."""
-    if s.run.interpolate:
-        return "rife"
-    if s.run.upscale:
-        return "resr"
-    return "img2img"
-
-
 def check_settings(s: Settings) -> None:
     """Validate everything before any work starts (bad input never costs a half-done run)."""
     s.validate()
-    if not s.img2img.model:
-        raise BadInput("no Stable Diffusion model given; pass --model (a .safetensors file, a diffusers folder "
-                       "or a hub id), or try `vid2vid demo`")
 
 
-def check_models(s: Settings) -> None:
-    """Every model the enabled stages name exists and is complete (nothing is loaded)."""
-    from vid2vid.diffusion.loading import check_model_spec
-
-    check_model_spec(s.img2img.model)
-    if s.run.upscale:
-        from vid2vid.models.upscalers import check_upscaler
-
-        check_upscaler(s.upscale.model)
-    if s.run.interpolate:
-        from vid2vid.models.interpolators import check_interpolator
-
-        check_interpolator(s.interpolate.model)
+def _module(row: table.Stage):
+    return importlib.import_module(row.module)
 
 
-def stage_settings(stage: str, s: Settings) -> Settings:
-    """With the flow-guided method, img2img generates without the seed's correction (the flow
-    stage corrects the whole sequence afterwards, with `flow_mask` as its change mask)."""
-    if stage == "img2img" and s.correct.method == "flow":
-        return replace(s, correct=replace(s.correct, fdc="none", delta_mask="none"))
-    return s
+def check_models(s: Settings, rows: Iterable[table.Stage] | None = None) -> None:
+    """Every model the stages name exists and is complete (nothing is loaded); each stage module's
+    own `check(settings)` says what that means for it. Default: the stages `run` would run."""
+    for row in (rows if rows is not None else [r for r in table.STAGES if r.wanted(s)]):
+        check = getattr(_module(row), "check", None)
+        if check is not None:
+            check(row.adjust(s))
 
 
-def _overall(job: Job, index: int, total: int) -> Job:
+def _placed(job: Job, place: tuple[int, int] | None) -> Job:
     """A view of `job` whose progress events name the stage's place in the run (3/8 img2img)."""
+    if place is None:
+        return job
+    index, total = place
 
     def forward(ev: ProgressEvent) -> None:
         if job.on_progress is not None:
             job.on_progress(replace(ev, stage=f"{index}/{total} {ev.stage}"))
 
     return Job(on_progress=forward, cancel=job.cancel, log=job.log)
+
+
+def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = None, *,
+              video: str | Path | None = None, place: tuple[int, int] | None = None,
+              follow: bool = True, checked: bool = False, **extra) -> dict:
+    """Run one stage on a workspace: the one way every interface runs a stage.
+
+    1. the row's settings adjustment, then validation of the sections it reads and its model check
+    2. the workspace lock (extract creates the workspace; the others need one made by extract)
+    3. the stage, with a failure or an interruption written to the workspace's run log
+    4. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow)
+    `extra` goes to the stage's `run` (the page passes an already loaded model to img2img).
+    `checked`: the caller already validated everything and checked the video and models (`run`).
+    """
+    job = job or Job()
+    row = table.stage(name)
+    s = row.adjust(settings)
+    if not checked:
+        for section in ("run", *row.sections):
+            getattr(s, section).validate()
+        check_models(s, [row])
+    if row.needs_video:
+        if video is None:
+            raise BadInput(f"stage '{name}' needs the video to read")
+        if not checked:
+            from vid2vid.stages.extract import check_source
+
+            check_source(video, s.extract)
+        ws.ensure()
+    else:
+        ws.require()
+    module = _module(row)
+    sub = _placed(job, place)
+    with ws.locked():
+        try:
+            info = module.run(ws, video, s, sub) if row.needs_video else module.run(ws, s, sub, **extra)
+        except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
+            ws.log_failure(name, exc)
+            raise
+        info = dict(info or {})
+        for nxt in row.then if follow else ():
+            if table.stage(nxt).wanted(settings):
+                info[nxt] = run_stage(nxt, ws, settings, job, place=place, checked=checked)
+    return info
 
 
 def run(video: str | Path, settings: Settings, workspace: str | Path | None = None,
@@ -138,34 +136,27 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
     check_source(video, settings.extract)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
-    # 2. export reads the last folder the enabled stages write; with the flow-guided method,
-    #    img2img generates without the seed's statistics and the flow stage corrects afterwards
-    settings = replace(settings, export=replace(settings.export, source=export_source(settings)))
-    steps = [st for st in STEPS if st.wanted(settings)]
+    # 2. export reads the last folder the enabled stages write
+    settings = replace(settings, export=replace(settings.export, source=table.export_source(settings)))
+    rows = [row for row in table.STAGES if row.wanted(settings)]
     result = RunResult(workspace=ws.root, output=Path())
     with ws.ensure().locked():
         ws.log_unfinished_run()
         config.save_toml(settings, ws.path(SETTINGS_FILE))
         ws.log("run", video=str(video), settings=config.to_dict(settings))
         # 3. the stages, in order; each resumes or skips on its own
-        for i, st in enumerate(steps, 1):
+        for i, row in enumerate(rows, 1):
             job.check()
-            job.say(f"[{i}/{len(steps)}] {st.name}")
-            module = importlib.import_module(f"vid2vid.stages.{st.module}")
-            sub = _overall(job, i, len(steps))
+            job.say(f"[{i}/{len(rows)}] {row.name}")
             t = time.monotonic()
             try:
-                if st.name == "extract":
-                    info = module.run(ws, video, settings, sub)
-                else:
-                    info = module.run(ws, stage_settings(st.name, settings), sub)
-            except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
-                status = ws.log_failure(st.name, exc)
-                ws.log("run-end", status=status, stage=st.name, seconds=round(time.monotonic() - t0, 3))
+                info = run_stage(row.name, ws, settings, job, video=video, place=(i, len(rows)), follow=False,
+                                 checked=True)
+            except BaseException as exc:
+                ws.log("run-end", status=failure_status(exc), stage=row.name, seconds=round(time.monotonic() - t0, 3))
                 raise
-            info = dict(info or {})
             info["seconds"] = round(time.monotonic() - t, 3)
-            result.stages[st.name] = info
+            result.stages[row.name] = info
         result.output = Path(result.stages["export"]["output"])
         # 4. how steady is it? (source frames vs the exported frames)
         if measure:
@@ -182,9 +173,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    from vid2vid.stages.flow import generated_source
-
-    gen = [read_image(p) for p in ws.frames(generated_source(ws)[1])]
+    gen = [read_image(p) for p in ws.frames(table.generated(ws).frames or "img2img")]
     src = [read_image(p) for p in ws.frames("frames")[: len(gen)]]
     if len(gen) < 2 or len(src) != len(gen):
         return None

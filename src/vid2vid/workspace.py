@@ -39,17 +39,6 @@ LOGFILE = "log.jsonl"
 TMP_PREFIX = ".tmp-"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
-# Stage name -> output folder or file (relative to the workspace root).
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "extract": ("frames", "audio.mka"),
-    "delta": ("framedelta",),
-    "depth": ("depthmask",),
-    "tags": ("tags", "tags.json", "tags-topk.txt"),
-    "img2img": ("img2img", "motionmask"),
-    "upscale": ("resr",),
-    "interpolate": ("rife",),
-}
-
 
 # ---------------------------------------------------------------- atomic writes
 
@@ -330,10 +319,11 @@ class Workspace:
         return False
 
     def begin_stage(self, name: str, params: dict, inputs: tuple[str, ...] = (),
-                    overwrite: bool = True, outputs: tuple[str, ...] | None = None) -> StageStatus:
+                    overwrite: bool = True, *, outputs: tuple[str, ...]) -> StageStatus:
         """Decide whether `name` starts fresh, resumes or is already done; record it.
 
         `inputs` are the stages whose results this stage reads; they must be complete.
+        `outputs` are the folders and files the stage owns (its row in `vid2vid.stages.table`).
         With other parameters than recorded, the stage's outputs are removed when
         `overwrite` is true, and kept (with a `BadInput` that says so) when it is false.
         """
@@ -348,8 +338,7 @@ class Workspace:
             state = "done" if rec.get("complete") else "resume"
             self.log("stage", stage=name, state=state)
             return StageStatus(name, state, key)
-        outs = STAGE_OUTPUTS.get(name, ()) if outputs is None else outputs
-        existing = [o for o in outs if self._has_content(self.root / o)]
+        existing = [o for o in outputs if self._has_content(self.root / o)]
         if existing:
             if not overwrite:
                 changed = _diff_params(rec.get("params", {}) if rec else {}, params)
@@ -418,9 +407,10 @@ class Workspace:
 
     def log_failure(self, stage: str, exc: BaseException) -> str:
         """Log why `stage` stopped: `interrupted` (cancel, Ctrl+C) or `error` with its type; returns which."""
-        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        status = failure_status(exc)
+        if status == "interrupted":
             self.log("interrupted", stage=stage, type=type(exc).__name__)
-            return "interrupted"
+            return status
         self.log("error", stage=stage, type=type(exc).__name__, error=f"{type(exc).__name__}: {exc}",
                  exit_code=getattr(exc, "exit_code", 1))
         return "failed"
@@ -441,6 +431,11 @@ class Workspace:
             shutil.rmtree(trash, ignore_errors=True)
         elif p.exists():
             p.unlink()
+
+
+def failure_status(exc: BaseException) -> str:
+    """How a stage that raised `exc` ended: "interrupted" (cancel, Ctrl+C) or "failed"."""
+    return "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
 
 
 def _diff_params(old: dict, new: dict) -> str:

@@ -518,7 +518,8 @@ def check_model_spec(spec: str) -> str:
     """
     spec = (spec or "").strip()
     if not spec:
-        raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id")
+        raise BadInput("no Stable Diffusion model given; give {img2img.model}: a .safetensors file, a diffusers "
+                       "folder or a hub id")
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)

@@ -62,15 +62,3 @@ def plot_png(*args, **kwargs) -> bytes:
     buf = io.BytesIO()
     plot_sigmas(*args, **kwargs).savefig(buf, format="png")
     return buf.getvalue()
-
-
-def main(args, parser, job) -> None:
-    """`vid2vid sigmas [--steps --denoise --sigma-min --sigma-max] -o PLOT.png`."""
-    from vid2vid.workspace import atomic_write_bytes
-
-    png = plot_png(args.steps, args.denoise, args.sigma_min, args.sigma_max)
-    atomic_write_bytes(args.output, png)
-    table = schedule_table(args.steps, args.denoise, args.sigma_min, args.sigma_max)
-    for name, full in table.items():
-        print(f"{name:>16}: {schedules.format_sigmas(schedules.truncate(full, args.denoise))}")
-    print(args.output)

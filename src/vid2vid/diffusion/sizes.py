@@ -48,14 +48,3 @@ def format_table(canvases: list[Canvas]) -> str:
     for c in canvases:
         lines.append(f"  {c.width:>5} x {c.height:<6} {c.ratio:>7.4f} {c.error:>+8.2%} {c.width * c.height:>8}")
     return "\n".join(lines)
-
-
-def main(args, parser, job) -> None:
-    """Print recommended canvases (multiples of 8 and of 64) for a source of args.width x args.height."""
-    w, h = args.width, args.height
-    by8 = recommend_sizes(w, h, 8)
-    print(f"source {w}x{h}, aspect {w / h:.4f}")
-    print("multiples of 8 (360..720):")
-    print(format_table(by8))
-    print("multiples of 64 (256..1024):")
-    print(format_table(recommend_sizes(w, h, 64, 256, 1024, top=8)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import dataclasses
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -273,27 +272,3 @@ def _correct_flow(src_at: Callable[[int], np.ndarray], generated: list[Path],
     temporal.flow_correct_frames(n, (w, h), src, gen, settings.flow_strength, write, change_mask=change_mask,
                                  progress=tracker.advance, segment=segment)
     return len(todo)
-
-
-# ---------------------------------------------------------------- command line
-
-def settings_from_args(args: Any) -> config.CorrectSettings:
-    """CorrectSettings from --config (table [correct]) and the options given (dest "correct.<field>")."""
-    path = getattr(args, "config", None)
-    settings = config.load_toml(path).correct if path else config.CorrectSettings()
-    given = vars(args)
-    for f in dataclasses.fields(settings):
-        if f"correct.{f.name}" in given:
-            setattr(settings, f.name, given[f"correct.{f.name}"])
-    settings.validate()
-    return settings
-
-
-def main(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid correct --source DIR --generated DIR --out DIR [options]`."""
-    settings = settings_from_args(args)
-    info = correct_folder(args.source, args.generated, args.out, settings, depth_dir=args.depth,
-                          save_masks=args.save_masks, job=job, overwrite=getattr(args, "overwrite", False),
-                          resize=getattr(args, "resize", "just"))
-    print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
-          f"from an earlier run; method {info['method']})")

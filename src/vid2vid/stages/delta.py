@@ -15,9 +15,11 @@ import numpy as np
 from vid2vid import config, fdc
 from vid2vid.imageops import delta_view, read_image, write_image
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace
 
 STAGE = "delta"
+ROW = table.stage(STAGE)
 OUT_DIR = "framedelta"
 VIEW = "rgb8 round((d + 1) / 2 * 255)"     # recorded, so a change of view format redoes the stage
 
@@ -43,7 +45,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     frames = ws.frames()
     if overwrite is None:
         overwrite = settings.run.overwrite
-    status = ws.begin_stage(STAGE, {"view": VIEW}, inputs=("extract",), overwrite=overwrite)
+    status = ws.begin_stage(STAGE, {"view": VIEW}, inputs=("extract",), overwrite=overwrite, outputs=ROW.outputs)
     total = max(0, len(frames) - 1)
     if status.state == "done":
         return {"deltas": total, "folder": str(ws.path(OUT_DIR))}

@@ -12,9 +12,11 @@ from pathlib import Path
 from vid2vid import config
 from vid2vid.imageops import read_image, write_mask
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace
 
 STAGE = "depth"
+ROW = table.stage(STAGE)
 OUTPUT = "depthmask"
 
 
@@ -33,7 +35,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     model = None if _unchanged(ws, params) else _load(settings, job)
 
     # 2. decide fresh / resume / done
-    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite)
+    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite, outputs=ROW.outputs)
     frames = ws.frames()
     todo = [f for f in frames if not mask_path(ws, f).exists()]
     info = {"masks": len(frames), "model": settings.depth.model, "folder": str(ws.path(OUTPUT))}

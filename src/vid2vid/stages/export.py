@@ -14,15 +14,12 @@ from vid2vid import __version__
 from vid2vid.config import ExportSettings, Settings, to_dict
 from vid2vid.errors import BadInput
 from vid2vid.progress import Job
-from vid2vid.stages.flow import generated_source
+from vid2vid.stages import table
 from vid2vid.video.encode import encode_video
 from vid2vid.workspace import Workspace, atomic_path, remove_stale_temp
 
 STAGE = "export"
-# --from value -> (folder, stage that writes it)
-SOURCES = {"frames": ("frames", "extract"), "img2img": ("img2img", "img2img"),
-           "resr": ("resr", "upscale"), "rife": ("rife", "interpolate")}
-MAKERS = {"frames": "extract VIDEO", "img2img": "img2img", "resr": "upscale", "rife": "interpolate"}
+ROW = table.stage(STAGE)
 
 
 def default_output(ws: Workspace, es: ExportSettings) -> Path:
@@ -53,12 +50,13 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     out = Path(es.output).expanduser() if es.output else default_output(ws, es)
     if out.suffix.lower() != f".{es.format}":
         raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
-    folder, source_stage = SOURCES[es.source]
-    if es.source == "img2img":           # the current generated frames: flow/ when that pass is done
-        source_stage, folder = generated_source(ws)
+    # --from names a frame folder; img2img means the current generated frames (flow/ when that pass is done)
+    row = table.generated(ws) if es.source == "img2img" else table.by_frames(es.source)
+    source_stage, folder = row.name, row.frames or row.name
+    maker = "extract VIDEO" if row.needs_video else table.by_frames(es.source).name
     paths = ws.frames(folder)
     if not paths:
-        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {MAKERS[es.source]} -w {ws.root}` first "
+        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {maker} -w {ws.root}` first "
                        "or export another folder with --from")
     video = ws.manifest.get("video") or {}
     duration = float(video.get("duration") or 0)

@@ -11,12 +11,14 @@ from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
 from vid2vid.imageops import write_png
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.video.decode import iter_frames
 from vid2vid.video.encode import copy_audio
 from vid2vid.video.probe import VideoInfo, probe
 from vid2vid.workspace import Workspace, atomic_path, frame_name
 
 STAGE = "extract"
+ROW = table.stage(STAGE)
 AUDIO_FILE = "audio.mka"
 
 
@@ -59,7 +61,7 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
               "audio": es.audio}
     if es.frames == "fps":
         params["fps"] = es.fps
-    status = ws.begin_stage(STAGE, params, overwrite=settings.run.overwrite)
+    status = ws.begin_stage(STAGE, params, overwrite=settings.run.overwrite, outputs=ROW.outputs)
     ws.manifest["video"] = info.to_dict()
     ws.save_manifest()
     if status.state == "done":

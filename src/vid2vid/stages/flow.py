@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from vid2vid.config import Settings
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace
 
 STAGE = "flow"
-OUTPUT_DIR = "flow"
-
-
-def generated_source(ws: Workspace) -> tuple[str, str]:
-    """(stage, folder) holding the current generated frames: flow/ when that pass is done, else img2img/."""
-    if ws.is_complete(STAGE) and ws.stage_record(STAGE).get("inputs", {}).get("img2img") == \
-            (ws.stage_record("img2img") or {}).get("key"):
-        return STAGE, OUTPUT_DIR
-    return "img2img", "img2img"
+ROW = table.stage(STAGE)
+OUTPUT_DIR = ROW.frames or STAGE
 
 
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
@@ -34,7 +28,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
               "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,
               "depth_lowcut": cs.depth_lowcut}
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=settings.run.overwrite,
-                            outputs=(OUTPUT_DIR,))
+                            outputs=ROW.outputs)
     if status.state == "done":
         return dict(ws.stage_record(STAGE).get("info", {}))
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)

@@ -40,10 +40,11 @@ import numpy as np
 from vid2vid import config, fdc, imageops
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.progress import Job
-from vid2vid.stages import still
+from vid2vid.stages import still, table
 from vid2vid.workspace import Workspace, frame_name
 
 STAGE = "img2img"
+ROW = table.stage(STAGE)
 OUTPUT = "img2img"
 MASKS = "motionmask"
 DEBUG = "img2img.debug"
@@ -263,6 +264,22 @@ def worker_pool(workers: int, threads: int):
 
 # ---------------------------------------------------------------- stage
 
+def check(settings: config.Settings) -> None:
+    """The model the settings name exists and is complete (nothing is loaded)."""
+    from vid2vid.diffusion.loading import check_model_spec
+
+    check_model_spec(settings.img2img.model)
+    s = settings.img2img
+    if s.vae:                                       # issue 17: a missing VAE, a grid too short for the steps
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(s.vae)
+    from vid2vid.diffusion import fewstep
+
+    if fewstep.is_fewstep(s.sampler):
+        fewstep.timesteps(s.steps, s.denoise)
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.diffusion.img2img import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
@@ -270,9 +287,7 @@ def _load(settings: config.Settings, job: Job, model=None):
 
     s = settings.img2img
     if model is None:
-        if not s.model:
-            raise BadInput("no model given; pass --model with a .safetensors file, a diffusers folder or a hub id "
-                           "(`vid2vid make-tiny-model DIR` makes a small test model)")
+        check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
                            prediction_type=s.prediction_type(), vae=s.vae)
@@ -341,7 +356,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
-    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite)
+    status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
     todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
     if status.state == "done" and not todo:
         info = dict(ws.stage_record(STAGE).get("info", {}))

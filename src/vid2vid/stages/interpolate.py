@@ -21,18 +21,18 @@ from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interp
                                           is_scene_cut, load_interpolator, plan_frames)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
 from vid2vid.progress import Job
-from vid2vid.stages.flow import generated_source
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace, atomic_path, frame_name
 
 STAGE = "interpolate"
+ROW = table.stage(STAGE)
 OUTPUT_DIR = "rife"
-SOURCES = {"upscale": "resr", "flow": "flow", "img2img": "img2img"}   # input stage -> its frame folder
 
 
 def source_stage(ws: Workspace) -> str:
     """'upscale' when its results are complete and current, else the generated frames' stage
     ('flow' when the flow-guided pass is current, else 'img2img')."""
-    return "upscale" if ws.is_complete("upscale") else generated_source(ws)[0]
+    return table.after_generation(ws).name
 
 
 def _model_identity(model: str) -> dict:
@@ -74,20 +74,26 @@ def _pair_groups(plan: list[PlannedFrame], missing: list[int]):
         yield pair, list(group)
 
 
+def check(settings: Settings) -> None:
+    """The interpolator the settings name is known or exists (nothing is loaded)."""
+    check_interpolator(settings.interpolate.model)
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Write round(N * ratio) frames into rife/ (resumable); returns stage info."""
     it = settings.interpolate
     it.validate()
     # 1. inputs (upscaled frames when there are current ones) and model, checked before anything changes
     src_stage = source_stage(ws)
-    frames = ws.frames(SOURCES[src_stage])
+    src_dir = table.stage(src_stage).frames or src_stage
+    frames = ws.frames(src_dir)
     if not frames:
-        raise BadInput(f"{ws.path(SOURCES[src_stage])} has no frames to interpolate; run "
+        raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "
                        f"`vid2vid {src_stage} -w {ws.root}` first")
     check_interpolator(it.model)
     # 2. fresh / resume / done
     params = {**_model_identity(it.model), "ratio": it.ratio, "scene_cut": it.scene_cut, "source": src_stage}
-    status = ws.begin_stage(STAGE, params, inputs=(src_stage,), overwrite=settings.run.overwrite)
+    status = ws.begin_stage(STAGE, params, inputs=(src_stage,), overwrite=settings.run.overwrite, outputs=ROW.outputs)
     if status.state == "done":
         info = dict(ws.stage_record(STAGE).get("info", {}))
         job.say(f"interpolate: already done ({info.get('frames')} frames from {info.get('source')})")

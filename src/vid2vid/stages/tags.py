@@ -18,9 +18,11 @@ from pathlib import Path
 from vid2vid import config
 from vid2vid.imageops import read_image
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace, atomic_write_text
 
 STAGE = "tags"
+ROW = table.stage(STAGE)
 FOLDER = "tags"
 SUMMARY = "tags.json"
 TOPK_FILE = "tags-topk.txt"
@@ -66,7 +68,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     tagger = None if rec and rec.get("params") == params else _load(opts, job)
 
     # 2. decide fresh / resume / done, and tag the frames still missing
-    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite)
+    ws.begin_stage(STAGE, params, inputs=("extract",), overwrite=overwrite, outputs=ROW.outputs)
     frames = ws.frames()
     todo = [f for f in frames if read_frame_tags(tags_path(ws, f)) is None]
     if todo:

@@ -8,10 +8,11 @@ from vid2vid.errors import BadInput
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
 from vid2vid.progress import Job
-from vid2vid.stages.flow import generated_source
+from vid2vid.stages import table
 from vid2vid.workspace import Workspace
 
 STAGE = "upscale"
+ROW = table.stage(STAGE)
 OUTPUT_DIR = "resr"
 
 
@@ -24,19 +25,25 @@ def _model_identity(model: str) -> dict:
     return {"model": model}
 
 
+def check(settings: Settings) -> None:
+    """The upscaler the settings name is known or exists (nothing is loaded)."""
+    check_upscaler(settings.upscale.model)
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
     us = settings.upscale
     us.validate()
     # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
-    input_stage, input_dir = generated_source(ws)
+    source = table.generated(ws)
+    input_stage, input_dir = source.name, source.frames or source.name
     frames = ws.frames(input_dir)
     if not frames:
         raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
     check_upscaler(us.model)
     # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
     params = {**_model_identity(us.model), "tile": us.tile}
-    status = ws.begin_stage(STAGE, params, inputs=(input_stage,), overwrite=settings.run.overwrite)
+    status = ws.begin_stage(STAGE, params, inputs=(input_stage,), overwrite=settings.run.overwrite, outputs=ROW.outputs)
     if status.state == "done":
         info = dict(ws.stage_record(STAGE).get("info", {}))
         job.say(f"upscale: already done ({info.get('frames')} frames)")

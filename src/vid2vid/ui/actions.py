@@ -7,15 +7,15 @@ the library works, exactly as the CLI does.
 """
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vid2vid import config
+from vid2vid import config, pipeline
 from vid2vid.errors import BadInput
 from vid2vid.progress import Job
+from vid2vid.stages import table
 from vid2vid.ui import paths
 from vid2vid.workspace import Workspace
 
@@ -31,30 +31,20 @@ def probe_text(root: Path, video: str) -> str:
 
 def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict:
     """Extract frames of a video inside the cache into its workspace; info + the workspace name."""
-    from vid2vid.stages import extract as stage
-
     p = paths.existing_file(root, video, "video")
     ws = Workspace.for_video(p, root)
-    with ws.ensure().locked():
-        info = stage.run(ws, p, settings, job)
+    info = pipeline.run_stage("extract", ws, settings, job, video=p)
     return {**info, "workspace": ws.root.name}
 
 
 # ---------------------------------------------------------------- stages on a workspace
 
-STAGE_MODULES = {"delta": "delta", "depth": "depth", "tags": "tags", "upscale": "upscale",
-                 "interpolate": "interpolate", "flow": "flow", "export": "export"}
-
-
-def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job) -> dict:
-    """Run one workspace stage (delta, depth, tags, upscale, interpolate, flow, export)."""
-    if stage not in STAGE_MODULES:
-        raise BadInput(f"stage '{stage}' is not known; use one of: {', '.join(STAGE_MODULES)}")
-    ws = paths.workspace(root, ws_name)
-    module = importlib.import_module(f"vid2vid.stages.{STAGE_MODULES[stage]}")
-    with ws.locked():
-        info = module.run(ws, settings, job)
-    return dict(info or {})
+def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job, **extra) -> dict:
+    """Run one stage of the table on a workspace of the cache, as the command line does."""
+    if stage not in table.BY_NAME or table.stage(stage).needs_video:
+        raise BadInput(f"stage '{stage}' is not known; use one of: "
+                       f"{', '.join(r.name for r in table.STAGES if not r.needs_video)}")
+    return pipeline.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
 
 
 def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
@@ -107,13 +97,6 @@ def _stamp(spec: str) -> tuple:
     return ()
 
 
-def _img2img_settings(settings: config.Settings) -> config.Settings:
-    """With the flow-guided method, img2img generates without the per-frame statistics (as `pipeline.run`)."""
-    from vid2vid.pipeline import stage_settings
-
-    return stage_settings("img2img", settings)
-
-
 def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,
             single: int = 0) -> dict:
     """Batch img2img over every frame (single=0), or the debug mode: frame `single` alone.
@@ -126,9 +109,7 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
     ws = paths.workspace(root, ws_name)
     s = replace(settings, img2img=replace(settings.img2img, single=int(single)))
     s.img2img.validate()
-    if not s.img2img.model:
-        raise BadInput("no model given; put a .safetensors file or a diffusers folder inside the cache folder "
-                       "and give its path relative to the cache (or a hub id)")
+    stage.check(s)
     frames = ws.frames()
     if not frames:
         raise BadInput(f"workspace {ws_name} has no frames; extract a video first (tab 1)")
@@ -139,11 +120,7 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         with ws.locked():
             return stage.run_single(ws, s, job, frames, model)
     model = models.get(s.img2img, job) if models else None
-    with ws.locked():
-        info = dict(stage.run(ws, _img2img_settings(s), job, model=model) or {})
-    if s.correct.method == "flow":
-        info["flow"] = run_stage(root, ws_name, "flow", s, job)
-    return info
+    return run_stage(root, ws_name, "img2img", s, job, model=model)
 
 
 def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dict:

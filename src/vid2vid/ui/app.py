@@ -80,6 +80,11 @@ def build(cache: str | Path):
     def settings_of(values: Iterable[Any], what: str) -> config.Settings:
         return form.settings_from_form(dict(zip(W.keys(), values)), root, sections=SECTIONS[what])
 
+    def slider(key: str, step: float, **kw: Any):
+        """A slider over the setting's own range (its metadata), with its label and default."""
+        m = config.meta(key)
+        return gr.Slider(m.lo, m.hi, value=d(key), step=step, label=lab(key), **kw)
+
     def workspaces(selected: str | None = None):
         names = paths.list_workspaces(root)
         value = selected if selected in names else (names[0] if names else None)
@@ -169,9 +174,8 @@ def build(cache: str | Path):
                     from vid2vid.models.taggers.registry import TAGGERS
                     W["tags.model"] = gr.Dropdown(list(TAGGERS), value=d("tags.model"), allow_custom_value=True,
                                                   label=lab("tags.model"))
-                    W["tags.topk"] = gr.Slider(1, 200, value=d("tags.topk"), step=1, label=lab("tags.topk"))
-                    W["tags.threshold"] = gr.Slider(0, 1, value=d("tags.threshold"), step=0.01,
-                                                    label=lab("tags.threshold"))
+                    W["tags.topk"] = slider("tags.topk", 1)
+                    W["tags.threshold"] = slider("tags.threshold", 0.01)
                     tags_btn = gr.Button("Tags", elem_id="v2v-tags-btn")
                 tags_out = gr.Textbox(label="Top-k tags (prompt line, then tag: score)", lines=6,
                                       interactive=False, elem_id="v2v-tags")
@@ -191,10 +195,8 @@ def build(cache: str | Path):
                 with gr.Row():
                     W["img2img.sampler"] = gr.Dropdown(form.choices(config.SAMPLERS), value=d("img2img.sampler"),
                                                        label=lab("img2img.sampler"))
-                    W["img2img.steps"] = gr.Slider(1, 150, value=d("img2img.steps"), step=1,
-                                                   label=lab("img2img.steps"), elem_id="v2v-steps")
-                    W["img2img.denoise"] = gr.Slider(0, 1, value=d("img2img.denoise"), step=0.01,
-                                                     label=lab("img2img.denoise"), elem_id="v2v-denoise")
+                    W["img2img.steps"] = slider("img2img.steps", 1, elem_id="v2v-steps")
+                    W["img2img.denoise"] = slider("img2img.denoise", 0.01, elem_id="v2v-denoise")
                 with gr.Row():
                     W["img2img.width"] = gr.Number(value=d("img2img.width"), precision=0, step=8,
                                                    label=lab("img2img.width"), elem_id="v2v-width")
@@ -204,11 +206,9 @@ def build(cache: str | Path):
                                                    label=lab("img2img.resize"))
                 with gr.Row():
                     W["img2img.seed"] = gr.Number(value=d("img2img.seed"), precision=0, label=lab("img2img.seed"))
-                    W["img2img.cfg"] = gr.Slider(0, 30, value=d("img2img.cfg"), step=0.5, label=lab("img2img.cfg"))
-                    W["img2img.batch_size"] = gr.Slider(1, 16, value=d("img2img.batch_size"), step=1,
-                                                        label=lab("img2img.batch_size"))
-                    W["img2img.workers"] = gr.Slider(0, 8, value=d("img2img.workers"), step=1,
-                                                     label=lab("img2img.workers"))
+                    W["img2img.cfg"] = slider("img2img.cfg", 0.5)
+                    W["img2img.batch_size"] = slider("img2img.batch_size", 1)
+                    W["img2img.workers"] = slider("img2img.workers", 1)
                 with gr.Accordion("Sigma override and init noise", open=True):
                     with gr.Row():
                         W["img2img.schedule"] = gr.Dropdown(form.choices(config.SCHEDULES),
@@ -218,13 +218,19 @@ def build(cache: str | Path):
                                                            step=0.01)
                         W["img2img.sigma_max"] = gr.Number(value=d("img2img.sigma_max"), label=lab("img2img.sigma_max"),
                                                            step=0.01)
-                        W["img2img.init_noise"] = gr.Slider(0, 2, value=d("img2img.init_noise"), step=0.01,
-                                                            label=lab("img2img.init_noise"))
+                        W["img2img.init_noise"] = slider("img2img.init_noise", 0.01)
                     with gr.Row():
                         sigma_plot = gr.Plot(label="Sigma schedules (img2img runs right of the line)", show_label=False,
                                              elem_id="v2v-sigma-plot")
                         sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                                    interactive=False, elem_id="v2v-sigma-preview")
+                # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
+                with gr.Accordion("Fast path", open=False):
+                    with gr.Row():
+                        W["img2img.vae"] = gr.Textbox(label=lab("img2img.vae"), lines=1)
+                        W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
+                        W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
+                        W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
                 with gr.Accordion("Frame delta correction", open=True):
                     with gr.Row():
                         W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
@@ -237,15 +243,11 @@ def build(cache: str | Path):
                                                              value=d("correct.spatial_mask"),
                                                              label=lab("correct.spatial_mask"))
                     with gr.Row():
-                        W["correct.motion_highext"] = gr.Slider(1, 15, value=d("correct.motion_highext"), step=2,
-                                                                label=lab("correct.motion_highext"))
-                        W["correct.motion_lowcut"] = gr.Slider(0, 255, value=d("correct.motion_lowcut"), step=1,
-                                                               label=lab("correct.motion_lowcut"))
-                        W["correct.depth_lowcut"] = gr.Slider(-1, 255, value=d("correct.depth_lowcut"), step=1,
-                                                              label=lab("correct.depth_lowcut"))
+                        W["correct.motion_highext"] = slider("correct.motion_highext", 2)
+                        W["correct.motion_lowcut"] = slider("correct.motion_lowcut", 1)
+                        W["correct.depth_lowcut"] = slider("correct.depth_lowcut", 1)
                     with gr.Row():
-                        W["correct.flow_strength"] = gr.Slider(0, 0.99, value=d("correct.flow_strength"), step=0.01,
-                                                               label=lab("correct.flow_strength"))
+                        W["correct.flow_strength"] = slider("correct.flow_strength", 0.01)
                         W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS), value=d("correct.flow_mask"),
                                                           label=lab("correct.flow_mask"))
                 with gr.Row():
@@ -277,10 +279,8 @@ def build(cache: str | Path):
                 with gr.Row():
                     W["interpolate.model"] = gr.Dropdown(available_interpolators(), value=d("interpolate.model"),
                                                          allow_custom_value=True, label=lab("interpolate.model"))
-                    W["interpolate.ratio"] = gr.Slider(0.5, 4, value=d("interpolate.ratio"), step=0.5,
-                                                       label=lab("interpolate.ratio"))
-                    W["interpolate.scene_cut"] = gr.Slider(0, 1, value=d("interpolate.scene_cut"), step=0.01,
-                                                           label=lab("interpolate.scene_cut"))
+                    W["interpolate.ratio"] = slider("interpolate.ratio", 0.5)
+                    W["interpolate.scene_cut"] = slider("interpolate.scene_cut", 0.01)
                     ip_btn = gr.Button("Interpolate", elem_id="v2v-interpolate-btn")
                 ip_gal = gr.Gallery(object_fit="contain", label="Interpolated (rife/)", columns=8, height=160)
 
@@ -292,7 +292,7 @@ def build(cache: str | Path):
                     W["export.format"] = gr.Radio(form.choices(config.EXPORT_FORMATS), value=d("export.format"),
                                                   label=lab("export.format"), elem_id="v2v-export-format")
                     W["export.audio"] = gr.Checkbox(value=d("export.audio"), label=lab("export.audio"))
-                    W["export.crf"] = gr.Slider(0, 51, value=d("export.crf"), step=1, label=lab("export.crf"))
+                    W["export.crf"] = slider("export.crf", 1)
                 export_btn = gr.Button("Export", variant="primary", elem_id="v2v-export-btn")
                 export_info = gr.Textbox(label="Result", lines=2, interactive=False, elem_id="v2v-export-info")
                 result_video = gr.Video(label="Result (mp4 / webm play here)", interactive=False, height=400,

@@ -19,31 +19,9 @@ from vid2vid import config
 from vid2vid.errors import BadInput
 from vid2vid.ui import paths
 
-# Widget labels (what the page shows) per settings key; also used in error messages.
-LABELS: dict[str, str] = {
-    "run.overwrite": "Allow overwrite",
-    "extract.frames": "Frames to extract", "extract.fps": "FPS", "extract.format": "Frame format",
-    "extract.audio": "Process audio",
-    "depth.model": "Depth model",
-    "tags.model": "Tagger model", "tags.topk": "Top-k tags", "tags.threshold": "Tag threshold",
-    "img2img.model": "Model", "img2img.prompt": "Prompt", "img2img.negative": "Negative prompt",
-    "img2img.sampler": "Sampler", "img2img.steps": "Sampling steps", "img2img.denoise": "Denoising strength",
-    "img2img.schedule": "Sigma schedule", "img2img.sigma_min": "Sigma min", "img2img.sigma_max": "Sigma max",
-    "img2img.init_noise": "Init noise weight", "img2img.cfg": "CFG scale", "img2img.seed": "Seed",
-    "img2img.width": "Width", "img2img.height": "Height", "img2img.resize": "Resize mode",
-    "img2img.batch_size": "Frames per model call", "img2img.workers": "CPU model workers (0 = automatic)",
-    "img2img.loras": "LoRA files (one per line, PATH[:WEIGHT])",
-    "img2img.single": "Debug frame",
-    "correct.method": "Correction method", "correct.fdc": "Frame delta correction",
-    "correct.delta_mask": "Delta mask", "correct.spatial_mask": "Spatial mask",
-    "correct.motion_highext": "Motion high-ext", "correct.motion_lowcut": "Motion low-cut",
-    "correct.depth_lowcut": "Depth low-cut",
-    "correct.flow_strength": "Flow strength (flow method)", "correct.flow_mask": "Flow change mask (flow method)",
-    "upscale.model": "Upscaler", "upscale.tile": "Tile size (0 = automatic)",
-    "interpolate.model": "Interpolator", "interpolate.ratio": "Frame ratio", "interpolate.scene_cut": "Scene-cut threshold",
-    "export.source": "Frame source", "export.format": "Video format", "export.audio": "Put the audio back",
-    "export.crf": "Quality (CRF, lower is better)",
-}
+# Widget labels (what the page shows) per settings key, from the settings' metadata; also used in
+# error messages (`error_text`).
+LABELS: dict[str, str] = {key: config.meta(key).label for key in config.all_keys() if config.meta(key).label}
 
 # Correction methods: the seed's statistics, or the flow-guided pass (pipeline step `flow`).
 METHOD_LABELS = {"seed": "seed (masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
@@ -64,12 +42,7 @@ def choices(tokens: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def field_type(key: str) -> Any:
-    section, name = key.split(".")
-    cls = type(getattr(config.Settings(), section))
-    hints = typing.get_type_hints(cls)
-    if name not in hints:
-        raise KeyError(f"no setting {key}")
-    return hints[name]
+    return config.field_type(key)
 
 
 def default(key: str) -> Any:
@@ -165,5 +138,17 @@ def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any
 
 def all_keys() -> list[str]:
     """Every settings key, "section.field" (for tests and the settings dump)."""
-    s = config.Settings()
-    return [f"{sec.name}.{f.name}" for sec in dataclasses.fields(s) for f in dataclasses.fields(getattr(s, sec.name))]
+    return config.all_keys()
+
+
+def label_of(key: str) -> str:
+    """How the page names a setting in messages: its field label, else the settings key."""
+    return LABELS.get(key, key)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error in the page's words: settings named by their field labels."""
+    from vid2vid.errors import Vid2VidError
+
+    return exc.render(label_of) if isinstance(exc, Vid2VidError) else str(exc)
+

@@ -23,7 +23,10 @@ log = logging.getLogger("vid2vid.ui")
 
 def error_message(exc: BaseException) -> str:
     """One line for the status line: what went wrong and (from the library's message) how to fix it."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    from vid2vid.ui.form import error_text
+
+    full = error_text(exc).strip()                 # settings named by the page's field labels
+    text = full.splitlines()[0] if full else type(exc).__name__
     if isinstance(exc, Interrupted):
         return f"Interrupted: {text}"
     if isinstance(exc, BadInput):

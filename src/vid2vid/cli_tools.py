@@ -1,0 +1,110 @@
+"""The command line's helper tools (`vid2vid correct`, `fdc-debug`, `sigmas`, `size`): each reads
+its options, calls the library and prints. The parser that defines their options is in cli.py."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vid2vid import config
+from vid2vid.errors import BadInput
+from vid2vid.progress import Job
+
+
+def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
+    """The [correct] settings from --config and the options given, validated."""
+    from vid2vid.cli import _base_settings, apply_options
+
+    settings = apply_options(_base_settings(args), args, parser).correct
+    settings.validate()
+    return settings
+
+
+def correct(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid correct --source DIR --generated DIR --out DIR [options]`."""
+    from vid2vid.stages.correct import correct_folder
+
+    settings = correct_settings(args, parser)
+    info = correct_folder(args.source, args.generated, args.out, settings, depth_dir=args.depth,
+                          save_masks=args.save_masks, job=job, overwrite=getattr(args, "overwrite", False),
+                          resize=getattr(args, "resize", "just"))
+    print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
+          f"from an earlier run; method {info['method']})")
+
+
+def _folder(given: str | None, ws: Path | None, default: str, option: str) -> Path:
+    if given:
+        return Path(given)
+    if ws is not None:
+        return ws / default
+    raise BadInput(f"give {option} DIR (or -w WORKSPACE to use its {default}/ folder)")
+
+
+def _pick(folder: Path, index: int, what: str) -> Path:
+    from vid2vid.workspace import list_frames
+
+    files = list_frames(folder)
+    if not files:
+        raise BadInput(f"{what} folder {folder} has no image files")
+    if not 0 <= index < len(files):
+        raise BadInput(f"frame {index + 1} is out of range: {folder} has {len(files)} {what} frames")
+    return files[index]
+
+
+def fdc_debug(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid fdc-debug --frame N -o SHEET.png [--sheet fdc|motion|depth] ...`."""
+    from vid2vid import fdc
+    from vid2vid.fdc_debug import depth_mask_grid, fdc_sheet, motion_mask_grid
+    from vid2vid.imageops import read_image, read_mask, write_image
+
+    settings = correct_settings(args, parser)
+    ws = Path(args.workspace) if getattr(args, "workspace", None) else None
+    n = args.frame
+    if n < 1:
+        raise BadInput(f"--frame {n} must be 1 or more (frames are numbered from 1)")
+    tile_width = args.tile_width or None
+    if args.sheet == "depth":
+        depth_dir = _folder(args.depth, ws, "depthmask", "--depth")
+        sheet = depth_mask_grid(read_mask(_pick(depth_dir, n - 1, "depth")), tile_width=tile_width or 256)
+    else:
+        if n < 2:
+            raise BadInput("frame 1 has no frame delta; give --frame 2 or later")
+        source = _folder(args.source, ws, "frames", "--source")
+        delta = fdc.frame_delta(read_image(_pick(source, n - 2, "source")), read_image(_pick(source, n - 1, "source")))
+        if args.sheet == "motion":
+            sheet = motion_mask_grid(delta, settings.motion_highext, tile_width=tile_width or 208)
+        else:
+            generated = _folder(args.generated, ws, "img2img", "--generated")
+            prev_dir = Path(args.prev) if args.prev else generated
+            depth = None
+            if settings.delta_mask == "depth":
+                depth = read_mask(_pick(_folder(args.depth, ws, "depthmask", "--depth"), n - 1, "depth"))
+            sheet = fdc_sheet(read_image(_pick(prev_dir, n - 2, "previous output")),
+                              read_image(_pick(generated, n - 1, "generated")), delta, settings,
+                              depth=depth, tile_width=tile_width)
+    write_image(args.output, sheet)
+    print(f"{args.output} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+def sigmas(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid sigmas [--steps --denoise --sigma-min --sigma-max] -o PLOT.png`."""
+    from vid2vid.diffusion import schedules
+    from vid2vid.diffusion.plot import plot_png, schedule_table
+    from vid2vid.workspace import atomic_write_bytes
+
+    png = plot_png(args.steps, args.denoise, args.sigma_min, args.sigma_max)
+    atomic_write_bytes(args.output, png)
+    for name, full in schedule_table(args.steps, args.denoise, args.sigma_min, args.sigma_max).items():
+        print(f"{name:>16}: {schedules.format_sigmas(schedules.truncate(full, args.denoise))}")
+    print(args.output)
+
+
+def size(args: Any, parser: Any, job: Job) -> None:
+    """Print recommended canvases (multiples of 8 and of 64) for a source of args.width x args.height."""
+    from vid2vid.diffusion.sizes import format_table, recommend_sizes
+
+    w, h = args.width, args.height
+    print(f"source {w}x{h}, aspect {w / h:.4f}")
+    print("multiples of 8 (360..720):")
+    print(format_table(recommend_sizes(w, h, 8)))
+    print("multiples of 64 (256..1024):")
+    print(format_table(recommend_sizes(w, h, 64, 256, 1024, top=8)))
