@@ -50,7 +50,8 @@ def tiny_vae(device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderTiny
 
     torch.manual_seed(1)
-    return AutoencoderTiny().to(device, dtype).eval().requires_grad_(False)
+    vae = AutoencoderTiny().to(device).eval().requires_grad_(False)
+    return vae if dtype == torch.float32 else vae.to(dtype)
 
 
 def run_side(name: str, model, settings, canvases: list[np.ndarray], batch: int, warmup: int) -> dict:

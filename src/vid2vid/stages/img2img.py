@@ -296,7 +296,8 @@ def _load(settings: config.Settings, job: Job, model=None):
 
     for warning in fewstep.warnings_for(s, model):
         job.say(f"img2img: warning: {warning}")
-    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
+    grid = "" if engine.timesteps is None else f" at timesteps {[int(t) for t in engine.timesteps]}"  # issue 17
+    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}{grid}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
 

@@ -195,8 +195,11 @@ def real_sigmas_text(settings: config.Img2ImgSettings) -> str:
 
     "(use default)" needs the model's own training schedule; SD 1.x/2.x's is used as the preview.
     """
-    from vid2vid.diffusion import schedules
+    from vid2vid.diffusion import fewstep, schedules
 
+    if fewstep.is_fewstep(settings.sampler):        # issue 17: lcm / tcd show their timestep grid
+        ts, sig = fewstep.real_sigmas(settings.steps, settings.denoise, schedules.sd_training_sigmas())
+        return f"{schedules.format_sigmas(sig)} at timesteps {ts.tolist()}"
     train = schedules.sd_training_sigmas() if settings.schedule == "default" else None
     return schedules.format_sigmas(schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
                                                          settings.sigma_min, settings.sigma_max, train))
