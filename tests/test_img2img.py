@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -237,6 +238,8 @@ def test_stage_single_frame_debug_mode(workspace_factory, tiny_dir):
     assert (ws.root / "img2img.debug" / "00002.png").is_file()
     assert not (ws.root / "img2img").exists() and ws.stage_record("img2img") is None
     assert any(m.startswith("img2img: real sigmas [") for m in said)
+    assert [m for m in said if m.startswith("img2img: device ")] == [
+        f"img2img: device cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), float32"]
     with pytest.raises(BadInput, match="past the last frame"):
         stage.run(ws, stage_settings(tiny_dir, single=9), Job())
 

@@ -131,19 +131,6 @@ def test_sigmas_follow_the_scaled_linear_betas(base_model):
     assert float(base_model.sigma_to_timestep(torch.tensor([mid]))[0]) == pytest.approx(10.5, abs=1e-6)
 
 
-def test_auto_device_and_dtype():
-    dev = loading.resolve_device("auto")
-    assert dev.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert loading.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert loading.resolve_dtype("auto", torch.device("cuda")) == torch.float16
-    assert loading.resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(BadInput):
-        loading.resolve_dtype("float8", torch.device("cpu"))
-    if not torch.cuda.is_available():
-        with pytest.raises(BadInput, match="CUDA"):
-            loading.resolve_device("cuda")
-
-
 def test_parse_weighted():
     assert parse_weighted("a/b.safetensors:0.8") == ("a/b.safetensors", 0.8)
     assert parse_weighted("a/b.safetensors") == ("a/b.safetensors", 1.0)
@@ -231,7 +218,7 @@ def test_missing_paths_and_unknown_types(tmp_path, tiny_paths):
         load_model(str(tiny_paths[1]), loras=[str(tmp_path / "missing.safetensors:0.5")])
     with pytest.raises(ModelNotFound, match="embedding file"):
         load_model(str(tiny_paths[1]), embeddings=[str(tmp_path / "missing.pt")])
-    with pytest.raises(BadInput, match="no model given"):
+    with pytest.raises(BadInput, match="no Stable Diffusion model given"):
         load_model("")
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from vid2vid import __version__, config
 from vid2vid.errors import Interrupted, Vid2VidError
-from vid2vid.progress import ConsoleProgress, Job
+from vid2vid.progress import ConsoleProgress, Job, stop_signals
 from vid2vid.stages import table
 
 # ---------------------------------------------------------------- options from the settings' metadata
@@ -183,7 +183,7 @@ def cmd_demo(args, parser, job):
 def cmd_ui(args, parser, job):
     from vid2vid.ui import app
 
-    app.launch(host=args.host, port=args.port, cache=args.cache)
+    app.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or ())
 
 
 def _lazy(module: str, func: str = "main") -> Callable:
@@ -267,12 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
         add_settings_options(sp, "run", section)
     add_preset_option(sp)
 
+    sp = command("compare", _lazy("vid2vid.cli_tools", "compare"),
+                 "one video with the stages side by side (source, img2img, flow, final), labelled, with audio")
+    sp.add_argument("-w", "--workspace", required=True, help="workspace folder")
+    sp.add_argument("--panels", help="comma-separated frame folders to show, 'final' = the last stage's frames "
+                                     f"(default: those of {','.join(('frames', 'img2img', 'flow', 'final'))} "
+                                     "that exist)")
+    sp.add_argument("-o", "--output", help="output .mp4 (default: compare.mp4 in the workspace)")
+    sp.add_argument("--stats", action="store_true", help="draw each panel's warping error and flicker under it")
+    sp.add_argument("--height", type=int, default=0, help="panel height in pixels (default: the final "
+                                                           "video's, at most 480)")
+
     sp = command("demo", cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
     sp.add_argument("-o", "--output", help="output video path")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")
 
     sp = command("ui", cmd_ui, "start the web UI")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    sp.add_argument("--allowed-host", action="append", metavar="HOST[:PORT]",
+                    help="another host name the page answers to (behind a proxy, say); repeatable")
     sp.add_argument("--port", type=int, default=7860)
     sp.add_argument("--cache", default="vid2vid-cache")
 
@@ -301,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
                          "--single-file one .safetensors")
 
+    sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
+    sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+
     sp = command("config", cmd_config, "print or check settings")
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
@@ -312,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- entry point
 
 def _install_signal_handlers(job: Job) -> None:
-    """First Ctrl+C / SIGTERM: stop after the current frame. Second: stop now."""
+    """First Ctrl+C / Ctrl+Break / SIGTERM: stop after the current frame. Second: stop now."""
 
     def handler(signum, frame):
         if job.cancel.is_set():
@@ -320,8 +337,8 @@ def _install_signal_handlers(job: Job) -> None:
         job.cancel.set()
         print("\nstopping after the current frame (press Ctrl+C again to stop now)", file=sys.stderr)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in stop_signals():
+        signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:

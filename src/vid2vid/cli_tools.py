@@ -1,4 +1,4 @@
-"""The command line's helper tools (`vid2vid correct`, `fdc-debug`, `sigmas`, `size`): each reads
+"""The command line's helper tools (`vid2vid correct`, `fdc-debug`, `sigmas`, `size`, `doctor`): each reads
 its options, calls the library and prints. The parser that defines their options is in cli.py."""
 from __future__ import annotations
 
@@ -108,3 +108,34 @@ def size(args: Any, parser: Any, job: Job) -> None:
     print(format_table(recommend_sizes(w, h, 8)))
     print("multiples of 64 (256..1024):")
     print(format_table(recommend_sizes(w, h, 64, 256, 1024, top=8)))
+
+
+def compare(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid compare -w WS [--panels a,b,...] [-o OUT.mp4] [--stats]`."""
+    from vid2vid.compare import make_comparison
+    from vid2vid.workspace import Workspace
+
+    ws = Workspace(args.workspace).require()
+    if args.height and (args.height < 16 or args.height > 4320):
+        raise BadInput(f"--height {args.height} is out of range; use 16 to 4320, or 0 for the final video's")
+    panels = [p.strip() for p in args.panels.split(",") if p.strip()] if args.panels else None
+    with ws.locked():
+        info = make_comparison(ws, panels, args.output, job, stats=args.stats, height=args.height)
+    print(info["output"])
+    print(f"{info['frames']} frames at {info['fps']} fps, {info['width']}x{info['height']}, "
+          f"panels: {', '.join(info['panels'])}")
+
+
+def doctor(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid doctor [--cache DIR] [--json]`: exit 0 when vid2vid can run here (optional parts may be
+    missing), 1 when a part it needs is missing."""
+    import json
+
+    from vid2vid.doctor import examine, format_report
+    from vid2vid.errors import Vid2VidError
+
+    report = examine(cache=args.cache)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    if not report.core_ok:
+        raise Vid2VidError(f"vid2vid cannot run on this machine: {', '.join(c.name for c in report.failing)} "
+                           "missing; the fixes are listed above")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vid2vid import errors
+from vid2vid import devices, errors
 from vid2vid.errors import BadInput
 
 FRAME_MODES = ("fps", "all", "i", "p", "b")
@@ -47,7 +47,7 @@ LABELS = {
 }
 
 
-DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+DEVICES_HELP = devices.NAMES
 
 
 # ---------------------------------------------------------------- field metadata
@@ -163,8 +163,7 @@ class Section:
 
 
 def _check_device(section: str, value: str) -> None:
-    if value != "auto" and not (value == "cpu" or value.startswith("cuda")):
-        raise BadInput("{%s.device} '%s' is not known; use %s" % (section, value, DEVICES_HELP))
+    devices.check_name(value, "{%s.device}" % section)
 
 
 # ---------------------------------------------------------------- sections
@@ -274,7 +273,8 @@ class Img2ImgSettings(Section):
                            fix="give 0 (automatic) or the number of batches to run at once",
                            label="CPU model workers (0 = automatic)")
     device: str = setting("auto", f"device: {DEVICES_HELP}")
-    dtype: str = setting("auto", "weights' dtype", choices=("auto", "float32", "float16", "bfloat16"))
+    dtype: str = setting("auto", "weights' dtype (auto: float16 on CUDA, float32 on MPS and the CPU)",
+                        choices=devices.DTYPES)
     prediction: str = setting("auto", "what the UNet predicts: auto (from the model; SD 2.x single files: v), "
                                       "epsilon (SD 2.x 512-base) or v_prediction (SD 2.x 768-v)",
                               choices=PREDICTION_TYPES)
@@ -325,7 +325,7 @@ class UpscaleSettings(Section):
                          run_flag="--upscale-model", label="Upscaler")
     tile: int = setting(0, "tile size in input pixels (0 = automatic)", lo=0, hi=4096, run_flag="--upscale-tile",
                         label="Tile size (0 = automatic)")
-    device: str = setting("auto", "device: auto (Vulkan GPU / CUDA when present), cpu, cuda or cuda:N")
+    device: str = setting("auto", f"device: {DEVICES_HELP} (auto: the first Vulkan GPU when present)")
 
     def check(self) -> None:
         if 0 < self.tile < 32:
@@ -378,6 +378,8 @@ class RunSettings(Section):
     tags: bool = setting(False, "run the tagger stage", run_only=True)
     upscale: bool = setting(True, "run the Real-ESRGAN stage", run_only=True)
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
+    compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
+                                   "side (see `vid2vid compare`)", run_only=True)
 
     def check(self) -> None:
         if not self.cache:

@@ -37,10 +37,13 @@ class RunResult:
     stages: dict[str, dict] = field(default_factory=dict)
     metrics: dict | None = None
     seconds: float = 0.0
+    comparison: Path | None = None
 
     def summary(self) -> str:
-        lines = [f"output:    {self.output}", f"workspace: {self.workspace}",
-                 f"time:      {self.seconds:.1f} s ({', '.join(self.stages)})"]
+        lines = [f"output:    {self.output}", f"workspace: {self.workspace}"]
+        if self.comparison:
+            lines.append(f"compare:   {self.comparison}")
+        lines.append(f"time:      {self.seconds:.1f} s ({', '.join(self.stages)})")
         if self.metrics:
             m = self.metrics
             lines.append("temporal consistency (lower is steadier; source = the input's own motion):")
@@ -158,7 +161,13 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
             info["seconds"] = round(time.monotonic() - t, 3)
             result.stages[row.name] = info
         result.output = Path(result.stages["export"]["output"])
-        # 4. how steady is it? (source frames vs the exported frames)
+        # 4. the side-by-side video, when asked for
+        if settings.run.compare:
+            from vid2vid.compare import make_comparison
+
+            job.say("compare: writing the side-by-side video")
+            result.comparison = Path(make_comparison(ws, job=job)["output"])
+        # 5. how steady is it? (source frames vs the exported frames)
         if measure:
             result.metrics = _measure(ws, settings)
             ws.update_stage_info("img2img", metrics=result.metrics)

@@ -6,6 +6,7 @@ flag is set, so work stops after the current frame with everything finished kept
 """
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -13,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from vid2vid.errors import Interrupted
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that ask a run to stop: SIGINT (Ctrl+C), SIGTERM and, on Windows, SIGBREAK (Ctrl+Break)."""
+    return [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)]
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from vid2vid import locking, pathnames
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
 
 MANIFEST = "manifest.json"
@@ -105,22 +105,10 @@ def remove_stale_temp(path: str | Path) -> int:
         return 0
     for p in path.parent.iterdir():
         m = pattern.match(p.name)
-        if m and p.is_file() and not _pid_alive(int(m.group(1))):
+        if m and p.is_file() and not locking.pid_alive(int(m.group(1))):
             _unlink_quietly(p)
             n += 1
     return n
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_temp_files(folder: Path) -> int:
@@ -199,7 +187,7 @@ class Workspace:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
-        self._lock_fh = None
+        self._lock: locking.Lock | None = None
         self._manifest: dict | None = None
 
     # -- construction
@@ -212,6 +200,7 @@ class Workspace:
         """Create the folder (with a clear error when that is impossible)."""
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
+        pathnames.check_new_folder(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -240,42 +229,29 @@ class Workspace:
     def locked(self) -> Iterator["Workspace"]:
         """Hold the workspace lock; a second run gets `WorkspaceBusy` instead of interleaving.
 
-        flock is released by the kernel when the process dies, so a killed run never leaves
-        a stale lock behind.
+        The lock (locking.py: flock, msvcrt or a pid file) never outlives a killed holder, so a
+        killed run never blocks the next one.
         """
-        if self._lock_fh is not None:      # re-entrant within one process
+        if self._lock is not None:      # re-entrant within one process
             yield self
             return
         self.ensure()
-        lock_path = self.root / LOCKFILE
+        lock = locking.file_lock(self.root / LOCKFILE)
         try:
-            fh = open(lock_path, "a+")
+            lock.acquire()
+        except locking.LockHeld as held:
+            raise WorkspaceBusy(f"workspace {self.root} is in use by {held.holder}; wait for it to finish "
+                                f"(or stop it) and run again{'; ' + held.hint if held.hint else ''}") from None
         except OSError as exc:
-            raise _disk_error(lock_path, exc) from exc
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise WorkspaceBusy(f"workspace {self.root} is in use by {holder}; wait for it to finish "
-                                "(or stop it) and run again") from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}")
-            fh.flush()
-        except OSError:
-            pass
-        self._lock_fh = fh
+            raise _disk_error(self.root / LOCKFILE, exc) from exc
+        self._lock = lock
         try:
             for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir())]:
                 remove_temp_files(folder)
             yield self
         finally:
-            self._lock_fh = None
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            fh.close()
+            self._lock = None
+            lock.release()
 
     # -- manifest
 

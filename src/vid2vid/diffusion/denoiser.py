@@ -24,6 +24,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from vid2vid import devices
 from vid2vid.diffusion import shared_prefix
 from vid2vid.errors import BadInput
 
@@ -38,11 +39,12 @@ def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Te
 
 
 class Timings:
-    """Seconds spent per part (text encoder, UNet, VAE, ...), synchronising CUDA for honest numbers."""
+    """Seconds spent per part (text encoder, UNet, VAE, ...), synchronising the GPU for honest numbers."""
 
     def __init__(self, device: torch.device):
         self.seconds: dict[str, float] = defaultdict(float)
-        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.sync = self.device.type != "cpu"
         self.lock = threading.Lock()       # model workers add their seconds from several threads
 
     def measure(self, part: str):
@@ -50,13 +52,13 @@ class Timings:
 
         class _Ctx:
             def __enter__(self):
-                if timings.cuda:
-                    torch.cuda.synchronize()
+                if timings.sync:
+                    devices.synchronize(timings.device)
                 self.t0 = time.perf_counter()
 
             def __exit__(self, *exc):
-                if timings.cuda:
-                    torch.cuda.synchronize()
+                if timings.sync:
+                    devices.synchronize(timings.device)
                 elapsed = time.perf_counter() - self.t0
                 with timings.lock:
                     timings.seconds[part] += elapsed

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from vid2vid import devices
 from vid2vid.errors import BadInput, ModelNotFound
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
@@ -157,31 +158,6 @@ def _file_identity(path: str) -> str | None:
         return None
     st = p.stat()
     return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
-
-
-# ---------------------------------------------------------------- device and dtype
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cpu', 'cuda', 'cuda:N' as given (checked)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BadInput(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
-        return torch.device(device)
-    raise BadInput(f"--device '{device}' is not known; use auto, cpu, cuda or cuda:N")
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """'auto' -> float16 on CUDA, float32 on the CPU; or float32 / float16 / bfloat16 as given."""
-    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in table:
-        raise BadInput(f"--dtype '{dtype}' is not known; use auto, float32, float16 or bfloat16")
-    return table[dtype]
 
 
 # ---------------------------------------------------------------- spec parsing
@@ -552,8 +528,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     """
     _quiet_libraries()
     # 1. device and dtype
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dev = devices.pick(device, "{img2img.device}")
+    dt = devices.resolve_dtype(dtype, dev, "{img2img.dtype}")
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
     spec = check_model_spec(spec)

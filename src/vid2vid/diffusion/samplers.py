@@ -193,7 +193,7 @@ def lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:
 @torch.no_grad()
 def lms(denoise, x, sigmas, noise, callback=None, order: int = 4):
     """Linear multistep: the ODE integrated with up to `order` past derivatives."""
-    sig = sigmas.detach().double().cpu().numpy()
+    sig = sigmas.detach().cpu().double().numpy()
     ds: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         denoised = denoise(x, _expand(sigmas[i], x))

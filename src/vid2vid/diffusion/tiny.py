@@ -224,19 +224,92 @@ def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None,
     return {k: v.detach().contiguous().clone() for k, v in out.items()}
 
 
+# ---------------------------------------------------------------- a VAE that lets the picture through
+
+@torch.no_grad()
+def make_passthrough_vae(vae) -> None:
+    """Set a tiny AutoencoderKL's weights (in place) so that decode(encode(x)) keeps x's picture.
+
+    A random VAE turns any frame into noise, so nothing downstream shows what the stages do. Here
+    every residual branch is zeroed (ResNet blocks and attention become identities), the
+    convolutions carry channel c through unchanged (the up- and down-samplers average 3x3), and the first
+    convolution writes each colour twice, as +x and -x: after the per-channel GroupNorm and SiLU
+    that the architecture imposes, silu(a) - silu(-a) = a recovers the normalised colour exactly.
+    What is lost is each channel's mean and contrast per frame (GroupNorm), and detail finer than
+    the 8x latent grid; the shapes and their motion stay (pixel correlation about 0.88). The
+    latent then has about unit spread, so the config's scaling factor should be 1.
+    """
+    half = vae.config.block_out_channels[0] // 2
+
+    def zero(conv):
+        conv.weight.zero_()
+        conv.bias.zero_()
+
+    def pair_in(conv):          # channel c = x_c, channel half + c = -x_c (centre tap)
+        zero(conv)
+        k = conv.weight.shape[-1] // 2
+        for c in range(3):
+            conv.weight[c, c, k, k], conv.weight[half + c, c, k, k] = 1.0, -1.0
+
+    def pair_out(conv, gain):   # out_c = gain * (silu(a_c) - silu(-a_c)) = gain * a_c
+        zero(conv)
+        k = conv.weight.shape[-1] // 2
+        for c in range(3):
+            conv.weight[c, c, k, k], conv.weight[c, half + c, k, k] = gain, -gain
+
+    def carry(conv, average=False):
+        zero(conv)
+        kh, kw = conv.weight.shape[-2:]
+        for c in range(conv.weight.shape[0]):
+            if average:
+                conv.weight[c, c] = 1.0 / (kh * kw)
+            else:
+                conv.weight[c, c, kh // 2, kw // 2] = 1.0
+
+    def identity_blocks(block):
+        for r in block.resnets:
+            zero(r.conv2)
+        for a in getattr(block, "attentions", None) or []:
+            zero(a.to_out[0])
+
+    enc, dec = vae.encoder, vae.decoder
+    pair_in(enc.conv_in)
+    for b in enc.down_blocks:
+        identity_blocks(b)
+        for ds in b.downsamplers or []:
+            carry(ds.conv, average=True)
+    identity_blocks(enc.mid_block)
+    pair_out(enc.conv_out, 1.0)
+    enc.conv_out.bias[vae.config.latent_channels:] = -20.0     # log-variance: a near-certain latent
+    carry(vae.quant_conv)
+    carry(vae.post_quant_conv)
+    pair_in(dec.conv_in)
+    for b in dec.up_blocks:
+        identity_blocks(b)
+        for us in b.upsamplers or []:
+            carry(us.conv, average=True)        # nearest 2x then a 3x3 mean: smooth, not blocky
+    identity_blocks(dec.mid_block)
+    pair_out(dec.conv_out, 0.5)
+
+
 # ---------------------------------------------------------------- writing
 
-def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, config: str = CONFIG_NAME) -> Path:
+def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, config: str = CONFIG_NAME,
+                    passthrough_vae: bool = False) -> Path:
     """Write a tiny random SD model under `dir`; return the diffusers folder or the .safetensors path.
 
     single_file=False: `dir` becomes a diffusers folder (model_index.json, unet/, vae/, ...).
     single_file=True: writes `dir/<config>.safetensors` (or `dir` itself when it ends in .safetensors).
     config: "tiny-sd1" (SD 1.x family, the default), "tiny-sd2" (OpenCLIP text layout, v-prediction)
     or "tiny-sdxl" (SDXL family).
+    passthrough_vae: the VAE keeps the picture (`make_passthrough_vae`; the demo uses it).
     """
     from safetensors.torch import save_file
 
     parts = build_tiny_components(seed, config)
+    if passthrough_vae:
+        make_passthrough_vae(parts["vae"])
+        parts["vae"].register_to_config(scaling_factor=1.0)
     target = Path(dir)
     if single_file:
         path = target if target.suffix == ".safetensors" else target / f"{config}.safetensors"

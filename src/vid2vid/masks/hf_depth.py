@@ -11,23 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2vid import devices
 from vid2vid.imageops import check_rgb, to_uint8
 from vid2vid.masks.depth import normalize_depth
-
-
-def pick_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a CUDA device is present, else 'cpu'; other values are checked and kept."""
-    import torch
-
-    from vid2vid.errors import BadInput
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BadInput(f"device '{device}' was asked for but no CUDA device is available; use --device cpu")
-        return device
-    raise BadInput(f"device '{device}' is not known; use auto, cpu, cuda or cuda:N")
 
 
 def _processor_kwargs() -> dict:
@@ -49,7 +35,7 @@ class TransformersDepth:
 
         kw = {"cache_dir": None if cache_dir is None else str(cache_dir), "local_files_only": local_files_only}
         self.name = name or str(source)
-        self.device = pick_device(device)
+        self.device = devices.pick(device)
         self.processor = AutoImageProcessor.from_pretrained(str(source), **kw, **_processor_kwargs())
         self.model = AutoModelForDepthEstimation.from_pretrained(str(source), **kw).to(self.device).eval()
         self._torch = torch

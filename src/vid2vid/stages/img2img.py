@@ -281,6 +281,7 @@ def check(settings: config.Settings) -> None:
 
 
 def _load(settings: config.Settings, job: Job, model=None):
+    from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
@@ -291,6 +292,7 @@ def _load(settings: config.Settings, job: Job, model=None):
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
                            prediction_type=s.prediction_type(), vae=s.vae)
+    job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     engine = Img2ImgEngine(model, s)
     from vid2vid.diffusion import fewstep          # issue 17: allowed, but said
 

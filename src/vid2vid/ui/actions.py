@@ -33,6 +33,8 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict
     """Extract frames of a video inside the cache into its workspace; info + the workspace name."""
     p = paths.existing_file(root, video, "video")
     ws = Workspace.for_video(p, root)
+    if ws.root.exists():
+        paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
     info = pipeline.run_stage("extract", ws, settings, job, video=p)
     return {**info, "workspace": ws.root.name}
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
+from vid2vid.progress import stop_signals
 from vid2vid.ui import actions, form, paths
 from vid2vid.ui.runner import Runner, Task, error_message
 
@@ -466,8 +467,11 @@ def prepare_environment(root: Path) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2vid-cache",
-           block: bool = True):
-    """Serve the page on http://host:port; loopback only unless another host is asked for."""
+           block: bool = True, allowed_hosts: Iterable[str] = ()):
+    """Serve the page on http://host:port; loopback only unless another host is asked for.
+
+    Requests whose Host header is not one of the page's names are refused, and uploads must come
+    from the page itself (`ui.guard`); `allowed_hosts` adds names (HOST or HOST:PORT)."""
     root = paths.cache_root(cache)
     prepare_environment(root)
     try:
@@ -478,14 +482,21 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
     if not is_loopback(host):
         log.warning("serving on %s: anyone who can reach this address can use the page and the cache folder %s",
                     host, root)
+    from starlette.middleware import Middleware
+
+    from vid2vid.ui.guard import HostGuard
+    from vid2vid.ui.guard import allowed_hosts as page_hosts
+
     page = build(root)
     page.queue(default_concurrency_limit=4)
+    guard = Middleware(HostGuard, allowed=page_hosts(host, allowed_hosts))
     if block and threading.current_thread() is threading.main_thread():
         _stop_on_signals()
     print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
     result = page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
                          ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
-                         prevent_thread_lock=not block, footer_links=["settings"])
+                         prevent_thread_lock=not block, footer_links=["settings"],
+                         app_kwargs={"middleware": [guard]})
     if block:                      # the server has stopped: let a running task finish its current frame
         page.v2v_runner.interrupt()
         task = page.v2v_runner.current
@@ -495,11 +506,11 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
 
 
 def _stop_on_signals() -> None:
-    """Ctrl+C or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
+    """Ctrl+C, Ctrl+Break or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
     server's main thread never works on)."""
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    for sig in stop_signals():
+        signal.signal(sig, stop)

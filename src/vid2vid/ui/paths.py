@@ -7,6 +7,7 @@ registered name or a hub id; those are passed on as names, never read as local p
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -114,7 +115,34 @@ def workspace(root: Path, name: str | None) -> Workspace:
     p = inside(root, t, "workspace")
     if not (p / MANIFEST).is_file():
         raise BadInput(f"workspace '{t}' does not exist in {root}; extract a video first (tab 1)")
+    check_no_links(root, p, f"workspace '{t}'")
     return Workspace(p)
+
+
+def check_no_links(root: Path, folder: Path, what: str) -> None:
+    """No symbolic link on the way from the cache folder to `folder`, nor to any folder below it.
+
+    The page writes into workspace folders; a linked folder anywhere inside (frames/, framedelta/,
+    control/1-canny/, ...) would let it write outside the cache. This is the page's rule: the
+    command line may keep, say, frames/ on another disk through a link.
+    """
+    root = Path(root)
+    path = Path(os.path.abspath(folder))
+    rel = path.relative_to(root) if path.is_relative_to(root) else None
+    if rel is None:
+        raise BadInput(f"{what} is outside the cache folder {root}")
+    here = root
+    for part in rel.parts:
+        here = here / part
+        if here.is_symlink():
+            raise BadInput(f"{what}: {relative(root, here)} is a symbolic link; the page writes only into "
+                           "real folders inside the cache (use the command line for linked folders)")
+    for top, dirs, _files in os.walk(path, followlinks=False):
+        for d in dirs:
+            if os.path.islink(os.path.join(top, d)):
+                link = Path(top, d)
+                raise BadInput(f"{what}: {link.relative_to(root)} is a symbolic link; the page writes only "
+                               "into real folders inside the cache (use the command line for linked folders)")
 
 
 def list_workspaces(root: Path) -> list[str]:
@@ -139,6 +167,7 @@ def store_upload(root: Path, uploaded: str | Path, original: str | None = None) 
     if not src.is_file():
         raise BadInput("the upload did not arrive; upload the video again")
     dest = root / UPLOADS / upload_name(original or src.name)
+    check_no_links(root, dest.parent, "the uploads folder")
     if dest.resolve() == src.resolve():
         return dest
     with atomic_path(dest) as tmp:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vid2vid import devices
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.models.interpolators.rife_net import IFNetHDv3, IFNetV4, V4Config
 
@@ -84,21 +85,13 @@ def build_network(sd: dict[str, torch.Tensor], source: str = "weights") -> torch
     return net.eval()
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInput(f"device {device} was asked for but this torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
-
-
 class RifeInterpolator:
     """RIFE on numpy frames: float32 HxWx3 [0, 1] in and out."""
 
     def __init__(self, weights: str | Path | None = None, device: str = "auto", scale: float = 1.0):
         path = bundled_weights_path() if weights is None else Path(weights).expanduser()
         self.name = "rife" if weights is None else f"rife:{path.name}"
-        self.device = pick_device(device)
+        self.device = devices.pick(device, "{interpolate.device}")
         # float32 on CUDA too: in half precision the sampling grid of a 1920-wide frame is off by ~0.5 px
         self.dtype = torch.float32
         self.scale = scale   # < 1 estimates flow at lower resolution (for 4K frames)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2vid import devices
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.models.taggers.base import select_tags
 from vid2vid.models.taggers.labels import Labels, labels_from_metadata
@@ -17,20 +18,10 @@ from vid2vid.models.taggers.preprocess import DEFAULT_SIZE, PREPROCESS
 
 
 def providers(device: str = "auto") -> list[str]:
-    """onnxruntime execution providers for 'auto', 'cpu', 'cuda' or 'cuda:N'."""
+    """onnxruntime execution providers for a device setting (devices.onnx_providers)."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "auto":
-        return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
-            raise BadInput(f"device '{device}' was asked for but this onnxruntime has no CUDA provider; "
-                           "install onnxruntime-gpu or use cpu")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise BadInput(f"device '{device}' is not known; use auto, cpu, cuda or cuda:N")
+    return devices.onnx_providers(device, ort.get_available_providers())
 
 
 class OnnxTagger:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from vid2vid import devices
 from vid2vid.errors import ModelNotFound
 from vid2vid.models.upscalers.base import Upscaler, tile_spans, upscale_tiled
 from vid2vid.models.upscalers.lanczos import LanczosUpscaler
@@ -25,17 +26,8 @@ __all__ = ["Upscaler", "REGISTRY", "available_upscalers", "check_upscaler", "loa
            "tile_spans", "upscale_tiled"]
 
 
-def vulkan_gpu_id(device: str) -> int | None:
-    """ncnn's gpuid for a device setting: cpu -> -1, auto -> None (first GPU if any), cuda:N -> N."""
-    if device == "cpu":
-        return -1
-    if device.startswith("cuda"):
-        return int(device.partition(":")[2] or 0)
-    return None
-
-
 def _ncnn(name: str) -> Callable[..., Upscaler]:
-    return lambda tile=0, device="auto": NcnnRealesrgan(name, tile=tile, gpuid=vulkan_gpu_id(device))
+    return lambda tile=0, device="auto": NcnnRealesrgan(name, tile=tile, gpuid=devices.vulkan_gpu_id(device))
 
 
 def _lanczos(scale: int) -> Callable[..., Upscaler]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vid2vid import devices
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.imageops import check_rgb
 from vid2vid.models.upscalers.base import upscale_tiled
@@ -27,14 +28,6 @@ def import_spandrel():
                             f"is not installed ({exc}); install it with {INSTALL_HINT}, or pick a bundled "
                             "model such as realesr-animevideov3-x2") from exc
     return spandrel
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class SpandrelUpscaler:
@@ -56,7 +49,7 @@ class SpandrelUpscaler:
         if desc.input_channels != 3 or desc.output_channels != 3:
             raise BadInput(f"{p} works on {desc.input_channels}-channel images; vid2vid needs an RGB model")
         self.name, self.scale = p.name, int(desc.scale)
-        self.device = pick_device(device)
+        self.device = devices.pick(device, "{upscale.device}")
         self._model = desc.model.eval().to(self.device)
         self._torch = torch
         self.tile = tile if tile > 0 else 512
