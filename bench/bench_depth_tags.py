@@ -67,8 +67,13 @@ def timed(fn, repeat: int) -> float:
 
 
 def build_models(root: Path) -> dict[str, Path]:
-    from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTConfig,
-                              DPTForDepthEstimation)
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTConfig,
+        DPTForDepthEstimation,
+    )
     from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
     out = {}
@@ -76,7 +81,8 @@ def build_models(root: Path) -> dict[str, Path]:
                       image_size=384, patch_size=16, backbone_out_indices=[5, 11, 17, 23],
                       neck_hidden_sizes=[256, 512, 1024, 1024], fusion_hidden_size=256)
     DPTForDepthEstimation(large).save_pretrained(root / "dpt-large")
-    DPTImageProcessorPil(size={"height": 384, "width": 384}, keep_aspect_ratio=False).save_pretrained(root / "dpt-large")
+    processor = DPTImageProcessorPil(size={"height": 384, "width": 384}, keep_aspect_ratio=False)
+    processor.save_pretrained(root / "dpt-large")
     out["dpt_large (DPT-Large arch)"] = root / "dpt-large"
     small = DepthAnythingConfig(
         backbone_config=Dinov2Config(image_size=518, hidden_size=384, num_attention_heads=6, num_hidden_layers=12,
@@ -91,7 +97,7 @@ def build_models(root: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
     from vid2vid.models.taggers.preprocess import deepdanbooru_input, wd14_input
 
     img, source = frame()

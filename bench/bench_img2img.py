@@ -201,8 +201,9 @@ def run_plain(model, ws, settings, device) -> dict:
                 ta = time.perf_counter()
                 src = imageops.fit(imageops.read_image(path), s.width, s.height, s.resize)
                 seconds["read"] += time.perf_counter() - ta
-                gen = pipe(prompt=s.prompt, negative_prompt=s.negative, image=torch.from_numpy(src).permute(2, 0, 1)[None],
-                           strength=1.0, sigmas=sigmas, guidance_scale=s.cfg,
+                gen = pipe(prompt=s.prompt, negative_prompt=s.negative,
+                           image=torch.from_numpy(src).permute(2, 0, 1)[None], strength=1.0, sigmas=sigmas,
+                           guidance_scale=s.cfg,
                            generator=torch.Generator("cpu").manual_seed(s.seed), output_type="np").images[0]
                 tb = time.perf_counter()
                 delta = None if prev_src is None else fdc.frame_delta(prev_src, src)

@@ -134,7 +134,8 @@ def main() -> int:
         print(f"{w:>4}x{h:<4} | {t_esr:>8.0f}ms {t_lz:>9.0f}ms {t_esr / t_lz:>6.1f}x | "
               f"{t_rife:>6.0f}ms {t_blend:>6.1f}ms {t_rife / t_blend:>6.0f}x")
 
-    print(f"\n{'middle frame of':>28} | {'RIFE MAE':>9} {'blend MAE':>9} {'ratio':>6} | {'RIFE PSNR':>9} {'blend PSNR':>10}")
+    print(f"\n{'middle frame of':>28} | {'RIFE MAE':>9} {'blend MAE':>9} {'ratio':>6} | "
+          f"{'RIFE PSNR':>9} {'blend PSNR':>10}")
     cases = {
         "synthetic, 8 px/frame": [synthetic_scene(300 + 8 * i) for i in range(3)],
         "synthetic, 24 px/frame": [synthetic_scene(300 + 24 * i) for i in range(3)],

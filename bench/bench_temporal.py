@@ -33,8 +33,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 import numpy as np
 
-from vid2vid import metrics
+from vid2vid import metrics, opticalflow
 from vid2vid.temporal import DEFAULT_STRENGTH, flow_correct_sequence
+from vid2vid.video.read import iter_sequence
 
 CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "mmd-demo-852x480-30fps.mp4")
 SIZE = (832, 480)
@@ -51,7 +52,7 @@ GRADE = np.array([[0.95, 0.10, -0.05],      # a fixed warm colour grade (rows: o
 
 def clean_style(src_u8: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
     """The steady part: source resized to `size`, colour-graded, gamma 0.9, float32 HxWx3 [0, 1]."""
-    img = metrics.as_float_rgb(metrics.resize_to(src_u8, *size))
+    img = opticalflow.as_float_rgb(opticalflow.resize_to(src_u8, *size))
     graded = np.clip(img @ GRADE.T, 0.0, 1.0)
     return (graded ** 0.9).astype(np.float32)
 
@@ -100,7 +101,7 @@ def seed_correct(source: list[np.ndarray], generated: list[np.ndarray], method: 
     from vid2vid import config
 
     settings = config.CorrectSettings(fdc=method)
-    src = [metrics.as_float_rgb(metrics.resize_to(s, *SIZE)) for s in source]
+    src = [opticalflow.as_float_rgb(opticalflow.resize_to(s, *SIZE)) for s in source]
     out = [generated[0]]
     for t in range(1, len(generated)):
         out.append(fdc.correct_frame(generated[t], out[-1], src[t] - src[t - 1], settings)[0])
@@ -109,17 +110,17 @@ def seed_correct(source: list[np.ndarray], generated: list[np.ndarray], method: 
 
 # ---------------------------------------------------------------- cross-check flow
 
-def farneback_flows(source: list[np.ndarray]) -> list[metrics.PairFlow]:
-    """Measuring flows from another algorithm (OpenCV Farneback, not DIS), with the same DESIGN §6
+def farneback_flows(source: list[np.ndarray]) -> list[opticalflow.PairFlow]:
+    """Measuring flows from another algorithm (OpenCV Farneback, not DIS), with the same forward-backward
     check, to show the figures do not favour a method because it shares the metric's flow."""
     def flow(a, b):
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 3, 7, 1.5, 0)
 
-    greys = [metrics.grey_u8(metrics.resize_to(s, *SIZE)) for s in source]
+    greys = [opticalflow.grey_u8(opticalflow.resize_to(s, *SIZE)) for s in source]
     out = []
     for a, b in zip(greys[:-1], greys[1:]):
         bw, fw = flow(b, a), flow(a, b)
-        out.append(metrics.PairFlow(bw, metrics.consistency_mask(bw, fw) & metrics.inside_mask(bw)))
+        out.append(opticalflow.PairFlow(bw, opticalflow.consistency_mask(bw, fw) & opticalflow.inside_mask(bw)))
     return out
 
 
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
     # 1. decode at 12 fps
     t0 = time.perf_counter()
     count = int(_video_duration(args.video) * args.fps + 1e-9)
-    source = metrics.read_video(args.video, count)
+    source = [frame() for frame in iter_sequence(args.video, count)]
     if args.frames:
         source = source[:args.frames]
     n = len(source)
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
     generated = [stand_in_stylizer(c, t) for t, c in enumerate(clean)]
 
     # 3. measuring flows once
-    flows = metrics.source_flows(source, SIZE)
+    flows = list(metrics.source_flows(source, SIZE))
     cross = farneback_flows(source) if args.cross_check else None
     print(f"setup (decode, stylize, measuring flows): {time.perf_counter() - t0:.1f} s")
 
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         return metrics._nanmean([metrics.pair_warping_error(a, b, pf)
                                  for a, b, pf in zip(frames[:-1], frames[1:], pair_flows)])
 
-    resized = [metrics.resize_to(s, *SIZE) for s in source]
+    resized = [opticalflow.resize_to(s, *SIZE) for s in source]
     we_src = warp_err(resized, flows)
     we_src_cross = warp_err(resized, cross) if cross is not None else None
 
@@ -260,7 +261,7 @@ def seed_motion_masks(source: list[np.ndarray]):
         from vid2vid import fdc
     except ImportError:
         return None
-    src = [metrics.as_float_rgb(metrics.resize_to(s, *SIZE)) for s in source]
+    src = [opticalflow.as_float_rgb(opticalflow.resize_to(s, *SIZE)) for s in source]
     return [None] + [fdc.motion_mask(b - a, 32, 7) for a, b in zip(src[:-1], src[1:])]
 
 

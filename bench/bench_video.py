@@ -66,8 +66,9 @@ def main() -> int:
 
     def ff_export():
         n = len(list((root / "ff").glob("*.png")))
-        subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-framerate", f"{n}/17", "-i", str(root / "ff" / "%05d.png"),
-                        "-i", str(root / "ff" / "audio.mka"), "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+        subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-framerate", f"{n}/17",
+                        "-i", str(root / "ff" / "%05d.png"), "-i", str(root / "ff" / "audio.mka"),
+                        "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
                         "-crf", "20", "-preset", "medium", "-pix_fmt", "yuv420p", "-c:a", "copy", "-shortest",
                         str(root / "ff.mp4")], check=True)
 

@@ -8,7 +8,7 @@ import av
 import pytest
 
 from vid2vid.cli import main
-from vid2vid.sample import _write_tone, make_clip
+from vid2vid.democlip import _write_tone, make_clip
 
 
 @pytest.fixture(scope="module")

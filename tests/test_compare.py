@@ -6,8 +6,8 @@ import pytest
 
 from vid2vid import compare
 from vid2vid.cli import main
+from vid2vid.democlip import make_clip
 from vid2vid.imageops import write_image
-from vid2vid.sample import make_clip
 from vid2vid.workspace import Workspace, frame_name
 
 

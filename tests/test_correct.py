@@ -272,7 +272,7 @@ def test_flow_method_in_segments_writes_the_same_files(folders, monkeypatch):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
-@pytest.mark.parametrize("method", ["seed", "flow"])
+@pytest.mark.parametrize("method", ["stats", "flow"])
 def test_resize_mode_fits_the_source_motion_like_the_generated_frames(tmp_path, method):
     """Generated frames cropped from the source: --resize crop gives what the cropped source gives."""
     from vid2vid.imageops import fit

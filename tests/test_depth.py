@@ -74,8 +74,9 @@ def _tiny_dpt_backbone(folder: Path, kind: str) -> Path:
                         reassemble_factors=[1, 1, 1, 0.5])
         proc = {"keep_aspect_ratio": False}
     elif kind == "beit":       # Intel/dpt-beit-base-384
-        beit = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=32,
-                          patch_size=8, out_features=stages, reshape_hidden_states=False, use_relative_position_bias=True)
+        beit = BeitConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
+                          image_size=32, patch_size=8, out_features=stages, reshape_hidden_states=False,
+                          use_relative_position_bias=True)
         cfg = DPTConfig(backbone_config=beit, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
                         reassemble_factors=[4, 2, 1, 0.5], neck_ignore_stages=[], add_projection=False,
                         readout_type="project")
@@ -84,7 +85,8 @@ def _tiny_dpt_backbone(folder: Path, kind: str) -> Path:
         swin = Swinv2Config(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], image_size=32, patch_size=2,
                             window_size=2, out_features=stages, reshape_hidden_states=False)
         cfg = DPTConfig(backbone_config=swin, neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=256,
-                        reassemble_factors=[1, 1, 1, 1], neck_ignore_stages=[], add_projection=True, readout_type="ignore")
+                        reassemble_factors=[1, 1, 1, 1], neck_ignore_stages=[], add_projection=True,
+                        readout_type="ignore")
         proc = {"keep_aspect_ratio": False}
     model = DPTForDepthEstimation(cfg).eval()
     _randomise(model, 3)
@@ -127,7 +129,7 @@ def _reference_depth(folder: Path, image: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- pure normalisation
 
 def test_normalize_depth_maps_far_to_0_and_near_to_1():
-    from vid2vid.masks import normalize_depth
+    from vid2vid.models.depth import normalize_depth
 
     out = normalize_depth(np.array([[1.0, 3.0], [5.0, 9.0]]))
     assert out.shape == (2, 2, 1) and out.dtype == np.float32
@@ -135,7 +137,7 @@ def test_normalize_depth_maps_far_to_0_and_near_to_1():
 
 
 def test_normalize_depth_flat_and_nonfinite_maps_do_not_divide_by_zero():
-    from vid2vid.masks import normalize_depth
+    from vid2vid.models.depth import normalize_depth
 
     assert not normalize_depth(np.full((3, 4), 7.0)).any()
     out = normalize_depth(np.array([[np.nan, 2.0], [4.0, np.inf]]))
@@ -146,7 +148,7 @@ def test_normalize_depth_flat_and_nonfinite_maps_do_not_divide_by_zero():
 
 @pytest.mark.parametrize("family", ["dpt", "hybrid", "beit", "swinv2", "depth-anything"])
 def test_folder_model_predicts_normalised_disparity_near_bright(tiny_models, family):
-    from vid2vid.masks import DepthModel, load_depth_model
+    from vid2vid.models.depth import DepthModel, load_depth_model
 
     model = load_depth_model(str(tiny_models[family]), device="cpu")
     assert isinstance(model, DepthModel)
@@ -171,7 +173,7 @@ def _fake_hub_cache(cache: Path, repo: str, folder: Path) -> None:
 
 
 def test_every_registry_name_loads_from_the_hub_cache(tiny_models, tmp_path):
-    from vid2vid.masks import DEPTH_MODELS, load_depth_model
+    from vid2vid.models.depth import DEPTH_MODELS, load_depth_model
 
     assert set(FAMILY) == set(DEPTH_MODELS)
     for name, spec in DEPTH_MODELS.items():
@@ -187,7 +189,7 @@ def test_every_registry_name_loads_from_the_hub_cache(tiny_models, tmp_path):
 
 def test_missing_registry_model_says_how_to_get_it(tmp_path):
     from vid2vid.errors import ModelNotFound
-    from vid2vid.masks import DEPTH_MODELS, load_depth_model
+    from vid2vid.models.depth import DEPTH_MODELS, load_depth_model
 
     for name, spec in DEPTH_MODELS.items():
         with pytest.raises(ModelNotFound) as err:
@@ -198,7 +200,7 @@ def test_missing_registry_model_says_how_to_get_it(tmp_path):
 
 def test_unknown_names_and_bad_paths_are_bad_input(tmp_path):
     from vid2vid.errors import BadInput, ModelNotFound
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
 
     with pytest.raises(ModelNotFound, match="dpt_hybrid"):
         load_depth_model("no-such-depth-model")
@@ -213,10 +215,10 @@ def test_unknown_names_and_bad_paths_are_bad_input(tmp_path):
 # ---------------------------------------------------------------- the stage
 
 def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_factory, monkeypatch):
-    import vid2vid.masks
+    import vid2vid.models.depth
     from vid2vid import config
     from vid2vid.imageops import read_image, read_mask
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
     from vid2vid.progress import Job
     from vid2vid.stages import depth
 
@@ -264,5 +266,5 @@ def test_depth_stage_writes_16bit_masks_and_resumes(tiny_models, workspace_facto
     def no_load(*a, **k):
         raise AssertionError("the model must not be loaded when every mask exists")
 
-    monkeypatch.setattr(vid2vid.masks, "load_depth_model", no_load)
+    monkeypatch.setattr(vid2vid.models.depth, "load_depth_model", no_load)
     assert depth.run(ws, settings, Job())["masks"] == 4

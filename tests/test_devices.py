@@ -101,7 +101,8 @@ def test_settings_accept_mps_and_refuse_unknown_devices(section):
     getattr(s, section).device = "mps"
     getattr(s, section).validate()
     getattr(s, section).device = "gpu"
-    with pytest.raises(BadInput, match=re.escape("--device 'gpu' is not known; use auto, cpu, cuda, cuda:N or mps")) as e:
+    wanted = re.escape("--device 'gpu' is not known; use auto, cpu, cuda, cuda:N or mps")
+    with pytest.raises(BadInput, match=wanted) as e:
         getattr(s, section).validate()
     assert e.value.settings == [f"{section}.device"]
 

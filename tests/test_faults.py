@@ -62,8 +62,8 @@ def launch(cmd: list[str], kill: str | None = None) -> subprocess.CompletedProce
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     """A clip and a tiny model in folders whose names have spaces and non-ASCII letters."""
+    from vid2vid.democlip import make_clip
     from vid2vid.diffusion.tiny import make_tiny_model
-    from vid2vid.sample import make_clip
 
     d = tmp_path_factory.mktemp("faults")
     clip = make_clip(d / "clip ünï cödé.mp4", width=96, height=64, fps=8, seconds=1.0, audio=True)

@@ -1,5 +1,5 @@
 """fdc.py against independent references: hand-made arrays with known answers and a float64
-re-implementation of DESIGN §4 written here from the formulas (no OpenCV)."""
+re-implementation of the seed's formulas written here (no OpenCV)."""
 from __future__ import annotations
 
 import math
@@ -22,7 +22,7 @@ def ref_minmax(m):
 
 
 def ref_motion_mask(delta, lowcut, k, px=4):
-    """DESIGN §4 steps 1-5 in float64, step by step.
+    """The motion mask's steps 1-5 (grey magnitude, stretch, high-cut, boost, high-ext) in float64.
 
     Step 1's route through (d + 1) / 2 equals d @ LUMA (weights sum to 1; checked in
     test_grey_magnitude_matches_the_seeds_luminance_route); the direct form keeps a zero delta

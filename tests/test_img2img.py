@@ -10,20 +10,15 @@ import torch
 
 from vid2vid.config import Img2ImgSettings
 from vid2vid.diffusion import schedules
-from vid2vid.diffusion.denoiser import CFGDenoiser, sigma_to_timestep
+from vid2vid.diffusion.denoiser import CFGDenoiser
 from vid2vid.diffusion.img2img import Img2ImgEngine
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput
 
 W = H = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and spinning threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")     # tiny tensors: one thread is fastest
 
 
 @pytest.fixture(scope="module")
@@ -322,10 +317,9 @@ def test_model_workers_layout():
 def test_two_model_workers_write_what_one_writes(workspace_factory, tiny_dir):
     """Two workers with one thread each give the bytes one worker with one thread gives, in order."""
     from conftest import moving_frames
+    from vid2vid.errors import Interrupted
     from vid2vid.progress import Job
     from vid2vid.stages import img2img as stage
-
-    from vid2vid.errors import Interrupted
 
     src = moving_frames(7)
     one_ws, two_ws = workspace_factory(src, "one-worker"), workspace_factory(src, "two-workers")
@@ -363,7 +357,8 @@ def test_prediction_option_reaches_the_model(workspace_factory, tiny_dir):
     src = moving_frames(2)
     auto_ws, v_ws = workspace_factory(src, "pred-auto"), workspace_factory(src, "pred-v")
     assert stage.run(auto_ws, stage_settings(tiny_dir), Job())["prediction_type"] == "epsilon"
-    assert stage.run(v_ws, stage_settings(tiny_dir, prediction="v_prediction"), Job())["prediction_type"] == "v_prediction"
+    v_info = stage.run(v_ws, stage_settings(tiny_dir, prediction="v_prediction"), Job())
+    assert v_info["prediction_type"] == "v_prediction"
     a, b = _read_all(auto_ws.root / "img2img"), _read_all(v_ws.root / "img2img")
     assert np.abs(a[0] - b[0]).mean() > 1e-3
     with pytest.raises(BadInput, match="--prediction 'v' is not known"):

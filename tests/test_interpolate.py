@@ -12,9 +12,16 @@ from conftest import make_workspace
 from vid2vid import config
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.imageops import read_image, write_image
-from vid2vid.models.interpolators import (BlendInterpolator, available_interpolators, dyadic_path,
-                                          interpolate_many, is_scene_cut, load_interpolator, plan_frames,
-                                          scene_change_score)
+from vid2vid.models.interpolators import (
+    BlendInterpolator,
+    available_interpolators,
+    dyadic_path,
+    interpolate_many,
+    is_scene_cut,
+    load_interpolator,
+    plan_frames,
+    scene_change_score,
+)
 from vid2vid.models.interpolators.rife_net import IFNetV4, V4Config, backward_warp
 from vid2vid.progress import Job
 from vid2vid.workspace import frame_name

@@ -39,7 +39,8 @@ def _denoise_once(model, seed=0):
     """One UNet call on a fixed latent, timestep and prompt embedding."""
     g = torch.Generator().manual_seed(seed)
     latent = torch.randn(1, 4, 8, 8, generator=g)
-    ids = torch.tensor([[model.tokenizer.bos_token_id, 320, 330, model.tokenizer.eos_token_id] + [model.tokenizer.pad_token_id] * 73])
+    tok = model.tokenizer
+    ids = torch.tensor([[tok.bos_token_id, 320, 330, tok.eos_token_id] + [tok.pad_token_id] * 73])
     with torch.no_grad():
         emb = model.text_encoder(ids).last_hidden_state
         return model.unet(latent, torch.tensor([500]), encoder_hidden_states=emb).sample
@@ -247,6 +248,39 @@ def test_folder_errors_name_the_missing_part(tmp_path, tiny_paths):
 def test_hub_id_offline_says_how_to_get_it():
     with pytest.raises(ModelNotFound, match="offline.*download"):
         load_model("someone/not-cached-model-xyz")
+
+
+HUB_IDS = ["Intel/dpt-large", "runwayml/stable-diffusion-v1-5", "a/b", "owner_1/model.v2-x", "A9/x_"]
+NOT_HUB_IDS = ["", "model", "a/b/c", "/a/b", "./a", "~/a", "a/../b", "a/b..c", "owner/.hidden", "owner/-x",
+               ".owner/x", "a/", "/b", "a b/c", "a\\b"]
+
+
+@pytest.mark.parametrize("text", HUB_IDS + NOT_HUB_IDS)
+def test_one_hub_id_check_for_models_depth_and_the_page(text, tmp_path, monkeypatch):
+    from vid2vid.models.depth import resolve_depth_model
+    from vid2vid.models.hub import looks_like_hub_id
+    from vid2vid.ui.paths import model_spec
+
+    hub = text in HUB_IDS
+    assert looks_like_hub_id(text) is hub
+    monkeypatch.chdir(tmp_path)                   # no local path by any of these names
+    root = tmp_path / "cache"
+    root.mkdir()
+    # the three places that read a hub id agree (they kept three patterns, two of them different)
+    if hub:
+        assert loading.check_model_spec(text) == text
+        assert resolve_depth_model(text) == ("hub", text, text)
+        assert model_spec(root, text) == text
+    elif text.strip():
+        with pytest.raises((BadInput, ModelNotFound)):
+            loading.check_model_spec(text)
+        with pytest.raises((BadInput, ModelNotFound)):
+            resolve_depth_model(text)
+        try:
+            got = model_spec(root, text)          # refused, or read as a path inside the cache
+        except BadInput:
+            got = None
+        assert got != text
 
 
 def test_config_folder_has_the_tiny_tokenizer(tmp_path):

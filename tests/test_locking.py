@@ -20,10 +20,10 @@ TESTS = Path(__file__).parent
 SRC = Path(vid2vid.__file__).parent
 
 # A child process that takes the lock with BACKEND and holds it until killed.
-HOLDER = """
+HOLDER = f"""
 import sys, time
 if sys.argv[2] == "msvcrt" and "msvcrt" not in sys.builtin_module_names:
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {str(TESTS)!r})
     import fake_msvcrt
     sys.modules["msvcrt"] = fake_msvcrt
 from vid2vid import locking
@@ -35,7 +35,7 @@ except locking.LockHeld as held:
     sys.exit(3)
 print("held", flush=True)
 time.sleep(120)
-""".format(tests=str(TESTS))
+"""
 
 
 def backends_here() -> list[str]:

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from vid2vid import pathnames
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput
-from vid2vid.sample import make_clip
 from vid2vid.workspace import Workspace, workspace_name
 
 
@@ -21,7 +21,9 @@ def test_windows_device_names_are_refused(tmp_path, name):
 
 
 @pytest.mark.parametrize("name, why", [("work.", "ends in a dot"), ("work ", "ends in a dot or a space"),
-                                       pytest.param("a:b", "':'", marks=pytest.mark.skipif(sys.platform == "win32", reason="a drive there")), ("what?", "'?'"), ("x|y", "'|'"), ("tab\there", "'\\\\t'")])
+                                       pytest.param("a:b", "':'", marks=pytest.mark.skipif(sys.platform == "win32",
+                                                                                             reason="a drive there")),
+                                       ("what?", "'?'"), ("x|y", "'|'"), ("tab\there", "'\\\\t'")])
 def test_names_windows_cannot_hold_are_refused(tmp_path, name, why):
     with pytest.raises(BadInput, match=why):
         Workspace(tmp_path / name).ensure()

@@ -7,11 +7,11 @@ import pytest
 from vid2vid import config
 from vid2vid.cli import main
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput, Interrupted
 from vid2vid.imageops import read_image
 from vid2vid.pipeline import run
 from vid2vid.progress import Job
-from vid2vid.sample import make_clip
 from vid2vid.workspace import Workspace
 
 pytestmark = pytest.mark.slow

@@ -131,7 +131,10 @@ def test_plain_prompt_matches_diffusers(model):
 
 def test_emphasis_and_chunks_match_a_direct_computation(model):
     tok = model.tokenizer
-    ids = lambda s: tok(s, add_special_tokens=False).input_ids
+
+    def ids(s):
+        return tok(s, add_special_tokens=False).input_ids
+
     first = ids("a photo")
     words = ids("a ") * 80                                      # one token each: forces a second chunk
     assert len(words) == 80

@@ -85,6 +85,24 @@ def test_default_schedule_is_linspace_over_training_timesteps():
         S.full_schedule("default", 10, LO, HI)
 
 
+def test_sigma_to_timestep_on_a_hand_made_schedule():
+    import torch
+
+    # training sigmas e^0, e^1, e^2, e^4: log sigma is 0, 1, 2, 4 at timesteps 0..3
+    log_sigmas = torch.tensor([0.0, 1.0, 2.0, 4.0], dtype=torch.float64)
+    sigma = torch.tensor([1.0, math.e, math.exp(1.25), math.exp(3.0), math.exp(4.0), 0.5, 100.0], dtype=torch.float64)
+    t = S.sigma_to_timestep(sigma, log_sigmas)
+    assert t.dtype == torch.float64
+    np.testing.assert_allclose(t.numpy(), [0.0, 1.0, 1.25, 2.5, 3.0, 0.0, 3.0], rtol=0, atol=1e-12)
+    # the inverse of sigma_at_timestep, and float32 in float32
+    train = S.sd_training_sigmas()
+    ts = np.array([0.0, 10.5, 250.25, 998.9, 999.0])
+    back = S.sigma_to_timestep(torch.tensor(S.sigma_at_timestep(ts, train)), torch.tensor(np.log(train)))
+    np.testing.assert_allclose(back.numpy(), ts, atol=1e-9)
+    t32 = S.sigma_to_timestep(sigma.float(), log_sigmas.float())
+    assert t32.dtype == torch.float32 and torch.allclose(t32.double(), t, atol=1e-5)
+
+
 @pytest.mark.parametrize("steps,denoise,start", [
     (20, 0.75, 4),     # t_enc = 15 -> full[20 - 15 - 1:]
     (20, 1.0, 0),      # min(1, 0.999) * 20 = 19.98 -> 19 -> full[0:]

@@ -9,7 +9,6 @@ import torch
 
 from vid2vid.diffusion import shared_prefix
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -11,7 +11,7 @@ from vid2vid.progress import Job, stop_signals
 
 @pytest.fixture
 def keep_handlers():
-    sigs = stop_signals() + [getattr(signal, "SIGUSR1")] * hasattr(signal, "SIGUSR1")
+    sigs = stop_signals() + [signal.SIGUSR1] * hasattr(signal, "SIGUSR1")
     saved = {s: signal.getsignal(s) for s in sigs}
     yield
     for s, h in saved.items():

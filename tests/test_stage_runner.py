@@ -12,9 +12,9 @@ import pytest
 from vid2vid import config, pipeline
 from vid2vid.cli import build_parser, flag_namer, main
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput
 from vid2vid.progress import Job
-from vid2vid.sample import make_clip
 from vid2vid.stages import table
 from vid2vid.ui import actions, form
 from vid2vid.workspace import Workspace

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 onnx = pytest.importorskip("onnx")
 
 SIDE = 32          # model input side (448 / 512 in the real models)

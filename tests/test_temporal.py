@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_metrics import constant_flow, translating
 
-from vid2vid import metrics, temporal
+from test_metrics import constant_flow, translating
+from vid2vid import metrics, opticalflow, temporal
 from vid2vid.errors import BadInput
 
 
@@ -117,7 +117,7 @@ def test_constant_frames_give_no_nan():
 
 def test_sources_of_another_size_and_uint8_inputs_are_accepted():
     src = translating(5, 2, width=128, height=96)
-    gen = flickering([metrics.resize_to(s, 64, 48) for s in src], seed=10)
+    gen = flickering([opticalflow.resize_to(s, 64, 48) for s in src], seed=10)
     gen8 = [np.clip(np.rint(g * 255), 0, 255).astype(np.uint8) for g in gen]
     src8 = [np.clip(np.rint(s * 255), 0, 255).astype(np.uint8) for s in src]
     out = temporal.flow_correct_sequence(src8, gen8)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_workspace, moving_frames
 
+from conftest import make_workspace, moving_frames
 from vid2vid import config
 from vid2vid.errors import BadInput, Interrupted, ModelNotFound, Vid2VidError
 from vid2vid.ui import actions, form, paths
@@ -175,7 +175,8 @@ def test_settings_from_form_maps_every_field(root):
         "img2img.sigma_min": 0.2, "img2img.sigma_max": 2.0, "img2img.init_noise": 0.9, "img2img.cfg": 5.5,
         "img2img.seed": 42.0, "img2img.width": 512.0, "img2img.height": 256.0, "img2img.resize": "fill",
         "img2img.batch_size": 2.0,
-        "correct.method": "seed", "correct.fdc": "clip", "correct.delta_mask": "depth", "correct.spatial_mask": "motion",
+        "correct.method": "seed", "correct.fdc": "clip", "correct.delta_mask": "depth",
+        "correct.spatial_mask": "motion",
         "correct.motion_highext": 9.0, "correct.motion_lowcut": 40.0, "correct.depth_lowcut": 10.0,
         "correct.flow_strength": 0.5, "correct.flow_mask": "motion",
         "export.source": "img2img", "export.format": "webm", "export.audio": True, "export.crf": 30.0,
@@ -192,7 +193,7 @@ def test_settings_from_form_maps_every_field(root):
     i.schedule, i.sigma_min, i.sigma_max, i.init_noise, i.cfg, i.seed = "karras", 0.2, 2.0, 0.9, 5.5, 42
     i.width, i.height, i.resize, i.batch_size = 512, 256, "fill", 2
     expected.correct = config.CorrectSettings(fdc="clip", delta_mask="depth", spatial_mask="motion",
-                                              motion_highext=9, motion_lowcut=40, depth_lowcut=10, method="seed",
+                                              motion_highext=9, motion_lowcut=40, depth_lowcut=10, method="stats",
                                               flow_strength=0.5, flow_mask="motion")
     expected.export = config.ExportSettings(source="img2img", format="webm", audio=True, crf=30, output="")
     expected.upscale.model = "lanczos-x2"

@@ -80,8 +80,8 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     import torch
 
+    from vid2vid.democlip import make_clip
     from vid2vid.diffusion.tiny import make_tiny_model
-    from vid2vid.sample import make_clip
 
     base = tmp_path_factory.mktemp("ui")
     cache = base / "cache"
@@ -228,8 +228,8 @@ def test_ui_in_browser(server):
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
-            page.wait_for_function("/^\\[img2img\\] [123]\\/4/.test(document.querySelector('#v2v-status textarea').value)",
-                                   timeout=90000)
+            page.wait_for_function("/^\\[img2img\\] [123]\\/4/"
+                                   ".test(document.querySelector('#v2v-status textarea').value)", timeout=90000)
             page.click("#v2v-interrupt")
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
                                    timeout=60000)

@@ -55,11 +55,10 @@ def test_uploads_need_the_pages_own_origin():
 
 
 def test_workspace_subfolder_linked_outside_is_refused(tmp_path):
+    from conftest import make_workspace, moving_frames
     from vid2vid.progress import Job
     from vid2vid.ui import actions
     from vid2vid.ui.form import settings_from_form
-
-    from conftest import make_workspace, moving_frames
 
     root = paths.cache_root(tmp_path / "cache")
     outside = tmp_path / "outside"

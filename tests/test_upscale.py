@@ -11,8 +11,7 @@ from PIL import Image
 from conftest import make_workspace, moving_frames
 from vid2vid import config
 from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.models.upscalers import (available_upscalers, load_upscaler, tile_spans, upscale_tiled,
-                                      upscaler_scale)
+from vid2vid.models.upscalers import available_upscalers, load_upscaler, tile_spans, upscale_tiled, upscaler_scale
 from vid2vid.progress import Job
 
 # The scale each model is published with (independent of the registry's own table).

@@ -9,11 +9,11 @@ import pytest
 
 from vid2vid import config
 from vid2vid.config import Settings
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput, WorkspaceBusy
 from vid2vid.progress import Job
-from vid2vid.sample import make_clip
 from vid2vid.stages import extract
-from vid2vid.workspace import (TMP_PREFIX, Workspace, atomic_path, frame_name, list_frames, workspace_name)
+from vid2vid.workspace import TMP_PREFIX, Workspace, atomic_path, frame_name, list_frames, workspace_name
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_damaged_manifest_is_reported(tmp_path):
     ws = Workspace(tmp_path / "ws").ensure()
     (ws.root / "manifest.json").write_text("{not json")
     with pytest.raises(BadInput, match="damaged"):
-        Workspace(ws.root).manifest
+        _ = Workspace(ws.root).manifest
 
 
 def test_settings_round_trip_and_errors(tmp_path):

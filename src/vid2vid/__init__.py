@@ -7,7 +7,7 @@ Library API (the same calls the command line and the web UI make)::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one place the version is written; pyproject.toml reads it from here
 __all__ = ["Settings", "run", "__version__"]
 
 

@@ -16,7 +16,8 @@ import signal
 import sys
 import traceback
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vid2vid import __version__, config
 from vid2vid.errors import Interrupted, Vid2VidError
@@ -71,6 +72,8 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
         action = parser.add_argument(*flags, **kw)
         action.default_targets = [dest]  # type: ignore[attr-defined]
         seen.update(flags)
+    if section == "img2img" and "--controlnet" not in seen:
+        add_controlnet_options(parser)
 
 
 def apply_options(settings: config.Settings, args: argparse.Namespace,
@@ -84,7 +87,51 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
         for dest in targets:
             section, name = dest.split(".")
             setattr(getattr(settings, section), name, value)
+    apply_controlnet_options(settings, args)
     return settings
+
+
+# ---------------------------------------------------------------- ControlNet flags (issue 14)
+
+def add_controlnet_options(parser: argparse.ArgumentParser) -> None:
+    """--controlnet MODEL[:SCALE] and --control SOURCE, repeatable and paired in order."""
+    sources = ", ".join(c for c in config.CONTROL_SOURCES if c != "folder")
+    parser.add_argument("--controlnet", action="append", dest="cli.controlnet", default=argparse.SUPPRESS,
+                        metavar="MODEL[:SCALE]",
+                        help="ControlNet file, diffusers folder or hub id, optionally :SCALE (default 1); "
+                             "repeatable, each with its --control; replaces the settings file's ControlNets "
+                             "(start 0, end 1: set windows and source parameters in [[img2img.controlnet]])")
+    parser.add_argument("--control", action="append", dest="cli.control", default=argparse.SUPPRESS,
+                        metavar="SOURCE", help=f"control image of the matching --controlnet: {sources}, or a "
+                                               "folder with one image per frame (repeatable)")
+
+
+def controlnet_from_flags(model: str, source: str) -> config.ControlNetSettings:
+    """One ControlNet from `--controlnet MODEL[:SCALE] --control SOURCE` (a folder path = the folder source)."""
+    from pathlib import Path
+
+    from vid2vid.diffusion.loading import parse_weighted
+
+    spec, scale = parse_weighted(model, 1.0)
+    if source in config.CONTROL_SOURCES and source != "folder":
+        return config.ControlNetSettings(model=spec, control=source, scale=scale)
+    if Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~")):
+        return config.ControlNetSettings(model=spec, control="folder", folder=source, scale=scale)
+    return config.ControlNetSettings(model=spec, control=source, scale=scale)   # validation names it
+
+
+def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace) -> None:
+    """Given --controlnet/--control pairs replace img2img's ControlNet list."""
+    models, sources = vars(args).get("cli.controlnet"), vars(args).get("cli.control")
+    if models is None and sources is None:
+        return
+    models, sources = models or [], sources or []
+    if len(models) != len(sources):
+        from vid2vid.errors import BadInput
+
+        raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
+                       "its --control SOURCE, in the same order")
+    settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
@@ -156,6 +203,23 @@ def stage_command(row) -> Callable:
     return handler
 
 
+FOLDER_FORMS = {"propagate": ("vid2vid.cli_tools", "propagate")}   # stage commands that also take folders
+
+
+def folder_or_stage(row) -> Callable:
+    """`vid2vid <stage> -w WS` runs the stage; with --source it runs the stage's folder tool instead."""
+    on_ws = stage_command(row)
+
+    def handler(args, parser, job):
+        if getattr(args, "source", None) is None:
+            if not getattr(args, "workspace", None):
+                parser.error(f"{row.name} needs -w WORKSPACE, or --source, --keys and --out")
+            return on_ws(args, parser, job)
+        return _lazy(*FOLDER_FORMS[row.name])(args, parser, job)
+
+    return handler
+
+
 def cmd_config(args, parser, job):
     settings = _base_settings(args)
     if args.dump or not args.check:
@@ -221,14 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     for row in table.STAGES:
-        sp = command(row.name, stage_command(row), row.help)
+        folders = row.name in FOLDER_FORMS
+        sp = command(row.name, folder_or_stage(row) if folders else stage_command(row), row.help)
         if row.needs_video:
             sp.add_argument("video")
-        common(sp, not row.needs_video)
+        common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
         if "img2img" in row.sections:          # issue 17
             add_preset_option(sp)
+
+    sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
+    sp.add_argument("--source", help="folder of source frames (instead of -w)")
+    sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
+    sp.add_argument("--out", help="output folder for every frame (with --source)")
+    # (with --source, --resize says how the keys were fitted from the source frames, --overwrite
+    #  replaces outputs made from other inputs)
 
     sp = command("correct", _lazy("vid2vid.cli_tools", "correct"),
                  "apply frame delta correction to any folder of generated frames")
@@ -306,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--plot", help="write a per-frame plot (PNG)")
+    sp.add_argument("--metrics-size", type=int, default=0, metavar="N",
+                    help="measure at this longer side in pixels (0 = the output's size), for long or large videos")
+    sp.add_argument("--metrics-every", type=int, default=1, metavar="N",
+                    help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
@@ -313,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tiny-vae", action="store_true",
                     help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
                          "--single-file one .safetensors")
+    sp.add_argument("--controlnet", action="store_true",
+                    help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
 
     sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")

@@ -15,10 +15,10 @@ Pure parts: `panel_index` (which panel frame is shown at output frame j), `grid_
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -126,7 +126,7 @@ def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
     of the others). A token the user names that has no frames is an error.
     """
     explicit = tokens is not None
-    wanted = list(tokens) if explicit else list(DEFAULT_PANELS)
+    wanted = list(tokens) if tokens is not None else list(DEFAULT_PANELS)
     n_src = len(ws.frames())
     if n_src == 0:
         raise BadInput(f"{ws.root} has no extracted frames; extract the video first")
@@ -157,8 +157,8 @@ def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
 # ---------------------------------------------------------------- the video
 
 def _read_scaled(path: Path, height: int) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with Image.open(path) as f:
+        im = f.convert("RGB")
         w = max(2, round(im.width * height / im.height))
         return np.asarray(im.resize((w, height), Image.Resampling.LANCZOS if im.height > height
                                     else Image.Resampling.BICUBIC))
@@ -191,7 +191,8 @@ class _PanelReader:
         return np.concatenate([self.image, stats_strip(self.width, self.text)], axis=0)
 
     def _figures(self, i_prev: int, i_cur: int, prev: np.ndarray, cur: np.ndarray) -> str:
-        from vid2vid.metrics import frame_difference, pair_flow, pair_warping_error
+        from vid2vid.metrics import frame_difference, pair_warping_error
+        from vid2vid.opticalflow import pair_flow
 
         n_src = len(self.source)
         a = min(n_src - 1, (self.panel.numbers[i_prev] - 1) * n_src // self.panel.length)

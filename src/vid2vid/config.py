@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vid2vid import devices, errors
 from vid2vid.errors import BadInput
@@ -32,7 +32,38 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 DELTA_MASKS = ("none", "motion", "depth")
 SPATIAL_MASKS = ("none", "motion", "depth")
-CORRECT_METHODS = ("seed", "flow")   # seed: masks + statistics (fdc.py); flow: temporal.py
+
+
+class Choices(tuple):
+    """A setting's tokens in order; `in` also accepts the older names in `aliases` (old -> new).
+
+    Iterating gives only the current tokens (help, the page's choices, error messages); argparse
+    takes any container as `choices`, so an old name passes its check as well.
+    """
+
+    aliases: dict[str, str]
+
+    def __new__(cls, tokens: tuple[str, ...], aliases: dict[str, str] | None = None) -> Choices:
+        self = super().__new__(cls, tokens)
+        self.aliases = dict(aliases or {})
+        return self
+
+    def __contains__(self, value: object) -> bool:
+        return tuple.__contains__(self, value) or value in self.aliases
+
+    def canonical(self, value: Any) -> Any:
+        """The current token for `value` (an old name becomes its new one; anything else is kept)."""
+        return self.aliases.get(value, value) if isinstance(value, str) else value
+
+
+# stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
+# with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
+CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
+CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
+KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
+DEINTERLACE_MODES = ("auto", "on", "off")
+CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
+CROSS_FRAME_BLOCKS = ("up", "all")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -44,10 +75,14 @@ LABELS = {
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
     "none": "none", "clip": "clip", "shift-mean": "shift mean", "shift-std": "shift std",
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
+    "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
+    "folder": "my own images (folder)",
+    "anchor": "anchor (first frame)", "anchor-prev": "anchor + previous frame", "bank": "bank of earlier frames",
 }
 
 
 DEVICES_HELP = devices.NAMES
+METRICS_MIN_SIDE = 16      # the smallest measuring size: DIS flow needs 12 pixels on a side
 
 
 # ---------------------------------------------------------------- field metadata
@@ -181,6 +216,8 @@ class ExtractSettings(Section):
     audio: bool = setting(False, "keep the source audio (extract) / put it back (export)", run_flag="--audio",
                           label="Process audio")
     max_pixels: int = setting(8192 * 8192, "refuse videos whose width x height is larger", lo=1)
+    deinterlace: str = setting("auto", "remove interlacing combs with bwdif: auto = when the stream says it is "
+                               "interlaced", choices=DEINTERLACE_MODES, label="Deinterlace")
 
     def check(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
@@ -203,12 +240,16 @@ class CorrectSettings(Section):
     motion_lowcut: int = setting(32, "motion mask low-cut 0..255", lo=0, hi=255, label="Motion low-cut")
     depth_lowcut: int = setting(-1, "depth mask low-cut 0..255 (-1 = none)", lo=-1, hi=255, fix="-1 means no cut",
                                 label="Depth low-cut")
-    method: str = setting("seed", "correction method: seed statistics per frame, or flow-guided over the sequence",
-                          choices=CORRECT_METHODS, label="Correction method")
+    method: str = setting("stats", "correction method: stats (masks + statistics per frame; old name seed), or "
+                          "flow (flow-guided over the sequence)", choices=CORRECT_METHODS, label="Correction method")
     flow_strength: float = setting(0.75, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
                                    fix="0.75 is the default", label="Flow strength (flow method)")
     flow_mask: str = setting("none", "flow method: change mask (white = keep the generated frame there)",
                              choices=DELTA_MASKS, label="Flow change mask (flow method)")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # an old method name is stored as the new one, however it is set (TOML, CLI, page, code)
+        super().__setattr__(name, CORRECT_METHODS.canonical(value) if name == "method" else value)
 
     def check(self) -> None:
         if self.motion_highext % 2 != 1:
@@ -241,6 +282,50 @@ class TagsSettings(Section):
 
 
 @dataclass
+class ControlNetSettings(Section):
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+
+    Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
+    ControlNet by its model, then the table's own key (scale, start, ...).
+    """
+
+    NAME = "img2img"
+    model: str = setting("", "ControlNet: a .safetensors/.pth file, a diffusers folder or a hub id",
+                         label="ControlNet model")
+    control: str = setting("canny", "control image source", choices=CONTROL_SOURCES, label="Control image")
+    scale: float = setting(1.0, "how strongly it steers (0 = not at all)", lo=0.0, hi=2.0, label="Control weight")
+    start: float = setting(0.0, "where it starts, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                           label="Starting control step")
+    end: float = setting(1.0, "where it ends, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                         label="Ending control step")
+    low: int = setting(100, "canny: low threshold (grey levels)", lo=0, hi=255, label="Canny low threshold")
+    high: int = setting(200, "canny: high threshold (grey levels)", lo=0, hi=255, label="Canny high threshold")
+    blur: float = setting(1.0, "soft edges and line art: blur in pixels", lo=0.1, hi=20.0, label="Edge blur")
+    folder: str = setting("", "folder source: a folder with one control image per frame", label="Image folder")
+
+    def validate(self) -> None:
+        where = "{img2img.controlnet} '%s'" % self.model
+        for f, m in fields_of(self):
+            value = getattr(self, f.name)
+            if m.choices is not None and value not in m.choices:
+                raise BadInput(f"{where}: control source '{value}' is not known; use one of: "
+                               f"{', '.join(c for c in m.choices if c != 'folder')}, or a folder of images")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    not math.isfinite(value) or (m.lo is not None and value < m.lo)
+                    or (m.hi is not None and value > m.hi)):
+                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
+        if not self.model.strip():
+            raise BadInput(f"{where}: no model; give the ControlNet's file, diffusers folder or hub id")
+        if self.start >= self.end:
+            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the ControlNet steers "
+                           "from start to end of the schedule (0 and 1 = all of it)")
+        if self.low > self.high:
+            raise BadInput(f"{where}: canny low threshold {self.low} is above the high one {self.high}; swap them")
+        if self.control == "folder" and not self.folder.strip():
+            raise BadInput(f"{where}: the folder source needs the folder of control images")
+
+
+@dataclass
 class Img2ImgSettings(Section):
     """Successive img2img with the sigma override (stage `img2img`)."""
 
@@ -263,8 +348,8 @@ class Img2ImgSettings(Section):
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
     seed: int = setting(114514, "seed, the same for every frame", label="Seed")
-    width: int = setting(832, "output width (multiple of 8)", lo=8, hi=8192, label="Width")
-    height: int = setting(448, "output height (multiple of 8)", lo=8, hi=8192, label="Height")
+    width: int = setting(832, "output width (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Width")
+    height: int = setting(448, "output height (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Height")
     resize: str = setting("just", "how a frame is fitted to width x height", choices=RESIZE_MODES,
                           label="Resize mode")
     batch_size: int = setting(1, "frames per UNet call", lo=1, hi=64, label="Frames per model call")
@@ -285,6 +370,24 @@ class Img2ImgSettings(Section):
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
                           label="Debug frame")
+    controlnet: list[ControlNetSettings] = setting(
+        [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
+        item=ControlNetSettings, label="ControlNets")
+
+    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
+                                       "(first) frame, the anchor and the previous frame, or a bank of earlier "
+                                       "frames; anchor-prev and bank make img2img sequential (batch 1, one model "
+                                       "worker, no distributed run)", choices=CROSS_FRAME_MODES,
+                               label="Cross-frame attention")
+    cross_frame_blocks: str = setting("up", "UNet blocks with cross-frame attention: up (as Rerender) or all",
+                                      choices=CROSS_FRAME_BLOCKS, label="Cross-frame blocks")
+    cross_frame_bank: int = setting(4, "bank mode: how many earlier frames each frame reads", lo=1, hi=16,
+                                    label="Cross-frame bank size")
+    flow_init: float = setting(0.0, "flow-guided init: the previous output warped along the source flow into the "
+                                    "init image where the motion is trusted (0 = off; above 0 img2img is "
+                                    "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
+                               label="Flow-guided init strength")
     # ---- issue 17: the fast path
     vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
                            "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
@@ -304,11 +407,10 @@ class Img2ImgSettings(Section):
         if self.sigma_max < self.sigma_min:
             raise BadInput(f"{{img2img.sigma_max}} {self.sigma_max:g} is below {{img2img.sigma_min}} "
                            f"{self.sigma_min:g}; swap them or raise {{img2img.sigma_max}}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v % 8:
-                raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
-                               f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
+        from vid2vid.diffusion.sizes import CanvasRules, check_canvas
+
+        # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
+        check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:
@@ -364,6 +466,30 @@ class ExportSettings(Section):
                           flag="--output")
     crf: int = setting(20, "H.264 quality (lower is better, 0..51)", lo=0, hi=51,
                        label="Quality (CRF, lower is better)")
+    allow_partial: bool = setting(False, "export a folder whose stage is unfinished or out of date anyway "
+                                  "(says how many frames are missing)", label="Allow a partial export")
+
+
+@dataclass
+class PropagateSettings(Section):
+    """Key frames: img2img paints only them, stage `propagate` carries them to the other frames."""
+
+    NAME = "propagate"
+    keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
+                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
+                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+    fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
+                                  flag="--key-fill-denoise", label="Fill denoise")
+
+    def check(self) -> None:
+        from vid2vid.propagate import parse_keyframes  # the one reader of the key-frame spec
+
+        parse_keyframes(self.keyframes)
+
+    @property
+    def on(self) -> bool:
+        return self.keyframes.strip().lower() != "off"
 
 
 @dataclass
@@ -380,10 +506,17 @@ class RunSettings(Section):
     interpolate: bool = setting(True, "run the RIFE stage", run_only=True)
     compare: bool = setting(False, "also write compare.mp4: the source, img2img, flow and final frames side by "
                                    "side (see `vid2vid compare`)", run_only=True)
+    metrics_size: int = setting(0, "measure the run's closing figures at this longer side in pixels (0 = the "
+                                "output's size; e.g. 256 for long or large videos)", lo=0, run_only=True)
+    metrics_every: int = setting(1, "measure the run's closing figures on every N-th frame pair (1 = all)",
+                                 lo=1, run_only=True)
 
     def check(self) -> None:
         if not self.cache:
             raise BadInput("{run.cache} is empty; name a folder for workspaces, e.g. ./vid2vid-cache")
+        if 0 < self.metrics_size < METRICS_MIN_SIDE:
+            raise BadInput("{run.metrics_size} %d is too small; give 0 (the output's size) or at least %d pixels"
+                           % (self.metrics_size, METRICS_MIN_SIDE))
 
 
 @dataclass
@@ -396,6 +529,7 @@ class Settings:
     tags: TagsSettings = field(default_factory=TagsSettings)
     img2img: Img2ImgSettings = field(default_factory=Img2ImgSettings)
     correct: CorrectSettings = field(default_factory=CorrectSettings)
+    propagate: PropagateSettings = field(default_factory=PropagateSettings)
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
@@ -452,7 +586,7 @@ def from_dict(cls: type, data: dict, table: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise BadInput(f"setting [{key}] must be a table")
-            kwargs[key] = from_dict(hint, value, key)
+            kwargs[key] = from_dict(cast(type, hint), value, key)
         elif key in items:                  # a list of tables: [[section.key]]
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise BadInput(f"setting [{table}] {key} must be a list of tables ([[{table}.{key}]])")

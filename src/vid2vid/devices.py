@@ -63,7 +63,7 @@ def auto_kind() -> str:
     return "cpu"
 
 
-def pick(text: str = "auto", setting: str = "device") -> "torch.device":
+def pick(text: str = "auto", setting: str = "device") -> torch.device:
     """The torch device for a device setting, checked against what this machine has."""
     import torch
 
@@ -90,7 +90,7 @@ def _usable_hint(setting: str) -> str:
     return f"{setting} cpu" if kind == "cpu" else f"{setting} {kind} or cpu"
 
 
-def default_dtype(device: "torch.device | str") -> "torch.dtype":
+def default_dtype(device: torch.device | str) -> torch.dtype:
     """float16 on CUDA; float32 on the CPU and on MPS (half-precision VAE decodes on MPS can come out
     black; diffusers' MPS guide loads in float32 too; float16 halves the memory)."""
     import torch
@@ -99,7 +99,7 @@ def default_dtype(device: "torch.device | str") -> "torch.dtype":
     return torch.float16 if kind == "cuda" else torch.float32
 
 
-def resolve_dtype(text: str, device: "torch.device", setting: str = "dtype") -> "torch.dtype":
+def resolve_dtype(text: str, device: torch.device, setting: str = "dtype") -> torch.dtype:
     """'auto' -> `default_dtype(device)`; or float32 / float16 / bfloat16 as given."""
     import torch
 
@@ -111,7 +111,7 @@ def resolve_dtype(text: str, device: "torch.device", setting: str = "dtype") -> 
     return table[text]
 
 
-def synchronize(device: "torch.device") -> None:
+def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (for timings); nothing on the CPU."""
     import torch
 
@@ -121,7 +121,7 @@ def synchronize(device: "torch.device") -> None:
         torch.mps.synchronize()
 
 
-def describe(device: "torch.device") -> str:
+def describe(device: torch.device) -> str:
     """One line about a torch device: 'cuda:0 (NVIDIA H200, 140 GiB)', 'mps (Apple GPU)', 'cpu (16 cores)'."""
     import os
 

@@ -16,9 +16,9 @@ import importlib.metadata
 import platform
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 OK, MISSING, WARN = "ok", "missing", "warn"
 MIN_PYTHON = (3, 11)
@@ -120,7 +120,8 @@ def check_torch() -> Check:
 
 def check_packages(names: tuple[str, ...] = ("diffusers", "transformers", "accelerate", "safetensors", "numpy",
                                              "pillow", "opencv-python-headless", "av", "psutil")) -> Check:
-    found, missing = [], []
+    found: list[str] = []
+    missing: list[str] = []
     for dist in names:
         v = _version(dist) or (_version("opencv-python") if dist == "opencv-python-headless" else None)
         (found if v else missing).append(f"{dist} {v}" if v else dist)

@@ -11,7 +11,7 @@ installs (the generic command-line flag).
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 SETTING_REF = re.compile(r"\{([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\}")
 

@@ -1,4 +1,4 @@
-"""Frame delta correction (DESIGN §4): frame deltas, motion and depth masks, delta masks, statistics.
+"""Frame delta correction: frame deltas, motion and depth masks, delta masks, statistics.
 
 Pure, vectorised functions on arrays; no file IO. Conventions:
 
@@ -120,7 +120,7 @@ def minmax_normalise(m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray
     return out
 
 
-def high_cut(m: np.ndarray, t: float, out: np.ndarray | None = None) -> np.ndarray:
+def high_cut(m: np.ndarray, t: float | np.floating, out: np.ndarray | None = None) -> np.ndarray:
     """Step 3: pixels with m <= t are min-max renormalised among themselves, pixels above t become 1.
 
     float32 HxWx1 in [0, 1] -> float32 HxWx1 in [0, 1]. As in the seed, the renormalisation runs
@@ -139,13 +139,13 @@ def high_cut(m: np.ndarray, t: float, out: np.ndarray | None = None) -> np.ndarr
     return out
 
 
-def boost_exponent(t: float, px: int = BOOST_PX) -> float:
+def boost_exponent(t: float | np.floating, px: int = BOOST_PX) -> float:
     """Step 4's exponent 1 + a with F = -1 / log2(1 - px/255) and a = (1 - t) * F."""
     f = -1.0 / math.log2(1.0 - px / 255.0)
     return 1.0 + (1.0 - float(t)) * f
 
 
-def boost(m: np.ndarray, t: float, px: int = BOOST_PX, out: np.ndarray | None = None) -> np.ndarray:
+def boost(m: np.ndarray, t: float | np.floating, px: int = BOOST_PX, out: np.ndarray | None = None) -> np.ndarray:
     """Step 4: m -> 1 - (1 - m)^(1 + a), a concave lift of small values.
 
     float32 HxWx1 in [0, 1] -> same. At t = 0 a normalised change of px/255 maps to about 0.5
@@ -180,7 +180,7 @@ def high_ext(m: np.ndarray, k: int) -> np.ndarray:
 
 
 def motion_mask(delta: np.ndarray, lowcut: int = 32, highext: int = 7, px: int = BOOST_PX) -> np.ndarray:
-    """Motion mask of a source delta (DESIGN §4 steps 1-5). Stable signature: the img2img stage uses it.
+    """Motion mask of a source delta (steps 1-5 below). Stable signature: the img2img stage uses it.
 
     delta: float32 HxWx3 in [-1, 1]; lowcut L in 0..255; highext k odd in 1..15.
     Returns float32 HxWx1 in [0, 1]; white = moving (may change).
@@ -312,7 +312,7 @@ def fit_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     return _fit(d[..., None] if d.ndim == 2 else d, (height, width), 0.0)
 
 
-def delta_mask(settings: "CorrectSettings", delta: np.ndarray | None,
+def delta_mask(settings: CorrectSettings, delta: np.ndarray | None,
                depth: np.ndarray | None = None) -> np.ndarray | None:
     """The delta mask `settings.delta_mask` asks for (motion / depth / none), at the delta's size."""
     kind = settings.delta_mask
@@ -329,7 +329,7 @@ def delta_mask(settings: "CorrectSettings", delta: np.ndarray | None,
     raise BadInput(f"delta mask '{kind}' is not known; use none, motion or depth")
 
 
-def spatial_mask(settings: "CorrectSettings", delta: np.ndarray | None, depth: np.ndarray | None,
+def spatial_mask(settings: CorrectSettings, delta: np.ndarray | None, depth: np.ndarray | None,
                  height: int, width: int) -> np.ndarray | None:
     """The inpainting mask `settings.spatial_mask` asks for (white = may change), at height x width.
 
@@ -350,16 +350,16 @@ def spatial_mask(settings: "CorrectSettings", delta: np.ndarray | None, depth: n
 
 
 def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta: np.ndarray | None,
-                  settings: "CorrectSettings", depth: np.ndarray | None = None
+                  settings: CorrectSettings, depth: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Frame delta correction of one generated frame (DESIGN §4). Stable signature.
+    """Frame delta correction of one generated frame. Stable signature.
 
     generated: float32 RGB HxWx3 in [0, 1], the frame just generated (g_t).
     prev_out:  float32 RGB HxWx3 in [0, 1], the previous *output* frame o_(t-1); None for the
                first frame, which passes unchanged.
     src_delta: float32 HxWx3 in [-1, 1], source delta d_t (any size: resized to g's size).
     depth:     float32 HxWx1 in [0, 1] depth of source frame t (any size), for delta mask "depth".
-    Uses settings.fdc, .delta_mask, .motion_lowcut, .motion_highext, .depth_lowcut (the "seed"
+    Uses settings.fdc, .delta_mask, .motion_lowcut, .motion_highext, .depth_lowcut (the "stats"
     method; sequence-level methods such as "flow" are dispatched by the caller).
     Returns (o_t: float32 HxWx3 in [0, 1], the delta mask used as float32 HxWx1, or None).
     Order: delta mask first, then statistics, then o = clip(o_prev + c', 0, 1).
@@ -384,6 +384,7 @@ def correct_frame(generated: np.ndarray, prev_out: np.ndarray | None, src_delta:
     mask = delta_mask(settings, d, None if depth is None else fit_depth(depth, h, w))
     change = masked_change(g, prev, mask)                        # 1. c = (g - o_prev) * mask
     if settings.fdc != "none":
+        assert d is not None                                     # checked above: fdc needs the delta
         stat_correct(change, d, settings.fdc, out=change)        # 2. statistics of c against d
     cv2.add(prev, change, dst=change)                            # 3. o = clip(o_prev + c', 0, 1)
     np.clip(change, 0.0, 1.0, out=change)

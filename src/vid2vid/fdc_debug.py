@@ -10,7 +10,7 @@ The sheet builders are pure (arrays in, uint8 RGB sheet out); `main` does the fi
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

@@ -1,6 +1,6 @@
 """Image conversions with stated range and dtype.
 
-Conventions (DESIGN §4): images are float32 RGB in [0, 1], shape HxWx3; masks are float32
+Conventions (every module keeps them): images are float32 RGB in [0, 1], shape HxWx3; masks are float32
 in [0, 1], shape HxWx1; deltas are float32 in [-1, 1]. Converting to 8 or 16 bits rounds
 to the nearest level (never truncates).
 """

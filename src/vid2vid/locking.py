@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 HOLDER_WIDTH = 128            # bytes of holder text the lock-byte backends write (space padded)
 MSVCRT_LOCK_OFFSET = 1 << 20  # the byte msvcrt locks: far past the holder text
@@ -87,7 +88,7 @@ def _pid_alive_without_psutil(pid: int) -> bool:
         kernel32 = ctypes.windll.kernel32                       # type: ignore[attr-defined]
         handle = kernel32.OpenProcess(0x1000, False, pid)       # PROCESS_QUERY_LIMITED_INFORMATION
         if not handle:
-            return ctypes.get_last_error() == 5                 # access denied: it exists
+            return ctypes.get_last_error() == 5  # type: ignore[attr-defined]  # access denied: it exists
         code = ctypes.c_ulong()
         ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
         kernel32.CloseHandle(handle)
@@ -135,7 +136,7 @@ class FcntlLock:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._fh = None
+        self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
         import fcntl
@@ -179,7 +180,7 @@ class MsvcrtLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
         try:
             os.lseek(fd, MSVCRT_LOCK_OFFSET, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows only
         except OSError:
             os.lseek(fd, 0, os.SEEK_SET)
             holder = _first_line(os.read(fd, HOLDER_WIDTH).decode("utf-8", "replace"))
@@ -198,7 +199,7 @@ class MsvcrtLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.lseek(fd, MSVCRT_LOCK_OFFSET, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]  # Windows only
             os.close(fd)
 
 
@@ -271,7 +272,8 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-BACKENDS = {"fcntl": FcntlLock, "msvcrt": MsvcrtLock, "pidfile": PidFileLock}
+BACKENDS: dict[str, Callable[[str | Path], Lock]] = {"fcntl": FcntlLock, "msvcrt": MsvcrtLock,
+                                                   "pidfile": PidFileLock}
 
 
 def available_backend() -> str:

@@ -1,4 +1,4 @@
-"""Temporal consistency and fidelity of an output sequence (DESIGN §6), and `vid2vid metrics`.
+"""Temporal consistency and fidelity of an output sequence, and `vid2vid metrics`.
 
 Figures, all in float arithmetic on pixels in [0, 1] (uint8 inputs are converted first, so
 nothing wraps):
@@ -15,158 +15,42 @@ nothing wraps):
 The source's own warping error (the same figure on the source frames, with the same flows)
 is reported beside the output's: it is the floor a perfectly stable output would reach.
 
-Flow convention: `flow` at frame t maps each pixel x of frame t to x + flow(x) in the other
-frame; warping the other frame "backward" reads it at x + flow(x).
+`consistency_report` walks the sequences frame pair by frame pair: it holds the previous
+frame of each sequence and one pair's flow, and keeps only the per-pair numbers (8 bytes a
+figure), so memory does not grow with the length of the video. The means are numpy's over
+those numbers, the same figures to the last digit as over whole lists. For very long videos
+the figures can be measured at a reduced size (`max_side`) or on every N-th pair (`every`);
+the report says so.
+
+The flow and warping themselves are in `vid2vid.opticalflow`; reading videos and frame
+folders one frame at a time is in `vid2vid.video.read`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from vid2vid.config import METRICS_MIN_SIDE
 from vid2vid.errors import BadInput
+from vid2vid.opticalflow import PairFlow, as_float_rgb, pair_flow, resize_to, warp
 
-DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
 METRICS_PRESET = "medium"   # the measuring flow; the correction method uses its own, cheaper one
+MIN_MEASURE_SIDE = METRICS_MIN_SIDE
+
+# A frame: the array itself, or a zero-argument callable that reads it when (and only if) needed.
+Frame = np.ndarray | Callable[[], np.ndarray]
 
 
-# ---------------------------------------------------------------- conversions
-
-def as_float_rgb(img: np.ndarray) -> np.ndarray:
-    """uint8 [0, 255] or float [0, 1] HxWx3 -> float32 HxWx3 in [0, 1] (uint8 is divided, never wraps)."""
-    a = np.asarray(img)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) * np.float32(1 / 255)
-    return a.astype(np.float32, copy=False)
-
-
-def grey_u8(img: np.ndarray) -> np.ndarray:
-    """uint8 or float [0, 1] HxWx3 -> uint8 HxW luminance (BT.601), the input DIS wants."""
-    a = np.asarray(img)
-    if a.dtype != np.uint8:
-        a = np.clip(np.rint(a.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    if a.ndim == 3 and a.shape[2] == 3:
-        return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
-    return a.reshape(a.shape[:2])
-
-
-def resize_to(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize any HxW[xC] array to height x width (area when shrinking, linear otherwise), same dtype."""
-    h, w = img.shape[:2]
-    if (w, h) == (width, height):
-        return img
-    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
-    out = cv2.resize(np.ascontiguousarray(img), (width, height), interpolation=interp)
-    return out.reshape((height, width) + img.shape[2:])
-
-
-def resize_flow(flow: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize an HxWx2 flow field to height x width, scaling its vectors with the size."""
-    h, w = flow.shape[:2]
-    if (w, h) == (width, height):
-        return flow
-    out = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= width / w
-    out[..., 1] *= height / h
-    return out
-
-
-# ---------------------------------------------------------------- flow and warping
-
-def dis_flow(frame: np.ndarray, other: np.ndarray, preset: str = METRICS_PRESET) -> np.ndarray:
-    """DIS optical flow at `frame` towards `other` (uint8 HxW grey): float32 HxWx2 (dx, dy) in pixels,
-    such that frame(x) ~ other(x + flow(x))."""
-    if preset not in DIS_PRESETS:
-        raise BadInput(f"flow preset '{preset}' is not known; use {', '.join(DIS_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
-    return dis.calc(frame, other, None)
-
-
-def sample_grid(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Absolute float32 sampling coordinates (map_x, map_y) = pixel grid + flow, for cv2.remap."""
-    h, w = flow.shape[:2]
-    map_x = flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]
-    map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
-    return map_x, map_y
-
-
-def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Backward warp: out(x) = img(x + flow(x)), bilinear, borders replicated.
-
-    img: float32 HxW[xC] (any range); flow: HxWx2 at the output frame. Same shape as img."""
-    map_x, map_y = sample_grid(flow)
-    out = cv2.remap(np.ascontiguousarray(img, dtype=np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(img.shape)
-
-
-def inside_mask(flow: np.ndarray) -> np.ndarray:
-    """bool HxW: x + flow(x) lies inside the frame (so the warped sample is real, not a border copy)."""
-    h, w = flow.shape[:2]
-    map_x, map_y = sample_grid(flow)
-    return (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
-
-
-def consistency_mask(flow: np.ndarray, flow_back: np.ndarray) -> np.ndarray:
-    """Forward-backward check (DESIGN §6), bool HxW at the frame that `flow` starts from.
-
-    flow: HxWx2 at frame a towards frame b; flow_back: HxWx2 at frame b towards frame a.
-    With F = flow(x) and B = flow_back(x + F) (bilinear), a pixel passes when
-    |F + B| <= 0.01 (|F|^2 + |B|^2) + 0.5 (|.| the Euclidean length, in pixels).
-    """
-    back = warp(flow_back, flow)
-    s = flow + back
-    lhs = np.sqrt(s[..., 0] ** 2 + s[..., 1] ** 2)
-    rhs = 0.01 * (flow[..., 0] ** 2 + flow[..., 1] ** 2 + back[..., 0] ** 2 + back[..., 1] ** 2) + 0.5
-    return lhs <= rhs
-
-
-# ---------------------------------------------------------------- figures
-
-@dataclass
-class PairFlow:
-    """What the figures need of one source pair (t-1, t) at the output size.
-
-    flow: float32 HxWx2 at frame t towards frame t-1; valid: bool HxW, pixels that pass the
-    forward-backward check and sample inside frame t-1."""
-
-    flow: np.ndarray
-    valid: np.ndarray
-
-
-def pair_flow(src_prev: np.ndarray, src_cur: np.ndarray, preset: str = METRICS_PRESET) -> PairFlow:
-    """Flows of one source pair (uint8 or float HxWx3, same size) and its valid-pixel mask."""
-    a, b = grey_u8(src_prev), grey_u8(src_cur)
-    flow_bw = dis_flow(b, a, preset)      # at t, towards t-1
-    flow_fw = dis_flow(a, b, preset)      # at t-1, towards t
-    return PairFlow(flow_bw, consistency_mask(flow_bw, flow_fw) & inside_mask(flow_bw))
-
-
-def source_flows(source_frames: Sequence[np.ndarray], size: tuple[int, int] | None = None,
-                 preset: str = METRICS_PRESET, progress: Callable[[], None] | None = None) -> list[PairFlow]:
-    """PairFlow of every consecutive pair of source frames, computed at `size` = (width, height)
-    (the output's size; default the source's). Reuse it to score several outputs of one source."""
-    flows = []
-    prev = None
-    for frame in source_frames:
-        cur = frame if size is None else resize_to(np.asarray(frame), *size)
-        if prev is not None:
-            flows.append(pair_flow(prev, cur, preset))
-            if progress is not None:
-                progress()
-        prev = cur
-    return flows
-
+# ---------------------------------------------------------------- per pair and per frame
 
 def pair_warping_error(out_prev: np.ndarray, out_cur: np.ndarray, pf: PairFlow) -> float:
     """Mean |out_cur - warp(out_prev)| over valid pixels and channels (float, [0, 1] units);
@@ -178,25 +62,9 @@ def pair_warping_error(out_prev: np.ndarray, out_cur: np.ndarray, pf: PairFlow) 
     return float(diff.mean(axis=2)[pf.valid].sum(dtype=np.float64) / n)
 
 
-def warping_error(source_frames: Sequence[np.ndarray], output_frames: Sequence[np.ndarray],
-                  preset: str = METRICS_PRESET) -> float:
-    """Warping error of `output_frames` with flows of `source_frames` (DESIGN §6): mean over pairs."""
-    _check_counts(source_frames, output_frames, "source")
-    h, w = np.asarray(output_frames[0]).shape[:2]
-    flows = source_flows(source_frames, (w, h), preset)
-    return _nanmean([pair_warping_error(a, b, pf) for a, b, pf in
-                     zip(output_frames[:-1], output_frames[1:], flows)])
-
-
 def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
     """Mean |b - a| over pixels and channels, in float ([0, 1] units)."""
     return float(np.abs(as_float_rgb(b) - as_float_rgb(a)).mean(dtype=np.float64))
-
-
-def flicker(frames: Sequence[np.ndarray]) -> float:
-    """Mean absolute difference of consecutive frames, mean over pairs (0 for fewer than 2 frames)."""
-    diffs = [frame_difference(a, b) for a, b in zip(frames[:-1], frames[1:])]
-    return float(np.mean(diffs)) if diffs else 0.0
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -215,10 +83,132 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return psnr_from_mse(mse(a, b))
 
 
+# ---------------------------------------------------------------- over short sequences in memory
+
+def source_flows(source_frames: Iterable[np.ndarray], size: tuple[int, int] | None = None,
+                 preset: str = METRICS_PRESET, progress: Callable[[], None] | None = None) -> Iterator[PairFlow]:
+    """PairFlow of every consecutive pair of source frames, computed at `size` = (width, height)
+    (the output's size; default the source's), one pair at a time. Keep them (`list(...)`) to
+    score several outputs of one short source with `consistency_report(..., flows=...)`."""
+    prev = None
+    for frame in source_frames:
+        cur = frame if size is None else resize_to(np.asarray(frame), *size)
+        if prev is not None:
+            yield pair_flow(prev, cur, preset)
+            if progress is not None:
+                progress()
+        prev = cur
+
+
+def warping_error(source_frames: Sequence[np.ndarray], output_frames: Sequence[np.ndarray],
+                  preset: str = METRICS_PRESET) -> float:
+    """Warping error of `output_frames` with flows of `source_frames`: mean over pairs."""
+    _check_counts(len(source_frames), len(output_frames), "source")
+    h, w = np.asarray(output_frames[0]).shape[:2]
+    flows = source_flows(source_frames, (w, h), preset)
+    return _nanmean([pair_warping_error(a, b, pf) for a, b, pf in
+                     zip(output_frames[:-1], output_frames[1:], flows)])
+
+
+def flicker(frames: Sequence[np.ndarray]) -> float:
+    """Mean absolute difference of consecutive frames, mean over pairs (0 for fewer than 2 frames)."""
+    diffs = [frame_difference(a, b) for a, b in itertools.pairwise(frames)]
+    return float(np.mean(diffs)) if diffs else 0.0
+
+
 def sequence_psnr(frames: Sequence[np.ndarray], ref_frames: Sequence[np.ndarray]) -> float:
     """PSNR (dB) of a sequence against a reference: 10 log10(1 / MSE), MSE over all frames."""
-    _check_counts(ref_frames, frames, "reference")
+    _check_counts(len(ref_frames), len(frames), "reference")
     return psnr_from_mse(float(np.mean([mse(a, b) for a, b in zip(frames, ref_frames)])))
+
+
+# ---------------------------------------------------------------- detail figures, pair by pair
+#
+# Fidelity where things move, and sharpness: a temporal method that smooths along the motion can
+# keep a high PSNR overall while it blurs or ghosts the moving parts; these figures look there.
+# Each is a pure function of one frame (or one source pair); `DetailSums` adds them up so that a
+# caller walking the sequence frame by frame holds nothing else.
+
+MOVING_LEVEL = 8 / 255      # grey source change above which a pixel counts as moving
+MOVING_DILATE = 5           # ... dilated by a square of this size
+
+
+def grey_float(img: np.ndarray) -> np.ndarray:
+    """uint8 or float [0, 1] HxWx3 -> float32 HxW luminance in [0, 1] (BT.601, computed in float)."""
+    a = as_float_rgb(img)
+    return a[..., 0] * np.float32(0.299) + a[..., 1] * np.float32(0.587) + a[..., 2] * np.float32(0.114)
+
+
+def moving_mask(src_prev: np.ndarray, src_cur: np.ndarray, level: float = MOVING_LEVEL,
+                size: int = MOVING_DILATE) -> np.ndarray:
+    """bool HxW: pixels of frame t whose grey source change from t-1 exceeds `level`, dilated size x size."""
+    moving = (np.abs(grey_float(src_cur) - grey_float(src_prev)) > level).astype(np.uint8)
+    if size > 1:
+        moving = cv2.dilate(moving, np.ones((size, size), np.uint8))
+    return moving.astype(bool)
+
+
+def masked_squared_error(out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """(sum of squared differences, number of values) over the pixels of `mask` (bool HxW) and channels."""
+    d = as_float_rgb(out).astype(np.float64) - as_float_rgb(ref).astype(np.float64)
+    m = np.asarray(mask, dtype=bool)
+    return float((d * d).sum(axis=2)[m].sum()), int(m.sum()) * d.shape[2]
+
+
+def mean_gradient(img: np.ndarray) -> float:
+    """Mean gradient magnitude of the grey image (central differences inside, one-sided at the border),
+    per pixel in [0, 1] units per pixel step."""
+    gy, gx = np.gradient(grey_float(img).astype(np.float64))
+    return float(np.sqrt(gx * gx + gy * gy).mean())
+
+
+@dataclass
+class DetailSums:
+    """Running sums of the detail figures; add frames in order with `add`."""
+
+    moving_sq: float = 0.0
+    moving_count: int = 0
+    grad_out: float = 0.0
+    grad_ref: float = 0.0
+    frames: int = 0
+
+    def add(self, out: np.ndarray, ref: np.ndarray | None, src_prev: np.ndarray | None,
+            src_cur: np.ndarray) -> None:
+        """Frame t of the output and its reference (None: no reference for this frame, e.g. not a
+        key), with the source frames t-1 (None for the first frame) and t at the output size."""
+        if ref is None:
+            return
+        if src_prev is not None:
+            sq, count = masked_squared_error(out, ref, moving_mask(src_prev, src_cur))
+            self.moving_sq += sq
+            self.moving_count += count
+        self.grad_out += mean_gradient(out)
+        self.grad_ref += mean_gradient(ref)
+        self.frames += 1
+
+    @property
+    def moving_psnr(self) -> float | None:
+        """PSNR (dB) over the moving pixels of all frames with a reference; None when none moved."""
+        return psnr_from_mse(self.moving_sq / self.moving_count) if self.moving_count else None
+
+    @property
+    def sharpness(self) -> float | None:
+        """Mean gradient magnitude of the output over the reference's (1 = as sharp); None without frames."""
+        return self.grad_out / self.grad_ref if self.frames and self.grad_ref > 0 else None
+
+
+def detail_figures(source_frames, output_frames, ref_frames) -> dict:
+    """{"moving_psnr", "sharpness", "frames"} of an output against a reference, walking the three
+    sequences (iterables; reference entries may be None) one frame at a time; source frames are
+    resized to the output's size."""
+    sums = DetailSums()
+    prev = None
+    for src, out, ref in zip(source_frames, output_frames, ref_frames):
+        h, w = np.asarray(out).shape[:2]
+        cur = resize_to(np.asarray(src), w, h)
+        sums.add(out, ref, prev, cur)
+        prev = cur
+    return {"moving_psnr": sums.moving_psnr, "sharpness": sums.sharpness, "frames": sums.frames}
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -226,69 +216,185 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _check_counts(a: Sequence, b: Sequence, what: str) -> None:
-    if len(a) != len(b):
-        raise BadInput(f"the {what} has {len(a)} frames but the output has {len(b)}; "
-                       f"give sequences of the same length")
-    if len(b) == 0:
+def _count_error(what: str, n_other: int, n_output: int) -> BadInput:
+    return BadInput(f"the {what} has {n_other} frames but the output has {n_output}; "
+                    f"give sequences of the same length")
+
+
+def _check_counts(n_other: int, n_output: int, what: str) -> None:
+    if n_other != n_output:
+        raise _count_error(what, n_other, n_output)
+    if n_output == 0:
         raise BadInput("the output has no frames")
 
 
-def consistency_report(source_frames: Sequence[np.ndarray], output_frames: Sequence[np.ndarray],
-                       ref_frames: Sequence[np.ndarray] | None = None, *,
-                       flows: list[PairFlow] | None = None, preset: str = METRICS_PRESET,
-                       progress: Callable[[], None] | None = None) -> dict:
-    """All figures of one output sequence (frames uint8 or float32 HxWx3 in [0, 1]).
+# ---------------------------------------------------------------- the report, pair by pair
 
-    Source frames are resized to the output's size before the flow is computed. `flows`
-    (from `source_flows` at the output size) skips the flow computation. Returns a dict of
-    plain numbers and per-frame lists: warping_error, source_warping_error, flicker,
-    source_flicker, psnr (None without a reference), per_pair {warping_error,
-    source_warping_error, flicker, valid_fraction} (pair k = frames k, k+1), per_frame {psnr}.
+def measure_size(width: int, height: int, max_side: int = 0) -> tuple[int, int]:
+    """(width, height) scaled down so that the longer side is at most `max_side` (0: unchanged),
+    aspect ratio kept; never scaled up."""
+    if max_side <= 0 or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def check_sampling(max_side: int, every: int) -> None:
+    """BadInput unless max_side is 0 or >= MIN_MEASURE_SIDE and every >= 1."""
+    if max_side != 0 and max_side < MIN_MEASURE_SIDE:
+        raise BadInput(f"metrics size {max_side} is too small; give 0 (the output's size) or at least "
+                       f"{MIN_MEASURE_SIDE} pixels for the longer side")
+    if every < 1:
+        raise BadInput(f"metrics every {every} is not a pair step; give 1 (every pair) or more")
+
+
+def _load(frame: Frame) -> np.ndarray:
+    return np.asarray(frame() if callable(frame) else frame)
+
+
+_END: Any = object()
+
+
+def _rest(it: Iterator) -> int:
+    return sum(1 for _ in it)
+
+
+def _lockstep(output: Iterable[Frame], source: Iterable[Frame], ref: Iterable[Frame] | None,
+              flows: Iterable[PairFlow] | None) -> Iterator[tuple[int, Frame, Frame, Frame | None, PairFlow | None]]:
+    """(i, output i, source i, reference i, flow of pair (i-1, i)) until the output ends; BadInput
+    as soon as one sequence turns out shorter or longer than the output."""
+    out_it, src_it = iter(output), iter(source)
+    ref_it = iter(ref) if ref is not None else None
+    flow_it = iter(flows) if flows is not None else None
+    n = 0
+    for o in out_it:
+        s = next(src_it, _END)
+        r = next(ref_it, _END) if ref_it is not None else None
+        f = next(flow_it, _END) if flow_it is not None and n > 0 else None
+        if s is _END:
+            raise _count_error("source", n, n + 1 + _rest(out_it))
+        if r is _END:
+            raise _count_error("reference", n, n + 1 + _rest(out_it))
+        if f is _END:
+            raise BadInput(f"{n - 1} flows given for {n + 1 + _rest(out_it)} frames; need one per pair")
+        yield n, o, s, r, f
+        n += 1
+    if n == 0:
+        raise BadInput("the output has no frames")
+    extra = _rest(src_it)
+    if extra:
+        raise _count_error("source", n + extra, n)
+    extra = _rest(ref_it) if ref_it is not None else 0
+    if extra:
+        raise _count_error("reference", n + extra, n)
+    extra = _rest(flow_it) if flow_it is not None else 0
+    if extra:
+        raise BadInput(f"{n - 1 + extra} flows given for {n} frames; need one per pair")
+
+
+def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[Frame],
+                       ref_frames: Iterable[Frame] | None = None, *,
+                       flows: Iterable[PairFlow] | None = None, preset: str = METRICS_PRESET,
+                       progress: Callable[[], None] | None = None, max_side: int = 0,
+                       every: int = 1) -> dict:
+    """All figures of one output sequence, walked frame pair by frame pair.
+
+    Frames are uint8 or float32 HxWx3 in [0, 1], given as arrays or as zero-argument callables
+    that read them (`vid2vid.video.read.iter_sequence` yields those); any iterables, read once,
+    in order. Source frames are resized to the measuring size before the flow is computed: the
+    output's size, or with `max_side` the output's scaled down to that longer side (output and
+    reference are scaled too). `every` N > 1 measures the pairs (k, k+1) with k = 0, N, 2N, ...
+    and the fidelity of frames 0, N, 2N, ...; frames no measured pair needs are never read.
+    `flows` (one PairFlow per pair at the measuring size, e.g. from `source_flows`) skips the flow
+    computation. `progress` is called once per pair.
+
+    Returns a dict of plain numbers and per-pair lists: frames, width, height (the output's),
+    measured {width, height, every, pairs}, warping_error, source_warping_error, flicker,
+    source_flicker, psnr, moving_psnr and sharpness (None without a reference; see DetailSums),
+    per_pair {frame, warping_error,
+    source_warping_error, flicker, valid_fraction} (frame t: the pair of frames t-1, t, 1-based),
+    per_frame {frame, psnr} (None without a reference).
     """
-    # 1. check the inputs
-    _check_counts(source_frames, output_frames, "source")
-    if ref_frames is not None:
-        _check_counts(ref_frames, output_frames, "reference")
-    h, w = np.asarray(output_frames[0]).shape[:2]
-    for i, f in enumerate(output_frames):
-        if np.asarray(f).shape[:2] != (h, w):
-            raise BadInput(f"output frame {i + 1} is {np.asarray(f).shape[1]}x{np.asarray(f).shape[0]}, "
-                           f"frame 1 is {w}x{h}; all output frames must have one size")
-    # 2. source flows at the output size
-    if flows is None:
-        flows = source_flows(source_frames, (w, h), preset, progress)
-    if len(flows) != len(output_frames) - 1:
-        raise BadInput(f"{len(flows)} flows given for {len(output_frames)} frames; need one per pair")
-    # 3. per-pair figures
-    src = [resize_to(np.asarray(f), w, h) for f in source_frames]
-    we, swe, fl, valid = [], [], [], []
-    for k, pf in enumerate(flows):
-        we.append(pair_warping_error(output_frames[k], output_frames[k + 1], pf))
-        swe.append(pair_warping_error(src[k], src[k + 1], pf))
-        fl.append(frame_difference(output_frames[k], output_frames[k + 1]))
-        valid.append(float(pf.valid.mean()))
-    # 4. fidelity
-    per_psnr = None
-    seq_psnr = None
-    if ref_frames is not None:
-        errs = [mse(o, r) for o, r in zip(output_frames, ref_frames)]
-        per_psnr = [psnr_from_mse(e) for e in errs]
-        seq_psnr = psnr_from_mse(float(np.mean(errs)))
-    src_fl = [frame_difference(a, b) for a, b in zip(src[:-1], src[1:])]
+    # 1. check what can be checked before any work
+    check_sampling(max_side, every)
+    lengths = {name: len(seq) for name, seq in (("source", source_frames), ("reference", ref_frames),
+                                               ("output", output_frames)) if isinstance(seq, Sequence)}
+    if "output" in lengths:
+        for what in ("source", "reference"):
+            if what in lengths:
+                _check_counts(lengths[what], lengths["output"], what)
+        if isinstance(flows, Sequence) and len(flows) != lengths["output"] - 1:
+            raise BadInput(f"{len(flows)} flows given for {lengths['output']} frames; need one per pair")
+    # 2. walk the pairs, holding the previous frame of each sequence only
+    with_ref = ref_frames is not None
+    frame_no, we, swe, fl, src_fl, valid = array("l"), array("d"), array("d"), array("d"), array("d"), array("d")
+    psnr_no, errs = array("l"), array("d")
+    detail = DetailSums()                         # moving-pixel PSNR and sharpness, frame by frame
+    w = h = mw = mh = 0
+    prev_out = prev_src = None
+    n = 0
+    for i, o_item, s_item, r_item, pf in _lockstep(output_frames, source_frames, ref_frames, flows):
+        n = i + 1
+        first = i % every == 0                    # frame i starts a measured pair
+        second = i > 0 and (i - 1) % every == 0   # frame i ends one
+        if first or second:
+            out = _load(o_item)
+            if i == 0:
+                h, w = out.shape[:2]
+                mw, mh = measure_size(w, h, max_side)
+            elif out.shape[:2] != (h, w):
+                raise BadInput(f"output frame {i + 1} is {out.shape[1]}x{out.shape[0]}, frame 1 is {w}x{h}; "
+                               f"all output frames must have one size")
+            out = resize_to(out, mw, mh)
+            src = resize_to(_load(s_item), mw, mh)
+            if second:
+                assert prev_out is not None and prev_src is not None     # frame i - 1 started this pair
+                if pf is None:
+                    pf = pair_flow(prev_src, src, preset)
+                elif pf.flow.shape[:2] != (mh, mw):
+                    raise BadInput(f"flow {i} is {pf.flow.shape[1]}x{pf.flow.shape[0]}, the figures are measured "
+                                   f"at {mw}x{mh}; compute the flows at that size")
+                frame_no.append(i + 1)
+                we.append(pair_warping_error(prev_out, out, pf))
+                swe.append(pair_warping_error(prev_src, src, pf))
+                fl.append(frame_difference(prev_out, out))
+                src_fl.append(frame_difference(prev_src, src))
+                valid.append(float(pf.valid.mean()))
+            if with_ref and first:
+                assert r_item is not None
+                ref = _load(r_item)
+                if ref.shape[:2] != (h, w):
+                    raise BadInput(f"reference frame {i + 1} is {ref.shape[1]}x{ref.shape[0]}, the output is "
+                                   f"{w}x{h}; give a reference of the output's size")
+                ref = resize_to(ref, mw, mh)
+                psnr_no.append(i + 1)
+                errs.append(mse(out, ref))
+                detail.add(out, ref, prev_src if second else None, src)
+            prev_out, prev_src = (out, src) if first else (None, None)
+        else:
+            prev_out = prev_src = None
+        if i > 0 and progress is not None:
+            progress()
+    # 3. the means, over the per-pair and per-frame numbers
+    we_l, swe_l, fl_l, sfl_l = we.tolist(), swe.tolist(), fl.tolist(), src_fl.tolist()
+    err_l = errs.tolist()
     return {
-        "frames": len(output_frames),
+        "frames": n,
         "width": w,
         "height": h,
         "flow": f"opencv-dis-{preset}",
-        "warping_error": _nanmean(we),
-        "source_warping_error": _nanmean(swe),
-        "flicker": float(np.mean(fl)) if fl else 0.0,
-        "source_flicker": float(np.mean(src_fl)) if src_fl else 0.0,
-        "psnr": seq_psnr,
-        "per_pair": {"warping_error": we, "source_warping_error": swe, "flicker": fl,
-                     "valid_fraction": valid},
-        "per_frame": {"psnr": per_psnr},
+        "measured": {"width": mw, "height": mh, "every": every, "pairs": len(we_l)},
+        "warping_error": _nanmean(we_l),
+        "source_warping_error": _nanmean(swe_l),
+        "flicker": float(np.mean(fl_l)) if fl_l else 0.0,
+        "source_flicker": float(np.mean(sfl_l)) if sfl_l else 0.0,
+        "psnr": psnr_from_mse(float(np.mean(err_l))) if with_ref else None,
+        "moving_psnr": detail.moving_psnr if with_ref else None,
+        "sharpness": detail.sharpness if with_ref else None,
+        "per_pair": {"frame": frame_no.tolist(), "warping_error": we_l, "source_warping_error": swe_l,
+                     "flicker": fl_l, "valid_fraction": valid.tolist()},
+        "per_frame": {"frame": psnr_no.tolist() if with_ref else None,
+                      "psnr": [psnr_from_mse(e) for e in err_l] if with_ref else None},
     }
 
 
@@ -313,10 +419,33 @@ def format_report(report: dict) -> str:
         ("fidelity PSNR (dB)", _fmt(report["psnr"], 2), "vs reference" if report["psnr"] is not None
          else "no --ref given"),
     ]
+    if report.get("psnr") is not None:
+        rows.append(("moving-pixel PSNR (dB)", _fmt(report.get("moving_psnr"), 2), "where the source moves"))
+        rows.append(("sharpness", _fmt(report.get("sharpness"), 3), "mean gradient / reference's"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows]
+    note = measured_note(report)
+    if note:
+        lines.append(f"(measured {note})")
     lines.append(f"(flow: {report['flow']}; warping error = mean |O_t - warp(O_t-1)| over consistent pixels, [0,1])")
     return "\n".join(lines)
+
+
+def measured_note(report: dict) -> str:
+    """'at 160x90, on every 4th pair (25 of 99)' when the figures were not measured on every pair
+    at the output's size, else ''."""
+    m = report.get("measured") or {}
+    parts = []
+    if (m.get("width"), m.get("height")) != (report["width"], report["height"]):
+        parts.append(f"at {m['width']}x{m['height']}")
+    if m.get("every", 1) > 1:
+        parts.append(f"on every {_ordinal(m['every'])} pair ({m['pairs']} of {report['frames'] - 1})")
+    return ", ".join(parts)
+
+
+def _ordinal(k: int) -> str:
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
 
 
 def _json_safe(obj):
@@ -343,7 +472,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     pp = report["per_pair"]
-    x = np.arange(2, report["frames"] + 1)
+    x = pp["frame"]
     panels = 3 if report["per_frame"]["psnr"] is not None else 2
     fig, axes = plt.subplots(panels, 1, figsize=(10, 2.6 * panels), sharex=True)
     axes[0].plot(x, pp["warping_error"], label="output")
@@ -354,7 +483,7 @@ def plot_report(report: dict, path: str | Path) -> Path:
     axes[1].set_ylabel("flicker |O_t - O_t-1|")
     if panels == 3:
         y = [v if math.isfinite(v) else np.nan for v in report["per_frame"]["psnr"]]
-        axes[2].plot(np.arange(1, report["frames"] + 1), y)
+        axes[2].plot(report["per_frame"]["frame"], y)
         axes[2].set_ylabel("PSNR vs ref (dB)")
     axes[-1].set_xlabel("frame")
     fig.tight_layout()
@@ -367,110 +496,27 @@ def plot_report(report: dict, path: str | Path) -> Path:
     return out
 
 
-# ---------------------------------------------------------------- reading sequences
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".m4v"}
-
-
-def read_folder(folder: str | Path) -> list[np.ndarray]:
-    """Frames of a folder (natural order) as uint8 HxWx3 (8-bit memory per frame)."""
-    from vid2vid.imageops import read_image, to_uint8
-    from vid2vid.workspace import list_frames
-
-    files = list_frames(folder)
-    if not files:
-        raise BadInput(f"{folder} has no image frames (.png, .jpg, .webp); give a frame folder or a video")
-    return [to_uint8(read_image(p)) for p in files]
-
-
-def _frame_seconds(frame) -> Fraction | None:
-    if frame.pts is None or frame.time_base is None:
-        return None
-    return frame.pts * Fraction(frame.time_base.numerator, frame.time_base.denominator)
-
-
-def read_video(path: str | Path, count: int | None = None) -> list[np.ndarray]:
-    """Frames of a video as uint8 HxWx3 RGB, decoded with PyAV.
-
-    count None: every frame. Otherwise `count` frames at the times start + k * duration / count
-    (k = 0..count-1), each the last frame shown at or before that time, which matches frames
-    extracted at count / duration fps."""
-    import av
-
-    p = Path(path)
-    if not p.is_file():
-        raise BadInput(f"video {p} does not exist")
-    try:
-        container = av.open(str(p))
-    except av.error.FFmpegError as exc:
-        raise BadInput(f"{p} cannot be opened as a video ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise BadInput(f"{p} has no video stream")
-        stream = container.streams.video[0]
-        frames: list[np.ndarray] = []
-        if count is None:
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-            return frames
-        duration = _duration(container, stream)
-        start = None
-        prev = None
-        k = 0
-        for frame in container.decode(stream):
-            t = _frame_seconds(frame)
-            if start is None:
-                start = t if t is not None else Fraction(0)
-            t = t if t is not None else start
-            while k < count and t > start + Fraction(k) * duration / count and prev is not None:
-                frames.append(prev)
-                k += 1
-            prev = frame.to_ndarray(format="rgb24")
-            if k >= count:
-                break
-        while k < count and prev is not None:
-            frames.append(prev)
-            k += 1
-    if not frames:
-        raise BadInput(f"{p} has no decodable video frames")
-    return frames
-
-
-def _duration(container, stream) -> Fraction:
-    if stream.duration is not None and stream.time_base is not None:
-        return stream.duration * Fraction(stream.time_base.numerator, stream.time_base.denominator)
-    if container.duration is not None:
-        return Fraction(container.duration, 1_000_000)
-    raise BadInput("the source video has no duration; extract its frames and pass the folder")
-
-
-def read_sequence(path: str | Path, count: int | None = None) -> list[np.ndarray]:
-    """A frame folder or a video file as uint8 frames (a video sampled to `count` frames if given)."""
-    p = Path(path)
-    if p.is_dir():
-        frames = read_folder(p)
-        if count is not None and len(frames) != count:
-            raise BadInput(f"{p} has {len(frames)} frames but the output has {count}; "
-                           f"pass the source video instead of the folder to match frame times")
-        return frames
-    if p.suffix.lower() in VIDEO_SUFFIXES or p.is_file():
-        return read_video(p, count)
-    raise BadInput(f"{p} is neither a frame folder nor a video file")
-
-
 # ---------------------------------------------------------------- command
 
 def main(args, parser, job) -> dict:
-    """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]`."""
-    # 1. read the output, then the source (at the output's frame count) and the reference
-    output = read_sequence(args.output)
-    if len(output) < 2:
-        raise BadInput(f"{args.output} has {len(output)} frame(s); the figures need at least 2")
-    source = read_sequence(args.source, len(output))
-    ref = read_sequence(args.ref, len(output)) if args.ref else None
+    """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]
+    [--metrics-size N] [--metrics-every N]`, one frame pair at a time."""
+    from vid2vid.video.read import frame_count, iter_sequence
+
+    # 1. the options and the output's length; the source (at the output's frame count) and the
+    #    reference are read alongside it, frame by frame
+    max_side, every = getattr(args, "metrics_size", 0), getattr(args, "metrics_every", 1)
+    check_sampling(max_side, every)
+    n = frame_count(args.output)
+    if n < 2:
+        raise BadInput(f"{args.output} has {n} frame(s); the figures need at least 2")
+    output = iter_sequence(args.output)
+    source = iter_sequence(args.source, n)
+    ref = iter_sequence(args.ref, n) if args.ref else None
     # 2. compute the figures (one progress step per pair)
-    tracker = job.tracker("metrics", len(output) - 1) if job is not None else None
-    report = consistency_report(source, output, ref, progress=tracker.advance if tracker else None)
+    tracker = job.tracker("metrics", n - 1) if job is not None else None
+    report = consistency_report(source, output, ref, progress=tracker.advance if tracker else None,
+                                max_side=max_side, every=every)
     # 3. show them
     print(report_json(report) if args.json else format_report(report))
     if getattr(args, "plot", None):

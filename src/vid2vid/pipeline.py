@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from vid2vid import config
 from vid2vid.config import Settings
@@ -49,6 +49,12 @@ class RunResult:
             lines.append("temporal consistency (lower is steadier; source = the input's own motion):")
             lines.append(f"  warping error  output {m['warp_error']:.4f}   source {m['source_warp_error']:.4f}")
             lines.append(f"  flicker        output {m['flicker']:.4f}   source {m['source_flicker']:.4f}")
+            if m.get("psnr") is not None:
+                moving, sharp = m.get("moving_psnr"), m.get("sharpness")
+                lines.append(f"fidelity against the {m['reference_frames']} painted img2img frames: PSNR "
+                             f"{m['psnr']:.2f} dB, where things move "
+                             f"{'-' if moving is None else f'{moving:.2f}'} dB, sharpness "
+                             f"{'-' if sharp is None else f'{sharp:.3f}'}")
         return "\n".join(lines)
 
 
@@ -178,14 +184,51 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
 
 
 def _measure(ws: Workspace, settings: Settings) -> dict | None:
-    """Warping error and flicker of the generated frames next to the source's own (DESIGN §6)."""
+    """Warping error and flicker of the generated frames next to the source's own warping error (its floor),
+    read and measured frame pair by frame pair (memory does not grow with the video's length);
+    at a reduced size or on every N-th pair when `run.metrics_size` / `run.metrics_every` say so."""
+    from functools import partial
+
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    gen = [read_image(p) for p in ws.frames(table.generated(ws).frames or "img2img")]
-    src = [read_image(p) for p in ws.frames("frames")[: len(gen)]]
+    row = table.generated(ws)
+    gen = ws.frames(row.frames or "img2img")
+    src = ws.frames("frames")[: len(gen)]
     if len(gen) < 2 or len(src) != len(gen):
         return None
-    report = metrics.consistency_report(src, gen)
-    return {"warp_error": report["warping_error"], "flicker": report["flicker"],
-            "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    rs = settings.run
+    report = metrics.consistency_report((partial(read_image, p) for p in src), (partial(read_image, p) for p in gen),
+                                        max_side=rs.metrics_size, every=rs.metrics_every)
+    out = {"warp_error": report["warping_error"], "flicker": report["flicker"],
+           "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
+    note = metrics.measured_note(report)
+    if note:
+        out["measured"] = note
+    if row.name != "img2img":
+        out.update(_fidelity(ws, src, gen))
+    return out
+
+
+def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
+    """PSNR, moving-pixel PSNR and sharpness of the final frames against the img2img frames, over
+    the frames that have one (the key frames in key mode), read frame by frame."""
+    from vid2vid import metrics
+    from vid2vid.imageops import read_image
+
+    detail = metrics.DetailSums()
+    errs: list[float] = []
+    prev = None
+    for s_path, g_path in zip(src, gen):
+        g = read_image(g_path)
+        cur = metrics.resize_to(read_image(s_path), g.shape[1], g.shape[0])
+        ref_path = ws.path("img2img", g_path.name)
+        if ref_path.is_file():
+            r = read_image(ref_path)
+            errs.append(metrics.mse(g, r))
+            detail.add(g, r, prev, cur)
+        prev = cur
+    if not errs:
+        return {}
+    return {"psnr": metrics.psnr_from_mse(float(sum(errs) / len(errs))), "moving_psnr": detail.moving_psnr,
+            "sharpness": detail.sharpness, "reference_frames": len(errs)}

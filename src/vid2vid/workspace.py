@@ -1,6 +1,6 @@
 """One folder per input video: layout, manifest, atomic writes, lock and resume bookkeeping.
 
-Layout of a workspace (DESIGN §2)::
+Layout of a workspace::
 
     manifest.json     probe, each stage's parameters, input keys and completion
     log.jsonl         one JSON line per event: stage start/finish, timings, errors
@@ -26,9 +26,10 @@ import re
 import shutil
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from vid2vid import locking, pathnames
 from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
@@ -193,10 +194,10 @@ class Workspace:
     # -- construction
 
     @classmethod
-    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> "Workspace":
+    def for_video(cls, video: str | Path, cache: str | Path = "vid2vid-cache") -> Workspace:
         return cls(Path(cache) / workspace_name(video))
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         """Create the folder (with a clear error when that is impossible)."""
         if self.root.exists() and not self.root.is_dir():
             raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
@@ -207,7 +208,7 @@ class Workspace:
             raise _disk_error(self.root, exc) from exc
         return self
 
-    def require(self) -> "Workspace":
+    def require(self) -> Workspace:
         """Check that this is a workspace made by `extract`."""
         if not (self.root / MANIFEST).is_file():
             raise BadInput(f"{self.root} is not a workspace (no {MANIFEST}); make one with "
@@ -226,7 +227,7 @@ class Workspace:
     # -- lock
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator["Workspace"]:
+    def locked(self) -> Iterator[Workspace]:
         """Hold the workspace lock; a second run gets `WorkspaceBusy` instead of interleaving.
 
         The lock (locking.py: flock, msvcrt or a pid file) never outlives a killed holder, so a
@@ -279,6 +280,10 @@ class Workspace:
     def stage_record(self, name: str) -> dict | None:
         return self.manifest["stages"].get(name)
 
+    def stage_info(self, name: str) -> dict:
+        """A copy of what stage `name` recorded about its run; the stage must have begun (KeyError otherwise)."""
+        return dict(self.manifest["stages"][name].get("info", {}))
+
     def is_complete(self, name: str) -> bool:
         rec = self.stage_record(name)
         return bool(rec and rec.get("complete") and not self.is_stale(name))
@@ -294,6 +299,16 @@ class Workspace:
                 return True
         return False
 
+    def stage_key(self, params: dict, inputs: tuple[str, ...] = ()) -> str:
+        """The key a stage run with `params` on the current results of `inputs` gets."""
+        input_keys = {dep: (self.stage_record(dep) or {}).get("key") for dep in inputs}
+        return params_key({"params": params, "inputs": input_keys})
+
+    def keeps_results(self, name: str, params: dict, inputs: tuple[str, ...] = ()) -> bool:
+        """True when `begin_stage(name, params, inputs)` would resume or be done (keep what is there)."""
+        rec = self.stage_record(name)
+        return rec is not None and rec.get("key") == self.stage_key(params, inputs)
+
     def begin_stage(self, name: str, params: dict, inputs: tuple[str, ...] = (),
                     overwrite: bool = True, *, outputs: tuple[str, ...]) -> StageStatus:
         """Decide whether `name` starts fresh, resumes or is already done; record it.
@@ -307,8 +322,8 @@ class Workspace:
             if not self.is_complete(dep):
                 raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
                                f"date in {self.root}; run `vid2vid {dep} -w {self.root}` first")
-        input_keys = {dep: self.stage_record(dep)["key"] for dep in inputs}
-        key = params_key({"params": params, "inputs": input_keys})
+        input_keys = {dep: self.manifest["stages"][dep]["key"] for dep in inputs}
+        key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:
             state = "done" if rec.get("complete") else "resume"

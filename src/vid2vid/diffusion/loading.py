@@ -30,7 +30,10 @@ from typing import Any
 import torch
 
 from vid2vid import devices
+from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.fileid import file_id
+from vid2vid.models.hub import looks_like_hub_id
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -38,7 +41,6 @@ SDXL_PREFIX = "conditioner.embedders.1.model."
 SD2_PREFIX = "cond_stage_model.model."
 CLIP_L_TOKEN_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -98,13 +100,8 @@ class LoadedModel:
         return 2 ** (len(levels) - 1)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Continuous timestep (float) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
-        log_sigmas = self.sigmas.log()
-        s = torch.as_tensor(sigma, dtype=torch.float64).clamp(self.sigma_min, self.sigma_max).log()
-        idx = torch.searchsorted(log_sigmas, s, right=True).clamp(1, len(log_sigmas) - 1)
-        lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-        w = (s - lo) / (hi - lo)
-        return (idx - 1).to(torch.float64) + w
+        """Continuous timestep (float64) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
+        return sigma_to_timestep(torch.as_tensor(sigma, dtype=torch.float64), self.sigmas.log())
 
     def identity(self) -> dict:
         """What identifies these weights, for a stage's parameters (resume must notice a changed model)."""
@@ -156,8 +153,7 @@ def _file_identity(path: str) -> str | None:
     p = Path(path).expanduser()
     if not p.exists():
         return None
-    st = p.stat()
-    return f"{p.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+    return str(file_id(p))
 
 
 # ---------------------------------------------------------------- spec parsing
@@ -174,7 +170,7 @@ def parse_weighted(spec: str, default: float = 1.0) -> tuple[str, float]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return (spec.startswith((".", "/", "~")) or os.sep in spec and not HUB_ID.match(spec)
+    return (spec.startswith((".", "/", "~")) or os.sep in spec and not looks_like_hub_id(spec)
             or spec.lower().endswith(CHECKPOINT_SUFFIXES) or "\\" in spec)
 
 
@@ -382,7 +378,10 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed)."""
     from huggingface_hub import hf_hub_download
 
-    offline = _hub_offline()
+    from vid2vid.models.hub import hub_unreachable
+
+    unreachable = None if _hub_offline() else hub_unreachable()   # no network: fail at once, not after retries
+    offline = _hub_offline() or unreachable is not None
     how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the model as a local "
            "folder or .safetensors file")
     try:
@@ -390,7 +389,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     except (OSError, ValueError) as exc:
         if offline:
             raise ModelNotFound(f"model '{repo_id}' is not a local folder or file, not in the local hub cache, "
-                                f"and the hub is offline (HF_HUB_OFFLINE); {how}") from exc
+                                f"and the hub is offline ({unreachable or 'HF_HUB_OFFLINE'}); {how}") from exc
         raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     index = json.loads(Path(index_file).read_text(encoding="utf-8"))
     sdxl = "XL" in index.get("_class_name", "")
@@ -499,7 +498,7 @@ def check_model_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)
-    elif not path.is_file() and (_looks_like_path(spec) or not HUB_ID.match(spec)):
+    elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 
@@ -514,6 +513,9 @@ def _quiet_libraries() -> None:
     diffusers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    from huggingface_hub.utils import enable_progress_bars
+
+    enable_progress_bars()      # ...but a real download shows its bytes, rate and time left (the hub's bars)
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),

@@ -7,6 +7,7 @@ without a model it is Stable Diffusion 1.x/2.x's training schedule.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def plot_sigmas(steps: int = 20, denoise: float = 0.75, sigma_min: float = 0.1, 
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(steps + 1)
     for name, sig in table.items():
-        style = dict(linestyle="--", color="grey") if name == "default" else {}
+        style: dict[str, Any] = dict(linestyle="--", color="grey") if name == "default" else {}
         label = "poly-exponential (rho 1)" if name == "poly-exponential" else name
         ax.plot(x, sig, marker=".", label=label, **style)
     ax.axvspan(-0.5, start, color="0.9", zorder=0)
@@ -47,7 +48,8 @@ def plot_sigmas(steps: int = 20, denoise: float = 0.75, sigma_min: float = 0.1, 
     ax.set_yscale("symlog", linthresh=max(sigma_min / 2, 1e-3))
     ax.set_ylim(0, max(float(v.max()) for v in table.values()) * 1.5)
     ax.set_xlim(-0.5, steps + 0.5)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    locator: Any = ax.xaxis.get_major_locator()     # a MaxNLocator, whose set_params takes integer=
+    locator.set_params(integer=True)
     ax.set_xlabel("step")
     ax.set_ylabel("sigma (symlog)")
     ax.set_title(f"sigma schedules: {steps} steps, sigma {sigma_min:g}..{sigma_max:g}")

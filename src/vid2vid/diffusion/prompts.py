@@ -227,6 +227,7 @@ def encode_chunks(model, chunks: list[Chunk], clip_skip: int = 1) -> tuple[torch
         h1, _ = _encode_ids(model.text_encoder, ids, -2)
         h2, pooled_all = _encode_ids(model.text_encoder_2, ids2, -2)
         hidden = torch.cat([h1, h2], dim=-1)
+        assert pooled_all is not None       # SDXL's second text encoder has its projection
         pooled = pooled_all[:1]
     else:
         hidden = _clip_skip_hidden(model.text_encoder, ids, clip_skip)

@@ -19,7 +19,8 @@ sigma space, where its deterministic step (eta = 0) equals Euler's.
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -163,6 +164,7 @@ def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
             eta_h = eta * h
             x = (s_next / s) * math.exp(-eta_h) * x - math.expm1(-h - eta_h) * denoised
             if old_denoised is not None:
+                assert h_last is not None           # set with old_denoised, one step back
                 r = h_last / h
                 x = x - 0.5 * math.expm1(-h - eta_h) * (1 / r) * (denoised - old_denoised)
             if eta:

@@ -1,4 +1,4 @@
-"""Sigma schedules and their truncation by denoising strength (DESIGN §4).
+"""Sigma schedules and their truncation by denoising strength.
 
 Every schedule function has one contract (k-diffusion's): `fn(n, sigma_min, sigma_max)` returns
 a float64 numpy array of n decreasing noise levels followed by a final 0 (length n + 1).
@@ -24,9 +24,13 @@ points have exactly sigma_max and sigma_min.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from vid2vid.errors import BadInput
 
@@ -108,6 +112,22 @@ def sigma_at_timestep(t: np.ndarray, training_sigmas: np.ndarray) -> np.ndarray:
     """Sigma at (fractional) timesteps t, interpolating log sigma between training timesteps."""
     log_s = np.log(np.asarray(training_sigmas, dtype=np.float64))
     return np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(len(log_s)), log_s))
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """Fractional training timestep of each sigma (B,): linear interpolation in log sigma between the
+    training timesteps, k-diffusion's rule and the inverse of `sigma_at_timestep`.
+
+    log_sigmas: (T,) log training sigmas, ascending; the work is done, and the result given, in its
+    dtype. Sigmas outside the training range give timestep 0 or T - 1.
+    """
+    import torch
+
+    log_sigma = sigma.to(log_sigmas.dtype).log().clamp(log_sigmas[0], log_sigmas[-1])
+    idx = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+    lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
+    w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+    return (idx - 1).to(log_sigmas.dtype) + w
 
 
 def model_default(n: int, training_sigmas: np.ndarray) -> np.ndarray:

@@ -6,17 +6,17 @@ the source delta is resized to the generated size, and every output is a PNG nam
 generated frame. A small record (`correct.json`) in the output folder holds the settings and
 an input fingerprint: running again with the same ones resumes, skipping finished frames.
 
-Method "seed" chains the per-frame correction (fdc.correct_frame) from the first frame on;
+Method "stats" (old name "seed") chains the per-frame correction (fdc.correct_frame) from the first frame on;
 "flow" runs vid2vid.temporal's flow-guided pass over the sequence, a segment in memory at a time.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +73,15 @@ def _check_out_dir(out_dir: Path, inputs: dict[str, Path | None]) -> None:
     for option, folder in inputs.items():
         if folder is not None and Path(folder).resolve() == out_res:
             raise BadInput(f"--out {out_dir} is the same folder as {option}; write the corrected frames elsewhere")
+
+
+def key_params(settings: config.CorrectSettings) -> dict:
+    """The correction settings as stage keys hold them: a renamed method under the name it had when
+    keys were first made (stats as "seed"), so that results made before the rename stay valid."""
+    first_name = {new: old for old, new in config.CORRECT_METHODS.aliases.items()}
+    params = config.to_dict(settings)
+    params["method"] = first_name.get(params["method"], params["method"])
+    return params
 
 
 def _fingerprint(files: list[Path]) -> list[list[Any]]:
@@ -150,7 +159,7 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
                                           "--out": out_dir})
 
     # 2. resume or start over
-    params = {k: v for k, v in config.to_dict(settings).items() if k != "spatial_mask"}
+    params = {k: v for k, v in key_params(settings).items() if k != "spatial_mask"}
     if resize != "just":                   # "just" keeps the records of earlier versions valid
         params["resize"] = resize
     key = params_key({"params": params, "source": _fingerprint(source), "generated": _fingerprint(generated),
@@ -166,7 +175,7 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     if settings.method == "flow":
         written = _correct_flow(src_at, generated, depth_at, (w, h), outputs, settings, masks_dir, job)
     else:
-        written = _correct_seed(src_at, generated, depth_at, outputs, settings, masks_dir, job)
+        written = _correct_stats(src_at, generated, depth_at, outputs, settings, masks_dir, job)
 
     # 4. finish the record
     atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
@@ -187,7 +196,7 @@ def _needs_delta(settings: config.CorrectSettings) -> bool:
     return settings.fdc != "none" or settings.delta_mask == "motion"
 
 
-def _correct_seed(src_at: Callable[[int], np.ndarray], generated: list[Path],
+def _correct_stats(src_at: Callable[[int], np.ndarray], generated: list[Path],
                   depth_at: Callable[[int], np.ndarray] | None, outputs: list[Path],
                   settings: config.CorrectSettings, masks_dir: Path | None, job: Job) -> int:
     """Chain fdc.correct_frame over the frames; the previous output is the 8-bit frame as written."""
@@ -237,7 +246,7 @@ def _correct_flow(src_at: Callable[[int], np.ndarray], generated: list[Path],
         from vid2vid import temporal
     except ImportError as exc:
         raise BadInput(f"--method flow needs vid2vid.temporal, which this installation lacks ({exc}); "
-                       "use --method seed") from exc
+                       "use --method stats") from exc
     todo = {i for i, p in enumerate(outputs) if not p.exists()}
     if not todo:
         return 0

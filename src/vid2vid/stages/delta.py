@@ -7,8 +7,8 @@ with `source_delta` (two PNG reads and one subtraction) wherever it is needed.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     tracker = job.tracker(STAGE, total, done=total - len(todo))
     prev_index, prev_img = -1, None
     for i in todo:
-        prev = prev_img if prev_index == i - 1 else read_image(frames[i - 1])
+        prev = prev_img if prev_index == i - 1 and prev_img is not None else read_image(frames[i - 1])
         cur = read_image(frames[i])
         write_image(view_path(ws, frames[i]), delta_view(fdc.frame_delta(prev, cur)))
         prev_index, prev_img = i, cur

@@ -55,11 +55,11 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
 def _unchanged(ws: Workspace, params: dict) -> bool:
     rec = ws.stage_record(STAGE)
-    return bool(rec) and rec.get("params") == params
+    return rec is not None and rec.get("params") == params
 
 
 def _load(settings: config.Settings, job: Job):
-    from vid2vid.masks import load_depth_model
+    from vid2vid.models.depth import load_depth_model
 
     job.say(f"loading depth model {settings.depth.model}")
     return load_depth_model(settings.depth.model)

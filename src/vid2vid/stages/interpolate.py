@@ -16,9 +16,17 @@ import numpy as np
 
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
-from vid2vid.models.interpolators import (PlannedFrame, across_cut, check_interpolator, interpolate_many,
-                                          is_scene_cut, load_interpolator, plan_frames)
+from vid2vid.models.interpolators import (
+    PlannedFrame,
+    across_cut,
+    check_interpolator,
+    interpolate_many,
+    is_scene_cut,
+    load_interpolator,
+    plan_frames,
+)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -38,8 +46,7 @@ def source_stage(ws: Workspace) -> str:
 def _model_identity(model: str) -> dict:
     p = Path(model).expanduser()
     if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file():
-        st = p.stat()
-        return {"model": str(p.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+        return file_id(p).record("model")
     return {"model": model}
 
 
@@ -95,7 +102,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     params = {**_model_identity(it.model), "ratio": it.ratio, "scene_cut": it.scene_cut, "source": src_stage}
     status = ws.begin_stage(STAGE, params, inputs=(src_stage,), overwrite=settings.run.overwrite, outputs=ROW.outputs)
     if status.state == "done":
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"interpolate: already done ({info.get('frames')} frames from {info.get('source')})")
         return info
     # 3. plan; group the missing in-between frames by source pair so midpoints are shared
@@ -107,7 +114,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     tracker = job.tracker(STAGE, len(plan), done=len(plan) - len(missing))
     model = load_interpolator(it.model, device=it.device) if any(not plan[j].is_copy for j in missing) else None
     cache = _FrameCache(frames)
-    cuts = {tuple(c) for c in ws.stage_record(STAGE).get("info", {}).get("scene_cuts", [])}
+    cuts = {tuple(c) for c in ws.stage_info(STAGE).get("scene_cuts", [])}
     for pair, group in _pair_groups(plan, missing):
         if pair is None:                                   # 3a. copies of source frames
             for j in group:
@@ -122,6 +129,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
                 _copy_frame(frames[across_cut(plan[j]).a], outputs[j])
                 tracker.advance()
             continue
+        assert model is not None            # loaded whenever a frame is not a copy
         images = interpolate_many(model, cache[a], cache[b], [plan[j].t for j in group])   # 3c. in-betweens
         for j, img in zip(group, images):
             write_image(outputs[j], img)
@@ -130,4 +138,4 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     ws.complete_stage(STAGE, frames=len(plan), source=src_stage, source_frames=len(frames), ratio=it.ratio,
                       model=getattr(model, "name", it.model), in_between=sum(not p.is_copy for p in plan),
                       scene_cuts=sorted(map(list, cuts)))
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)

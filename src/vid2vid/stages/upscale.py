@@ -5,6 +5,7 @@ from pathlib import Path
 
 from vid2vid.config import Settings
 from vid2vid.errors import BadInput
+from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
 from vid2vid.progress import Job
@@ -20,8 +21,7 @@ def _model_identity(model: str) -> dict:
     """What names the model in the stage key: the name, plus size and time for a model file."""
     p = Path(model).expanduser()
     if upscaler_scale(model) is None and p.is_file():
-        st = p.stat()
-        return {"model": str(p.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+        return file_id(p).record("model")
     return {"model": model}
 
 
@@ -45,7 +45,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     params = {**_model_identity(us.model), "tile": us.tile}
     status = ws.begin_stage(STAGE, params, inputs=(input_stage,), overwrite=settings.run.overwrite, outputs=ROW.outputs)
     if status.state == "done":
-        info = dict(ws.stage_record(STAGE).get("info", {}))
+        info = ws.stage_info(STAGE)
         job.say(f"upscale: already done ({info.get('frames')} frames)")
         return info
     # 3. upscale what is missing
@@ -62,4 +62,4 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     # 4. record
     h, w = read_image(targets[0][1]).shape[:2]
     ws.complete_stage(STAGE, frames=len(targets), model=upscaler.name, scale=upscaler.scale, width=w, height=h)
-    return dict(ws.stage_record(STAGE)["info"])
+    return ws.stage_info(STAGE)

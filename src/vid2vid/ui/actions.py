@@ -14,6 +14,7 @@ from typing import Any
 
 from vid2vid import config, pipeline
 from vid2vid.errors import BadInput
+from vid2vid.fileid import FileId, file_id
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.ui import paths
@@ -72,7 +73,7 @@ class ModelCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._model = None
+        self._model: Any = None
 
     def get(self, s: config.Img2ImgSettings, job: Job):
         from vid2vid.diffusion.loading import load_model
@@ -90,13 +91,10 @@ class ModelCache:
             return self._model
 
 
-def _stamp(spec: str) -> tuple:
+def _stamp(spec: str) -> FileId | None:
     """Size and time of a model file or folder, so a replaced model is loaded again."""
     p = Path(spec)
-    if p.exists():
-        st = p.stat()
-        return (st.st_size, st.st_mtime_ns)
-    return ()
+    return file_id(p) if p.exists() else None
 
 
 def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,

@@ -26,6 +26,7 @@ from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
 from vid2vid.progress import stop_signals
 from vid2vid.ui import actions, form, paths
+from vid2vid.ui import controlnet as controlnet_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")
@@ -36,7 +37,7 @@ MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
 # Settings sections each button reads (and validates).
 SECTIONS = {
     "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
-    "img2img": ("img2img", "correct"), "upscale": ("upscale",), "interpolate": ("interpolate",),
+    "img2img": ("img2img", "correct", "propagate"), "upscale": ("upscale",), "interpolate": ("interpolate",),
     "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
 }
 
@@ -157,15 +158,17 @@ def build(cache: str | Path):
                                                    label=lab("extract.format"))
                     W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
                 extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
-                frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180, elem_id="v2v-frames-strip")
+                frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180,
+                                        elem_id="v2v-frames-strip")
 
             # ------------------------------------------------ 2
             with gr.Tab("2: Make masks & tags", id="tab-masks", elem_id="tab-masks"):
                 with gr.Row():
                     delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
-                delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160, elem_id="v2v-delta-strip")
+                delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160,
+                                       elem_id="v2v-delta-strip")
                 with gr.Row():
-                    from vid2vid.masks.registry import DEPTH_MODELS
+                    from vid2vid.models.depth.registry import DEPTH_MODELS
                     W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
                                                    label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                                    elem_id="v2v-depth-model")
@@ -225,6 +228,19 @@ def build(cache: str | Path):
                                              elem_id="v2v-sigma-plot")
                         sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                                    interactive=False, elem_id="v2v-sigma-preview")
+                # cross-frame attention and flow-guided init (issue 15)
+                with gr.Accordion("Frames that agree while painted", open=False):
+                    with gr.Row():
+                        W["img2img.cross_frame"] = gr.Radio(form.choices(config.CROSS_FRAME_MODES),
+                                                            value=d("img2img.cross_frame"),
+                                                            label=lab("img2img.cross_frame"))
+                        W["img2img.cross_frame_blocks"] = gr.Radio([("up blocks", "up"), ("all blocks", "all")],
+                                                                   value=d("img2img.cross_frame_blocks"),
+                                                                   label=lab("img2img.cross_frame_blocks"))
+                        W["img2img.cross_frame_bank"] = slider("img2img.cross_frame_bank", 1)
+                        W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
+                    gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
+                                "(batch 1, one model worker).")
                 # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
                 with gr.Accordion("Fast path", open=False):
                     with gr.Row():
@@ -239,7 +255,8 @@ def build(cache: str | Path):
                         W["correct.fdc"] = gr.Dropdown(form.choices(config.FDC_METHODS), value=d("correct.fdc"),
                                                        label=lab("correct.fdc"))
                         W["correct.delta_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
-                                                           value=d("correct.delta_mask"), label=lab("correct.delta_mask"))
+                                                           value=d("correct.delta_mask"),
+                                                           label=lab("correct.delta_mask"))
                         W["correct.spatial_mask"] = gr.Radio(form.choices(config.SPATIAL_MASKS),
                                                              value=d("correct.spatial_mask"),
                                                              label=lab("correct.spatial_mask"))
@@ -249,8 +266,18 @@ def build(cache: str | Path):
                         W["correct.depth_lowcut"] = slider("correct.depth_lowcut", 1)
                     with gr.Row():
                         W["correct.flow_strength"] = slider("correct.flow_strength", 0.01)
-                        W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS), value=d("correct.flow_mask"),
-                                                          label=lab("correct.flow_mask"))
+                        W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
+                                                          value=d("correct.flow_mask"), label=lab("correct.flow_mask"))
+                with gr.Accordion("Key frames", open=False):
+                    with gr.Row():
+                        W["propagate.keyframes"] = gr.Textbox(value=d("propagate.keyframes"),
+                                                              label=lab("propagate.keyframes"),
+                                                              placeholder="off, every:4 or motion:24",
+                                                              elem_id="v2v-keyframes")
+                        W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
+                                                       label=lab("propagate.fill"))
+                        W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
+                cn_ui = controlnet_ui.section(gr, W, lab)      # ControlNet (issue 14): ui/controlnet.py
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
                     debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
@@ -261,7 +288,8 @@ def build(cache: str | Path):
                                           elem_id="v2v-single-image")
                     real_sigmas = gr.Textbox(label="Real sigmas used", lines=4, interactive=False,
                                              elem_id="v2v-real-sigmas")
-                gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180, elem_id="v2v-img2img-strip")
+                gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180,
+                                     elem_id="v2v-img2img-strip")
                 with gr.Row():
                     fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
                     fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
@@ -343,8 +371,8 @@ def build(cache: str | Path):
         extract_btn.click(on_extract, [video] + widgets, head + [ws_dd, frames_gal])
 
         # ------------------------------------------------ tab 2
-        def stage_handler(stage: str, folder: str | None, extra: Callable[[str, dict, config.Settings], list] | None = None,
-                          n_extra: int = 0):
+        def stage_handler(stage: str, folder: str | None,
+                          extra: Callable[[str, dict, config.Settings], list] | None = None, n_extra: int = 0):
             def handler(ws_name, *values):
                 state: dict[str, config.Settings] = {}
 
@@ -413,15 +441,19 @@ def build(cache: str | Path):
                 if single:
                     return (f"Done: img2img single frame {single}, {info.get('sampler_steps')} sampler steps",
                             [info["output"], sig, gr.skip()])
-                return (f"Done: img2img batch, {info.get('frames')} frames", [gr.skip(), sig, strip(ws_name, "img2img")])
+                return (f"Done: img2img batch, {info.get('frames')} frames",
+                        [gr.skip(), sig, strip(ws_name, "img2img")])
             yield from drive("img2img", work, render, 3)
 
         gen_btn.click(on_generate, [ws_dd, mode, debug_frame] + widgets, head + [single_img, real_sigmas, gen_gal])
+        controlnet_ui.wire(cn_ui, root=root, ws=ws_dd, frame=debug_frame, widgets=widgets, settings_of=settings_of,
+                           drive=drive, head=head)
 
         def on_fdc(ws_name, frame, *values):
             def work(job):
                 return actions.fdc_sheet(root, ws_name, int(frame or 0), settings_of(values, "fdc"))
-            yield from drive("FDC debugger", work, lambda sheet: (f"Done: FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
+            yield from drive("FDC debugger", work,
+                             lambda sheet: (f"Done: FDC debugger sheet of frame {int(frame)}", [sheet]), 1)
 
         fdc_btn.click(on_fdc, [ws_dd, fdc_frame] + widgets, head + [fdc_img])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import typing
 from collections.abc import Iterable, Mapping
@@ -24,7 +25,8 @@ from vid2vid.ui import paths
 LABELS: dict[str, str] = {key: config.meta(key).label for key in config.all_keys() if config.meta(key).label}
 
 # Correction methods: the seed's statistics, or the flow-guided pass (pipeline step `flow`).
-METHOD_LABELS = {"seed": "seed (masks + statistics per frame)", "flow": "flow-guided (whole sequence)"}
+METHOD_LABELS = {"stats": "statistics (the seed's masks + statistics per frame)",
+                 "flow": "flow-guided (whole sequence)"}
 
 # Model fields: registered names the library knows (besides paths inside the cache and hub ids).
 MODEL_FIELDS = ("img2img.model", "depth.model", "tags.model", "upscale.model", "interpolate.model")
@@ -82,7 +84,7 @@ def coerce(key: str, value: Any) -> Any:
 def _model_names(key: str) -> tuple[str, ...]:
     """Registered names for a model field (imported lazily: some registries import heavy modules)."""
     if key == "depth.model":
-        from vid2vid.masks.registry import DEPTH_MODELS
+        from vid2vid.models.depth.registry import DEPTH_MODELS
         return tuple(DEPTH_MODELS)
     if key == "tags.model":
         from vid2vid.models.taggers.registry import TAGGERS
@@ -112,6 +114,11 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
         section, name = key.split(".")
         if wanted is not None and section not in wanted:
             continue
+        if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet.py)
+            from vid2vid.ui import controlnet as controlnet_ui
+
+            setattr(getattr(s, section), name, controlnet_ui.from_json(value, root))
+            continue
         v = coerce(key, value)
         if key in MODEL_FIELDS:
             v = paths.model_spec(root, v, LABELS.get(key, key), _model_names(key))
@@ -132,6 +139,9 @@ def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any
     for key in keys:
         section, name = key.split(".")
         v = getattr(getattr(settings, section), name)
+        if config.meta(key).item is not None:       # a list of tables, as the page's hidden JSON field
+            out[key] = json.dumps([dataclasses.asdict(t) for t in v])
+            continue
         out[key] = "\n".join(v) if isinstance(v, list) else v
     return out
 

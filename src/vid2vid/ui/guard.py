@@ -51,7 +51,7 @@ def machine_names() -> set[str]:
 
 def allowed_hosts(host: str, extra: Iterable[str] = ()) -> set[tuple[str, int | None]]:
     """The (name, port or None) pairs the page answers to when served on `host`."""
-    allowed = {(n, None) for n in LOOPBACK_NAMES}
+    allowed: set[tuple[str, int | None]] = {(n, None) for n in LOOPBACK_NAMES}
     h = host.strip().lower().strip("[]")
     if h in WILDCARD_HOSTS:
         allowed |= {(n, None) for n in machine_names()}

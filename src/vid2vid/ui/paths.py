@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from vid2vid.errors import BadInput
+from vid2vid.models.hub import looks_like_hub_id
 from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name
 
 UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
 GRADIO_DIR = ".gradio"       # gradio's own upload/temp folder, kept inside the cache too
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
 
@@ -77,7 +77,7 @@ def model_spec(root: Path, text: str | None, what: str = "model", names: Iterabl
     if local.exists():
         return str(inside(root, t, what))
     known = {n.lower() for n in names}
-    if t.lower() in known or HUB_ID.match(t):
+    if t.lower() in known or looks_like_hub_id(t):
         if Path(t).exists():
             raise BadInput(f"{what} '{t}' also names a path outside the cache folder; rename that path or put "
                            "the model inside the cache folder")

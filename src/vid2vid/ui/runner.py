@@ -77,7 +77,7 @@ class Runner:
     def start(self, name: str, fn: Callable[[Job], Any]) -> Task:
         """Run `fn(job)` in a thread; `BadInput` when another task is still running."""
         with self._lock:
-            if self.busy():
+            if self.current is not None and self.busy():
                 raise BadInput(f"'{self.current.name}' is still running; wait for it or press Interrupt")
             task = Task(name, Job())
             task.job.on_progress = lambda ev: setattr(task, "event", ev)

@@ -11,10 +11,10 @@ and transcoded otherwise.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import av
 import numpy as np
@@ -103,7 +103,11 @@ def _global_palette(frames: list[Image.Image]) -> Image.Image:
 
 def write_gif(frames: Iterable[np.ndarray], out: Path, fps: Fraction,
               on_frame: Callable[[], None] | None = None) -> int:
-    """Palette-optimised GIF (delays in centiseconds, as the format stores them)."""
+    """Palette-optimised GIF (delays in centiseconds, as the format stores them).
+
+    Holds every frame until the end: one palette is made from frames spread over the whole
+    clip, and Pillow's GIF writer takes the sequence at once. GIF is for short clips; long
+    videos go to mp4 / webm / avi, which are encoded frame by frame."""
     images = []
     for f in frames:
         images.append(Image.fromarray(f, "RGB"))

@@ -9,17 +9,24 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vid2vid.errors import ModelNotFound
 from vid2vid.models.interpolators.base import BlendInterpolator, Interpolator, dyadic_path, interpolate_many
-from vid2vid.models.interpolators.plan import (PlannedFrame, across_cut, is_scene_cut, output_count,
-                                               plan_frames, scene_change_score)
+from vid2vid.models.interpolators.plan import (
+    PlannedFrame,
+    across_cut,
+    is_scene_cut,
+    output_count,
+    plan_frames,
+    scene_change_score,
+)
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES, RifeInterpolator, bundled_weights_path
 
 __all__ = ["Interpolator", "REGISTRY", "available_interpolators", "check_interpolator", "load_interpolator",
-           "interpolate_many", "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score", "is_scene_cut",
+           "interpolate_many", "dyadic_path", "PlannedFrame", "plan_frames", "output_count", "scene_change_score",
+           "is_scene_cut",
            "across_cut", "BlendInterpolator", "RifeInterpolator", "bundled_weights_path"]
 
 # name -> factory(device: str) -> Interpolator

@@ -7,7 +7,8 @@ rounded to the nearest multiple of 1/2^depth.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

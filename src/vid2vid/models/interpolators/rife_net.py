@@ -132,7 +132,7 @@ class V4Config:
     prelu: bool = False
 
     @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> "V4Config":
+    def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> V4Config:
         """Infer the variant; raise ValueError when the weights are not an IFNet v4.x."""
         blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(r"block(\d+)\.", k))})
         if not blocks or blocks != list(range(len(blocks))) or "block0.conv0.0.0.weight" not in sd:

@@ -7,7 +7,8 @@ explicit ...) are not tags and are left out.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

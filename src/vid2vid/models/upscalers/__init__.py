@@ -10,8 +10,8 @@ optional `spandrel` package).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vid2vid import devices
 from vid2vid.errors import ModelNotFound

@@ -6,7 +6,8 @@ memory stays bounded; the overlap is cropped away again, so seams do not show.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.masks.depth import DepthModel
-from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, short_reason
+from vid2vid.models.depth.base import DepthModel
+from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, offline_reason, short_reason
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ DEPTH_MODELS: dict[str, DepthSpec] = {
     "midas_v21": DepthSpec("Intel/dpt-beit-base-384",
                            "stands in for MiDaS v2.1 (no transformers port): MiDaS v3.1 BEiT-Base, 384 px"),
     "midas_v21_small": DepthSpec("Intel/dpt-swinv2-tiny-256",
-                                 "stands in for MiDaS v2.1 small (no transformers port): MiDaS v3.1 Swin2-Tiny, 256 px"),
+                                 "stands in for MiDaS v2.1 small (no transformers port): "
+                                 "MiDaS v3.1 Swin2-Tiny, 256 px"),
     "depth-anything-v2-small": DepthSpec("depth-anything/Depth-Anything-V2-Small-hf",
                                          "Depth Anything V2 Small (Apache-2.0)"),
     "depth-anything-v2-base": DepthSpec("depth-anything/Depth-Anything-V2-Base-hf",
@@ -93,15 +94,16 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
     """
     from huggingface_hub import constants
 
-    from vid2vid.masks.hf_depth import TransformersDepth
+    from vid2vid.models.depth.hf_depth import TransformersDepth
 
     kind, source, label = resolve_depth_model(name_or_path)
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
+    why = None if kind == "folder" else offline_reason(offline)   # no network: read the cache only, at once
     try:
         return TransformersDepth(source, label, device, cache_dir=cache_dir,
-                                 local_files_only=offline or kind == "folder")
+                                 local_files_only=why is not None or kind == "folder")
     except hub_errors() as exc:
         if kind == "folder":
             raise ModelNotFound(f"depth model folder {source} cannot be loaded ({exc}); it needs config.json, "
                                 "the weights and preprocessor_config.json as save_pretrained writes them") from exc
-        raise missing_model("depth", label, source, reason=short_reason(exc)) from exc
+        raise missing_model("depth", label, source, reason=why or short_reason(exc)) from exc

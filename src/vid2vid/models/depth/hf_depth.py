@@ -13,7 +13,7 @@ import numpy as np
 
 from vid2vid import devices
 from vid2vid.imageops import check_rgb, to_uint8
-from vid2vid.masks.depth import normalize_depth
+from vid2vid.models.depth.base import normalize_depth
 
 
 def _processor_kwargs() -> dict:
