@@ -137,7 +137,21 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
     path = getattr(args, "config", None)
-    return config.load_toml(path) if path else config.Settings()
+    settings = config.load_toml(path) if path else config.Settings()
+    if getattr(args, "preset", None):            # issue 17: file, then preset, then the options given
+        from vid2vid import presets
+
+        presets.apply(settings, args.preset)
+    return settings
+
+
+def add_preset_option(parser: argparse.ArgumentParser) -> None:
+    """--preset NAME (issue 17): an overlay of settings over the defaults or --config."""
+    from vid2vid import presets
+
+    parser.add_argument("--preset", choices=tuple(presets.PRESETS),
+                        help="settings overlay applied after --config and before the options given; fast = "
+                             "sampler lcm, 4 steps, CFG 1 (for few-step models; add --vae TAESD for speed)")
 
 
 def flag_namer(command: str) -> Callable[[str], str]:
@@ -292,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
+        if "img2img" in row.sections:          # issue 17
+            add_preset_option(sp)
+
     sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
     sp.add_argument("--source", help="folder of source frames (instead of -w)")
     sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
@@ -335,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
     for section in config.SECTIONS:
         add_settings_options(sp, "run", section)
+    add_preset_option(sp)
 
     sp = command("compare", _lazy("vid2vid.cli_tools", "compare"),
                  "one video with the stages side by side (source, img2img, flow, final), labelled, with audio")
@@ -383,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+    sp.add_argument("--tiny-vae", action="store_true",
+                    help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
+                         "--single-file one .safetensors")
     sp.add_argument("--controlnet", action="store_true",
                     help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
 
@@ -394,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
     sp.add_argument("--config", help="settings TOML file")
+    add_preset_option(sp)
     return p
 
 

@@ -25,7 +25,7 @@ FRAME_MODES = ("fps", "all", "i", "p", "b")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 EXPORT_FORMATS = ("mp4", "webm", "gif", "avi")
 EXPORT_SOURCES = ("frames", "img2img", "resr", "rife")
-SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim")
+SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim", "lcm", "tcd")
 SCHEDULES = ("default", "karras", "exponential", "poly-exponential", "vp", "linear")
 RESIZE_MODES = ("just", "crop", "fill")
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
@@ -69,7 +69,7 @@ CROSS_FRAME_BLOCKS = ("up", "all")
 LABELS = {
     "fps": "Fixed FPS", "all": "All frames", "i": "I-frames only", "p": "P-frames only", "b": "B-frames only",
     "euler": "Euler", "euler-a": "Euler a", "dpm++-2m": "DPM++ 2M", "dpm++-2m-sde": "DPM++ 2M SDE",
-    "heun": "Heun", "lms": "LMS", "ddim": "DDIM",
+    "heun": "Heun", "lms": "LMS", "ddim": "DDIM", "lcm": "LCM", "tcd": "TCD",
     "default": "(use default)", "karras": "karras", "exponential": "exponential",
     "poly-exponential": "poly-exponential", "vp": "vp", "linear": "linear",
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
@@ -334,14 +334,17 @@ class Img2ImgSettings(Section):
                          label="Model")
     prompt: str = setting("", "prompt (A1111 syntax: (word:1.3), [word])", label="Prompt")
     negative: str = setting("", "negative prompt", label="Negative prompt")
-    sampler: str = setting("euler", "sampler", choices=SAMPLERS, label="Sampler")
+    sampler: str = setting("euler", "sampler (lcm, tcd: for few-step models such as LCM, TCD, Hyper-SD; they run "
+                                    "on their own timestep grid, steps = UNet evaluations, and the sigma schedule "
+                                    "options do not apply)", choices=SAMPLERS, label="Sampler")
     steps: int = setting(20, "sampling steps of the full schedule (1..150)", lo=1, hi=150, label="Sampling steps")
     denoise: float = setting(0.75, "denoising strength 0..1 (truncates the schedule)", lo=0.0, hi=1.0,
                              label="Denoising strength")
-    schedule: str = setting("exponential", "sigma schedule; default = the model's own", choices=SCHEDULES,
+    schedule: str = setting("exponential", "sigma schedule; default = the model's own (not used by lcm and tcd)",
+                            choices=SCHEDULES,
                             label="Sigma schedule")
-    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule", label="Sigma min")
-    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule", label="Sigma max")
+    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule (not lcm/tcd)", label="Sigma min")
+    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule (not lcm/tcd)", label="Sigma max")
     init_noise: float = setting(1.0, "init noise weight (0 = no noise on the init latent)", lo=0.0, hi=10.0,
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
@@ -386,6 +389,17 @@ class Img2ImgSettings(Section):
                                     "init image where the motion is trusted (0 = off; above 0 img2img is "
                                     "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
                                label="Flow-guided init strength")
+    # ---- issue 17: the fast path
+    vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
+                           "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
+                           "for speed; empty = the model's own", label="VAE (empty = the model's own)")
+    tcd_gamma: float = setting(0.3, "TCD sampler's stochasticity (0 = deterministic, 1 = fully stochastic)",
+                               lo=0.0, hi=1.0, fix="0.3 is TCD's default", label="TCD gamma")
+    skip_still: float = setting(0.0, "reuse the previous output for a source frame that differs from the last "
+                                     "painted one by less than this mean absolute difference (0.01 = about 2.5 "
+                                     "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
+    compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
+                            label="torch.compile")
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):

@@ -49,7 +49,7 @@ from vid2vid.errors import BadInput, Interrupted, render_settings
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import control as ctl
-from vid2vid.stages import frame_order, table
+from vid2vid.stages import frame_order, still, table
 from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
@@ -61,7 +61,9 @@ MASKS = "motionmask"
 DEBUG = "img2img.debug"
 DEPTH = "depthmask"
 # Settings that change how fast, not what: left out of the stage key.
-RUNTIME_ONLY = ("batch_size", "workers", "single")
+RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
+# issue 17: settings that enter the stage key only when used, so older workspaces keep their keys
+KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0}
 
 
 @dataclass
@@ -91,6 +93,11 @@ def stage_params(settings: config.Settings) -> dict:
     """What decides the stage's results (and so its key)."""
     s = settings.img2img
     gen = {k: v for k, v in config.to_dict(s).items() if k not in RUNTIME_ONLY}
+    for k, default in KEYED_WHEN_SET.items():          # issue 17
+        if gen.get(k) == default or (k == "tcd_gamma" and s.sampler != "tcd"):
+            gen.pop(k, None)
+    if s.vae:
+        gen["vae"] = _path_identity(s.vae)
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
@@ -180,6 +187,15 @@ def check(settings: config.Settings) -> None:
     check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
     for cn in settings.img2img.controlnet:
         check_controlnet_spec(cn.model)
+    s = settings.img2img
+    if s.vae:                                       # issue 17: a missing VAE, a grid too short for the steps
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(s.vae)
+    from vid2vid.diffusion import fewstep
+
+    if fewstep.is_fewstep(s.sampler):
+        fewstep.timesteps(s.steps, s.denoise)
 
 
 def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], targets: list[Path], params: dict,
@@ -234,12 +250,17 @@ def _load(settings: config.Settings, job: Job, model=None):
         check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type())
+                           prediction_type=s.prediction_type(), vae=s.vae)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     from vid2vid.diffusion.controlnet import load_units
 
     engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None)
-    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
+    from vid2vid.diffusion import fewstep  # issue 17: allowed, but said
+
+    for warning in fewstep.warnings_for(s, model):
+        job.say(f"img2img: warning: {warning}")
+    grid = "" if engine.timesteps is None else f" at timesteps {[int(t) for t in engine.timesteps]}"  # issue 17
+    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}{grid}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
 
@@ -266,6 +287,12 @@ def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | No
     keys = [k + 1 for k in workspace_keys(ws, settings, job)]
     job.say(f"img2img: {len(keys)} key frames of {n} ({settings.propagate.keyframes}, scene cuts included)")
     return keys
+
+
+def _canvases(frames: list[Path], s) -> Iterator[np.ndarray]:
+    """Every source frame fitted to the canvas, one at a time (issue 17: the still-frame plan)."""
+    for f in frames:
+        yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
@@ -325,9 +352,35 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     engine = engine or load()
     ws.update_stage_info(STAGE, **engine.describe())
     missing = set(todo)
+    # issue 17: still frames (stages/still.py) are decided on the source frames and copied, not painted;
+    # with key frames only the keys are painted anyway, and still frames are not looked for
+    if s.skip_still > 0 and keyed:
+        job.say(render_settings("img2img: key frames are on, so still frames are not looked for "
+                                "({img2img.skip_still} ignored)"))
+    still_plan = still.plan(_canvases(frames, s), s.skip_still) if s.skip_still > 0 and not keyed else {}
+    painted = [i for i in keys if i not in still_plan]
+    follow = still.painted_before(still_plan, len(frames))
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
     prev_out: dict[int, np.ndarray] = {}
+
+    def copy_still(t: int) -> None:
+        # issue 17: a still frame's output is a byte copy of the output before it
+        if t not in missing:
+            return
+        still.copy_output(targets[t - 1], targets[t])
+        still.record(out_dir, t, *still_plan[t])
+        missing.discard(t)
+        if t - 1 in prev_out:
+            prev_out[t] = prev_out.pop(t - 1)
+        try:
+            tracker.advance()
+        except Interrupted:
+            pass
+
+    for t in sorted(still_plan):          # still frames whose previous output a former run wrote
+        if t in missing and targets[t - 1].exists():
+            copy_still(t)
 
     def previous(i: int) -> np.ndarray | None:
         """o_(i-1) as written: from this run's memory, or read back from disk after a resume."""
@@ -362,6 +415,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             tracker.advance()
         except Interrupted:
             pass          # the main thread stops before the next batch; frames already generated are kept
+        for t in follow.get(fj.index, ()):   # issue 17: the still frames after it
+            copy_still(t)
 
     def finish_batch(batch: list[FrameJob], generated: list[np.ndarray]) -> None:
         # 5. writer thread: correct and write frame by frame, in order
@@ -392,13 +447,13 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if remote_layout is not None:
         workers, threads, pool = remote_layout()
     else:
-        workers, threads = worker_layout(s, engine.device.type, len(targets), threads_before)
+        workers, threads = worker_layout(s, engine.device.type, len(painted), threads_before)
         if workers > 1:
             job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
         pool = worker_pool(workers, threads, name="img2img-model")
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
-    units = frame_order.plan(s, keys, todo)
+    units = frame_order.plan(s, painted, [i for i in todo if i not in still_plan])   # issue 17: painted frames
     say_order(job, s, units, missing)
 
     writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
@@ -437,9 +492,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
 
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
+    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not keyed else {}     # issue 17
     extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **extra, **engine.describe(),
+                      model_workers=workers, threads_per_worker=threads, **extra, **fast, **engine.describe(),
                       **(engine.record() if remote_layout is not None else {}))
     return ws.stage_info(STAGE)
 

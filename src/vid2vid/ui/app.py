@@ -241,6 +241,13 @@ def build(cache: str | Path):
                         W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
                     gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
                                 "(batch 1, one model worker).")
+                # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
+                with gr.Accordion("Fast path", open=False):
+                    with gr.Row():
+                        W["img2img.vae"] = gr.Textbox(label=lab("img2img.vae"), lines=1)
+                        W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
+                        W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
+                        W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
                 with gr.Accordion("Frame delta correction", open=True):
                     with gr.Row():
                         W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
