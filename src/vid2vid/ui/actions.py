@@ -133,6 +133,15 @@ def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dic
     return info
 
 
+def compare(root: Path, ws_name: str, job: Job) -> dict:
+    """The side-by-side video of the workspace's stages, written as compare.mp4 inside it."""
+    from vid2vid.compare import make_comparison
+
+    ws = paths.workspace(root, ws_name)
+    with ws.locked():
+        return make_comparison(ws, job=job)
+
+
 # ---------------------------------------------------------------- previews
 
 def frame_strip(root: Path, ws_name: str, folder: str, count: int = 8) -> list[Path]:

@@ -328,6 +328,9 @@ def build(cache: str | Path):
                                         elem_id="v2v-result-video")
                 result_gif = gr.Image(label="Result (gif)", type="filepath", interactive=False, visible=False)
                 result_file = gr.File(label="Download", interactive=False, elem_id="v2v-result-file")
+                compare_btn = gr.Button("Compare stages side by side", elem_id="v2v-compare-btn")
+                compare_video = gr.Video(label="Source, img2img, flow and final frames side by side",
+                                         interactive=False, height=400, elem_id="v2v-compare-video")
 
         widgets = list(W.values())
         head = [status, bar]
@@ -484,6 +487,14 @@ def build(cache: str | Path):
 
         export_btn.click(on_export, [ws_dd] + widgets,
                          head + [export_info, result_video, result_gif, result_file])
+
+        def on_compare(ws_name):
+            def render(info):
+                return (f"Done: compare, {paths.relative(root, info['output'])} ({', '.join(info['panels'])})",
+                        [info["output"]])
+            yield from drive("compare", lambda job: actions.compare(root, ws_name, job), render, 1)
+
+        compare_btn.click(on_compare, [ws_dd], head + [compare_video])
     return page
 
 
