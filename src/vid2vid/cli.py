@@ -17,10 +17,11 @@ import sys
 import traceback
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
-from vid2vid.errors import Interrupted, Vid2VidError
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.progress import ConsoleProgress, Job, stop_signals
 from vid2vid.stages import table
 
@@ -136,7 +137,21 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
     path = getattr(args, "config", None)
-    return config.load_toml(path) if path else config.Settings()
+    settings = config.load_toml(path) if path else config.Settings()
+    if getattr(args, "preset", None):            # issue 17: file, then preset, then the options given
+        from vid2vid import presets
+
+        presets.apply(settings, args.preset)
+    return settings
+
+
+def add_preset_option(parser: argparse.ArgumentParser) -> None:
+    """--preset NAME (issue 17): an overlay of settings over the defaults or --config."""
+    from vid2vid import presets
+
+    parser.add_argument("--preset", choices=tuple(presets.PRESETS),
+                        help="settings overlay applied after --config and before the options given; fast = "
+                             "sampler lcm, 4 steps, CFG 1 (for few-step models; add --vae TAESD for speed)")
 
 
 def flag_namer(command: str) -> Callable[[str], str]:
@@ -216,11 +231,24 @@ def cmd_config(args, parser, job):
 
 
 def cmd_run(args, parser, job):
-    from vid2vid import pipeline
+    from vid2vid import multirun, pipeline
 
     settings = apply_options(_base_settings(args), args, parser)
-    result = pipeline.run(args.video, settings, workspace=getattr(args, "workspace", None), job=job)
-    print(result.summary())
+    videos = multirun.expand(args.video)
+    if len(args.video) == 1 and len(videos) == 1 and videos[0] == Path(args.video[0]):
+        result = pipeline.run(args.video[0], settings, workspace=getattr(args, "workspace", None), job=job)
+        print(result.summary())
+        return
+    # several videos (or a folder): one workspace each under --cache, -o names a folder
+    if getattr(args, "workspace", None):
+        what = next((f"{v} is a folder of videos" for v in args.video if Path(v).is_dir()),
+                    "several videos were given")
+        raise BadInput(f"-w names one workspace, but {what}; leave out -w: each video gets its own workspace "
+                       "under --cache")
+    out_dir, settings.export.output = settings.export.output or None, ""
+    outcomes = multirun.run_many(videos, settings, out_dir, job)
+    print(multirun.summary(outcomes, flag_namer("run")))
+    multirun.check_failures(outcomes)
 
 
 def cmd_demo(args, parser, job):
@@ -278,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
+        if "img2img" in row.sections:          # issue 17
+            add_preset_option(sp)
+
     sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
     sp.add_argument("--source", help="folder of source frames (instead of -w)")
     sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
@@ -315,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(sp, "fdc-debug", "correct", skip=("method", "spatial_mask"))
 
     sp = command("run", cmd_run, "the whole pipeline: extract -> ... -> export")
-    sp.add_argument("video")
+    sp.add_argument("video", nargs="+", help="video file(s) or folder(s) of videos; with several, -o names a "
+                                             "folder and each video gets its own workspace under --cache")
     sp.add_argument("-w", "--workspace", help="workspace folder")
     sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
     for section in config.SECTIONS:
         add_settings_options(sp, "run", section)
+    add_preset_option(sp)
 
     sp = command("compare", _lazy("vid2vid.cli_tools", "compare"),
                  "one video with the stages side by side (source, img2img, flow, final), labelled, with audio")
@@ -368,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+    sp.add_argument("--tiny-vae", action="store_true",
+                    help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
+                         "--single-file one .safetensors")
     sp.add_argument("--controlnet", action="store_true",
                     help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
 
@@ -379,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
     sp.add_argument("--config", help="settings TOML file")
+    add_preset_option(sp)
     return p
 
 

@@ -25,7 +25,7 @@ FRAME_MODES = ("fps", "all", "i", "p", "b")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 EXPORT_FORMATS = ("mp4", "webm", "gif", "avi")
 EXPORT_SOURCES = ("frames", "img2img", "resr", "rife")
-SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim")
+SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim", "lcm", "tcd")
 SCHEDULES = ("default", "karras", "exponential", "poly-exponential", "vp", "linear")
 RESIZE_MODES = ("just", "crop", "fill")
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
@@ -61,12 +61,15 @@ class Choices(tuple):
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
 KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
+DEINTERLACE_MODES = ("auto", "on", "off")
+CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
+CROSS_FRAME_BLOCKS = ("up", "all")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
     "fps": "Fixed FPS", "all": "All frames", "i": "I-frames only", "p": "P-frames only", "b": "B-frames only",
     "euler": "Euler", "euler-a": "Euler a", "dpm++-2m": "DPM++ 2M", "dpm++-2m-sde": "DPM++ 2M SDE",
-    "heun": "Heun", "lms": "LMS", "ddim": "DDIM",
+    "heun": "Heun", "lms": "LMS", "ddim": "DDIM", "lcm": "LCM", "tcd": "TCD",
     "default": "(use default)", "karras": "karras", "exponential": "exponential",
     "poly-exponential": "poly-exponential", "vp": "vp", "linear": "linear",
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
@@ -74,6 +77,7 @@ LABELS = {
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
     "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
     "folder": "my own images (folder)",
+    "anchor": "anchor (first frame)", "anchor-prev": "anchor + previous frame", "bank": "bank of earlier frames",
 }
 
 
@@ -212,6 +216,8 @@ class ExtractSettings(Section):
     audio: bool = setting(False, "keep the source audio (extract) / put it back (export)", run_flag="--audio",
                           label="Process audio")
     max_pixels: int = setting(8192 * 8192, "refuse videos whose width x height is larger", lo=1)
+    deinterlace: str = setting("auto", "remove interlacing combs with bwdif: auto = when the stream says it is "
+                               "interlaced", choices=DEINTERLACE_MODES, label="Deinterlace")
 
     def check(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
@@ -328,20 +334,23 @@ class Img2ImgSettings(Section):
                          label="Model")
     prompt: str = setting("", "prompt (A1111 syntax: (word:1.3), [word])", label="Prompt")
     negative: str = setting("", "negative prompt", label="Negative prompt")
-    sampler: str = setting("euler", "sampler", choices=SAMPLERS, label="Sampler")
+    sampler: str = setting("euler", "sampler (lcm, tcd: for few-step models such as LCM, TCD, Hyper-SD; they run "
+                                    "on their own timestep grid, steps = UNet evaluations, and the sigma schedule "
+                                    "options do not apply)", choices=SAMPLERS, label="Sampler")
     steps: int = setting(20, "sampling steps of the full schedule (1..150)", lo=1, hi=150, label="Sampling steps")
     denoise: float = setting(0.75, "denoising strength 0..1 (truncates the schedule)", lo=0.0, hi=1.0,
                              label="Denoising strength")
-    schedule: str = setting("exponential", "sigma schedule; default = the model's own", choices=SCHEDULES,
+    schedule: str = setting("exponential", "sigma schedule; default = the model's own (not used by lcm and tcd)",
+                            choices=SCHEDULES,
                             label="Sigma schedule")
-    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule", label="Sigma min")
-    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule", label="Sigma max")
+    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule (not lcm/tcd)", label="Sigma min")
+    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule (not lcm/tcd)", label="Sigma max")
     init_noise: float = setting(1.0, "init noise weight (0 = no noise on the init latent)", lo=0.0, hi=10.0,
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
     seed: int = setting(114514, "seed, the same for every frame", label="Seed")
-    width: int = setting(832, "output width (multiple of 8)", lo=8, hi=8192, label="Width")
-    height: int = setting(448, "output height (multiple of 8)", lo=8, hi=8192, label="Height")
+    width: int = setting(832, "output width (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Width")
+    height: int = setting(448, "output height (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Height")
     resize: str = setting("just", "how a frame is fitted to width x height", choices=RESIZE_MODES,
                           label="Resize mode")
     batch_size: int = setting(1, "frames per UNet call", lo=1, hi=64, label="Frames per model call")
@@ -366,6 +375,32 @@ class Img2ImgSettings(Section):
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
 
+    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
+                                       "(first) frame, the anchor and the previous frame, or a bank of earlier "
+                                       "frames; anchor-prev and bank make img2img sequential (batch 1, one model "
+                                       "worker, no distributed run)", choices=CROSS_FRAME_MODES,
+                               label="Cross-frame attention")
+    cross_frame_blocks: str = setting("up", "UNet blocks with cross-frame attention: up (as Rerender) or all",
+                                      choices=CROSS_FRAME_BLOCKS, label="Cross-frame blocks")
+    cross_frame_bank: int = setting(4, "bank mode: how many earlier frames each frame reads", lo=1, hi=16,
+                                    label="Cross-frame bank size")
+    flow_init: float = setting(0.0, "flow-guided init: the previous output warped along the source flow into the "
+                                    "init image where the motion is trusted (0 = off; above 0 img2img is "
+                                    "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
+                               label="Flow-guided init strength")
+    # ---- issue 17: the fast path
+    vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
+                           "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
+                           "for speed; empty = the model's own", label="VAE (empty = the model's own)")
+    tcd_gamma: float = setting(0.3, "TCD sampler's stochasticity (0 = deterministic, 1 = fully stochastic)",
+                               lo=0.0, hi=1.0, fix="0.3 is TCD's default", label="TCD gamma")
+    skip_still: float = setting(0.0, "reuse the previous output for a source frame that differs from the last "
+                                     "painted one by less than this mean absolute difference (0.01 = about 2.5 "
+                                     "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
+    compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
+                            label="torch.compile")
+
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
@@ -373,11 +408,10 @@ class Img2ImgSettings(Section):
         if self.sigma_max < self.sigma_min:
             raise BadInput(f"{{img2img.sigma_max}} {self.sigma_max:g} is below {{img2img.sigma_min}} "
                            f"{self.sigma_min:g}; swap them or raise {{img2img.sigma_max}}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v % 8:
-                raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
-                               f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
+        from vid2vid.diffusion.sizes import CanvasRules, check_canvas
+
+        # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
+        check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:
@@ -433,6 +467,8 @@ class ExportSettings(Section):
                           flag="--output")
     crf: int = setting(20, "H.264 quality (lower is better, 0..51)", lo=0, hi=51,
                        label="Quality (CRF, lower is better)")
+    allow_partial: bool = setting(False, "export a folder whose stage is unfinished or out of date anyway "
+                                  "(says how many frames are missing)", label="Allow a partial export")
 
 
 @dataclass
@@ -485,6 +521,28 @@ class RunSettings(Section):
 
 
 @dataclass
+class RaySettings(Section):
+    """img2img on Ray actors (one per GPU or per share of CPU cores), see `vid2vid.distributed`."""
+
+    NAME = "ray"
+    enabled: bool = setting(False, "run img2img on Ray actors (needs `bash install.sh --ray`)", flag="--ray")
+    address: str = setting("", "Ray cluster to join: auto, ray://HOST:PORT or HOST:PORT (empty = start a local "
+                               "Ray on this machine)", flag="--ray-address")
+    actors: int = setting(0, "how many actors (0 = one per GPU, or one per share of CPU cores, at most one per "
+                             "block of frames)", lo=0, hi=4096, flag="--ray-actors")
+    threads: int = setting(0, "CPU threads per actor (0 = what a local run here gives each model worker, so the "
+                              "frames are the same bits)", lo=0, hi=1024, flag="--ray-threads")
+
+    def check(self) -> None:
+        if self.enabled:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise BadInput("{ray.enabled} needs Ray, which is not installed; install it with "
+                               "`bash install.sh --ray` (or `pip install ray==2.60.0`), or run without it")
+
+
+@dataclass
 class Settings:
     """All settings; one TOML table per field."""
 
@@ -498,6 +556,7 @@ class Settings:
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

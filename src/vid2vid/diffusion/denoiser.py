@@ -70,7 +70,7 @@ class CFGDenoiser:
     def __init__(self, unet: torch.nn.Module, training_sigmas, prediction_type: str,
                  cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float,
                  timings: Timings | None = None, pooled: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 time_ids: torch.Tensor | None = None):
+                 time_ids: torch.Tensor | None = None, discrete: bool = False):
         if prediction_type not in ("epsilon", "v_prediction"):
             raise BadInput(f"model prediction type '{prediction_type}' is not supported; "
                            "use a model that predicts epsilon or v")
@@ -92,6 +92,9 @@ class CFGDenoiser:
             self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
+        # issue 17: few-step samplers (fewstep.py) evaluate at training sigmas only; rounding the
+        # timestep recovered from them gives the UNet exactly the integer timestep they were trained on
+        self.discrete = discrete
         shared_prefix.install(unet)
 
     def masked(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None, control=None):
@@ -139,6 +142,8 @@ class CFGDenoiser:
         c_in = (sigma.float() ** 2 + 1).rsqrt().view(-1, 1, 1, 1)
         z = (x.float() * c_in).to(self.dtype)
         t = sigma_to_timestep(sigma.to(self.device), self.log_sigmas)
+        if self.discrete:                                     # issue 17 (see __init__)
+            t = t.round()
         cond = self._embeddings(self.cond, b)
         pc = None if self.pooled_cond is None else self._embeddings(self.pooled_cond, b)
         if self.uncond is None:

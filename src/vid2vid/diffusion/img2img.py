@@ -32,13 +32,17 @@ import torch
 
 from vid2vid import imageops
 from vid2vid.config import Img2ImgSettings
-from vid2vid.diffusion import samplers, schedules
+from vid2vid.diffusion import fewstep, samplers, schedules, tuning
+from vid2vid.diffusion import vae as vae_parts
 from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 from vid2vid.errors import BadInput
 
 
 def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
     """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
+    if fewstep.is_fewstep(settings.sampler):   # issue 17: lcm / tcd run on their own timestep grid
+        train = schedules.sd_training_sigmas() if training_sigmas is None else training_sigmas
+        return fewstep.real_sigmas(settings.steps, settings.denoise, train)[1]
     return schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
                                  settings.sigma_min, settings.sigma_max, training_sigmas)
 
@@ -75,6 +79,15 @@ def sdxl_time_ids(unet_config, pooled_dim: int, width: int, height: int) -> torc
     return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
 
 
+def fit_canvas_masks(s: Img2ImgSettings, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
+    """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
+    if masks is None or all(m is None for m in masks):
+        return None
+    return [np.ones((s.height, s.width, 1), np.float32) if m is None
+            else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
+            for m in masks]
+
+
 @dataclass
 class Img2ImgEngine:
     """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
@@ -95,7 +108,14 @@ class Img2ImgEngine:
         sdxl = bool(getattr(self.model, "is_sdxl", False))
         training = np.asarray(torch.as_tensor(self.model.sigmas).cpu(), dtype=np.float64)
         self.real_sigmas = real_sigmas_for(s, training)
-        self.sampler = samplers.get_sampler(s.sampler)
+        # issue 17: few-step samplers are bound to their discrete timesteps (fewstep.py)
+        self.timesteps = None
+        if fewstep.is_fewstep(s.sampler):
+            self.timesteps = fewstep.real_sigmas(s.steps, s.denoise, training)[0]
+            self.sampler = fewstep.sampler_for(s.sampler, self.timesteps, training, s.tcd_gamma)
+        else:
+            self.sampler = samplers.get_sampler(s.sampler)
+        tuning.prepare(self.model, compile=s.compile)       # issue 17: GPU layout, optional torch.compile
         if self.embeddings is None:
             from vid2vid.diffusion.prompts import encode_pair_pooled
 
@@ -108,7 +128,8 @@ class Img2ImgEngine:
         time_ids = None if pooled is None else sdxl_time_ids(self.model.unet.config, pooled[0].shape[-1], s.width,
                                                              s.height)
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
-                                    cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids)
+                                    cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids,
+                                    discrete=self.timesteps is not None)
         # -- ControlNet (issue 14): the nets and their windows over the real schedule
         self.control = None
         if self.controlnets:
@@ -142,7 +163,7 @@ class Img2ImgEngine:
         """Canvas-sized images -> scaled latents float32 (B, 4, H/8, W/8)."""
         x = images_to_tensor(images).to(self.device, self.vae_dtype)
         with self.timings.measure("vae_encode"):
-            means = [self.vae.encode(part.contiguous(memory_format=self.vae_layout)).latent_dist.mean
+            means = [vae_parts.latents_of(self.vae, part.contiguous(memory_format=self.vae_layout))
                      for part in x.split(self.vae_chunk)]
         return (torch.cat(means).float() - self.shift) * self.scaling
 
@@ -157,12 +178,7 @@ class Img2ImgEngine:
 
     def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
         """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
-        s = self.settings
-        if masks is None or all(m is None for m in masks):
-            return None
-        return [np.ones((s.height, s.width, 1), np.float32) if m is None
-                else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
-                for m in masks]
+        return fit_canvas_masks(self.settings, masks)
 
     @torch.no_grad()
     def sample(self, init: torch.Tensor, seeds: list[int] | None = None,
@@ -236,10 +252,12 @@ class Img2ImgEngine:
 
     def describe(self) -> dict:
         """What to record in the manifest about this engine."""
-        return {"real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
+        fast = {} if self.timesteps is None else {"real_timesteps": [int(t) for t in self.timesteps]}  # issue 17
+        return {**fast, "real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
                 "sampler_steps": len(self.real_sigmas) - 1,
                 "model_calls_per_frame": samplers.model_calls(self.settings.sampler, len(self.real_sigmas)),
                 "prediction_type": self.model.prediction_type,
+                "unet_batch_halves": 1 if self.denoiser.uncond is None else 2,
                 "seed": self.settings.seed,
                 **({"controlnets": self.control.describe()} if self.control is not None else {})}
 

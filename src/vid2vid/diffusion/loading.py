@@ -95,7 +95,9 @@ class LoadedModel:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        cfg = self.vae.config      # issue 17: a tiny VAE (AutoencoderTiny) names its levels differently
+        levels = getattr(cfg, "block_out_channels", None) or cfg.encoder_block_out_channels
+        return 2 ** (len(levels) - 1)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep (float64) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
@@ -376,7 +378,10 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed)."""
     from huggingface_hub import hf_hub_download
 
-    offline = _hub_offline()
+    from vid2vid.models.hub import hub_unreachable
+
+    unreachable = None if _hub_offline() else hub_unreachable()   # no network: fail at once, not after retries
+    offline = _hub_offline() or unreachable is not None
     how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the model as a local "
            "folder or .safetensors file")
     try:
@@ -384,7 +389,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     except (OSError, ValueError) as exc:
         if offline:
             raise ModelNotFound(f"model '{repo_id}' is not a local folder or file, not in the local hub cache, "
-                                f"and the hub is offline (HF_HUB_OFFLINE); {how}") from exc
+                                f"and the hub is offline ({unreachable or 'HF_HUB_OFFLINE'}); {how}") from exc
         raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     index = json.loads(Path(index_file).read_text(encoding="utf-8"))
     sdxl = "XL" in index.get("_class_name", "")
@@ -508,14 +513,19 @@ def _quiet_libraries() -> None:
     diffusers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    from huggingface_hub.utils import enable_progress_bars
+
+    enable_progress_bars()      # ...but a real download shows its bytes, rate and time left (the hub's bars)
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
-               embeddings: list[str] | tuple = (), prediction_type: str | None = None) -> LoadedModel:
+               embeddings: list[str] | tuple = (), prediction_type: str | None = None,
+               vae: str = "") -> LoadedModel:
     """Load `spec` (hub id, diffusers folder, or .safetensors/.ckpt file) ready for img2img.
 
     prediction_type overrides what the file implies ("epsilon" or "v_prediction"; SD 2.x single
     files default to v_prediction, the 768-v models; pass "epsilon" for 512-base ones).
+    vae: a separate VAE to use instead of the model's own (file, folder or hub id; diffusion/vae.py).
     Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
     """
     _quiet_libraries()
@@ -525,6 +535,10 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
     spec = check_model_spec(spec)
+    if vae:                                   # issue 17: a missing --vae is said before the model loads
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(vae)
 
     # 2-3. classify the spec and load the parts
     path = Path(spec).expanduser()
@@ -540,6 +554,12 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     # 4. embeddings, then LoRAs (fused)
     emb = apply_embeddings(pipe, list(embeddings))
     lor = apply_loras(pipe, list(loras))
+    # 4b. issue 17: a separate VAE (--vae), checked against the UNet, replaces the model's own
+    if vae:
+        from vid2vid.diffusion.vae import load_vae
+
+        pipe.vae = load_vae(vae, dt, own=pipe.vae, unet_config=pipe.unet.config,
+                            sdxl=getattr(pipe, "text_encoder_2", None) is not None)
 
     # 5. device, eval mode, wrap
     pipe.to(dev)

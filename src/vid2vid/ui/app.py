@@ -228,6 +228,26 @@ def build(cache: str | Path):
                                              elem_id="v2v-sigma-plot")
                         sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                                    interactive=False, elem_id="v2v-sigma-preview")
+                # cross-frame attention and flow-guided init (issue 15)
+                with gr.Accordion("Frames that agree while painted", open=False):
+                    with gr.Row():
+                        W["img2img.cross_frame"] = gr.Radio(form.choices(config.CROSS_FRAME_MODES),
+                                                            value=d("img2img.cross_frame"),
+                                                            label=lab("img2img.cross_frame"))
+                        W["img2img.cross_frame_blocks"] = gr.Radio([("up blocks", "up"), ("all blocks", "all")],
+                                                                   value=d("img2img.cross_frame_blocks"),
+                                                                   label=lab("img2img.cross_frame_blocks"))
+                        W["img2img.cross_frame_bank"] = slider("img2img.cross_frame_bank", 1)
+                        W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
+                    gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
+                                "(batch 1, one model worker).")
+                # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
+                with gr.Accordion("Fast path", open=False):
+                    with gr.Row():
+                        W["img2img.vae"] = gr.Textbox(label=lab("img2img.vae"), lines=1)
+                        W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
+                        W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
+                        W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
                 with gr.Accordion("Frame delta correction", open=True):
                     with gr.Row():
                         W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
@@ -308,6 +328,9 @@ def build(cache: str | Path):
                                         elem_id="v2v-result-video")
                 result_gif = gr.Image(label="Result (gif)", type="filepath", interactive=False, visible=False)
                 result_file = gr.File(label="Download", interactive=False, elem_id="v2v-result-file")
+                compare_btn = gr.Button("Compare stages side by side", elem_id="v2v-compare-btn")
+                compare_video = gr.Video(label="Source, img2img, flow and final frames side by side",
+                                         interactive=False, height=400, elem_id="v2v-compare-video")
 
         widgets = list(W.values())
         head = [status, bar]
@@ -464,6 +487,14 @@ def build(cache: str | Path):
 
         export_btn.click(on_export, [ws_dd] + widgets,
                          head + [export_info, result_video, result_gif, result_file])
+
+        def on_compare(ws_name):
+            def render(info):
+                return (f"Done: compare, {paths.relative(root, info['output'])} ({', '.join(info['panels'])})",
+                        [info["output"]])
+            yield from drive("compare", lambda job: actions.compare(root, ws_name, job), render, 1)
+
+        compare_btn.click(on_compare, [ws_dd], head + [compare_video])
     return page
 
 
