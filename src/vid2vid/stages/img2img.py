@@ -63,7 +63,10 @@ DEPTH = "depthmask"
 # Settings that change how fast, not what: left out of the stage key.
 RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # issue 17: settings that enter the stage key only when used, so older workspaces keep their keys
-KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0}
+# Settings recorded in the stage key only when they differ from these defaults, so that records
+# made before the settings existed stay valid (issues 15 and 17).
+KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0, "cross_frame": "none", "cross_frame_blocks": "up",
+                  "cross_frame_bank": 4, "flow_init": 0.0}
 
 
 @dataclass
