@@ -17,7 +17,7 @@ from vid2vid.democlip import make_clip
 from vid2vid.pipeline import run_stage
 from vid2vid.progress import Job
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
