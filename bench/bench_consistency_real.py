@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_img2img import make_workspace  # one place that makes a bench workspace from frames
+
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = Path("/work/shared/media/mmd-demo-852x480-30fps.mp4")
 PROMPT = "(masterpiece:1.3), best quality, a girl dancing in a room, anime style"
@@ -40,20 +42,6 @@ def clip_frames(path: Path, n: int, fps: float) -> list[np.ndarray]:
         if len(out) == n:
             break
     return out
-
-
-def make_workspace(root: Path, frames: list[np.ndarray]):
-    from vid2vid.imageops import write_image
-    from vid2vid.workspace import Workspace, frame_name
-
-    ws = Workspace(root).ensure()
-    for i, f in enumerate(frames, 1):
-        write_image(ws.path("frames", frame_name(i)), f)
-    h, w = frames[0].shape[:2]
-    ws.manifest["video"] = {"path": "bench", "width": w, "height": h, "frames": len(frames)}
-    ws.begin_stage("extract", {"bench": True, "n": len(frames)}, outputs=())
-    ws.complete_stage("extract", frames=len(frames), width=w, height=h)
-    return ws
 
 
 def main() -> None:
