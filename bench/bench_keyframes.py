@@ -33,9 +33,10 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_temporal import SIZE, _video_duration, clean_style, stand_in_stylizer  # noqa: E402
-from vid2vid import metrics  # noqa: E402
+from vid2vid import metrics, opticalflow  # noqa: E402
 from vid2vid import propagate as prop  # noqa: E402
 from vid2vid.temporal import flow_correct_sequence  # noqa: E402
+from vid2vid.video.read import iter_sequence  # noqa: E402
 
 
 def default_clip() -> str:
@@ -74,14 +75,13 @@ def main(argv=None) -> int:
 
     # 1. frames
     count = int(_video_duration(args.video) * args.fps + 1e-9)
-    source = metrics.read_video(args.video, count)
-    if args.frames:
-        source = source[:args.frames]
+    frames = iter_sequence(args.video, count)
+    source = [frame() for _, frame in zip(range(args.frames or count), frames)]
     n = len(source)
-    src = [metrics.resize_to(s, *SIZE) for s in source]
+    src = [opticalflow.resize_to(s, *SIZE) for s in source]
     clean = [clean_style(s) for s in source]
     generated = [stand_in_stylizer(c, t) for t, c in enumerate(clean)]
-    flows = metrics.source_flows(src)
+    flows = list(metrics.source_flows(src))
     print(f"clip: {os.path.basename(args.video)}, {n} frames at {args.fps:g} fps, {SIZE[0]}x{SIZE[1]}; "
           f"setup {time.perf_counter() - t0:.1f} s")
 

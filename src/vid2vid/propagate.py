@@ -44,7 +44,8 @@ from vid2vid.temporal import FlowOptions, flow_grey, flow_size, source_link
 KEY_MODES = ("off", "every", "motion")
 FILL_MODES = ("warp", "img2img")
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
-FILL_MIN = 0.002          # fraction of hole pixels below which a frame needs no img2img fill
+FILL_MIN = 0.002          # fraction of meaningful hole below which a frame needs no img2img fill
+FILL_OPEN = 9             # pixels: holes thinner than this (slivers along edges) are not worth a fill
 
 
 # ---------------------------------------------------------------- key frames
@@ -218,6 +219,17 @@ def blend(a_img: np.ndarray, a_trust: np.ndarray, b_img: np.ndarray, b_trust: np
     return out, cover
 
 
+def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
+    """The part of a hole mask (float32 HxW in [0, 1]) worth repainting: the pixels over 0.5 opened
+    with a size x size disc (slivers and specks thinner than `size` go), grown back by the same disc
+    so the kept regions keep their soft rim, times the hole. size <= 1: the hole itself."""
+    if size <= 1:
+        return hole
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    core = cv2.morphologyEx((hole > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc)
+    return hole * cv2.dilate(core, disc).astype(np.float32)
+
+
 # ---------------------------------------------------------------- the pass
 
 FillFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
@@ -227,7 +239,8 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
                      key_frame: Callable[[int], np.ndarray],
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
                      *, fill: str | FillFn = "warp", todo: Callable[[int], bool] | None = None,
-                     options: FlowOptions | None = None, progress: Callable[[], None] | None = None) -> dict:
+                     options: FlowOptions | None = None, progress: Callable[[], None] | None = None,
+                     fill_open: int = FILL_OPEN) -> dict:
     """Make all n frames from the key frames, one key interval in memory at a time.
 
     size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float,
@@ -235,7 +248,9 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
     gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
     neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
-    only for frames with more than FILL_MIN of hole; todo(t): False to skip frame t (an interval
+    only for frames with more than FILL_MIN of meaningful hole (`meaningful_hole` with `fill_open`;
+    that part is the `hole` it gets and the only part its result is pasted into; the rest of the
+    hole keeps the nearer key's warp); todo(t): False to skip frame t (an interval
     none of whose frames is wanted is not computed at all); progress: called once per frame.
     Returns {"keys", "propagated", "filled" (frames given to the fill callable), "hole_fraction"}.
     """
@@ -283,7 +298,8 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
         for t in range(a + 1, b):
             far = compose(links[t].flow_bw, links[t].valid_bw, *far)
             if wanted(t):
-                frame, hole = _frame_between(t, a, b, far, to_b[t], gf, key_a, key_b, fill, options, stats)
+                frame, hole = _frame_between(t, a, b, far, to_b[t], gf, key_a, key_b, fill, options, stats,
+                                             fill_open)
                 holes.append(float(hole.mean()))
                 write(t, frame, hole)
             tick()
@@ -295,7 +311,8 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
 
 
 def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np.ndarray, key_b: np.ndarray,
-                   fill: str | FillFn, options: FlowOptions, stats: dict) -> tuple[np.ndarray, np.ndarray]:
+                   fill: str | FillFn, options: FlowOptions, stats: dict,
+                   fill_open: int = FILL_OPEN) -> tuple[np.ndarray, np.ndarray]:
     """Frame t from its keys a < t < b: both warps, trust, blend, fill (see the module docstring)."""
     h, w = key_a.shape[:2]
     (fa, va), (fb, vb) = chain_a, chain_b
@@ -309,10 +326,12 @@ def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np
     nearer = img_a if wa >= wb else img_b
     frame = mixed * cover[..., None] + nearer * hole[..., None]
     stats["propagated"] += 1
-    if callable(fill) and float(hole.mean()) > FILL_MIN:
-        painted = as_float_rgb(fill(t, frame, hole))
-        frame = frame * cover[..., None] + painted * hole[..., None]
-        stats["filled"] += 1
+    if callable(fill):
+        region = meaningful_hole(hole, fill_open)
+        if float(region.mean()) > FILL_MIN:
+            painted = as_float_rgb(fill(t, frame, region))
+            frame = frame * (1.0 - region)[..., None] + painted * region[..., None]
+            stats["filled"] += 1
     return np.clip(frame, 0.0, 1.0), hole
 
 
@@ -330,7 +349,7 @@ def _check_keys(n: int, keys: list[int]) -> None:
 
 
 def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int, np.ndarray],
-                       fill: str | FillFn = "warp", **opts) -> tuple[list[np.ndarray | None], dict]:
+                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, **opts) -> tuple[list[np.ndarray | None], dict]:
     """The list form of `propagate_frames`: source frames (any size), paintings of the keys by
     0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict)."""
     from vid2vid.temporal import flow_options
@@ -346,5 +365,5 @@ def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int
         out[t] = frame
 
     stats = propagate_frames(len(source_frames), (w, h), source_frames.__getitem__, keys, key_frames.__getitem__,
-                             keep, fill=fill, options=options)
+                             keep, fill=fill, options=options, fill_open=fill_open)
     return out, stats

@@ -73,6 +73,7 @@ class FlowOptions:
     cut_level: float = 0.25          # mean trust below this marks a scene cut
     keep_detail: bool = True         # cubic warps and a hard trust floor (False, preset fast: the first version)
     trust_floor: float = 0.3         # keep_detail: trust below this carries nothing, above it is rescaled
+    colour_match: bool = True        # keep_detail: match each frame's colour to its neighbours' (two-sided)
 
     def validate(self) -> None:
         if not 0.05 <= self.flow_scale <= 1.0:
@@ -85,6 +86,60 @@ class FlowOptions:
             raise BadInput(f"cut_level {self.cut_level} is out of range; use 0 .. 1")
         if not 0.0 <= self.trust_floor < 1.0:
             raise BadInput(f"trust_floor {self.trust_floor} is out of range; use 0 .. 0.99")
+
+
+# ---------------------------------------------------------------- colour match
+#
+# Per-frame diffusion flicker is largely a global colour shift (a gain and an offset per channel).
+# Where the motion is trusted, the pass averages it away; where it is not (moving limbs,
+# disocclusions), the generated frame passes through with its shift. So before a frame enters the
+# backward pass, its colour is matched to what its neighbours carry into it from both sides (past
+# and future, so the match follows no single side and cannot drift), by a gain and an offset per
+# channel that give it their mean and spread over the pixels the neighbours reach.
+
+MATCH_WEIGHT = 0.5          # pixels whose carried weight is below this take no part in the fit
+MATCH_MIN = 0.01            # share of such pixels below which the frame is left as it is
+MATCH_GAIN = (0.8, 1.25)    # the fitted gain is clipped to this range
+MATCH_STEP = 4              # the fit reads every MATCH_STEP-th row and column
+
+
+def colour_fit(img: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (gain, offset), float32 (3,), that give `img` the weighted mean and standard
+    deviation of `target`: gain = sd(target) / sd(img), offset = mean(target) - gain * mean(img).
+
+    img, target: float32 HxWx3; weight: float32 HxW >= 0 (no weight: gain 1, offset 0). The ratio
+    of deviations rather than a least-squares slope, because both images carry noise (a slope
+    would shrink the contrast). A channel without contrast (variance below 1e-8) gets gain 1; the
+    gain is clipped to MATCH_GAIN."""
+    w = weight.astype(np.float64)
+    total = w.sum()
+    gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
+    if total <= 0:
+        return gain, offset
+    for c in range(3):
+        x, y = img[..., c].astype(np.float64), target[..., c].astype(np.float64)
+        mx, my = (w * x).sum() / total, (w * y).sum() / total
+        vx, vy = (w * (x - mx) ** 2).sum() / total, (w * (y - my) ** 2).sum() / total
+        g = float(np.clip(math.sqrt(vy / vx), *MATCH_GAIN)) if vx > 1e-8 else 1.0
+        gain[c], offset[c] = g, my - g * mx
+    return gain, offset
+
+
+def match_to_neighbours(gen: np.ndarray, carried: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The generated frame (float32 HxWx3) with its colour fitted to what its neighbours carry.
+
+    carried: (premultiplied RGB HxWx3, weight HxW) pairs, one per side (past, future); their sum is
+    the neighbours' estimate of this frame. Fitted on every MATCH_STEP-th pixel whose carried
+    weight is at least MATCH_WEIGHT; unchanged when fewer than MATCH_MIN of them qualify."""
+    s = MATCH_STEP
+    rgb = sum(c[0][::s, ::s] for c in carried)
+    wsum = sum(c[1][::s, ::s] for c in carried)
+    mask = wsum >= MATCH_WEIGHT
+    if float(mask.mean()) < MATCH_MIN:
+        return gen
+    estimate = rgb / np.maximum(wsum, np.float32(1e-6))[..., None]
+    gain, offset = colour_fit(gen[::s, ::s], estimate, mask.astype(np.float32))
+    return np.clip(gen * gain + offset, 0.0, 1.0)
 
 
 @dataclass
@@ -276,7 +331,7 @@ def flow_options(opts: dict) -> FlowOptions:
         options = FlowOptions(**opts)
     except TypeError as exc:
         raise BadInput(f"unknown option for the flow correction ({exc}); known: flow_scale, preset, "
-                       f"photo_sigma, cut_level, keep_detail, trust_floor") from None
+                       f"photo_sigma, cut_level, keep_detail, trust_floor, colour_match") from None
     options.validate()
     return options
 
@@ -333,6 +388,7 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
     mask = change_mask or (lambda t: None)
     tick = progress or (lambda: None)
     scratch = Scratch.for_size(w, h)
+    match = options.keep_detail and options.colour_match
 
     def frame(t: int) -> np.ndarray:
         g = as_float_rgb(generated(t))
@@ -396,11 +452,16 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
             tick()
         for t in range(b - 1, a - 1, -1):
             if t == n - 1:
+                if match:
+                    gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t])])
                 future_state = premultiplied(gens[t])
             else:
                 link = links[t + 1] if t + 1 < b else link_after
                 assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
                 future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch, options)
+                if match:
+                    gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t]),
+                                                            (future[..., :3], future[..., 3])])
                 cv2.add(premultiplied(gens[t], scratch.frame4), future, dst=future_state)
             resolve_into(past_rgb[t], past_w[t], future_state, scratch)
             write(t, past_rgb.pop(t))
