@@ -64,10 +64,11 @@ def test_analyse_source_measures_motion_and_cuts():
 def test_propagated_frames_match_the_painting_of_known_motion():
     frames = panning(9)
     keys = {k: paint(frames[k]) for k in (0, 4, 8)}
-    out, stats = prop.propagate_sequence(frames, keys)
-    assert stats["propagated"] == 6 and stats["keys"] == 3
+    raw, _ = prop.propagate_sequence(frames, keys, steady=False)
     for k in keys:
-        assert np.array_equal(out[k], keys[k])
+        assert np.array_equal(raw[k], keys[k])                         # not steadied: the keys as painted
+    out, stats = prop.propagate_sequence(frames, keys, steady=False)
+    assert stats["propagated"] == 6 and stats["keys"] == 3
     for t in range(9):
         err = np.abs(out[t] - paint(frames[t]))[8:-8, 16:-16]     # away from the borders content enters at
         assert err.mean() < 0.005, t
@@ -80,7 +81,7 @@ def test_propagated_frames_match_the_painting_of_known_motion():
 def test_distance_weights_favour_the_nearer_key():
     frames = [texture(96, 64)] * 5            # no motion: both warps are the keys themselves
     a, b = np.zeros((64, 96, 3), np.float32), np.ones((64, 96, 3), np.float32)
-    out, _ = prop.propagate_sequence(frames, {0: a, 4: b})
+    out, _ = prop.propagate_sequence(frames, {0: a, 4: b}, steady=False)
     for t in (1, 2, 3):
         np.testing.assert_allclose(out[t], t / 4, atol=1e-5)
 
@@ -99,7 +100,7 @@ def test_disocclusion_is_a_hole_and_the_fill_paints_it():
         return np.full_like(frame, 0.5)
 
     # (flow at the full size: at half of these small frames the square disturbs the flow far around it)
-    out, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0)
+    out, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0, steady=False)
     assert calls == [1, 2, 3] and stats["filled"] == 3
     inner = out[2][36:54, 48:72]
     np.testing.assert_allclose(inner, 0.5, atol=1e-4)                 # the hole takes the fill
@@ -108,7 +109,7 @@ def test_disocclusion_is_a_hole_and_the_fill_paints_it():
     assert np.abs(out[2] - paint(frames[2]))[far].mean() < 0.01       # the rest comes from the keys
     # fill "warp": the nearer key (flat keys, so any warp of them is the key's value)
     flat = {0: np.full((96, 128, 3), 0.2, np.float32), 4: np.full((96, 128, 3), 0.8, np.float32)}
-    warp_out, stats = prop.propagate_sequence(frames, flat, fill="warp", flow_scale=1.0)
+    warp_out, stats = prop.propagate_sequence(frames, flat, fill="warp", flow_scale=1.0, steady=False)
     assert stats["filled"] == 0
     np.testing.assert_allclose(warp_out[1][36:54, 48:72], 0.2, atol=1e-5)
     np.testing.assert_allclose(warp_out[3][36:54, 48:72], 0.8, atol=1e-5)
@@ -126,10 +127,11 @@ def test_nothing_crosses_a_scene_cut():
         np.testing.assert_allclose(out[t], 1.0 if t < 4 else 0.0, atol=1e-5, err_msg=str(t))
 
 
-def test_streaming_skips_done_intervals_and_equals_the_list_form():
+@pytest.mark.parametrize("steady", [False, True])
+def test_streaming_skips_done_intervals_and_equals_the_list_form(steady):
     frames = panning(9, dx=1)
     keys = {k: paint(frames[k]) for k in (0, 3, 6, 8)}
-    full, _ = prop.propagate_sequence(frames, keys)
+    full, _ = prop.propagate_sequence(frames, keys, steady=steady)
     got, reads = {}, []
 
     def source(t):
@@ -139,9 +141,10 @@ def test_streaming_skips_done_intervals_and_equals_the_list_form():
     ticks = []
     prop.propagate_frames(9, (128, 96), source, sorted(keys), keys.__getitem__,
                           lambda t, f, h: got.setdefault(t, f), todo=lambda t: t >= 4,
-                          progress=lambda: ticks.append(1))
+                          progress=lambda: ticks.append(1), steady=steady)
     assert sorted(got) == [4, 5, 6, 7, 8] and len(ticks) == 9
-    assert min(reads) == 3                      # the interval 0..3 was not computed
+    # the interval 0..3 was not computed, unless key 3's steadying needs its motion
+    assert min(reads) == (0 if steady else 3)
     for t in got:
         assert np.array_equal(got[t], full[t])
 
@@ -191,3 +194,44 @@ def test_only_frames_with_meaningful_holes_get_a_fill():
     calls.clear()
     _, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0, fill_open=1)
     assert calls == [1, 2, 3]                                             # the old rule fills the slivers too
+
+
+# ---------------------------------------------------------------- steady keys (issue 16, second session)
+
+def test_steady_key_averages_trusted_neighbours_and_keeps_an_untrusted_key():
+    rng = np.random.default_rng(8)
+    clean = paint(texture(64, 48, seed=3))
+    noise = rng.normal(0.0, 0.02, clean.shape).astype(np.float32)
+    key = np.clip(clean + noise, 0, 1)
+    full, none = np.ones((48, 64), np.float32), np.zeros((48, 64), np.float32)
+    # four neighbours that carry the clean painting with full trust: the noise drops to about 1/5
+    out = prop.steady_key(key, [(clean, full)] * 4, trust_floor=0.3)
+    err_in, err_out = np.abs(key - clean).mean(), np.abs(out - clean).mean()
+    assert err_out < 0.25 * err_in
+    # a trust at or below the floor gives nothing: the key as it is
+    assert prop.steady_key(key, [(clean, full * 0.3), (clean, none)], trust_floor=0.3) is key
+    # neighbours of total weight W that carry the painting shifted by +0.1: the colour match moves the
+    # key to the mean of all, + 0.1 W / (1 + W) (gain 1: a pure offset); the average then gives
+    # (0.1 W / (1 + W) + 0.1 W) / (1 + W)
+    one = prop.steady_key(clean, [(clean + 0.1, full)], trust_floor=0.0)
+    four = prop.steady_key(clean, [(clean + 0.1, full)] * 4, trust_floor=0.0)
+    np.testing.assert_allclose((one - clean).mean(), (0.1 / 2 + 0.1) / 2, atol=2e-3)
+    np.testing.assert_allclose((four - clean).mean(), (0.4 / 5 + 0.4) / 5, atol=2e-3)
+
+
+def test_steady_keys_take_the_per_key_flicker_out():
+    # keys painted with their own colour shift each (as per-frame diffusion does); steadied, the keys
+    # and the frames between them lie nearer the steady painting, and nothing crosses a cut
+    frames = panning(17, dx=1)
+    rng = np.random.default_rng(9)
+    keys = {}
+    for k in (0, 4, 8, 12, 16):
+        keys[k] = np.clip(paint(frames[k]) * rng.normal(1.0, 0.05) + rng.normal(0.0, 0.04), 0, 1).astype(np.float32)
+    raw, _ = prop.propagate_sequence(frames, keys, steady=False)
+    out, _ = prop.propagate_sequence(frames, keys)
+    inner = (slice(8, -8), slice(16, -16))
+
+    def err(seq):
+        return float(np.mean([np.abs(f - paint(s))[inner].mean() for f, s in zip(seq, frames)]))
+
+    assert err(out) < 0.6 * err(raw)

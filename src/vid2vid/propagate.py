@@ -39,13 +39,14 @@ import numpy as np
 
 from vid2vid.errors import BadInput
 from vid2vid.opticalflow import as_float_rgb, consistency_mask, inside_mask, resize_flow, sample_grid, warp
-from vid2vid.temporal import FlowOptions, flow_grey, flow_size, source_link
+from vid2vid.temporal import FlowOptions, flow_grey, flow_size, match_to_neighbours, source_link
 
 KEY_MODES = ("off", "every", "motion")
 FILL_MODES = ("warp", "img2img")
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
 FILL_MIN = 0.002          # fraction of meaningful hole below which a frame needs no img2img fill
 FILL_OPEN = 9             # pixels: holes thinner than this (slivers along edges) are not worth a fill
+STEADY_REACH = 2          # steady keys: each key is averaged with this many keys on each side
 
 
 # ---------------------------------------------------------------- key frames
@@ -219,6 +220,26 @@ def blend(a_img: np.ndarray, a_trust: np.ndarray, b_img: np.ndarray, b_trust: np
     return out, cover
 
 
+def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarray]],
+               trust_floor: float) -> np.ndarray:
+    """A key (float32 HxWx3) steadied with its neighbouring keys warped into it: (its colour matched
+    to the mean and spread of all of them, plus the warps weighted by their trust) / (1 + their
+    weights); neighbours: (warped key, trust HxW at full size), the trust rescaled from
+    [trust_floor, 1] to [0, 1] (below the floor a neighbour gives nothing, as in the flow pass).
+    Without any trusted neighbour: the key itself."""
+    ones = np.ones(key.shape[:2], np.float32)
+    carried = [(key, ones)]
+    for img, trust in neighbours:
+        t = np.clip((trust - np.float32(trust_floor)) * np.float32(1.0 / (1.0 - trust_floor)), 0.0, 1.0)
+        carried.append((img * t[..., None], t))
+    if len(carried) == 1 or not any(float(c[1].max()) > 0 for c in carried[1:]):
+        return key
+    matched = match_to_neighbours(key, carried)
+    rgb = matched + sum(c[0] for c in carried[1:])
+    weight = ones + sum(c[1] for c in carried[1:])
+    return np.clip(rgb / weight[..., None], 0.0, 1.0)
+
+
 def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
     """The part of a hole mask (float32 HxW in [0, 1]) worth repainting: the pixels over 0.5 opened
     with a size x size disc (slivers and specks thinner than `size` go), grown back by the same disc
@@ -235,13 +256,53 @@ def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
 FillFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
+@dataclass
+class IntervalMotion:
+    """The source motion of one key interval a < b at the flow size: the links of its pairs, the
+    float greys of its frames, and the chains between its two keys (at b towards a, at a towards b)."""
+
+    links: dict[int, PairLink]
+    greys: dict[int, np.ndarray]
+    back: tuple[np.ndarray, np.ndarray]
+    ahead: tuple[np.ndarray, np.ndarray]
+
+
+def interval_motion(a: int, b: int, grey: Callable[[int], np.ndarray], options: FlowOptions) -> IntervalMotion:
+    """Links, greys (float32 [0, 1]) and key-to-key chains of the interval a < b; grey(t): uint8 grey
+    of source frame t at the flow size."""
+    greys = {t: grey(t) for t in range(a, b + 1)}
+    links = {t: pair_link(greys[t - 1], greys[t], options) for t in range(a + 1, b + 1)}
+    gf = {t: g.astype(np.float32) * np.float32(1 / 255) for t, g in greys.items()}
+    back: tuple = (None, None)
+    for t in range(a + 1, b + 1):
+        back = compose(links[t].flow_bw, links[t].valid_bw, *back)
+    ahead: tuple = (None, None)
+    for t in range(b - 1, a - 1, -1):
+        ahead = compose(links[t + 1].flow_fw, links[t + 1].valid_fw, *ahead)
+    return IntervalMotion(links, gf, back, ahead)
+
+
+def key_chain(j: int, o: int, motion: Callable[[int], IntervalMotion]) -> tuple[np.ndarray, np.ndarray]:
+    """The chain (flow, validity) at key number j towards key number o != j, composed from the
+    key-to-key chains of the intervals between them (motion(i): interval between keys i and i+1)."""
+    if o > j:
+        far: tuple = (None, None)
+        for m in range(o - 1, j - 1, -1):
+            far = compose(*motion(m).ahead, *far)
+    else:
+        far = (None, None)
+        for m in range(o, j):
+            far = compose(*motion(m).back, *far)
+    return far
+
+
 def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray], keys: Sequence[int],
                      key_frame: Callable[[int], np.ndarray],
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
                      *, fill: str | FillFn = "warp", todo: Callable[[int], bool] | None = None,
                      options: FlowOptions | None = None, progress: Callable[[], None] | None = None,
-                     fill_open: int = FILL_OPEN) -> dict:
-    """Make all n frames from the key frames, one key interval in memory at a time.
+                     fill_open: int = FILL_OPEN, steady: bool = True) -> dict:
+    """Make all n frames from the key frames, a few key intervals in memory at a time.
 
     size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float,
     any size: resized for the flow); keys: sorted 0-based key frames, the first 0 and the last n-1;
@@ -250,8 +311,11 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
     only for frames with more than FILL_MIN of meaningful hole (`meaningful_hole` with `fill_open`;
     that part is the `hole` it gets and the only part its result is pasted into; the rest of the
-    hole keeps the nearer key's warp); todo(t): False to skip frame t (an interval
-    none of whose frames is wanted is not computed at all); progress: called once per frame.
+    hole keeps the nearer key's warp); steady: steady each key with the STEADY_REACH keys on each
+    side (`steady_key`, along the chains of the intervals between them) before it is carried, and
+    write the steadied key (the keys' own per-key flicker otherwise jumps at every key); todo(t):
+    False to skip frame t (an interval none of whose frames is wanted is not computed at all, unless
+    a wanted interval's steady keys need its motion); progress: called once per frame.
     Returns {"keys", "propagated", "filled" (frames given to the fill callable), "hole_fraction"}.
     """
     options = options or FlowOptions()
@@ -265,40 +329,65 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     tick = progress or (lambda: None)
     stats = {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0}
     holes: list[float] = []
+    reach = STEADY_REACH if steady else 0
+    motions: dict[int, IntervalMotion] = {}
+    raws: dict[int, np.ndarray] = {}
+    steadied: dict[int, np.ndarray] = {}
+    up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)     # noqa: E731
 
-    def key_at(k: int) -> np.ndarray:
-        img = as_float_rgb(key_frame(k))
-        if img.shape != (h, w, 3):
-            raise BadInput(f"key frame {k + 1} is {img.shape[1]}x{img.shape[0]}; the keys must all be {w}x{h}")
-        return img
+    def raw(j: int) -> np.ndarray:
+        if j not in raws:
+            img = as_float_rgb(key_frame(keys[j]))
+            if img.shape != (h, w, 3):
+                raise BadInput(f"key frame {keys[j] + 1} is {img.shape[1]}x{img.shape[0]}; "
+                               f"the keys must all be {w}x{h}")
+            raws[j] = img
+        return raws[j]
 
-    def grey(t: int) -> np.ndarray:
-        return flow_grey(source(t), fsize)
+    def motion(i: int) -> IntervalMotion:
+        if i not in motions:
+            motions[i] = interval_motion(keys[i], keys[i + 1], lambda t: flow_grey(source(t), fsize), options)
+        return motions[i]
+
+    def key_grey(j: int) -> np.ndarray:
+        return motion(j).greys[keys[j]] if j < len(keys) - 1 else motion(j - 1).greys[keys[j]]
+
+    def key_at(j: int) -> np.ndarray:
+        """Key number j as it is carried: steadied with its neighbours, or as painted."""
+        if not reach or len(keys) < 2:
+            return raw(j)
+        if j not in steadied:
+            near = []
+            for o in range(max(0, j - reach), min(len(keys), j + reach + 1)):
+                if o != j:
+                    flow, valid = key_chain(j, o, motion)
+                    trust = key_trust(valid, flow, key_grey(j), key_grey(o), options.photo_sigma)
+                    near.append((warp_key(raw(o), flow), up(trust)))
+            steadied[j] = steady_key(raw(j), near, options.trust_floor)
+        return steadied[j]
 
     if wanted(keys[0]):
-        write(keys[0], key_at(keys[0]), None)
+        write(keys[0], key_at(0), None)
     tick()
-    for a, b in zip(keys[:-1], keys[1:]):
+    for i, (a, b) in enumerate(zip(keys[:-1], keys[1:])):
         if not any(wanted(t) for t in range(a + 1, b + 1)):
             for _ in range(a + 1, b + 1):
                 tick()
             continue
-        # 1. the source motion of every pair in the interval
-        greys = {t: grey(t) for t in range(a, b + 1)}
-        links = {t: pair_link(greys[t - 1], greys[t], options) for t in range(a + 1, b + 1)}
-        gf = {t: g.astype(np.float32) * np.float32(1 / 255) for t, g in greys.items()}
-        key_a, key_b = key_at(a), key_at(b)
+        # 1. the source motion of every pair in the interval, and the keys as carried
+        m = motion(i)
+        key_a, key_b = key_at(i), key_at(i + 1)
         # 2. backward chains: at t towards key b
         to_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         far: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         for t in range(b - 1, a, -1):
-            far = to_b[t] = compose(links[t + 1].flow_fw, links[t + 1].valid_fw, *far)
+            far = to_b[t] = compose(m.links[t + 1].flow_fw, m.links[t + 1].valid_fw, *far)
         # 3. forward chains, each frame finished as soon as its chain towards key a is known
         far = (None, None)
         for t in range(a + 1, b):
-            far = compose(links[t].flow_bw, links[t].valid_bw, *far)
+            far = compose(m.links[t].flow_bw, m.links[t].valid_bw, *far)
             if wanted(t):
-                frame, hole = _frame_between(t, a, b, far, to_b[t], gf, key_a, key_b, fill, options, stats,
+                frame, hole = _frame_between(t, a, b, far, to_b[t], m.greys, key_a, key_b, fill, options, stats,
                                              fill_open)
                 holes.append(float(hole.mean()))
                 write(t, frame, hole)
@@ -306,6 +395,10 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
         if wanted(b):
             write(b, key_b, None)
         tick()
+        # 4. forget what no later interval needs (its keys reach back `reach` keys)
+        for cache, first in ((motions, i + 1 - reach), (raws, i + 1 - reach), (steadied, i + 1)):
+            for j in [j for j in cache if j < first]:
+                del cache[j]
     stats["hole_fraction"] = float(np.mean(holes)) if holes else 0.0
     return stats
 
@@ -349,7 +442,7 @@ def _check_keys(n: int, keys: list[int]) -> None:
 
 
 def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int, np.ndarray],
-                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, **opts) -> tuple[list[np.ndarray | None], dict]:
+                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, steady: bool = True, **opts) -> tuple[list[np.ndarray | None], dict]:
     """The list form of `propagate_frames`: source frames (any size), paintings of the keys by
     0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict)."""
     from vid2vid.temporal import flow_options
@@ -365,5 +458,5 @@ def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int
         out[t] = frame
 
     stats = propagate_frames(len(source_frames), (w, h), source_frames.__getitem__, keys, key_frames.__getitem__,
-                             keep, fill=fill, options=options, fill_open=fill_open)
+                             keep, fill=fill, options=options, fill_open=fill_open, steady=steady)
     return out, stats
