@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets):  # noqa: F811
     clip, model = assets
-    s = small_settings(model, run__upscale=False, run__interpolate=False, propagate__keyframes="every:3")
+    s = small_settings(model, run__upscale=False, run__interpolate=False, propagate__keyframes="every:3",
+                       propagate__steady_keys=False)
     result = run(clip, s, workspace=tmp_path / "ws")
     ws = Workspace(result.workspace)
     keys = ws.stage_record("img2img")["info"]["keys"]
@@ -25,7 +26,7 @@ def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets
     assert [p.name for p in ws.frames("img2img")] == [frame_name(k) for k in keys]
     assert len(ws.frames("propagate")) == 6 and "propagate" in result.stages
     assert table.generated(ws).name == "propagate"
-    for k in keys:                                          # the keys pass through unchanged
+    for k in keys:                                          # not steadied, the keys pass through unchanged
         key = frame_name(k)
         assert np.array_equal(read_image(ws.path("propagate", key)), read_image(ws.path("img2img", key)))
     assert result.output == ws.path("synth-img2img.mp4")
@@ -38,6 +39,16 @@ def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets
     ws = Workspace(result.workspace)                        # (a fresh look at the manifest)
     assert ws.stage_record("flow")["inputs"].get("propagate") == ws.stage_record("propagate")["key"]
     assert table.generated(ws).name == "flow" and result.output == ws.path("synth-img2img.mp4")
+    # steadied keys (the default): propagate is redone, the keys change a little, img2img is kept
+    painted = {k: read_image(ws.path("img2img", frame_name(k))) for k in keys}
+    mtimes = {k: ws.path("img2img", frame_name(k)).stat().st_mtime_ns for k in keys}
+    s.propagate.steady_keys = True
+    result = run(clip, s, workspace=tmp_path / "ws")
+    ws = Workspace(result.workspace)
+    assert all(ws.path("img2img", frame_name(k)).stat().st_mtime_ns == mtimes[k] for k in keys)
+    assert ws.stage_record("propagate")["params"]["steady_keys"] is True
+    changes = [np.abs(read_image(ws.path("propagate", frame_name(k))) - painted[k]).mean() for k in keys]
+    assert max(changes) < 0.05 and max(changes) > 0
     # key frames off again: every frame painted, propagate/ no longer current
     s.propagate.keyframes, s.correct.method = "off", "seed"
     run(clip, s, workspace=tmp_path / "ws")

@@ -39,8 +39,10 @@ def propagate(args: Any, parser: Any, job: Job) -> None:
     if not args.keys or not args.out:
         parser.error("propagate --source needs --keys DIR (the painted key frames) and --out DIR")
     given = vars(args)
+    steady = given.get("propagate.steady_keys")
     info = propagate_folder(args.source, args.keys, args.out, resize=given.get("img2img.resize", "just"), job=job,
-                            overwrite=bool(given.get("run.overwrite", False)))
+                            overwrite=bool(given.get("run.overwrite", False)),
+                            steady=True if steady is None else bool(steady))
     print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
           f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, filled from the nearer key)")
 

@@ -482,6 +482,9 @@ class PropagateSettings(Section):
                         "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
     fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
                                   flag="--key-fill-denoise", label="Fill denoise")
+    steady_keys: bool = setting(True, "steady each key with the two keys on each side (along the source's motion) "
+                                "before carrying it, so the keys' own flicker does not jump at every key",
+                                label="Steady the keys")
 
     def check(self) -> None:
         from vid2vid.propagate import parse_keyframes  # the one reader of the key-frame spec

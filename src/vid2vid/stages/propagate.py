@@ -5,7 +5,9 @@ With `--keyframes every:K | motion:T`, img2img paints only the key frames (chose
 writes them under their own frame numbers; this stage carries them to the frames between along
 the source's optical flow, both directions, and fills what neither key sees (`--key-fill warp`:
 the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
-with just that region masked). `propagate/` then holds the whole sequence, and the stage table
+with just that region masked, for frames whose hole is more than slivers). The keys are steadied
+first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
+source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds the whole sequence, and the stage table
 sends the flow pass, upscaling and export to it (`table.painted`, `table.generated`).
 
 `propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
@@ -94,8 +96,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
         raise BadInput(f"img2img in {ws.root} was not painted with {{propagate.keyframes}} {ps.keyframes}; "
                        f"run `vid2vid img2img -w {ws.root}` with it first")
     keys0 = [k - 1 for k in keys]
-    params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize,
-              **({"fill_denoise": ps.fill_denoise} if ps.fill == "img2img" else {})}
+    params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize, "steady_keys": ps.steady_keys,
+              **({"fill_denoise": ps.fill_denoise, "fill_open": prop.FILL_OPEN} if ps.fill == "img2img" else {})}
     status = ws.begin_stage(STAGE, params, inputs=("extract", "img2img"), overwrite=settings.run.overwrite,
                             outputs=ROW.outputs)
     out_dir = ws.path(OUTPUT_DIR)
@@ -106,14 +108,15 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     # 2. propagate, writing each frame once (frames already written are kept)
     fill = _image_fill(settings, job, model, ws) if ps.fill == "img2img" else "warp"
     stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
-                       keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets, fill, job)
+                       keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets, fill, job,
+                       steady=ps.steady_keys)
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
                       hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill)
     return ws.stage_info(STAGE)
 
 
 def _propagate(n: int, size: tuple[int, int], source, keys: list[int], key_frame, targets: list[Path], fill,
-               job: Job) -> dict:
+               job: Job, steady: bool = True) -> dict:
     todo = {t for t, p in enumerate(targets) if not p.exists()}
     tracker = job.tracker(STAGE, n, done=n - len(todo))
     targets[0].parent.mkdir(parents=True, exist_ok=True)
@@ -122,15 +125,17 @@ def _propagate(n: int, size: tuple[int, int], source, keys: list[int], key_frame
         imageops.write_image(targets[t], frame)
         tracker.advance()
 
-    return prop.propagate_frames(n, size, source, keys, key_frame, write, fill=fill, todo=todo.__contains__)
+    return prop.propagate_frames(n, size, source, keys, key_frame, write, fill=fill, todo=todo.__contains__,
+                                 steady=steady)
 
 
 # ---------------------------------------------------------------- any folders
 
 def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str | Path, *, resize: str = "just",
-                     job: Job | None = None, overwrite: bool = False) -> dict:
+                     job: Job | None = None, overwrite: bool = False, steady: bool = True) -> dict:
     """Every source frame from the key frames in `keys_dir` (named like the source frames they belong
-    to, any image format, one size), into PNGs in `out_dir` named like the source frames; fill "warp".
+    to, any image format, one size), into PNGs in `out_dir` named like the source frames; fill "warp";
+    steady: steady the keys first (vid2vid.propagate.steady_key, `--no-steady-keys` turns it off).
     The first and last source frames must have keys. Resumes when run again with the same inputs."""
     job = job or Job()
     source_dir, keys_dir, out_dir = Path(source_dir), Path(keys_dir), Path(out_dir)
@@ -165,7 +170,7 @@ def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str 
     # 2. resume or start over (a record of the inputs in the output folder)
     key = params_key({"source": [[p.name, p.stat().st_size] for p in source],
                       "keys": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in key_files],
-                      "resize": resize})
+                      "resize": resize, "steady_keys": steady})
     targets = [out_dir / f"{p.stem}.png" for p in source]
     record = out_dir / RECORD
     if not (record.is_file() and _record_key(record) == key):
@@ -179,7 +184,7 @@ def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str 
         atomic_write_json(record, {"key": key, "complete": False})
     # 3. propagate
     stats = _propagate(len(source), (w, h), canvas_reader(source, w, h, resize), keys,
-                       lambda k: imageops.read_image(by_t[k]), targets, "warp", job)
+                       lambda k: imageops.read_image(by_t[k]), targets, "warp", job, steady=steady)
     atomic_write_json(record, {"key": key, "complete": True})
     return {"frames": len(source), "keys": len(keys), "out": str(out_dir),
             "hole_fraction": stats["hole_fraction"]}

@@ -277,6 +277,8 @@ def build(cache: str | Path):
                         W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
                                                        label=lab("propagate.fill"))
                         W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
+                        W["propagate.steady_keys"] = gr.Checkbox(value=d("propagate.steady_keys"),
+                                                                 label=lab("propagate.steady_keys"))
                 cn_ui = controlnet_ui.section(gr, W, lab)      # ControlNet (issue 14): ui/controlnet.py
                 with gr.Row():
                     mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
