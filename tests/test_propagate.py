@@ -175,7 +175,7 @@ def test_meaningful_hole_drops_slivers_and_keeps_regions():
 def test_only_frames_with_meaningful_holes_get_a_fill():
     # the square of the disocclusion test in frame 1 and a dark line 2 px thick in frame 3: the line
     # disturbs the flow around it, so frame 3 has a real hole, while frame 2, whose chains pass through
-    # frame 3, is left with scattered thin slivers only (280 px, over FILL_MIN of 0.2%)
+    # frame 3, is left with scattered thin slivers only (280 px, 2.3% of the frame: over FILL_MIN)
     frames = [0.3 + 0.7 * f for f in panning(5, dx=0)]
     frames[1][30:60, 40:80] = 0.0
     frames[3][80:82, 10:120] = 0.0

@@ -44,7 +44,7 @@ from vid2vid.temporal import FlowOptions, flow_grey, flow_size, match_to_neighbo
 KEY_MODES = ("off", "every", "motion")
 FILL_MODES = ("warp", "img2img")
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
-FILL_MIN = 0.002          # fraction of meaningful hole below which a frame needs no img2img fill
+FILL_MIN = 0.005          # share of meaningful hole (`meaningful_hole`) below which a frame gets no img2img fill
 FILL_OPEN = 9             # pixels: holes thinner than this (slivers along edges) are not worth a fill
 STEADY_REACH = 2          # steady keys: each key is averaged with this many keys on each side
 
@@ -309,9 +309,9 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
     gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
     neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
-    only for frames with more than FILL_MIN of meaningful hole (`meaningful_hole` with `fill_open`;
-    that part is the `hole` it gets and the only part its result is pasted into; the rest of the
-    hole keeps the nearer key's warp); steady: steady each key with the STEADY_REACH keys on each
+    only for frames with more than FILL_MIN of meaningful hole (`meaningful_hole` with `fill_open`:
+    a frame with only slivers keeps the nearer key's warp there), with the whole hole, and its
+    result pasted into the whole hole; steady: steady each key with the STEADY_REACH keys on each
     side (`steady_key`, along the chains of the intervals between them) before it is carried, and
     write the steadied key (the keys' own per-key flicker otherwise jumps at every key); todo(t):
     False to skip frame t (an interval none of whose frames is wanted is not computed at all, unless
@@ -419,12 +419,10 @@ def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np
     nearer = img_a if wa >= wb else img_b
     frame = mixed * cover[..., None] + nearer * hole[..., None]
     stats["propagated"] += 1
-    if callable(fill):
-        region = meaningful_hole(hole, fill_open)
-        if float(region.mean()) > FILL_MIN:
-            painted = as_float_rgb(fill(t, frame, region))
-            frame = frame * (1.0 - region)[..., None] + painted * region[..., None]
-            stats["filled"] += 1
+    if callable(fill) and float(meaningful_hole(hole, fill_open).mean()) > FILL_MIN:
+        painted = as_float_rgb(fill(t, frame, hole))
+        frame = frame * cover[..., None] + painted * hole[..., None]
+        stats["filled"] += 1
     return np.clip(frame, 0.0, 1.0), hole
 
 
