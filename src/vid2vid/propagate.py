@@ -204,20 +204,20 @@ def warp_key(key: np.ndarray, flow_small: np.ndarray) -> np.ndarray:
     return cv2.remap(key, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def blend(a_img: np.ndarray, a_trust: np.ndarray, b_img: np.ndarray, b_trust: np.ndarray,
-          wa: float, wb: float) -> tuple[np.ndarray, np.ndarray]:
-    """(blend, coverage): the distance- and trust-weighted mean of two warped keys (float32 HxWx3)
-    and c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1) (float32 HxW); trusts at full size."""
+def blend_weight(a_trust: np.ndarray, b_trust: np.ndarray, wa: float, wb: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight of the farther key, coverage), float32 HxW at full size, for the frame
+
+        nearer + weight * (farther - nearer) = c * (w_a T_a A + w_b T_b B) / (w_a T_a + w_b T_b) + (1 - c) * nearer
+
+    with c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1); where neither key has any trust (w_a T_a + w_b T_b
+    <= 1e-6) the weight is 0 (the nearer key). The nearer key is a when wa >= wb."""
     ka, kb = a_trust * np.float32(wa), b_trust * np.float32(wb)
+    far = kb if wa >= wb else ka
     den = ka + kb
-    safe = np.maximum(den, np.float32(1e-6))
-    out = (a_img * (ka / safe)[..., None] + b_img * (kb / safe)[..., None])
-    # where neither key has any trust the blend is undefined: the nearer key (c = 0 there anyway)
-    none = den <= 1e-6
-    if none.any():
-        out[none] = (a_img if wa >= wb else b_img)[none]
     cover = np.clip(np.maximum(a_trust, b_trust) * np.float32(1.0 / HOLE_TRUST), 0.0, 1.0)
-    return out, cover
+    weight = far / np.maximum(den, np.float32(1e-6)) * cover
+    weight[den <= 1e-6] = 0.0
+    return weight, cover
 
 
 def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -227,17 +227,19 @@ def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarra
     weights); neighbours: (warped key, trust HxW at full size), the trust rescaled from
     [trust_floor, 1] to [0, 1] (below the floor a neighbour gives nothing, as in the flow pass).
     Without any trusted neighbour: the key itself."""
-    ones = np.ones(key.shape[:2], np.float32)
-    carried = [(key, ones)]
+    acc = np.zeros_like(key)
+    wsum = np.zeros(key.shape[:2], np.float32)
     for img, trust in neighbours:
         t = np.clip((trust - np.float32(trust_floor)) * np.float32(1.0 / (1.0 - trust_floor)), 0.0, 1.0)
-        carried.append((img * t[..., None], t))
-    if len(carried) == 1 or not any(float(c[1].max()) > 0 for c in carried[1:]):
+        acc += img * t[..., None]
+        wsum += t
+    if not float(wsum.max()) > 0:
         return key
-    matched = match_to_neighbours(key, carried)
-    rgb = matched + sum(c[0] for c in carried[1:])
-    weight = ones + sum(c[1] for c in carried[1:])
-    return np.clip(rgb / weight[..., None], 0.0, 1.0)
+    weight = wsum + np.float32(1.0)
+    matched = match_to_neighbours(key, [(key + acc, weight)])
+    acc += matched
+    acc /= weight[..., None]
+    return np.clip(acc, 0.0, 1.0, out=acc)
 
 
 def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
@@ -301,7 +303,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
                      *, fill: str | FillFn = "warp", todo: Callable[[int], bool] | None = None,
                      options: FlowOptions | None = None, progress: Callable[[], None] | None = None,
-                     fill_open: int = FILL_OPEN, steady: bool = True) -> dict:
+                     fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN, steady: bool = True) -> dict:
     """Make all n frames from the key frames, a few key intervals in memory at a time.
 
     size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float,
@@ -309,7 +311,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
     gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
     neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
-    only for frames with more than FILL_MIN of meaningful hole (`meaningful_hole` with `fill_open`:
+    only for frames with more than `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`:
     a frame with only slivers keeps the nearer key's warp there), with the whole hole, and its
     result pasted into the whole hole; steady: steady each key with the STEADY_REACH keys on each
     side (`steady_key`, along the chains of the intervals between them) before it is carried, and
@@ -388,7 +390,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
             far = compose(m.links[t].flow_bw, m.links[t].valid_bw, *far)
             if wanted(t):
                 frame, hole = _frame_between(t, a, b, far, to_b[t], m.greys, key_a, key_b, fill, options, stats,
-                                             fill_open)
+                                             fill_open, fill_min)
                 holes.append(float(hole.mean()))
                 write(t, frame, hole)
             tick()
@@ -405,7 +407,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
 
 def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np.ndarray, key_b: np.ndarray,
                    fill: str | FillFn, options: FlowOptions, stats: dict,
-                   fill_open: int = FILL_OPEN) -> tuple[np.ndarray, np.ndarray]:
+                   fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN) -> tuple[np.ndarray, np.ndarray]:
     """Frame t from its keys a < t < b: both warps, trust, blend, fill (see the module docstring)."""
     h, w = key_a.shape[:2]
     (fa, va), (fb, vb) = chain_a, chain_b
@@ -414,16 +416,19 @@ def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np
     img_a, img_b = warp_key(key_a, fa), warp_key(key_b, fb)
     up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)     # noqa: E731
     wa, wb = (b - t) / (b - a), (t - a) / (b - a)
-    mixed, cover = blend(img_a, up(ta), img_b, up(tb), wa, wb)
+    weight, cover = blend_weight(up(ta), up(tb), wa, wb)
     hole = 1.0 - cover
-    nearer = img_a if wa >= wb else img_b
-    frame = mixed * cover[..., None] + nearer * hole[..., None]
+    nearer, farther = (img_a, img_b) if wa >= wb else (img_b, img_a)
+    frame = farther
+    frame -= nearer
+    frame *= weight[..., None]
+    frame += nearer
     stats["propagated"] += 1
-    if callable(fill) and float(meaningful_hole(hole, fill_open).mean()) > FILL_MIN:
+    if callable(fill) and float(meaningful_hole(hole, fill_open).mean()) > fill_min:
         painted = as_float_rgb(fill(t, frame, hole))
         frame = frame * cover[..., None] + painted * hole[..., None]
         stats["filled"] += 1
-    return np.clip(frame, 0.0, 1.0), hole
+    return np.clip(frame, 0.0, 1.0, out=frame), hole
 
 
 def _check_keys(n: int, keys: list[int]) -> None:
@@ -440,7 +445,8 @@ def _check_keys(n: int, keys: list[int]) -> None:
 
 
 def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int, np.ndarray],
-                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, steady: bool = True, **opts) -> tuple[list[np.ndarray | None], dict]:
+                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN,
+                       steady: bool = True, **opts) -> tuple[list[np.ndarray | None], dict]:
     """The list form of `propagate_frames`: source frames (any size), paintings of the keys by
     0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict)."""
     from vid2vid.temporal import flow_options
@@ -456,5 +462,6 @@ def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int
         out[t] = frame
 
     stats = propagate_frames(len(source_frames), (w, h), source_frames.__getitem__, keys, key_frames.__getitem__,
-                             keep, fill=fill, options=options, fill_open=fill_open, steady=steady)
+                             keep, fill=fill, options=options, fill_open=fill_open, fill_min=fill_min,
+                             steady=steady)
     return out, stats

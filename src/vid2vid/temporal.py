@@ -139,7 +139,9 @@ def match_to_neighbours(gen: np.ndarray, carried: list[tuple[np.ndarray, np.ndar
         return gen
     estimate = rgb / np.maximum(wsum, np.float32(1e-6))[..., None]
     gain, offset = colour_fit(gen[::s, ::s], estimate, mask.astype(np.float32))
-    return np.clip(gen * gain + offset, 0.0, 1.0)
+    matrix = np.concatenate([np.diag(gain), offset[:, None]], axis=1).astype(np.float32)
+    out = cv2.transform(gen, matrix)                  # gain * gen + offset per channel, in one pass
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 @dataclass

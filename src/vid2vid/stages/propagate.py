@@ -7,8 +7,9 @@ the source's optical flow, both directions, and fills what neither key sees (`--
 the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
 with just that region masked, for frames whose hole is more than slivers). The keys are steadied
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
-source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds the whole sequence, and the stage table
-sends the flow pass, upscaling and export to it (`table.painted`, `table.generated`).
+source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
+the whole sequence, and the stage table sends the flow pass, upscaling and export to it
+(`table.painted`, `table.generated`).
 
 `propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
 --keys DIR --out DIR`, the keys named like the source frames they belong to.
