@@ -132,9 +132,9 @@ def match_to_neighbours(gen: np.ndarray, carried: list[tuple[np.ndarray, np.ndar
     the neighbours' estimate of this frame. Fitted on every MATCH_STEP-th pixel whose carried
     weight is at least MATCH_WEIGHT; unchanged when fewer than MATCH_MIN of them qualify."""
     s = MATCH_STEP
-    rgb = sum(c[0][::s, ::s] for c in carried)
-    wsum = sum(c[1][::s, ::s] for c in carried)
-    mask = wsum >= MATCH_WEIGHT
+    rgb = np.sum([c[0][::s, ::s] for c in carried], axis=0, dtype=np.float32)
+    wsum = np.sum([c[1][::s, ::s] for c in carried], axis=0, dtype=np.float32)
+    mask = np.asarray(wsum >= np.float32(MATCH_WEIGHT))
     if float(mask.mean()) < MATCH_MIN:
         return gen
     estimate = rgb / np.maximum(wsum, np.float32(1e-6))[..., None]
