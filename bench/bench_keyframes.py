@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     generated = [stand_in_stylizer(c, t) for t, c in enumerate(clean)]
     flows = list(metrics.source_flows(src))
     print(f"clip: {os.path.basename(args.video)}, {n} frames at {args.fps:g} fps, {SIZE[0]}x{SIZE[1]}; "
-          f"setup {time.perf_counter() - t0:.1f} s")
+          f"setup {time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
 
     rows: list[dict] = []
 
@@ -173,7 +173,8 @@ def main(argv=None) -> int:
     print(f"target: propagation <= 150 ms/frame on one core: {worst <= 150} "
           f"({', '.join(f'K={k} {v:.1f}' for k, v in prop_cpu.items())} ms CPU time per propagated frame; "
           f"load reference: today's flow pass took {ref_cpu:.1f} ms/frame in this run)")
-    print(f"total {time.perf_counter() - t0:.1f} s (a shared machine: wall times are inflated, CPU times are not)")
+    print(f"total {time.perf_counter() - t0:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus "
+          f"at the end (a shared machine inflates wall times, and CPU times too under contention)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(metrics._json_safe({"frames": n, "rows": rows}), f, indent=2)
