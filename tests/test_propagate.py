@@ -186,7 +186,8 @@ def test_only_frames_with_meaningful_holes_get_a_fill():
         calls.append(t)
         return np.full_like(frame, 0.5)
 
-    out, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0)
+    assert prop.fill_opening((128, 96)) == 2 and prop.fill_opening((832, 480)) == 9   # in proportion to the size
+    out, stats = prop.propagate_sequence(frames, keys, fill=fill, flow_scale=1.0, fill_open=9)
     assert calls == [1, 3] and stats["filled"] == 2
     np.testing.assert_allclose(out[1][36:54, 48:72], 0.5, atol=1e-4)
     warp_only, _ = prop.propagate_sequence(frames, keys, fill="warp", flow_scale=1.0)

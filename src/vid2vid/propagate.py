@@ -45,7 +45,8 @@ KEY_MODES = ("off", "every", "motion")
 FILL_MODES = ("warp", "img2img")
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
 FILL_MIN = 0.005          # share of meaningful hole (`meaningful_hole`) below which a frame gets no img2img fill
-FILL_OPEN = 9             # pixels: holes thinner than this (slivers along edges) are not worth a fill
+FILL_OPEN = 9             # pixels at 480 rows (scaled with the shorter side): thinner holes are slivers, no fill
+FILL_OPEN_AT = 480
 STEADY_REACH = 2          # steady keys: each key is averaged with this many keys on each side
 
 
@@ -242,6 +243,12 @@ def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarra
     return np.clip(acc, 0.0, 1.0, out=acc)
 
 
+def fill_opening(size: tuple[int, int]) -> int:
+    """The disc (pixels) `meaningful_hole` opens a hole with at frame size (width, height): FILL_OPEN
+    at FILL_OPEN_AT pixels on the shorter side, in proportion elsewhere, at least 1 (no opening)."""
+    return max(1, round(FILL_OPEN * min(size) / FILL_OPEN_AT))
+
+
 def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
     """The part of a hole mask (float32 HxW in [0, 1]) worth repainting: the pixels over 0.5 opened
     with a size x size disc (slivers and specks thinner than `size` go), grown back by the same disc
@@ -303,7 +310,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
                      *, fill: str | FillFn = "warp", todo: Callable[[int], bool] | None = None,
                      options: FlowOptions | None = None, progress: Callable[[], None] | None = None,
-                     fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN, steady: bool = True) -> dict:
+                     fill_open: int | None = None, fill_min: float = FILL_MIN, steady: bool = True) -> dict:
     """Make all n frames from the key frames, a few key intervals in memory at a time.
 
     size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float,
@@ -311,7 +318,8 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
     gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
     neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
-    only for frames with more than `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`:
+    only for frames with more than `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`,
+    default `fill_opening(size)`:
     a frame with only slivers keeps the nearer key's warp there), with the whole hole, and its
     result pasted into the whole hole; steady: steady each key with the STEADY_REACH keys on each
     side (`steady_key`, along the chains of the intervals between them) before it is carried, and
@@ -327,6 +335,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
         raise BadInput(f"fill '{fill}' is not known here; give \"warp\" or a function that paints the holes")
     w, h = size
     fsize = flow_size(size, options)
+    fill_open = fill_opening(size) if fill_open is None else fill_open
     wanted = todo or (lambda t: True)
     tick = progress or (lambda: None)
     stats = {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0}
@@ -445,7 +454,7 @@ def _check_keys(n: int, keys: list[int]) -> None:
 
 
 def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int, np.ndarray],
-                       fill: str | FillFn = "warp", fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN,
+                       fill: str | FillFn = "warp", fill_open: int | None = None, fill_min: float = FILL_MIN,
                        steady: bool = True, **opts) -> tuple[list[np.ndarray | None], dict]:
     """The list form of `propagate_frames`: source frames (any size), paintings of the keys by
     0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict)."""

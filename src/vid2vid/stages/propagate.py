@@ -98,7 +98,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
                        f"run `vid2vid img2img -w {ws.root}` with it first")
     keys0 = [k - 1 for k in keys]
     params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize, "steady_keys": ps.steady_keys,
-              **({"fill_denoise": ps.fill_denoise, "fill_open": prop.FILL_OPEN} if ps.fill == "img2img" else {})}
+              **({"fill_denoise": ps.fill_denoise, "fill_open": prop.fill_opening((s.width, s.height)),
+                  "fill_min": prop.FILL_MIN} if ps.fill == "img2img" else {})}
     status = ws.begin_stage(STAGE, params, inputs=("extract", "img2img"), overwrite=settings.run.overwrite,
                             outputs=ROW.outputs)
     out_dir = ws.path(OUTPUT_DIR)
