@@ -24,9 +24,21 @@ Propagation. A frame t between two consecutive keys a < t < b is
   pixel well (a disocclusion) and `fill_t` takes over: the nearer key's warp (fill "warp") or a
   callable (fill "img2img": the stage repaints just that region with a light img2img).
 
+Steadied keys (`steady`, the default): before it is carried, each key K_j becomes `steady_key` of
+it and the STEADY_REACH keys on each side warped into it along the chained flow (key-to-key chains
+of the intervals between them), with the same trust, rescaled above `trust_floor`:
+K'_j = (match(K_j) + sum T_o warp(K_o)) / (1 + sum T_o), match = the colour match of the flow pass
+(vid2vid.temporal.match_to_neighbours) to all of them. The keys' own per-key flicker would otherwise
+fade in and out across every interval. Nothing crosses a cut (the chains are invalid there).
+
+The img2img fill is called only for frames whose hole, opened by a disc (`meaningful_hole`,
+`fill_opening`: 9 px at 480 rows), is over FILL_MIN of the frame: slivers along edges are left to
+the warp.
+
 Images are float32 RGB HxWx3 in [0, 1] at the generated size; flows are computed at that size times
 `FlowOptions.flow_scale` (OpenCV DIS), so one frame costs two small flows, four small remaps and
-two full-size warps. Memory holds one key interval.
+two full-size warps (plus, steadied, four warps per key). Memory holds about four key intervals of
+flow fields.
 """
 from __future__ import annotations
 
