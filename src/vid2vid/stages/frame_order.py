@@ -83,9 +83,13 @@ def plan(s: Img2ImgSettings, order: list[int], todo: list[int], anchors: tuple[i
     if sequential(s):
         groups: list[tuple[int, ...]] = [(t,) for t in sorted(need | set(todo))]
     else:
-        alone = sorted(f for f in need | set(todo) if mode != "none" and anchor_of(f, starts) == f)
-        groups = [(a,) for a in alone] + [part for g in blocks([t for t in todo if t not in alone], n, s.batch_size,
-                                                               set(alone)) for part in _by_refs(g, refs_of)]
+        anchors_all = {f for f in range(1, n + 1) if mode != "none" and anchor_of(f, starts) == f}
+        # whole blocks without the anchors, split where the shot changes; the parts with a frame to do
+        parts = [part for g in blocks([t for t in todo if t not in anchors_all], n, s.batch_size, anchors_all)
+                 for part in _by_refs(g, refs_of) if set(part) & set(todo)]
+        alone = sorted((need & anchors_all) | (set(todo) & anchors_all) |
+                       {r for part in parts for f in part for r in refs_of(f)})
+        groups = [(a,) for a in alone] + parts
     last_read: dict[int, int] = {}
     for k, g in enumerate(groups):
         for f in g:
