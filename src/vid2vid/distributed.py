@@ -21,7 +21,7 @@ Each actor samples the anchors its blocks read itself, alone (a batch of one, th
 local model worker, so the same bits as the local run's anchor), records their K/V in its own UNet
 and keeps them while its blocks read them (an actor's blocks come in frame order, so it samples
 each anchor at most once). The driver sends an anchor's inputs (its canvas, mask and control
-images: a few MB) with each block that reads it, and writes the anchor frame once, from the unit
+images: a few MB) with each block that reads it (`RayEngine.bind_unit`), and writes the anchor frame once, from the unit
 that paints it. Shipping the recorded K/V instead would move the anchor's self-attention inputs
 of every UNet call through the object store (about 0.8 GB a frame at 512x512 in float32) to every
 actor; sampling it again costs one frame's sampling per actor and anchor. Modes that read the
@@ -37,6 +37,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -262,7 +263,6 @@ class RayEngine:
         self.device = torch.device("cpu")          # the driver's side: arrays only
         self.timings = Timings()
         self._anchors: dict[int, tuple] = {}        # anchor mode: anchor frame -> its inputs
-        self._lock = threading.Lock()
         self.remote_devices = sorted({i["device"] for i in pool.infos})
 
     def canvas_masks(self, masks):
@@ -273,19 +273,17 @@ class RayEngine:
     def repaint(self, canvases, masks=None, controls=None):
         return self.pool.repaint(canvases, masks, self.timings, controls)
 
-    def sample_unit(self, unit, canvases, masks, controls=None) -> list[np.ndarray]:
-        """One unit of the stage's plan (stages/frame_order.py) on an actor: an anchor unit is kept
-        here as inputs (canvas, mask, controls), sent with every later unit that reads it."""
-        with self._lock:
-            if unit.keep:
-                self._anchors[unit.frames[0]] = (canvases[0], None if masks is None else masks[0],
-                                                 None if controls is None else controls[0])
-            refs = {r: self._anchors[r] for r in unit.refs}
-        out = self.pool.repaint(canvases, masks, self.timings, controls, refs or None)
-        with self._lock:
-            for r in unit.release:
-                self._anchors.pop(r, None)
-        return out
+    def bind_unit(self, unit, canvases, masks, controls=None) -> Callable[[], list[np.ndarray]]:
+        """One unit of the stage's plan (stages/frame_order.py), bound in plan order on the stage's
+        thread, to run on an actor: an anchor unit's inputs (canvas, mask, controls) are kept here
+        and bound to every later unit that reads it, and dropped after its last reader is bound."""
+        if unit.keep:
+            self._anchors[unit.frames[0]] = (canvases[0], None if masks is None else masks[0],
+                                             None if controls is None else controls[0])
+        refs = {r: self._anchors[r] for r in unit.refs}
+        for r in unit.release:
+            self._anchors.pop(r, None)
+        return partial(self.pool.repaint, canvases, masks, self.timings, controls, refs or None)
 
     def describe(self) -> dict:
         return dict(self.pool.infos[0]["describe"])

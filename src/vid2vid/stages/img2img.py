@@ -478,7 +478,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             job.check()                   # then, before committing to more work, honour an interrupt
             canvases = [init_canvas(fj, s, previous_output) for fj in batch]
             controls = [fj.control for fj in batch] if s.controlnet else None
-            pending.append((batch, pool.submit(sample_unit, xf, engine, unit, canvases, cmasks, controls)))
+            bind = getattr(engine, "bind_unit", None)        # Ray: the unit bound here, in plan order
+            task = bind(unit, canvases, cmasks, controls) if bind is not None else \
+                partial(sample_unit, xf, engine, unit, canvases, cmasks, controls)
+            pending.append((batch, pool.submit(task)))
             if unit.keep:
                 hand_over(0)              # later units read its K/V
         hand_over(0)
@@ -615,7 +618,7 @@ def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int
 
 def cross_frame(engine, s: config.Img2ImgSettings):
     """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
-    if s.cross_frame == "none" or hasattr(engine, "sample_unit"):    # Ray: the actors hold the attention
+    if s.cross_frame == "none" or hasattr(engine, "bind_unit"):      # Ray: the actors hold the attention
         return None
     from vid2vid.diffusion.crossframe import CrossFrame
 
@@ -626,8 +629,6 @@ def sample_unit(xf, engine, unit: frame_order.Unit, canvases: list[np.ndarray], 
                 controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
     """Repaint one unit's canvases (with their ControlNet images), reading (and with unit.keep
     recording) cross-frame K/V."""
-    if hasattr(engine, "sample_unit"):                 # Ray (distributed.RayEngine): on an actor
-        return engine.sample_unit(unit, canvases, masks, controls)
     repaint = partial(engine.repaint, controls=controls) if controls else engine.repaint
     if xf is None:
         return repaint(canvases, masks)
