@@ -97,6 +97,18 @@ class FrameControls:
         return out
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One canvas-sized PNG per frame and ControlNet (edge maps compress better: an over-estimate)."""
+    from vid2vid import diskspace
+
+    s, frames = settings.img2img, ws.frames()
+    if not s.controlnet or not frames:
+        return None
+    folders = [ws.path(OUTPUT, folder_name(n, cn)) for n, cn in enumerate(s.controlnet, 1)]
+    return diskspace.folder_need(STAGE, len(frames) * len(folders), folders, frames, s.width, s.height,
+                                 fix=f"use {diskspace.SMALLER_CANVAS}, fewer ControlNets or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Write every frame's control images that are not there yet; returns a summary."""
     # 1. check the settings and the inputs (a user folder with too few images fails here)

@@ -86,6 +86,20 @@ def check(settings: Settings) -> None:
     check_interpolator(settings.interpolate.model)
 
 
+def space_need(ws: Workspace, settings: Settings):
+    """round(N * ratio) PNGs of the source frames' size."""
+    from vid2vid import diskspace
+    from vid2vid.models.interpolators.plan import output_count
+
+    src_stage = source_stage(ws)
+    frames = ws.frames(table.stage(src_stage).frames or src_stage)
+    if not frames:
+        return None
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, output_count(len(frames), settings.interpolate.ratio), [ws.path(OUTPUT_DIR)],
+                                 frames, w, h, fix="use a lower {interpolate.ratio} or " + diskspace.FEWER_FRAMES)
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Write round(N * ratio) frames into rife/ (resumable); returns stage info."""
     it = settings.interpolate

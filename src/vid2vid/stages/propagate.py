@@ -80,6 +80,18 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
     return fill
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One canvas-sized PNG per frame, at the painted key frames' bytes per pixel."""
+    from vid2vid import diskspace
+
+    s, frames = settings.img2img, ws.frames()
+    keys = ws.frames("img2img") or frames
+    if not frames:
+        return None
+    return diskspace.folder_need(STAGE, len(frames), [ws.path(OUTPUT_DIR)], keys, s.width, s.height,
+                                 fix=f"use {diskspace.SMALLER_CANVAS} or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     """Propagate the key frames in img2img/ to every frame, into propagate/ (resumable per key interval)."""
     # 1. check settings and inputs

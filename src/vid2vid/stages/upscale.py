@@ -30,6 +30,25 @@ def check(settings: Settings) -> None:
     check_upscaler(settings.upscale.model)
 
 
+ASSUMED_SCALE = 4     # a model file's scale is known only once it is loaded; Real-ESRGAN's are mostly x4
+
+
+def space_need(ws: Workspace, settings: Settings):
+    """One PNG per generated frame, scale times wider and higher (an over-estimate: upscaled
+    frames are smoother than the frames they come from)."""
+    from vid2vid import diskspace
+
+    source = table.generated(ws)
+    frames = ws.frames(source.frames or source.name)
+    if not frames:
+        return None
+    scale = upscaler_scale(settings.upscale.model) or ASSUMED_SCALE
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, len(frames), [ws.path(OUTPUT_DIR)], frames, w * scale, h * scale,
+                                 fix="choose an upscaler with a smaller scale ({upscale.model}), "
+                                 f"{diskspace.SMALLER_CANVAS} or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
     us = settings.upscale
