@@ -126,23 +126,30 @@ def test_a_pipeline_fetches_one_set_of_weights_per_part_and_no_checkpoints():
 # ---------------------------------------------------------------- the loading paths
 
 def test_a_depth_hub_id_downloads_through_our_progress_then_loads_from_the_cache(tmp_path, monkeypatch):
+    """The depth stage, run as every interface runs it, gives the download's bytes to the job."""
+    from conftest import make_workspace
     from test_depth import _tiny_dpt
+    from vid2vid import config, pipeline
     from vid2vid.models.depth import registry
+    from vid2vid.progress import Job
 
     source = _tiny_dpt(tmp_path / "dpt")
     fake = FakeHub(monkeypatch, tmp_path / "cache", "someone/tiny-dpt", source, extra=("model.fp16.safetensors",))
     monkeypatch.setattr(registry, "offline_reason", lambda local=None: None)     # the hub can be reached
+    ws = make_workspace(tmp_path / "ws", moving_frames(2, 40, 30))
+    s = config.Settings()
+    s.depth.model = "someone/tiny-dpt"
     events: list[ProgressEvent] = []
-    model = registry.load_depth_model("someone/tiny-dpt", device="cpu", progress=events.append)
+    pipeline.run_stage("depth", ws, s, Job(on_progress=events.append))
     assert fake.calls == [hub.load_files(fake.files)] and "model.fp16.safetensors" not in fake.calls[0]
-    assert "model.safetensors" in fake.calls[0]
+    assert "model.safetensors" in fake.calls[0] and "config.json" in fake.calls[0]
+    got = [e for e in events if e.unit == "bytes"]
     total = sum((source / n).stat().st_size for n in fake.calls[0])
-    assert events[-1].done == events[-1].total == total and events[-1].unit == "bytes"
-    assert "someone/tiny-dpt" in events[-1].stage
-    assert model.predict(moving_frames(1, 40, 30)[0]).shape == (30, 40, 1)
+    assert got[-1].done == got[-1].total == total and "someone/tiny-dpt" in got[-1].stage
+    assert len(ws.frames("depthmask")) == 2                  # then loaded from the cache and used
     # cached now: loaded again without asking the hub anything
     monkeypatch.setattr(hub, "repo_files", lambda repo: pytest.fail("asked the hub for a cached model"))
-    registry.load_depth_model("someone/tiny-dpt", device="cpu", progress=events.append)
+    registry.load_depth_model("someone/tiny-dpt", device="cpu")
     assert len(fake.calls) == 1
 
 
