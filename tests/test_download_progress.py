@@ -83,10 +83,25 @@ def test_the_hubs_three_bars_become_one_count_of_bytes():
     assert events and all(e.unit == "bytes" and e.stage == "download owner/model" for e in events)
     done = [e.done for e in events]
     assert done == sorted(done) and done[-1] == 15_000 and events[-1].total == 15_000
-    assert len(events) == 2 * 6                          # each chunk on both byte bars; no event for files
-    assert all(e.done <= e.total for e in events)
+    assert len(events) == 2 * 6 + 1                      # each chunk on both byte bars, and the last file's end
+    # finished only at the end: after the first file the second has not started (the totals grow)
+    assert all(e.done < e.total for e in events[:-1]) and events[-1].done == events[-1].total
     line = format_event(events[-1])
     assert "15.0 KB of 15.0 KB" in line and "B/s" in line
+
+
+def test_a_stopped_job_stops_its_download():
+    from vid2vid.errors import Interrupted
+    from vid2vid.progress import Job
+
+    events: list[ProgressEvent] = []
+    job = Job(on_progress=events.append)
+    bar = hub.byte_progress(job.progress, "owner/model")(total=10_000, unit="B")
+    bar.update(1_000)
+    job.cancel.set()
+    with pytest.raises(Interrupted):
+        bar.update(1_000)
+    assert [e.done for e in events] == [1_000, 2_000]
 
 
 # ---------------------------------------------------------------- which files a load reads

@@ -66,31 +66,38 @@ def byte_progress(report: Callable, label: str):
     to `report` as a ProgressEvent counted in bytes (the console shows MB, MB/s and time left).
 
     `hf_hub_download` makes one bar of bytes; `snapshot_download` makes two (bytes received, bytes
-    written; both grow as files start) and one of files. The bars of one class count together: an
-    event carries the largest byte count and total of its byte bars, and bars of files send none."""
+    written; their totals grow as files start) and one of files. The bars of one class count
+    together: an event carries the largest byte count and total of the byte bars; while the bar of
+    files is not full, the total stays above the count (a file may not have started yet), and the
+    last file's end sends the closing event. `report` may raise (a cancelled job) to stop the download."""
     from tqdm.auto import tqdm
 
     from vid2vid.progress import ProgressEvent
 
     began: list[float] = []
-    bars: list[tqdm] = []
+    byte_bars: list[tqdm] = []
+    file_bars: list[tqdm] = []
+
+    def send() -> None:
+        done = max(int(b.n) for b in byte_bars)
+        total = max([int(b.total or 0) for b in byte_bars] + [done])
+        if any(f.n < (f.total or 0) for f in file_bars):
+            total = max(total, done + 1)
+        report(ProgressEvent(f"download {label}", done, total, time.monotonic() - began[0], unit="bytes"))
 
     class ByteProgress(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = False           # the hub's bars may be off globally; this one reports
             kwargs["file"] = io.StringIO()
             super().__init__(*args, **kwargs)
-            if self.unit == "B":
-                bars.append(self)
-                began[:] = began or [time.monotonic()]
+            self.counts_bytes = self.unit == "B"
+            (byte_bars if self.counts_bytes else file_bars).append(self)
+            began[:] = began or [time.monotonic()]
 
         def update(self, n: float | None = 1):
             shown = super().update(n)
-            if self in bars:
-                done = max(int(b.n) for b in bars)
-                total = max(int(b.total or 0) for b in bars)
-                report(ProgressEvent(f"download {label}", done, max(total, done), time.monotonic() - began[0],
-                                     unit="bytes"))
+            if byte_bars and (self.counts_bytes or self.n >= (self.total or 0)):
+                send()
             return shown
 
     return ByteProgress

@@ -74,4 +74,4 @@ def _load(settings: config.Settings, job: Job):
     from vid2vid.models.depth import load_depth_model
 
     job.say(f"loading depth model {settings.depth.model}")
-    return load_depth_model(settings.depth.model, progress=job.on_progress)
+    return load_depth_model(settings.depth.model, progress=job.progress)

@@ -256,7 +256,7 @@ def _load(settings: config.Settings, job: Job, model=None):
         check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type(), vae=s.vae, progress=job.on_progress)
+                           prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     from vid2vid.diffusion.controlnet import load_units
 

@@ -86,7 +86,7 @@ class ModelCache:
                 job.say(f"img2img: loading model {s.model}")
                 self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
                                          embeddings=s.embeddings, prediction_type=s.prediction_type(),
-                                         vae=s.vae, progress=job.on_progress)
+                                         vae=s.vae, progress=job.progress)
                 self._key = key
             return self._model
 
