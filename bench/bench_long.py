@@ -93,8 +93,7 @@ def child(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the comparison (parent)
 
 def make_inputs(root: Path, minutes: list[float]) -> tuple[Path, dict[float, Path]]:
-    from vid2vid.sample import make_clip
-
+    from vid2vid.democlip import make_clip
     from vid2vid.diffusion.tiny import make_tiny_model
 
     model = make_tiny_model(root / "tiny")

@@ -7,9 +7,9 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from vid2vid.sample import make_clip
 
 import metrics_reference as reference
+from vid2vid.democlip import make_clip
 from vid2vid.errors import BadInput
 from vid2vid.imageops import write_image
 from vid2vid.video.read import frame_count, iter_sequence

@@ -17,7 +17,7 @@ IDS = {
     "tab_img2img": ["tab-img2img", "v2v-model", "v2v-prompt", "v2v-steps", "v2v-denoise", "v2v-width",
                     "v2v-height", "v2v-schedule", "v2v-sigma-plot", "v2v-sigma-preview", "v2v-mode",
                     "v2v-debug-frame", "v2v-generate-btn", "v2v-single-image", "v2v-real-sigmas",
-                    "v2v-img2img-strip", "v2v-fdc-btn", "v2v-fdc"],
+                    "v2v-img2img-strip", "v2v-fdc-btn", "v2v-fdc", "v2v-keyframes"],
     "tab_post": ["tab-post", "v2v-upscale-btn", "v2v-interpolate-btn"],
     "tab_export": ["tab-export", "v2v-export-source", "v2v-export-format", "v2v-export-btn",
                    "v2v-export-info", "v2v-result-video", "v2v-result-file"],

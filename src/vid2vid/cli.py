@@ -143,6 +143,23 @@ def stage_command(row) -> Callable:
     return handler
 
 
+FOLDER_FORMS = {"propagate": ("vid2vid.cli_tools", "propagate")}   # stage commands that also take folders
+
+
+def folder_or_stage(row) -> Callable:
+    """`vid2vid <stage> -w WS` runs the stage; with --source it runs the stage's folder tool instead."""
+    on_ws = stage_command(row)
+
+    def handler(args, parser, job):
+        if getattr(args, "source", None) is None:
+            if not getattr(args, "workspace", None):
+                parser.error(f"{row.name} needs -w WORKSPACE, or --source, --keys and --out")
+            return on_ws(args, parser, job)
+        return _lazy(*FOLDER_FORMS[row.name])(args, parser, job)
+
+    return handler
+
+
 def cmd_config(args, parser, job):
     settings = _base_settings(args)
     if args.dump or not args.check:
@@ -208,12 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
 
     for row in table.STAGES:
-        sp = command(row.name, stage_command(row), row.help)
+        folders = row.name in FOLDER_FORMS
+        sp = command(row.name, folder_or_stage(row) if folders else stage_command(row), row.help)
         if row.needs_video:
             sp.add_argument("video")
-        common(sp, not row.needs_video)
+        common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
+    sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
+    sp.add_argument("--source", help="folder of source frames (instead of -w)")
+    sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
+    sp.add_argument("--out", help="output folder for every frame (with --source)")
+    # (with --source, --resize says how the keys were fitted from the source frames, --overwrite
+    #  replaces outputs made from other inputs)
 
     sp = command("correct", _lazy("vid2vid.cli_tools", "correct"),
                  "apply frame delta correction to any folder of generated frames")

@@ -1,4 +1,5 @@
-"""The command line's helper tools (`vid2vid correct`, `fdc-debug`, `sigmas`, `size`, `doctor`): each reads
+"""The command line's helper tools (`vid2vid correct`, `propagate --source`, `fdc-debug`, `sigmas`, `size`,
+`doctor`): each reads
 its options, calls the library and prints. The parser that defines their options is in cli.py."""
 from __future__ import annotations
 
@@ -29,6 +30,19 @@ def correct(args: Any, parser: Any, job: Job) -> None:
                           resize=getattr(args, "resize", "just"))
     print(f"{info['frames']} frames in {info['out']} ({info['written']} written, {info['skipped']} kept "
           f"from an earlier run; method {info['method']})")
+
+
+def propagate(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid propagate --source DIR --keys DIR --out DIR [--resize MODE] [--overwrite]`."""
+    from vid2vid.stages.propagate import propagate_folder
+
+    if not args.keys or not args.out:
+        parser.error("propagate --source needs --keys DIR (the painted key frames) and --out DIR")
+    given = vars(args)
+    info = propagate_folder(args.source, args.keys, args.out, resize=given.get("img2img.resize", "just"), job=job,
+                            overwrite=bool(given.get("run.overwrite", False)))
+    print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
+          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, filled from the nearer key)")
 
 
 def _folder(given: str | None, ws: Path | None, default: str, option: str) -> Path:

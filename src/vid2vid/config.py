@@ -59,6 +59,7 @@ class Choices(tuple):
 # stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
 # with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
+KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -385,6 +386,28 @@ class ExportSettings(Section):
 
 
 @dataclass
+class PropagateSettings(Section):
+    """Key frames: img2img paints only them, stage `propagate` carries them to the other frames."""
+
+    NAME = "propagate"
+    keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
+                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
+                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+    fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
+                                  flag="--key-fill-denoise", label="Fill denoise")
+
+    def check(self) -> None:
+        from vid2vid.propagate import parse_keyframes  # the one reader of the key-frame spec
+
+        parse_keyframes(self.keyframes)
+
+    @property
+    def on(self) -> bool:
+        return self.keyframes.strip().lower() != "off"
+
+
+@dataclass
 class RunSettings(Section):
     """What `vid2vid run` does beyond the stages' own settings."""
 
@@ -421,6 +444,7 @@ class Settings:
     tags: TagsSettings = field(default_factory=TagsSettings)
     img2img: Img2ImgSettings = field(default_factory=Img2ImgSettings)
     correct: CorrectSettings = field(default_factory=CorrectSettings)
+    propagate: PropagateSettings = field(default_factory=PropagateSettings)
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)

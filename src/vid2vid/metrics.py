@@ -32,9 +32,11 @@ import json
 import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from vid2vid.config import METRICS_MIN_SIDE
@@ -118,6 +120,95 @@ def sequence_psnr(frames: Sequence[np.ndarray], ref_frames: Sequence[np.ndarray]
     """PSNR (dB) of a sequence against a reference: 10 log10(1 / MSE), MSE over all frames."""
     _check_counts(len(ref_frames), len(frames), "reference")
     return psnr_from_mse(float(np.mean([mse(a, b) for a, b in zip(frames, ref_frames)])))
+
+
+# ---------------------------------------------------------------- detail figures, pair by pair
+#
+# Fidelity where things move, and sharpness: a temporal method that smooths along the motion can
+# keep a high PSNR overall while it blurs or ghosts the moving parts; these figures look there.
+# Each is a pure function of one frame (or one source pair); `DetailSums` adds them up so that a
+# caller walking the sequence frame by frame holds nothing else.
+
+MOVING_LEVEL = 8 / 255      # grey source change above which a pixel counts as moving
+MOVING_DILATE = 5           # ... dilated by a square of this size
+
+
+def grey_float(img: np.ndarray) -> np.ndarray:
+    """uint8 or float [0, 1] HxWx3 -> float32 HxW luminance in [0, 1] (BT.601, computed in float)."""
+    a = as_float_rgb(img)
+    return a[..., 0] * np.float32(0.299) + a[..., 1] * np.float32(0.587) + a[..., 2] * np.float32(0.114)
+
+
+def moving_mask(src_prev: np.ndarray, src_cur: np.ndarray, level: float = MOVING_LEVEL,
+                size: int = MOVING_DILATE) -> np.ndarray:
+    """bool HxW: pixels of frame t whose grey source change from t-1 exceeds `level`, dilated size x size."""
+    moving = (np.abs(grey_float(src_cur) - grey_float(src_prev)) > level).astype(np.uint8)
+    if size > 1:
+        moving = cv2.dilate(moving, np.ones((size, size), np.uint8))
+    return moving.astype(bool)
+
+
+def masked_squared_error(out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
+    """(sum of squared differences, number of values) over the pixels of `mask` (bool HxW) and channels."""
+    d = as_float_rgb(out).astype(np.float64) - as_float_rgb(ref).astype(np.float64)
+    m = np.asarray(mask, dtype=bool)
+    return float((d * d).sum(axis=2)[m].sum()), int(m.sum()) * d.shape[2]
+
+
+def mean_gradient(img: np.ndarray) -> float:
+    """Mean gradient magnitude of the grey image (central differences inside, one-sided at the border),
+    per pixel in [0, 1] units per pixel step."""
+    gy, gx = np.gradient(grey_float(img).astype(np.float64))
+    return float(np.sqrt(gx * gx + gy * gy).mean())
+
+
+@dataclass
+class DetailSums:
+    """Running sums of the detail figures; add frames in order with `add`."""
+
+    moving_sq: float = 0.0
+    moving_count: int = 0
+    grad_out: float = 0.0
+    grad_ref: float = 0.0
+    frames: int = 0
+
+    def add(self, out: np.ndarray, ref: np.ndarray | None, src_prev: np.ndarray | None,
+            src_cur: np.ndarray) -> None:
+        """Frame t of the output and its reference (None: no reference for this frame, e.g. not a
+        key), with the source frames t-1 (None for the first frame) and t at the output size."""
+        if ref is None:
+            return
+        if src_prev is not None:
+            sq, count = masked_squared_error(out, ref, moving_mask(src_prev, src_cur))
+            self.moving_sq += sq
+            self.moving_count += count
+        self.grad_out += mean_gradient(out)
+        self.grad_ref += mean_gradient(ref)
+        self.frames += 1
+
+    @property
+    def moving_psnr(self) -> float | None:
+        """PSNR (dB) over the moving pixels of all frames with a reference; None when none moved."""
+        return psnr_from_mse(self.moving_sq / self.moving_count) if self.moving_count else None
+
+    @property
+    def sharpness(self) -> float | None:
+        """Mean gradient magnitude of the output over the reference's (1 = as sharp); None without frames."""
+        return self.grad_out / self.grad_ref if self.frames and self.grad_ref > 0 else None
+
+
+def detail_figures(source_frames, output_frames, ref_frames) -> dict:
+    """{"moving_psnr", "sharpness", "frames"} of an output against a reference, walking the three
+    sequences (iterables; reference entries may be None) one frame at a time; source frames are
+    resized to the output's size."""
+    sums = DetailSums()
+    prev = None
+    for src, out, ref in zip(source_frames, output_frames, ref_frames):
+        h, w = np.asarray(out).shape[:2]
+        cur = resize_to(np.asarray(src), w, h)
+        sums.add(out, ref, prev, cur)
+        prev = cur
+    return {"moving_psnr": sums.moving_psnr, "sharpness": sums.sharpness, "frames": sums.frames}
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -219,7 +310,8 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
 
     Returns a dict of plain numbers and per-pair lists: frames, width, height (the output's),
     measured {width, height, every, pairs}, warping_error, source_warping_error, flicker,
-    source_flicker, psnr (None without a reference), per_pair {frame, warping_error,
+    source_flicker, psnr, moving_psnr and sharpness (None without a reference; see DetailSums),
+    per_pair {frame, warping_error,
     source_warping_error, flicker, valid_fraction} (frame t: the pair of frames t-1, t, 1-based),
     per_frame {frame, psnr} (None without a reference).
     """
@@ -237,6 +329,7 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
     with_ref = ref_frames is not None
     frame_no, we, swe, fl, src_fl, valid = array("l"), array("d"), array("d"), array("d"), array("d"), array("d")
     psnr_no, errs = array("l"), array("d")
+    detail = DetailSums()                         # moving-pixel PSNR and sharpness, frame by frame
     w = h = mw = mh = 0
     prev_out = prev_src = None
     n = 0
@@ -273,8 +366,10 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
                 if ref.shape[:2] != (h, w):
                     raise BadInput(f"reference frame {i + 1} is {ref.shape[1]}x{ref.shape[0]}, the output is "
                                    f"{w}x{h}; give a reference of the output's size")
+                ref = resize_to(ref, mw, mh)
                 psnr_no.append(i + 1)
-                errs.append(mse(out, resize_to(ref, mw, mh)))
+                errs.append(mse(out, ref))
+                detail.add(out, ref, prev_src if second else None, src)
             prev_out, prev_src = (out, src) if first else (None, None)
         else:
             prev_out = prev_src = None
@@ -294,6 +389,8 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
         "flicker": float(np.mean(fl_l)) if fl_l else 0.0,
         "source_flicker": float(np.mean(sfl_l)) if sfl_l else 0.0,
         "psnr": psnr_from_mse(float(np.mean(err_l))) if with_ref else None,
+        "moving_psnr": detail.moving_psnr if with_ref else None,
+        "sharpness": detail.sharpness if with_ref else None,
         "per_pair": {"frame": frame_no.tolist(), "warping_error": we_l, "source_warping_error": swe_l,
                      "flicker": fl_l, "valid_fraction": valid.tolist()},
         "per_frame": {"frame": psnr_no.tolist() if with_ref else None,
@@ -322,6 +419,9 @@ def format_report(report: dict) -> str:
         ("fidelity PSNR (dB)", _fmt(report["psnr"], 2), "vs reference" if report["psnr"] is not None
          else "no --ref given"),
     ]
+    if report.get("psnr") is not None:
+        rows.append(("moving-pixel PSNR (dB)", _fmt(report.get("moving_psnr"), 2), "where the source moves"))
+        rows.append(("sharpness", _fmt(report.get("sharpness"), 3), "mean gradient / reference's"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows]
     note = measured_note(report)

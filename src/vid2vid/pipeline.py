@@ -49,6 +49,12 @@ class RunResult:
             lines.append("temporal consistency (lower is steadier; source = the input's own motion):")
             lines.append(f"  warping error  output {m['warp_error']:.4f}   source {m['source_warp_error']:.4f}")
             lines.append(f"  flicker        output {m['flicker']:.4f}   source {m['source_flicker']:.4f}")
+            if m.get("psnr") is not None:
+                moving, sharp = m.get("moving_psnr"), m.get("sharpness")
+                lines.append(f"fidelity against the {m['reference_frames']} painted img2img frames: PSNR "
+                             f"{m['psnr']:.2f} dB, where things move "
+                             f"{'-' if moving is None else f'{moving:.2f}'} dB, sharpness "
+                             f"{'-' if sharp is None else f'{sharp:.3f}'}")
         return "\n".join(lines)
 
 
@@ -186,7 +192,8 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid import metrics
     from vid2vid.imageops import read_image
 
-    gen = ws.frames(table.generated(ws).frames or "img2img")
+    row = table.generated(ws)
+    gen = ws.frames(row.frames or "img2img")
     src = ws.frames("frames")[: len(gen)]
     if len(gen) < 2 or len(src) != len(gen):
         return None
@@ -198,4 +205,30 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     note = metrics.measured_note(report)
     if note:
         out["measured"] = note
+    if row.name != "img2img":
+        out.update(_fidelity(ws, src, gen))
     return out
+
+
+def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
+    """PSNR, moving-pixel PSNR and sharpness of the final frames against the img2img frames, over
+    the frames that have one (the key frames in key mode), read frame by frame."""
+    from vid2vid import metrics
+    from vid2vid.imageops import read_image
+
+    detail = metrics.DetailSums()
+    errs: list[float] = []
+    prev = None
+    for s_path, g_path in zip(src, gen):
+        g = read_image(g_path)
+        cur = metrics.resize_to(read_image(s_path), g.shape[1], g.shape[0])
+        ref_path = ws.path("img2img", g_path.name)
+        if ref_path.is_file():
+            r = read_image(ref_path)
+            errs.append(metrics.mse(g, r))
+            detail.add(g, r, prev, cur)
+        prev = cur
+    if not errs:
+        return {}
+    return {"psnr": metrics.psnr_from_mse(float(sum(errs) / len(errs))), "moving_psnr": detail.moving_psnr,
+            "sharpness": detail.sharpness, "reference_frames": len(errs)}

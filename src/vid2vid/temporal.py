@@ -25,6 +25,13 @@ is the trust in the motion at each pixel:
 - scene cuts: when the mean trust of a frame pair falls below `cut_level`, the pair is a cut
   and the trust is zero everywhere, so nothing crosses the cut in either direction.
 
+Keeping detail (`keep_detail`, the default): the running averages are warped with bicubic
+rather than bilinear interpolation (they are resampled at every step, and bilinear resampling
+compounds into blur), and the trust has a floor: below `trust_floor` a pixel carries nothing
+from its neighbour, above it the trust is rescaled to [0, 1], so a doubtful match never drags an
+old frame's content into this one (the ghosts on moving limbs). `keep_detail=False` with preset
+"fast" is the first version of the pass, to the bit.
+
 The flow is OpenCV DIS on the source frames resized to the output size times `flow_scale`
 (the flow is scaled back up), so the cost per frame is two cheap flows, one 4-channel warp per
 pass and a few array operations. Images are float32 RGB HxWx3 in [0, 1]; masks HxWx1.
@@ -61,9 +68,11 @@ class FlowOptions:
     """Tunables of the flow-guided correction (defaults measured on bench/bench_temporal.py)."""
 
     flow_scale: float = 0.5          # flow resolution relative to the output size
-    preset: str = "fast"             # OpenCV DIS preset for the correction's own flow
+    preset: str = "medium"           # OpenCV DIS preset for the correction's own flow (the first version: fast)
     photo_sigma: float = 0.05        # photometric check width (grey levels in [0, 1])
     cut_level: float = 0.25          # mean trust below this marks a scene cut
+    keep_detail: bool = True         # cubic warps and a hard trust floor (False, preset fast: the first version)
+    trust_floor: float = 0.3         # keep_detail: trust below this carries nothing, above it is rescaled
 
     def validate(self) -> None:
         if not 0.05 <= self.flow_scale <= 1.0:
@@ -74,6 +83,8 @@ class FlowOptions:
             raise BadInput(f"photo_sigma {self.photo_sigma} must be > 0")
         if not 0.0 <= self.cut_level <= 1.0:
             raise BadInput(f"cut_level {self.cut_level} is out of range; use 0 .. 1")
+        if not 0.0 <= self.trust_floor < 1.0:
+            raise BadInput(f"trust_floor {self.trust_floor} is out of range; use 0 .. 0.99")
 
 
 @dataclass
@@ -161,7 +172,8 @@ def premultiplied(img: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def propagate(state: np.ndarray, flow_small: np.ndarray, trust_small: np.ndarray, strength: float,
-              change_mask: np.ndarray | None, scratch: Scratch | None = None) -> np.ndarray:
+              change_mask: np.ndarray | None, scratch: Scratch | None = None,
+              options: FlowOptions | None = None) -> np.ndarray:
     """Carry a neighbour's running average into this frame.
 
     state: float32 HxWx4 premultiplied average at the neighbouring frame; flow_small /
@@ -172,8 +184,14 @@ def propagate(state: np.ndarray, flow_small: np.ndarray, trust_small: np.ndarray
     h, w = state.shape[:2]
     scratch = scratch or Scratch.for_size(w, h)
     map_x, map_y = sample_grid(resize_flow(flow_small.astype(np.float32), w, h))
-    warped = cv2.remap(state, map_x, map_y, cv2.INTER_LINEAR, dst=scratch.warped, borderMode=cv2.BORDER_REPLICATE)
+    detail = options is not None and options.keep_detail
+    interp = cv2.INTER_CUBIC if detail else cv2.INTER_LINEAR
+    warped = cv2.remap(state, map_x, map_y, interp, dst=scratch.warped, borderMode=cv2.BORDER_REPLICATE)
     k = cv2.resize(trust_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if detail:
+        assert options is not None
+        floor = options.trust_floor
+        k = np.clip((k - floor) * np.float32(1.0 / (1.0 - floor)), 0.0, 1.0, out=k) if floor > 0 else k
     k *= np.float32(strength)
     if change_mask is not None:
         k *= 1.0 - change_mask.reshape(h, w)
@@ -258,7 +276,7 @@ def flow_options(opts: dict) -> FlowOptions:
         options = FlowOptions(**opts)
     except TypeError as exc:
         raise BadInput(f"unknown option for the flow correction ({exc}); known: flow_scale, preset, "
-                       f"photo_sigma, cut_level") from None
+                       f"photo_sigma, cut_level, keep_detail, trust_floor") from None
     options.validate()
     return options
 
@@ -332,7 +350,7 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
         Returns (link t-1 -> t, grey of frame t, what the past carried into t (scratch.warped))."""
         grey_t = flow_grey(source(t), fsize)
         link = source_link(grey_prev, grey_t, options)
-        carried = propagate(state, link.flow_bw, link.trust_bw, strength, mask_t, scratch)
+        carried = propagate(state, link.flow_bw, link.trust_bw, strength, mask_t, scratch, options)
         cv2.add(premultiplied(gen_t, scratch.frame4), carried, dst=state)
         return link, grey_t, carried
 
@@ -382,7 +400,7 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
             else:
                 link = links[t + 1] if t + 1 < b else link_after
                 assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
-                future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch)
+                future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch, options)
                 cv2.add(premultiplied(gens[t], scratch.frame4), future, dst=future_state)
             resolve_into(past_rgb[t], past_w[t], future_state, scratch)
             write(t, past_rgb.pop(t))

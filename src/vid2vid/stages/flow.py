@@ -1,4 +1,5 @@
-"""Stage `flow`: the flow-guided temporal correction (vid2vid.temporal) over the img2img frames.
+"""Stage `flow`: the flow-guided temporal correction (vid2vid.temporal) over the img2img frames
+(or, with key frames, over the propagated sequence in propagate/).
 
 Runs when `correct.method` is "flow": img2img then generates without the seed's statistics, and
 this offline pass steadies the whole sequence along the source's motion (it uses past and
@@ -18,12 +19,14 @@ OUTPUT_DIR = ROW.frames or STAGE
 
 
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
-    """Correct img2img/ into flow/ (a segment of the sequence in memory at a time); returns stage info."""
+    """Correct img2img/ (propagate/ with key frames) into flow/ (a segment of the sequence in memory
+    at a time); returns stage info."""
     from vid2vid.stages.correct import correct_folder, key_params
 
     cs = settings.correct
     cs.validate()
-    inputs = ("extract", "img2img") + (("depth",) if cs.flow_mask == "depth" else ())
+    base = table.painted(ws)          # img2img/, or propagate/ with key frames
+    inputs = ("extract", base.name) + (("depth",) if cs.flow_mask == "depth" else ())
     params = {"method": key_params(cs)["method"], "strength": cs.flow_strength, "mask": cs.flow_mask,
               "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,
               "depth_lowcut": cs.depth_lowcut}
@@ -32,7 +35,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     if status.state == "done":
         return ws.stage_info(STAGE)
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)
-    info = correct_folder(ws.frames_dir(), ws.path("img2img"), ws.path(OUTPUT_DIR), cs,
+    info = correct_folder(ws.frames_dir(), ws.path(base.frames or base.name), ws.path(OUTPUT_DIR), cs,
                           depth_dir=ws.path("depthmask") if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True, resize=settings.img2img.resize)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)

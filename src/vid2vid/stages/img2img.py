@@ -1,5 +1,9 @@
 """Stage `img2img`: every extracted frame repainted, then frame delta correction, into `img2img/`.
 
+With key frames (`--keyframes every:K | motion:T`) only the key frames are painted, under their own
+frame numbers, without the frame delta correction (keys lie frames apart); stage `propagate`
+makes the rest.
+
 Work per frame t (1-based):
     canvas_t  = fit(src_t, width, height, resize)          (reader thread)
     d_t       = canvas_t - canvas_(t-1)                    (none for the first frame)
@@ -31,6 +35,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +86,12 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
-    return {"img2img": gen, "correct": key_params(settings.correct)}
+    params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
+    if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
+        from vid2vid.propagate import parse_keyframes
+
+        params["keyframes"] = str(parse_keyframes(settings.propagate.keyframes))
+    return params
 
 
 def needs_depth(c: config.CorrectSettings) -> bool:
@@ -188,6 +198,27 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     return [i for b in blocks for i in range(b * batch_size + 1, min((b + 1) * batch_size, n) + 1)]
 
 
+def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job) -> list[int]:
+    """1-based frames this run paints: every frame, or with key frames on the keys (those recorded for
+    the same parameters, else chosen from the source, see stages.propagate.workspace_keys)."""
+    n = len(ws.frames())
+    if not settings.propagate.on:
+        return list(range(1, n + 1))
+    if rec and rec.get("params") == params and rec.get("info", {}).get("keys"):
+        return list(rec["info"]["keys"])
+    from vid2vid.stages.propagate import workspace_keys
+
+    keys = [k + 1 for k in workspace_keys(ws, settings, job)]
+    job.say(f"img2img: {len(keys)} key frames of {n} ({settings.propagate.keyframes}, scene cuts included)")
+    return keys
+
+
+def _aligned(todo: list[int], order: list[int], batch_size: int) -> list[int]:
+    """batch_aligned over the positions of the frames to paint (`order`: all frames, or the keys)."""
+    pos = {i: k for k, i in enumerate(order, 1)}
+    return [order[k - 1] for k in batch_aligned([pos[i] for i in todo], len(order), batch_size)]
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
         model=None) -> dict:
     """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single).
@@ -214,14 +245,19 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
-    targets = [out_dir / frame_name(i) for i in range(1, len(frames) + 1)]
     rec = ws.stage_record(STAGE)
-    maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and all(p.exists() for p in targets))
+    keys = _keys(ws, settings, params, rec, job)          # 1-based frames to paint: all, or the key frames
+    targets = {i: out_dir / frame_name(i) for i in keys}
+    maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
+                      all(p.exists() for p in targets.values()))
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
-    todo = [i for i, p in enumerate(targets, 1) if not p.exists()]
+    keyed = settings.propagate.on
+    if keyed:
+        ws.update_stage_info(STAGE, keys=keys, keyframes=params["keyframes"])
+    todo = [i for i, p in targets.items() if not p.exists()]
     if status.state == "done" and not todo:
         info = ws.stage_info(STAGE)
         job.say(f"img2img: already done ({info.get('frames')} frames)")
@@ -240,14 +276,14 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             return None
         if i - 1 in prev_out:
             return prev_out.pop(i - 1)
-        return imageops.read_image(targets[i - 2])
+        return imageops.read_image(targets[i - 1])
 
     def finish_frame(fj: FrameJob, generated: np.ndarray) -> None:
         # correction in frame order, then atomic writes; the 8-bit result is the next prev_out
         if fj.index not in missing:
             return        # regenerated only to keep its batch whole (see batch_aligned); already written
         t0 = time.perf_counter()
-        if c.method == "stats":
+        if c.method == "stats" and not keyed:
             out, mask = fdc.correct_frame(generated, previous(fj.index), fj.delta, c, depth=fj.depth)
         else:             # a sequence-level method (flow) corrects later, in its own stage
             out, mask = generated, None
@@ -257,8 +293,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         t1 = time.perf_counter()
         if mask is not None and (c.delta_mask == "motion" or c.spatial_mask == "motion"):
             imageops.write_mask(mask_dir / frame_name(fj.index), mask)
-        imageops.write_image(targets[fj.index - 1], out8)
-        prev_out[fj.index] = imageops.to_float(out8)
+        imageops.write_image(targets[fj.index], out8)
+        if not keyed:
+            prev_out[fj.index] = imageops.to_float(out8)
         t2 = time.perf_counter()
         times["correct"] += t1 - t0
         times["write"] += t2 - t1
@@ -287,7 +324,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(frames) / s.batch_size),
+    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(targets) / s.batch_size),
                                      threads_before)
     if workers > 1:
         job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
@@ -302,7 +339,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.put(batch, fut.result())
 
     try:
-        jobs = frame_jobs(ws, frames, batch_aligned(todo, len(frames), s.batch_size), settings)
+        jobs = frame_jobs(ws, frames, _aligned(todo, keys, s.batch_size), settings)
         for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)

@@ -59,10 +59,17 @@ def needs_depth(s: Settings) -> bool:
 
 def img2img_settings(s: Settings) -> Settings:
     """With the flow-guided method, img2img generates without the per-frame statistics and masks
-    (the flow stage corrects the whole sequence afterwards, with `flow_mask` as its change mask)."""
-    if s.correct.method == "flow":
+    (the flow stage corrects the whole sequence afterwards, with `flow_mask` as its change mask).
+    With key frames too: the frame delta correction compares a frame with the previous one, and
+    keys lie several frames apart (propagation makes the frames between them agree instead)."""
+    if s.correct.method == "flow" or s.propagate.on:
         return replace(s, correct=replace(s.correct, fdc="none", delta_mask="none"))
     return s
+
+
+def propagate_wanted(s: Settings) -> bool:
+    """Propagation runs with key frames on, after a batch (not after a --single debug frame)."""
+    return s.propagate.on and not s.img2img.single
 
 
 def flow_wanted(s: Settings) -> bool:
@@ -80,8 +87,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("tags", "Tags", "tag the extracted frames (anime taggers)",
           ("tags",), ("tags", "tags.json", "tags-topk.txt"), wanted=lambda s: s.run.tags),
     Stage("img2img", "Batch img2img", "successive img2img with sigma override and frame delta correction",
-          ("img2img", "correct"), ("img2img", "motionmask"), frames="img2img", adjust=img2img_settings,
-          then=("flow",)),
+          ("img2img", "correct", "propagate"), ("img2img", "motionmask"), frames="img2img", adjust=img2img_settings,
+          then=("propagate", "flow")),
+    Stage("propagate", "Key frame propagation", "make every frame from the painted key frames along the "
+          "source's motion (with --keyframes)", ("img2img", "propagate"), ("propagate",), frames="propagate",
+          wanted=propagate_wanted),
     Stage("flow", "Flow correction", "flow-guided correction of the img2img frames (with --method flow)",
           ("correct",), ("flow",), frames="flow", wanted=flow_wanted),
     Stage("upscale", "Upscale", "upscale the generated frames (Real-ESRGAN)",
@@ -105,15 +115,26 @@ def outputs() -> dict[str, tuple[str, ...]]:
     return {st.name: st.outputs for st in STAGES}
 
 
+def _made_from(ws: Workspace, name: str, source: str) -> bool:
+    """Stage `name` is complete and was made from the current results of stage `source`."""
+    rec = ws.stage_record(name)
+    return bool(ws.is_complete(name) and rec and rec.get("inputs", {}).get(source) ==
+                (ws.stage_record(source) or {}).get("key"))
+
+
+def painted(ws: Workspace) -> Stage:
+    """The stage whose folder holds the whole painted sequence: propagate/ while key-frame
+    propagation is complete and made from the current img2img frames (the keys), else img2img/."""
+    prop = BY_NAME["propagate"]
+    return prop if _made_from(ws, prop.name, "img2img") else BY_NAME["img2img"]
+
+
 def generated(ws: Workspace) -> Stage:
     """The stage whose folder holds the current generated frames: flow/ while that pass is complete
-    and made from the current img2img frames, else img2img/."""
+    and made from the current painted sequence (img2img/ or propagate/), else that sequence."""
+    base = painted(ws)
     flow = BY_NAME["flow"]
-    rec = ws.stage_record(flow.name)
-    if ws.is_complete(flow.name) and rec and rec.get("inputs", {}).get("img2img") == \
-            (ws.stage_record("img2img") or {}).get("key"):
-        return flow
-    return BY_NAME["img2img"]
+    return flow if _made_from(ws, flow.name, base.name) else base
 
 
 def after_generation(ws: Workspace) -> Stage:

@@ -36,7 +36,7 @@ MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
 # Settings sections each button reads (and validates).
 SECTIONS = {
     "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
-    "img2img": ("img2img", "correct"), "upscale": ("upscale",), "interpolate": ("interpolate",),
+    "img2img": ("img2img", "correct", "propagate"), "upscale": ("upscale",), "interpolate": ("interpolate",),
     "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
 }
 
@@ -358,6 +358,15 @@ def tab_img2img(p: Page) -> Wire:
                 W["correct.flow_strength"] = slider("correct.flow_strength", 0.01)
                 W["correct.flow_mask"] = gr.Radio(form.choices(config.DELTA_MASKS),
                                                   value=d("correct.flow_mask"), label=lab("correct.flow_mask"))
+        with gr.Accordion("Key frames", open=False):
+            with gr.Row():
+                W["propagate.keyframes"] = gr.Textbox(value=d("propagate.keyframes"),
+                                                      label=lab("propagate.keyframes"),
+                                                      placeholder="off, every:4 or motion:24",
+                                                      elem_id="v2v-keyframes")
+                W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
+                                               label=lab("propagate.fill"))
+                W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
         with gr.Row():
             mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
             debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",

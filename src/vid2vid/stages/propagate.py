@@ -1,0 +1,189 @@
+"""Stage `propagate`: every frame made from the painted key frames (vid2vid.propagate) into `propagate/`.
+
+With `--keyframes every:K | motion:T`, img2img paints only the key frames (chosen here, by
+`workspace_keys`, from the source frames fitted to the canvas; scene cuts always start a key) and
+writes them under their own frame numbers; this stage carries them to the frames between along
+the source's optical flow, both directions, and fills what neither key sees (`--key-fill warp`:
+the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
+with just that region masked). `propagate/` then holds the whole sequence, and the stage table
+sends the flow pass, upscaling and export to it (`table.painted`, `table.generated`).
+
+`propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
+--keys DIR --out DIR`, the keys named like the source frames they belong to.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from vid2vid import config, imageops
+from vid2vid import propagate as prop
+from vid2vid.errors import BadInput
+from vid2vid.progress import Job
+from vid2vid.stages import table
+from vid2vid.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
+
+STAGE = "propagate"
+ROW = table.stage(STAGE)
+OUTPUT_DIR = ROW.frames or STAGE
+RECORD = "propagate.json"
+
+
+def check(settings: config.Settings) -> None:
+    """The img2img fill needs the Stable Diffusion model (nothing is loaded)."""
+    if settings.propagate.fill == "img2img":
+        from vid2vid.diffusion.loading import check_model_spec
+
+        check_model_spec(settings.img2img.model)
+
+
+def canvas_reader(frames: list[Path], width: int, height: int, resize: str) -> Callable[[int], np.ndarray]:
+    """Source frame t (0-based) fitted to the canvas the way img2img fits it (float32 HxWx3)."""
+    return lambda t: imageops.fit(imageops.read_image(frames[t]), width, height, resize)
+
+
+def workspace_keys(ws: Workspace, settings: config.Settings, job: Job | None = None) -> list[int]:
+    """The 0-based key frames of the workspace's extracted frames under these settings (all frames
+    when key frames are off): the source fitted to the canvas, its motion and scene cuts measured
+    with the flow the propagation uses."""
+    frames = ws.frames()
+    spec = prop.parse_keyframes(settings.propagate.keyframes)
+    if not spec.on:
+        return list(range(len(frames)))
+    s = settings.img2img
+    tracker = job.tracker("keys", max(0, len(frames) - 1)) if job is not None else None
+    motion = prop.analyse_source(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
+                                 progress=tracker.advance if tracker else None)
+    return prop.choose_keys(len(frames), spec, motion)
+
+
+def _image_fill(settings: config.Settings, job: Job, model=None):
+    """fill(t, frame, hole) for --key-fill img2img: the propagated frame repainted where the hole is,
+    at the fill's denoising strength (the img2img engine of the settings' model)."""
+    from dataclasses import replace
+
+    from vid2vid.stages.img2img import _load
+
+    light = replace(settings, img2img=replace(settings.img2img, denoise=settings.propagate.fill_denoise))
+    engine = _load(light, job, model)
+
+    def fill(t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        return engine.generate([frame], masks=[hole[..., None]])[0]
+
+    return fill
+
+
+def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
+    """Propagate the key frames in img2img/ to every frame, into propagate/ (resumable per key interval)."""
+    # 1. check settings and inputs
+    ps, s = settings.propagate, settings.img2img
+    ps.validate()
+    if not ps.on:
+        raise BadInput("key frames are off; set {propagate.keyframes} (e.g. every:4) and run img2img again")
+    frames = ws.frames()
+    rec = ws.stage_record("img2img") or {}
+    keys = rec.get("info", {}).get("keys")
+    if keys is None or rec.get("info", {}).get("keyframes") != str(prop.parse_keyframes(ps.keyframes)):
+        raise BadInput(f"img2img in {ws.root} was not painted with {{propagate.keyframes}} {ps.keyframes}; "
+                       f"run `vid2vid img2img -w {ws.root}` with it first")
+    keys0 = [k - 1 for k in keys]
+    params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize,
+              **({"fill_denoise": ps.fill_denoise} if ps.fill == "img2img" else {})}
+    status = ws.begin_stage(STAGE, params, inputs=("extract", "img2img"), overwrite=settings.run.overwrite,
+                            outputs=ROW.outputs)
+    out_dir = ws.path(OUTPUT_DIR)
+    targets = [out_dir / frame_name(t + 1) for t in range(len(frames))]
+    if status.state == "done" and all(p.exists() for p in targets):
+        return ws.stage_info(STAGE)
+
+    # 2. propagate, writing each frame once (frames already written are kept)
+    fill = _image_fill(settings, job, model) if ps.fill == "img2img" else "warp"
+    stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
+                       keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets, fill, job)
+    ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
+                      hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill)
+    return ws.stage_info(STAGE)
+
+
+def _propagate(n: int, size: tuple[int, int], source, keys: list[int], key_frame, targets: list[Path], fill,
+               job: Job) -> dict:
+    todo = {t for t, p in enumerate(targets) if not p.exists()}
+    tracker = job.tracker(STAGE, n, done=n - len(todo))
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
+
+    def write(t: int, frame: np.ndarray, hole) -> None:
+        imageops.write_image(targets[t], frame)
+        tracker.advance()
+
+    return prop.propagate_frames(n, size, source, keys, key_frame, write, fill=fill, todo=todo.__contains__)
+
+
+# ---------------------------------------------------------------- any folders
+
+def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str | Path, *, resize: str = "just",
+                     job: Job | None = None, overwrite: bool = False) -> dict:
+    """Every source frame from the key frames in `keys_dir` (named like the source frames they belong
+    to, any image format, one size), into PNGs in `out_dir` named like the source frames; fill "warp".
+    The first and last source frames must have keys. Resumes when run again with the same inputs."""
+    job = job or Job()
+    source_dir, keys_dir, out_dir = Path(source_dir), Path(keys_dir), Path(out_dir)
+    # 1. check the inputs
+    if resize not in config.RESIZE_MODES:
+        raise BadInput(f"--resize '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
+    for what, folder, option in (("source", source_dir, "--source"), ("key", keys_dir, "--keys")):
+        if not folder.is_dir():
+            raise BadInput(f"{what} folder {folder} does not exist; give an existing folder with {option}")
+    source = list_frames(source_dir)
+    key_files = list_frames(keys_dir)
+    if not source:
+        raise BadInput(f"source folder {source_dir} has no image files (.png, .jpg, .webp); check --source")
+    if not key_files:
+        raise BadInput(f"key folder {keys_dir} has no image files (.png, .jpg, .webp); check --keys")
+    if out_dir.resolve() in (source_dir.resolve(), keys_dir.resolve()):
+        raise BadInput(f"--out {out_dir} is an input folder; write the frames elsewhere")
+    index = {p.stem: t for t, p in enumerate(source)}
+    unknown = [p.name for p in key_files if p.stem not in index]
+    if unknown:
+        raise BadInput(f"key frames {', '.join(unknown[:5])} have no source frame of the same name in {source_dir}; "
+                       f"name each key like the source frame it belongs to")
+    by_t = {index[p.stem]: p for p in key_files}
+    if len(by_t) != len(key_files):
+        raise BadInput(f"{keys_dir} holds a key frame in more than one format; keep one file per frame")
+    keys = sorted(by_t)
+    missing = [source[t].name for t in (0, len(source) - 1) if t not in by_t]
+    if missing:
+        raise BadInput(f"no key frame for {', '.join(missing)}; the first and the last source frame need keys "
+                       f"(put their paintings in {keys_dir})")
+    h, w = imageops.read_image(by_t[keys[0]]).shape[:2]
+    # 2. resume or start over (a record of the inputs in the output folder)
+    key = params_key({"source": [[p.name, p.stat().st_size] for p in source],
+                      "keys": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in key_files],
+                      "resize": resize})
+    targets = [out_dir / f"{p.stem}.png" for p in source]
+    record = out_dir / RECORD
+    if not (record.is_file() and _record_key(record) == key):
+        existing = [p for p in targets if p.exists()]
+        if existing and not overwrite:
+            raise BadInput(f"{out_dir} already has {len(existing)} frames made from other inputs; they are kept. "
+                           f"Pass --overwrite to replace them, or choose another --out folder")
+        for p in existing:
+            p.unlink()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, {"key": key, "complete": False})
+    # 3. propagate
+    stats = _propagate(len(source), (w, h), canvas_reader(source, w, h, resize), keys,
+                       lambda k: imageops.read_image(by_t[k]), targets, "warp", job)
+    atomic_write_json(record, {"key": key, "complete": True})
+    return {"frames": len(source), "keys": len(keys), "out": str(out_dir),
+            "hole_fraction": stats["hole_fraction"]}
+
+
+def _record_key(path: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("key")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
