@@ -43,3 +43,25 @@ def test_every_tab_keeps_its_element_ids_once(page):
         for elem_id in wanted:
             assert ids.count(elem_id) == 1, (owner, elem_id)
 
+
+
+NOTES = ["probe", "extract", "delta", "depth", "tags", "grid", "generate", "fdc", "upscale", "interpolate",
+         "export"]
+
+
+def test_every_action_button_has_its_note_and_writes_it(page):
+    """Each action writes its result or error into the note beside its button, as well as the status line."""
+    cfg = page.get_config_file()
+    by_id = {c["id"]: c["props"].get("elem_id") for c in cfg["components"]}
+    written = {by_id[o] for dep in cfg["dependencies"] for o in dep["outputs"]}
+    for name in NOTES:
+        assert f"v2v-{name}-note" in written, name
+    assert "v2v-head" in by_id.values()                 # the sticky header holding status and progress
+    assert "#v2v-head" in app.CSS and "sticky" in app.CSS
+
+
+def test_note_marks_errors():
+    assert "data-kind='error'" in app.note_html("Error: no model given")
+    assert "data-kind='info'" in app.note_html("Done: extract, 4 frames")
+    assert "&lt;b&gt;" in app.note_html("Failed: <b>")              # shown as text, never as markup
+    assert app.said("Done.")[0] == "Done." and app.said("Done.")[2] == app.note_html("Done.")

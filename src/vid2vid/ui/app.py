@@ -51,6 +51,21 @@ def progress_html(fraction: float | None, text: str = "") -> str:
             f"<small>{html.escape(text)}</small></div>")
 
 
+def note_html(message: str) -> str:
+    """The line shown beside a button: the result or error of the action it started (empty: nothing yet)."""
+    kind = "error" if message.startswith(("Error:", "Failed:", "Interrupted:")) else "info"
+    return f"<div class='v2v-note v2v-note-{kind}' data-kind='{kind}'>{html.escape(message)}</div>"
+
+
+# The status line and progress bar stay at the top of the window while a long tab scrolls.
+CSS = """
+#v2v-head { position: sticky; top: 0; z-index: 100; background: var(--body-background-fill);
+            padding: 4px 0; border-bottom: 1px solid var(--border-color-primary); }
+.v2v-note { font-size: 0.9em; padding: 2px 4px; min-height: 1.2em; }
+.v2v-note-error { color: var(--error-text-color, #b91c1c); }
+"""
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
@@ -80,9 +95,13 @@ class Page:
         self.ws_dd: Any = None
         self.page: Any = None
 
-    @property
-    def head(self) -> list[Any]:
-        return [self.status, self.bar]
+    def head(self, note: Any) -> list[Any]:
+        """The outputs every action writes first: status line, progress bar, the note beside its button."""
+        return [self.status, self.bar, note]
+
+    def note(self, name: str) -> Any:
+        """The line beside the button `name` that shows what its action did (or why it failed)."""
+        return self.gr.HTML(note_html(""), elem_id=f"v2v-{name}-note")
 
     @property
     def widgets(self) -> list[Any]:
@@ -115,25 +134,26 @@ class Page:
 
     def drive(self, name: str, work: Callable[[Any], Any], render: Callable[[Any], tuple[str, list]],
               n_out: int) -> Iterator[list]:
-        """Start `work(job)` and stream [status, progress, *outputs] until it ends."""
+        """Start `work(job)` and stream [status, progress, note, *outputs] until it ends (the note is
+        the line beside the button that started it: the same message as the status line)."""
         gr = self.gr
         skip = [gr.skip()] * n_out
         try:
             task: Task = self.runner.start(name, work)
         except Vid2VidError as exc:
-            yield [error_message(exc), progress_html(None)] + skip
+            yield said(error_message(exc)) + skip
             return
         while not task.done.wait(POLL_S):
-            yield [task.status(), progress_html(task.fraction or 0.0, name)] + skip
+            yield said(task.status(), progress_html(task.fraction or 0.0, name)) + skip
         if task.error is not None:
-            yield [error_message(task.error), progress_html(None)] + skip
+            yield said(error_message(task.error)) + skip
             return
         try:
             status, outs = render(task.result)
         except Vid2VidError as exc:
-            yield [error_message(exc), progress_html(None)] + skip
+            yield said(error_message(exc)) + skip
             return
-        yield [status, progress_html(1.0, "done")] + outs
+        yield said(status, progress_html(1.0, "done")) + outs
 
     def stage_handler(self, stage: str, folder: str | None,
                       extra: Callable[[str, dict, config.Settings], list] | None = None, n_extra: int = 0):
@@ -156,6 +176,11 @@ class Page:
         return handler
 
 
+def said(message: str, bar: str | None = None) -> list[str]:
+    """[status, progress, note] for one message (no bar: the idle bar)."""
+    return [message, progress_html(None) if bar is None else bar, note_html(message)]
+
+
 # Each tab function builds its widgets (inside the open `gr.Tabs`) and returns the function that wires
 # its events; wiring waits until every tab is built, since a button reads the settings of all tabs.
 Wire = Callable[[], None]
@@ -165,10 +190,12 @@ def header(p: Page) -> Wire:
     """Title, status line, Interrupt, progress bar, cache folder, workspace and allow-overwrite."""
     gr = p.gr
     gr.Markdown("## vid2vid: video to video with Stable Diffusion and frame delta correction")
-    with gr.Row():
-        p.status = gr.Textbox(label="Status", value="Ready.", interactive=False, elem_id="v2v-status", scale=5)
-        interrupt = gr.Button("Interrupt", variant="stop", elem_id="v2v-interrupt", scale=1)
-    p.bar = gr.HTML(progress_html(None), elem_id="v2v-bar")
+    with gr.Column(elem_id="v2v-head"):
+        with gr.Row():
+            p.status = gr.Textbox(label="Status", value="Ready.", interactive=False, elem_id="v2v-status",
+                                  scale=5)
+            interrupt = gr.Button("Interrupt", variant="stop", elem_id="v2v-interrupt", scale=1)
+        p.bar = gr.HTML(progress_html(None), elem_id="v2v-bar")
     with gr.Row():
         gr.Textbox(label="Cache folder (the page reads and writes only inside it)", value=str(p.root),
                    interactive=False, elem_id="v2v-cache", scale=3)
@@ -196,6 +223,7 @@ def tab_extract(p: Page) -> Wire:
                 video = gr.Textbox(label="Video path inside the cache folder", elem_id="v2v-video",
                                    placeholder="uploads/clip.mp4")
                 probe_btn = gr.Button("Probe", elem_id="v2v-probe-btn")
+                probe_note = p.note("probe")
         probe_out = gr.Textbox(label="Video info", lines=4, interactive=False, elem_id="v2v-probe")
         with gr.Row():
             W["extract.frames"] = gr.Radio(form.choices(config.FRAME_MODES), value=d("extract.frames"),
@@ -206,24 +234,26 @@ def tab_extract(p: Page) -> Wire:
                                            label=lab("extract.format"))
             W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
         extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
+        extract_note = p.note("extract")
         frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180,
                                 elem_id="v2v-frames-strip")
 
     def on_upload(file):
         if not file:
-            return gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * 4
         try:
             stored = paths.store_upload(root, file, Path(file).name)
             rel = paths.relative(root, stored)
-            return f"Uploaded as {rel}.", rel, actions.probe_text(root, rel)
+            msg = f"Uploaded as {rel}."
+            return [msg, note_html(msg), rel, actions.probe_text(root, rel)]
         except Vid2VidError as exc:
-            return error_message(exc), gr.skip(), gr.skip()
+            return [error_message(exc), note_html(error_message(exc)), gr.skip(), gr.skip()]
 
     def on_probe(v):
         try:
-            return "Probed.", actions.probe_text(root, v)
+            return [*said("Probed."), actions.probe_text(root, v)]
         except Vid2VidError as exc:
-            return error_message(exc), ""
+            return [*said(error_message(exc)), ""]
 
     def on_extract(v, *values):
         def work(job):
@@ -236,9 +266,9 @@ def tab_extract(p: Page) -> Wire:
         yield from p.drive("extract", work, render, 2)
 
     def wire() -> None:
-        upload.upload(on_upload, upload, [p.status, video, probe_out])
-        probe_btn.click(on_probe, video, [p.status, probe_out])
-        extract_btn.click(on_extract, [video] + p.widgets, p.head + [p.ws_dd, frames_gal])
+        upload.upload(on_upload, upload, [p.status, probe_note, video, probe_out])
+        probe_btn.click(on_probe, video, p.head(probe_note) + [probe_out])
+        extract_btn.click(on_extract, [video] + p.widgets, p.head(extract_note) + [p.ws_dd, frames_gal])
     return wire
 
 
@@ -250,6 +280,7 @@ def tab_masks(p: Page) -> Wire:
     with gr.Tab("2: Make masks & tags", id="tab-masks", elem_id="tab-masks"):
         with gr.Row():
             delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
+            delta_note = p.note("delta")
         delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160,
                                elem_id="v2v-delta-strip")
         with gr.Row():
@@ -257,6 +288,7 @@ def tab_masks(p: Page) -> Wire:
                                            label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                            elem_id="v2v-depth-model")
             depth_btn = gr.Button("Depth masks", elem_id="v2v-depth-btn")
+        depth_note = p.note("depth")
         depth_gal = gr.Gallery(object_fit="contain", label="Depth masks", columns=8, height=160)
         with gr.Row():
             W["tags.model"] = gr.Dropdown(list(TAGGERS), value=d("tags.model"), allow_custom_value=True,
@@ -264,11 +296,13 @@ def tab_masks(p: Page) -> Wire:
             W["tags.topk"] = p.slider("tags.topk", 1)
             W["tags.threshold"] = p.slider("tags.threshold", 0.01)
             tags_btn = gr.Button("Tags", elem_id="v2v-tags-btn")
+        tags_note = p.note("tags")
         tags_out = gr.Textbox(label="Top-k tags (prompt line, then tag: score)", lines=6,
                               interactive=False, elem_id="v2v-tags")
         with gr.Row():
             grid_frame = gr.Number(value=2, precision=0, label="Mask grid: frame (2 or later)", minimum=2)
             grid_btn = gr.Button("Motion mask grid", elem_id="v2v-grid-btn")
+        grid_note = p.note("grid")
         grid_img = gr.Image(label="Motion mask over low-cut 0..255", type="numpy", interactive=False,
                             elem_id="v2v-grid")
 
@@ -285,10 +319,10 @@ def tab_masks(p: Page) -> Wire:
 
     def wire() -> None:
         ins = [p.ws_dd] + p.widgets
-        delta_btn.click(p.stage_handler("delta", "framedelta"), ins, p.head + [delta_gal])
-        depth_btn.click(p.stage_handler("depth", "depthmask"), ins, p.head + [depth_gal])
-        tags_btn.click(p.stage_handler("tags", None, tags_extra, 1), ins, p.head + [tags_out])
-        grid_btn.click(on_grid, [p.ws_dd, grid_frame] + p.widgets, p.head + [grid_img])
+        delta_btn.click(p.stage_handler("delta", "framedelta"), ins, p.head(delta_note) + [delta_gal])
+        depth_btn.click(p.stage_handler("depth", "depthmask"), ins, p.head(depth_note) + [depth_gal])
+        tags_btn.click(p.stage_handler("tags", None, tags_extra, 1), ins, p.head(tags_note) + [tags_out])
+        grid_btn.click(on_grid, [p.ws_dd, grid_frame] + p.widgets, p.head(grid_note) + [grid_img])
     return wire
 
 
@@ -372,6 +406,7 @@ def tab_img2img(p: Page) -> Wire:
             debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
                                     elem_id="v2v-debug-frame")
             gen_btn = gr.Button("Generate", variant="primary", elem_id="v2v-generate-btn")
+        gen_note = p.note("generate")
         with gr.Row():
             single_img = gr.Image(label="Debug frame (raw generated)", type="filepath", interactive=False,
                                   elem_id="v2v-single-image")
@@ -382,6 +417,7 @@ def tab_img2img(p: Page) -> Wire:
         with gr.Row():
             fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
             fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
+        fdc_note = p.note("fdc")
         fdc_img = gr.Image(label="FDC debugger", type="numpy", interactive=False, elem_id="v2v-fdc")
 
     def on_sigmas(*values):
@@ -394,8 +430,7 @@ def tab_img2img(p: Page) -> Wire:
     def on_generate(ws_name, mode_value, frame, *values):
         single = int(frame or 0) if mode_value == "single" else 0
         if mode_value == "single" and single < 1:
-            yield [error_message(BadInput("debug frame must be 1 or more")), progress_html(None)] + \
-                [gr.skip()] * 3
+            yield said(error_message(BadInput("debug frame must be 1 or more"))) + [gr.skip()] * 3
             return
 
         def work(job):
@@ -424,8 +459,8 @@ def tab_img2img(p: Page) -> Wire:
             W[k].change(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview], show_progress="hidden")
         p.page.load(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview])
         gen_btn.click(on_generate, [p.ws_dd, mode, debug_frame] + p.widgets,
-                      p.head + [single_img, real_sigmas, gen_gal])
-        fdc_btn.click(on_fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head + [fdc_img])
+                      p.head(gen_note) + [single_img, real_sigmas, gen_gal])
+        fdc_btn.click(on_fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
     return wire
 
 
@@ -440,6 +475,7 @@ def tab_post(p: Page) -> Wire:
                                              allow_custom_value=True, label=lab("upscale.model"))
             W["upscale.tile"] = gr.Number(value=d("upscale.tile"), precision=0, label=lab("upscale.tile"))
             up_btn = gr.Button("Upscale", elem_id="v2v-upscale-btn")
+        up_note = p.note("upscale")
         up_gal = gr.Gallery(object_fit="contain", label="Upscaled (resr/)", columns=8, height=160)
         with gr.Row():
             W["interpolate.model"] = gr.Dropdown(available_interpolators(), value=d("interpolate.model"),
@@ -447,11 +483,12 @@ def tab_post(p: Page) -> Wire:
             W["interpolate.ratio"] = p.slider("interpolate.ratio", 0.5)
             W["interpolate.scene_cut"] = p.slider("interpolate.scene_cut", 0.01)
             ip_btn = gr.Button("Interpolate", elem_id="v2v-interpolate-btn")
+        ip_note = p.note("interpolate")
         ip_gal = gr.Gallery(object_fit="contain", label="Interpolated (rife/)", columns=8, height=160)
 
     def wire() -> None:
-        up_btn.click(p.stage_handler("upscale", "resr"), [p.ws_dd] + p.widgets, p.head + [up_gal])
-        ip_btn.click(p.stage_handler("interpolate", "rife"), [p.ws_dd] + p.widgets, p.head + [ip_gal])
+        up_btn.click(p.stage_handler("upscale", "resr"), [p.ws_dd] + p.widgets, p.head(up_note) + [up_gal])
+        ip_btn.click(p.stage_handler("interpolate", "rife"), [p.ws_dd] + p.widgets, p.head(ip_note) + [ip_gal])
     return wire
 
 
@@ -467,6 +504,7 @@ def tab_export(p: Page) -> Wire:
             W["export.audio"] = gr.Checkbox(value=d("export.audio"), label=lab("export.audio"))
             W["export.crf"] = p.slider("export.crf", 1)
         export_btn = gr.Button("Export", variant="primary", elem_id="v2v-export-btn")
+        export_note = p.note("export")
         export_info = gr.Textbox(label="Result", lines=2, interactive=False, elem_id="v2v-export-info")
         result_video = gr.Video(label="Result (mp4 / webm play here)", interactive=False, height=400,
                                 elem_id="v2v-result-video")
@@ -495,7 +533,7 @@ def tab_export(p: Page) -> Wire:
 
     def wire() -> None:
         export_btn.click(on_export, [p.ws_dd] + p.widgets,
-                         p.head + [export_info, result_video, result_gif, result_file])
+                         p.head(export_note) + [export_info, result_video, result_gif, result_file])
     return wire
 
 
@@ -512,6 +550,7 @@ def build(cache: str | Path):
                               font_mono=["ui-monospace", "monospace"])   # no web fonts: works offline
     with gr.Blocks(title="vid2vid", analytics_enabled=False) as page:
         page.v2v_theme = theme
+        page.v2v_css = CSS
         page.v2v_runner = p.runner
         p.page = page
         wires = [header(p)]
@@ -562,7 +601,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
         _stop_on_signals()
     print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
     result = page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
-                         ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
+                         css=page.v2v_css, ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
                          prevent_thread_lock=not block, footer_links=["settings"],
                          app_kwargs={"middleware": [guard]})
     if block:                      # the server has stopped: let a running task finish its current frame
