@@ -60,8 +60,6 @@ def test_every_action_button_has_its_note_and_writes_it(page):
     assert "#v2v-head" in app.CSS and "sticky" in app.CSS
 
 
-def test_note_marks_errors():
-    assert "data-kind='error'" in app.note_html("Error: no model given")
-    assert "data-kind='info'" in app.note_html("Done: extract, 4 frames")
-    assert "&lt;b&gt;" in app.note_html("Failed: <b>")              # shown as text, never as markup
-    assert app.said("Done.")[0] == "Done." and app.said("Done.")[2] == app.note_html("Done.")
+def test_said_fills_status_and_note_alike():
+    status, bar, note = app.said("Error: no model given")
+    assert status == note == "Error: no model given" and "data-fraction=''" in bar

@@ -327,7 +327,7 @@ class Img2ImgSettings(Section):
             v = getattr(self, name)
             if v % 8:
                 raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
-                               f"try {max(8, round(v / 8) * 8)} (see `vid2vid size`)")
+                               f"try {max(8, round(v / 8) * 8)}")
         _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:

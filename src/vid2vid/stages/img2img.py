@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config, fdc, imageops
-from vid2vid.errors import BadInput, Interrupted
+from vid2vid.errors import BadInput, Interrupted, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -104,7 +104,7 @@ def read_depth(ws: Workspace, frame: Path, width: int, height: int, resize: str)
     """depthmask/<stem>.png as float32 HxWx1 in [0, 1] at the canvas size."""
     p = ws.path(DEPTH, frame.stem + ".png")
     if not p.is_file():
-        raise BadInput(f"depth mask {p} is missing; run `vid2vid depth -w {ws.root}` first")
+        raise BadInput(f"depth mask {p} is missing; run {stage_ref('depth', ws.root)} first")
     return imageops.fit(imageops.read_mask(p), width, height, resize)
 
 
@@ -232,7 +232,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     c.validate()
     frames = ws.frames()
     if not frames:
-        raise BadInput(f"{ws.path('frames')} has no frames; run `vid2vid extract VIDEO -w {ws.root}` first")
+        raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     if s.single:
         return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
@@ -240,7 +240,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     for dep in inputs:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
-                           f"{ws.root}; run `vid2vid {dep} -w {ws.root}` first")
+                           f"{ws.root}; run {stage_ref(dep, ws.root)} first")
 
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
@@ -367,7 +367,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     """Debug mode: generate frame `single` alone into img2img.debug/ (the real sigmas are said and returned)."""
     s = settings.img2img
     if s.single > len(frames):
-        raise BadInput(f"--single {s.single} is past the last frame; the workspace has {len(frames)} frames")
+        raise BadInput(f"{{img2img.single}} {s.single} is past the last frame; the workspace has {len(frames)} frames")
     engine = _load(settings, job, model)
     fj = next(frame_jobs(ws, frames, [s.single], settings))
     generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]

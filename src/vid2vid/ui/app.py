@@ -51,18 +51,11 @@ def progress_html(fraction: float | None, text: str = "") -> str:
             f"<small>{html.escape(text)}</small></div>")
 
 
-def note_html(message: str) -> str:
-    """The line shown beside a button: the result or error of the action it started (empty: nothing yet)."""
-    kind = "error" if message.startswith(("Error:", "Failed:", "Interrupted:")) else "info"
-    return f"<div class='v2v-note v2v-note-{kind}' data-kind='{kind}'>{html.escape(message)}</div>"
-
-
 # The status line and progress bar stay at the top of the window while a long tab scrolls.
 CSS = """
 #v2v-head { position: sticky; top: 0; z-index: 100; background: var(--body-background-fill);
             padding: 4px 0; border-bottom: 1px solid var(--border-color-primary); }
-.v2v-note { font-size: 0.9em; padding: 2px 4px; min-height: 1.2em; }
-.v2v-note-error { color: var(--error-text-color, #b91c1c); }
+.v2v-note textarea { font-size: 0.9em; }
 """
 
 
@@ -101,7 +94,8 @@ class Page:
 
     def note(self, name: str) -> Any:
         """The line beside the button `name` that shows what its action did (or why it failed)."""
-        return self.gr.HTML(note_html(""), elem_id=f"v2v-{name}-note")
+        return self.gr.Textbox(value="", show_label=False, interactive=False, lines=1, container=False,
+                               elem_id=f"v2v-{name}-note", elem_classes=["v2v-note"])
 
     @property
     def widgets(self) -> list[Any]:
@@ -178,7 +172,7 @@ class Page:
 
 def said(message: str, bar: str | None = None) -> list[str]:
     """[status, progress, note] for one message (no bar: the idle bar)."""
-    return [message, progress_html(None) if bar is None else bar, note_html(message)]
+    return [message, progress_html(None) if bar is None else bar, message]
 
 
 # Each tab function builds its widgets (inside the open `gr.Tabs`) and returns the function that wires
@@ -245,9 +239,9 @@ def tab_extract(p: Page) -> Wire:
             stored = paths.store_upload(root, file, Path(file).name)
             rel = paths.relative(root, stored)
             msg = f"Uploaded as {rel}."
-            return [msg, note_html(msg), rel, actions.probe_text(root, rel)]
+            return [msg, msg, rel, actions.probe_text(root, rel)]
         except Vid2VidError as exc:
-            return [error_message(exc), note_html(error_message(exc)), gr.skip(), gr.skip()]
+            return [error_message(exc), error_message(exc), gr.skip(), gr.skip()]
 
     def on_probe(v):
         try:

@@ -147,9 +147,23 @@ def label_of(key: str) -> str:
     return LABELS.get(key, key)
 
 
+# Where each stage is started on the page: its button and tab (for "run ... first" in messages).
+STAGE_BUTTONS = {
+    "extract": ("Extract frames", 1), "delta": ("Frame delta", 2), "depth": ("Depth masks", 2),
+    "tags": ("Tags", 2), "img2img": ("Generate", 3), "propagate": ("Generate", 3), "flow": ("Generate", 3),
+    "upscale": ("Upscale", 4), "interpolate": ("Interpolate", 4), "export": ("Export", 5),
+}
+
+
+def stage_button(name: str, workspace: str | None = None) -> str:
+    """How the page words a stage reference: the button that runs it and its tab."""
+    button, tab = STAGE_BUTTONS.get(name, (name, None))
+    return f"'{button}' (tab {tab})" if tab else f"'{button}'"
+
+
 def error_text(exc: BaseException) -> str:
-    """An error in the page's words: settings named by their field labels."""
+    """An error in the page's words: settings named by their field labels, stages by their buttons."""
     from vid2vid.errors import Vid2VidError
 
-    return exc.render(label_of) if isinstance(exc, Vid2VidError) else str(exc)
+    return exc.render(label_of, stage_button) if isinstance(exc, Vid2VidError) else str(exc)
 
