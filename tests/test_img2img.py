@@ -18,13 +18,7 @@ from vid2vid.errors import BadInput
 W = H = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and spinning threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")     # tiny tensors: one thread is fastest
 
 
 @pytest.fixture(scope="module")

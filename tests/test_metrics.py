@@ -15,14 +15,15 @@ from vid2vid.errors import BadInput
 from vid2vid.opticalflow import PairFlow, as_float_rgb, inside_mask, resize_to
 
 
-def smooth_texture(width: int, height: int, seed: int = 0) -> np.ndarray:
+def smooth_texture(width: int, height: int, seed: int = 0, waves: int = 4,
+                   freq: tuple[float, float] = (0.03, 0.15)) -> np.ndarray:
     """float32 HxWx3 in [0, 1]: a sum of a few sinusoids (smooth, textured everywhere)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     img = np.zeros((height, width, 3), np.float32)
     for c in range(3):
-        for _ in range(4):
-            fx, fy, ph = rng.uniform(0.03, 0.15), rng.uniform(0.03, 0.15), rng.uniform(0, 6.3)
+        for _ in range(waves):
+            fx, fy, ph = rng.uniform(*freq), rng.uniform(*freq), rng.uniform(0, 6.3)
             img[..., c] += np.sin(xx * fx + yy * fy + ph).astype(np.float32)
     img -= img.min()
     return (img / img.max()).astype(np.float32)

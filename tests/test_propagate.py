@@ -4,21 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from test_metrics import smooth_texture
 from vid2vid import propagate as prop
 from vid2vid.errors import BadInput
 from vid2vid.temporal import FlowOptions
 
 
 def texture(width: int, height: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.zeros((height, width, 3), np.float32)
-    for c in range(3):
-        for _ in range(5):
-            fx, fy, ph = rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2), rng.uniform(0, 6.3)
-            img[..., c] += np.sin(xx * fx + yy * fy + ph)
-    img -= img.min()
-    return (img / img.max()).astype(np.float32)
+    return smooth_texture(width, height, seed, waves=5, freq=(0.05, 0.2))
 
 
 def panning(n: int, dx: int = 2, width: int = 128, height: int = 96, seed: int = 0) -> list[np.ndarray]:

@@ -60,6 +60,7 @@ class Choices(tuple):
 # with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
 KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
+DEINTERLACE_MODES = ("auto", "on", "off")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -209,6 +210,8 @@ class ExtractSettings(Section):
     audio: bool = setting(False, "keep the source audio (extract) / put it back (export)", run_flag="--audio",
                           label="Process audio")
     max_pixels: int = setting(8192 * 8192, "refuse videos whose width x height is larger", lo=1)
+    deinterlace: str = setting("auto", "remove interlacing combs with bwdif: auto = when the stream says it is "
+                               "interlaced", choices=DEINTERLACE_MODES, label="Deinterlace")
 
     def check(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
@@ -293,8 +296,8 @@ class Img2ImgSettings(Section):
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
     seed: int = setting(114514, "seed, the same for every frame", label="Seed")
-    width: int = setting(832, "output width (multiple of 8)", lo=8, hi=8192, label="Width")
-    height: int = setting(448, "output height (multiple of 8)", lo=8, hi=8192, label="Height")
+    width: int = setting(832, "output width (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Width")
+    height: int = setting(448, "output height (multiple of 8, 64 or more for SD)", lo=8, hi=8192, label="Height")
     resize: str = setting("just", "how a frame is fitted to width x height", choices=RESIZE_MODES,
                           label="Resize mode")
     batch_size: int = setting(1, "frames per UNet call", lo=1, hi=64, label="Frames per model call")
@@ -323,11 +326,10 @@ class Img2ImgSettings(Section):
         if self.sigma_max < self.sigma_min:
             raise BadInput(f"{{img2img.sigma_max}} {self.sigma_max:g} is below {{img2img.sigma_min}} "
                            f"{self.sigma_min:g}; swap them or raise {{img2img.sigma_max}}")
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if v % 8:
-                raise BadInput(f"{{img2img.{name}}} {v} must be a multiple of 8 between 8 and 8192; "
-                               f"try {max(8, round(v / 8) * 8)}")
+        from vid2vid.diffusion.sizes import CanvasRules, check_canvas
+
+        # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
+        check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
 
     def prediction_type(self) -> str | None:
@@ -383,6 +385,8 @@ class ExportSettings(Section):
                           flag="--output")
     crf: int = setting(20, "H.264 quality (lower is better, 0..51)", lo=0, hi=51,
                        label="Quality (CRF, lower is better)")
+    allow_partial: bool = setting(False, "export a folder whose stage is unfinished or out of date anyway "
+                                  "(says how many frames are missing)", label="Allow a partial export")
 
 
 @dataclass

@@ -32,6 +32,7 @@ class ProgressEvent:
     elapsed: float
     message: str = ""
     resumed: int = 0   # units already done when this run started (not counted in the rate)
+    unit: str = "frames"   # or "bytes" (downloads)
 
     @property
     def rate(self) -> float:
@@ -63,31 +64,82 @@ def format_seconds(s: float | None) -> str:
     return f"{s}s"
 
 
+def human_bytes(n: float) -> str:
+    from vid2vid.diskspace import human_bytes as hb
+
+    return hb(n)
+
+
 def format_event(ev: ProgressEvent) -> str:
-    line = (f"[{ev.stage}] {ev.done}/{ev.total} frames  {ev.rate:.2f} fr/s  "
-            f"elapsed {format_seconds(ev.elapsed)}  left {format_seconds(ev.eta)}")
+    if ev.unit == "bytes":
+        total = human_bytes(ev.total) if ev.total else "?"
+        line = (f"[{ev.stage}] {human_bytes(ev.done)} of {total}  {human_bytes(ev.rate)}/s  "
+                f"elapsed {format_seconds(ev.elapsed)}  left {format_seconds(ev.eta)}")
+    else:
+        line = (f"[{ev.stage}] {ev.done}/{ev.total} {ev.unit}  {ev.rate:.2f} fr/s  "
+                f"elapsed {format_seconds(ev.elapsed)}  left {format_seconds(ev.eta)}")
     return f"{line}  {ev.message}" if ev.message else line
 
 
-class ConsoleProgress:
-    """Prints progress to a stream: one rewritten line on a terminal, a line every few seconds otherwise."""
+def format_bar(ev: ProgressEvent, columns: int = 100) -> str:
+    """One terminal line: stage, a bar, the count, rate and time left, cut to `columns`."""
+    text = format_event(ev)
+    stage, _, rest = text.partition("] ")
+    width = max(10, min(40, columns - len(text) - 4))
+    filled = ev.fraction * width
+    full = int(filled)
+    bar = "\u2588" * full + (BAR_PARTS[int((filled - full) * 8)] if full < width else "")
+    bar = bar.ljust(width, " ")
+    line = f"{stage}] |{bar}| {rest}"
+    return line[:max(20, columns - 1)]
 
-    def __init__(self, stream: TextIO | None = None, every: float = 5.0):
+
+BAR_PARTS = " \u258f\u258e\u258d\u258c\u258b\u258a\u2589"   # eighths of a block
+
+
+class ConsoleProgress:
+    """Prints progress to a stream: a live bar on a terminal (stage, bar, count, rate, time left,
+    redrawn in place at most 10 times a second), a plain line every few seconds otherwise (logs,
+    pipes, the page's server), as before."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = 5.0, live: bool | None = None):
         self.stream = stream or sys.stderr
         self.every = every
+        self.live = getattr(self.stream, "isatty", lambda: False)() if live is None else live
         self._last = 0.0
+        self._shown = ""          # the stage whose bar is on the current line
+        self._finished: tuple[str, int] | None = None
 
     def __call__(self, ev: ProgressEvent) -> None:
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        final = ev.done >= ev.total
+        final = ev.done >= ev.total > 0
+        if final and self._finished == (ev.stage, ev.done):
+            return                                  # a stage's closing report repeats its last line
+        self._finished = (ev.stage, ev.done) if final else None
         now = time.monotonic()
-        if tty:
-            self.stream.write("\r" + format_event(ev) + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or now - self._last >= self.every or ev.done == 1:
+        if self.live:
+            if final or ev.stage != self._shown or now - self._last >= 0.1:
+                if self._shown and ev.stage != self._shown:
+                    self.stream.write("\n")            # the previous stage's bar stays above
+                line = format_bar(ev, _columns(self.stream) or 100)
+                self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))
+                self.stream.flush()
+                self._shown = "" if final else ev.stage
+                self._last = now
+            return
+        if final or now - self._last >= self.every or ev.done == 1:
             self.stream.write(format_event(ev) + "\n")
             self.stream.flush()
             self._last = now
+
+
+def _columns(stream: TextIO) -> int:
+    """The terminal's width, 0 when it tells none."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 @dataclass

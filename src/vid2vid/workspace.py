@@ -299,6 +299,16 @@ class Workspace:
                 return True
         return False
 
+    def stage_key(self, params: dict, inputs: tuple[str, ...] = ()) -> str:
+        """The key a stage run with `params` on the current results of `inputs` gets."""
+        input_keys = {dep: (self.stage_record(dep) or {}).get("key") for dep in inputs}
+        return params_key({"params": params, "inputs": input_keys})
+
+    def keeps_results(self, name: str, params: dict, inputs: tuple[str, ...] = ()) -> bool:
+        """True when `begin_stage(name, params, inputs)` would resume or be done (keep what is there)."""
+        rec = self.stage_record(name)
+        return rec is not None and rec.get("key") == self.stage_key(params, inputs)
+
     def begin_stage(self, name: str, params: dict, inputs: tuple[str, ...] = (),
                     overwrite: bool = True, *, outputs: tuple[str, ...]) -> StageStatus:
         """Decide whether `name` starts fresh, resumes or is already done; record it.
@@ -313,7 +323,7 @@ class Workspace:
                 raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
                                f"date in {self.root}; run {stage_ref(dep, self.root)} first")
         input_keys = {dep: self.manifest["stages"][dep]["key"] for dep in inputs}
-        key = params_key({"params": params, "inputs": input_keys})
+        key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:
             state = "done" if rec.get("complete") else "resume"

@@ -377,7 +377,10 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed)."""
     from huggingface_hub import hf_hub_download
 
-    offline = _hub_offline()
+    from vid2vid.models.hub import hub_unreachable
+
+    unreachable = None if _hub_offline() else hub_unreachable()   # no network: fail at once, not after retries
+    offline = _hub_offline() or unreachable is not None
     how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the model as a local "
            "folder or .safetensors file")
     try:
@@ -385,7 +388,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     except (OSError, ValueError) as exc:
         if offline:
             raise ModelNotFound(f"model '{repo_id}' is not a local folder or file, not in the local hub cache, "
-                                f"and the hub is offline (HF_HUB_OFFLINE); {how}") from exc
+                                f"and the hub is offline ({unreachable or 'HF_HUB_OFFLINE'}); {how}") from exc
         raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     index = json.loads(Path(index_file).read_text(encoding="utf-8"))
     sdxl = "XL" in index.get("_class_name", "")
@@ -509,6 +512,9 @@ def _quiet_libraries() -> None:
     diffusers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
+    from huggingface_hub.utils import enable_progress_bars
+
+    enable_progress_bars()      # ...but a real download shows its bytes, rate and time left (the hub's bars)
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),

@@ -5,13 +5,81 @@ user's machine, into the usual hub cache; with `HF_HUB_OFFLINE=1` (or `local_fil
 only the cache is read. Whatever goes wrong (not cached, no network, repository or file gone)
 becomes one `ModelNotFound` naming the repository, the download command and the local-folder
 alternative.
+
+Without a network the hub client retries each request for about 23 s (a depth model makes
+several): `offline_reason` first tries one TCP connection to the hub endpoint (a few seconds at
+most, remembered for a minute), and when it fails, only the cache is read, so an uncached model
+fails at once with the usual message. Downloads report bytes, rate and time left through
+`byte_progress` (the hub's own bars are off while models load).
 """
 from __future__ import annotations
 
+import io
 import re
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from vid2vid.errors import ModelNotFound
+
+REACH_TIMEOUT = 3.0        # seconds for the one connection that tells whether the hub can be reached
+REACH_MEMORY = 60.0        # seconds a reachability answer is reused
+_reach: dict[str, tuple[float, str | None]] = {}
+
+
+def hub_unreachable(endpoint: str | None = None, timeout: float = REACH_TIMEOUT) -> str | None:
+    """None when a TCP connection to the hub endpoint opens within `timeout`, else why not."""
+    from huggingface_hub import constants
+
+    url = urlparse(endpoint or constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    now = time.monotonic()
+    cached = _reach.get(f"{host}:{port}")
+    if cached and now - cached[0] < REACH_MEMORY:
+        return cached[1]
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        why = None
+    except OSError as exc:
+        why = f"no network: {host} cannot be reached ({exc.strerror or exc})"
+    _reach[f"{host}:{port}"] = (now, why)
+    return why
+
+
+def offline_reason(local_files_only: bool | None = None) -> str | None:
+    """Why only the local cache may be read (HF_HUB_OFFLINE, the caller, no network), or None."""
+    from huggingface_hub import constants
+
+    if local_files_only:
+        return "only the local cache was asked for"
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    return hub_unreachable()
+
+
+def byte_progress(report: Callable, label: str):
+    """A tqdm class for the hub client's `tqdm_class` that draws nothing itself and sends each update
+    to `report` as a ProgressEvent counted in bytes (the console shows MB, MB/s and time left)."""
+    from tqdm.auto import tqdm
+
+    from vid2vid.progress import ProgressEvent
+
+    class ByteProgress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False           # the hub's bars may be off globally; this one reports
+            kwargs["file"] = io.StringIO()
+            super().__init__(*args, **kwargs)
+            self._began = time.monotonic()
+
+        def update(self, n: float | None = 1):
+            shown = super().update(n)
+            report(ProgressEvent(f"download {label}", int(self.n), int(self.total or 0),
+                                 time.monotonic() - self._began, unit="bytes"))
+            return shown
+
+    return ByteProgress
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -42,17 +110,23 @@ def missing_model(kind: str, name: str, repo: str, files: tuple[str, ...] = (), 
 
 
 def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,
-              cache_dir: str | Path | None = None, local_files_only: bool | None = None) -> list[Path]:
-    """Local paths of `filenames` from hub repository `repo` (downloaded into the cache when allowed)."""
+              cache_dir: str | Path | None = None, local_files_only: bool | None = None,
+              progress: Callable | None = None) -> list[Path]:
+    """Local paths of `filenames` from hub repository `repo` (downloaded into the cache when allowed
+    and the hub can be reached; `progress` gets the bytes, default: the console)."""
     from huggingface_hub import hf_hub_download
 
+    from vid2vid.progress import ConsoleProgress
+
+    offline = offline_reason(local_files_only)
     paths = []
     for filename in filenames:
         try:
+            bar = byte_progress(progress or ConsoleProgress(), f"{repo}/{filename}")
             paths.append(Path(hf_hub_download(repo, filename, cache_dir=None if cache_dir is None else str(cache_dir),
-                                              local_files_only=bool(local_files_only))))
+                                              local_files_only=offline is not None, tqdm_class=bar)))
         except hub_errors() as exc:
-            raise missing_model(kind, name, repo, filenames, short_reason(exc)) from exc
+            raise missing_model(kind, name, repo, filenames, offline or short_reason(exc)) from exc
     return paths
 
 

@@ -1,19 +1,28 @@
-"""Stage `extract`: frames (and the audio track) of the source video into the workspace."""
+"""Stage `extract`: frames (and the audio track) of the source video into the workspace.
+
+Frames come out upright (display rotation), deinterlaced when the stream is interlaced, and
+SDR BT.709 (HDR is tone-mapped); those choices are part of the stage's key, so a workspace
+extracted another way is redone. Before any frame is written: an fps above the source's own
+rate is refused, and the frames' disk space is estimated against the free space.
+"""
 from __future__ import annotations
 
+import io
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 from PIL import Image
 
+from vid2vid import diskspace
 from vid2vid.config import ExtractSettings, Settings
 from vid2vid.errors import BadInput
 from vid2vid.fileid import file_id
-from vid2vid.imageops import write_png
+from vid2vid.imageops import png_bytes, write_png
 from vid2vid.progress import Job
 from vid2vid.stages import table
-from vid2vid.video.decode import iter_frames
+from vid2vid.video.decode import Decoding, iter_frames, plan_decoding, sample_frames
 from vid2vid.video.encode import copy_audio
 from vid2vid.video.probe import VideoInfo, probe
 from vid2vid.workspace import Workspace, atomic_path, frame_name
@@ -21,18 +30,62 @@ from vid2vid.workspace import Workspace, atomic_path, frame_name
 STAGE = "extract"
 ROW = table.stage(STAGE)
 AUDIO_FILE = "audio.mka"
+# Pillow's format and options per frame format (PNG has its own fast writer)
+PIL_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "webp": ("WEBP", {"lossless": True, "method": 0})}
+# an fps this much above the source's is still taken (29.97 vs 30, 23.976 vs 24 are the same rate to people)
+FPS_TOLERANCE = 1.01
+SIZE_SAMPLES = 3      # frames encoded to estimate the frames' disk space
 
 
 def _save_frame(rgb, path: Path, fmt: str) -> None:
     if fmt == "png":
         write_png(path, rgb)
         return
-    img = Image.fromarray(rgb, "RGB")
+    name, options = PIL_FORMATS[fmt]
     with atomic_path(path) as tmp:
-        if fmt == "jpg":
-            img.save(tmp, format="JPEG", quality=95, subsampling=0)
-        else:
-            img.save(tmp, format="WEBP", lossless=True, method=0)
+        Image.fromarray(rgb, "RGB").save(tmp, format=name, **options)
+
+
+def frame_bytes(rgb, fmt: str) -> int:
+    """Size of one frame file in `fmt`, encoded as the stage writes it."""
+    if fmt == "png":
+        return len(png_bytes(rgb))
+    name, options = PIL_FORMATS[fmt]
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format=name, **options)
+    return buf.tell()
+
+
+def planned_frames(info: VideoInfo, es: ExtractSettings) -> int:
+    """How many frames the settings take from the video (I/P/B: at most every frame)."""
+    if es.frames == "fps":
+        return max(1, math.ceil(info.duration * es.fps - 1e-9))
+    return max(1, info.frames)
+
+
+def _sample_bytes(info: VideoInfo, es: ExtractSettings, decoding: Decoding) -> float:
+    """Mean encoded size of a few frames spread over the video (its first frames are often dark)."""
+    fractions = [k / (SIZE_SAMPLES + 1) for k in range(1, SIZE_SAMPLES + 1)]
+    sizes = [frame_bytes(rgb, es.format) for rgb in sample_frames(info.path, fractions, decoding)]
+    return sum(sizes) / len(sizes) if sizes else 0.0
+
+
+def check_space(ws: Workspace, info: VideoInfo, es: ExtractSettings, decoding: Decoding, params: dict,
+                overwrite: bool) -> int:
+    """Refuse before anything is written when the frames will not fit on the disk; returns the count."""
+    n = planned_frames(info, es)
+    keep = ws.keeps_results(STAGE, params)
+    existing = len(ws.frames()) if keep else 0
+    todo = max(0, n - existing)
+    if todo == 0:
+        return n
+    need = diskspace.SpaceNeed(STAGE, todo, _sample_bytes(info, es, decoding), info.width, info.height, es.format)
+    freed = 0 if keep or not overwrite else diskspace.folder_bytes(ws.path(o) for o in ROW.outputs)
+    fix = ("extract fewer frames (a lower {extract.fps}, or {extract.frames} i)" if es.frames == "fps" else
+           "extract fewer frames ({extract.frames} fps with a low {extract.fps})")
+    diskspace.check_space(need, ws.root, f"{fix}, use a smaller frame format ({{extract.format}} jpg), or scale "
+                          "the video down first", freed=freed)
+    return n
 
 
 def _source_identity(video: Path) -> dict:
@@ -48,7 +101,20 @@ def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
                        "(max_pixels in [extract] of a settings file)")
     if es.audio and not info.has_audio:
         raise BadInput(f"{video} has no audio track; turn {{extract.audio}} off")
+    src = info.max_fps or float(info.fps)
+    if es.frames == "fps" and src > 0 and es.fps > src * FPS_TOLERANCE:
+        raise BadInput(f"{{extract.fps}} {es.fps:g} is above the video's own frame rate of {src:.3f} fps "
+                       f"({_fraction(info.fps)}): frames would only be repeated; give {{extract.fps}} {_rate(src)} "
+                       "or less, or {extract.frames} all to take every frame")
     return info
+
+
+def _fraction(f: Fraction) -> str:
+    return f"{f.numerator}/{f.denominator}"
+
+
+def _rate(fps: float) -> str:
+    return f"{fps:.3f}".rstrip("0").rstrip(".")
 
 
 def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
@@ -57,11 +123,14 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     es.validate()
     # 1. probe: every bad file is reported before anything in the workspace changes
     info = check_source(video, es)
-    # 2. decide fresh / resume / done
+    decoding = plan_decoding(info, es.deinterlace)
+    # 2. decide fresh / resume / done; how the pictures are read is part of the key
     params = {"source": _source_identity(Path(info.path)), "frames": es.frames, "format": es.format,
-              "audio": es.audio}
+              "audio": es.audio, "decoding": decoding.to_dict()}
     if es.frames == "fps":
         params["fps"] = es.fps
+    # 3. will it fit? (before anything in the workspace changes)
+    estimate = check_space(ws, info, es, decoding, params, settings.run.overwrite)
     status = ws.begin_stage(STAGE, params, overwrite=settings.run.overwrite, outputs=ROW.outputs)
     ws.manifest["video"] = info.to_dict()
     ws.save_manifest()
@@ -69,16 +138,17 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
         done = ws.stage_info(STAGE)
         job.say(f"extract: already done ({done.get('frames')} frames)")
         return done
-    # 3. frames, written by a small pool while the decoder goes on
+    for note in decoding.notes:
+        job.say(f"extract: {note}")
+    # 4. frames, written by a small pool while the decoder goes on
     folder = ws.frames_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    estimate = math.ceil(info.duration * es.fps - 1e-9) if es.frames == "fps" else info.frames
     existing = {p.name for p in folder.iterdir()}
     tracker = job.tracker(STAGE, max(1, estimate))
     n = 0
     pending: list[Future] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for frame in iter_frames(info.path, es.frames, es.fps, end_time=info.duration):
+        for frame in iter_frames(info.path, es.frames, es.fps, end_time=info.duration, decoding=decoding):
             n += 1
             name = frame_name(n, es.format)
             if name not in existing:
@@ -96,12 +166,13 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
                        "(fps or all)")
     tracker.total = n
     tracker.report()
-    # 4. audio, copied as it is
+    # 5. audio, copied as it is
     audio = None
     if es.audio:
         with atomic_path(ws.path(AUDIO_FILE)) as tmp:
             audio = copy_audio(info.path, tmp, offset=info.start_time)
     ws.complete_stage(STAGE, frames=n, width=info.width, height=info.height, format=es.format,
-                      audio=audio, duration=info.duration)
+                      audio=audio, duration=info.duration, rotation=info.rotation,
+                      deinterlaced=bool(decoding.deinterlace), tone_mapped=decoding.hdr)
     return ws.stage_info(STAGE)
 

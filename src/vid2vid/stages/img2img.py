@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config, fdc, imageops
-from vid2vid.errors import BadInput, Interrupted, stage_ref
+from vid2vid.errors import BadInput, Interrupted, render_settings, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import table
@@ -163,10 +163,45 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
 # ---------------------------------------------------------------- stage
 
 def check(settings: config.Settings) -> None:
-    """The model the settings name exists and is complete (nothing is loaded)."""
+    """The model the settings name exists and is complete, and takes the canvas (nothing is loaded)."""
     from vid2vid.diffusion.loading import check_model_spec
+    from vid2vid.diffusion.sizes import canvas_rules, check_canvas
 
     check_model_spec(settings.img2img.model)
+    check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
+
+
+def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], targets: list[Path], params: dict,
+                inputs: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse before anything changes when the frames still to make (canvas-sized PNGs at the source
+    frames' bytes per pixel, plus a grey motion mask each, about a third of that) will not fit."""
+    from vid2vid import diskspace
+
+    s = settings.img2img
+    keep = ws.keeps_results(STAGE, params, inputs)
+    todo = sum(1 for p in targets if not (keep and p.exists()))
+    if not todo:
+        return
+    need = diskspace.scaled_need(STAGE, todo, frames, s.width, s.height, factor=4 / 3)
+    freed = 0 if keep or not overwrite else diskspace.folder_bytes(ws.path(o) for o in ROW.outputs)
+    diskspace.check_space(need, ws.root, "use a smaller canvas ({img2img.width}, {img2img.height}) or fewer "
+                          "frames (extract again with a lower {extract.fps})", freed=freed)
+
+
+def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Settings:
+    """The settings with the default landscape canvas turned upright for a portrait source."""
+    from dataclasses import replace
+
+    from vid2vid.diffusion.sizes import oriented_canvas
+
+    s = settings.img2img
+    info = (ws.stage_record("extract") or {}).get("info", {})
+    w, h = oriented_canvas(s.width, s.height, int(info.get("width") or 0), int(info.get("height") or 0))
+    if (w, h) == (s.width, s.height):
+        return settings
+    job.say(render_settings(f"img2img: portrait source {info['width']}x{info['height']}: canvas turned to {w}x{h} "
+                            "(give {img2img.width} and {img2img.height} to choose another)"))
+    return replace(settings, img2img=replace(s, width=w, height=h))
 
 
 def _load(settings: config.Settings, job: Job, model=None):
@@ -227,6 +262,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     web UI keeps one loaded between runs); the caller makes sure it is the model the settings name.
     """
     # 1. check settings and inputs
+    settings = oriented(ws, settings, job)
     s, c = settings.img2img, settings.correct
     s.validate()
     c.validate()
@@ -250,6 +286,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     targets = {i: out_dir / frame_name(i) for i in keys}
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
                       all(p.exists() for p in targets.values()))
+    check_space(ws, settings, frames, list(targets.values()), params, inputs, overwrite)
     engine = None if maybe_done else _load(settings, job, model)
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded

@@ -3,21 +3,83 @@
 Time rule at a fixed fps: output frame k (0-based) is the source frame on screen at time
 start + k / fps, i.e. the last frame whose presentation time is <= that time. Times are exact
 fractions, so there is no drift over long videos, and variable frame rate input works too.
+
+Pictures come out as they are meant to be seen (`Decoding`, planned from the probe by
+`plan_decoding`): interlaced frames through FFmpeg's `bwdif` deinterlacer (one frame out per
+frame in, before the frames are chosen), turned upright by the display rotation, HDR (PQ / HLG)
+tone-mapped to SDR BT.709 (vid2vid.video.tonemap), and more than 8 bits per sample rounded, not
+truncated, to 8.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from vid2vid.config import DEINTERLACE_MODES
 from vid2vid.errors import BadInput
-from vid2vid.video.probe import PICTURE_TYPES, open_video
+from vid2vid.video.probe import PICTURE_TYPES, VideoInfo, normal_rotation, open_video
+from vid2vid.video.tonemap import DEFAULT_PEAK_NITS, hdr_to_sdr, round_to_8bit
 
 PICT_CODES = {"i": (1,), "p": (2,), "b": (3,)}
+DEINTERLACER = "bwdif"
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How pictures are turned into upright 8-bit SDR RGB (part of the extract stage's key)."""
+
+    rotation: int = 0            # display rotation applied, degrees counter-clockwise
+    deinterlace: str = ""        # "" (none) or the filter: "bwdif=mode=send_frame:parity=auto:deint=..."
+    hdr: str = ""                # "pq" | "hlg" | "": tone-mapped to SDR BT.709
+    peak_nits: float = DEFAULT_PEAK_NITS
+    high_bit: bool = False       # more than 8 bits per sample: rounded from 16-bit RGB
+    notes: tuple[str, ...] = field(default=(), compare=False)   # what the console is told
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("notes")
+        return d
+
+
+def plan_decoding(info: VideoInfo, deinterlace: str = "auto") -> Decoding:
+    """What to do to the pictures of the probed video; `deinterlace` is auto | on | off."""
+    if deinterlace not in DEINTERLACE_MODES:
+        raise BadInput(f"deinterlace '{deinterlace}' is not known; use auto, on or off")
+    notes = []
+    filt = ""
+    if deinterlace == "on" or (deinterlace == "auto" and info.interlaced):
+        # auto: only the frames flagged interlaced; on: every frame
+        filt = f"{DEINTERLACER}=mode=send_frame:parity=auto:deint={'interlaced' if deinterlace == 'auto' else 'all'}"
+        why = "interlaced input, " + info.field_order if info.interlaced else "asked for"
+        notes.append(f"deinterlacing with {DEINTERLACER} ({why})")
+    elif info.interlaced:
+        notes.append("the video is interlaced but deinterlacing is off: moving edges will show combing")
+    if info.rotation:
+        notes.append(f"turning frames upright (display rotation {info.rotation} deg): {info.width}x{info.height}")
+    if info.hdr:
+        notes.append(f"HDR {info.hdr.upper()} input ({info.primaries or 'unspecified primaries'}): tone-mapped to SDR "
+                     f"BT.709 (Hable, peak {DEFAULT_PEAK_NITS:g} cd/m2)")
+    high = info.bit_depth > 8
+    if high and not info.hdr:
+        notes.append(f"{info.bit_depth}-bit input: rounded to 8 bits")
+    return Decoding(rotation=info.rotation, deinterlace=filt, hdr=info.hdr, high_bit=high, notes=tuple(notes))
+
+
+def to_rgb(frame: av.VideoFrame, decoding: Decoding = Decoding()) -> np.ndarray:
+    """A decoded frame as upright uint8 HxWx3 RGB, tone-mapped and rounded as `decoding` says."""
+    if decoding.hdr:
+        rgb = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), decoding.hdr, decoding.peak_nits)
+    elif decoding.high_bit:
+        rgb = round_to_8bit(frame.to_ndarray(format="rgb48le"))
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
+    turns = normal_rotation(decoding.rotation) // 90
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 @dataclass
@@ -28,10 +90,11 @@ class DecodedFrame:
     time: float
     pict_type: str
     frame: av.VideoFrame
+    decoding: Decoding = Decoding()
 
     def rgb(self) -> np.ndarray:
-        """uint8 HxWx3 RGB."""
-        return self.frame.to_ndarray(format="rgb24")
+        """uint8 HxWx3 RGB, upright, SDR."""
+        return to_rgb(self.frame, self.decoding)
 
 
 def exact_fps(fps: float | Fraction) -> Fraction:
@@ -49,19 +112,44 @@ def _frame_time(frame: av.VideoFrame, fallback: Fraction) -> Fraction:
 
 
 def iter_frames(path: str | Path, mode: str = "fps", fps: float | Fraction = 12.0,
-                end_time: float | Fraction | None = None) -> Iterator[DecodedFrame]:
+                end_time: float | Fraction | None = None, decoding: Decoding = Decoding()) -> Iterator[DecodedFrame]:
     """Yield the selected frames of a video in display order.
 
     mode: "fps" (fixed rate; `end_time` = source duration bounds the last sample), "all",
     or "i" / "p" / "b" (the decoder's own picture types). A Fraction fps or end_time is used
-    exactly (a float is read as the nearest fraction with a denominator up to 10^6).
+    exactly (a float is read as the nearest fraction with a denominator up to 10^6). `decoding` (from `plan_decoding`)
+    deinterlaces before the frames are chosen; rotation and colour apply in `DecodedFrame.rgb`.
     """
     if mode not in ("fps", "all", "i", "p", "b"):
         raise BadInput(f"frame selection '{mode}' is not known; use fps, all, i, p or b")
     with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        yield from _select(container, stream, mode, fps, end_time)
+        frames = _decoded(container, stream)
+        if decoding.deinterlace:
+            frames = _filtered(frames, stream, decoding.deinterlace)
+        for chosen in _select(frames, mode, fps, end_time):
+            chosen.decoding = decoding
+            yield chosen
+
+
+def sample_frames(path: str | Path, fractions: list[float], decoding: Decoding = Decoding()) -> list[np.ndarray]:
+    """RGB pictures near the given fractions of the duration (seeking, so cheap on long videos; not
+    deinterlaced): for estimates, not for the frames themselves. Unseekable files give the first frame."""
+    out: list[np.ndarray] = []
+    with open_video(path) as container:
+        stream = container.streams.video[0]
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        for frac in fractions:
+            try:
+                if duration and stream.time_base:
+                    container.seek(int(frac * duration / stream.time_base), stream=stream, backward=True)
+                frame = next(iter(container.decode(stream)), None)
+            except (av.error.FFmpegError, StopIteration):
+                frame = None
+            if frame is not None:
+                out.append(to_rgb(frame, decoding))
+    return out
 
 
 def _decoded(container, stream) -> Iterator[av.VideoFrame]:
@@ -71,7 +159,33 @@ def _decoded(container, stream) -> Iterator[av.VideoFrame]:
         return  # a truncated or damaged tail: keep what decoded
 
 
-def _select(container, stream, mode: str, fps: float | Fraction,
+def _filtered(frames: Iterator[av.VideoFrame], stream, spec: str) -> Iterator[av.VideoFrame]:
+    """Frames through one FFmpeg filter (`name=options`); bwdif keeps one frame out per frame in,
+    with the times it was given (it holds one frame back, flushed at the end)."""
+    name, _, options = spec.partition("=")
+    graph = av.filter.Graph()
+    src = graph.add_buffer(template=stream)
+    filt = graph.add(name, options)
+    sink = graph.add("buffersink")
+    src.link_to(filt)
+    filt.link_to(sink)
+    graph.configure()
+
+    def ready() -> Iterator[av.VideoFrame]:
+        while True:
+            try:
+                yield graph.vpull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+
+    for frame in frames:
+        graph.vpush(frame)
+        yield from ready()
+    graph.vpush(None)
+    yield from ready()
+
+
+def _select(frames: Iterator[av.VideoFrame], mode: str, fps: float | Fraction,
             end_time: float | Fraction | None) -> Iterator[DecodedFrame]:
     n_out = 0
     if mode == "fps":
@@ -79,7 +193,7 @@ def _select(container, stream, mode: str, fps: float | Fraction,
         start: Fraction | None = None
         prev: av.VideoFrame | None = None
         last_time = Fraction(0)          # time of `prev`
-        for frame in _decoded(container, stream):
+        for frame in frames:
             t = _frame_time(frame, last_time + step)
             if start is None:
                 start = t
@@ -97,7 +211,7 @@ def _select(container, stream, mode: str, fps: float | Fraction,
             yield DecodedFrame(n_out, float(start + n_out * step), _ptype(prev), prev)
             n_out += 1
         return
-    for frame in _decoded(container, stream):
+    for frame in frames:
         ptype = _ptype(frame)
         if mode == "all" or ptype == mode.upper():
             yield DecodedFrame(n_out, float(_frame_time(frame, Fraction(0))), ptype, frame)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.models.depth.base import DepthModel
-from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, short_reason
+from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, offline_reason, short_reason
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,12 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
 
     kind, source, label = resolve_depth_model(name_or_path)
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
+    why = None if kind == "folder" else offline_reason(offline)   # no network: read the cache only, at once
     try:
         return TransformersDepth(source, label, device, cache_dir=cache_dir,
-                                 local_files_only=offline or kind == "folder")
+                                 local_files_only=why is not None or kind == "folder")
     except hub_errors() as exc:
         if kind == "folder":
             raise ModelNotFound(f"depth model folder {source} cannot be loaded ({exc}); it needs config.json, "
                                 "the weights and preprocessor_config.json as save_pretrained writes them") from exc
-        raise missing_model("depth", label, source, reason=short_reason(exc)) from exc
+        raise missing_model("depth", label, source, reason=why or short_reason(exc)) from exc
