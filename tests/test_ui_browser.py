@@ -212,7 +212,7 @@ def test_ui_in_browser(server):
             text = _click_and_wait(page, "#v2v-generate-btn", "Error:")
             assert "no-such-model" in text
             # ... shown beside the button too, and the status line stays in view down there (sticky header)
-            assert page.locator("#v2v-generate-note textarea").input_value() == text
+            assert page.locator("#v2v-generate-note").locator("textarea, input").first.input_value() == text
             page.locator("#v2v-generate-btn").scroll_into_view_if_needed()
             assert page.evaluate("window.scrollY") > 500                       # the page has scrolled ...
             assert 0 <= page.locator("#v2v-status").bounding_box()["y"] < 200  # ... the status line has not

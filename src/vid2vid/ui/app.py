@@ -94,8 +94,8 @@ class Page:
 
     def note(self, name: str) -> Any:
         """The line beside the button `name` that shows what its action did (or why it failed)."""
-        return self.gr.Textbox(value="", show_label=False, interactive=False, lines=1, container=False,
-                               elem_id=f"v2v-{name}-note", elem_classes=["v2v-note"])
+        return self.gr.Textbox(value="", label="Result", interactive=False, elem_id=f"v2v-{name}-note",
+                               elem_classes=["v2v-note"])
 
     @property
     def widgets(self) -> list[Any]:
