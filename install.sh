@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install vid2vid and everything it needs on Debian/Ubuntu (system packages included).
-# Usage: bash install.sh [--ui] [--browser]      (as root, or with sudo available)
+# Usage: bash install.sh [--ui] [--browser] [--ray]      (as root, or with sudo available)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +29,7 @@ EXTRAS="dev,models"
 for arg in "$@"; do
   case "$arg" in
     --ui|--browser) EXTRAS="$EXTRAS,ui" ;;
+    --ray) EXTRAS="$EXTRAS,ray" ;;    # img2img on Ray actors (--ray); the default install stays without it
   esac
 done
 $PIP -e ".[$EXTRAS]"

@@ -111,6 +111,11 @@ CASES = [
      ["canvas limit", "try --width 4096 --height 4096"]),
     ("unknown-deinterlace", lambda m, w: ["extract", str(m / "good.mp4"), "-w", str(w), "--deinterlace", "maybe"],
      ["invalid choice", "maybe"]),
+    ("flow-init-2", lambda m, w: ["img2img", "-w", str(w), "--model", str(m / "tiny"), "--flow-init", "2"],
+     ["--flow-init 2", "0 turns flow-guided init off"]),
+    ("unknown-cross-frame", lambda m, w: run_args(m, w, "--cross-frame", "prev"), ["invalid choice", "prev"]),
+    ("cross-frame-bank-0", lambda m, w: ["img2img", "-w", str(w), "--model", str(m / "tiny"), "--cross-frame",
+                                         "bank", "--cross-frame-bank", "0"], ["--cross-frame-bank 0"]),
 ]
 
 

@@ -121,3 +121,11 @@ def test_the_demo_settings_keep_the_clip_recognisable(tmp_path):
         corr.append(np.corrcoef(a, read_image(gen).ravel())[0, 1])
     assert min(corr) > 0.5, corr
     assert ws.is_complete("flow")
+
+
+def test_the_pages_compare_action_writes_inside_the_workspace(ws):
+    from vid2vid.progress import Job
+    from vid2vid.ui import actions
+
+    info = actions.compare(ws.root.parent, ws.root.name, Job())
+    assert info["output"] == str(ws.path("compare.mp4")) and ws.path("compare.mp4").is_file()

@@ -26,6 +26,8 @@ CLI_ONLY = {
     ("config.py", "config --dump"): "loading a settings file: only `--config` on the command line",
     ("ui/paths.py", "pick a folder with"): "the cache folder is chosen when the server starts",
     ("diffusion/tokenizer.py", "pip install"): "an install command, not a vid2vid flag",
+    ("config.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
+    ("distributed.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
     # the folder tools `vid2vid correct` / `vid2vid propagate` on plain folders (not workspaces)
     ("stages/correct.py", "--out"): "folder tool (correct_folder)",
     ("stages/correct.py", "--depth DIR"): "folder tool (correct_folder)",

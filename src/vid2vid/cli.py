@@ -17,10 +17,11 @@ import sys
 import traceback
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
-from vid2vid.errors import Interrupted, Vid2VidError
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.progress import ConsoleProgress, Job, stop_signals
 from vid2vid.stages import table
 
@@ -72,6 +73,8 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
         action = parser.add_argument(*flags, **kw)
         action.default_targets = [dest]  # type: ignore[attr-defined]
         seen.update(flags)
+    if section == "img2img" and "--controlnet" not in seen:
+        add_controlnet_options(parser)
 
 
 def apply_options(settings: config.Settings, args: argparse.Namespace,
@@ -85,12 +88,70 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
         for dest in targets:
             section, name = dest.split(".")
             setattr(getattr(settings, section), name, value)
+    apply_controlnet_options(settings, args)
     return settings
+
+
+# ---------------------------------------------------------------- ControlNet flags (issue 14)
+
+def add_controlnet_options(parser: argparse.ArgumentParser) -> None:
+    """--controlnet MODEL[:SCALE] and --control SOURCE, repeatable and paired in order."""
+    sources = ", ".join(c for c in config.CONTROL_SOURCES if c != "folder")
+    parser.add_argument("--controlnet", action="append", dest="cli.controlnet", default=argparse.SUPPRESS,
+                        metavar="MODEL[:SCALE]",
+                        help="ControlNet file, diffusers folder or hub id, optionally :SCALE (default 1); "
+                             "repeatable, each with its --control; replaces the settings file's ControlNets "
+                             "(start 0, end 1: set windows and source parameters in [[img2img.controlnet]])")
+    parser.add_argument("--control", action="append", dest="cli.control", default=argparse.SUPPRESS,
+                        metavar="SOURCE", help=f"control image of the matching --controlnet: {sources}, or a "
+                                               "folder with one image per frame (repeatable)")
+
+
+def controlnet_from_flags(model: str, source: str) -> config.ControlNetSettings:
+    """One ControlNet from `--controlnet MODEL[:SCALE] --control SOURCE` (a folder path = the folder source)."""
+    from pathlib import Path
+
+    from vid2vid.diffusion.loading import parse_weighted
+
+    spec, scale = parse_weighted(model, 1.0)
+    if source in config.CONTROL_SOURCES and source != "folder":
+        return config.ControlNetSettings(model=spec, control=source, scale=scale)
+    if Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~")):
+        return config.ControlNetSettings(model=spec, control="folder", folder=source, scale=scale)
+    return config.ControlNetSettings(model=spec, control=source, scale=scale)   # validation names it
+
+
+def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace) -> None:
+    """Given --controlnet/--control pairs replace img2img's ControlNet list."""
+    models, sources = vars(args).get("cli.controlnet"), vars(args).get("cli.control")
+    if models is None and sources is None:
+        return
+    models, sources = models or [], sources or []
+    if len(models) != len(sources):
+        from vid2vid.errors import BadInput
+
+        raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
+                       "its --control SOURCE, in the same order")
+    settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
     path = getattr(args, "config", None)
-    return config.load_toml(path) if path else config.Settings()
+    settings = config.load_toml(path) if path else config.Settings()
+    if getattr(args, "preset", None):            # issue 17: file, then preset, then the options given
+        from vid2vid import presets
+
+        presets.apply(settings, args.preset)
+    return settings
+
+
+def add_preset_option(parser: argparse.ArgumentParser) -> None:
+    """--preset NAME (issue 17): an overlay of settings over the defaults or --config."""
+    from vid2vid import presets
+
+    parser.add_argument("--preset", choices=tuple(presets.PRESETS),
+                        help="settings overlay applied after --config and before the options given; fast = "
+                             "sampler lcm, 4 steps, CFG 1 (for few-step models; add --vae TAESD for speed)")
 
 
 def flag_namer(command: str) -> Callable[[str], str]:
@@ -170,11 +231,24 @@ def cmd_config(args, parser, job):
 
 
 def cmd_run(args, parser, job):
-    from vid2vid import pipeline
+    from vid2vid import multirun, pipeline
 
     settings = apply_options(_base_settings(args), args, parser)
-    result = pipeline.run(args.video, settings, workspace=getattr(args, "workspace", None), job=job)
-    print(result.summary())
+    videos = multirun.expand(args.video)
+    if len(args.video) == 1 and len(videos) == 1 and videos[0] == Path(args.video[0]):
+        result = pipeline.run(args.video[0], settings, workspace=getattr(args, "workspace", None), job=job)
+        print(result.summary())
+        return
+    # several videos (or a folder): one workspace each under --cache, -o names a folder
+    if getattr(args, "workspace", None):
+        what = next((f"{v} is a folder of videos" for v in args.video if Path(v).is_dir()),
+                    "several videos were given")
+        raise BadInput(f"-w names one workspace, but {what}; leave out -w: each video gets its own workspace "
+                       "under --cache")
+    out_dir, settings.export.output = settings.export.output or None, ""
+    outcomes = multirun.run_many(videos, settings, out_dir, job)
+    print(multirun.summary(outcomes, flag_namer("run")))
+    multirun.check_failures(outcomes)
 
 
 def cmd_demo(args, parser, job):
@@ -232,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         common(sp, not row.needs_video and not folders)
         for section in row.sections:
             add_settings_options(sp, row.name, section)
+        if "img2img" in row.sections:          # issue 17
+            add_preset_option(sp)
+
     sp = sub.choices["propagate"]         # also on folders made by any tool, like `correct`
     sp.add_argument("--source", help="folder of source frames (instead of -w)")
     sp.add_argument("--keys", help="folder of painted key frames, named like their source frames (with --source)")
@@ -269,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(sp, "fdc-debug", "correct", skip=("method", "spatial_mask"))
 
     sp = command("run", cmd_run, "the whole pipeline: extract -> ... -> export")
-    sp.add_argument("video")
+    sp.add_argument("video", nargs="+", help="video file(s) or folder(s) of videos; with several, -o names a "
+                                             "folder and each video gets its own workspace under --cache")
     sp.add_argument("-w", "--workspace", help="workspace folder")
     sp.add_argument("--config", help="settings TOML file (see `vid2vid config --dump`)")
     for section in config.SECTIONS:
         add_settings_options(sp, "run", section)
+    add_preset_option(sp)
 
     sp = command("compare", _lazy("vid2vid.cli_tools", "compare"),
                  "one video with the stages side by side (source, img2img, flow, final), labelled, with audio")
@@ -322,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
+    sp.add_argument("--tiny-vae", action="store_true",
+                    help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
+                         "--single-file one .safetensors")
+    sp.add_argument("--controlnet", action="store_true",
+                    help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
 
     sp = command("doctor", _lazy("vid2vid.cli_tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")
@@ -331,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dump", action="store_true", help="print all settings as TOML (the defaults without --config)")
     sp.add_argument("--check", action="store_true", help="validate a settings file")
     sp.add_argument("--config", help="settings TOML file")
+    add_preset_option(sp)
     return p
 
 

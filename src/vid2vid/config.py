@@ -25,7 +25,7 @@ FRAME_MODES = ("fps", "all", "i", "p", "b")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 EXPORT_FORMATS = ("mp4", "webm", "gif", "avi")
 EXPORT_SOURCES = ("frames", "img2img", "resr", "rife")
-SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim")
+SAMPLERS = ("euler", "euler-a", "dpm++-2m", "dpm++-2m-sde", "heun", "lms", "ddim", "lcm", "tcd")
 SCHEDULES = ("default", "karras", "exponential", "poly-exponential", "vp", "linear")
 RESIZE_MODES = ("just", "crop", "fill")
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
@@ -59,19 +59,25 @@ class Choices(tuple):
 # stats: the seed's masks + statistics per frame (fdc.py), formerly named "seed" (the old name collided
 # with img2img.seed); flow: the flow-guided pass over the sequence (temporal.py)
 CORRECT_METHODS = Choices(("stats", "flow"), aliases={"seed": "stats"})
+CONTROL_SOURCES = ("canny", "softedge", "lineart", "depth", "tile", "folder")   # control.py
 KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (vid2vid.propagate)
 DEINTERLACE_MODES = ("auto", "on", "off")
+CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
+CROSS_FRAME_BLOCKS = ("up", "all")
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
     "fps": "Fixed FPS", "all": "All frames", "i": "I-frames only", "p": "P-frames only", "b": "B-frames only",
     "euler": "Euler", "euler-a": "Euler a", "dpm++-2m": "DPM++ 2M", "dpm++-2m-sde": "DPM++ 2M SDE",
-    "heun": "Heun", "lms": "LMS", "ddim": "DDIM",
+    "heun": "Heun", "lms": "LMS", "ddim": "DDIM", "lcm": "LCM", "tcd": "TCD",
     "default": "(use default)", "karras": "karras", "exponential": "exponential",
     "poly-exponential": "poly-exponential", "vp": "vp", "linear": "linear",
     "just": "Just resize", "crop": "Crop and resize", "fill": "Resize and fill",
     "none": "none", "clip": "clip", "shift-mean": "shift mean", "shift-std": "shift std",
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
+    "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
+    "folder": "my own images (folder)",
+    "anchor": "anchor (first frame)", "anchor-prev": "anchor + previous frame", "bank": "bank of earlier frames",
 }
 
 
@@ -276,6 +282,50 @@ class TagsSettings(Section):
 
 
 @dataclass
+class ControlNetSettings(Section):
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+
+    Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
+    ControlNet by its model, then the table's own key (scale, start, ...).
+    """
+
+    NAME = "img2img"
+    model: str = setting("", "ControlNet: a .safetensors/.pth file, a diffusers folder or a hub id",
+                         label="ControlNet model")
+    control: str = setting("canny", "control image source", choices=CONTROL_SOURCES, label="Control image")
+    scale: float = setting(1.0, "how strongly it steers (0 = not at all)", lo=0.0, hi=2.0, label="Control weight")
+    start: float = setting(0.0, "where it starts, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                           label="Starting control step")
+    end: float = setting(1.0, "where it ends, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                         label="Ending control step")
+    low: int = setting(100, "canny: low threshold (grey levels)", lo=0, hi=255, label="Canny low threshold")
+    high: int = setting(200, "canny: high threshold (grey levels)", lo=0, hi=255, label="Canny high threshold")
+    blur: float = setting(1.0, "soft edges and line art: blur in pixels", lo=0.1, hi=20.0, label="Edge blur")
+    folder: str = setting("", "folder source: a folder with one control image per frame", label="Image folder")
+
+    def validate(self) -> None:
+        where = "{img2img.controlnet} '%s'" % self.model
+        for f, m in fields_of(self):
+            value = getattr(self, f.name)
+            if m.choices is not None and value not in m.choices:
+                raise BadInput(f"{where}: control source '{value}' is not known; use one of: "
+                               f"{', '.join(c for c in m.choices if c != 'folder')}, or a folder of images")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                    not math.isfinite(value) or (m.lo is not None and value < m.lo)
+                    or (m.hi is not None and value > m.hi)):
+                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
+        if not self.model.strip():
+            raise BadInput(f"{where}: no model; give the ControlNet's file, diffusers folder or hub id")
+        if self.start >= self.end:
+            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the ControlNet steers "
+                           "from start to end of the schedule (0 and 1 = all of it)")
+        if self.low > self.high:
+            raise BadInput(f"{where}: canny low threshold {self.low} is above the high one {self.high}; swap them")
+        if self.control == "folder" and not self.folder.strip():
+            raise BadInput(f"{where}: the folder source needs the folder of control images")
+
+
+@dataclass
 class Img2ImgSettings(Section):
     """Successive img2img with the sigma override (stage `img2img`)."""
 
@@ -284,14 +334,17 @@ class Img2ImgSettings(Section):
                          label="Model")
     prompt: str = setting("", "prompt (A1111 syntax: (word:1.3), [word])", label="Prompt")
     negative: str = setting("", "negative prompt", label="Negative prompt")
-    sampler: str = setting("euler", "sampler", choices=SAMPLERS, label="Sampler")
+    sampler: str = setting("euler", "sampler (lcm, tcd: for few-step models such as LCM, TCD, Hyper-SD; they run "
+                                    "on their own timestep grid, steps = UNet evaluations, and the sigma schedule "
+                                    "options do not apply)", choices=SAMPLERS, label="Sampler")
     steps: int = setting(20, "sampling steps of the full schedule (1..150)", lo=1, hi=150, label="Sampling steps")
     denoise: float = setting(0.75, "denoising strength 0..1 (truncates the schedule)", lo=0.0, hi=1.0,
                              label="Denoising strength")
-    schedule: str = setting("exponential", "sigma schedule; default = the model's own", choices=SCHEDULES,
+    schedule: str = setting("exponential", "sigma schedule; default = the model's own (not used by lcm and tcd)",
+                            choices=SCHEDULES,
                             label="Sigma schedule")
-    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule", label="Sigma min")
-    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule", label="Sigma max")
+    sigma_min: float = setting(0.1, "smallest sigma of the overridden schedule (not lcm/tcd)", label="Sigma min")
+    sigma_max: float = setting(1.2, "largest sigma of the overridden schedule (not lcm/tcd)", label="Sigma max")
     init_noise: float = setting(1.0, "init noise weight (0 = no noise on the init latent)", lo=0.0, hi=10.0,
                                 label="Init noise weight")
     cfg: float = setting(7.0, "classifier-free guidance scale", lo=0.0, hi=100.0, label="CFG scale")
@@ -318,6 +371,35 @@ class Img2ImgSettings(Section):
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
                           label="Debug frame")
+    controlnet: list[ControlNetSettings] = setting(
+        [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
+        item=ControlNetSettings, label="ControlNets")
+
+    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
+                                       "(first) frame, the anchor and the previous frame, or a bank of earlier "
+                                       "frames; anchor-prev and bank make img2img sequential (batch 1, one model "
+                                       "worker, no distributed run)", choices=CROSS_FRAME_MODES,
+                               label="Cross-frame attention")
+    cross_frame_blocks: str = setting("up", "UNet blocks with cross-frame attention: up (as Rerender) or all",
+                                      choices=CROSS_FRAME_BLOCKS, label="Cross-frame blocks")
+    cross_frame_bank: int = setting(4, "bank mode: how many earlier frames each frame reads", lo=1, hi=16,
+                                    label="Cross-frame bank size")
+    flow_init: float = setting(0.0, "flow-guided init: the previous output warped along the source flow into the "
+                                    "init image where the motion is trusted (0 = off; above 0 img2img is "
+                                    "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
+                               label="Flow-guided init strength")
+    # ---- issue 17: the fast path
+    vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
+                           "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
+                           "for speed; empty = the model's own", label="VAE (empty = the model's own)")
+    tcd_gamma: float = setting(0.3, "TCD sampler's stochasticity (0 = deterministic, 1 = fully stochastic)",
+                               lo=0.0, hi=1.0, fix="0.3 is TCD's default", label="TCD gamma")
+    skip_still: float = setting(0.0, "reuse the previous output for a source frame that differs from the last "
+                                     "painted one by less than this mean absolute difference (0.01 = about 2.5 "
+                                     "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
+    compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
+                            label="torch.compile")
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
@@ -439,6 +521,28 @@ class RunSettings(Section):
 
 
 @dataclass
+class RaySettings(Section):
+    """img2img on Ray actors (one per GPU or per share of CPU cores), see `vid2vid.distributed`."""
+
+    NAME = "ray"
+    enabled: bool = setting(False, "run img2img on Ray actors (needs `bash install.sh --ray`)", flag="--ray")
+    address: str = setting("", "Ray cluster to join: auto, ray://HOST:PORT or HOST:PORT (empty = start a local "
+                               "Ray on this machine)", flag="--ray-address")
+    actors: int = setting(0, "how many actors (0 = one per GPU, or one per share of CPU cores, at most one per "
+                             "block of frames)", lo=0, hi=4096, flag="--ray-actors")
+    threads: int = setting(0, "CPU threads per actor (0 = what a local run here gives each model worker, so the "
+                              "frames are the same bits)", lo=0, hi=1024, flag="--ray-threads")
+
+    def check(self) -> None:
+        if self.enabled:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise BadInput("{ray.enabled} needs Ray, which is not installed; install it with "
+                               "`bash install.sh --ray` (or `pip install ray==2.60.0`), or run without it")
+
+
+@dataclass
 class Settings:
     """All settings; one TOML table per field."""
 
@@ -452,6 +556,7 @@ class Settings:
     upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 _END = object()
 
@@ -115,7 +116,7 @@ def worker_pool(workers: int, threads: int, name: str = "model"):
                               initializer=torch.set_num_threads, initargs=(threads,))
 
 
-def hand_over_finished(pending: deque, writer: SequentialWriter) -> None:
+def hand_over_finished(pending: deque, writer: SequentialWriter | Any) -> None:
     """Hand the writer every leading batch whose generation finished (after an interruption)."""
     while pending:
         batch, fut = pending[0]

@@ -13,6 +13,8 @@ SDXL's UNet also takes each prompt's pooled embedding and the size "time ids"
 (`pooled=(cond, uncond)`, `time_ids` (1, n)), passed along with the matching half.
 `masked(mask, init)` wraps it with a latent mask (1 = may change) that blends the init latent
 back into the prediction: D' = D * m + init * (1 - m) (A1111's inpainting blend, every step).
+ControlNet (issue 14): `control`, a `diffusion.controlnet.Conditioning` for the batch, adds the
+summed residuals of the ControlNets active at that sigma to every UNet call (see controlnet.py).
 The denoiser holds no per-batch state, so several threads may sample with it at once.
 """
 from __future__ import annotations
@@ -68,7 +70,7 @@ class CFGDenoiser:
     def __init__(self, unet: torch.nn.Module, training_sigmas, prediction_type: str,
                  cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float,
                  timings: Timings | None = None, pooled: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 time_ids: torch.Tensor | None = None):
+                 time_ids: torch.Tensor | None = None, discrete: bool = False):
         if prediction_type not in ("epsilon", "v_prediction"):
             raise BadInput(f"model prediction type '{prediction_type}' is not supported; "
                            "use a model that predicts epsilon or v")
@@ -90,15 +92,23 @@ class CFGDenoiser:
             self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
+        # issue 17: few-step samplers (fewstep.py) evaluate at training sigmas only; rounding the
+        # timestep recovered from them gives the UNet exactly the integer timestep they were trained on
+        self.discrete = discrete
         shared_prefix.install(unet)
 
-    def masked(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None):
-        """D(x, sigma) that keeps init_latent where mask (B, 1, h, w) is 0; the plain denoiser when mask is None."""
-        if mask is None:
+    def masked(self, mask: torch.Tensor | None, init_latent: torch.Tensor | None, control=None):
+        """D(x, sigma) that keeps init_latent where mask (B, 1, h, w) is 0; the plain denoiser when mask is None.
+
+        control: the batch's ControlNet conditioning (controlnet.Conditioning) or None.
+        """
+        if mask is None and control is None:
             return self
+        if mask is None:
+            return lambda x, sigma: self(x, sigma, control)
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return self(x, sigma) * mask + init_latent * (1 - mask)
+            return self(x, sigma, control) * mask + init_latent * (1 - mask)
 
         return denoise
 
@@ -106,41 +116,52 @@ class CFGDenoiser:
         return emb if emb.shape[0] == batch else emb.expand(batch, *emb.shape[1:])
 
     def _unet(self, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor,
-              pooled: torch.Tensor | None = None) -> torch.Tensor:
+              pooled: torch.Tensor | None = None, control=None, sigma: torch.Tensor | None = None) -> torch.Tensor:
         self.calls += 1
         extra = {}
         if pooled is not None:
             time_ids = self.time_ids
             assert time_ids is not None             # set with the pooled embeddings (SDXL)
             extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
+        # -- ControlNet (issue 14): the active nets' residuals join the UNet's arguments
+        if control is not None:
+            if self.timings is None:
+                extra.update(control.residuals(z, t, emb, extra.get("added_cond_kwargs"), sigma))
+            else:
+                with self.timings.measure("controlnet"):
+                    extra.update(control.residuals(z, t, emb, extra.get("added_cond_kwargs"), sigma))
+        # -- end ControlNet
         if self.timings is None:
             return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
         with self.timings.measure("unet"):
             return self.unet(z, t, encoder_hidden_states=emb, return_dict=False, **extra)[0]
 
-    def model_output(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Guided UNet output (eps or v) for x (B, 4, h, w) at sigma (B,)."""
+    def model_output(self, x: torch.Tensor, sigma: torch.Tensor, control=None) -> torch.Tensor:
+        """Guided UNet output (eps or v) for x (B, 4, h, w) at sigma (B,); control: see `masked`."""
         b = x.shape[0]
         c_in = (sigma.float() ** 2 + 1).rsqrt().view(-1, 1, 1, 1)
         z = (x.float() * c_in).to(self.dtype)
         t = sigma_to_timestep(sigma.to(self.device), self.log_sigmas)
+        if self.discrete:                                     # issue 17 (see __init__)
+            t = t.round()
         cond = self._embeddings(self.cond, b)
         pc = None if self.pooled_cond is None else self._embeddings(self.pooled_cond, b)
         if self.uncond is None:
-            return self._unet(z, t, cond, pc).float()
+            return self._unet(z, t, cond, pc, control, sigma).float()
         uncond = self._embeddings(self.uncond, b)
         pu = None if self.pooled_uncond is None else self._embeddings(self.pooled_uncond, b)
         if uncond.shape[1:] == cond.shape[1:]:
             with shared_prefix.active():
                 out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond]),
-                                 None if pc is None else torch.cat([pu, pc])).float()
+                                 None if pc is None else torch.cat([pu, pc]), control, sigma).float()
             out_u, out_c = out[:b], out[b:]
         else:
-            out_u, out_c = self._unet(z, t, uncond, pu).float(), self._unet(z, t, cond, pc).float()
+            out_u = self._unet(z, t, uncond, pu, control, sigma).float()
+            out_c = self._unet(z, t, cond, pc, control, sigma).float()
         return out_u + (out_c - out_u) * self.cfg_scale
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        out = self.model_output(x, sigma)
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, control=None) -> torch.Tensor:
+        out = self.model_output(x, sigma, control)
         s = sigma.float().view(-1, 1, 1, 1)
         xf = x.float()
         if self.prediction_type == "epsilon":

@@ -18,6 +18,9 @@ The model is a `vid2vid.diffusion.loading.LoadedModel`; this module reads its `u
 prompts through `vid2vid.diffusion.prompts.encode_pair_pooled` unless embeddings are given.
 SDXL base models also get each prompt's pooled embedding and the size conditioning (original
 size = target size = the canvas, no crop), as diffusers' SDXL img2img pipeline gives them.
+With `controlnets` (issue 14, `diffusion.controlnet.ControlUnit`s) every frame comes with one
+canvas-sized control image per net (`controls[frame][net]`), and step 4 adds the residuals of
+the nets whose window holds the step to each UNet call.
 """
 from __future__ import annotations
 
@@ -29,13 +32,17 @@ import torch
 
 from vid2vid import imageops
 from vid2vid.config import Img2ImgSettings
-from vid2vid.diffusion import samplers, schedules
+from vid2vid.diffusion import fewstep, samplers, schedules, tuning
+from vid2vid.diffusion import vae as vae_parts
 from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 from vid2vid.errors import BadInput
 
 
 def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
     """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
+    if fewstep.is_fewstep(settings.sampler):   # issue 17: lcm / tcd run on their own timestep grid
+        train = schedules.sd_training_sigmas() if training_sigmas is None else training_sigmas
+        return fewstep.real_sigmas(settings.steps, settings.denoise, train)[1]
     return schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
                                  settings.sigma_min, settings.sigma_max, training_sigmas)
 
@@ -72,6 +79,15 @@ def sdxl_time_ids(unet_config, pooled_dim: int, width: int, height: int) -> torc
     return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
 
 
+def fit_canvas_masks(s: Img2ImgSettings, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
+    """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
+    if masks is None or all(m is None for m in masks):
+        return None
+    return [np.ones((s.height, s.width, 1), np.float32) if m is None
+            else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
+            for m in masks]
+
+
 @dataclass
 class Img2ImgEngine:
     """img2img with fixed settings for many frames (prompts encoded once, sigmas computed once)."""
@@ -80,6 +96,7 @@ class Img2ImgEngine:
     settings: Img2ImgSettings
     # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
     embeddings: tuple[torch.Tensor, ...] | None = None
+    controlnets: list | None = None          # ControlNet (issue 14): controlnet.ControlUnit per net
     real_sigmas: np.ndarray = field(init=False)
     timings: Timings = field(init=False)
 
@@ -91,7 +108,14 @@ class Img2ImgEngine:
         sdxl = bool(getattr(self.model, "is_sdxl", False))
         training = np.asarray(torch.as_tensor(self.model.sigmas).cpu(), dtype=np.float64)
         self.real_sigmas = real_sigmas_for(s, training)
-        self.sampler = samplers.get_sampler(s.sampler)
+        # issue 17: few-step samplers are bound to their discrete timesteps (fewstep.py)
+        self.timesteps = None
+        if fewstep.is_fewstep(s.sampler):
+            self.timesteps = fewstep.real_sigmas(s.steps, s.denoise, training)[0]
+            self.sampler = fewstep.sampler_for(s.sampler, self.timesteps, training, s.tcd_gamma)
+        else:
+            self.sampler = samplers.get_sampler(s.sampler)
+        tuning.prepare(self.model, compile=s.compile)       # issue 17: GPU layout, optional torch.compile
         if self.embeddings is None:
             from vid2vid.diffusion.prompts import encode_pair_pooled
 
@@ -104,7 +128,15 @@ class Img2ImgEngine:
         time_ids = None if pooled is None else sdxl_time_ids(self.model.unet.config, pooled[0].shape[-1], s.width,
                                                              s.height)
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
-                                    cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids)
+                                    cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids,
+                                    discrete=self.timesteps is not None)
+        # -- ControlNet (issue 14): the nets and their windows over the real schedule
+        self.control = None
+        if self.controlnets:
+            from vid2vid.diffusion.controlnet import ControlGuide
+
+            self.control = ControlGuide(self.controlnets, self.real_sigmas, self.model.unet, self.timings)
+        # -- end ControlNet
         self.vae = self.model.vae
         self.vae_dtype = next(self.vae.parameters()).dtype
         if self.vae_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
@@ -131,7 +163,7 @@ class Img2ImgEngine:
         """Canvas-sized images -> scaled latents float32 (B, 4, H/8, W/8)."""
         x = images_to_tensor(images).to(self.device, self.vae_dtype)
         with self.timings.measure("vae_encode"):
-            means = [self.vae.encode(part.contiguous(memory_format=self.vae_layout)).latent_dist.mean
+            means = [vae_parts.latents_of(self.vae, part.contiguous(memory_format=self.vae_layout))
                      for part in x.split(self.vae_chunk)]
         return (torch.cat(means).float() - self.shift) * self.scaling
 
@@ -146,19 +178,15 @@ class Img2ImgEngine:
 
     def canvas_masks(self, masks: list[np.ndarray | None] | None) -> list[np.ndarray] | None:
         """Inpainting masks (HxWx1, 1 = may change) fitted to the canvas; None when no frame has one."""
-        s = self.settings
-        if masks is None or all(m is None for m in masks):
-            return None
-        return [np.ones((s.height, s.width, 1), np.float32) if m is None
-                else imageops.fit(np.asarray(m, np.float32).reshape(*m.shape[:2], 1), s.width, s.height, s.resize)
-                for m in masks]
+        return fit_canvas_masks(self.settings, masks)
 
     @torch.no_grad()
     def sample(self, init: torch.Tensor, seeds: list[int] | None = None,
-               masks: list[np.ndarray] | None = None, callback=None) -> torch.Tensor:
+               masks: list[np.ndarray] | None = None, callback=None, control=None) -> torch.Tensor:
         """Init latents (B, 4, h, w) -> sampled latents: noise by seed, then the sampler over the real sigmas.
 
         masks: canvas-sized inpainting masks (see `canvas_masks`); where 0 the init latent is kept.
+        control: the batch's ControlNet conditioning (`bind_control`), or None.
         """
         s = self.settings
         b, c, h, w = init.shape
@@ -169,7 +197,8 @@ class Img2ImgEngine:
         noise = samplers.BatchNoise(seeds, (c, h, w), self.device, torch.float32)
         sigmas = torch.tensor(self.real_sigmas, dtype=torch.float32, device=self.device)
         x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
-        denoise = self.denoiser.masked(None if masks is None else latent_mask(masks, h, w).to(self.device), init)
+        denoise = self.denoiser.masked(None if masks is None else latent_mask(masks, h, w).to(self.device), init,
+                                       control)
         return self.sampler(denoise, x, sigmas, noise, callback)
 
     def finish(self, latents: torch.Tensor, canvases: list[np.ndarray],
@@ -181,29 +210,54 @@ class Img2ImgEngine:
         return out
 
     def generate(self, images: list[np.ndarray], masks: list[np.ndarray | None] | None = None,
-                 seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
+                 seeds: list[int] | None = None, callback=None,
+                 controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
         """Repaint a batch of frames; masks (HxWx1, 1 = may change, None = whole frame) are optional.
 
-        Each frame's result is the same whatever else is in the batch. The stage fits the frames
-        and their masks on its reader thread and calls `repaint` for the rest.
+        controls[frame][net]: the control images (fitted to the canvas here) when the engine has
+        ControlNets. Each frame's result is the same whatever else is in the batch. The stage fits
+        the frames and their masks on its reader thread and calls `repaint` for the rest.
         """
         if not images:
             return []
         canvases = [self.fit(im) for im in images]           # 1. canvas size
-        return self.repaint(canvases, self.canvas_masks(masks), seeds, callback)
+        if controls is not None:
+            controls = [[self.fit(imageops.to_float(c) if np.asarray(c).dtype == np.uint8 else c) for c in frame]
+                        for frame in controls]
+        return self.repaint(canvases, self.canvas_masks(masks), seeds, callback, controls)
 
     def repaint(self, canvases: list[np.ndarray], masks: list[np.ndarray] | None = None,
-                seeds: list[int] | None = None, callback=None) -> list[np.ndarray]:
-        """Canvas-sized frames (and canvas masks, see `canvas_masks`) -> repainted frames."""
+                seeds: list[int] | None = None, callback=None,
+                controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
+        """Canvas-sized frames (and canvas masks, see `canvas_masks`, and control images) -> repainted frames."""
         init = self.encode(canvases)                          # 2. encode
-        x = self.sample(init, seeds, masks, callback)         # 3. noise + sampler
+        control = self.bind_control(controls, len(canvases))
+        x = self.sample(init, seeds, masks, callback, control)  # 3. noise + sampler
         return self.finish(x, canvases, masks)                # 4. decode, paste unmasked pixels
+
+    def bind_control(self, controls: list[list[np.ndarray]] | None, frames: int):
+        """ControlNet (issue 14): the batch's conditioning from canvas-sized control images; None without nets."""
+        if self.control is None:
+            return None
+        s = self.settings
+        if controls is None or len(controls) != frames:
+            raise ValueError(f"this engine has {len(self.control.units)} ControlNet(s): pass one control image "
+                             "per frame and net")
+        for frame in controls:
+            for c in frame:
+                if tuple(np.asarray(c).shape[:2]) != (s.height, s.width):
+                    raise ValueError(f"control image of size {np.asarray(c).shape[:2]} is not the canvas "
+                                     f"({s.height}, {s.width})")
+        return self.control.bind(controls)
 
     def describe(self) -> dict:
         """What to record in the manifest about this engine."""
-        return {"real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
+        fast = {} if self.timesteps is None else {"real_timesteps": [int(t) for t in self.timesteps]}  # issue 17
+        return {**fast, "real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
                 "sampler_steps": len(self.real_sigmas) - 1,
                 "model_calls_per_frame": samplers.model_calls(self.settings.sampler, len(self.real_sigmas)),
                 "prediction_type": self.model.prediction_type,
-                "seed": self.settings.seed}
+                "unet_batch_halves": 1 if self.denoiser.uncond is None else 2,
+                "seed": self.settings.seed,
+                **({"controlnets": self.control.describe()} if self.control is not None else {})}
 

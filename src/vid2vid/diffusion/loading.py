@@ -95,7 +95,9 @@ class LoadedModel:
 
     @property
     def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        cfg = self.vae.config      # issue 17: a tiny VAE (AutoencoderTiny) names its levels differently
+        levels = getattr(cfg, "block_out_channels", None) or cfg.encoder_block_out_channels
+        return 2 ** (len(levels) - 1)
 
     def sigma_to_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """Continuous timestep (float64) for each sigma: linear interpolation in log sigma (k-diffusion's rule)."""
@@ -518,11 +520,13 @@ def _quiet_libraries() -> None:
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
-               embeddings: list[str] | tuple = (), prediction_type: str | None = None) -> LoadedModel:
+               embeddings: list[str] | tuple = (), prediction_type: str | None = None,
+               vae: str = "") -> LoadedModel:
     """Load `spec` (hub id, diffusers folder, or .safetensors/.ckpt file) ready for img2img.
 
     prediction_type overrides what the file implies ("epsilon" or "v_prediction"; SD 2.x single
     files default to v_prediction, the 768-v models; pass "epsilon" for 512-base ones).
+    vae: a separate VAE to use instead of the model's own (file, folder or hub id; diffusion/vae.py).
     Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
     """
     _quiet_libraries()
@@ -532,6 +536,10 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     if prediction_type not in (None, "epsilon", "v_prediction"):
         raise BadInput(f"prediction type '{prediction_type}' is not known; use epsilon or v_prediction")
     spec = check_model_spec(spec)
+    if vae:                                   # issue 17: a missing --vae is said before the model loads
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(vae)
 
     # 2-3. classify the spec and load the parts
     path = Path(spec).expanduser()
@@ -547,6 +555,12 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     # 4. embeddings, then LoRAs (fused)
     emb = apply_embeddings(pipe, list(embeddings))
     lor = apply_loras(pipe, list(loras))
+    # 4b. issue 17: a separate VAE (--vae), checked against the UNet, replaces the model's own
+    if vae:
+        from vid2vid.diffusion.vae import load_vae
+
+        pipe.vae = load_vae(vae, dt, own=pipe.vae, unet_config=pipe.unet.config,
+                            sdxl=getattr(pipe, "text_encoder_2", None) is not None)
 
     # 5. device, eval mode, wrap
     pipe.to(dev)

@@ -335,8 +335,70 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
     return target
 
 
+# ---------------------------------------------------------------- issue 17: a tiny TAESD-style VAE
+
+TINY_VAE_CONFIG = {"encoder_block_out_channels": [16, 16, 16, 16], "decoder_block_out_channels": [16, 16, 16, 16],
+                   "num_encoder_blocks": [1, 1, 1, 1], "num_decoder_blocks": [1, 1, 1, 1], "latent_channels": 4}
+TINY_VAE_FILE = "tiny-taesd.safetensors"
+
+
+def build_tiny_vae(seed: int = 0):
+    """A small random AutoencoderTiny (TAESD's architecture, 16 channels; scale factor 8, 4 latent channels)."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny.from_config(TINY_VAE_CONFIG).eval()
+
+
+def make_tiny_vae(dir: str | Path, single_file: bool = False, seed: int = 0) -> Path:
+    """Write a tiny VAE for `--vae`: a diffusers folder at `dir`, or `dir/tiny-taesd.safetensors`."""
+    vae = build_tiny_vae(seed)
+    target = Path(dir)
+    if single_file:
+        from safetensors.torch import save_file
+
+        path = target if target.suffix == ".safetensors" else target / TINY_VAE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(tmp))
+        tmp.replace(path)
+        return path
+    if target.exists() and not target.is_dir():
+        raise BadInput(f"{target} exists and is not a folder; pick another path for the tiny VAE")
+    vae.save_pretrained(str(target), safe_serialization=True)
+    return target
+
+
+def write_taesd_pth(vae, dir: str | Path, prefix: str = "taesd") -> tuple[Path, Path]:
+    """An AutoencoderTiny saved as TAESD's original two files (`<prefix>_encoder.pth`, `<prefix>_decoder.pth`:
+    nn.Sequential keys, the decoder's shifted by one for its leading clamp)."""
+    target = Path(dir)
+    target.mkdir(parents=True, exist_ok=True)
+    sd = vae.state_dict()
+    enc = {k[len("encoder.layers."):]: v.clone() for k, v in sd.items() if k.startswith("encoder.layers.")}
+    dec = {}
+    for k, v in sd.items():
+        if k.startswith("decoder.layers."):
+            head, rest = k[len("decoder.layers."):].split(".", 1)
+            dec[f"{int(head) + 1}.{rest}"] = v.clone()
+    paths = target / f"{prefix}_encoder.pth", target / f"{prefix}_decoder.pth"
+    torch.save(enc, paths[0])
+    torch.save(dec, paths[1])
+    return paths
+
+
 def main(args, parser, job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file]`."""
-    path = make_tiny_model(args.dir, single_file=args.single_file)
+    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae]`."""
+    if getattr(args, "tiny_vae", False):            # issue 17: only the tiny VAE
+        path = make_tiny_vae(args.dir, single_file=args.single_file)
+        job.log(f"tiny VAE written: {path}")
+        print(path)
+        return
+    if getattr(args, "controlnet", False):          # issue 14: only the tiny ControlNet
+        from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+        path = make_tiny_controlnet(args.dir, single_file=args.single_file)
+    else:
+        path = make_tiny_model(args.dir, single_file=args.single_file)
     job.log(f"tiny model written: {path}")
     print(path)

@@ -26,24 +26,30 @@ crash reads o_(t-1) back from disk and produces exactly the frames an uninterrup
 (the worker layout depends only on the settings, the frame count and the machine, never on
 which frames are left). `--single N` writes the raw generated frame N to `img2img.debug/`
 without touching the stage's record.
+With ControlNets (issue 14) each frame's control images are read from the `control` stage's
+folders with the frame (reader thread) and go with it to the engine; `--single N` makes them
+itself and writes them beside the debug frame.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vid2vid import config, fdc, imageops
+from vid2vid.distributed import ray_engine
 from vid2vid.errors import BadInput, Interrupted, render_settings, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
-from vid2vid.stages import table
+from vid2vid.stages import control as ctl
+from vid2vid.stages import frame_order, still, table
 from vid2vid.stages.correct import key_params
 from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
 from vid2vid.workspace import Workspace, frame_name
@@ -55,7 +61,12 @@ MASKS = "motionmask"
 DEBUG = "img2img.debug"
 DEPTH = "depthmask"
 # Settings that change how fast, not what: left out of the stage key.
-RUNTIME_ONLY = ("batch_size", "workers", "single")
+RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
+# issue 17: settings that enter the stage key only when used, so older workspaces keep their keys
+# Settings recorded in the stage key only when they differ from these defaults, so that records
+# made before the settings existed stay valid (issues 15 and 17).
+KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0, "cross_frame": "none", "cross_frame_blocks": "up",
+                  "cross_frame_bank": 4, "flow_init": 0.0}
 
 
 @dataclass
@@ -67,6 +78,8 @@ class FrameJob:
     delta: np.ndarray | None        # float32 HxWx3 [-1, 1]; None for the first frame
     depth: np.ndarray | None        # float32 HxWx1 [0, 1]
     spatial: np.ndarray | None      # float32 HxWx1 [0, 1], 1 = may change
+    control: list[np.ndarray] | None = None   # ControlNet images, one per net (float32 HxWx3 [0, 1])
+    motion: Any = None              # flowinit.SourceMotion from frame index-1 (flow init only)
 
 
 # ---------------------------------------------------------------- parameters
@@ -83,9 +96,18 @@ def stage_params(settings: config.Settings) -> dict:
     """What decides the stage's results (and so its key)."""
     s = settings.img2img
     gen = {k: v for k, v in config.to_dict(s).items() if k not in RUNTIME_ONLY}
+    for k, default in KEYED_WHEN_SET.items():          # issue 17
+        if gen.get(k) == default or (k == "tcd_gamma" and s.sampler != "tcd"):
+            gen.pop(k, None)
+    if s.vae:
+        gen["vae"] = _path_identity(s.vae)
     gen["model"] = _path_identity(s.model)
     gen["loras"] = [_path_identity(x) for x in s.loras]
     gen["embeddings"] = [_path_identity(x) for x in s.embeddings]
+    # ControlNet (issue 14): absent without ControlNets, so records made before them stay valid
+    nets = gen.pop("controlnet")
+    if s.controlnet:
+        gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
         from vid2vid.propagate import parse_keyframes
@@ -123,19 +145,17 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
         spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
-        yield FrameJob(i, canvas, delta, depth, spatial)
+        # ControlNet (issue 14): the control stage's images of this frame
+        control = [imageops.read_image(ctl.image_path(ws, n, cn, i)) for n, cn in enumerate(s.controlnet, 1)] \
+            if s.controlnet else None
+        motion = None
+        if s.flow_init > 0 and i > 1:          # flow-guided init (issue 15): the source's motion
+            from vid2vid.flowinit import source_motion
+
+            assert prev_canvas is not None         # frame i - 1 came first
+            motion = source_motion(prev_canvas, canvas)
+        yield FrameJob(i, canvas, delta, depth, spatial, control, motion)
         prev_i, prev_canvas = i, canvas
-
-
-def batches(jobs: Iterator[FrameJob], size: int) -> Iterator[list[FrameJob]]:
-    batch: list[FrameJob] = []
-    for j in jobs:
-        batch.append(j)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # ---------------------------------------------------------------- model workers
@@ -163,12 +183,25 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
 # ---------------------------------------------------------------- stage
 
 def check(settings: config.Settings) -> None:
-    """The model the settings name exists and is complete, and takes the canvas (nothing is loaded)."""
+    """The model and ControlNets the settings name exist and are complete, and the model takes the
+    canvas (nothing is loaded)."""
+    from vid2vid.diffusion.controlnet import check_controlnet_spec
     from vid2vid.diffusion.loading import check_model_spec
     from vid2vid.diffusion.sizes import canvas_rules, check_canvas
 
     check_model_spec(settings.img2img.model)
     check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
+    for cn in settings.img2img.controlnet:
+        check_controlnet_spec(cn.model)
+    s = settings.img2img
+    if s.vae:                                       # issue 17: a missing VAE, a grid too short for the steps
+        from vid2vid.diffusion.vae import check_vae_spec
+
+        check_vae_spec(s.vae)
+    from vid2vid.diffusion import fewstep
+
+    if fewstep.is_fewstep(s.sampler):
+        fewstep.timesteps(s.steps, s.denoise)
 
 
 def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], targets: list[Path], params: dict,
@@ -204,6 +237,14 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
     return replace(settings, img2img=replace(s, width=w, height=h))
 
 
+def img2img_is_sequential(settings: config.Settings) -> bool:
+    """True when the frames cannot be spread over Ray actors (--ray is refused): a frame needs
+    earlier generated frames (anchor-prev, bank, flow init: `frame_order.sequential`), or reads an
+    anchor frame's attention K/V, which is recorded in the driver's UNet and not shared with actors."""
+    s = settings.img2img
+    return frame_order.sequential(s) or s.cross_frame != "none"
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
@@ -215,10 +256,17 @@ def _load(settings: config.Settings, job: Job, model=None):
         check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type())
+                           prediction_type=s.prediction_type(), vae=s.vae)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
-    engine = Img2ImgEngine(model, s)
-    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}, sampler {s.sampler}, seed {s.seed}")
+    from vid2vid.diffusion.controlnet import load_units
+
+    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None)
+    from vid2vid.diffusion import fewstep  # issue 17: allowed, but said
+
+    for warning in fewstep.warnings_for(s, model):
+        job.say(f"img2img: warning: {warning}")
+    grid = "" if engine.timesteps is None else f" at timesteps {[int(t) for t in engine.timesteps]}"  # issue 17
+    job.say(f"img2img: real sigmas {format_sigmas(engine.real_sigmas)}{grid}, sampler {s.sampler}, seed {s.seed}")
     return engine
 
 
@@ -229,8 +277,7 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     run regenerates the whole block that holds a missing frame (writing only the missing ones):
     it then computes every frame in the same batch as an uninterrupted run, bit for bit.
     """
-    blocks = sorted({(i - 1) // batch_size for i in todo})
-    return [i for b in blocks for i in range(b * batch_size + 1, min((b + 1) * batch_size, n) + 1)]
+    return [i for block in frame_order.blocks(todo, n, batch_size) for i in block]
 
 
 def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job) -> list[int]:
@@ -248,10 +295,10 @@ def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | No
     return keys
 
 
-def _aligned(todo: list[int], order: list[int], batch_size: int) -> list[int]:
-    """batch_aligned over the positions of the frames to paint (`order`: all frames, or the keys)."""
-    pos = {i: k for k, i in enumerate(order, 1)}
-    return [order[k - 1] for k in batch_aligned([pos[i] for i in todo], len(order), batch_size)]
+def _canvases(frames: list[Path], s) -> Iterator[np.ndarray]:
+    """Every source frame fitted to the canvas, one at a time (issue 17: the still-frame plan)."""
+    for f in frames:
+        yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
@@ -272,22 +319,30 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     if s.single:
         return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    inputs = ("extract", "depth") if needs_depth(c) else ("extract",)
+    inputs: tuple[str, ...] = ("extract", "depth") if needs_depth(c) else ("extract",)
+    inputs += ("control",) if s.controlnet else ()
     for dep in inputs:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
                            f"{ws.root}; run {stage_ref(dep, ws.root)} first")
+    if s.controlnet and (ws.stage_record("control") or {}).get("params") != ctl.stage_params(settings, len(frames)):
+        raise BadInput(f"the control images in {ws.root} were made for other ControlNet sources or sizes; "
+                       f"run {stage_ref('control', ws.root)} with these settings first")
 
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
     rec = ws.stage_record(STAGE)
+    check_flow_init_keys(settings)
     keys = _keys(ws, settings, params, rec, job)          # 1-based frames to paint: all, or the key frames
     targets = {i: out_dir / frame_name(i) for i in keys}
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
                       all(p.exists() for p in targets.values()))
     check_space(ws, settings, frames, list(targets.values()), params, inputs, overwrite)
-    engine = None if maybe_done else _load(settings, job, model)
+    nbatches = math.ceil(len(targets) / s.batch_size)
+    load = (lambda: ray_engine(settings, job, nbatches)) if settings.ray.enabled and model is None \
+        else (lambda: _load(settings, job, model))
+    engine = None if maybe_done else load()
 
     # 3. fresh / resume / done; the real sigmas are printed (by _load) and recorded
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
@@ -300,12 +355,38 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         job.say(f"img2img: already done ({info.get('frames')} frames)")
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine or _load(settings, job, model)
+    engine = engine or load()
     ws.update_stage_info(STAGE, **engine.describe())
     missing = set(todo)
+    # issue 17: still frames (stages/still.py) are decided on the source frames and copied, not painted;
+    # with key frames only the keys are painted anyway, and still frames are not looked for
+    if s.skip_still > 0 and keyed:
+        job.say(render_settings("img2img: key frames are on, so still frames are not looked for "
+                                "({img2img.skip_still} ignored)"))
+    still_plan = still.plan(_canvases(frames, s), s.skip_still) if s.skip_still > 0 and not keyed else {}
+    painted = [i for i in keys if i not in still_plan]
+    follow = still.painted_before(still_plan, len(frames))
     tracker = job.tracker(STAGE, len(targets), done=len(targets) - len(todo))
     times: dict[str, float] = defaultdict(float)
     prev_out: dict[int, np.ndarray] = {}
+
+    def copy_still(t: int) -> None:
+        # issue 17: a still frame's output is a byte copy of the output before it
+        if t not in missing:
+            return
+        still.copy_output(targets[t - 1], targets[t])
+        still.record(out_dir, t, *still_plan[t])
+        missing.discard(t)
+        if t - 1 in prev_out:
+            prev_out[t] = prev_out.pop(t - 1)
+        try:
+            tracker.advance()
+        except Interrupted:
+            pass
+
+    for t in sorted(still_plan):          # still frames whose previous output a former run wrote
+        if t in missing and targets[t - 1].exists():
+            copy_still(t)
 
     def previous(i: int) -> np.ndarray | None:
         """o_(i-1) as written: from this run's memory, or read back from disk after a resume."""
@@ -340,34 +421,50 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             tracker.advance()
         except Interrupted:
             pass          # the main thread stops before the next batch; frames already generated are kept
+        for t in follow.get(fj.index, ()):   # issue 17: the still frames after it
+            copy_still(t)
 
     def finish_batch(batch: list[FrameJob], generated: list[np.ndarray]) -> None:
         # 5. writer thread: correct and write frame by frame, in order
         for fj, g in zip(batch, generated):
             finish_frame(fj, g)
 
-    def timed(jobs: Iterator[list[FrameJob]]):
+    def timed(jobs: Iterator[tuple[frame_order.Unit, list[FrameJob]]]):
         # reader thread: read, fit, deltas and masks of the next batch
         while True:
             t0 = time.perf_counter()
-            batch = next(jobs, None)
+            item = next(jobs, None)
             times["read"] += time.perf_counter() - t0
-            if batch is None:
+            if item is None:
                 return
-            yield batch, engine.canvas_masks([fj.spatial for fj in batch])
+            unit, batch = item
+            yield unit, batch, engine.canvas_masks([fj.spatial for fj in batch])
+
+    def previous_output(i: int) -> np.ndarray:
+        """o_(i-1) as written, for flow init (this run's memory or the file)."""
+        return prev_out[i - 1] if i - 1 in prev_out else imageops.read_image(out_dir / frame_name(i - 1))
 
     # 4. model work (encode, sample, decode) on the workers, while the reader prepares the next
     #    batch and the writer corrects and writes finished batches in frame order
     import torch
 
     threads_before = torch.get_num_threads()
-    workers, threads = model_workers(s.workers, engine.device.type, math.ceil(len(targets) / s.batch_size),
-                                     threads_before)
-    if workers > 1:
-        job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+    remote_layout = getattr(engine, "worker_layout", None)   # Ray: one driver thread per actor
+    if remote_layout is not None:
+        workers, threads, pool = remote_layout()
+    else:
+        workers, threads = worker_layout(s, engine.device.type, len(painted), threads_before)
+        if workers > 1:
+            job.say(f"img2img: {workers} model workers, {threads} CPU thread(s) each")
+        pool = worker_pool(workers, threads, name="img2img-model")
+    # cross-frame attention / flow init (issue 15): the plan says which frames run together and
+    # which K/V they read; sequential modes run one frame at a time (see frame_order)
+    units = frame_order.plan(s, painted, [i for i in todo if i not in still_plan])   # issue 17: painted frames
+    say_order(job, s, units, missing)
 
-    writer = SequentialWriter(finish_batch, depth=1, name="img2img-writer")
-    pool = worker_pool(workers, threads, name="img2img-model")
+    writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
+        SequentialWriter(finish_batch, depth=1, name="img2img-writer")
+    xf = cross_frame(engine, s)
     pending: deque = deque()              # (batch, future) in frame order
 
     def hand_over(keep: int) -> None:
@@ -376,12 +473,16 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.put(batch, fut.result())
 
     try:
-        jobs = frame_jobs(ws, frames, _aligned(todo, keys, s.batch_size), settings)
-        for batch, cmasks in prefetch(timed(batches(jobs, s.batch_size)), 1, name="img2img-reader"):
+        jobs = frame_jobs(ws, frames, frame_order.frames_of(units), settings)
+        for unit, batch, cmasks in prefetch(timed(unit_batches(jobs, units)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
             job.check()                   # then, before committing to more work, honour an interrupt
-            pending.append((batch, pool.submit(engine.repaint, [fj.canvas for fj in batch], cmasks)))
+            canvases = [init_canvas(fj, s, previous_output) for fj in batch]
+            controls = [fj.control for fj in batch] if s.controlnet else None
+            pending.append((batch, pool.submit(sample_unit, xf, engine, unit, canvases, cmasks, controls)))
+            if unit.keep:
+                hand_over(0)              # later units read its K/V
         hand_over(0)
     except Interrupted:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -390,27 +491,162 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
+        if xf is not None:
+            xf.close()                    # the model's own attention processors are back
         if workers > 1:
             torch.set_num_threads(threads_before)
 
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
+    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not keyed else {}     # issue 17
+    extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
-                      model_workers=workers, threads_per_worker=threads, **engine.describe())
+                      model_workers=workers, threads_per_worker=threads, **extra, **fast, **engine.describe(),
+                      **(engine.record() if remote_layout is not None else {}))
     return ws.stage_info(STAGE)
 
 
 def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None) -> dict:
-    """Debug mode: generate frame `single` alone into img2img.debug/ (the real sigmas are said and returned)."""
-    s = settings.img2img
-    if s.single > len(frames):
-        raise BadInput(f"{{img2img.single}} {s.single} is past the last frame; the workspace has {len(frames)} frames")
-    engine = _load(settings, job, model)
-    fj = next(frame_jobs(ws, frames, [s.single], settings))
-    generated = engine.generate([fj.canvas], masks=None if fj.spatial is None else [fj.spatial])[0]
-    path = ws.path(DEBUG, frame_name(s.single))
-    imageops.write_image(path, generated)
-    job.say(f"img2img: frame {s.single} written to {path}")
-    ws.log("img2img-single", frame=s.single, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
-    return {"frame": s.single, "output": str(path), **engine.describe()}
+    """Debug mode: generate frame `single` into img2img.debug/ (the real sigmas are said and returned).
 
+    The frame is sampled as a full run samples it, so the file holds that run's raw generated
+    frame: with its whole batch block, after the anchor it reads, after every earlier frame
+    whose K/V it reads in a sequential mode, with the run's threads per worker; flow init reads
+    the previous output from img2img/.
+    """
+    import torch
+
+    s = settings.img2img
+    n, t = len(frames), s.single
+    if t > n:
+        raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
+    check_flow_init_keys(settings)
+    order = list(range(1, n + 1))
+    if settings.propagate.on:
+        keys = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
+        order = keys if t in keys else order      # a key is painted as the keyed run paints it
+    units = frame_order.plan(s, order, [t])
+    lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
+               and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
+    if lacking:
+        raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
+                       f"is missing; run {stage_ref('img2img', ws.root)} first or set {{img2img.flow_init}} to 0")
+    engine = _load(settings, job, model)
+    if len(frame_order.frames_of(units)) > 1:
+        job.say(f"img2img: frame {t} is sampled as a full run samples it: "
+                f"{len(frame_order.frames_of(units))} frames in {len(units)} call(s)")
+    threads_before = torch.get_num_threads()
+    _, threads = worker_layout(s, engine.device.type, len(order), threads_before)
+    torch.set_num_threads(threads)
+    xf = cross_frame(engine, s)
+    generated = None
+    t_controls: list[np.ndarray] = []
+    try:
+        previous = lambda i: imageops.read_image(ws.path(OUTPUT, frame_name(i - 1)))  # noqa: E731
+        # ControlNet (issue 14): control images made here (the control stage need not have run)
+        make_controls = ctl.FrameControls(ws, settings) if s.controlnet else None
+        plain = replace(settings, img2img=replace(s, controlnet=[]))
+        for unit, batch in unit_batches(frame_jobs(ws, frames, frame_order.frames_of(units), plain), units):
+            job.check()
+            controls = [[imageops.to_float(c) for c in make_controls(fj.index)] for fj in batch] \
+                if make_controls else None
+            out = sample_unit(xf, engine, unit, [init_canvas(fj, s, previous) for fj in batch],
+                              engine.canvas_masks([fj.spatial for fj in batch]), controls)
+            if make_controls and t in unit.frames:
+                t_controls = controls[unit.frames.index(t)] if controls else []
+            if t in unit.frames:
+                generated = out[unit.frames.index(t)]
+    finally:
+        if xf is not None:
+            xf.close()
+        torch.set_num_threads(threads_before)
+    assert generated is not None          # frame t is in one of the units
+    path = ws.path(DEBUG, frame_name(t))
+    for n_cn, (cn, img) in enumerate(zip(s.controlnet, t_controls), 1):
+        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n_cn, cn)}.png"), img)
+    imageops.write_image(path, generated)
+    job.say(f"img2img: frame {t} written to {path}")
+    ws.log("img2img-single", frame=t, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
+    return {"frame": t, "output": str(path), **engine.describe()}
+
+
+# ---------------------------------------------------------------- frame order, cross-frame attention, flow init
+# (issue 15: diffusion/crossframe.py, flowinit.py, stages/frame_order.py hold the mechanisms)
+
+class InlineWriter:
+    """The writer of a run whose next frame reads the previous output: handles each item at once."""
+
+    def __init__(self, handle: Callable[..., None]):
+        self.handle = handle
+
+    def put(self, *item) -> None:
+        self.handle(*item)
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_flow_init_keys(settings: config.Settings) -> None:
+    """Flow init reads the previous frame's output, which a key-frame run does not paint."""
+    if settings.img2img.flow_init > 0 and settings.propagate.on:
+        raise BadInput("flow init reads the previous frame's output, which key frames leave unpainted; set "
+                       "{img2img.flow_init} to 0 or turn {propagate.keyframes} off")
+
+
+def worker_layout(s: config.Img2ImgSettings, device_type: str, n: int, threads: int) -> tuple[int, int]:
+    """(workers, threads per worker) of a run over n frames; sequential runs have one worker."""
+    if frame_order.sequential(s):
+        return model_workers(1, device_type, n, threads)
+    return model_workers(s.workers, device_type, math.ceil(n / s.batch_size), threads)
+
+
+def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int]) -> None:
+    if frame_order.sequential(s):
+        job.say(f"img2img: {frame_order.why_sequential(s)}: frames run one at a time in order "
+                "(batch 1, one model worker)")
+    again = [u.frames[0] for u in units if u.keep and u.frames[0] not in missing]
+    if again:
+        job.say(f"img2img: sampling {len(again)} finished frame(s) again for the cross-frame references "
+                "of the frames left (nothing is rewritten)")
+
+
+def cross_frame(engine, s: config.Img2ImgSettings):
+    """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
+    if s.cross_frame == "none":
+        return None
+    from vid2vid.diffusion.crossframe import CrossFrame
+
+    return CrossFrame(engine.model.unet, s.cross_frame, s.cross_frame_blocks, s.cross_frame_bank)
+
+
+def sample_unit(xf, engine, unit: frame_order.Unit, canvases: list[np.ndarray], masks,
+                controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
+    """Repaint one unit's canvases (with their ControlNet images), reading (and with unit.keep
+    recording) cross-frame K/V."""
+    repaint = partial(engine.repaint, controls=controls) if controls else engine.repaint
+    if xf is None:
+        return repaint(canvases, masks)
+    out = xf.run(unit.frames[0] if unit.keep else None, unit.refs, unit.keep, repaint, canvases, masks)
+    xf.release(unit.release)
+    return out
+
+
+def init_canvas(fj: FrameJob, s: config.Img2ImgSettings, previous_output: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The image img2img starts frame fj from: the canvas, or with flow init the mix with o_(t-1)."""
+    if s.flow_init == 0 or fj.motion is None:
+        return fj.canvas
+    from vid2vid.flowinit import mix
+
+    return mix(fj.canvas, previous_output(fj.index), fj.motion, s.flow_init)
+
+
+def unit_batches(jobs: Iterator[FrameJob], units: list) -> Iterator[tuple[frame_order.Unit, list[FrameJob]]]:
+    """(unit, its FrameJobs) for each unit, from the jobs of `frame_order.frames_of(units)`."""
+    for unit in units:
+        batch = [next(jobs) for _ in unit.frames]
+        if [fj.index for fj in batch] != list(unit.frames):
+            raise RuntimeError(f"frame jobs {[fj.index for fj in batch]} do not match unit {unit.frames}")
+        yield unit, batch

@@ -59,18 +59,23 @@ def workspace_keys(ws: Workspace, settings: config.Settings, job: Job | None = N
     return prop.choose_keys(len(frames), spec, motion)
 
 
-def _image_fill(settings: config.Settings, job: Job, model=None):
+def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None):
     """fill(t, frame, hole) for --key-fill img2img: the propagated frame repainted where the hole is,
     at the fill's denoising strength (the img2img engine of the settings' model)."""
     from dataclasses import replace
 
+    from vid2vid.stages import control as ctl
     from vid2vid.stages.img2img import _load
 
     light = replace(settings, img2img=replace(settings.img2img, denoise=settings.propagate.fill_denoise))
     engine = _load(light, job, model)
+    nets = list(enumerate(settings.img2img.controlnet, 1))
 
     def fill(t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        return engine.generate([frame], masks=[hole[..., None]])[0]
+        # ControlNet (issue 14): frame t's control images steer the fill as they steer img2img's frames
+        controls = [[imageops.read_image(ctl.image_path(ws, n, cn, t + 1)) for n, cn in nets]] \
+            if nets and ws is not None else None
+        return engine.generate([frame], masks=[hole[..., None]], controls=controls)[0]
 
     return fill
 
@@ -99,7 +104,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
         return ws.stage_info(STAGE)
 
     # 2. propagate, writing each frame once (frames already written are kept)
-    fill = _image_fill(settings, job, model) if ps.fill == "img2img" else "warp"
+    fill = _image_fill(settings, job, model, ws) if ps.fill == "img2img" else "warp"
     stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
                        keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets, fill, job)
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],

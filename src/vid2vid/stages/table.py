@@ -86,8 +86,11 @@ STAGES: tuple[Stage, ...] = (
           ("depth",), ("depthmask",), wanted=needs_depth),
     Stage("tags", "Tags", "tag the extracted frames (anime taggers)",
           ("tags",), ("tags", "tags.json", "tags-topk.txt"), wanted=lambda s: s.run.tags),
+    Stage("control", "ControlNet images", "make the control images of img2img's ControlNets from the frames",
+          ("img2img",), ("control",), wanted=lambda s: bool(s.img2img.controlnet) and not s.img2img.single),
     Stage("img2img", "Batch img2img", "successive img2img with sigma override and frame delta correction",
-          ("img2img", "correct", "propagate"), ("img2img", "motionmask"), frames="img2img", adjust=img2img_settings,
+          ("img2img", "correct", "propagate", "ray"), ("img2img", "motionmask"), frames="img2img",
+          adjust=img2img_settings,
           then=("propagate", "flow")),
     Stage("propagate", "Key frame propagation", "make every frame from the painted key frames along the "
           "source's motion (with --keyframes)", ("img2img", "propagate"), ("propagate",), frames="propagate",

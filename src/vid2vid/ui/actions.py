@@ -78,13 +78,15 @@ class ModelCache:
     def get(self, s: config.Img2ImgSettings, job: Job):
         from vid2vid.diffusion.loading import load_model
 
-        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model))
+        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model),
+               s.vae, _stamp(s.vae) if s.vae else ())                                     # issue 17: --vae
         with self._lock:
             if key != self._key:
                 self._model, self._key = None, None
                 job.say(f"img2img: loading model {s.model}")
                 self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
-                                         embeddings=s.embeddings, prediction_type=s.prediction_type())
+                                         embeddings=s.embeddings, prediction_type=s.prediction_type(),
+                                         vae=s.vae)
                 self._key = key
             return self._model
 
@@ -117,6 +119,8 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         model = models.get(s.img2img, job) if models else None
         with ws.locked():
             return stage.run_single(ws, s, job, frames, model)
+    if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
+        run_stage(root, ws_name, "control", s, job)
     model = models.get(s.img2img, job) if models else None
     return run_stage(root, ws_name, "img2img", s, job, model=model)
 
@@ -129,6 +133,15 @@ def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dic
     if not out.is_relative_to(root):          # the default output is inside the workspace
         raise BadInput(f"export wrote {out} outside the cache folder")
     return info
+
+
+def compare(root: Path, ws_name: str, job: Job) -> dict:
+    """The side-by-side video of the workspace's stages, written as compare.mp4 inside it."""
+    from vid2vid.compare import make_comparison
+
+    ws = paths.workspace(root, ws_name)
+    with ws.locked():
+        return make_comparison(ws, job=job)
 
 
 # ---------------------------------------------------------------- previews
@@ -193,8 +206,11 @@ def real_sigmas_text(settings: config.Img2ImgSettings) -> str:
 
     "(use default)" needs the model's own training schedule; SD 1.x/2.x's is used as the preview.
     """
-    from vid2vid.diffusion import schedules
+    from vid2vid.diffusion import fewstep, schedules
 
+    if fewstep.is_fewstep(settings.sampler):        # issue 17: lcm / tcd show their timestep grid
+        ts, sig = fewstep.real_sigmas(settings.steps, settings.denoise, schedules.sd_training_sigmas())
+        return f"{schedules.format_sigmas(sig)} at timesteps {ts.tolist()}"
     train = schedules.sd_training_sigmas() if settings.schedule == "default" else None
     return schedules.format_sigmas(schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
                                                          settings.sigma_min, settings.sigma_max, train))

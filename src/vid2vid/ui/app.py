@@ -26,6 +26,7 @@ from vid2vid import config
 from vid2vid.errors import BadInput, Vid2VidError
 from vid2vid.progress import stop_signals
 from vid2vid.ui import actions, form, paths
+from vid2vid.ui import controlnet as controlnet_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")
@@ -366,6 +367,26 @@ def tab_img2img(p: Page) -> Wire:
                                      elem_id="v2v-sigma-plot")
                 sigma_preview = gr.Textbox(label="Real sigmas with these settings", lines=3,
                                            interactive=False, elem_id="v2v-sigma-preview")
+        # cross-frame attention and flow-guided init (issue 15)
+        with gr.Accordion("Frames that agree while painted", open=False):
+            with gr.Row():
+                W["img2img.cross_frame"] = gr.Radio(form.choices(config.CROSS_FRAME_MODES),
+                                                    value=d("img2img.cross_frame"),
+                                                    label=lab("img2img.cross_frame"))
+                W["img2img.cross_frame_blocks"] = gr.Radio([("up blocks", "up"), ("all blocks", "all")],
+                                                           value=d("img2img.cross_frame_blocks"),
+                                                           label=lab("img2img.cross_frame_blocks"))
+                W["img2img.cross_frame_bank"] = slider("img2img.cross_frame_bank", 1)
+                W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
+            gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
+                        "(batch 1, one model worker).")
+        # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
+        with gr.Accordion("Fast path", open=False):
+            with gr.Row():
+                W["img2img.vae"] = gr.Textbox(label=lab("img2img.vae"), lines=1)
+                W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
+                W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
+                W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
         with gr.Accordion("Frame delta correction", open=True):
             with gr.Row():
                 W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
@@ -395,6 +416,7 @@ def tab_img2img(p: Page) -> Wire:
                 W["propagate.fill"] = gr.Radio(form.choices(config.KEY_FILLS), value=d("propagate.fill"),
                                                label=lab("propagate.fill"))
                 W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
+        cn_ui = controlnet_ui.section(gr, W, lab, note=p.note)   # ControlNet (issue 14): ui/controlnet.py
         with gr.Row():
             mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
             debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
@@ -455,6 +477,8 @@ def tab_img2img(p: Page) -> Wire:
         gen_btn.click(on_generate, [p.ws_dd, mode, debug_frame] + p.widgets,
                       p.head(gen_note) + [single_img, real_sigmas, gen_gal])
         fdc_btn.click(on_fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
+        controlnet_ui.wire(cn_ui, root=root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
+                           settings_of=p.settings_of, drive=p.drive, head=p.head(cn_ui["note"]))
     return wire
 
 
@@ -504,6 +528,10 @@ def tab_export(p: Page) -> Wire:
                                 elem_id="v2v-result-video")
         result_gif = gr.Image(label="Result (gif)", type="filepath", interactive=False, visible=False)
         result_file = gr.File(label="Download", interactive=False, elem_id="v2v-result-file")
+        compare_btn = gr.Button("Compare stages side by side", elem_id="v2v-compare-btn")
+        compare_note = p.note("compare")
+        compare_video = gr.Video(label="Source, img2img, flow and final frames side by side",
+                                 interactive=False, height=400, elem_id="v2v-compare-video")
 
     def on_export(ws_name, *values):
         def work(job):
@@ -525,9 +553,16 @@ def tab_export(p: Page) -> Wire:
             return f"Done: export, {paths.relative(root, out)} written", [text] + shown + [out]
         yield from p.drive("export", work, render, 4)
 
+    def on_compare(ws_name):
+        def render(info):
+            return (f"Done: compare, {paths.relative(root, info['output'])} ({', '.join(info['panels'])})",
+                    [info["output"]])
+        yield from p.drive("compare", lambda job: actions.compare(root, ws_name, job), render, 1)
+
     def wire() -> None:
         export_btn.click(on_export, [p.ws_dd] + p.widgets,
                          p.head(export_note) + [export_info, result_video, result_gif, result_file])
+        compare_btn.click(on_compare, [p.ws_dd], p.head(compare_note) + [compare_video])
     return wire
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import typing
 from collections.abc import Iterable, Mapping
@@ -113,6 +114,11 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
         section, name = key.split(".")
         if wanted is not None and section not in wanted:
             continue
+        if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet.py)
+            from vid2vid.ui import controlnet as controlnet_ui
+
+            setattr(getattr(s, section), name, controlnet_ui.from_json(value, root))
+            continue
         v = coerce(key, value)
         if key in MODEL_FIELDS:
             v = paths.model_spec(root, v, LABELS.get(key, key), _model_names(key))
@@ -133,6 +139,9 @@ def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any
     for key in keys:
         section, name = key.split(".")
         v = getattr(getattr(settings, section), name)
+        if config.meta(key).item is not None:       # a list of tables, as the page's hidden JSON field
+            out[key] = json.dumps([dataclasses.asdict(t) for t in v])
+            continue
         out[key] = "\n".join(v) if isinstance(v, list) else v
     return out
 
@@ -150,7 +159,7 @@ def label_of(key: str) -> str:
 # Where each stage is started on the page: its button and tab (for "run ... first" in messages).
 STAGE_BUTTONS = {
     "extract": ("Extract frames", 1), "delta": ("Frame delta", 2), "depth": ("Depth masks", 2),
-    "tags": ("Tags", 2), "img2img": ("Generate", 3), "propagate": ("Generate", 3), "flow": ("Generate", 3),
+    "tags": ("Tags", 2), "control": ("Generate", 3), "img2img": ("Generate", 3), "propagate": ("Generate", 3), "flow": ("Generate", 3),
     "upscale": ("Upscale", 4), "interpolate": ("Interpolate", 4), "export": ("Export", 5),
 }
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from vid2vid.errors import BadInput
 from vid2vid.models.hub import looks_like_hub_id
+from vid2vid.video import VIDEO_SUFFIXES
 from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name
 
 UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
 GRADIO_DIR = ".gradio"       # gradio's own upload/temp folder, kept inside the cache too
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
 
 def cache_root(cache: str | Path) -> Path:

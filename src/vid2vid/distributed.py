@@ -1,0 +1,276 @@
+"""img2img on Ray actors: the same fixed blocks of frames as a local run, computed elsewhere.
+
+The driver (the process running the stage) keeps everything that is state: the workspace, the
+manifest, the lock, the reader and the in-order writer of `stages/img2img.py`. Only the model
+work moves: each actor loads the model once (through the stage's own loader, so whatever the
+stage loads the actors load) and answers `repaint(canvases, masks)` for one block of frames at a
+time; the canvases go to it and the generated frames come back through Ray's object store, so no
+shared file system is needed for frames. The blocks are the stage's own (`batch_aligned`: whole
+blocks [kB+1 .. (k+1)B]) and each actor runs its UNet calls on the same number of intra-op
+threads a local run gives a model worker, so the frames are the same bits as a local run.
+
+A lost actor (its process killed, its node gone) is restarted by Ray and the block it held is
+sent again (`max_restarts`, `max_task_retries`); the other blocks are not touched. Cancelling
+the job stops handing out blocks: the actors finish the block they hold and the writer keeps it.
+
+Model files given as paths must be readable under the same path on every node (shared storage:
+NFS, a synced folder); hub ids are loaded on each node from its own cache.
+
+The pool stays open for the life of the process (or until `close_pools()`, or until img2img runs
+with other settings), so several videos in one command (`vid2vid.multirun`) share one pool and
+load the model once per actor.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from vid2vid import config, devices
+from vid2vid.errors import BadInput, Vid2VidError
+from vid2vid.progress import Job
+
+# How often Ray restarts a lost actor and re-sends the block it held, before the stage fails.
+RESTARTS = 4
+INSTALL_HINT = "install it with `bash install.sh --ray` (or `pip install ray==2.60.0`)"
+
+
+def require_ray():
+    """The `ray` module, or BadInput saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise BadInput(f"{{ray.enabled}} needs Ray, which is not installed; {INSTALL_HINT}, "
+                       "or run without it") from exc
+    return ray
+
+
+def connect(rs: config.RaySettings):
+    """Join the cluster the settings name (or start a local Ray) unless this process is connected."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        try:
+            if rs.address:
+                ray.init(address=rs.address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            raise BadInput(f"cannot reach the Ray cluster at {rs.address!r} ({exc}); start its head with "
+                           "`ray start --head` or fix {ray.address}") from exc
+    return ray
+
+
+# ---------------------------------------------------------------- the actor
+
+class Painter:
+    """One actor: the img2img engine of fixed settings, loaded once, repainting block after block."""
+
+    def __init__(self, settings: config.Settings, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)      # the same intra-op threads as a local model worker
+        from vid2vid.stages import img2img
+
+        self.engine = img2img._load(settings, Job())
+
+    def info(self) -> dict:
+        import torch
+
+        return {"pid": os.getpid(), "device": str(self.engine.device), "threads": torch.get_num_threads(),
+                "describe": self.engine.describe()}
+
+    def repaint(self, canvases: list[np.ndarray], masks: list[np.ndarray] | None) -> tuple[list[np.ndarray], float]:
+        t0 = time.perf_counter()
+        out = self.engine.repaint(canvases, masks)
+        return out, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- the pool
+
+@dataclass
+class Layout:
+    """How many actors, with what each reserves."""
+
+    actors: int
+    threads: int          # intra-op threads per actor (and CPUs it reserves)
+    gpus: int             # GPUs per actor (0 or 1)
+
+
+def plan(rs: config.RaySettings, s: config.Img2ImgSettings, batches: int, resources: dict,
+         local_threads: int) -> Layout:
+    """The actor layout: one per GPU when the model runs on CUDA and the cluster has GPUs, else one
+    per `threads` CPU cores; never more actors than blocks of frames. `threads` 0 means what a local
+    run on `local_threads` threads gives each of its model workers (so the frames are the same bits)."""
+    from vid2vid.stages.img2img import model_workers
+
+    threads = rs.threads or model_workers(s.workers, "cpu", batches, local_threads)[1]
+    gpu_total = int(resources.get("GPU", 0))
+    gpus = 1 if gpu_total and devices.parse(s.device)[0] in ("auto", "cuda") else 0
+    fit = gpu_total if gpus else int(resources.get("CPU", 1)) // threads
+    actors = rs.actors or max(1, fit)
+    return Layout(actors=max(1, min(actors, batches)), threads=threads, gpus=gpus)
+
+
+@dataclass
+class Timings:
+    """Seconds the actors computed and what Ray added on top (transfer, scheduling), summed over blocks."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: {"ray_compute": 0.0, "ray_overhead": 0.0})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, compute: float, total: float) -> None:
+        with self.lock:
+            self.seconds["ray_compute"] += compute
+            self.seconds["ray_overhead"] += max(0.0, total - compute)
+
+
+class RayPool:
+    """Actors of one settings key; `repaint` runs a block on a free actor (blocking, thread-safe)."""
+
+    def __init__(self, settings: config.Settings, layout: Layout):
+        ray = require_ray()
+        self.ray, self.layout = ray, layout
+        remote = ray.remote(num_cpus=layout.threads, num_gpus=layout.gpus, max_restarts=RESTARTS,
+                            max_task_retries=RESTARTS)(Painter)
+        self.actors = [remote.remote(settings, layout.threads) for _ in range(layout.actors)]
+        try:
+            self.infos = ray.get([a.info.remote() for a in self.actors])
+        except ray.exceptions.RayError as exc:
+            self.close()
+            raise Vid2VidError(f"the Ray actors could not load the model: {_cause(exc)}") from exc
+        self.free: queue.Queue = queue.Queue()
+        for a in self.actors:
+            self.free.put(a)
+
+    def pids(self) -> list[int]:
+        """The actors' process ids as they were when loaded (tests kill one)."""
+        return [i["pid"] for i in self.infos]
+
+    def repaint(self, canvases, masks, timings: Timings | None = None):
+        actor = self.free.get()
+        try:
+            t0 = time.perf_counter()
+            try:
+                out, compute = self.ray.get(actor.repaint.remote(canvases, masks))
+            except self.ray.exceptions.RayError as exc:
+                raise Vid2VidError(f"img2img on Ray failed: {_cause(exc)}") from exc
+            if timings is not None:
+                timings.add(compute, time.perf_counter() - t0)
+            return out
+        finally:
+            self.free.put(actor)
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+_POOL: tuple[str, RayPool] | None = None        # (settings key, pool): one pool at a time
+_POOL_LOCK = threading.Lock()
+
+
+def _key(settings: config.Settings, layout: Layout) -> str:
+    import json
+
+    s = replace(settings.img2img, batch_size=1, workers=0, single=0)   # runtime-only fields
+    return json.dumps([config.to_dict(s), settings.ray.actors, layout.threads, layout.gpus], sort_keys=True)
+
+
+def pool_for(settings: config.Settings, layout: Layout, job: Job) -> RayPool:
+    """The pool of these settings: the open one when it was made for the same settings (whatever
+    its actor count when the count is automatic), else a new one; an open pool of other settings
+    is stopped first, so that its actors give their CPUs and GPUs back."""
+    global _POOL
+    key = _key(settings, layout)
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL[0] == key:
+            return _POOL[1]
+        if _POOL is not None:
+            _POOL[1].close()
+            _POOL = None
+        job.say(f"img2img: starting {layout.actors} Ray actor(s), "
+                + ("1 GPU each" if layout.gpus else f"{layout.threads} CPU thread(s) each")
+                + f"; each loads {settings.img2img.model}")
+        pool = RayPool(settings, layout)
+        _POOL = (key, pool)
+        return pool
+
+
+def current_pool() -> RayPool | None:
+    """The open pool, if any."""
+    with _POOL_LOCK:
+        return None if _POOL is None else _POOL[1]
+
+
+def close_pools() -> None:
+    """Stop the actors this process started (the Ray connection stays)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = (None if _POOL is None else _POOL[1]), None
+    if pool is not None:
+        pool.close()
+
+
+# ---------------------------------------------------------------- the engine the stage sees
+
+class RayEngine:
+    """Stands in for `Img2ImgEngine` in the img2img stage: `repaint` runs on an actor, and
+    `worker_layout` gives the stage one driver thread per actor instead of its own model workers."""
+
+    def __init__(self, settings: config.Settings, pool: RayPool):
+        import torch
+
+        self.settings = settings.img2img
+        self.pool = pool
+        self.device = torch.device("cpu")          # the driver's side: arrays only
+        self.timings = Timings()
+        self.remote_devices = sorted({i["device"] for i in pool.infos})
+
+    def canvas_masks(self, masks):
+        from vid2vid.diffusion.img2img import fit_canvas_masks
+
+        return fit_canvas_masks(self.settings, masks)
+
+    def repaint(self, canvases, masks=None):
+        return self.pool.repaint(canvases, masks, self.timings)
+
+    def describe(self) -> dict:
+        return dict(self.pool.infos[0]["describe"])
+
+    def worker_layout(self) -> tuple[int, int, ThreadPoolExecutor]:
+        n = len(self.pool.actors)
+        return n, self.pool.layout.threads, ThreadPoolExecutor(n, thread_name_prefix="img2img-ray")
+
+    def record(self) -> dict:
+        """What the manifest says about the distribution (not part of the stage key)."""
+        return {"ray_actors": len(self.pool.actors), "ray_devices": self.remote_devices}
+
+
+def ray_engine(settings: config.Settings, job: Job, batches: int) -> RayEngine:
+    """The Ray stand-in for the stage's engine: connects, plans the actors, reuses or starts a pool."""
+    from vid2vid.stages.img2img import img2img_is_sequential
+
+    if img2img_is_sequential(settings):
+        raise BadInput("{ray.enabled} cannot run these img2img settings: with {img2img.cross_frame} or "
+                       "{img2img.flow_init} a frame reads other frames' sampling, which the actors do not share; "
+                       "run without one or the other")
+    rs = settings.ray
+    ray = connect(rs)
+    import torch
+
+    layout = plan(rs, settings.img2img, batches, ray.cluster_resources(), torch.get_num_threads())
+    pool = pool_for(settings, layout, job)
+    engine = RayEngine(settings, pool)
+    job.say(f"img2img: {len(pool.actors)} Ray actor(s) on {', '.join(engine.remote_devices)}")
+    return engine

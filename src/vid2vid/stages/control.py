@@ -1,0 +1,135 @@
+"""Stage `control`: the control images of img2img's ControlNets -> control/<n>-<source>/00001.png ...
+
+    vid2vid control -w WS --controlnet control_v11p_sd15_canny.pth --control canny
+
+n is the ControlNet's place in `img2img.controlnet` (1 = the first). Each image is made from the
+frame as img2img sees it (fitted to the canvas with img2img's size and resize mode, 8-bit), so
+what a ControlNet sees can be looked at, and img2img reads exactly these files. Resumable: an
+existing file is finished (atomic writes); another source, source parameter, canvas size or
+resize mode, or a changed image in a user's folder, starts the stage over (and, through its key,
+img2img too). Model, scale and window are img2img's business and do not touch these images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vid2vid import config, control, imageops
+from vid2vid.errors import BadInput, stage_ref
+from vid2vid.progress import Job
+from vid2vid.stages import table
+from vid2vid.workspace import Workspace, frame_name
+
+STAGE = "control"
+ROW = table.stage(STAGE)
+OUTPUT = "control"
+DEPTH = "depthmask"
+
+
+def folder_name(place: int, cn: config.ControlNetSettings) -> str:
+    """control/<n>-<source> for the n-th ControlNet (1-based)."""
+    return f"{place}-{cn.control}"
+
+
+def image_path(ws: Workspace, place: int, cn: config.ControlNetSettings, index: int) -> Path:
+    return ws.path(OUTPUT, folder_name(place, cn), frame_name(index))
+
+
+def needs_depth(settings: config.Settings) -> bool:
+    return any(cn.control == "depth" for cn in settings.img2img.controlnet)
+
+
+def _source_params(cn: config.ControlNetSettings, frames: int) -> dict:
+    """Only what changes this source's images."""
+    if cn.control == "canny":
+        return {"low": cn.low, "high": cn.high}
+    if cn.control in ("softedge", "lineart"):
+        return {"blur": cn.blur}
+    if cn.control == "folder":
+        return {"folder": control.folder_identity(cn.folder, frames)}
+    return {}
+
+
+def stage_params(settings: config.Settings, frames: int) -> dict:
+    s = settings.img2img
+    return {"width": s.width, "height": s.height, "resize": s.resize,
+            "nets": [{"control": cn.control, **_source_params(cn, frames)} for cn in s.controlnet]}
+
+
+def check(settings: config.Settings) -> None:
+    """A user's control folder exists (its image count is checked against the frames when the stage runs)."""
+    for cn in settings.img2img.controlnet:
+        if cn.control == "folder" and not Path(cn.folder).expanduser().is_dir():
+            raise BadInput(f"{{img2img.controlnet}} '{cn.model}': control image folder {cn.folder} does not exist; "
+                           "give a folder with one image per frame")
+
+
+class FrameControls:
+    """The control images of single frames (uint8, canvas-sized, one per ControlNet), from the workspace."""
+
+    def __init__(self, ws: Workspace, settings: config.Settings):
+        self.ws, self.s = ws, settings.img2img
+        self.frames = ws.frames()
+        self.user = {n: control.user_images(cn.folder, len(self.frames))
+                     for n, cn in enumerate(self.s.controlnet, 1) if cn.control == "folder"}
+
+    def depth(self, frame: Path) -> np.ndarray:
+        p = self.ws.path(DEPTH, frame.stem + ".png")
+        if not p.is_file():
+            raise BadInput(f"depth map {p} is missing (a ControlNet uses the depth source); "
+                           f"run {stage_ref('depth', self.ws.root)} first")
+        return imageops.fit(imageops.read_mask(p), self.s.width, self.s.height, self.s.resize)
+
+    def __call__(self, index: int) -> list[np.ndarray]:
+        """Frame `index` (1-based): one control image per ControlNet."""
+        s = self.s
+        frame = self.frames[index - 1]
+        canvas = imageops.to_uint8(imageops.fit(imageops.read_image(frame), s.width, s.height, s.resize))
+        depth = self.depth(frame) if any(cn.control == "depth" for cn in s.controlnet) else None
+        out = []
+        for n, cn in enumerate(s.controlnet, 1):
+            user = None
+            if cn.control == "folder":
+                user = imageops.fit(imageops.read_image(self.user[n][index - 1]), s.width, s.height, s.resize)
+            out.append(control.control_image(cn.control, canvas, low=cn.low, high=cn.high, blur=cn.blur,
+                                             depth=depth, user=user))
+        return out
+
+
+def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
+    """Write every frame's control images that are not there yet; returns a summary."""
+    # 1. check the settings and the inputs (a user folder with too few images fails here)
+    s = settings.img2img
+    if not s.controlnet:
+        raise BadInput("{img2img.controlnet} is empty: there is no ControlNet to make control images for")
+    check(settings)
+    frames = ws.frames()
+    if not frames:
+        raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
+    make = FrameControls(ws, settings)
+    overwrite = settings.run.overwrite if overwrite is None else overwrite
+    inputs = ("extract", "depth") if needs_depth(settings) else ("extract",)
+
+    # 2. fresh / resume / done
+    ws.begin_stage(STAGE, stage_params(settings, len(frames)), inputs=inputs, overwrite=overwrite,
+                   outputs=ROW.outputs)
+    nets = list(enumerate(s.controlnet, 1))
+    todo = [i for i in range(1, len(frames) + 1)
+            if not all(image_path(ws, n, cn, i).exists() for n, cn in nets)]
+    folders = [str(ws.path(OUTPUT, folder_name(n, cn))) for n, cn in nets]
+
+    # 3. the missing frames' images, each written atomically
+    if not todo:
+        job.say(f"control: already done ({len(frames)} frames)")
+    else:
+        tracker = job.tracker(STAGE, len(frames), done=len(frames) - len(todo))
+        for i in todo:
+            for (n, cn), img in zip(nets, make(i)):
+                imageops.write_image(image_path(ws, n, cn, i), img)
+            tracker.advance()
+
+    # 4. record completion
+    info = {"frames": len(frames), "folders": folders}
+    ws.complete_stage(STAGE, **info)
+    return info
