@@ -37,9 +37,14 @@ MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
 # Settings sections each button reads (and validates).
 SECTIONS = {
     "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
-    "img2img": ("img2img", "correct", "propagate"), "upscale": ("upscale",), "interpolate": ("interpolate",),
+    "img2img": ("img2img", "correct", "propagate", "ray"), "upscale": ("upscale",), "interpolate": ("interpolate",),
     "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
 }
+
+
+# The frame strips: the folder each shows and its title ("Frames: 8 of 24 frames" once filled).
+STRIPS = {"frames": "Frames", "framedelta": "Frame delta ((d+1)/2)", "depthmask": "Depth masks",
+          "img2img": "img2img frames", "resr": "Upscaled (resr/)", "rife": "Interpolated (rife/)"}
 
 
 def progress_html(fraction: float | None, text: str = "") -> str:
@@ -122,10 +127,47 @@ class Page:
         value = selected if selected in names else (names[0] if names else None)
         return self.gr.update(choices=names, value=value)
 
-    def strip(self, ws_name: str | None, folder: str) -> list[str]:
+    def gallery(self, folder: str, elem_id: str | None = None, height: int = 160):
+        """The strip of a workspace folder's frames (filled by `strip`)."""
+        return self.gr.Gallery(object_fit="contain", label=STRIPS[folder], columns=8, height=height,
+                               elem_id=elem_id)
+
+    def strip(self, ws_name: str | None, folder: str):
+        """The strip's new frames and its title with the count ("n of N frames")."""
         if not ws_name:
-            return []
-        return [str(p) for p in actions.frame_strip(self.root, ws_name, folder)]
+            return self.gr.update(value=[], label=STRIPS[folder])
+        shown, total = actions.frame_strip_counted(self.root, ws_name, folder)
+        return self.gr.update(value=[str(p) for p in shown],
+                              label=actions.strip_label(STRIPS[folder], len(shown), total))
+
+    def follow(self, task: Task) -> Iterator[list[str]]:
+        """[status, progress] of a running task every POLL_S until it ends (the end is not yielded)."""
+        while not task.done.wait(POLL_S):
+            yield [task.status(), progress_html(task.fraction or 0.0, task.name)]
+
+    def reattach(self) -> Iterator[list[str]]:
+        """On page load: the server's current task, followed to its end if it still runs (a reload during a
+        run shows its progress, not "Ready."); the last task's outcome if it has ended."""
+        task = self.runner.current
+        if task is None:
+            yield ["Ready.", progress_html(None)]
+            return
+        if not task.done.is_set():
+            yield [task.status(), progress_html(task.fraction or 0.0, task.name)]
+            yield from self.follow(task)
+        yield [task.final(), progress_html(None if task.error else 1.0, "done")]
+
+    def interrupt(self) -> Iterator[list[str]]:
+        """Interrupt the current task (whichever page started it), then wait for it and say when it stopped."""
+        task = self.runner.current
+        said_now = self.runner.interrupt()
+        if task is None or task.done.is_set():
+            yield [said_now, self.gr.skip()]
+            return
+        yield [said_now, progress_html(task.fraction or 0.0, task.name)]
+        while not task.done.wait(POLL_S):
+            yield [said_now, progress_html(task.fraction or 0.0, task.name)]
+        yield [task.stopped_text(), progress_html(None)]
 
     def drive(self, name: str, work: Callable[[Any], Any], render: Callable[[Any], tuple[str, list]],
               n_out: int) -> Iterator[list]:
@@ -138,16 +180,17 @@ class Page:
         except Vid2VidError as exc:
             yield said(error_message(exc)) + skip
             return
-        while not task.done.wait(POLL_S):
-            yield said(task.status(), progress_html(task.fraction or 0.0, name)) + skip
+        for status, bar in self.follow(task):
+            yield said(status, bar) + skip
         if task.error is not None:
-            yield said(error_message(task.error)) + skip
+            yield said(task.stopped_text()) + skip
             return
         try:
             status, outs = render(task.result)
         except Vid2VidError as exc:
             yield said(error_message(exc)) + skip
             return
+        task.outcome = status               # what a page reloaded after the end shows
         yield said(status, progress_html(1.0, "done")) + outs
 
     def stage_handler(self, stage: str, folder: str | None,
@@ -164,8 +207,8 @@ class Page:
                 outs = [self.strip(ws_name, folder)] if folder else []
                 if extra is not None:
                     outs += extra(ws_name, info, state["s"])
-                summary = ", ".join(f"{k} {v}" for k, v in info.items() if isinstance(v, (int, float, str))
-                                    and k not in ("prompt", "folder", "seconds"))
+                summary = ", ".join(f"{k} {form.fps_text(v) if 'fps' in k else v}" for k, v in info.items()
+                                    if isinstance(v, (int, float, str)) and k not in ("prompt", "folder", "seconds"))
                 return f"Done: {stage} ({summary})", outs
             yield from self.drive(stage, work, render, (1 if folder else 0) + n_extra)
         return handler
@@ -202,7 +245,7 @@ def header(p: Page) -> Wire:
                                            elem_id="v2v-overwrite", scale=1)
 
     def wire() -> None:
-        interrupt.click(lambda: p.runner.interrupt(), None, p.status, queue=False)
+        interrupt.click(p.interrupt, None, [p.status, p.bar], concurrency_limit=None, show_progress="hidden")
         refresh.click(lambda v: p.workspaces(v), p.ws_dd, p.ws_dd)
     return wire
 
@@ -223,24 +266,21 @@ def tab_extract(p: Page) -> Wire:
         with gr.Row():
             W["extract.frames"] = gr.Radio(form.choices(config.FRAME_MODES), value=d("extract.frames"),
                                            label=lab("extract.frames"), elem_id="v2v-frames")
-            W["extract.fps"] = gr.Number(value=d("extract.fps"), label=lab("extract.fps"), minimum=0.01,
-                                         elem_id="v2v-fps")
+            W["extract.fps"] = gr.Number(value=d("extract.fps"), label=lab("extract.fps"), elem_id="v2v-fps")
             W["extract.format"] = gr.Radio(form.choices(config.IMAGE_FORMATS), value=d("extract.format"),
                                            label=lab("extract.format"))
             W["extract.audio"] = gr.Checkbox(value=d("extract.audio"), label=lab("extract.audio"))
         extract_btn = gr.Button("Extract frames", variant="primary", elem_id="v2v-extract-btn")
         extract_note = p.note("extract")
-        frames_gal = gr.Gallery(object_fit="contain", label="Frames", columns=8, height=180,
-                                elem_id="v2v-frames-strip")
+        frames_gal = p.gallery("frames", "v2v-frames-strip", 180)
 
     def on_upload(file):
         if not file:
             return [gr.skip()] * 4
         try:
-            stored = paths.store_upload(root, file, Path(file).name)
-            rel = paths.relative(root, stored)
+            rel, probed = actions.take_upload(root, file, Path(file).name)
             msg = f"Uploaded as {rel}."
-            return [msg, msg, rel, actions.probe_text(root, rel)]
+            return [msg, msg, rel, probed]
         except Vid2VidError as exc:
             return [error_message(exc), error_message(exc), gr.skip(), gr.skip()]
 
@@ -276,15 +316,14 @@ def tab_masks(p: Page) -> Wire:
         with gr.Row():
             delta_btn = gr.Button("Frame delta", elem_id="v2v-delta-btn")
             delta_note = p.note("delta")
-        delta_gal = gr.Gallery(object_fit="contain", label="Frame delta ((d+1)/2)", columns=8, height=160,
-                               elem_id="v2v-delta-strip")
+        delta_gal = p.gallery("framedelta", "v2v-delta-strip")
         with gr.Row():
             W["depth.model"] = gr.Dropdown(list(DEPTH_MODELS), value=d("depth.model"), allow_custom_value=True,
                                            label=lab("depth.model") + " (name, hub id or folder in the cache)",
                                            elem_id="v2v-depth-model")
             depth_btn = gr.Button("Depth masks", elem_id="v2v-depth-btn")
         depth_note = p.note("depth")
-        depth_gal = gr.Gallery(object_fit="contain", label="Depth masks", columns=8, height=160)
+        depth_gal = p.gallery("depthmask", "v2v-depth-strip")
         with gr.Row():
             W["tags.model"] = gr.Dropdown(list(TAGGERS), value=d("tags.model"), allow_custom_value=True,
                                           label=lab("tags.model"))
@@ -295,7 +334,8 @@ def tab_masks(p: Page) -> Wire:
         tags_out = gr.Textbox(label="Top-k tags (prompt line, then tag: score)", lines=6,
                               interactive=False, elem_id="v2v-tags")
         with gr.Row():
-            grid_frame = gr.Number(value=2, precision=0, label="Mask grid: frame (2 or later)", minimum=2)
+            grid_frame = gr.Number(value=2, precision=0, label="Mask grid: frame (2 or later)",
+                                   elem_id="v2v-grid-frame")
             grid_btn = gr.Button("Motion mask grid", elem_id="v2v-grid-btn")
         grid_note = p.note("grid")
         grid_img = gr.Image(label="Motion mask over low-cut 0..255", type="numpy", interactive=False,
@@ -321,7 +361,8 @@ def tab_masks(p: Page) -> Wire:
     return wire
 
 
-SIGMA_KEYS = ["img2img.schedule", "img2img.steps", "img2img.denoise", "img2img.sigma_min", "img2img.sigma_max"]
+SIGMA_KEYS = ["img2img.sampler", "img2img.schedule", "img2img.steps", "img2img.denoise", "img2img.sigma_min",
+              "img2img.sigma_max"]
 
 
 def tab_img2img(p: Page) -> Wire:
@@ -417,9 +458,20 @@ def tab_img2img(p: Page) -> Wire:
                                                label=lab("propagate.fill"))
                 W["propagate.fill_denoise"] = slider("propagate.fill_denoise", 0.01)
         cn_ui = controlnet_ui.section(gr, W, lab, note=p.note)   # ControlNet (issue 14): ui/controlnet.py
+        with gr.Accordion("Ray: img2img on Ray actors", open=False, elem_id="v2v-ray"):
+            with gr.Row():
+                W["ray.enabled"] = gr.Checkbox(value=d("ray.enabled"), label=lab("ray.enabled"),
+                                               elem_id="v2v-ray-enabled")
+                W["ray.address"] = gr.Textbox(value=d("ray.address"), label=lab("ray.address"),
+                                              placeholder="empty: a local Ray on this machine",
+                                              elem_id="v2v-ray-address")
+                W["ray.actors"] = gr.Number(value=d("ray.actors"), precision=0, label=lab("ray.actors"))
+                W["ray.threads"] = gr.Number(value=d("ray.threads"), precision=0, label=lab("ray.threads"))
+            gr.Markdown("Batch mode only (a debug frame is painted here). Interrupt lets each actor finish the "
+                        "block of frames it holds; those frames are kept.")
         with gr.Row():
             mode = gr.Radio(MODES, value="batch", label="Mode", elem_id="v2v-mode")
-            debug_frame = gr.Number(value=1, precision=0, minimum=1, label="Debug frame (single mode)",
+            debug_frame = gr.Number(value=1, precision=0, label="Debug frame (single mode)",
                                     elem_id="v2v-debug-frame")
             gen_btn = gr.Button("Generate", variant="primary", elem_id="v2v-generate-btn")
         gen_note = p.note("generate")
@@ -428,25 +480,23 @@ def tab_img2img(p: Page) -> Wire:
                                   elem_id="v2v-single-image")
             real_sigmas = gr.Textbox(label="Real sigmas used", lines=4, interactive=False,
                                      elem_id="v2v-real-sigmas")
-        gen_gal = gr.Gallery(object_fit="contain", label="img2img frames", columns=8, height=180,
-                             elem_id="v2v-img2img-strip")
+        gen_gal = p.gallery("img2img", "v2v-img2img-strip", 180)
         with gr.Row():
-            fdc_frame = gr.Number(value=2, precision=0, minimum=2, label="FDC debugger: frame (2 or later)")
+            fdc_frame = gr.Number(value=2, precision=0, label="FDC debugger: frame (2 or later)",
+                                  elem_id="v2v-fdc-frame")
             fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
         fdc_note = p.note("fdc")
         fdc_img = gr.Image(label="FDC debugger", type="numpy", interactive=False, elem_id="v2v-fdc")
 
     def on_sigmas(*values):
-        try:
-            s = form.settings_from_form(dict(zip(SIGMA_KEYS, values)), root, sections=("img2img",))
-            return actions.sigma_plot(s.img2img), actions.real_sigmas_text(s.img2img)
-        except Vid2VidError as exc:
-            return gr.skip(), error_message(exc)
+        # one snapshot of every field the preview reads; an error replaces the curves with its message
+        return actions.sigma_views(root, dict(zip(SIGMA_KEYS, values)))
 
     def on_generate(ws_name, mode_value, frame, *values):
         single = int(frame or 0) if mode_value == "single" else 0
         if mode_value == "single" and single < 1:
-            yield said(error_message(BadInput("debug frame must be 1 or more"))) + [gr.skip()] * 3
+            yield said(error_message(BadInput(f"debug frame {single} is not a frame; frames count from 1"))) \
+                + [gr.skip()] * 3
             return
 
         def work(job):
@@ -471,8 +521,10 @@ def tab_img2img(p: Page) -> Wire:
 
     def wire() -> None:
         sigma_inputs = [W[k] for k in SIGMA_KEYS]
-        for k in SIGMA_KEYS:
-            W[k].change(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview], show_progress="hidden")
+        # one event for all the fields: runs one at a time and, while one runs, only the latest change waits
+        # (always_last), so the preview ends on the fields' last values, never on an older change
+        gr.on([W[k].change for k in SIGMA_KEYS], on_sigmas, sigma_inputs, [sigma_plot, sigma_preview],
+              trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
         p.page.load(on_sigmas, sigma_inputs, [sigma_plot, sigma_preview])
         gen_btn.click(on_generate, [p.ws_dd, mode, debug_frame] + p.widgets,
                       p.head(gen_note) + [single_img, real_sigmas, gen_gal])
@@ -494,7 +546,7 @@ def tab_post(p: Page) -> Wire:
             W["upscale.tile"] = gr.Number(value=d("upscale.tile"), precision=0, label=lab("upscale.tile"))
             up_btn = gr.Button("Upscale", elem_id="v2v-upscale-btn")
         up_note = p.note("upscale")
-        up_gal = gr.Gallery(object_fit="contain", label="Upscaled (resr/)", columns=8, height=160)
+        up_gal = p.gallery("resr", "v2v-upscale-strip")
         with gr.Row():
             W["interpolate.model"] = gr.Dropdown(available_interpolators(), value=d("interpolate.model"),
                                                  allow_custom_value=True, label=lab("interpolate.model"))
@@ -502,7 +554,7 @@ def tab_post(p: Page) -> Wire:
             W["interpolate.scene_cut"] = p.slider("interpolate.scene_cut", 0.01)
             ip_btn = gr.Button("Interpolate", elem_id="v2v-interpolate-btn")
         ip_note = p.note("interpolate")
-        ip_gal = gr.Gallery(object_fit="contain", label="Interpolated (rife/)", columns=8, height=160)
+        ip_gal = p.gallery("rife", "v2v-interpolate-strip")
 
     def wire() -> None:
         up_btn.click(p.stage_handler("upscale", "resr"), [p.ws_dd] + p.widgets, p.head(up_note) + [up_gal])
@@ -540,7 +592,7 @@ def tab_export(p: Page) -> Wire:
         def render(info):
             out = info["output"]
             fmt = Path(out).suffix.lower()
-            text = (f"{paths.relative(root, out)}: {info.get('frames')} frames, {info.get('fps')} fps, "
+            text = (f"{paths.relative(root, out)}: {info.get('frames')} frames, {form.fps_text(info.get('fps'))} fps, "
                     f"{float(info.get('duration', 0)):.2f} s, {info.get('width')}x{info.get('height')}"
                     + (", with audio" if info.get("audio") else ""))
             if fmt in (".mp4", ".webm"):
@@ -588,6 +640,7 @@ def build(cache: str | Path):
         for wire in wires:
             wire()
         page.load(lambda: p.workspaces(None), None, p.ws_dd)
+        page.load(p.reattach, None, [p.status, p.bar], concurrency_limit=None, show_progress="hidden")
     return page
 
 

@@ -5,6 +5,10 @@ The page starts a library call with `Runner.start(fn)`; `fn(job)` runs in a work
 for its status line and progress bar, and `Runner.interrupt()` sets the job's cancel flag (the
 stages stop after the current frame, keeping finished work). Errors become one readable line
 (`error_message`); a traceback goes to the server log only.
+
+The runner is the one place the server keeps the current task (its progress, status and
+outcome), so a reloaded page finds the running task there and follows it (`Runner.current`),
+and an Interrupt pressed on any page reaches it and can wait for it to stop.
 """
 from __future__ import annotations
 
@@ -48,6 +52,9 @@ class Task:
     error: BaseException | None = None
     event: ProgressEvent | None = None
     messages: list[str] = field(default_factory=list)
+    outcome: str | None = None          # the page's "Done: ..." line, set by the handler that started it
+    interrupted_at: float | None = None  # when Interrupt was pressed (monotonic)
+    ended: float | None = None           # when the call returned or raised (monotonic)
 
     @property
     def fraction(self) -> float | None:
@@ -62,6 +69,18 @@ class Task:
         if self.messages:
             return self.messages[-1]
         return f"{self.name}: running ({time.monotonic() - self.started:.0f} s)"
+
+    def final(self) -> str:
+        """The line for a finished task: its error, else the outcome its page wrote, else a plain Done."""
+        if self.error is not None:
+            return error_message(self.error)
+        return self.outcome or f"Done: {self.name}"
+
+    def stopped_text(self) -> str:
+        """The final line after an Interrupt: what happened and how long after the Interrupt it stopped."""
+        if self.interrupted_at is None or self.ended is None:
+            return self.final()
+        return f"{self.final()} (stopped {max(0.0, self.ended - self.interrupted_at):.1f} s after Interrupt)"
 
 
 class Runner:
@@ -93,6 +112,7 @@ class Runner:
                 log.exception("%s failed", name)
                 task.error = exc
             finally:
+                task.ended = time.monotonic()
                 task.done.set()
 
         threading.Thread(target=work, name=f"vid2vid-ui-{name}", daemon=True).start()
@@ -109,5 +129,7 @@ class Runner:
         task = self.current
         if task is None or task.done.is_set():
             return "Nothing is running."
+        if task.interrupted_at is None:
+            task.interrupted_at = time.monotonic()
         task.job.cancel.set()
         return f"Interrupting {task.name}: it stops after the current frame (finished frames are kept)."
