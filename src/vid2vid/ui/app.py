@@ -57,8 +57,12 @@ def progress_html(fraction: float | None, text: str = "") -> str:
             f"<small>{html.escape(text)}</small></div>")
 
 
-# The status line and progress bar stay at the top of the window while a long tab scrolls.
+# The status line and progress bar stay at the top of the window while a long tab scrolls. Gradio's
+# container has `overflow: hidden`, which makes it the box a sticky child sticks in (and it does not
+# scroll, so nothing sticks); `overflow: clip` clips the same without being a scroll container.
 CSS = """
+.gradio-container { overflow: clip !important; }
+html { scroll-padding-top: 150px; }   /* a control scrolled into view is not left under the header */
 #v2v-head { position: sticky; top: 0; z-index: 100; background: var(--body-background-fill);
             padding: 4px 0; border-bottom: 1px solid var(--border-color-primary); }
 .v2v-note textarea { font-size: 0.9em; }
@@ -167,7 +171,7 @@ class Page:
         yield [said_now, progress_html(task.fraction or 0.0, task.name)]
         while not task.done.wait(POLL_S):
             yield [said_now, progress_html(task.fraction or 0.0, task.name)]
-        yield [task.stopped_text(), progress_html(None)]
+        yield [task.final(), progress_html(None)]
 
     def drive(self, name: str, work: Callable[[Any], Any], render: Callable[[Any], tuple[str, list]],
               n_out: int) -> Iterator[list]:
@@ -183,7 +187,7 @@ class Page:
         for status, bar in self.follow(task):
             yield said(status, bar) + skip
         if task.error is not None:
-            yield said(task.stopped_text()) + skip
+            yield said(task.final()) + skip
             return
         try:
             status, outs = render(task.result)
@@ -633,6 +637,7 @@ def build(cache: str | Path):
         page.v2v_theme = theme
         page.v2v_css = CSS
         page.v2v_runner = p.runner
+        page.v2v_page = p
         p.page = page
         wires = [header(p)]
         with gr.Tabs():

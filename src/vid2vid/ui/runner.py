@@ -25,14 +25,17 @@ from vid2vid.progress import Job, ProgressEvent, format_event
 log = logging.getLogger("vid2vid.ui")
 
 
+INTERRUPTED = "Interrupted: finished frames are kept; press the same button again to resume"
+
+
 def error_message(exc: BaseException) -> str:
     """One line for the status line: what went wrong and (from the library's message) how to fix it."""
     from vid2vid.ui.form import error_text
 
     full = error_text(exc).strip()                 # settings named by the page's field labels
     text = full.splitlines()[0] if full else type(exc).__name__
-    if isinstance(exc, Interrupted):
-        return f"Interrupted: {text}"
+    if isinstance(exc, Interrupted):      # the library's text speaks of running "the same command" again
+        return INTERRUPTED
     if isinstance(exc, BadInput):
         return f"Error: {text}"
     if isinstance(exc, Vid2VidError):
@@ -71,16 +74,12 @@ class Task:
         return f"{self.name}: running ({time.monotonic() - self.started:.0f} s)"
 
     def final(self) -> str:
-        """The line for a finished task: its error, else the outcome its page wrote, else a plain Done."""
-        if self.error is not None:
-            return error_message(self.error)
-        return self.outcome or f"Done: {self.name}"
-
-    def stopped_text(self) -> str:
-        """The final line after an Interrupt: what happened and how long after the Interrupt it stopped."""
+        """The line for a finished task: its error, else the outcome its page wrote, else a plain Done;
+        after an Interrupt, how long after it the task stopped."""
+        text = error_message(self.error) if self.error is not None else self.outcome or f"Done: {self.name}"
         if self.interrupted_at is None or self.ended is None:
-            return self.final()
-        return f"{self.final()} (stopped {max(0.0, self.ended - self.interrupted_at):.1f} s after Interrupt)"
+            return text
+        return f"{text} (stopped {max(0.0, self.ended - self.interrupted_at):.1f} s after Interrupt)"
 
 
 class Runner:
