@@ -19,7 +19,8 @@ from vid2vid.ui import form
 SRC = Path(errors.__file__).parent
 ERRORS = {"BadInput", "ModelNotFound", "WorkspaceBusy", "Vid2VidError", "Interrupted"}
 # Modules the page never reaches (the command line's own front end and tools).
-NOT_THE_PAGE = {"cli.py", "cli_tools.py", "__main__.py", "doctor.py", "ui/guard.py", "ui/app.py", "bench.py"}
+NOT_THE_PAGE = {"cli.py", "cli_tools.py", "__main__.py", "doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
+                "multirun.py"}     # several videos in one command: the command line's
 # Messages the page never shows, each with the reason (file, words in it).
 CLI_ONLY = {
     ("config.py", "write one with"): "loading a settings file: only `--config` on the command line",
@@ -34,9 +35,10 @@ CLI_ONLY = {
     ("stages/propagate.py", "check --source"): "folder tool (propagate_folder)",
     ("stages/propagate.py", "check --keys"): "folder tool (propagate_folder)",
     ("stages/propagate.py", "--out"): "folder tool (propagate_folder)",
+    ("progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
 }
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
-COMMAND = re.compile(r"`vid2vid |vid2vid [a-z-]+ -w")
+COMMAND = re.compile(r"`vid2vid |vid2vid [a-z-]+ -w|same command")
 
 
 def _literal(node: ast.expr) -> str:
@@ -88,6 +90,19 @@ def test_a_stage_to_run_is_a_command_on_the_cli_and_a_button_on_the_page():
     assert "'Extract frames' (tab 1)" in form.error_text(extract)
     for name in ("extract", "delta", "depth", "tags", "img2img", "upscale", "interpolate", "export"):
         assert name in form.STAGE_BUTTONS
+
+
+def test_an_interruption_is_worded_by_the_page():
+    from vid2vid.errors import Interrupted
+    from vid2vid.progress import Job
+    from vid2vid.ui.runner import INTERRUPTED, error_message
+
+    job = Job()
+    job.cancel.set()
+    with pytest.raises(Interrupted) as info:
+        job.check()
+    assert "same command" in str(info.value)                  # the command line's words
+    assert error_message(info.value) == INTERRUPTED and not COMMAND.search(INTERRUPTED)
 
 
 def test_settings_read_as_flags_on_the_cli_and_labels_on_the_page():

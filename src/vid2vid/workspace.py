@@ -45,8 +45,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 def _disk_error(path: Path, exc: OSError) -> Vid2VidError:
     if exc.errno == errno.ENOSPC:
-        return Vid2VidError(f"the disk is full while writing {path}; free some space and run the same "
-                            "command again to resume (finished frames are kept)")
+        return Vid2VidError(f"the disk is full while writing {path}; free some space and start it again "
+                            "to resume (finished frames are kept)")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return BadInput(f"cannot write {path} ({exc.strerror}); make the folder writable or pick another "
                         "workspace with -w")
