@@ -17,10 +17,12 @@ IDS = {
     "tab_img2img": ["tab-img2img", "v2v-model", "v2v-prompt", "v2v-steps", "v2v-denoise", "v2v-width",
                     "v2v-height", "v2v-schedule", "v2v-sigma-plot", "v2v-sigma-preview", "v2v-mode",
                     "v2v-debug-frame", "v2v-generate-btn", "v2v-single-image", "v2v-real-sigmas",
-                    "v2v-img2img-strip", "v2v-fdc-btn", "v2v-fdc", "v2v-keyframes"],
-    "tab_post": ["tab-post", "v2v-upscale-btn", "v2v-interpolate-btn"],
+                    "v2v-img2img-strip", "v2v-fdc-btn", "v2v-fdc", "v2v-keyframes", "v2v-controlnet",
+                    "v2v-cn-preview-btn", "v2v-ray", "v2v-ray-enabled", "v2v-ray-address"],
+    "tab_post": ["tab-post", "v2v-upscale-btn", "v2v-interpolate-btn", "v2v-upscale-strip", "v2v-interpolate-strip"],
     "tab_export": ["tab-export", "v2v-export-source", "v2v-export-format", "v2v-export-btn",
-                   "v2v-export-info", "v2v-result-video", "v2v-result-file"],
+                   "v2v-export-info", "v2v-result-video", "v2v-result-file", "v2v-compare-btn",
+                   "v2v-compare-video"],
 }
 
 
@@ -45,8 +47,8 @@ def test_every_tab_keeps_its_element_ids_once(page):
 
 
 
-NOTES = ["probe", "extract", "delta", "depth", "tags", "grid", "generate", "fdc", "upscale", "interpolate",
-         "export"]
+NOTES = ["probe", "extract", "delta", "depth", "tags", "grid", "generate", "fdc", "cn-preview", "upscale",
+         "interpolate", "export", "compare"]
 
 
 def test_every_action_button_has_its_note_and_writes_it(page):
