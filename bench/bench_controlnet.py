@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import device_options, start  # noqa: E402  (bench/ on the path first)
 
 
 def build_unet(device: torch.device, dtype: torch.dtype):
@@ -71,25 +72,16 @@ def sd1_sigmas() -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=256, help="canvas side in pixels")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto")
+    device_options(ap, size=256)
     ap.add_argument("--repeat", type=int, default=3, help="calls per side (alternating); the fastest is kept")
     ap.add_argument("--together", action="store_true",
                     help="both networks in memory at once, timing the real call with a ControlNet (about 5 GB "
                          "in float32 on a CPU); default: one at a time, the ControlNet's part timed alone")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "src"))
+    device, dtype = start(args)
     from vid2vid.diffusion import shared_prefix
     from vid2vid.diffusion.controlnet import ControlGuide, ControlUnit
     from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
-    from vid2vid.diffusion.loading import resolve_device, resolve_dtype
-
-    device = resolve_device(args.device)
-    dtype = resolve_dtype("auto", device)
-    print(f"device {device}, dtype {dtype}, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     g = torch.Generator().manual_seed(0)
     cond, uncond = torch.randn(1, 77, 768, generator=g), torch.randn(1, 77, 768, generator=g)
     h = w = args.size

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import device_options, start  # noqa: E402  (bench/ on the path first)
 
 
 def sd15_unet(device: torch.device, dtype: torch.dtype):
@@ -46,22 +48,14 @@ def timed_call(unet, x, t, emb, cuda: bool) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=256, help="canvas side in pixels")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto")
+    device_options(ap, size=256)
     ap.add_argument("--repeat", type=int, default=3, help="timed calls per case (fastest kept)")
     ap.add_argument("--bank", type=int, default=4)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "src"))
+    device, dtype = start(args)
     from vid2vid.diffusion import crossframe as xf
-    from vid2vid.diffusion.loading import resolve_device, resolve_dtype
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype("auto", device)
     cuda = device.type == "cuda"
-    print(f"device {device}, dtype {dtype}, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     t0 = time.perf_counter()
     unet = sd15_unet(device, dtype)
     print(f"SD 1.5-architecture UNet with random weights built in {time.perf_counter() - t0:.0f} s; "

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import device_options, start  # noqa: E402  (bench/ on the path first)
+
 CLIP = Path("/work/shared/media/mmd-demo-852x480-30fps.mp4")
 PROMPT = "(masterpiece:1.3), best quality, a girl dancing in a room"
 NEGATIVE = "lowres, bad hands, blurry"
@@ -261,8 +264,7 @@ def bench_case(name, model, frames, settings, device, tmp: Path, repeat: int = 1
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--case", choices=("a", "b", "both"), default="both")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto")
+    device_options(ap)
     ap.add_argument("--batch-a", type=int, default=2, help="our batch size in case a")
     ap.add_argument("--batch-b", type=int, default=3, help="our batch size in case b")
     ap.add_argument("--b-size", type=int, default=256, help="canvas side in case b (512 on a GPU)")
@@ -270,16 +272,11 @@ def main() -> None:
     ap.add_argument("--frames-b", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=2, help="runs per side, alternating the order; best kept")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "src"))
+    device, dtype = start(args)
     from vid2vid.config import Settings
-    from vid2vid.diffusion.loading import load_model, resolve_device, resolve_dtype
+    from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.tiny import make_tiny_model
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype("auto", device)
-    print(f"device {device}, dtype {dtype}, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     frames = source_frames(max(args.frames_a, args.frames_b))
     with tempfile.TemporaryDirectory(prefix="bench-img2img-") as tmpdir:
         tmp = Path(tmpdir)

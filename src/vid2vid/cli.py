@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("width", type=int)
     sp.add_argument("height", type=int)
 
-    sp = command("metrics", _lazy("vid2vid.metrics"), "temporal consistency and fidelity of an output")
+    sp = command("metrics", _lazy("vid2vid.cli_tools", "metrics"), "temporal consistency and fidelity of an output")
     sp.add_argument("--source", required=True, help="source video or frame folder")
     sp.add_argument("output", help="output video or frame folder")
     sp.add_argument("--ref", help="reference frame folder for fidelity (e.g. uncorrected frames)")
@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metrics-every", type=int, default=1, metavar="N",
                     help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
-    sp = command("make-tiny-model", _lazy("vid2vid.diffusion.tiny"), "write a tiny random SD 1.x model")
+    sp = command("make-tiny-model", _lazy("vid2vid.cli_tools", "make_tiny_model"), "write a tiny random SD 1.x model")
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
     sp.add_argument("--tiny-vae", action="store_true",

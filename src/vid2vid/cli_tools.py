@@ -1,6 +1,6 @@
-"""The command line's helper tools (`vid2vid correct`, `propagate --source`, `fdc-debug`, `sigmas`, `size`,
-`doctor`): each reads
-its options, calls the library and prints. The parser that defines their options is in cli.py."""
+"""The command line's helper tools (`vid2vid correct`, `propagate --source`, `fdc-debug`, `compare`, `sigmas`,
+`size`, `metrics`, `make-tiny-model`, `doctor`): each reads its options, calls the library and prints.
+The parser that defines their options is in cli.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -153,3 +153,51 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
     if not report.core_ok:
         raise Vid2VidError(f"vid2vid cannot run on this machine: {', '.join(c.name for c in report.failing)} "
                            "missing; the fixes are listed above")
+
+
+def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
+    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae]`."""
+    from vid2vid.diffusion import tiny
+
+    if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
+        path = tiny.make_tiny_vae(args.dir, single_file=args.single_file)
+        job.say(f"tiny VAE written: {path}")
+        print(path)
+        return
+    if getattr(args, "controlnet", False):          # only the tiny ControlNet
+        from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+        path = make_tiny_controlnet(args.dir, single_file=args.single_file)
+    else:
+        path = tiny.make_tiny_model(args.dir, single_file=args.single_file)
+    job.say(f"tiny model written: {path}")
+    print(path)
+
+
+def metrics(args: Any, parser: Any, job: Job) -> dict:
+    """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]
+    [--metrics-size N] [--metrics-every N]`, one frame pair at a time."""
+    from vid2vid import metrics as m
+    from vid2vid.video.read import frame_count, iter_sequence
+
+    # 1. the options and the output's length; the source (at the output's frame count) and the
+    #    reference are read alongside it, frame by frame
+    max_side, every = getattr(args, "metrics_size", 0), getattr(args, "metrics_every", 1)
+    m.check_sampling(max_side, every)
+    n = frame_count(args.output)
+    if n < 2:
+        raise BadInput(f"{args.output} has {n} frame(s); the figures need at least 2")
+    output = iter_sequence(args.output)
+    source = iter_sequence(args.source, n)
+    ref = iter_sequence(args.ref, n) if args.ref else None
+    # 2. compute the figures (one progress step per pair)
+    tracker = job.tracker("metrics", n - 1) if job is not None else None
+    report = m.consistency_report(source, output, ref, progress=tracker.advance if tracker else None,
+                                  max_side=max_side, every=every)
+    # 3. show them
+    print(m.report_json(report) if args.json else m.format_report(report))
+    if getattr(args, "plot", None):
+        m.plot_report(report, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return report

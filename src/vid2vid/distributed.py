@@ -55,10 +55,9 @@ def connect(rs: config.RaySettings):
     ray = require_ray()
     if not ray.is_initialized():
         try:
-            if rs.address:
-                ray.init(address=rs.address, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, log_to_driver=False)
+            # no address: a new Ray of our own ("local"); a plain ray.init() would join whatever
+            # cluster `ray start` last left running on this machine (or RAY_ADDRESS) without a word
+            ray.init(address=rs.address or "local", include_dashboard=False, log_to_driver=False)
         except ConnectionError as exc:
             raise BadInput(f"cannot reach the Ray cluster at {rs.address!r} ({exc}); start its head with "
                            "`ray start --head` or fix {ray.address}") from exc

@@ -494,33 +494,3 @@ def plot_report(report: dict, path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return out
-
-
-# ---------------------------------------------------------------- command
-
-def main(args, parser, job) -> dict:
-    """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]
-    [--metrics-size N] [--metrics-every N]`, one frame pair at a time."""
-    from vid2vid.video.read import frame_count, iter_sequence
-
-    # 1. the options and the output's length; the source (at the output's frame count) and the
-    #    reference are read alongside it, frame by frame
-    max_side, every = getattr(args, "metrics_size", 0), getattr(args, "metrics_every", 1)
-    check_sampling(max_side, every)
-    n = frame_count(args.output)
-    if n < 2:
-        raise BadInput(f"{args.output} has {n} frame(s); the figures need at least 2")
-    output = iter_sequence(args.output)
-    source = iter_sequence(args.source, n)
-    ref = iter_sequence(args.ref, n) if args.ref else None
-    # 2. compute the figures (one progress step per pair)
-    tracker = job.tracker("metrics", n - 1) if job is not None else None
-    report = consistency_report(source, output, ref, progress=tracker.advance if tracker else None,
-                                max_side=max_side, every=every)
-    # 3. show them
-    print(report_json(report) if args.json else format_report(report))
-    if getattr(args, "plot", None):
-        plot_report(report, args.plot)
-        if not args.json:
-            print(f"plot: {args.plot}")
-    return report

@@ -156,14 +156,9 @@ def _load_file(path: Path, dtype: torch.dtype):
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    from vid2vid.diffusion.loading import read_state_file
 
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return state
+    return read_state_file(path, "ControlNet file")[0]
 
 
 def _load_folder(folder: Path, dtype: torch.dtype):

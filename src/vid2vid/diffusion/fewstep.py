@@ -78,53 +78,56 @@ def _expand(sigma: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
 
 
-def lcm_sampler(ts: np.ndarray, training_sigmas: np.ndarray):
-    """A sampler (samplers.Sampler contract) running LCM steps at timesteps `ts`."""
+def _timestep_sampler(ts: np.ndarray, training_sigmas: np.ndarray, step):
+    """A sampler (samplers.Sampler contract) that denoises at each timestep of `ts` (at its training
+    sigma) and takes `step(i, t, sigma, x, denoised, noise) -> (x, denoised)` from there."""
     train = np.asarray(training_sigmas, np.float64)
-    ts = [int(t) for t in ts]  # type: ignore[assignment]
+    grid = [int(t) for t in ts]
 
     @torch.no_grad()
-    def lcm(denoise, x, sigmas, noise, callback=None):
-        for i, t in enumerate(ts):
+    def sample(denoise, x, sigmas, noise, callback=None):
+        for i, t in enumerate(grid):
             sigma = float(train[t])
-            denoised = denoise(x, _expand(sigma, x))
-            c_skip, c_out = lcm_boundary(t)
-            # c_skip multiplies the VP sample z = x / sqrt(1 + sigma^2)
-            denoised = denoised * c_out + x * (c_skip / math.sqrt(1.0 + sigma * sigma))
-            x = denoised + noise() * float(train[ts[i + 1]]) if i + 1 < len(ts) else denoised
+            x, denoised = step(i, t, sigma, x, denoise(x, _expand(sigma, x)), noise)
             if callback is not None:
                 callback(i, x, denoised)
         return x
 
-    return lcm
+    return sample, grid, train
+
+
+def lcm_sampler(ts: np.ndarray, training_sigmas: np.ndarray):
+    """A sampler (samplers.Sampler contract) running LCM steps at timesteps `ts`."""
+
+    def lcm(i, t, sigma, x, denoised, noise):
+        c_skip, c_out = lcm_boundary(t)
+        # c_skip multiplies the VP sample z = x / sqrt(1 + sigma^2)
+        denoised = denoised * c_out + x * (c_skip / math.sqrt(1.0 + sigma * sigma))
+        return (denoised + noise() * float(train[grid[i + 1]]) if i + 1 < len(grid) else denoised), denoised
+
+    sample, grid, train = _timestep_sampler(ts, training_sigmas, lcm)
+    return sample
 
 
 def tcd_sampler(ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):
     """A sampler (samplers.Sampler contract) running TCD steps at timesteps `ts` with stochasticity gamma."""
     if not 0.0 <= gamma <= 1.0:
         raise BadInput("{img2img.tcd_gamma} %s is out of range; it must be from 0 to 1 (0.3 is TCD's default)" % gamma)
-    train = np.asarray(training_sigmas, np.float64)
-    ts = [int(t) for t in ts]  # type: ignore[assignment]
 
-    @torch.no_grad()
-    def tcd(denoise, x, sigmas, noise, callback=None):
-        for i, t in enumerate(ts):
-            sigma = float(train[t])
-            denoised = denoise(x, _expand(sigma, x))
-            eps = (x - denoised) / sigma
-            last = i + 1 == len(ts)
-            t_next = 0 if last else ts[i + 1]
-            s = int(math.floor((1.0 - gamma) * t_next))
-            x = denoised + eps * float(train[s])
-            if last:                      # diffusers returns the last x_s as a VP sample: z_s = x_s * sqrt(a_s)
-                x = x / math.sqrt(1.0 + float(train[s]) ** 2)
-            elif gamma > 0:
-                x = x + noise() * math.sqrt(max(float(train[t_next]) ** 2 - float(train[s]) ** 2, 0.0))
-            if callback is not None:
-                callback(i, x, denoised)
-        return x
+    def tcd(i, t, sigma, x, denoised, noise):
+        eps = (x - denoised) / sigma
+        last = i + 1 == len(grid)
+        t_next = 0 if last else grid[i + 1]
+        s = int(math.floor((1.0 - gamma) * t_next))
+        x = denoised + eps * float(train[s])
+        if last:                      # diffusers returns the last x_s as a VP sample: z_s = x_s * sqrt(a_s)
+            x = x / math.sqrt(1.0 + float(train[s]) ** 2)
+        elif gamma > 0:
+            x = x + noise() * math.sqrt(max(float(train[t_next]) ** 2 - float(train[s]) ** 2, 0.0))
+        return x, denoised
 
-    return tcd
+    sample, grid, train = _timestep_sampler(ts, training_sigmas, tcd)
+    return sample
 
 
 def sampler_for(name: str, ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):

@@ -176,25 +176,33 @@ def _looks_like_path(spec: str) -> bool:
 
 # ---------------------------------------------------------------- single files: keys, shapes, config
 
-def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Key -> shape and the metadata of a checkpoint, reading as little as possible."""
+def read_state_file(path: Path, what: str = "checkpoint", tensors: bool = True) -> tuple[dict, dict[str, str]]:
+    """The state dict in a .safetensors / .ckpt / .pt / .pth file (key -> tensor, or key -> shape with
+    tensors=False, which reads as little as possible) and its metadata; BadInput naming `what` if the
+    file cannot be read or holds something else. Pickles that hold code are refused (weights_only)."""
     from safetensors import SafetensorError, safe_open
 
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-                return shapes, dict(f.metadata() or {})
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+                get = f.get_tensor if tensors else (lambda k: tuple(f.get_slice(k).get_shape()))
+                return {k: get(k) for k in f.keys()}, dict(f.metadata() or {})
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=not tensors)
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
-        raise BadInput(f"cannot read checkpoint {path}: {exc}; is the file complete? "
-                       "(pickled .ckpt files that hold code are refused: convert them to .safetensors)") from exc
+        raise BadInput(f"cannot read {what} {path}: {exc}; is the file complete? "
+                       "(pickled files that hold code are refused: convert them to .safetensors)") from exc
     while isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise BadInput(f"{path} does not hold a state dict; is it a Stable Diffusion checkpoint?")
+        raise BadInput(f"{what} {path} does not hold a state dict; is it the right kind of file?")
+    if tensors:
+        return {k: v for k, v in state.items() if torch.is_tensor(v)}, {}
     return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}, {}
+
+
+def read_checkpoint_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Key -> shape and the metadata of a checkpoint, reading as little as possible."""
+    return read_state_file(path, "checkpoint", tensors=False)
 
 
 def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], path: Path) -> str:

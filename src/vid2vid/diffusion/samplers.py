@@ -124,11 +124,11 @@ def heun(denoise, x, sigmas, noise, callback=None):
     return x
 
 
-@torch.no_grad()
-def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
-    """DPM-Solver++(2M): second-order multistep in log-sigma time t = -log sigma."""
-    old_denoised = None
-    h_last = None
+def _multistep(denoise, x, sigmas, callback, update):
+    """The loop of the DPM-Solver++ multistep samplers, in log-sigma time: denoise at each sigma, then
+    x = update(x, denoised, old_denoised, s, s_next, h, h_last) with h = log s - log s_next (a step to
+    sigma 0 takes the denoised sample as it is; old_denoised and h_last are None on the first step)."""
+    old_denoised = h_last = None
     for i in range(len(sigmas) - 1):
         denoised = denoise(x, _expand(sigmas[i], x))
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -136,44 +136,42 @@ def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
             x = denoised
         else:
             h = math.log(s) - math.log(s_next)
-            if old_denoised is None:
-                d_eff = denoised
-            else:
-                r = h_last / h
-                d_eff = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = (s_next / s) * x - math.expm1(-h) * d_eff
+            x = update(x, denoised, old_denoised, s, s_next, h, h_last)
             h_last = h
         old_denoised = denoised
         if callback is not None:
             callback(i, x, denoised)
     return x
+
+
+@torch.no_grad()
+def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
+    """DPM-Solver++(2M): second-order multistep in log-sigma time t = -log sigma."""
+    def update(x, denoised, old_denoised, s, s_next, h, h_last):
+        if old_denoised is None:
+            d_eff = denoised
+        else:
+            r = h_last / h
+            d_eff = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+        return (s_next / s) * x - math.expm1(-h) * d_eff
+
+    return _multistep(denoise, x, sigmas, callback, update)
 
 
 @torch.no_grad()
 def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
     """DPM-Solver++(2M) SDE (midpoint variant): the multistep update plus injected noise."""
-    old_denoised = None
-    h_last = None
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        if s_next == 0:
-            x = denoised
-        else:
-            h = math.log(s) - math.log(s_next)
-            eta_h = eta * h
-            x = (s_next / s) * math.exp(-eta_h) * x - math.expm1(-h - eta_h) * denoised
-            if old_denoised is not None:
-                assert h_last is not None           # set with old_denoised, one step back
-                r = h_last / h
-                x = x - 0.5 * math.expm1(-h - eta_h) * (1 / r) * (denoised - old_denoised)
-            if eta:
-                x = x + noise() * (s_next * math.sqrt(-math.expm1(-2 * eta_h)))
-            h_last = h
-        old_denoised = denoised
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+    def update(x, denoised, old_denoised, s, s_next, h, h_last):
+        eta_h = eta * h
+        x = (s_next / s) * math.exp(-eta_h) * x - math.expm1(-h - eta_h) * denoised
+        if old_denoised is not None:
+            r = h_last / h
+            x = x - 0.5 * math.expm1(-h - eta_h) * (1 / r) * (denoised - old_denoised)
+        if eta:
+            x = x + noise() * (s_next * math.sqrt(-math.expm1(-2 * eta_h)))
+        return x
+
+    return _multistep(denoise, x, sigmas, callback, update)
 
 
 def lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:

@@ -385,20 +385,3 @@ def write_taesd_pth(vae, dir: str | Path, prefix: str = "taesd") -> tuple[Path, 
     torch.save(enc, paths[0])
     torch.save(dec, paths[1])
     return paths
-
-
-def main(args, parser, job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae]`."""
-    if getattr(args, "tiny_vae", False):            # issue 17: only the tiny VAE
-        path = make_tiny_vae(args.dir, single_file=args.single_file)
-        job.log(f"tiny VAE written: {path}")
-        print(path)
-        return
-    if getattr(args, "controlnet", False):          # issue 14: only the tiny ControlNet
-        from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
-
-        path = make_tiny_controlnet(args.dir, single_file=args.single_file)
-    else:
-        path = make_tiny_model(args.dir, single_file=args.single_file)
-    job.log(f"tiny model written: {path}")
-    print(path)

@@ -62,21 +62,9 @@ def latents_of(vae, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- reading files
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
+    from vid2vid.diffusion.loading import read_state_file
 
-            with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:   # safetensors, pickle and zip readers each raise their own types
-        raise BadInput(f"cannot read VAE file {path}: {exc}; is the file complete? (pickled files that hold "
-                       "code are refused: use .safetensors)") from exc
-    while isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise BadInput(f"VAE file {path} does not hold a state dict")
-    return {k: v for k, v in state.items() if torch.is_tensor(v)}, {}
+    return read_state_file(path, "VAE file")
 
 
 def _layout(keys) -> str:

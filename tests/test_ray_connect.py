@@ -1,0 +1,43 @@
+"""Which Ray `connect` joins, without starting one: an empty address must start a Ray of our own,
+never silently join a cluster that `ray start` left running on the machine."""
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from vid2vid import config, distributed
+from vid2vid.errors import BadInput
+
+
+class FakeRay(types.ModuleType):
+    def __init__(self, fail: bool = False):
+        super().__init__("ray")
+        self.calls: list[dict] = []
+        self.fail = fail
+
+    def is_initialized(self) -> bool:
+        return bool(self.calls) and not self.fail
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.fail:
+            raise ConnectionError("no head there")
+
+
+@pytest.mark.parametrize("address, expected", [("", "local"), ("auto", "auto"), ("ray://head:10001", "ray://head:10001")])
+def test_connect_address(monkeypatch, address, expected):
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    distributed.connect(config.RaySettings(enabled=True, address=address))
+    distributed.connect(config.RaySettings(enabled=True, address=address))  # connected: not again
+    assert [c["address"] for c in fake.calls] == [expected]
+
+
+def test_unreachable_cluster_is_one_line_naming_the_setting(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", FakeRay(fail=True))
+    with pytest.raises(BadInput) as err:
+        distributed.connect(config.RaySettings(enabled=True, address="10.0.0.9:6379"))
+    text = str(err.value)
+    assert "10.0.0.9:6379" in text and "ray start --head" in text and "\n" not in text
