@@ -37,13 +37,16 @@ def _frames_task(p: app.Page, started: threading.Event, total: int = 4):
 
 def test_a_reloaded_page_shows_the_running_task_and_its_interrupt_reports_the_stop(built):
     page, p = built
-    assert next(p.reattach()) == ["Ready.", app.progress_html(None)]      # nothing ran yet
+    assert next(p.reattach())[:2] == ["Ready.", app.progress_html(None)]  # nothing ran yet
     started = threading.Event()
     task = _frames_task(p, started)
     assert started.wait(10)
     reattached = p.reattach()                 # the page load of a reloaded page
-    status, bar = next(reattached)
+    status, bar, *notes = next(reattached)
     assert status.startswith("[img2img] 1/4 frames") and "data-fraction='0.250'" in bar
+    by_name = dict(zip(p.notes, notes))
+    assert by_name["generate"] == status                       # beside Generate too, no other note touched
+    assert all(v is not status and not isinstance(v, str) for k, v in by_name.items() if k != "generate")
     stopping = p.interrupt()                  # Interrupt pressed on that page
     first, _ = next(stopping)
     assert first.startswith("Interrupting img2img")
@@ -51,7 +54,7 @@ def test_a_reloaded_page_shows_the_running_task_and_its_interrupt_reports_the_st
     assert task.done.is_set()
     assert last.startswith("Interrupted:") and "after Interrupt" in last, last
     assert "data-fraction=''" in bar_after
-    *_, (followed, _) = list(reattached)      # the reloaded page's follow loop ends on the same outcome
+    *_, (followed, _, *_) = list(reattached)  # the reloaded page's follow loop ends on the same outcome
     assert followed == task.final() and followed.startswith("Interrupted:")
     assert next(p.reattach())[0] == task.final()           # a later load shows the last outcome
     assert next(p.interrupt())[0] == "Nothing is running."

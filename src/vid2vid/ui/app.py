@@ -47,6 +47,10 @@ STRIPS = {"frames": "Frames", "framedelta": "Frame delta ((d+1)/2)", "depthmask"
           "img2img": "img2img frames", "resr": "Upscaled (resr/)", "rife": "Interpolated (rife/)"}
 
 
+# The note each task's button writes, where the task's name is not the note's ("img2img" -> Generate's).
+NOTE_OF_TASK = {"img2img": "generate", "FDC debugger": "fdc", "mask grid": "grid", "control images": "cn-preview"}
+
+
 def progress_html(fraction: float | None, text: str = "") -> str:
     """A plain progress bar for the page (fraction None: idle, shows nothing)."""
     if fraction is None:
@@ -97,6 +101,7 @@ class Page:
         self.bar: Any = None
         self.ws_dd: Any = None
         self.page: Any = None
+        self.notes: dict[str, Any] = {}     # note name -> the line beside its button
 
     def head(self, note: Any) -> list[Any]:
         """The outputs every action writes first: status line, progress bar, the note beside its button."""
@@ -104,8 +109,10 @@ class Page:
 
     def note(self, name: str) -> Any:
         """The line beside the button `name` that shows what its action did (or why it failed)."""
-        return self.gr.Textbox(value="", label="Result", interactive=False, elem_id=f"v2v-{name}-note",
-                               elem_classes=["v2v-note"])
+        box = self.gr.Textbox(value="", label="Result", interactive=False, elem_id=f"v2v-{name}-note",
+                              elem_classes=["v2v-note"])
+        self.notes[name] = box
+        return box
 
     @property
     def widgets(self) -> list[Any]:
@@ -149,17 +156,24 @@ class Page:
         while not task.done.wait(POLL_S):
             yield [task.status(), progress_html(task.fraction or 0.0, task.name)]
 
-    def reattach(self) -> Iterator[list[str]]:
+    def reattach(self) -> Iterator[list[Any]]:
         """On page load: the server's current task, followed to its end if it still runs (a reload during a
-        run shows its progress, not "Ready."); the last task's outcome if it has ended."""
+        run shows its progress, not "Ready."); the last task's outcome if it has ended. Yields [status,
+        progress, *notes]: the note beside the task's button says the same as the status line."""
         task = self.runner.current
         if task is None:
-            yield ["Ready.", progress_html(None)]
+            yield ["Ready.", progress_html(None)] + [self.gr.skip()] * len(self.notes)
             return
+        mine = NOTE_OF_TASK.get(task.name, task.name)
+
+        def shown(status: str, bar: str) -> list[Any]:
+            return [status, bar] + [status if name == mine else self.gr.skip() for name in self.notes]
+
         if not task.done.is_set():
-            yield [task.status(), progress_html(task.fraction or 0.0, task.name)]
-            yield from self.follow(task)
-        yield [task.final(), progress_html(None if task.error else 1.0, "done")]
+            yield shown(task.status(), progress_html(task.fraction or 0.0, task.name))
+            for status, bar in self.follow(task):
+                yield shown(status, bar)
+        yield shown(task.final(), progress_html(None if task.error else 1.0, "done"))
 
     def interrupt(self) -> Iterator[list[str]]:
         """Interrupt the current task (whichever page started it), then wait for it and say when it stopped."""
@@ -645,7 +659,8 @@ def build(cache: str | Path):
         for wire in wires:
             wire()
         page.load(lambda: p.workspaces(None), None, p.ws_dd)
-        page.load(p.reattach, None, [p.status, p.bar], concurrency_limit=None, show_progress="hidden")
+        page.load(p.reattach, None, [p.status, p.bar, *p.notes.values()], concurrency_limit=None,
+                  show_progress="hidden")
     return page
 
 
