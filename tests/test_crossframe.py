@@ -19,27 +19,38 @@ W = H = 64
 pytestmark = pytest.mark.usefixtures("one_torch_thread")     # tiny tensors: one thread is fastest
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
+def make_loud_model(dest):
+    """The tiny model with louder self-attention, as a diffusers folder: its random attention barely
+    reaches the 8-bit pixels (a mean change of 3e-5 from cross-frame attention), so its self-attention
+    output projections are scaled up 30x and its queries 4x, which makes what the references do
+    visible in the frames (Ray's actors load it from the folder too)."""
+    from safetensors.torch import load_file, save_file
+
     from vid2vid.diffusion.tiny import make_tiny_model
 
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    folder = make_tiny_model(dest)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    sd = load_file(str(weights))
+    for k in sd:
+        if k.endswith("attn1.to_out.0.weight"):
+            sd[k] = sd[k] * 30.0
+        elif k.endswith("attn1.to_q.weight"):
+            sd[k] = sd[k] * 4.0
+    save_file(sd, str(weights), metadata={"format": "pt"})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_loud_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir):
-    """The tiny model with louder self-attention: its random attention barely reaches the 8-bit
-    pixels (a mean change of 3e-5 from cross-frame attention), so its output projections are
-    scaled up 30x and its queries 4x, which makes what the references do visible in the frames."""
+    """The loud tiny model (make_loud_model), loaded once for the module."""
     from vid2vid.diffusion.loading import load_model
 
-    model = load_model(str(tiny_dir), device="cpu", dtype="float32")
-    with torch.no_grad():
-        for name, module in model.unet.named_modules():
-            if name.endswith("attn1"):
-                module.to_out[0].weight.mul_(30.0)
-                module.to_q.weight.mul_(4.0)
-    return model
+    return load_model(str(tiny_dir), device="cpu", dtype="float32")
 
 
 def stage_settings(model_dir, **kw) -> Settings:
@@ -402,3 +413,129 @@ def test_anchor_mode_keeps_model_workers(workspace_factory, tiny_dir, tiny):
     assert (info_one["model_workers"], info_two["model_workers"], info_two["threads_per_worker"]) == (1, 2, 1)
     assert frame_bytes(one) == frame_bytes(two)
     assert seq["model_workers"] == 1 and any("batch 1, one model worker" in m for m in said)
+
+
+# ---------------------------------------------------------------- key frames: one anchor a shot, the fill reads its key
+
+def two_shots(n_a=4, n_b=4):
+    """Frames of two shots: the moving square, then a different (blurred random) texture panning."""
+    from conftest import moving_frames
+
+    big = _texture(H, W + 2 * n_b, 3)
+    return moving_frames(n_a, W, H) + [np.ascontiguousarray(big[:, 2 * t:2 * t + W]) for t in range(n_b)]
+
+
+def keyed(model_dir, **kw):
+    st = stage_settings(model_dir, **kw)
+    st.propagate.keyframes = "every:2"
+    return st
+
+
+def test_plan_with_shots_splits_blocks_and_reads_nothing_across_a_cut():
+    s = Img2ImgSettings(batch_size=4, cross_frame="anchor")
+    units = frame_order.plan(s, list(range(1, 9)), list(range(1, 9)), anchors=(1, 3))
+    assert [(u.frames, u.refs) for u in units] == [((1,), ()), ((3,), ()), ((2,), (1,)), ((4,), (3,)),
+                                                   ((5, 6, 7, 8), (3,))]
+    assert [u.frames for u in frame_order.plan(s, list(range(1, 9)), [4], anchors=(1, 3))] == [(3,), (4,)]
+    # positions among painted frames: keys 1 3 4 | 5 7 8 (a cut before 5)
+    prev = Img2ImgSettings(cross_frame="anchor-prev")
+    units = frame_order.plan(prev, [1, 3, 4, 5, 7, 8], [8], anchors=(1, 5))
+    assert [(u.frames, u.refs) for u in units] == [((5,), ()), ((7,), (5,)), ((8,), (5, 7))]
+    bank = Img2ImgSettings(cross_frame="bank", cross_frame_bank=3)
+    assert [u.refs for u in frame_order.plan(bank, [1, 3, 4, 5, 7, 8], [5, 7], anchors=(1, 5))] == [(), (5,)]
+    assert xf.nearest_key(2, [0, 4]) == 0 and xf.nearest_key(3, [0, 4]) == 4 and xf.nearest_key(9, [0, 4]) == 4
+
+
+@pytest.mark.parametrize("mode", ["anchor", "anchor-prev"])
+def test_keys_read_the_anchor_of_their_own_shot_only(workspace_factory, tiny_dir, tiny, mode):
+    src = two_shots()
+    changed = [f.copy() for f in src]
+    changed[0][10:26, 4:20] = (0.1, 0.9, 0.2)              # frame 1 (shot 1's anchor): another square colour
+    st = keyed(tiny_dir, cross_frame=mode)
+    a, b = workspace_factory(src, f"shots-a-{mode}"), workspace_factory(changed, f"shots-b-{mode}")
+    info_a, _ = run_stage(a, st, tiny)
+    info_b, _ = run_stage(b, st, tiny)
+    assert info_a["keys"] == info_b["keys"] == [1, 3, 4, 5, 7, 8]
+    assert info_a["shots"] == info_b["shots"] == [1, 5]            # the cut before frame 5 starts a shot
+    fa, fb = frame_bytes(a), frame_bytes(b)
+    same = {name: fa[name] == fb[name] for name in fa}
+    assert same == {"00001.png": False, "00003.png": False, "00004.png": False,   # shot 1 reads frame 1
+                    "00005.png": True, "00007.png": True, "00008.png": True}, same
+    if mode != "anchor":
+        return
+    # resume after losing a key of each shot, and --single of a key of shot 2, are the same bytes
+    _lose_frames_and_resume(a, st, tiny, (4, 7))
+    assert frame_bytes(a) == fa
+    run_stage(a, dataclasses.replace(st, img2img=dataclasses.replace(st.img2img, single=7)), tiny)
+    assert (a.root / "img2img.debug" / "00007.png").read_bytes() == fa["00007.png"]
+
+
+def _fill_workspace(workspace_factory, name):
+    from vid2vid.imageops import write_image
+
+    ws = workspace_factory(None, name)
+    for k, seed in ((1, 10), (5, 11)):                      # key paintings of frames 1 and 5 (0-based 0, 4)
+        write_image(ws.path("img2img", f"{k:05d}.png"), _texture(H, W, seed))
+    return ws
+
+
+def test_key_fill_reads_its_nearest_key(workspace_factory, tiny_dir, tiny):
+    from vid2vid.imageops import read_image
+    from vid2vid.progress import Job
+    from vid2vid.stages.propagate import _image_fill
+
+    ws = _fill_workspace(workspace_factory, "fill")
+    frame = _texture(H, W, 20)
+    hole = np.zeros((H, W), np.float32)
+    hole[16:48, 16:48] = 1.0
+    plain_st, xf_st = stage_settings(tiny_dir), stage_settings(tiny_dir, cross_frame="anchor")
+    plain = _image_fill(plain_st, Job(), tiny, ws, [0, 4])
+    before = plain(1, frame, hole)
+    fill = _image_fill(xf_st, Job(), tiny, ws, [0, 4])
+    try:
+        out1, out2, out3 = (fill(t, frame, hole) for t in (1, 2, 3))
+        engine = fill.engine
+        assert fill.read == [(1, 0), (2, 0), (3, 4)] and fill.key_samplings == 2
+        assert fill.record()["fill_key_samplings"] == 2
+    finally:
+        fill.close()
+    assert np.array_equal(plain(1, frame, hole), before)                   # removed cleanly
+    inside = hole > 0
+    assert np.abs(out1 - before)[inside].mean() > 5e-3                     # the key's attention changes the fill
+    assert np.array_equal(out1, out2) and np.abs(out1 - out3)[inside].mean() > 5e-3   # t=2: a tie, the earlier key
+    # frame 3 read key 5 (0-based 4): its painting sampled at the fill's schedule, the whole frame, alone
+    with xf.CrossFrame(tiny.unet, "anchor") as cf:
+        cf.run(4, (), True, engine.generate, [read_image(ws.path("img2img", "00005.png"))])
+        want3 = cf.run(None, (4,), False, engine.generate, [frame], masks=[hole[..., None]])[0]
+    assert np.array_equal(out3, want3)
+
+
+def test_propagate_stage_with_the_cross_frame_fill_resumes_bit_identically(workspace_factory, tiny_dir, tiny):
+    from conftest import moving_frames
+    from vid2vid.progress import Job
+    from vid2vid.stages import propagate as pstage
+
+    ws = workspace_factory(moving_frames(5, W, H), "fill-stage")
+    st = stage_settings(tiny_dir, cross_frame="anchor")
+    st.propagate.keyframes, st.propagate.fill = "every:4", "img2img"
+    run_stage(ws, st, tiny)
+    info = pstage.run(ws, st, Job(), model=tiny)
+    assert info["filled"] >= 2 and info["fill_key_samplings"] == 2 and info["fill_key_seconds"] > 0
+    done = frame_bytes(ws, "propagate")
+    (ws.root / "propagate" / "00004.png").unlink()          # nearest to key 5 (frame 3 is a tie: key 1)
+    ws.manifest["stages"]["propagate"]["complete"] = False
+    ws.save_manifest()
+    again = pstage.run(ws, st, Job(), model=tiny)
+    assert frame_bytes(ws, "propagate") == done and again["fill_key_samplings"] == 1   # only key 5 is read
+
+
+@pytest.mark.parametrize("kw", [dict(cross_frame="anchor-prev"), dict(cross_frame="bank"), dict(flow_init=0.5)])
+def test_ray_refuses_sequential_modes_and_says_why(tiny_dir, kw):
+    from vid2vid import distributed
+    from vid2vid.progress import Job
+
+    st = stage_settings(tiny_dir, **kw)
+    st.ray.enabled = True
+    with pytest.raises(BadInput, match="one at a time in order") as e:
+        distributed.ray_engine(st, Job(), 4)
+    assert frame_order.why_sequential(st.img2img) in str(e.value) and "--ray" in str(e.value)

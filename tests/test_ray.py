@@ -78,6 +78,41 @@ def test_a_killed_actor_loses_only_its_block(tmp_path, tiny_model, local_ray, lo
 
 
 @pytest.fixture(scope="module")
+def loud_model(tmp_path_factory):
+    """A tiny model whose self-attention reaches the pixels (test_crossframe.make_loud_model)."""
+    from test_crossframe import make_loud_model
+
+    return make_loud_model(tmp_path_factory.mktemp("loud") / "model")
+
+
+def test_ray_anchor_mode_is_byte_identical_to_a_local_anchor_run(tmp_path, loud_model, local_ray):
+    """Cross-frame anchor mode (issue 15) on two actors: each samples the anchor itself, alone."""
+    from vid2vid.imageops import read_image
+
+    src = moving_frames(7)
+    local, plain, remote = (make_workspace(tmp_path / name, src) for name in ("local", "plain", "ray"))
+    s = settings_for(loud_model)
+    s.img2img.cross_frame = "anchor"
+    run_stage("img2img", local, s)
+    run_stage("img2img", plain, settings_for(loud_model))
+    r = settings_for(loud_model, enabled=True, actors=2)
+    r.img2img.cross_frame = "anchor"
+    info = run_stage("img2img", remote, r)
+    assert info["ray_actors"] == 2
+    assert frame_bytes(remote) == frame_bytes(local)
+    a, b = (read_image(ws.path("img2img", "00005.png")) for ws in (plain, local))
+    assert abs(a - b).mean() > 5e-4                       # the actors did read the anchor
+    # a resume on Ray after losing frames of two blocks: the same bytes again
+    want = frame_bytes(local)
+    for i in (3, 6):
+        remote.path("img2img", f"{i:05d}.png").unlink()
+    remote.manifest["stages"]["img2img"]["complete"] = False
+    remote.save_manifest()
+    run_stage("img2img", remote, r)
+    assert frame_bytes(remote) == want
+
+
+@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
     a = make_clip(d / "a.mp4", width=80, height=48, fps=6, seconds=1.0)

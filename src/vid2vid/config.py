@@ -377,9 +377,11 @@ class Img2ImgSettings(Section):
 
     # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
-                                       "(first) frame, the anchor and the previous frame, or a bank of earlier "
-                                       "frames; anchor-prev and bank make img2img sequential (batch 1, one model "
-                                       "worker, no distributed run)", choices=CROSS_FRAME_MODES,
+                                       "(the first frame; with key frames the first key of its shot), the anchor "
+                                       "and the previous frame, or a bank of earlier frames; anchor keeps frames "
+                                       "independent (batches, workers, Ray); anchor-prev and bank make img2img "
+                                       "sequential (batch 1, one model worker, no Ray); the img2img key fill "
+                                       "reads its nearest key", choices=CROSS_FRAME_MODES,
                                label="Cross-frame attention")
     cross_frame_blocks: str = setting("up", "UNet blocks with cross-frame attention: up (as Rerender) or all",
                                       choices=CROSS_FRAME_BLOCKS, label="Cross-frame blocks")

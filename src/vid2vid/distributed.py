@@ -16,6 +16,17 @@ the job stops handing out blocks: the actors finish the block they hold and the 
 Model files given as paths must be readable under the same path on every node (shared storage:
 NFS, a synced folder); hub ids are loaded on each node from its own cache.
 
+Cross-frame attention in anchor mode (issue 15) keeps frames independent, so it runs here too.
+Each actor samples the anchors its blocks read itself, alone (a batch of one, the same threads as a
+local model worker, so the same bits as the local run's anchor), records their K/V in its own UNet
+and keeps them while its blocks read them (an actor's blocks come in frame order, so it samples
+each anchor at most once). The driver sends an anchor's inputs (its canvas, mask and control
+images: a few MB) with each block that reads it (`RayEngine.bind_unit`), and writes the anchor frame once, from the unit
+that paints it. Shipping the recorded K/V instead would move the anchor's self-attention inputs
+of every UNet call through the object store (about 0.8 GB a frame at 512x512 in float32) to every
+actor; sampling it again costs one frame's sampling per actor and anchor. Modes that read the
+previous frame (anchor-prev, bank) and flow init are sequential and refused.
+
 The pool stays open for the life of the process (or until `close_pools()`, or until img2img runs
 with other settings), so several videos in one command (`vid2vid.multirun`) share one pool and
 load the model once per actor.
@@ -26,8 +37,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -76,6 +89,7 @@ class Painter:
         from vid2vid.stages import img2img
 
         self.engine = img2img._load(settings, Job())
+        self.xf = img2img.cross_frame(self.engine, settings.img2img)     # anchor mode (issue 15), else None
 
     def info(self) -> dict:
         import torch
@@ -83,9 +97,23 @@ class Painter:
         return {"pid": os.getpid(), "device": str(self.engine.device), "threads": torch.get_num_threads(),
                 "describe": self.engine.describe()}
 
-    def repaint(self, canvases: list[np.ndarray], masks: list[np.ndarray] | None) -> tuple[list[np.ndarray], float]:
+    def repaint(self, canvases: list[np.ndarray], masks: list[np.ndarray] | None,
+                controls: list[list[np.ndarray]] | None = None,
+                refs: dict[int, tuple] | None = None) -> tuple[list[np.ndarray], float]:
+        """One block; refs: {anchor frame: (canvas, mask or None, controls or None)} the block reads
+        (anchor mode), each sampled here alone, once, and kept while blocks read it."""
         t0 = time.perf_counter()
-        out = self.engine.repaint(canvases, masks)
+        repaint = partial(self.engine.repaint, controls=controls) if controls else self.engine.repaint
+        if not refs or self.xf is None:
+            out = repaint(canvases, masks)
+        else:
+            for f, (canvas, mask, ref_controls) in sorted(refs.items()):
+                if f not in self.xf.recorded:
+                    self.xf.release([r for r in self.xf.recorded if r not in refs])   # earlier shots' anchors
+                    self.xf.run(f, (), True, partial(self.engine.repaint, controls=None if ref_controls is None
+                                                                    else [ref_controls]),
+                                [canvas], None if mask is None else [mask])
+            out = self.xf.run(None, tuple(sorted(refs)), False, repaint, canvases, masks)
         return out, time.perf_counter() - t0
 
 
@@ -150,12 +178,12 @@ class RayPool:
         """The actors' process ids as they were when loaded (tests kill one)."""
         return [i["pid"] for i in self.infos]
 
-    def repaint(self, canvases, masks, timings: Timings | None = None):
+    def repaint(self, canvases, masks, timings: Timings | None = None, controls=None, refs=None):
         actor = self.free.get()
         try:
             t0 = time.perf_counter()
             try:
-                out, compute = self.ray.get(actor.repaint.remote(canvases, masks))
+                out, compute = self.ray.get(actor.repaint.remote(canvases, masks, controls, refs))
             except self.ray.exceptions.RayError as exc:
                 raise Vid2VidError(f"img2img on Ray failed: {_cause(exc)}") from exc
             if timings is not None:
@@ -234,6 +262,7 @@ class RayEngine:
         self.pool = pool
         self.device = torch.device("cpu")          # the driver's side: arrays only
         self.timings = Timings()
+        self._anchors: dict[int, tuple] = {}        # anchor mode: anchor frame -> its inputs
         self.remote_devices = sorted({i["device"] for i in pool.infos})
 
     def canvas_masks(self, masks):
@@ -241,8 +270,20 @@ class RayEngine:
 
         return fit_canvas_masks(self.settings, masks)
 
-    def repaint(self, canvases, masks=None):
-        return self.pool.repaint(canvases, masks, self.timings)
+    def repaint(self, canvases, masks=None, controls=None):
+        return self.pool.repaint(canvases, masks, self.timings, controls)
+
+    def bind_unit(self, unit, canvases, masks, controls=None) -> Callable[[], list[np.ndarray]]:
+        """One unit of the stage's plan (stages/frame_order.py), bound in plan order on the stage's
+        thread, to run on an actor: an anchor unit's inputs (canvas, mask, controls) are kept here
+        and bound to every later unit that reads it, and dropped after its last reader is bound."""
+        if unit.keep:
+            self._anchors[unit.frames[0]] = (canvases[0], None if masks is None else masks[0],
+                                             None if controls is None else controls[0])
+        refs = {r: self._anchors[r] for r in unit.refs}
+        for r in unit.release:
+            self._anchors.pop(r, None)
+        return partial(self.pool.repaint, canvases, masks, self.timings, controls, refs or None)
 
     def describe(self) -> dict:
         return dict(self.pool.infos[0]["describe"])
@@ -258,12 +299,13 @@ class RayEngine:
 
 def ray_engine(settings: config.Settings, job: Job, batches: int) -> RayEngine:
     """The Ray stand-in for the stage's engine: connects, plans the actors, reuses or starts a pool."""
-    from vid2vid.stages.img2img import img2img_is_sequential
+    from vid2vid.stages import frame_order
 
-    if img2img_is_sequential(settings):
-        raise BadInput("{ray.enabled} cannot run these img2img settings: with {img2img.cross_frame} or "
-                       "{img2img.flow_init} a frame reads other frames' sampling, which the actors do not share; "
-                       "run without one or the other")
+    if frame_order.sequential(settings.img2img):
+        why = frame_order.why_sequential(settings.img2img)
+        raise BadInput(f"{{ray.enabled}} cannot run these img2img settings: {why}, "
+                       "so the frames run one at a time in order and cannot be spread over actors; use "
+                       "{img2img.cross_frame} anchor or none and {img2img.flow_init} 0, or run without {ray.enabled}")
     rs = settings.ray
     ray = connect(rs)
     import torch

@@ -49,13 +49,16 @@ SEQUENTIAL_MODES = ("anchor-prev", "bank")     # they read the previous frame's 
 # ---------------------------------------------------------------- which frames read which (pure)
 
 def anchor_of(t: int, keyframes: tuple[int, ...] = ()) -> int:
-    """The anchor of frame t (1-based): the latest key frame at or before t, else frame 1."""
+    """The anchor of frame t (1-based): the latest of `keyframes` (the frames that start a shot) at
+    or before t, else frame 1."""
     earlier = [k for k in keyframes if k <= t]
     return max(earlier) if earlier else 1
 
 
 def references(mode: str, t: int, bank: int = 4, keyframes: tuple[int, ...] = ()) -> tuple[int, ...]:
-    """The earlier frames whose K/V frame t joins to its own, ascending (never t, never later)."""
+    """The earlier frames whose K/V frame t joins to its own, ascending (never t, never later, and
+    never before t's anchor: with `keyframes` the frames that start the shots, nothing is read across
+    a scene cut)."""
     if mode == "none":
         return ()
     a = anchor_of(t, keyframes)
@@ -67,7 +70,14 @@ def references(mode: str, t: int, bank: int = 4, keyframes: tuple[int, ...] = ()
         refs = set(range(max(1, t - bank), t))
     else:
         raise BadInput(f"cross-frame mode '{mode}' is not known; use one of: {', '.join(MODES)}")
-    return tuple(sorted(r for r in refs if 1 <= r < t))
+    return tuple(sorted(r for r in refs if a <= r < t))
+
+
+def nearest_key(t: int, keys: tuple[int, ...] | list[int]) -> int:
+    """The key nearest to frame t (ties: the earlier key), as propagation's fill takes the nearer key."""
+    if not keys:
+        raise ValueError("no key frames")
+    return min(keys, key=lambda k: (abs(k - t), k))
 
 
 def needed_before(mode: str, t: int, bank: int = 4, keyframes: tuple[int, ...] = ()) -> set[int]:

@@ -10,8 +10,9 @@ Cross-frame modes that read the previous frame (anchor-prev, bank) and flow-guid
 the previous output) make the frames sequential: one frame at a time in frame order, with one
 model worker, and no distributed run. `sequential(settings)` is the one place that says so.
 With key frames (propagate), only the keys are painted: blocks, anchors and "previous" count
-positions among the painted frames, so the anchor is the first key and the previous frame is the
-previous key.
+positions among the painted frames, so the previous frame is the previous key; the keys that start a
+shot (`anchors`: the first key and every key after a scene cut) are the anchors, and a key reads only
+the frames of its own shot (nothing is read across a cut).
 A sequential run that starts after frame 1 (a resume, `--single N`) first samples again every
 earlier frame whose K/V the frames to do read, directly or through their references, so it
 computes exactly what an uninterrupted run had; it writes only the frames that were missing.
@@ -61,32 +62,42 @@ def blocks(todo: list[int], n: int, batch_size: int,
     return out
 
 
-def plan(s: Img2ImgSettings, order: list[int], todo: list[int]) -> list[Unit]:
+def plan(s: Img2ImgSettings, order: list[int], todo: list[int], anchors: tuple[int, ...] = ()) -> list[Unit]:
     """The sampling calls that produce the frames `todo` as an uninterrupted run does.
 
     order: the 1-based frames the run paints, ascending (every frame, or the key frames); todo: those
-    of them still to make. Frames in the units are frame numbers; the plan counts positions in `order`.
+    of them still to make; anchors: the frames of `order` that start a shot (none: the first frame
+    is the one anchor). Frames in the units are frame numbers; the plan counts positions in `order`.
+    In anchor mode a block that holds frames of two shots is split at the shot's start, so each
+    batch reads one anchor (the split depends only on the shots, never on what is left to do).
     """
     frame = {k: f for k, f in enumerate(order, 1)}
     pos = {f: k for k, f in frame.items()}
     todo = sorted({pos[f] for f in todo})
+    starts = tuple(sorted(pos[a] for a in anchors))
     n, mode, bank = len(order), s.cross_frame, s.cross_frame_bank
+    refs_of = lambda f: references(mode, f, bank, starts)     # noqa: E731
     need: set[int] = set()
     for t in todo:
-        need |= needed_before(mode, t, bank)
+        need |= needed_before(mode, t, bank, starts)
     if sequential(s):
         groups: list[tuple[int, ...]] = [(t,) for t in sorted(need | set(todo))]
     else:
-        alone = sorted(f for f in need | set(todo) if mode != "none" and anchor_of(f) == f)
-        groups = [(a,) for a in alone] + blocks([t for t in todo if t not in alone], n, s.batch_size, set(alone))
+        anchors_all = {f for f in range(1, n + 1) if mode != "none" and anchor_of(f, starts) == f}
+        # whole blocks without the anchors, split where the shot changes; the parts with a frame to do
+        parts = [part for g in blocks([t for t in todo if t not in anchors_all], n, s.batch_size, anchors_all)
+                 for part in _by_refs(g, refs_of) if set(part) & set(todo)]
+        alone = sorted((need & anchors_all) | (set(todo) & anchors_all) |
+                       {r for part in parts for f in part for r in refs_of(f)})
+        groups = [(a,) for a in alone] + parts
     last_read: dict[int, int] = {}
     for k, g in enumerate(groups):
         for f in g:
-            for r in references(mode, f, bank):
+            for r in refs_of(f):
                 last_read[r] = k
     units = []
     for k, g in enumerate(groups):
-        refs = {references(mode, f, bank) for f in g}
+        refs = {refs_of(f) for f in g}
         if len(refs) != 1:
             raise RuntimeError(f"frames {g} of one batch read different references")
         keep = len(g) == 1 and g[0] in last_read
@@ -94,6 +105,17 @@ def plan(s: Img2ImgSettings, order: list[int], todo: list[int]) -> list[Unit]:
         units.append(Unit(tuple(frame[f] for f in g), tuple(frame[r] for r in refs.pop()), keep,
                           tuple(frame[r] for r in release)))
     return units
+
+
+def _by_refs(group: tuple[int, ...], refs_of) -> list[tuple[int, ...]]:
+    """A block split into runs of frames that read the same references (shots), in order."""
+    parts: list[list[int]] = []
+    for f in group:
+        if parts and refs_of(parts[-1][-1]) == refs_of(f):
+            parts[-1].append(f)
+        else:
+            parts.append([f])
+    return [tuple(p) for p in parts]
 
 
 def frames_of(units: list[Unit]) -> list[int]:

@@ -237,14 +237,6 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
     return replace(settings, img2img=replace(s, width=w, height=h))
 
 
-def img2img_is_sequential(settings: config.Settings) -> bool:
-    """True when the frames cannot be spread over Ray actors (--ray is refused): a frame needs
-    earlier generated frames (anchor-prev, bank, flow init: `frame_order.sequential`), or reads an
-    anchor frame's attention K/V, which is recorded in the driver's UNet and not shared with actors."""
-    s = settings.img2img
-    return frame_order.sequential(s) or s.cross_frame != "none"
-
-
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.devices import describe
     from vid2vid.diffusion.img2img import Img2ImgEngine
@@ -280,19 +272,24 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     return [i for block in frame_order.blocks(todo, n, batch_size) for i in block]
 
 
-def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job) -> list[int]:
-    """1-based frames this run paints: every frame, or with key frames on the keys (those recorded for
-    the same parameters, else chosen from the source, see stages.propagate.workspace_keys)."""
+def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job
+          ) -> tuple[list[int], list[int]]:
+    """(1-based frames this run paints, those of them that start a shot): every frame and frame 1, or
+    with key frames on the keys and the shot starts (those recorded for the same parameters, else
+    chosen from the source, see stages.propagate.workspace_shots). The shot starts are the
+    cross-frame anchors (issue 15)."""
     n = len(ws.frames())
     if not settings.propagate.on:
-        return list(range(1, n + 1))
-    if rec and rec.get("params") == params and rec.get("info", {}).get("keys"):
-        return list(rec["info"]["keys"])
-    from vid2vid.stages.propagate import workspace_keys
+        return list(range(1, n + 1)), [1][:n]
+    info = (rec or {}).get("info", {})
+    if rec and rec.get("params") == params and info.get("keys") and info.get("shots"):
+        return list(info["keys"]), list(info["shots"])
+    from vid2vid.stages.propagate import workspace_shots
 
-    keys = [k + 1 for k in workspace_keys(ws, settings, job)]
+    keys0, starts0 = workspace_shots(ws, settings, job)
+    keys = [k + 1 for k in keys0]
     job.say(f"img2img: {len(keys)} key frames of {n} ({settings.propagate.keyframes}, scene cuts included)")
-    return keys
+    return keys, [k + 1 for k in starts0]
 
 
 def _canvases(frames: list[Path], s) -> Iterator[np.ndarray]:
@@ -334,7 +331,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     out_dir, mask_dir = ws.path(OUTPUT), ws.path(MASKS)
     rec = ws.stage_record(STAGE)
     check_flow_init_keys(settings)
-    keys = _keys(ws, settings, params, rec, job)          # 1-based frames to paint: all, or the key frames
+    keys, shots = _keys(ws, settings, params, rec, job)   # 1-based frames to paint: all, or the key frames
     targets = {i: out_dir / frame_name(i) for i in keys}
     maybe_done = bool(rec and rec.get("complete") and rec.get("params") == params and
                       all(p.exists() for p in targets.values()))
@@ -348,7 +345,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     status = ws.begin_stage(STAGE, params, inputs=inputs, overwrite=overwrite, outputs=ROW.outputs)
     keyed = settings.propagate.on
     if keyed:
-        ws.update_stage_info(STAGE, keys=keys, keyframes=params["keyframes"])
+        ws.update_stage_info(STAGE, keys=keys, keyframes=params["keyframes"], shots=shots)
     todo = [i for i, p in targets.items() if not p.exists()]
     if status.state == "done" and not todo:
         info = ws.stage_info(STAGE)
@@ -459,7 +456,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         pool = worker_pool(workers, threads, name="img2img-model")
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
-    units = frame_order.plan(s, painted, [i for i in todo if i not in still_plan])   # issue 17: painted frames
+    units = frame_order.plan(s, painted, [i for i in todo if i not in still_plan],   # issue 17: painted frames
+                             anchors=tuple(shots) if keyed else ())                 # issue 15: one anchor a shot
     say_order(job, s, units, missing)
 
     writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
@@ -480,7 +478,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             job.check()                   # then, before committing to more work, honour an interrupt
             canvases = [init_canvas(fj, s, previous_output) for fj in batch]
             controls = [fj.control for fj in batch] if s.controlnet else None
-            pending.append((batch, pool.submit(sample_unit, xf, engine, unit, canvases, cmasks, controls)))
+            bind = getattr(engine, "bind_unit", None)        # Ray: the unit bound here, in plan order
+            task = bind(unit, canvases, cmasks, controls) if bind is not None else \
+                partial(sample_unit, xf, engine, unit, canvases, cmasks, controls)
+            pending.append((batch, pool.submit(task)))
             if unit.keep:
                 hand_over(0)              # later units read its K/V
         hand_over(0)
@@ -521,11 +522,13 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     if t > n:
         raise BadInput(f"{{img2img.single}} {t} is past the last frame; the workspace has {n} frames")
     check_flow_init_keys(settings)
-    order = list(range(1, n + 1))
+    order: list[int] = list(range(1, n + 1))
+    anchors: tuple[int, ...] = ()
     if settings.propagate.on:
-        keys = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
-        order = keys if t in keys else order      # a key is painted as the keyed run paints it
-    units = frame_order.plan(s, order, [t])
+        keys, shots = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
+        if t in keys:                             # a key is painted as the keyed run paints it
+            order, anchors = keys, tuple(shots)
+    units = frame_order.plan(s, order, [t], anchors)
     lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
                and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
     if lacking:
@@ -615,7 +618,7 @@ def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int
 
 def cross_frame(engine, s: config.Img2ImgSettings):
     """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
-    if s.cross_frame == "none":
+    if s.cross_frame == "none" or hasattr(engine, "bind_unit"):      # Ray: the actors hold the attention
         return None
     from vid2vid.diffusion.crossframe import CrossFrame
 
@@ -650,3 +653,52 @@ def unit_batches(jobs: Iterator[FrameJob], units: list) -> Iterator[tuple[frame_
         if [fj.index for fj in batch] != list(unit.frames):
             raise RuntimeError(f"frame jobs {[fj.index for fj in batch]} do not match unit {unit.frames}")
         yield unit, batch
+
+
+class KeyFillAttention:
+    """`--key-fill img2img` with cross-frame attention (anchor, anchor-prev or bank): the fill of
+    frame t (0-based) joins the K/V of its nearest key (`crossframe.nearest_key`; between two keys,
+    in the frame's own shot). The key's K/V are recorded by sampling the key's painted output with
+    the fill's own engine (the fill's schedule and seed rule, the whole frame, a batch of one, with
+    the key's ControlNet images) once per key, and kept while the frames near it are filled; the
+    frames come in order, so each key is sampled at most once a run. Extra cost: one light
+    sampling per key that some fill reads (`record()` says how many and how long).
+
+    fill(t, frame, hole) is the plain fill; key_input(k) gives key k's painting and control images.
+    """
+
+    def __init__(self, engine, s: config.Img2ImgSettings, keys: list[int], fill, job: Job, key_input):
+        from vid2vid.diffusion.crossframe import CrossFrame
+
+        self.engine, self.keys, self.fill, self.job, self.key_input = engine, sorted(keys), fill, job, key_input
+        self.xf = CrossFrame(engine.model.unet, "anchor", s.cross_frame_blocks, s.cross_frame_bank)
+        self.key_samplings, self.key_seconds, self.fill_seconds = 0, 0.0, 0.0
+        self.read: list[tuple[int, int]] = []        # (frame, key) of each fill, in order
+        job.say(f"propagate: the img2img fill reads its nearest key's attention (cross-frame {s.cross_frame}); "
+                "one light sampling per key it reads")
+
+    def __call__(self, t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        from vid2vid.diffusion.crossframe import nearest_key
+
+        k = nearest_key(t, self.keys)
+        if k not in self.xf.recorded:
+            self.xf.release(list(self.xf.recorded))          # the frames before are done with their key
+            image, controls = self.key_input(k)
+            t0 = time.perf_counter()
+            self.xf.run(k, (), True, self.engine.generate, [image], controls=controls)
+            self.key_seconds += time.perf_counter() - t0
+            self.key_samplings += 1
+        t0 = time.perf_counter()
+        out = self.xf.run(None, (k,), False, self.fill, t, frame, hole)
+        self.fill_seconds += time.perf_counter() - t0
+        self.read.append((t, k))
+        return out
+
+    def record(self) -> dict:
+        """What the stage records: key samplings, their seconds and the fills' seconds."""
+        return {"fill_key_samplings": self.key_samplings, "fill_key_seconds": round(self.key_seconds, 3),
+                "fill_seconds": round(self.fill_seconds, 3),
+                "fill_cross_frame_peak_mb": round(self.xf.peak_bytes / 2 ** 20, 1)}
+
+    def close(self) -> None:
+        self.xf.close()

@@ -48,20 +48,30 @@ def workspace_keys(ws: Workspace, settings: config.Settings, job: Job | None = N
     """The 0-based key frames of the workspace's extracted frames under these settings (all frames
     when key frames are off): the source fitted to the canvas, its motion and scene cuts measured
     with the flow the propagation uses."""
+    return workspace_shots(ws, settings, job)[0]
+
+
+def workspace_shots(ws: Workspace, settings: config.Settings, job: Job | None = None) -> tuple[list[int], list[int]]:
+    """(keys, shot starts), 0-based: `workspace_keys` and the frames that start a shot (frame 0 and
+    every frame after a scene cut; each is a key), which cross-frame attention takes as anchors."""
     frames = ws.frames()
     spec = prop.parse_keyframes(settings.propagate.keyframes)
     if not spec.on:
-        return list(range(len(frames)))
+        return list(range(len(frames))), [0] if frames else []
     s = settings.img2img
     tracker = job.tracker("keys", max(0, len(frames) - 1)) if job is not None else None
     motion = prop.analyse_source(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
                                  progress=tracker.advance if tracker else None)
-    return prop.choose_keys(len(frames), spec, motion)
+    starts = [0] + [t for t in range(1, len(frames)) if motion.cuts[t]] if frames else []
+    return prop.choose_keys(len(frames), spec, motion), starts
 
 
-def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None):
+def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None,
+                keys: list[int] | None = None):
     """fill(t, frame, hole) for --key-fill img2img: the propagated frame repainted where the hole is,
-    at the fill's denoising strength (the img2img engine of the settings' model)."""
+    at the fill's denoising strength (the img2img engine of the settings' model). With cross-frame
+    attention and the 0-based `keys`, the fill reads its nearest key (img2img.KeyFillAttention);
+    that fill has a `close()`, to call when the stage is done."""
     from dataclasses import replace
 
     from vid2vid.stages import control as ctl
@@ -71,13 +81,21 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
     engine = _load(light, job, model)
     nets = list(enumerate(settings.img2img.controlnet, 1))
 
-    def fill(t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    def controls_of(t: int) -> list[list[np.ndarray]] | None:
         # ControlNet (issue 14): frame t's control images steer the fill as they steer img2img's frames
-        controls = [[imageops.read_image(ctl.image_path(ws, n, cn, t + 1)) for n, cn in nets]] \
+        return [[imageops.read_image(ctl.image_path(ws, n, cn, t + 1)) for n, cn in nets]] \
             if nets and ws is not None else None
-        return engine.generate([frame], masks=[hole[..., None]], controls=controls)[0]
 
-    return fill
+    def fill(t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        return engine.generate([frame], masks=[hole[..., None]], controls=controls_of(t))[0]
+
+    if settings.img2img.cross_frame == "none" or not keys or ws is None:
+        return fill
+    from vid2vid.stages.img2img import KeyFillAttention  # issue 15: the fill reads its nearest key
+
+    painted = ws                                              # (narrowed for the closure)
+    return KeyFillAttention(engine, settings.img2img, keys, fill, job,
+                            lambda k: (imageops.read_image(painted.path("img2img", frame_name(k + 1))), controls_of(k)))
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
@@ -104,11 +122,17 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
         return ws.stage_info(STAGE)
 
     # 2. propagate, writing each frame once (frames already written are kept)
-    fill = _image_fill(settings, job, model, ws) if ps.fill == "img2img" else "warp"
-    stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
-                       keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets, fill, job)
+    fill = _image_fill(settings, job, model, ws, keys0) if ps.fill == "img2img" else "warp"
+    try:
+        stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
+                           keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets,
+                           fill, job)
+    finally:
+        if hasattr(fill, "close"):          # issue 15: cross-frame fill, the model's own attention back
+            fill.close()
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
-                      hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill)
+                      hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill,
+                      **(fill.record() if hasattr(fill, "record") else {}))
     return ws.stage_info(STAGE)
 
 
