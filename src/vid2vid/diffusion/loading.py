@@ -218,7 +218,8 @@ def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], 
             raise BadInput(f"{path} asks for config '{named}', which this vid2vid does not ship; update vid2vid")
         return named
     if any(k.startswith(("lora_unet_", "lora_te_", "unet.", "lora.")) for k in shapes) and UNET_CONV_IN not in shapes:
-        raise BadInput(f"{path} is a LoRA, not a model; pass it with --lora {path}:0.8 beside a --model")
+        raise BadInput(f"{path} is a LoRA, not a model; give it as {{img2img.loras}} {path}:0.8 "
+                       "beside a {img2img.model}")
     if UNET_CONV_IN not in shapes:
         raise BadInput(f"{path} has no UNet weights (model.diffusion_model.*); it is not a Stable Diffusion "
                        "checkpoint (a VAE, an embedding or another model type?)")

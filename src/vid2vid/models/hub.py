@@ -195,8 +195,8 @@ def missing_model(kind: str, name: str, repo: str, files: tuple[str, ...] = (), 
     return ModelNotFound(
         f"{kind} model '{name}' (hub repository {repo}) is not in the Hugging Face cache and could not be "
         f"downloaded{why}; on a machine with internet run `hf download {repo}{' ' + wanted if wanted else ''}` "
-        f"(or run once without HF_HUB_OFFLINE), or download the files into a folder and pass that folder "
-        f"as --model")
+        f"(or run once without HF_HUB_OFFLINE), or download the files into a folder and give that folder "
+        f"as the model")
 
 
 def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.interpolators import (
@@ -110,7 +110,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     frames = ws.frames(src_dir)
     if not frames:
         raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "
-                       f"`vid2vid {src_stage} -w {ws.root}` first")
+                       f"{stage_ref(src_stage, ws.root)} first")
     check_interpolator(it.model)
     # 2. fresh / resume / done
     params = {**_model_identity(it.model), "ratio": it.ratio, "scene_cut": it.scene_cut, "source": src_stage}

@@ -20,7 +20,7 @@ import numpy as np
 
 from vid2vid import config, imageops
 from vid2vid import propagate as prop
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
@@ -122,7 +122,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     keys = rec.get("info", {}).get("keys")
     if keys is None or rec.get("info", {}).get("keyframes") != str(prop.parse_keyframes(ps.keyframes)):
         raise BadInput(f"img2img in {ws.root} was not painted with {{propagate.keyframes}} {ps.keyframes}; "
-                       f"run `vid2vid img2img -w {ws.root}` with it first")
+                       f"run {stage_ref('img2img', ws.root)} with it first")
     keys0 = [k - 1 for k in keys]
     params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize,
               **({"fill_denoise": ps.fill_denoise} if ps.fill == "img2img" else {})}
@@ -172,7 +172,7 @@ def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str 
     source_dir, keys_dir, out_dir = Path(source_dir), Path(keys_dir), Path(out_dir)
     # 1. check the inputs
     if resize not in config.RESIZE_MODES:
-        raise BadInput(f"--resize '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
+        raise BadInput(f"{{img2img.resize}} '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
     for what, folder, option in (("source", source_dir, "--source"), ("key", keys_dir, "--keys")):
         if not folder.is_dir():
             raise BadInput(f"{what} folder {folder} does not exist; give an existing folder with {option}")

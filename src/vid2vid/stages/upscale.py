@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
@@ -58,7 +58,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     input_stage, input_dir = source.name, source.frames or source.name
     frames = ws.frames(input_dir)
     if not frames:
-        raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
+        raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run {stage_ref('img2img', ws.root)} first")
     check_upscaler(us.model)
     # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
     params = {**_model_identity(us.model), "tile": us.tile}

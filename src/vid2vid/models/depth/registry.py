@@ -77,7 +77,7 @@ def resolve_depth_model(name_or_path: str) -> tuple[str, str, str]:
     """
     text = str(name_or_path).strip()
     if not text:
-        raise BadInput("depth --model is empty; name a depth model, e.g. dpt_hybrid")
+        raise BadInput("{depth.model} is empty; name a depth model, e.g. dpt_hybrid")
     p = Path(text).expanduser()
     if p.is_dir():
         return "folder", str(p), text

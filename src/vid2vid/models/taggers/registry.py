@@ -109,7 +109,7 @@ def load_tagger(name_or_path: str, threshold: float = 0.35, device: str = "auto"
 
     text = str(name_or_path).strip()
     if not text:
-        raise BadInput("tags --model is empty; name a tagger, e.g. wd14-vit-v2")
+        raise BadInput("{tags.model} is empty; name a tagger, e.g. wd14-vit-v2")
     path = Path(text).expanduser()
     if path.exists():
         model, labels_path = _folder_files(path)
