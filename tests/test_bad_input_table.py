@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -262,6 +263,31 @@ def test_disk_full_mid_extract_keeps_frames_and_resumes(capsys, monkeypatch, med
     got = {p.name: p.read_bytes() for p in Workspace(root).frames()}
     want = {p.name: p.read_bytes() for p in Workspace(ref).frames()}
     assert got == want and all(got[n] == b for n, b in kept.items())
+
+
+@pytest.mark.parametrize("argv,stage", [
+    (lambda m, w: ["delta", "-w", str(w)], "delta"),
+    (lambda m, w: ["depth", "-w", str(w)], "depth"),
+    (lambda m, w: run_args(m, w), "delta"),          # extract is done: nothing to write; delta comes next
+], ids=["delta", "depth", "run"])
+def test_a_stage_the_free_space_cannot_hold_is_refused_before_it_starts(capsys, monkeypatch, media, ws, argv, stage):
+    """Issue 19: every frame-writing stage estimates its files before it starts (here 2 MB are free,
+    less than the 64 MiB reserve the check keeps): one line with what is missing and what to change."""
+    from collections import namedtuple
+
+    before = snapshot(ws)
+    capsys.readouterr()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2 * 10**6, 2 * 10**6))
+    code = call(argv(media, ws))
+    monkeypatch.undo()
+    assert code == 2
+    line = error_line(capsys)
+    assert f"{stage} would write about" in line and "missing" in line and "--fps" in line
+    after = snapshot(ws)
+    if argv(media, ws)[0] == "run":
+        after.pop(Path("settings.toml"))               # `run` records the settings it was started with
+    assert after == before
 
 
 def test_disk_full_during_export_keeps_the_earlier_video(capsys, monkeypatch, media, ws):

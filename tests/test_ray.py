@@ -159,3 +159,32 @@ def test_ray_asked_without_ray_installed_is_one_clear_line(tmp_path, tiny_model,
     err = capsys.readouterr().err
     assert "--ray needs Ray, which is not installed" in err and "bash install.sh --ray" in err
     assert not ws.path("img2img").exists()
+
+
+def test_the_pages_interrupt_stops_the_actors_after_their_block(tmp_path, tiny_model, local_ray):
+    """Generate on the page with Ray (issue 20): Interrupt sets the cancel flag Ctrl+C sets, the actors
+    finish the block they hold, and the run never used the page's preloaded local model."""
+    import time
+
+    from vid2vid.errors import Interrupted
+    from vid2vid.ui import actions, paths
+    from vid2vid.ui.runner import Runner
+
+    root = paths.cache_root(tmp_path / "cache")
+    ws = make_workspace(root / "ws", moving_frames(12))
+    s = settings_for(tiny_model, enabled=True, actors=1)
+    s.img2img.steps = 20
+    runner, models = Runner(), actions.ModelCache()
+    task = runner.start("img2img", lambda job: actions.img2img(root, "ws", s, job, models))
+    end = time.monotonic() + 300
+    while not (task.event is not None and task.event.done >= 2) and not task.done.is_set():
+        assert time.monotonic() < end, task.status()
+        time.sleep(0.05)
+    assert not task.done.is_set(), task.final()
+    runner.interrupt()
+    assert task.done.wait(300)
+    assert isinstance(task.error, Interrupted) and "after Interrupt" in task.final(), task.final()
+    kept = len(ws.frames("img2img"))
+    assert 2 <= kept < 12 and kept % 2 == 0            # whole blocks of 2, written before the actors stopped
+    assert models._model is None                        # the page's local model was never loaded
+    assert distributed.current_pool() is not None       # the frames came from the actors

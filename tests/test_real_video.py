@@ -105,6 +105,22 @@ def test_rotated_clip_is_probed_extracted_and_exported_upright(tmp_path, media, 
     assert (out.width, out.height, out.rotation) == (48, 64, 0)
 
 
+@pytest.mark.parametrize("clip", ["rot.mp4", "pq.mp4", "inter.mp4"])
+def test_metrics_read_the_source_as_extraction_does(tmp_path, media, clip):
+    """The metrics reader turns, tone-maps and deinterlaces like extract, so `vid2vid metrics --source
+    VIDEO` compares upright SDR pictures with the frames generated from the extracted ones."""
+    from vid2vid.video.read import iter_sequence
+
+    ws = tmp_path / "ws"
+    assert main(["extract", str(media / clip), "-w", str(ws), "--frames", "all"]) == 0
+    ours = frames_of(ws)
+    for frames in (list(iter_sequence(media / clip)), list(iter_sequence(media / clip, len(ours)))):
+        assert len(frames) == len(ours)
+        assert all(np.array_equal(f(), o) for f, o in zip(frames, ours))
+    if clip == "rot.mp4":
+        assert ours[0].shape == (64, 48, 3)
+
+
 def test_decoding_choices_are_in_the_extract_key(tmp_path, media):
     """Changing how pictures are read redoes extract and makes later stages stale."""
     ws = tmp_path / "ws"

@@ -228,7 +228,8 @@ def test_error_messages_are_one_line_without_traceback():
         "Error: --steps 0 is out of range; use 1..150"
     assert error_message(ModelNotFound("model 'x' not found")).startswith("Error: model 'x'")
     assert error_message(Vid2VidError("disk full\nmore")) == "Failed: disk full"
-    assert error_message(Interrupted("interrupted; kept")) == "Interrupted: interrupted; kept"
+    shown = error_message(Interrupted("interrupted; finished frames are kept - run the same command again to resume"))
+    assert shown.startswith("Interrupted: finished frames are kept") and "command" not in shown
     msg = error_message(ValueError("bad shape (3,)"))
     assert msg == "Failed: ValueError: bad shape (3,) (details in the server log)"
 

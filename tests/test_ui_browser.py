@@ -89,6 +89,9 @@ def server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONUNBUFFERED": "1"}
+    # the server runs in a temp folder: a relative PYTHONPATH (src) would silently load another checkout
+    env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                        if p)
     log = base / "server.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "vid2vid", "ui", "--host", "127.0.0.1", "--port", str(port),
@@ -127,6 +130,25 @@ def _click_and_wait(page, button: str, done: str, timeout: float = 60) -> str:
     assert text.startswith(done), text
     assert "Traceback" not in text
     return text
+
+
+def _note(page, name: str) -> str:
+    return page.locator(f"#v2v-{name}-note").locator("textarea, input").first.input_value()
+
+
+def _in_view(page, selector: str) -> bool:
+    return page.evaluate("""(sel) => { const r = document.querySelector(sel).getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight; }""", selector)
+
+
+def _img2img_settings(page, steps: int) -> None:
+    """Tab 3 with the test's settings (again after a reload, which starts from the defaults)."""
+    page.get_by_role("tab", name="3: Successive img2img").click()
+    page.locator("#v2v-model textarea").fill("tiny")
+    page.locator("#v2v-prompt textarea").fill("a yellow square")
+    _fill_number(page, "#v2v-width input", 64)
+    _fill_number(page, "#v2v-height input", 64)
+    _fill_number(page, "#v2v-steps input[type=number]", steps)
 
 
 def _fill_number(page, selector: str, value) -> None:
@@ -211,9 +233,20 @@ def test_ui_in_browser(server):
             _fill_number(page, "#v2v-debug-frame input", 2)
             text = _click_and_wait(page, "#v2v-generate-btn", "Error:")
             assert "no-such-model" in text
+            assert "--" not in text and "vid2vid " not in text            # the page's words, not the CLI's
+            # ... shown beside the button too, and the status line stays in view down at the Generate button
+            assert _note(page, "generate") == text
+            page.locator("#v2v-generate-btn").scroll_into_view_if_needed()
+            assert _in_view(page, "#v2v-status") and _in_view(page, "#v2v-generate-btn")
 
             # single (debug) frame 2: the image and the real sigmas the sampler used
             page.locator("#v2v-model textarea").fill("tiny")
+            _click_and_wait(page, "#v2v-generate-btn", "Done: img2img single frame 2", timeout=90)
+            # debug frame 0: a message beside Generate (no toast), and the status line drops the old "Done:"
+            _fill_number(page, "#v2v-debug-frame input", 0)
+            text = _click_and_wait(page, "#v2v-generate-btn", "Error:")
+            assert "debug frame 0" in text and _note(page, "generate") == text
+            _fill_number(page, "#v2v-debug-frame input", 2)
             _click_and_wait(page, "#v2v-generate-btn", "Done: img2img single frame 2", timeout=90)
             assert np.allclose(_sigmas_in(page.locator("#v2v-real-sigmas textarea").input_value()), expected,
                                atol=1e-4)
@@ -225,19 +258,29 @@ def test_ui_in_browser(server):
             # batch, interrupted: slow settings (150 steps), Interrupt once the first frame is written
             page.get_by_label("Batch: every frame").check()
             _fill_number(page, "#v2v-steps input[type=number]", 150)
+            _fill_number(page, "#v2v-width input", 128)          # slower still: the reload must find it running
+            _fill_number(page, "#v2v-height input", 128)
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
             page.wait_for_function("/^\\[img2img\\] [123]\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=90000)
+            # a reload during the run: the page finds the running job (progress, not "Ready." and an empty
+            # bar), and its Interrupt stops it and says so (not stuck at "Interrupting ...")
+            page.reload()
+            page.wait_for_selector("#v2v-status textarea")
+            page.wait_for_function("/^\\[img2img\\] [0-9]+\\/4/"
+                                   ".test(document.querySelector('#v2v-status textarea').value)", timeout=30000)
+            assert page.locator("#v2v-progress").get_attribute("data-fraction") not in ("", None)
             page.click("#v2v-interrupt")
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
                                    timeout=60000)
+            assert "after Interrupt" in _status(page), _status(page)
             kept = len(list((ws / "img2img").glob("0*.png")))
             assert 1 <= kept < 4                              # stopped early; finished frames kept
 
             # batch: every frame (other settings: the interrupted frames are replaced)
-            _fill_number(page, "#v2v-steps input[type=number]", 4)
+            _img2img_settings(page, 4)
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(4 steps)')", timeout=20000)
             text = _click_and_wait(page, "#v2v-generate-btn", "Done: img2img batch", timeout=90)
@@ -245,6 +288,7 @@ def test_ui_in_browser(server):
             made = sorted(p.name for p in (ws / "img2img").glob("*.png"))
             assert made == ["00001.png", "00002.png", "00003.png", "00004.png"]
             page.wait_for_function("document.querySelectorAll('#v2v-img2img-strip img').length === 4", timeout=20000)
+            assert page.locator("#v2v-img2img-strip").get_by_text("img2img frames: 4 of 4 frames").count() >= 1
             first = page.locator("#v2v-img2img-strip img").first.get_attribute("src")
             assert _image_at(page, first).shape == (64, 64, 3)
 
@@ -258,6 +302,8 @@ def test_ui_in_browser(server):
             text = _click_and_wait(page, "#v2v-export-btn", "Done: export")
             out = ws / "synth-img2img.webm"
             assert out.is_file() and f"{ws_name}/synth-img2img.webm" in text
+            info = page.locator("#v2v-export-info textarea").input_value()
+            assert " 4 fps" in info and "/1 fps" not in info, info          # a decimal rate, not "4/1"
             page.wait_for_selector("#v2v-result-video video", timeout=20000)
             meta = page.evaluate("""async () => {
                 const v = document.querySelector('#v2v-result-video video');

@@ -530,13 +530,15 @@ class RaySettings(Section):
     """img2img on Ray actors (one per GPU or per share of CPU cores), see `vid2vid.distributed`."""
 
     NAME = "ray"
-    enabled: bool = setting(False, "run img2img on Ray actors (needs `bash install.sh --ray`)", flag="--ray")
+    enabled: bool = setting(False, "run img2img on Ray actors (needs `bash install.sh --ray`)", flag="--ray",
+                            label="Run img2img on Ray actors")
     address: str = setting("", "Ray cluster to join: auto, ray://HOST:PORT or HOST:PORT (empty = start a local "
-                               "Ray on this machine)", flag="--ray-address")
+                               "Ray on this machine)", flag="--ray-address", label="Ray cluster address")
     actors: int = setting(0, "how many actors (0 = one per GPU, or one per share of CPU cores, at most one per "
-                             "block of frames)", lo=0, hi=4096, flag="--ray-actors")
+                             "block of frames)", lo=0, hi=4096, flag="--ray-actors", label="Ray actors (0 = automatic)")
     threads: int = setting(0, "CPU threads per actor (0 = what a local run here gives each model worker, so the "
-                              "frames are the same bits)", lo=0, hi=1024, flag="--ray-threads")
+                              "frames are the same bits)", lo=0, hi=1024, flag="--ray-threads",
+                           label="CPU threads per Ray actor (0 = automatic)")
 
     def check(self) -> None:
         if self.enabled:

@@ -20,6 +20,9 @@ from vid2vid.errors import BadInput
 
 MARGIN = 1.10
 RESERVE = 64 * 2**20
+# what a later stage's refusal suggests (settings as {section.key}, rendered per interface)
+FEWER_FRAMES = "fewer frames (extract again with a lower {extract.fps})"
+SMALLER_CANVAS = "a smaller canvas ({img2img.width}, {img2img.height})"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class SpaceNeed:
     width: int
     height: int
     fmt: str = "png"
+    fix: str = ""           # what to change when it does not fit (settings as {section.key})
 
     @property
     def bytes(self) -> int:
@@ -80,19 +84,63 @@ def bytes_per_pixel(files: list[Path], sample: int = 8) -> float:
     return size / pixels if pixels else 0.0
 
 
+def png_bytes_per_pixel(files: list[Path], sample: int = 8, encode: int = 3) -> float:
+    """Bytes per pixel the frames take as PNG files: the file sizes of PNGs; frames in another
+    format (jpg, webp: smaller than the PNGs later stages write) are encoded as PNG in memory,
+    `encode` of them spread over the list."""
+    if not files or files[0].suffix.lower() == ".png":
+        return bytes_per_pixel(files, sample)
+    from vid2vid.imageops import png_bytes, read_image, to_uint8
+
+    step = max(1, len(files) // encode)
+    size = pixels = 0
+    for f in files[::step][:encode]:
+        img = read_image(f)
+        size += len(png_bytes(to_uint8(img)))
+        pixels += img.shape[0] * img.shape[1]
+    return size / pixels if pixels else 0.0
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    with Image.open(path) as im:
+        return im.size
+
+
+def written(folders: Iterable[str | Path]) -> int:
+    """How many files the folders hold already (a resumed stage keeps them; a restarted one frees them)."""
+    return sum(sum(1 for f in Path(d).iterdir() if f.is_file()) for d in folders if Path(d).is_dir())
+
+
 def scaled_need(stage: str, frames: int, source_files: list[Path], width: int, height: int,
-                factor: float = 1.0) -> SpaceNeed:
-    """`frames` PNGs of width x height, at the source folder's bytes per pixel times `factor`
-    (e.g. 2 for 16-bit masks next to 8-bit RGB of the same content)."""
-    return SpaceNeed(stage, frames, bytes_per_pixel(source_files) * width * height * factor, width, height)
+                factor: float = 1.0, fix: str = "") -> SpaceNeed:
+    """`frames` PNGs of width x height, at the source folder's bytes per pixel (as PNG) times `factor`
+    (e.g. 2/3 for 16-bit grey masks next to 8-bit RGB of the same content)."""
+    return SpaceNeed(stage, frames, png_bytes_per_pixel(source_files) * width * height * factor, width, height,
+                     fix=fix)
 
 
-def check_space(need: SpaceNeed, where: str | Path, fix: str, freed: int = 0) -> None:
+def folder_need(stage: str, total: int, outputs: Iterable[str | Path], source_files: list[Path], width: int,
+                height: int, factor: float = 1.0, fix: str = "") -> SpaceNeed | None:
+    """What a stage writing `total` PNGs into `outputs` still needs, or None when nothing is left.
+
+    The files already there count as done: a resume keeps them, and a restart (other settings)
+    removes them first, which frees about as much as rewriting them takes; so the need is the
+    same either way, without knowing which of the two the stage will do.
+    """
+    todo = total - written(outputs)
+    if todo <= 0 or not source_files:
+        return None
+    return scaled_need(stage, todo, source_files, width, height, factor, fix)
+
+
+def check_space(need: SpaceNeed, where: str | Path, fix: str | None = None, freed: int = 0) -> None:
     """Refuse (BadInput) when `need` with the margin does not fit in the free space at `where`.
 
     `fix` says what to change (fewer frames, another format, a smaller size); `freed` counts
     bytes of old outputs the stage removes first.
     """
+    fix = need.fix if fix is None else fix
     wanted = int(need.bytes * MARGIN) + RESERVE
     free = free_bytes(where) + freed
     if wanted <= free:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 
 if TYPE_CHECKING:
     from vid2vid.config import CorrectSettings
@@ -324,7 +324,7 @@ def delta_mask(settings: CorrectSettings, delta: np.ndarray | None,
         return motion_mask(delta, settings.motion_lowcut, settings.motion_highext)
     if kind == "depth":
         if depth is None:
-            raise BadInput("the depth delta mask needs depth maps; run `vid2vid depth` or give --depth DIR")
+            raise BadInput(f"the depth delta mask needs depth maps; run {stage_ref('depth')} first")
         return depth_mask(depth, settings.depth_lowcut)
     raise BadInput(f"delta mask '{kind}' is not known; use none, motion or depth")
 
@@ -342,7 +342,7 @@ def spatial_mask(settings: CorrectSettings, delta: np.ndarray | None, depth: np.
         return motion_mask(fit_delta(delta, height, width), settings.motion_lowcut, settings.motion_highext)
     if kind == "depth":
         if depth is None:
-            raise BadInput("the depth spatial mask needs depth maps; run `vid2vid depth` first")
+            raise BadInput(f"the depth spatial mask needs depth maps; run {stage_ref('depth')} first")
         return depth_mask(fit_depth(depth, height, width), settings.depth_lowcut)
     if kind == "none":
         return None

@@ -76,6 +76,19 @@ def check_models(s: Settings, rows: Iterable[table.Stage] | None = None) -> None
             check(row.adjust(s))
 
 
+def check_space(module, ws: Workspace, s: Settings) -> None:
+    """Refuse (BadInput, before the stage changes anything) when what the stage will write does not
+    fit in the free space; a stage that writes frames says how much with `space_need(ws, settings)`
+    (None: nothing left to write, or no input to estimate from: the stage then says what is missing).
+    Extract and img2img check inside `run`, where their frame plans are made."""
+    need = getattr(module, "space_need", None)
+    estimate = need(ws, s) if need is not None else None
+    if estimate is not None:
+        from vid2vid import diskspace
+
+        diskspace.check_space(estimate, ws.root)
+
+
 def _placed(job: Job, place: tuple[int, int] | None) -> Job:
     """A view of `job` whose progress events name the stage's place in the run (3/8 img2img)."""
     if place is None:
@@ -96,7 +109,8 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
 
     1. the row's settings adjustment, then validation of the sections it reads and its model check
     2. the workspace lock (extract creates the workspace; the others need one made by extract)
-    3. the stage, with a failure or an interruption written to the workspace's run log
+    3. the disk space the stage will write (its module's `space_need`) against the free space, then
+       the stage, with a failure or an interruption written to the workspace's run log
     4. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow)
     `extra` goes to the stage's `run` (the page passes an already loaded model to img2img).
     `checked`: the caller already validated everything and checked the video and models (`run`).
@@ -122,6 +136,7 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     sub = _placed(job, place)
     with ws.locked():
         try:
+            check_space(module, ws, s)
             info = module.run(ws, video, s, sub) if row.needs_video else module.run(ws, s, sub, **extra)
         except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
             ws.log_failure(name, exc)

@@ -160,6 +160,13 @@ class Job:
         if self.log is not None:
             self.log(text)
 
+    def progress(self, ev: ProgressEvent) -> None:
+        """Pass `ev` on, then stop (`Interrupted`) if cancellation was asked for: what a download's
+        progress callback is given, so that stopping a job stops its download at the next chunk."""
+        if self.on_progress is not None:
+            self.on_progress(ev)
+        self.check()
+
     def tracker(self, stage: str, total: int, done: int = 0) -> Tracker:
         return Tracker(self, stage, total, done)
 

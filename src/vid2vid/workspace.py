@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import locking, pathnames
-from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy
+from vid2vid.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy, stage_ref
 
 MANIFEST = "manifest.json"
 LOCKFILE = ".lock"
@@ -45,8 +45,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 def _disk_error(path: Path, exc: OSError) -> Vid2VidError:
     if exc.errno == errno.ENOSPC:
-        return Vid2VidError(f"the disk is full while writing {path}; free some space and run the same "
-                            "command again to resume (finished frames are kept)")
+        return Vid2VidError(f"the disk is full while writing {path}; free some space and start it again "
+                            "to resume (finished frames are kept)")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return BadInput(f"cannot write {path} ({exc.strerror}); make the folder writable or pick another "
                         "workspace with -w")
@@ -212,7 +212,7 @@ class Workspace:
         """Check that this is a workspace made by `extract`."""
         if not (self.root / MANIFEST).is_file():
             raise BadInput(f"{self.root} is not a workspace (no {MANIFEST}); make one with "
-                           f"`vid2vid extract VIDEO -w {self.root}`")
+                           f"{stage_ref('extract', self.root)}")
         return self
 
     def path(self, *parts: str) -> Path:
@@ -321,7 +321,7 @@ class Workspace:
         for dep in inputs:
             if not self.is_complete(dep):
                 raise BadInput(f"stage '{name}' needs the results of '{dep}', which are missing or out of "
-                               f"date in {self.root}; run `vid2vid {dep} -w {self.root}` first")
+                               f"date in {self.root}; run {stage_ref(dep, self.root)} first")
         input_keys = {dep: self.manifest["stages"][dep]["key"] for dep in inputs}
         key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
@@ -334,8 +334,8 @@ class Workspace:
             if not overwrite:
                 changed = _diff_params(rec.get("params", {}) if rec else {}, params)
                 raise BadInput(f"stage '{name}' already has results in {self.root} made with other settings "
-                               f"({changed}); they are kept. Allow overwrite (--overwrite) to replace them, "
-                               "or use another workspace with -w")
+                               f"({changed}); they are kept. Turn {{run.overwrite}} on to replace them, "
+                               "or use another workspace")
             for o in existing:
                 self._remove(self.root / o)
         self.manifest["stages"][name] = {"params": params, "key": key, "inputs": input_keys,

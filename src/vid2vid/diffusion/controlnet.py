@@ -97,10 +97,11 @@ def file_layout(shapes: dict[str, tuple[int, ...]], path: Path) -> str:
         return "original"
     if any(k.startswith(("lora_unet_", "lora_te_", "lora.")) for k in shapes) or \
             any(".lora_down." in k or ".lora_A." in k for k in shapes):
-        raise BadInput(f"{path} is a LoRA, not a ControlNet; pass it with --lora, and a ControlNet with --controlnet")
+        raise BadInput(f"{path} is a LoRA, not a ControlNet; pass it with {{img2img.loras}}, "
+                       "and a ControlNet with {img2img.controlnet}")
     if "model.diffusion_model.input_blocks.0.0.weight" in shapes:
-        raise BadInput(f"{path} is a Stable Diffusion checkpoint, not a ControlNet; pass it as --model, "
-                       "and a ControlNet file (such as control_v11p_sd15_canny.pth) with --controlnet")
+        raise BadInput(f"{path} is a Stable Diffusion checkpoint, not a ControlNet; pass it as {{img2img.model}}, "
+                       "and a ControlNet file (such as control_v11p_sd15_canny.pth) with {img2img.controlnet}")
     raise BadInput(f"{path} is not a ControlNet (no control_model.* or controlnet_cond_embedding weights); "
                    "pass a ControlNet file such as control_v11p_sd15_canny.pth, its diffusers folder or a hub id")
 
@@ -165,7 +166,7 @@ def _load_folder(folder: Path, dtype: torch.dtype):
 
     cfg_file = folder / "config.json"
     if (folder / "model_index.json").is_file() and not cfg_file.is_file():
-        raise BadInput(f"{folder} is a Stable Diffusion model folder, not a ControlNet; pass it as --model")
+        raise BadInput(f"{folder} is a Stable Diffusion model folder, not a ControlNet; pass it as {{img2img.model}}")
     if not cfg_file.is_file():
         raise ModelNotFound(f"{folder} is not a ControlNet folder (no config.json); pass a diffusers ControlNet "
                             "folder, a .safetensors/.pth file or a hub id")

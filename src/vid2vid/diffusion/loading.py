@@ -23,6 +23,7 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,8 @@ def detect_config(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str], 
             raise BadInput(f"{path} asks for config '{named}', which this vid2vid does not ship; update vid2vid")
         return named
     if any(k.startswith(("lora_unet_", "lora_te_", "unet.", "lora.")) for k in shapes) and UNET_CONV_IN not in shapes:
-        raise BadInput(f"{path} is a LoRA, not a model; pass it with --lora {path}:0.8 beside a --model")
+        raise BadInput(f"{path} is a LoRA, not a model; give it as {{img2img.loras}} {path}:0.8 "
+                       "beside a {img2img.model}")
     if UNET_CONV_IN not in shapes:
         raise BadInput(f"{path} has no UNet weights (model.diffusion_model.*); it is not a Stable Diffusion "
                        "checkpoint (a VAE, an embedding or another model type?)")
@@ -382,11 +384,12 @@ def _hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
 
 
-def _load_hub(repo_id: str, dtype: torch.dtype):
-    """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed)."""
+def _load_hub(repo_id: str, dtype: torch.dtype, progress: Callable | None = None):
+    """A hub id: from the local hub cache when offline, else downloaded (only where the network is allowed),
+    the files the pipeline reads first, with their bytes reported to `progress` (default: the console)."""
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.models.hub import hub_unreachable
+    from vid2vid.models.hub import cached, diffusers_files, hub_errors, hub_unreachable, prefetch
 
     unreachable = None if _hub_offline() else hub_unreachable()   # no network: fail at once, not after retries
     offline = _hub_offline() or unreachable is not None
@@ -401,6 +404,13 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
         raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     index = json.loads(Path(index_file).read_text(encoding="utf-8"))
     sdxl = "XL" in index.get("_class_name", "")
+    if not offline and not cached(repo_id, "unet/config.json"):
+        try:
+            skip = () if sdxl else tuple(_NO_SAFETY)
+            prefetch(repo_id, lambda files: diffusers_files(files, index, skip), progress=progress,
+                     label=f"model {repo_id}")
+        except hub_errors() as exc:
+            raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     try:
         return _pipeline_class(sdxl).from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype),
                                                      **({} if sdxl else _NO_SAFETY)), "diffusers"
@@ -528,12 +538,13 @@ def _quiet_libraries() -> None:
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
                embeddings: list[str] | tuple = (), prediction_type: str | None = None,
-               vae: str = "") -> LoadedModel:
+               vae: str = "", progress: Callable | None = None) -> LoadedModel:
     """Load `spec` (hub id, diffusers folder, or .safetensors/.ckpt file) ready for img2img.
 
     prediction_type overrides what the file implies ("epsilon" or "v_prediction"; SD 2.x single
     files default to v_prediction, the 768-v models; pass "epsilon" for 512-base ones).
     vae: a separate VAE to use instead of the model's own (file, folder or hub id; diffusion/vae.py).
+    progress: gets a hub id's download as ProgressEvents in bytes (default: the console).
     Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
     """
     _quiet_libraries()
@@ -555,7 +566,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     elif path.is_file():
         pipe, kind = _load_single_file(path, dt, prediction_type)
     else:
-        pipe, kind = _load_hub(spec, dt)
+        pipe, kind = _load_hub(spec, dt, progress)
     if prediction_type and kind == "diffusers":
         pipe.scheduler.register_to_config(prediction_type=prediction_type)
 

@@ -59,6 +59,17 @@ def plot_sigmas(steps: int = 20, denoise: float = 0.75, sigma_min: float = 0.1, 
     return fig
 
 
+def message_figure(text: str, width: float = 7, height: float = 3.6) -> Any:
+    """A Figure with no curves that shows `text` (the live preview on bad settings)."""
+    import textwrap
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    fig.text(0.5, 0.5, textwrap.fill(text, 70), ha="center", va="center", wrap=True, color="#b00020")
+    return fig
+
+
 def plot_png(*args, **kwargs) -> bytes:
     """`plot_sigmas(...)` as PNG bytes."""
     buf = io.BytesIO()

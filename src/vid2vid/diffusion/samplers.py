@@ -243,7 +243,7 @@ def get_sampler(name: str) -> Sampler:
     try:
         return SAMPLERS[name]
     except KeyError:
-        raise BadInput(f"--sampler '{name}' is not known; use one of: {', '.join(SAMPLERS)}") from None
+        raise BadInput(f"{{img2img.sampler}} '{name}' is not known; use one of: {', '.join(SAMPLERS)}") from None
 
 
 def model_calls(name: str, n_sigmas: int) -> int:

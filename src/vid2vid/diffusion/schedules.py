@@ -141,14 +141,18 @@ def model_default(n: int, training_sigmas: np.ndarray) -> np.ndarray:
 def check_params(steps: int, denoise: float, sigma_min: float, sigma_max: float) -> None:
     """Raise BadInput (saying how to fix it) for values no schedule can use."""
     if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise BadInput(f"--steps {steps} is invalid; give a whole number of sampling steps of at least 1, e.g. 20")
+        raise BadInput(f"{{img2img.steps}} {steps} is invalid; give a whole number of sampling steps of at least 1, "
+                       "e.g. 20")
     if not (0.0 <= denoise <= 1.0):
-        raise BadInput(f"--denoise {denoise} is outside 0..1; use e.g. 0.75 (0 keeps the image, 1 repaints it)")
-    for name, v in (("--sigma-min", sigma_min), ("--sigma-max", sigma_max)):
+        raise BadInput(f"{{img2img.denoise}} {denoise} is outside 0..1; use e.g. 0.75 (0 keeps the image, "
+                       "1 repaints it)")
+    for name, v in (("{img2img.sigma_min}", sigma_min), ("{img2img.sigma_max}", sigma_max)):
         if not (math.isfinite(v) and v > 0):
-            raise BadInput(f"{name} {v} must be a positive number, e.g. --sigma-min 0.1 --sigma-max 1.2")
+            raise BadInput(f"{name} {v} must be a positive number, e.g. {{img2img.sigma_min}} 0.1 and "
+                           "{img2img.sigma_max} 1.2")
     if sigma_max < sigma_min:
-        raise BadInput(f"--sigma-max {sigma_max} is below --sigma-min {sigma_min}; swap them or raise --sigma-max")
+        raise BadInput(f"{{img2img.sigma_max}} {sigma_max} is below {{img2img.sigma_min}} {sigma_min}; "
+                       "swap them or raise {img2img.sigma_max}")
 
 
 def full_schedule(name: str, steps: int, sigma_min: float, sigma_max: float,
@@ -158,10 +162,10 @@ def full_schedule(name: str, steps: int, sigma_min: float, sigma_max: float,
     if name == "default":
         if training_sigmas is None:
             raise BadInput("schedule 'default' needs the model's training sigmas; load a model first "
-                           "or pick another --schedule")
+                           "or pick another {img2img.schedule}")
         return model_default(steps, training_sigmas)
     if name not in SCHEDULES:
-        raise BadInput(f"--schedule '{name}' is not known; use one of: default, {', '.join(SCHEDULES)}")
+        raise BadInput(f"{{img2img.schedule}} '{name}' is not known; use one of: default, {', '.join(SCHEDULES)}")
     return SCHEDULES[name](steps, sigma_min, sigma_max)
 
 

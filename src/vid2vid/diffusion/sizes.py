@@ -111,7 +111,7 @@ def check_canvas(width: int, height: int, rules: CanvasRules, names: tuple[str, 
         sw, sh = valid_canvas(width, height, rules)
         w_name, h_name = names
         raise BadInput(f"canvas {width}x{height} does not fit {rules.model}: {'; '.join(problems)}; "
-                       f"try {w_name} {sw} {h_name} {sh} (see `vid2vid size`)")
+                       f"try {w_name} {sw} {h_name} {sh}")
 
 
 def oriented_canvas(width: int, height: int, source_width: int, source_height: int) -> tuple[int, int]:

@@ -10,7 +10,9 @@ Without a network the hub client retries each request for about 23 s (a depth mo
 several): `offline_reason` first tries one TCP connection to the hub endpoint (a few seconds at
 most, remembered for a minute), and when it fails, only the cache is read, so an uncached model
 fails at once with the usual message. Downloads report bytes, rate and time left through
-`byte_progress` (the hub's own bars are off while models load).
+`byte_progress`: single files (taggers) as `hf_hub_download` fetches them, whole models (depth
+models, Stable Diffusion hub ids) by `prefetch`, which downloads the files the library will read
+(`load_files`, `diffusers_files`) into the cache before it loads them from there.
 """
 from __future__ import annotations
 
@@ -61,25 +63,113 @@ def offline_reason(local_files_only: bool | None = None) -> str | None:
 
 def byte_progress(report: Callable, label: str):
     """A tqdm class for the hub client's `tqdm_class` that draws nothing itself and sends each update
-    to `report` as a ProgressEvent counted in bytes (the console shows MB, MB/s and time left)."""
+    to `report` as a ProgressEvent counted in bytes (the console shows MB, MB/s and time left).
+
+    `hf_hub_download` makes one bar of bytes; `snapshot_download` makes two (bytes received, bytes
+    written; their totals grow as files start) and one of files. The bars of one class count
+    together: an event carries the largest byte count and total of the byte bars; while the bar of
+    files is not full, the total stays above the count (a file may not have started yet), and the
+    last file's end sends the closing event. `report` may raise (a cancelled job) to stop the download."""
     from tqdm.auto import tqdm
 
     from vid2vid.progress import ProgressEvent
+
+    began: list[float] = []
+    byte_bars: list[tqdm] = []
+    file_bars: list[tqdm] = []
+
+    def send() -> None:
+        done = max(int(b.n) for b in byte_bars)
+        total = max([int(b.total or 0) for b in byte_bars] + [done])
+        if any(f.n < (f.total or 0) for f in file_bars):
+            total = max(total, done + 1)
+        report(ProgressEvent(f"download {label}", done, total, time.monotonic() - began[0], unit="bytes"))
 
     class ByteProgress(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = False           # the hub's bars may be off globally; this one reports
             kwargs["file"] = io.StringIO()
             super().__init__(*args, **kwargs)
-            self._began = time.monotonic()
+            self.counts_bytes = self.unit == "B"
+            (byte_bars if self.counts_bytes else file_bars).append(self)
+            began[:] = began or [time.monotonic()]
 
         def update(self, n: float | None = 1):
             shown = super().update(n)
-            report(ProgressEvent(f"download {label}", int(self.n), int(self.total or 0),
-                                 time.monotonic() - self._began, unit="bytes"))
+            if byte_bars and (self.counts_bytes or self.n >= (self.total or 0)):
+                send()
             return shown
 
     return ByteProgress
+
+
+# ---------------------------------------------------------------- whole models, before the libraries load them
+
+WEIGHTS = (".safetensors", ".bin")
+CONFIGS = (".json", ".txt", ".model")       # configs, tokenizer vocabularies and merges, sentencepiece
+
+
+def repo_files(repo: str) -> list[str]:
+    """The file names of hub repository `repo` (one request)."""
+    from huggingface_hub import HfApi
+
+    return list(HfApi().list_repo_files(repo))
+
+
+def _plain(name: str, ext: str) -> bool:
+    """model.safetensors, model-00001-of-00002.safetensors: yes; model.fp16.safetensors (a variant): no."""
+    return name.endswith(ext) and "." not in name[: -len(ext)]
+
+
+def load_files(files: list[str], folder: str = "") -> list[str]:
+    """What `from_pretrained` reads from `folder` of a repository with these files: its configs and
+    tokenizer files (shard indexes among them), and one set of weights: the plain safetensors
+    (shards too), else the plain .bin; not the variants (fp16, non_ema), not other formats (ckpt,
+    onnx, msgpack), not other folders."""
+    prefix = f"{folder}/" if folder else ""
+    here = [f[len(prefix):] for f in files if f.startswith(prefix) and "/" not in f[len(prefix):]]
+    chosen = [n for n in here if n.endswith(CONFIGS)]
+    for ext in WEIGHTS:
+        weights = [n for n in here if _plain(n, ext)]
+        if weights:
+            chosen += weights
+            break
+    return sorted(prefix + n for n in chosen)
+
+
+def diffusers_files(files: list[str], index: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """What a diffusers pipeline with this model_index.json loads: the index and each component's
+    `load_files` (components in `skip`, or set to null in the index, are left out)."""
+    parts = [k for k, v in index.items() if not k.startswith("_") and k not in skip and isinstance(v, list)
+             and v and v[0] is not None]
+    return ["model_index.json"] + [f for part in parts for f in load_files(files, part)]
+
+
+def cached(repo: str, filename: str, cache_dir: str | Path | None = None) -> bool:
+    """Whether the hub cache holds `filename` of `repo` (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, filename, cache_dir=None if cache_dir is None else str(cache_dir)),
+                      str)
+
+
+def prefetch(repo: str, choose: Callable[[list[str]], list[str]], *, cache_dir: str | Path | None = None,
+             progress: Callable | None = None, label: str = "") -> int:
+    """Download those of the files `choose` picks from the repository's list (`load_files`,
+    `diffusers_files`) that the hub cache lacks, in one `snapshot_download` whose bytes
+    reach `progress` (default: the console) as ProgressEvents; returns how many were fetched.
+    Call it only where the hub may be used (`offline_reason` is None); the library that loads the
+    model then finds its files in the cache."""
+    from huggingface_hub import snapshot_download
+
+    from vid2vid.progress import ConsoleProgress
+
+    missing = [f for f in choose(repo_files(repo)) if not cached(repo, f, cache_dir)]
+    if missing:
+        snapshot_download(repo, cache_dir=None if cache_dir is None else str(cache_dir), allow_patterns=missing,
+                          tqdm_class=byte_progress(progress or ConsoleProgress(), label or repo))
+    return len(missing)
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -105,8 +195,8 @@ def missing_model(kind: str, name: str, repo: str, files: tuple[str, ...] = (), 
     return ModelNotFound(
         f"{kind} model '{name}' (hub repository {repo}) is not in the Hugging Face cache and could not be "
         f"downloaded{why}; on a machine with internet run `hf download {repo}{' ' + wanted if wanted else ''}` "
-        f"(or run once without HF_HUB_OFFLINE), or download the files into a folder and pass that folder "
-        f"as --model")
+        f"(or run once without HF_HUB_OFFLINE), or download the files into a folder and give that folder "
+        f"as the model")
 
 
 def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,

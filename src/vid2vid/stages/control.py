@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config, control, imageops
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.workspace import Workspace, frame_name
@@ -78,7 +78,7 @@ class FrameControls:
         p = self.ws.path(DEPTH, frame.stem + ".png")
         if not p.is_file():
             raise BadInput(f"depth map {p} is missing (a ControlNet uses the depth source); "
-                           f"run `vid2vid depth -w {self.ws.root}` first")
+                           f"run {stage_ref('depth', self.ws.root)} first")
         return imageops.fit(imageops.read_mask(p), self.s.width, self.s.height, self.s.resize)
 
     def __call__(self, index: int) -> list[np.ndarray]:
@@ -97,6 +97,18 @@ class FrameControls:
         return out
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One canvas-sized PNG per frame and ControlNet (edge maps compress better: an over-estimate)."""
+    from vid2vid import diskspace
+
+    s, frames = settings.img2img, ws.frames()
+    if not s.controlnet or not frames:
+        return None
+    folders = [ws.path(OUTPUT, folder_name(n, cn)) for n, cn in enumerate(s.controlnet, 1)]
+    return diskspace.folder_need(STAGE, len(frames) * len(folders), folders, frames, s.width, s.height,
+                                 fix=f"use {diskspace.SMALLER_CANVAS}, fewer ControlNets or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Write every frame's control images that are not there yet; returns a summary."""
     # 1. check the settings and the inputs (a user folder with too few images fails here)
@@ -106,7 +118,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     check(settings)
     frames = ws.frames()
     if not frames:
-        raise BadInput(f"{ws.path('frames')} has no frames; run `vid2vid extract VIDEO -w {ws.root}` first")
+        raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     make = FrameControls(ws, settings)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
     inputs = ("extract", "depth") if needs_depth(settings) else ("extract",)

@@ -135,7 +135,7 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     # 1. check the inputs
     settings.validate()
     if resize not in config.RESIZE_MODES:
-        raise BadInput(f"--resize '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
+        raise BadInput(f"{{img2img.resize}} '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
     source = _frames(source_dir, "source", "--source")
     generated = _frames(generated_dir, "generated", "--generated")
     _check_counts(source, generated, "generated", Path(generated_dir))
@@ -245,8 +245,8 @@ def _correct_flow(src_at: Callable[[int], np.ndarray], generated: list[Path],
     try:
         from vid2vid import temporal
     except ImportError as exc:
-        raise BadInput(f"--method flow needs vid2vid.temporal, which this installation lacks ({exc}); "
-                       "use --method stats") from exc
+        raise BadInput(f"{{correct.method}} flow needs vid2vid.temporal, which this installation lacks ({exc}); "
+                       "use {correct.method} stats") from exc
     todo = {i for i, p in enumerate(outputs) if not p.exists()}
     if not todo:
         return 0

@@ -39,6 +39,19 @@ def view_path(ws: Workspace, frame: Path) -> Path:
     return ws.path(OUT_DIR, f"{frame.stem}.png")
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One frame-sized PNG per frame after the first (an over-estimate: the mostly grey views
+    compress better than the frames)."""
+    from vid2vid import diskspace
+
+    frames = ws.frames()
+    if len(frames) < 2:
+        return None
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, len(frames) - 1, [ws.path(OUT_DIR)], frames, w, h,
+                                 fix="extract fewer frames (a lower {extract.fps}) or scale the video down first")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Write framedelta/ views for every frame after the first; resumable frame by frame."""
     # 1. inputs and bookkeeping

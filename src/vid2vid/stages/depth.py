@@ -25,6 +25,18 @@ def mask_path(ws: Workspace, frame: Path) -> Path:
     return ws.path(OUTPUT, frame.stem + ".png")
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One frame-sized 16-bit grey PNG per frame: 2 bytes a pixel where the RGB frames have 3."""
+    from vid2vid import diskspace
+
+    frames = ws.frames()
+    if not frames:
+        return None
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, len(frames), [ws.path(OUTPUT)], frames, w, h, factor=2 / 3,
+                                 fix="extract fewer frames (a lower {extract.fps}) or scale the video down first")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Predict a depth mask for every frame that has none yet; returns a summary."""
     # 1. check the settings; load the model first when the settings changed, so that a model
@@ -62,4 +74,4 @@ def _load(settings: config.Settings, job: Job):
     from vid2vid.models.depth import load_depth_model
 
     job.say(f"loading depth model {settings.depth.model}")
-    return load_depth_model(settings.depth.model)
+    return load_depth_model(settings.depth.model, progress=job.progress)

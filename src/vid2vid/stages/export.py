@@ -20,7 +20,7 @@ from PIL import Image
 
 from vid2vid import __version__
 from vid2vid.config import ExportSettings, Settings, to_dict
-from vid2vid.errors import BadInput, render_settings
+from vid2vid.errors import BadInput, render_settings, stage_ref
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.video.encode import encode_video
@@ -106,15 +106,15 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     es.validate()
     out = Path(es.output).expanduser() if es.output else default_output(ws, es)
     if out.suffix.lower() != f".{es.format}":
-        raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change --format")
+        raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change {{export.format}}")
     # --from names a frame folder; img2img means the current generated frames (flow/ when that pass is done)
     row = table.generated(ws) if es.source == "img2img" else table.by_frames(es.source)
     source_stage, folder = row.name, row.frames or row.name
     maker = "extract VIDEO" if row.needs_video else table.by_frames(es.source).name
     paths = ws.frames(folder)
     if not paths:
-        raise BadInput(f"no frames in {ws.path(folder)}; run `vid2vid {maker} -w {ws.root}` first "
-                       "or export another folder with --from")
+        raise BadInput(f"no frames in {ws.path(folder)}; run {stage_ref(maker, ws.root)} first "
+                       "or export another folder ({export.source})")
     expected = check_source_stage(ws, es, source_stage, folder, len(paths), job)
     video = ws.manifest.get("video") or {}
     duration = float(video.get("duration") or 0)
@@ -130,8 +130,8 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
         if es.format == "gif":
             job.say("export: GIF has no audio track; the audio was dropped")
         elif not ws.path("audio.mka").is_file():
-            raise BadInput(f"there is no audio in {ws.root}; extract with --audio "
-                           f"(`vid2vid extract VIDEO -w {ws.root} --audio`) or export without --audio")
+            raise BadInput(f"there is no audio in {ws.root}; run {stage_ref('extract', ws.root)} again with "
+                           "{extract.audio} on, or export with {export.audio} off")
         else:
             audio = ws.path("audio.mka")
     # 2. skip when the same export of the same frames exists

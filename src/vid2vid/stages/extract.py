@@ -97,9 +97,10 @@ def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
     info = probe(video)
     if info.width * info.height > es.max_pixels:
         raise BadInput(f"{video} is {info.width}x{info.height}, over the frame size limit of {es.max_pixels} "
-                       "pixels; scale the video down first or raise extract.max_pixels (--max-pixels)")
+                       "pixels; scale the video down first or raise {extract.max_pixels} "
+                       "(max_pixels in [extract] of a settings file)")
     if es.audio and not info.has_audio:
-        raise BadInput(f"{video} has no audio track; leave out --audio")
+        raise BadInput(f"{video} has no audio track; turn {{extract.audio}} off")
     src = info.max_fps or float(info.fps)
     if es.frames == "fps" and src > 0 and es.fps > src * FPS_TOLERANCE:
         raise BadInput(f"{{extract.fps}} {es.fps:g} is above the video's own frame rate of {src:.3f} fps "
@@ -161,7 +162,8 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     if n == 0 and es.frames in ("fps", "all"):
         raise BadInput(f"no frame of {video} could be decoded; the file is damaged - re-download or re-encode it")
     if n == 0:
-        raise BadInput(f"{video} has no {es.frames.upper()} frames; choose another --frames mode (fps or all)")
+        raise BadInput(f"{video} has no {es.frames.upper()} frames; choose another {{extract.frames}} mode "
+                       "(fps or all)")
     tracker.total = n
     tracker.report()
     # 5. audio, copied as it is

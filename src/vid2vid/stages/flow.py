@@ -18,6 +18,19 @@ ROW = table.stage(STAGE)
 OUTPUT_DIR = ROW.frames or STAGE
 
 
+def space_need(ws: Workspace, settings: Settings):
+    """One PNG per painted frame, of the painted frames' size."""
+    from vid2vid import diskspace
+
+    base = table.painted(ws)
+    painted = ws.frames(base.frames or base.name)
+    if not painted:
+        return None
+    w, h = diskspace.image_size(painted[0])
+    return diskspace.folder_need(STAGE, len(painted), [ws.path(OUTPUT_DIR)], painted, w, h,
+                                 fix=f"use {diskspace.SMALLER_CANVAS} or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Correct img2img/ (propagate/ with key frames) into flow/ (a segment of the sequence in memory
     at a time); returns stage info."""

@@ -45,7 +45,7 @@ import numpy as np
 
 from vid2vid import config, fdc, imageops
 from vid2vid.distributed import ray_engine
-from vid2vid.errors import BadInput, Interrupted, render_settings
+from vid2vid.errors import BadInput, Interrupted, render_settings, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.progress import Job
 from vid2vid.stages import control as ctl
@@ -126,7 +126,7 @@ def read_depth(ws: Workspace, frame: Path, width: int, height: int, resize: str)
     """depthmask/<stem>.png as float32 HxWx1 in [0, 1] at the canvas size."""
     p = ws.path(DEPTH, frame.stem + ".png")
     if not p.is_file():
-        raise BadInput(f"depth mask {p} is missing; run `vid2vid depth -w {ws.root}` first")
+        raise BadInput(f"depth mask {p} is missing; run {stage_ref('depth', ws.root)} first")
     return imageops.fit(imageops.read_mask(p), width, height, resize)
 
 
@@ -248,7 +248,7 @@ def _load(settings: config.Settings, job: Job, model=None):
         check(settings)
         job.say(f"img2img: loading model {s.model}")
         model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type(), vae=s.vae)
+                           prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     from vid2vid.diffusion.controlnet import load_units
 
@@ -312,7 +312,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     c.validate()
     frames = ws.frames()
     if not frames:
-        raise BadInput(f"{ws.path('frames')} has no frames; run `vid2vid extract VIDEO -w {ws.root}` first")
+        raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     if s.single:
         return run_single(ws, settings, job, frames, model)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
@@ -321,10 +321,10 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     for dep in inputs:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
-                           f"{ws.root}; run `vid2vid {dep} -w {ws.root}` first")
+                           f"{ws.root}; run {stage_ref(dep, ws.root)} first")
     if s.controlnet and (ws.stage_record("control") or {}).get("params") != ctl.stage_params(settings, len(frames)):
         raise BadInput(f"the control images in {ws.root} were made for other ControlNet sources or sizes; "
-                       f"run `vid2vid control -w {ws.root}` with these settings first")
+                       f"run {stage_ref('control', ws.root)} with these settings first")
 
     # 2. the model first (unless everything is done), so that a missing model never removes finished frames
     params = stage_params(settings)
@@ -533,7 +533,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
                and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
     if lacking:
         raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
-                       f"is missing; run `vid2vid img2img -w {ws.root}` first or set {{img2img.flow_init}} to 0")
+                       f"is missing; run {stage_ref('img2img', ws.root)} first or set {{img2img.flow_init}} to 0")
     engine = _load(settings, job, model)
     if len(frame_order.frames_of(units)) > 1:
         job.say(f"img2img: frame {t} is sampled as a full run samples it: "

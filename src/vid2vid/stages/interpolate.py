@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.interpolators import (
@@ -86,6 +86,20 @@ def check(settings: Settings) -> None:
     check_interpolator(settings.interpolate.model)
 
 
+def space_need(ws: Workspace, settings: Settings):
+    """round(N * ratio) PNGs of the source frames' size."""
+    from vid2vid import diskspace
+    from vid2vid.models.interpolators.plan import output_count
+
+    src_stage = source_stage(ws)
+    frames = ws.frames(table.stage(src_stage).frames or src_stage)
+    if not frames:
+        return None
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, output_count(len(frames), settings.interpolate.ratio), [ws.path(OUTPUT_DIR)],
+                                 frames, w, h, fix="use a lower {interpolate.ratio} or " + diskspace.FEWER_FRAMES)
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Write round(N * ratio) frames into rife/ (resumable); returns stage info."""
     it = settings.interpolate
@@ -96,7 +110,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     frames = ws.frames(src_dir)
     if not frames:
         raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "
-                       f"`vid2vid {src_stage} -w {ws.root}` first")
+                       f"{stage_ref(src_stage, ws.root)} first")
     check_interpolator(it.model)
     # 2. fresh / resume / done
     params = {**_model_identity(it.model), "ratio": it.ratio, "scene_cut": it.scene_cut, "source": src_stage}

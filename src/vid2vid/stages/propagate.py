@@ -23,7 +23,7 @@ import numpy as np
 
 from vid2vid import config, imageops
 from vid2vid import propagate as prop
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.progress import Job
 from vid2vid.stages import table
 from vid2vid.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
@@ -101,6 +101,18 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
                             lambda k: (imageops.read_image(painted.path("img2img", frame_name(k + 1))), controls_of(k)))
 
 
+def space_need(ws: Workspace, settings: config.Settings):
+    """One canvas-sized PNG per frame, at the painted key frames' bytes per pixel."""
+    from vid2vid import diskspace
+
+    s, frames = settings.img2img, ws.frames()
+    keys = ws.frames("img2img") or frames
+    if not frames:
+        return None
+    return diskspace.folder_need(STAGE, len(frames), [ws.path(OUTPUT_DIR)], keys, s.width, s.height,
+                                 fix=f"use {diskspace.SMALLER_CANVAS} or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     """Propagate the key frames in img2img/ to every frame, into propagate/ (resumable per key interval)."""
     # 1. check settings and inputs
@@ -113,7 +125,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     keys = rec.get("info", {}).get("keys")
     if keys is None or rec.get("info", {}).get("keyframes") != str(prop.parse_keyframes(ps.keyframes)):
         raise BadInput(f"img2img in {ws.root} was not painted with {{propagate.keyframes}} {ps.keyframes}; "
-                       f"run `vid2vid img2img -w {ws.root}` with it first")
+                       f"run {stage_ref('img2img', ws.root)} with it first")
     keys0 = [k - 1 for k in keys]
     params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize, "steady_keys": ps.steady_keys,
               **({"fill_denoise": ps.fill_denoise, "fill_open": prop.fill_opening((s.width, s.height)),
@@ -166,7 +178,7 @@ def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str 
     source_dir, keys_dir, out_dir = Path(source_dir), Path(keys_dir), Path(out_dir)
     # 1. check the inputs
     if resize not in config.RESIZE_MODES:
-        raise BadInput(f"--resize '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
+        raise BadInput(f"{{img2img.resize}} '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
     for what, folder, option in (("source", source_dir, "--source"), ("key", keys_dir, "--keys")):
         if not folder.is_dir():
             raise BadInput(f"{what} folder {folder} does not exist; give an existing folder with {option}")

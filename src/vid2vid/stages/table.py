@@ -10,6 +10,8 @@ the same stage key everywhere). `vid2vid.pipeline.run_stage` runs a row.
 
 Adding a stage: write `stages/<name>.py` with `run(...)`, add a row here; the command line gets
 a `vid2vid <name>` command with the options of its sections, `run` includes it when `wanted`.
+A stage that writes frames also defines `space_need(ws, settings) -> diskspace.SpaceNeed | None`
+(how many files of what size it still writes); `run_stage` compares it with the free space first.
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def _load(opts: config.TagsSettings, job: Job):
     from vid2vid.models.taggers import load_tagger
 
     job.say(f"loading tagger {opts.model}")
-    return load_tagger(opts.model, threshold=opts.threshold)
+    return load_tagger(opts.model, threshold=opts.threshold, progress=job.progress)
 
 
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput
+from vid2vid.errors import BadInput, stage_ref
 from vid2vid.fileid import file_id
 from vid2vid.imageops import read_image, write_image
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
@@ -30,6 +30,25 @@ def check(settings: Settings) -> None:
     check_upscaler(settings.upscale.model)
 
 
+ASSUMED_SCALE = 4     # a model file's scale is known only once it is loaded; Real-ESRGAN's are mostly x4
+
+
+def space_need(ws: Workspace, settings: Settings):
+    """One PNG per generated frame, scale times wider and higher (an over-estimate: upscaled
+    frames are smoother than the frames they come from)."""
+    from vid2vid import diskspace
+
+    source = table.generated(ws)
+    frames = ws.frames(source.frames or source.name)
+    if not frames:
+        return None
+    scale = upscaler_scale(settings.upscale.model) or ASSUMED_SCALE
+    w, h = diskspace.image_size(frames[0])
+    return diskspace.folder_need(STAGE, len(frames), [ws.path(OUTPUT_DIR)], frames, w * scale, h * scale,
+                                 fix="choose an upscaler with a smaller scale ({upscale.model}), "
+                                 f"{diskspace.SMALLER_CANVAS} or {diskspace.FEWER_FRAMES}")
+
+
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Upscale img2img/ into resr/ (same file names, PNG), resuming frame by frame; returns stage info."""
     us = settings.upscale
@@ -39,7 +58,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     input_stage, input_dir = source.name, source.frames or source.name
     frames = ws.frames(input_dir)
     if not frames:
-        raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run `vid2vid img2img -w {ws.root}` first")
+        raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run {stage_ref('img2img', ws.root)} first")
     check_upscaler(us.model)
     # 2. fresh / resume / done (the device is left out of the key: it does not change the result's meaning)
     params = {**_model_identity(us.model), "tile": us.tile}

@@ -22,6 +22,18 @@ from vid2vid.workspace import Workspace
 
 # ---------------------------------------------------------------- tab 1
 
+def take_upload(root: Path, uploaded: str | Path, original: str | None = None) -> tuple[str, str]:
+    """Store an uploaded video in uploads/ and probe it -> (its path as the page shows it, the probe
+    text). An upload that is not a readable video is removed again and its error raised."""
+    stored = paths.store_upload(root, uploaded, original)
+    rel = paths.relative(root, stored)
+    try:
+        return rel, probe_text(root, rel)
+    except BadInput as exc:
+        stored.unlink(missing_ok=True)
+        raise BadInput(f"{exc.args[0]} (the upload {rel} was removed)") from exc
+
+
 def probe_text(root: Path, video: str) -> str:
     """The probe summary of a video inside the cache folder."""
     from vid2vid.video.probe import format_probe, probe
@@ -86,7 +98,7 @@ class ModelCache:
                 job.say(f"img2img: loading model {s.model}")
                 self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
                                          embeddings=s.embeddings, prediction_type=s.prediction_type(),
-                                         vae=s.vae)
+                                         vae=s.vae, progress=job.progress)
                 self._key = key
             return self._model
 
@@ -119,8 +131,17 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         model = models.get(s.img2img, job) if models else None
         with ws.locked():
             return stage.run_single(ws, s, job, frames, model)
-    model = models.get(s.img2img, job) if models else None
-    return run_stage(root, ws_name, "img2img", s, job, model=model)
+    if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
+        run_stage(root, ws_name, "control", s, job)
+    return run_stage(root, ws_name, "img2img", s, job, model=preloaded_model(models, s, job))
+
+
+def preloaded_model(models: ModelCache | None, settings: config.Settings, job: Job):
+    """The page's loaded model for a batch run, or None: a Ray run loads the model on its actors (the
+    stage uses Ray only when it is handed no model), so it must not get the page's local one."""
+    if models is None or settings.ray.enabled:
+        return None
+    return models.get(settings.img2img, job)
 
 
 def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dict:
@@ -146,12 +167,22 @@ def compare(root: Path, ws_name: str, job: Job) -> dict:
 
 def frame_strip(root: Path, ws_name: str, folder: str, count: int = 8) -> list[Path]:
     """Up to `count` frames of a workspace folder, evenly spread from first to last."""
+    return frame_strip_counted(root, ws_name, folder, count)[0]
+
+
+def frame_strip_counted(root: Path, ws_name: str, folder: str, count: int = 8) -> tuple[list[Path], int]:
+    """`frame_strip` and the number of frames in the folder."""
     ws = paths.workspace(root, ws_name)
     files = ws.frames(folder)
     if len(files) <= count:
-        return files
+        return files, len(files)
     picks = sorted({round(i * (len(files) - 1) / (count - 1)) for i in range(count)})
-    return [files[i] for i in picks]
+    return [files[i] for i in picks], len(files)
+
+
+def strip_label(title: str, shown: int, total: int) -> str:
+    """A strip's title with its count: "img2img frames: 8 of 24 frames"."""
+    return f"{title}: {shown} of {total} frame{'' if total == 1 else 's'}"
 
 
 def mask_grid(root: Path, ws_name: str, frame: int, correct: config.CorrectSettings, tile_width: int = 160) -> Any:
@@ -190,6 +221,21 @@ def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, t
         depth = read_depth(ws, src[frame - 1], s.width, s.height, s.resize)
     return fdc_debug.fdc_sheet(imageops.read_image(gen[frame - 2]), imageops.read_image(gen[frame - 1]), delta,
                                settings.correct, depth=depth, tile_width=tile_width)
+
+
+def sigma_views(root: Path, values: dict[str, Any]) -> tuple[Any, str]:
+    """The live sigma preview (plot, real sigmas text) from one snapshot of the schedule fields (settings
+    key -> widget value). A bad value gives a plot that says so and the message, never the old curves."""
+    from vid2vid.diffusion.plot import message_figure
+    from vid2vid.errors import Vid2VidError
+    from vid2vid.ui import form
+
+    try:
+        s = form.settings_from_form(values, root, sections=("img2img",)).img2img
+        return sigma_plot(s), real_sigmas_text(s)
+    except Vid2VidError as exc:
+        text = f"Error: {form.error_text(exc).strip()}"
+        return message_figure(f"No preview: {form.error_text(exc).strip()}"), text
 
 
 def sigma_plot(settings: config.Img2ImgSettings):

@@ -67,8 +67,10 @@ def from_json(text: Any, root: Path) -> list[config.ControlNetSettings]:
     return out
 
 
-def section(gr, W: dict, lab) -> dict:
-    """Build the section (call inside tab 3); registers the hidden list field in W. Returns its widgets."""
+def section(gr, W: dict, lab, note=None) -> dict:
+    """Build the section (call inside tab 3); registers the hidden list field in W. Returns its widgets.
+
+    `note(name)`, when given, makes the line beside the preview button that shows its result."""
     d = config.ControlNetSettings()
     meta = {f.name: m for f, m in config.fields_of(config.ControlNetSettings)}
 
@@ -101,12 +103,13 @@ def section(gr, W: dict, lab) -> dict:
         W[KEY] = gr.Textbox(value="[]", visible=False, elem_id="v2v-cn-list")
         with gr.Row():
             preview_btn = gr.Button("Preview control images of the debug frame", elem_id="v2v-cn-preview-btn")
+        shown = note("cn-preview") if note is not None else None
         preview = gr.Gallery(label="Control images (debug frame)", columns=SLOTS, height=220, object_fit="contain",
                              elem_id="v2v-cn-preview")
     inputs = [w for slot in slots for w in slot]
     for w in inputs:
         w.change(to_json, inputs, W[KEY], show_progress="hidden")
-    return {"inputs": inputs, "preview_btn": preview_btn, "preview": preview}
+    return {"inputs": inputs, "preview_btn": preview_btn, "preview": preview, "note": shown}
 
 
 def control_preview(root: Path, ws_name: str, settings: config.Settings, frame: int) -> list[tuple[np.ndarray, str]]:

@@ -146,6 +146,19 @@ def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any
     return out
 
 
+def fps_text(fps: Any) -> str:
+    """A frame rate as the page shows it: a decimal ("4", "29.97", "12.5"), never a fraction like "4/1"."""
+    from fractions import Fraction
+
+    if fps is None or fps == "":
+        return "?"
+    try:
+        value = float(Fraction(str(fps)))
+    except (ValueError, ZeroDivisionError):
+        return str(fps)
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def all_keys() -> list[str]:
     """Every settings key, "section.field" (for tests and the settings dump)."""
     return config.all_keys()
@@ -156,9 +169,24 @@ def label_of(key: str) -> str:
     return LABELS.get(key, key)
 
 
+# Where each stage is started on the page: its button and tab (for "run ... first" in messages).
+STAGE_BUTTONS = {
+    "extract": ("Extract frames", 1), "delta": ("Frame delta", 2), "depth": ("Depth masks", 2),
+    "tags": ("Tags", 2), "control": ("Generate", 3),
+    "img2img": ("Generate", 3), "propagate": ("Generate", 3), "flow": ("Generate", 3),
+    "upscale": ("Upscale", 4), "interpolate": ("Interpolate", 4), "export": ("Export", 5),
+}
+
+
+def stage_button(name: str, workspace: str | None = None) -> str:
+    """How the page words a stage reference: the button that runs it and its tab."""
+    button, tab = STAGE_BUTTONS.get(name, (name, None))
+    return f"'{button}' (tab {tab})" if tab else f"'{button}'"
+
+
 def error_text(exc: BaseException) -> str:
-    """An error in the page's words: settings named by their field labels."""
+    """An error in the page's words: settings named by their field labels, stages by their buttons."""
     from vid2vid.errors import Vid2VidError
 
-    return exc.render(label_of) if isinstance(exc, Vid2VidError) else str(exc)
+    return exc.render(label_of, stage_button) if isinstance(exc, Vid2VidError) else str(exc)
 

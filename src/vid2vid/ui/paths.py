@@ -40,6 +40,11 @@ def _clean(text: str | None, what: str) -> str:
     return t
 
 
+def _bring_it(what: str) -> str:
+    """How to get a file into the cache: only videos can be uploaded through the page."""
+    return "upload it or copy it there" if what == "video" else "copy it there"
+
+
 def inside(root: Path, text: str | None, what: str = "path") -> Path:
     """`text` (relative to the cache folder, or absolute) resolved; it must lie inside `root`."""
     t = _clean(text, what)
@@ -47,14 +52,14 @@ def inside(root: Path, text: str | None, what: str = "path") -> Path:
     real = (p if p.is_absolute() else root / p).resolve()
     if not real.is_relative_to(root):
         raise BadInput(f"{what} '{t}' is outside the cache folder {root}; the page only reads and writes "
-                       "inside it: copy the file there (or upload it) and give its path relative to the cache")
+                       f"inside it: {_bring_it(what)} and give its path relative to the cache")
     return real
 
 
 def existing_file(root: Path, text: str | None, what: str = "file") -> Path:
     p = inside(root, text, what)
     if not p.is_file():
-        raise BadInput(f"{what} '{text}' does not exist in the cache folder {root}; upload it or copy it there")
+        raise BadInput(f"{what} '{text}' does not exist in the cache folder {root}; {_bring_it(what)}")
     return p
 
 

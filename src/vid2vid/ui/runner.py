@@ -5,6 +5,10 @@ The page starts a library call with `Runner.start(fn)`; `fn(job)` runs in a work
 for its status line and progress bar, and `Runner.interrupt()` sets the job's cancel flag (the
 stages stop after the current frame, keeping finished work). Errors become one readable line
 (`error_message`); a traceback goes to the server log only.
+
+The runner is the one place the server keeps the current task (its progress, status and
+outcome), so a reloaded page finds the running task there and follows it (`Runner.current`),
+and an Interrupt pressed on any page reaches it and can wait for it to stop.
 """
 from __future__ import annotations
 
@@ -21,14 +25,17 @@ from vid2vid.progress import Job, ProgressEvent, format_event
 log = logging.getLogger("vid2vid.ui")
 
 
+INTERRUPTED = "Interrupted: finished frames are kept; press the same button again to resume"
+
+
 def error_message(exc: BaseException) -> str:
     """One line for the status line: what went wrong and (from the library's message) how to fix it."""
     from vid2vid.ui.form import error_text
 
     full = error_text(exc).strip()                 # settings named by the page's field labels
     text = full.splitlines()[0] if full else type(exc).__name__
-    if isinstance(exc, Interrupted):
-        return f"Interrupted: {text}"
+    if isinstance(exc, Interrupted):      # the library's text speaks of running "the same command" again
+        return INTERRUPTED
     if isinstance(exc, BadInput):
         return f"Error: {text}"
     if isinstance(exc, Vid2VidError):
@@ -48,6 +55,9 @@ class Task:
     error: BaseException | None = None
     event: ProgressEvent | None = None
     messages: list[str] = field(default_factory=list)
+    outcome: str | None = None          # the page's "Done: ..." line, set by the handler that started it
+    interrupted_at: float | None = None  # when Interrupt was pressed (monotonic)
+    ended: float | None = None           # when the call returned or raised (monotonic)
 
     @property
     def fraction(self) -> float | None:
@@ -62,6 +72,14 @@ class Task:
         if self.messages:
             return self.messages[-1]
         return f"{self.name}: running ({time.monotonic() - self.started:.0f} s)"
+
+    def final(self) -> str:
+        """The line for a finished task: its error, else the outcome its page wrote, else a plain Done;
+        after an Interrupt, how long after it the task stopped."""
+        text = error_message(self.error) if self.error is not None else self.outcome or f"Done: {self.name}"
+        if self.interrupted_at is None or self.ended is None:
+            return text
+        return f"{text} (stopped {max(0.0, self.ended - self.interrupted_at):.1f} s after Interrupt)"
 
 
 class Runner:
@@ -93,6 +111,7 @@ class Runner:
                 log.exception("%s failed", name)
                 task.error = exc
             finally:
+                task.ended = time.monotonic()
                 task.done.set()
 
         threading.Thread(target=work, name=f"vid2vid-ui-{name}", daemon=True).start()
@@ -109,5 +128,7 @@ class Runner:
         task = self.current
         if task is None or task.done.is_set():
             return "Nothing is running."
+        if task.interrupted_at is None:
+            task.interrupted_at = time.monotonic()
         task.job.cancel.set()
         return f"Interrupting {task.name}: it stops after the current frame (finished frames are kept)."

@@ -70,7 +70,7 @@ def copy_audio(video: str | Path, out: str | Path, offset: float = 0.0) -> dict:
 
     with open_video(video) as src:
         if not src.streams.audio:
-            raise BadInput(f"{video} has no audio track; leave out --audio")
+            raise BadInput(f"{video} has no audio track; turn {{export.audio}} off")
         a_in = src.streams.audio[0]
         with av.open(str(out), mode="w", format="matroska") as dst:
             a_out = dst.add_stream_from_template(a_in)

@@ -9,7 +9,10 @@ A video read at `count` frames gives the frames on screen at start + k * duratio
 (k = 0..count-1): the fixed-rate rule of `decode.iter_frames` at count / duration fps, which
 matches frames extracted at that rate. The duration is the exact fraction the container
 stores (stream duration x time base, else the container's), so sample times that fall on a
-frame's own time pick that frame, as extraction does.
+frame's own time pick that frame, as extraction does. Pictures are decoded as extraction
+decodes them (`plan_decoding` + `to_rgb`): turned upright by the display rotation, deinterlaced,
+HDR tone-mapped to SDR and 10-bit rounded, so a source video compares with the generated frames
+made from its extracted frames.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import av
 import numpy as np
 
 from vid2vid.errors import BadInput
-from vid2vid.video.decode import iter_frames
+from vid2vid.video.decode import Decoding, iter_frames, plan_decoding
 from vid2vid.video.probe import open_video, probe
 
 Frame = Callable[[], np.ndarray]
@@ -64,11 +67,12 @@ def frame_count(path: str | Path) -> int:
     return probe(p, count=True).frames
 
 
-def iter_sequence(path: str | Path, count: int | None = None) -> Iterator[Frame]:
+def iter_sequence(path: str | Path, count: int | None = None, deinterlace: str = "auto") -> Iterator[Frame]:
     """The frames of a folder (natural order) or a video, as lazy uint8 frames (see the module doc).
 
     count: for a video, sample it to that many frames at the output's frame times; for a
-    folder, the number of images it must hold (BadInput otherwise: a folder has no times)."""
+    folder, the number of images it must hold (BadInput otherwise: a folder has no times).
+    deinterlace: a video's deinterlacing, as extract's `deinterlace` setting (auto|on|off)."""
     p = Path(path)
     if p.is_dir():
         files = _folder_files(p)
@@ -78,18 +82,19 @@ def iter_sequence(path: str | Path, count: int | None = None) -> Iterator[Frame]
         return (partial(_read_u8, f) for f in files)
     if not p.exists():
         raise BadInput(f"{p} is neither a frame folder nor a video file; check the path")
+    decoding = plan_decoding(probe(p), deinterlace)
     if count is None:
-        return (d.rgb for d in iter_frames(p, "all"))
+        return (d.rgb for d in iter_frames(p, "all", decoding=decoding))
     duration = exact_duration(p)
     if duration <= 0:
         raise BadInput(f"{p} has no duration; extract its frames and pass the folder")
-    return _sampled(p, count, duration)
+    return _sampled(p, count, duration, decoding)
 
 
-def _sampled(path: Path, count: int, duration: Fraction) -> Iterator[Frame]:
+def _sampled(path: Path, count: int, duration: Fraction, decoding: Decoding) -> Iterator[Frame]:
     last = None
     n = 0
-    frames = iter_frames(path, "fps", fps=Fraction(count) / duration, end_time=duration)
+    frames = iter_frames(path, "fps", fps=Fraction(count) / duration, end_time=duration, decoding=decoding)
     for d in itertools.islice(frames, count):
         last = d.rgb
         n += 1

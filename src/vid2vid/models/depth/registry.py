@@ -19,12 +19,22 @@ of a transformers depth-estimation model.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vid2vid.errors import BadInput, ModelNotFound
 from vid2vid.models.depth.base import DepthModel
-from vid2vid.models.hub import hub_errors, looks_like_hub_id, missing_model, offline_reason, short_reason
+from vid2vid.models.hub import (
+    cached,
+    hub_errors,
+    load_files,
+    looks_like_hub_id,
+    missing_model,
+    offline_reason,
+    prefetch,
+    short_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ def resolve_depth_model(name_or_path: str) -> tuple[str, str, str]:
     """
     text = str(name_or_path).strip()
     if not text:
-        raise BadInput("depth --model is empty; name a depth model, e.g. dpt_hybrid")
+        raise BadInput("{depth.model} is empty; name a depth model, e.g. dpt_hybrid")
     p = Path(text).expanduser()
     if p.is_dir():
         return "folder", str(p), text
@@ -85,12 +95,13 @@ def resolve_depth_model(name_or_path: str) -> tuple[str, str, str]:
 
 
 def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str | Path | None = None,
-                     local_files_only: bool | None = None) -> DepthModel:
+                     local_files_only: bool | None = None, progress: Callable | None = None) -> DepthModel:
     """Load a depth model by registry name, hub id or local folder; ready to `predict`.
 
     Hub models come from the Hugging Face cache (`cache_dir`, default the usual one) and are
     downloaded there when allowed; `local_files_only` (default: HF_HUB_OFFLINE) forbids that.
-    A model that cannot be had raises `ModelNotFound` saying how to get it.
+    A model that cannot be had raises `ModelNotFound` saying how to get it. A download reports its
+    bytes to `progress` (ProgressEvents; default: the console).
     """
     from huggingface_hub import constants
 
@@ -100,6 +111,9 @@ def load_depth_model(name_or_path: str, device: str = "auto", *, cache_dir: str 
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
     why = None if kind == "folder" else offline_reason(offline)   # no network: read the cache only, at once
     try:
+        if kind == "hub" and why is None and not cached(source, "config.json", cache_dir):
+            prefetch(source, load_files, cache_dir=cache_dir, progress=progress,
+                     label=f"depth model {label}")
         return TransformersDepth(source, label, device, cache_dir=cache_dir,
                                  local_files_only=why is not None or kind == "folder")
     except hub_errors() as exc:

@@ -46,7 +46,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise ModelNotFound(f"RIFE weight file {p} does not exist; give the path of a RIFE v4.x flownet.pkl "
-                            "(Practical-RIFE releases), or use --interpolate-model rife for the bundled model")
+                            "(Practical-RIFE releases), or use {interpolate.model} rife for the bundled model")
     try:
         if p.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file

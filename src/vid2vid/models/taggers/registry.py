@@ -24,6 +24,7 @@ selected_tags.csv (read as WD14) or tags.txt / no list but tags in the model's m
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,19 +96,20 @@ def _folder_files(path: Path) -> tuple[Path, Path | None]:
 
 def load_tagger(name_or_path: str, threshold: float = 0.35, device: str = "auto", *,
                 cache_dir: str | Path | None = None, local_files_only: bool | None = None,
-                preprocess: str | None = None) -> Tagger:
+                preprocess: str | None = None, progress: Callable | None = None) -> Tagger:
     """Load a tagger by registry name, local folder or .onnx path.
 
     Registry models come from the Hugging Face cache and are downloaded there when allowed
     (`local_files_only`, default: HF_HUB_OFFLINE, forbids it); a model that cannot be had
     raises `ModelNotFound` saying how to get it. `preprocess` overrides the family a local
-    folder is read as (csv list -> wd14, otherwise deepdanbooru).
+    folder is read as (csv list -> wd14, otherwise deepdanbooru). A download reports its bytes
+    to `progress` (ProgressEvents; default: the console).
     """
     from huggingface_hub import constants
 
     text = str(name_or_path).strip()
     if not text:
-        raise BadInput("tags --model is empty; name a tagger, e.g. wd14-vit-v2")
+        raise BadInput("{tags.model} is empty; name a tagger, e.g. wd14-vit-v2")
     path = Path(text).expanduser()
     if path.exists():
         model, labels_path = _folder_files(path)
@@ -121,7 +123,8 @@ def load_tagger(name_or_path: str, threshold: float = 0.35, device: str = "auto"
     spec = TAGGERS[name]
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
     files = (spec.model_file,) + ((spec.labels_file,) if spec.labels_file else ())
-    paths = hub_files("tagger", name, spec.repo, files, cache_dir=cache_dir, local_files_only=offline)
+    paths = hub_files("tagger", name, spec.repo, files, cache_dir=cache_dir, local_files_only=offline,
+                       progress=progress)
     labels = read_labels(paths[1]) if spec.labels_file else None
     return OnnxTagger(paths[0], labels, preprocess or spec.preprocess, name=name, threshold=threshold,
                       device=device)
