@@ -98,12 +98,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_img2img import sd15_random_model  # one place that builds the SD 1.5-size model
+    from vid2vid import devices
     from vid2vid.config import Img2ImgSettings
-    from vid2vid.diffusion.loading import resolve_device, resolve_dtype
     from vid2vid.presets import PRESETS
 
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    device = devices.pick(args.device)
+    dtype = devices.resolve_dtype(args.dtype, device)
     warmup = args.warmup if args.warmup >= 0 else (1 if device.type == "cuda" else 0)
     print(f"device {device}, dtype {dtype}, {args.size}x{args.size}, {args.frames} frame(s) per side, batch "
           f"{args.batch}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} on "

@@ -25,10 +25,10 @@ def start(args: argparse.Namespace, dtype: str = "auto"):
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
-    from vid2vid.diffusion.loading import resolve_device, resolve_dtype
+    from vid2vid import devices
 
-    device = resolve_device(args.device)
-    chosen = resolve_dtype(dtype, device)
+    device = devices.pick(args.device)
+    chosen = devices.resolve_dtype(dtype, device)
     print(f"device {device}, dtype {chosen}, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")
     return device, chosen
