@@ -37,7 +37,7 @@ CLI_ONLY = {
     ("stages/propagate.py", "--out"): "folder tool (propagate_folder)",
     ("progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
 }
-FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*|(?<![\w-])-w\b")
 COMMAND = re.compile(r"`vid2vid |vid2vid [a-z-]+ -w|same command")
 
 

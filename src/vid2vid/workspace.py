@@ -48,8 +48,8 @@ def _disk_error(path: Path, exc: OSError) -> Vid2VidError:
         return Vid2VidError(f"the disk is full while writing {path}; free some space and start it again "
                             "to resume (finished frames are kept)")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return BadInput(f"cannot write {path} ({exc.strerror}); make the folder writable or pick another "
-                        "workspace with -w")
+        return BadInput(f"cannot write {path} ({exc.strerror}); make the folder writable or pick "
+                        "another workspace")
     return Vid2VidError(f"cannot write {path}: {exc}")
 
 
@@ -200,7 +200,7 @@ class Workspace:
     def ensure(self) -> Workspace:
         """Create the folder (with a clear error when that is impossible)."""
         if self.root.exists() and not self.root.is_dir():
-            raise BadInput(f"workspace {self.root} is a file, not a folder; pick another path with -w")
+            raise BadInput(f"workspace {self.root} is a file, not a folder; pick another workspace (a folder name)")
         pathnames.check_new_folder(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
