@@ -22,11 +22,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 @pytest.fixture(scope="module")
 def local_ray():
+    import torch
+
     ray = pytest.importorskip("ray")
+    # one thread per model call, so each actor reserves one CPU and two fit on the two CPUs (other
+    # test modules set two threads when they are imported)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     distributed.close_pools()
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 def settings_for(model: Path, **ray_changes) -> Settings:

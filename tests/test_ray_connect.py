@@ -41,3 +41,15 @@ def test_unreachable_cluster_is_one_line_naming_the_setting(monkeypatch):
         distributed.connect(config.RaySettings(enabled=True, address="10.0.0.9:6379"))
     text = str(err.value)
     assert "10.0.0.9:6379" in text and "ray start --head" in text and "\n" not in text
+
+
+@pytest.mark.parametrize("asked, cpus, threads, want",
+                         [(2, 2, 2, 1), (2, 2, 1, 2), (0, 4, 2, 2), (8, 16, 1, 4), (0, 1, 2, 1)])
+def test_the_layout_never_asks_for_more_actors_than_the_cluster_holds(asked, cpus, threads, want):
+    """Two actors of two CPUs each on a 2-CPU cluster: the second would stay pending forever (and the
+    pool waits for every actor's model) - the full suite hung on exactly this."""
+    s = config.Settings()
+    s.img2img.workers = 1
+    layout = distributed.plan(config.RaySettings(enabled=True, actors=asked, threads=threads), s.img2img,
+                              batches=4, resources={"CPU": cpus}, local_threads=threads)
+    assert (layout.actors, layout.threads, layout.gpus) == (want, threads, 0)

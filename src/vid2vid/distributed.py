@@ -138,8 +138,10 @@ def plan(rs: config.RaySettings, s: config.Img2ImgSettings, batches: int, resour
     threads = rs.threads or model_workers(s.workers, "cpu", batches, local_threads)[1]
     gpu_total = int(resources.get("GPU", 0))
     gpus = 1 if gpu_total and devices.parse(s.device)[0] in ("auto", "cuda") else 0
-    fit = gpu_total if gpus else int(resources.get("CPU", 1)) // threads
-    actors = rs.actors or max(1, fit)
+    fit = max(1, gpu_total if gpus else int(resources.get("CPU", 1)) // threads)
+    # never more actors than the cluster can hold at once: Ray would keep the others pending forever
+    # (and the pool waits for every actor's model before it hands out a block)
+    actors = min(rs.actors, fit) if rs.actors else fit
     return Layout(actors=max(1, min(actors, batches)), threads=threads, gpus=gpus)
 
 
@@ -311,6 +313,9 @@ def ray_engine(settings: config.Settings, job: Job, batches: int) -> RayEngine:
     import torch
 
     layout = plan(rs, settings.img2img, batches, ray.cluster_resources(), torch.get_num_threads())
+    if rs.actors > layout.actors and layout.actors < batches:
+        job.say(f"img2img: {rs.actors} Ray actors asked, the cluster holds {layout.actors} now "
+                + ("(one GPU each)" if layout.gpus else f"({layout.threads} CPU(s) each)"))
     pool = pool_for(settings, layout, job)
     engine = RayEngine(settings, pool)
     job.say(f"img2img: {len(pool.actors)} Ray actor(s) on {', '.join(engine.remote_devices)}")
