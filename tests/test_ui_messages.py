@@ -29,14 +29,12 @@ CLI_ONLY = {
     ("diffusion/tokenizer.py", "pip install"): "an install command, not a vid2vid flag",
     ("config.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
     ("distributed.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
-    # the folder tools `vid2vid correct` / `vid2vid propagate` on plain folders (not workspaces)
-    ("stages/correct.py", "--out"): "folder tool (correct_folder)",
-    ("stages/correct.py", "--depth DIR"): "folder tool (correct_folder)",
-    ("stages/propagate.py", "check --source"): "folder tool (propagate_folder)",
-    ("stages/propagate.py", "check --keys"): "folder tool (propagate_folder)",
-    ("stages/propagate.py", "--out"): "folder tool (propagate_folder)",
     ("progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
 }
+# the folder tools `vid2vid correct` / `vid2vid propagate` on plain folders (not workspaces)
+CLI_ONLY |= {("stages/correct.py", words): "folder tool (correct_folder)" for words in ("--out", "--depth DIR")}
+CLI_ONLY |= {("stages/propagate.py", words): "folder tool (propagate_folder)"
+             for words in ("check --source", "check --keys", "--out")}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*|(?<![\w-])-w\b")
 COMMAND = re.compile(r"`vid2vid |vid2vid [a-z-]+ -w|same command")
 
