@@ -116,7 +116,7 @@ def _final_folder(ws: Workspace) -> str:
         row = table.stage(name)
         if ws.is_complete(name) and row.frames:
             return row.frames
-    return table.generated(ws).frames or "img2img"
+    return table.generated(ws).folder
 
 
 def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:

@@ -208,7 +208,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid.imageops import read_image
 
     row = table.generated(ws)
-    gen = ws.frames(row.frames or "img2img")
+    gen = ws.frames(row.folder)
     src = ws.frames("frames")[: len(gen)]
     if len(gen) < 2 or len(src) != len(gen):
         return None

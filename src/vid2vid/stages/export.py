@@ -41,13 +41,13 @@ def expected_frames(ws: Workspace, stage: str, folder: str) -> int | None:
     if stage in ("img2img", "flow"):
         return len(ws.frames()) or None
     if stage == "upscale":
-        return len(ws.frames(table.generated(ws).frames or "img2img")) or None
+        return len(ws.frames(table.generated(ws).folder)) or None
     if stage == "interpolate":
         from vid2vid.models.interpolators.plan import output_count
 
         params = (ws.stage_record("interpolate") or {}).get("params", {})
         read = table.BY_NAME.get(params.get("source", ""), table.generated(ws))
-        n = len(ws.frames(read.frames or read.name))
+        n = len(ws.frames(read.folder))
         return output_count(n, float(params["ratio"])) if n and params.get("ratio") else None
     return None
 
@@ -109,7 +109,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
         raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change {{export.format}}")
     # --from names a frame folder; img2img means the current generated frames (flow/ when that pass is done)
     row = table.generated(ws) if es.source == "img2img" else table.by_frames(es.source)
-    source_stage, folder = row.name, row.frames or row.name
+    source_stage, folder = row.name, row.folder
     maker = "extract VIDEO" if row.needs_video else table.by_frames(es.source).name
     paths = ws.frames(folder)
     if not paths:

@@ -15,7 +15,7 @@ from vid2vid.workspace import Workspace
 
 STAGE = "flow"
 ROW = table.stage(STAGE)
-OUTPUT_DIR = ROW.frames or STAGE
+OUTPUT_DIR = ROW.folder
 
 
 def space_need(ws: Workspace, settings: Settings):
@@ -23,7 +23,7 @@ def space_need(ws: Workspace, settings: Settings):
     from vid2vid import diskspace
 
     base = table.painted(ws)
-    painted = ws.frames(base.frames or base.name)
+    painted = ws.frames(base.folder)
     if not painted:
         return None
     w, h = diskspace.image_size(painted[0])
@@ -48,7 +48,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     if status.state == "done":
         return ws.stage_info(STAGE)
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)
-    info = correct_folder(ws.frames_dir(), ws.path(base.frames or base.name), ws.path(OUTPUT_DIR), cs,
+    info = correct_folder(ws.frames_dir(), ws.path(base.folder), ws.path(OUTPUT_DIR), cs,
                           depth_dir=ws.path("depthmask") if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True, resize=settings.img2img.resize)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)

@@ -92,7 +92,7 @@ def space_need(ws: Workspace, settings: Settings):
     from vid2vid.models.interpolators.plan import output_count
 
     src_stage = source_stage(ws)
-    frames = ws.frames(table.stage(src_stage).frames or src_stage)
+    frames = ws.frames(table.stage(src_stage).folder)
     if not frames:
         return None
     w, h = diskspace.image_size(frames[0])
@@ -106,7 +106,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     it.validate()
     # 1. inputs (upscaled frames when there are current ones) and model, checked before anything changes
     src_stage = source_stage(ws)
-    src_dir = table.stage(src_stage).frames or src_stage
+    src_dir = table.stage(src_stage).folder
     frames = ws.frames(src_dir)
     if not frames:
         raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "

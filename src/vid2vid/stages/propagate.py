@@ -30,7 +30,7 @@ from vid2vid.workspace import Workspace, atomic_write_json, frame_name, list_fra
 
 STAGE = "propagate"
 ROW = table.stage(STAGE)
-OUTPUT_DIR = ROW.frames or STAGE
+OUTPUT_DIR = ROW.folder
 RECORD = "propagate.json"
 
 

@@ -51,6 +51,11 @@ class Stage:
     def module(self) -> str:
         return f"vid2vid.stages.{self.name}"
 
+    @property
+    def folder(self) -> str:
+        """The workspace folder its frames are in (its frame folder; its name for a stage without one)."""
+        return self.frames or self.name
+
 
 def needs_depth(s: Settings) -> bool:
     """Depth maps are read when asked for, or when a mask of the chosen correction is a depth mask."""

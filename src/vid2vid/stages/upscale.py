@@ -39,7 +39,7 @@ def space_need(ws: Workspace, settings: Settings):
     from vid2vid import diskspace
 
     source = table.generated(ws)
-    frames = ws.frames(source.frames or source.name)
+    frames = ws.frames(source.folder)
     if not frames:
         return None
     scale = upscaler_scale(settings.upscale.model) or ASSUMED_SCALE
@@ -55,7 +55,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     us.validate()
     # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
     source = table.generated(ws)
-    input_stage, input_dir = source.name, source.frames or source.name
+    input_stage, input_dir = source.name, source.folder
     frames = ws.frames(input_dir)
     if not frames:
         raise BadInput(f"{ws.path(input_dir)} has no frames to upscale; run {stage_ref('img2img', ws.root)} first")
