@@ -17,6 +17,7 @@ the whole sequence, and the stage table sends the flow pass, upscaling and expor
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,12 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
     painted = ws                                              # (narrowed for the closure)
     return KeyFillAttention(engine, settings.img2img, keys, fill, job,
-                            lambda k: (imageops.read_image(painted.path("img2img", frame_name(k + 1))), controls_of(k)))
+                            lambda k: (painted_key(painted, k), controls_of(k)))
+
+
+def painted_key(ws: Workspace, k: int) -> np.ndarray:
+    """Key frame k (0-based) as img2img painted it."""
+    return imageops.read_image(ws.path("img2img", frame_name(k + 1)))
 
 
 def space_need(ws: Workspace, settings: config.Settings):
@@ -141,7 +147,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
     fill = _image_fill(settings, job, model, ws, keys0) if ps.fill == "img2img" else "warp"
     try:
         stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
-                           keys0, lambda k: imageops.read_image(ws.path("img2img", frame_name(k + 1))), targets,
+                           keys0, partial(painted_key, ws), targets,
                            fill, job, steady=ps.steady_keys)
     finally:
         if hasattr(fill, "close"):          # issue 15: cross-frame fill, the model's own attention back
