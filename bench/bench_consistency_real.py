@@ -63,12 +63,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     import torch
 
-    from vid2vid import metrics
     from vid2vid.config import Settings
+    from vid2vid.core.errors import Vid2VidError
+    from vid2vid.core.progress import Job
     from vid2vid.diffusion.loading import load_model
-    from vid2vid.errors import Vid2VidError
-    from vid2vid.progress import Job
     from vid2vid.stages import img2img as stage
+    from vid2vid.temporal import metrics
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ The demo clip (../shared/media/mmd-demo-852x480-30fps.mp4) is extracted at --fps
 extract stage; the painted frames are stood in for by the extracted frames fitted to the canvas
 and blurred a little (no weights here: generated frames are smoother than camera frames, which is
 what the blur imitates). Then delta, control (canny and soft edges), flow, upscale (lanczos-x2)
-and interpolate (blend, ratio 2) run through `pipeline.run_stage`, each with its estimate taken
+and interpolate (blend, ratio 2) run through `runner.run_stage`, each with its estimate taken
 just before. Printed: estimate, written, estimate / written (above 1: an over-estimate).
 
     python bench/bench_disk_estimates.py            # about a minute on 2 shared cores
@@ -32,11 +32,12 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=3.0)
     ap.add_argument("--size", default="640x360", help="canvas WxH")
     args = ap.parse_args()
-    from vid2vid import config, pipeline
-    from vid2vid.diskspace import human_bytes
-    from vid2vid.imageops import fit, read_image, write_image
-    from vid2vid.progress import Job
-    from vid2vid.workspace import Workspace, frame_name
+    from vid2vid import config
+    from vid2vid.core.diskspace import human_bytes
+    from vid2vid.core.imageops import fit, read_image, write_image
+    from vid2vid.core.progress import Job
+    from vid2vid.core.workspace import Workspace, frame_name
+    from vid2vid.pipeline import runner
 
     w, h = map(int, args.size.split("x"))
     s = config.Settings()
@@ -54,7 +55,7 @@ def main() -> None:
         info = extract.check_source(args.video, s.extract)
         need = extract._sample_bytes(info, s.extract, extract.plan_decoding(info)) * extract.planned_frames(
             info, s.extract)
-        pipeline.run_stage("extract", ws, s, Job(), video=args.video)
+        runner.run_stage("extract", ws, s, Job(), video=args.video)
         rows.append(("extract", int(need), sum(p.stat().st_size for p in ws.frames())))
         for i, f in enumerate(ws.frames(), 1):          # the stand-in for painted frames
             painted = cv2.GaussianBlur(fit(read_image(f), w, h, "crop"), (0, 0), 1.2)
@@ -65,7 +66,7 @@ def main() -> None:
                               ("upscale", "resr"), ("interpolate", "rife")):
             module = importlib.import_module(f"vid2vid.stages.{stage}")
             est = module.space_need(ws, s)
-            pipeline.run_stage(stage, ws, s, Job(), follow=False)
+            runner.run_stage(stage, ws, s, Job(), follow=False)
             rows.append((stage, est.bytes, sum(p.stat().st_size for p in ws.path(folder).rglob("*.png"))))
         n = len(ws.frames())
     print(f"{args.video}: {n} frames at {args.fps:g} fps, canvas {w}x{h}")

@@ -56,7 +56,7 @@ def tiny_vae(device: torch.device, dtype: torch.dtype):
 
 def run_side(name: str, model, settings, canvases: list[np.ndarray], batch: int, warmup: int) -> dict:
     """Repaint `canvases` in batches with one engine; seconds per frame and per part."""
-    from vid2vid.diffusion.img2img import Img2ImgEngine
+    from vid2vid.diffusion.engine import Img2ImgEngine
 
     engine = Img2ImgEngine(model, settings)
     for _ in range(warmup):                   # compilation, cuDNN autotuning, allocator warm-up
@@ -98,9 +98,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_img2img import sd15_random_model  # one place that builds the SD 1.5-size model
-    from vid2vid import devices
     from vid2vid.config import Img2ImgSettings
-    from vid2vid.presets import PRESETS
+    from vid2vid.config.presets import PRESETS
+    from vid2vid.core import devices
 
     device = devices.pick(args.device)
     dtype = devices.resolve_dtype(args.dtype, device)

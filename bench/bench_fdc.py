@@ -1,4 +1,4 @@
-"""Per-frame frame delta correction at 832x488 (motion mask + shift std): vid2vid.fdc vs a
+"""Per-frame frame delta correction at 832x488 (motion mask + shift std): vid2vid.temporal.fdc vs a
 straightforward numpy/PIL version of the seed's formulas, side by side in one run.
 
     python bench/bench_fdc.py [--video CLIP] [--frames 24] [--rounds 5]
@@ -9,7 +9,7 @@ straightforward numpy/PIL version of the seed's formulas, side by side in one ru
 2. Baseline: the seed's way, one small function per step: 8-bit PIL grey conversion, channel
    min-max with keepdims, high-cut with a boolean mask and ones_like, the boost with `**`,
    PIL's MaxFilter for high-ext (8-bit round trip), then mean/std normalisation per channel.
-3. Ours: vid2vid.fdc.correct_frame with the seed's defaults (motion mask, low-cut 32,
+3. Ours: vid2vid.temporal.fdc.correct_frame with the seed's defaults (motion mask, low-cut 32,
    high-ext 7, shift std).
 4. Both run on one core (OpenCV and BLAS set to one thread); each round times every frame,
    by the wall clock and by the process's CPU time. On a machine shared with other work
@@ -234,7 +234,7 @@ def main() -> None:
           f"{len(gen)} frames of {args.video.name}, one core, {os.cpu_count()} CPUs, load average {load:.1f}")
     print(f"  {'':28s} {'CPU ms/frame':>13s} {'wall ms/frame':>14s} {'peak MiB':>9s}")
     print(f"  {'seed-style numpy/PIL':28s} {seed_ms:13.2f} {seed_wall:14.2f} {seed_mem:9.1f}")
-    print(f"  {'vid2vid.fdc.correct_frame':28s} {ours_ms:13.2f} {ours_wall:14.2f} {ours_mem:9.1f}")
+    print(f"  {'vid2vid.temporal.fdc.correct_frame':28s} {ours_ms:13.2f} {ours_wall:14.2f} {ours_mem:9.1f}")
     ratio = seed_ms / ours_ms
     print(f"  speed-up {ratio:.1f}x CPU, {seed_wall / ours_wall:.1f}x wall (target >= 10x: "
           f"{'met' if ratio >= 10 else 'NOT met'}); {ours_ms:.2f} CPU ms/frame (target <= 7: "

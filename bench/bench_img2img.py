@@ -126,8 +126,8 @@ def source_frames(n: int) -> list[np.ndarray]:
 
 def make_workspace(root: Path, frames: list[np.ndarray]):
     """A workspace with a complete extract stage holding `frames`."""
-    from vid2vid.imageops import write_image
-    from vid2vid.workspace import Workspace, frame_name
+    from vid2vid.core.imageops import write_image
+    from vid2vid.core.workspace import Workspace, frame_name
 
     ws = Workspace(root).ensure()
     for i, f in enumerate(frames, 1):
@@ -167,7 +167,7 @@ def sd15_random_model(device: torch.device, dtype: torch.dtype):
 
 def run_ours(model, ws, settings, device) -> dict:
     """Our batch stage over the workspace; returns seconds, peak memory and the time breakdown."""
-    from vid2vid.progress import Job
+    from vid2vid.core.progress import Job
     from vid2vid.stages import img2img as stage
 
     with PeakMemory(device) as mem:
@@ -182,9 +182,10 @@ def run_plain(model, ws, settings, device) -> dict:
     """A plain loop: per frame read, pipeline(...), correct_frame, write."""
     from diffusers import EulerDiscreteScheduler
 
-    from vid2vid import fdc, imageops
-    from vid2vid.diffusion.img2img import real_sigmas_for
-    from vid2vid.workspace import frame_name
+    from vid2vid.core import imageops
+    from vid2vid.core.workspace import frame_name
+    from vid2vid.diffusion.engine import real_sigmas_for
+    from vid2vid.temporal import fdc
 
     s, c = settings.img2img, settings.correct
     pipe = model.to_pipeline(EulerDiscreteScheduler.from_config(model.scheduler_config))

@@ -10,7 +10,7 @@
    - flow pass, today's (`FlowOptions(keep_detail=False, preset="fast")`), the detail-keeping one
      without its colour match (the last session's) and the default (detail-keeping, colour match);
    - keys every K (K = 2, 4, 8): the generated frames at the keys (scene cuts add keys), the rest
-     propagated (vid2vid.propagate, fill "warp"), with the keys as painted (`steady=False`) and
+     propagated (vid2vid.temporal.propagation, fill "warp"), with the keys as painted (`steady=False`) and
      steadied (the default); then the steadied ones with the flow pass over the result (and K = 4
      not steadied with it);
    - K = 4 with fill "img2img": holes repainted by the stand-in (one more diffusion call per frame
@@ -38,9 +38,10 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_temporal import SIZE, _video_duration, clean_style, stand_in_stylizer  # noqa: E402
-from vid2vid import metrics, opticalflow  # noqa: E402
-from vid2vid import propagate as prop  # noqa: E402
-from vid2vid.temporal import flow_correct_sequence  # noqa: E402
+from vid2vid import opticalflow  # noqa: E402
+from vid2vid.temporal import metrics
+from vid2vid.temporal import propagation as prop  # noqa: E402
+from vid2vid.temporal.flowpass import flow_correct_sequence  # noqa: E402
 from vid2vid.video.read import iter_sequence  # noqa: E402
 
 

@@ -61,8 +61,8 @@ def child(args: argparse.Namespace) -> int:
         state.update(name=name, t=time.monotonic())
 
     from vid2vid.config import Settings
-    from vid2vid.pipeline import run
-    from vid2vid.progress import Job
+    from vid2vid.core.progress import Job
+    from vid2vid.pipeline.runner import run
 
     s = Settings()
     s.extract.fps, s.extract.audio, s.export.audio = 12.0, False, False
@@ -93,8 +93,8 @@ def child(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the comparison (parent)
 
 def make_inputs(root: Path, minutes: list[float]) -> tuple[Path, dict[float, Path]]:
-    from vid2vid.democlip import make_clip
     from vid2vid.diffusion.tiny import make_tiny_model
+    from vid2vid.video.democlip import make_clip
 
     model = make_tiny_model(root / "tiny")
     clips = {}

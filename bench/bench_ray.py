@@ -55,11 +55,11 @@ def main() -> None:
     import torch
     from tests.conftest import make_workspace
 
-    from vid2vid import distributed
     from vid2vid.config import Settings
+    from vid2vid.core.progress import Job
     from vid2vid.diffusion.tiny import make_tiny_model
-    from vid2vid.pipeline import run_stage
-    from vid2vid.progress import Job
+    from vid2vid.painting import raypool
+    from vid2vid.pipeline.runner import run_stage
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
@@ -88,13 +88,13 @@ def main() -> None:
     results["local, 1 thread"] = (local_s, {})
     for n in (1, 2):
         s = settings(enabled=True, actors=n, threads=1)
-        distributed.close_pools()
-        distributed.pool_for(s, distributed.plan(s.ray, s.img2img, args.frames, ray.cluster_resources(), 1),
+        raypool.close_pools()
+        raypool.pool_for(s, raypool.plan(s.ray, s.img2img, args.frames, ray.cluster_resources(), 1),
                              Job())                                      # actors up, models loaded
         secs, data, info = timed(f"ray{n}", s)
         assert data == local_bytes, f"{n} actor(s): frames differ from the local run"
         results[f"Ray, {n} actor{'s' if n > 1 else ''}"] = (secs, info["time_breakdown"])
-    distributed.close_pools()
+    raypool.close_pools()
     ray.shutdown()
 
     print(f"img2img stage, tiny model {args.size}x{args.size}, {args.frames} frames, {args.steps} steps, "

@@ -9,10 +9,10 @@
    kinds of flicker per-frame diffusion adds, drawn from a generator seeded per frame:
    a global per-channel colour shift, spatially correlated "latent" noise, fine noise and a
    few local texture changes.
-3. Score, with source flows computed once (OpenCV DIS medium at 832x480, see vid2vid.metrics):
+3. Score, with source flows computed once (OpenCV DIS medium at 832x480, see vid2vid.temporal.metrics):
    no correction; the clean stylization (the oracle: what a perfect correction would give);
-   each seed statistics method with its default masks (vid2vid.fdc, when it exists); the flow
-   method (vid2vid.temporal). Fidelity = PSNR against the uncorrected generated frames.
+   each seed statistics method with its default masks (vid2vid.temporal.fdc, when it exists); the flow
+   method (vid2vid.temporal.flowpass). Fidelity = PSNR against the uncorrected generated frames.
 4. Print the gap closed, (WE_none - WE_method) / (WE_none - WE_source), and ms/frame on one
    core (cv2 and torch set to one thread; CPU time of the process, and wall time), timed in
    this run. The first strength is checked against the targets; the others give the flow
@@ -33,8 +33,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 import numpy as np
 
-from vid2vid import metrics, opticalflow
-from vid2vid.temporal import DEFAULT_STRENGTH, flow_correct_sequence
+from vid2vid.temporal import metrics, opticalflow
+from vid2vid.temporal.flowpass import DEFAULT_STRENGTH, flow_correct_sequence
 from vid2vid.video.read import iter_sequence
 
 CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "mmd-demo-852x480-30fps.mp4")
@@ -93,9 +93,9 @@ def stand_in_stylizer(clean: np.ndarray, t: int, seed: int = SEED) -> np.ndarray
 # ---------------------------------------------------------------- seed methods
 
 def seed_correct(source: list[np.ndarray], generated: list[np.ndarray], method: str):
-    """The seed's sequential correction with default masks via vid2vid.fdc; None if it does not exist yet."""
+    """The seed's sequential correction with default masks via vid2vid.temporal.fdc; None if it does not exist yet."""
     try:
-        from vid2vid import fdc
+        from vid2vid.temporal import fdc
     except ImportError:
         return None
     from vid2vid import config
@@ -198,7 +198,8 @@ def main(argv=None) -> int:
     for m in FDC_METHODS:
         out, cpu, wall = timed(lambda: seed_correct(source, generated, m), n)
         if out is None:
-            rows.append({"method": f"seed {m} + motion mask", "kind": "seed", "pending": "vid2vid.fdc not available"})
+            rows.append({"method": f"seed {m} + motion mask", "kind": "seed",
+                         "pending": "vid2vid.temporal.fdc not available"})
             continue
         score(f"seed {m} + motion mask", out, cpu, wall, kind="seed")
     for i, s in enumerate(strengths):
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
 def seed_motion_masks(source: list[np.ndarray]):
     """The seed's default motion masks (lowcut 32, high-ext 7) per frame at the output size, or None."""
     try:
-        from vid2vid import fdc
+        from vid2vid.temporal import fdc
     except ImportError:
         return None
     src = [opticalflow.as_float_rgb(opticalflow.resize_to(s, *SIZE)) for s in source]

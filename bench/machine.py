@@ -25,7 +25,7 @@ def start(args: argparse.Namespace, dtype: str = "auto"):
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT / "src"))
-    from vid2vid import devices
+    from vid2vid.core import devices
 
     device = devices.pick(args.device)
     chosen = devices.resolve_dtype(dtype, device)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Tests must never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests mirror the source (tests/<package>/test_<module>.py) and some share helpers across folders
+# (`from test_metrics import translating`): every test folder is importable by module name.
+sys.path[1:1] = [str(d) for d in sorted(Path(__file__).parent.iterdir()) if d.is_dir() and d.name[0].isalpha()
+                 and any(d.glob("test_*.py"))]
 
 
 def moving_frames(n: int = 6, width: int = 64, height: int = 48, seed: int = 0) -> list[np.ndarray]:
@@ -32,8 +37,8 @@ def moving_frames(n: int = 6, width: int = 64, height: int = 48, seed: int = 0) 
 
 def make_workspace(root: Path, frames: list[np.ndarray], fps: float = 12.0):
     """A workspace whose `extract` stage is complete with `frames` (as 00001.png ...)."""
-    from vid2vid.imageops import write_image
-    from vid2vid.workspace import Workspace, frame_name
+    from vid2vid.core.imageops import write_image
+    from vid2vid.core.workspace import Workspace, frame_name
 
     ws = Workspace(root).ensure()
     for i, f in enumerate(frames, 1):

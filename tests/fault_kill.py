@@ -20,7 +20,7 @@ import sys
 
 
 def install(spec: str) -> None:
-    from vid2vid import progress
+    from vid2vid.core import progress
 
     stage, event, n, *how = spec.split(":")
     limit = int(n)
@@ -66,6 +66,6 @@ def install(spec: str) -> None:
 if __name__ == "__main__":
     if os.environ.get("VID2VID_KILL"):
         install(os.environ["VID2VID_KILL"])
-    from vid2vid.cli import main
+    from vid2vid.cli.main import main
 
     sys.exit(main(sys.argv[1:]))

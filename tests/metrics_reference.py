@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid.metrics import (
+from vid2vid.temporal.metrics import (
     METRICS_PRESET,
     _nanmean,
     frame_difference,
@@ -18,7 +18,7 @@ from vid2vid.metrics import (
     pair_warping_error,
     psnr_from_mse,
 )
-from vid2vid.opticalflow import pair_flow, resize_to
+from vid2vid.temporal.opticalflow import pair_flow, resize_to
 
 
 def source_flows(source_frames, size=None, preset=METRICS_PRESET):

@@ -18,7 +18,7 @@ def __getattr__(name: str):
 
         return Settings
     if name == "run":
-        from vid2vid.pipeline import run
+        from vid2vid.pipeline.runner import run
 
         return run
     raise AttributeError(f"module 'vid2vid' has no attribute {name!r}")

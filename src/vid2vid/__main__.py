@@ -1,3 +1,3 @@
-from vid2vid.cli import main
+from vid2vid.cli.main import main
 
 raise SystemExit(main())

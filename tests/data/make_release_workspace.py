@@ -18,10 +18,10 @@ from pathlib import Path
 
 from conftest import make_workspace, moving_frames
 from vid2vid import config
+from vid2vid.core.progress import Job
 from vid2vid.diffusion.tiny import make_tiny_model
-from vid2vid.progress import Job
 from vid2vid.stages import img2img
-from vid2vid.stages.correct import correct_folder
+from vid2vid.temporal.correction import correct_folder
 
 SETTINGS = """\
 [img2img]

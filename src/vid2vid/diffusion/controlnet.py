@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vid2vid import imageops
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core import imageops
+from vid2vid.core.errors import BadInput, ModelNotFound
 
 ORIGINAL_PREFIX = "control_model."
 HINT_KEY = "input_hint_block.0.weight"                        # original layout, first conv on the image

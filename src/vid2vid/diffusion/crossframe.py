@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 MODES = ("none", "anchor", "anchor-prev", "bank")
 BLOCKS = ("up", "all")

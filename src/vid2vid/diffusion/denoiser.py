@@ -26,10 +26,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from vid2vid import devices
+from vid2vid.core import devices
+from vid2vid.core.errors import BadInput
 from vid2vid.diffusion import shared_prefix
 from vid2vid.diffusion.schedules import sigma_to_timestep
-from vid2vid.errors import BadInput
 
 
 class Timings:

@@ -32,7 +32,7 @@ import math
 import numpy as np
 import torch
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 FEWSTEP_SAMPLERS = ("lcm", "tcd")
 ORIGINAL_STEPS = 50               # LCM / TCD distillation grid: 50 steps over 1000 timesteps

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from vid2vid import devices
+from vid2vid.core import devices
+from vid2vid.core.errors import BadInput, ModelNotFound
+from vid2vid.core.fileid import file_id
 from vid2vid.diffusion.schedules import sigma_to_timestep
-from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.fileid import file_id
 from vid2vid.models.hub import looks_like_hub_id
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None] | None

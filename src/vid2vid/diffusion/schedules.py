@@ -32,7 +32,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 ScheduleFn = Callable[[int, float, float], np.ndarray]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 CONFIG_NAME = "tiny-sd1"
 METADATA_KEY = "vid2vid_config"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 CONFIGS = {"tiny-sd1": "tiny-controlnet-sd1", "tiny-sdxl": "tiny-controlnet-sdxl"}
 

@@ -15,7 +15,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from vid2vid.errors import ModelNotFound
+from vid2vid.core.errors import ModelNotFound
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core.errors import BadInput, ModelNotFound
 
 SD_SCALING = 0.18215
 SDXL_SCALING = 0.13025

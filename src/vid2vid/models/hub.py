@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from vid2vid.errors import ModelNotFound
+from vid2vid.core.errors import ModelNotFound
 
 REACH_TIMEOUT = 3.0        # seconds for the one connection that tells whether the hub can be reached
 REACH_MEMORY = 60.0        # seconds a reachability answer is reused
@@ -72,7 +72,7 @@ def byte_progress(report: Callable, label: str):
     last file's end sends the closing event. `report` may raise (a cancelled job) to stop the download."""
     from tqdm.auto import tqdm
 
-    from vid2vid.progress import ProgressEvent
+    from vid2vid.core.progress import ProgressEvent
 
     began: list[float] = []
     byte_bars: list[tqdm] = []
@@ -162,7 +162,7 @@ def prefetch(repo: str, choose: Callable[[list[str]], list[str]], *, cache_dir: 
     model then finds its files in the cache."""
     from huggingface_hub import snapshot_download
 
-    from vid2vid.progress import ConsoleProgress
+    from vid2vid.core.progress import ConsoleProgress
 
     missing = [f for f in choose(repo_files(repo)) if not cached(repo, f, cache_dir)]
     if missing:
@@ -206,7 +206,7 @@ def hub_files(kind: str, name: str, repo: str, filenames: tuple[str, ...], *,
     and the hub can be reached; `progress` gets the bytes, default: the console)."""
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.progress import ConsoleProgress
+    from vid2vid.core.progress import ConsoleProgress
 
     offline = offline_reason(local_files_only)
     paths = []

@@ -15,14 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import config, control, imageops
-from vid2vid.errors import BadInput, stage_ref
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace, frame_name
+from vid2vid import config
+from vid2vid.core import imageops
+from vid2vid.core.errors import BadInput, stage_ref
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace, frame_name
+from vid2vid.stages import registry
+from vid2vid.video import controlimages
 
 STAGE = "control"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT = "control"
 DEPTH = "depthmask"
 
@@ -47,7 +49,7 @@ def _source_params(cn: config.ControlNetSettings, frames: int) -> dict:
     if cn.control in ("softedge", "lineart"):
         return {"blur": cn.blur}
     if cn.control == "folder":
-        return {"folder": control.folder_identity(cn.folder, frames)}
+        return {"folder": controlimages.folder_identity(cn.folder, frames)}
     return {}
 
 
@@ -71,7 +73,7 @@ class FrameControls:
     def __init__(self, ws: Workspace, settings: config.Settings):
         self.ws, self.s = ws, settings.img2img
         self.frames = ws.frames()
-        self.user = {n: control.user_images(cn.folder, len(self.frames))
+        self.user = {n: controlimages.user_images(cn.folder, len(self.frames))
                      for n, cn in enumerate(self.s.controlnet, 1) if cn.control == "folder"}
 
     def depth(self, frame: Path) -> np.ndarray:
@@ -92,14 +94,14 @@ class FrameControls:
             user = None
             if cn.control == "folder":
                 user = imageops.fit(imageops.read_image(self.user[n][index - 1]), s.width, s.height, s.resize)
-            out.append(control.control_image(cn.control, canvas, low=cn.low, high=cn.high, blur=cn.blur,
+            out.append(controlimages.control_image(cn.control, canvas, low=cn.low, high=cn.high, blur=cn.blur,
                                              depth=depth, user=user))
         return out
 
 
 def space_need(ws: Workspace, settings: config.Settings):
     """One canvas-sized PNG per frame and ControlNet (edge maps compress better: an over-estimate)."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
     s, frames = settings.img2img, ws.frames()
     if not s.controlnet or not frames:

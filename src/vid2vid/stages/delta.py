@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import config, fdc
-from vid2vid.imageops import delta_view, read_image, write_image
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace
+from vid2vid import config
+from vid2vid.core.imageops import delta_view, read_image, write_image
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
+from vid2vid.stages import registry
+from vid2vid.temporal import fdc
 
 STAGE = "delta"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUT_DIR = "framedelta"
 VIEW = "rgb8 round((d + 1) / 2 * 255)"     # recorded, so a change of view format redoes the stage
 
@@ -42,7 +43,7 @@ def view_path(ws: Workspace, frame: Path) -> Path:
 def space_need(ws: Workspace, settings: config.Settings):
     """One frame-sized PNG per frame after the first (an over-estimate: the mostly grey views
     compress better than the frames)."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
     frames = ws.frames()
     if len(frames) < 2:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vid2vid import config
-from vid2vid.imageops import read_image, write_mask
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace
+from vid2vid.core.imageops import read_image, write_mask
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
+from vid2vid.stages import registry
 
 STAGE = "depth"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT = "depthmask"
 
 
@@ -27,7 +27,7 @@ def mask_path(ws: Workspace, frame: Path) -> Path:
 
 def space_need(ws: Workspace, settings: config.Settings):
     """One frame-sized 16-bit grey PNG per frame: 2 bytes a pixel where the RGB frames have 3."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
     frames = ws.frames()
     if not frames:

@@ -1,4 +1,4 @@
-"""Stage `flow`: the flow-guided temporal correction (vid2vid.temporal) over the img2img frames
+"""Stage `flow`: the flow-guided temporal correction (vid2vid.temporal.flowpass) over the img2img frames
 (or, with key frames, over the propagated sequence in propagate/).
 
 Runs when `correct.method` is "flow": img2img then generates without the seed's statistics, and
@@ -9,20 +9,20 @@ future frames), with one of the seed's masks as a change mask when `flow_mask` n
 from __future__ import annotations
 
 from vid2vid.config import Settings
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
+from vid2vid.stages import registry
 
 STAGE = "flow"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 
 
 def space_need(ws: Workspace, settings: Settings):
     """One PNG per painted frame, of the painted frames' size."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
-    base = table.painted(ws)
+    base = registry.painted(ws)
     painted = ws.frames(base.folder)
     if not painted:
         return None
@@ -34,11 +34,11 @@ def space_need(ws: Workspace, settings: Settings):
 def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     """Correct img2img/ (propagate/ with key frames) into flow/ (a segment of the sequence in memory
     at a time); returns stage info."""
-    from vid2vid.stages.correct import correct_folder, key_params
+    from vid2vid.temporal.correction import correct_folder, key_params
 
     cs = settings.correct
     cs.validate()
-    base = table.painted(ws)          # img2img/, or propagate/ with key frames
+    base = registry.painted(ws)          # img2img/, or propagate/ with key frames
     inputs = ("extract", base.name) + (("depth",) if cs.flow_mask == "depth" else ())
     params = {"method": key_params(cs)["method"], "strength": cs.flow_strength, "mask": cs.flow_mask,
               "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,

@@ -43,19 +43,22 @@ from typing import Any
 
 import numpy as np
 
-from vid2vid import config, fdc, imageops
-from vid2vid.distributed import ray_engine
-from vid2vid.errors import BadInput, Interrupted, render_settings, stage_ref
-from vid2vid.fileid import file_id
-from vid2vid.progress import Job
+from vid2vid import config
+from vid2vid.core import imageops
+from vid2vid.core.errors import BadInput, Interrupted, render_settings, stage_ref
+from vid2vid.core.fileid import file_id
+from vid2vid.core.progress import Job
+from vid2vid.core.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
+from vid2vid.core.workspace import Workspace, frame_name
+from vid2vid.painting import frameplan, still
+from vid2vid.painting.raypool import ray_engine
 from vid2vid.stages import control as ctl
-from vid2vid.stages import frame_order, still, table
-from vid2vid.stages.correct import key_params
-from vid2vid.threads import SequentialWriter, hand_over_finished, prefetch, worker_pool
-from vid2vid.workspace import Workspace, frame_name
+from vid2vid.stages import registry
+from vid2vid.temporal import fdc
+from vid2vid.temporal.correction import key_params
 
 STAGE = "img2img"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT = "img2img"
 MASKS = "motionmask"
 DEBUG = "img2img.debug"
@@ -110,7 +113,7 @@ def stage_params(settings: config.Settings) -> dict:
         gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
-        from vid2vid.propagate import parse_keyframes
+        from vid2vid.temporal.propagation import parse_keyframes
 
         params["keyframes"] = str(parse_keyframes(settings.propagate.keyframes))
     return params
@@ -150,7 +153,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             if s.controlnet else None
         motion = None
         if s.flow_init > 0 and i > 1:          # flow-guided init (issue 15): the source's motion
-            from vid2vid.flowinit import source_motion
+            from vid2vid.temporal.flowinit import source_motion
 
             assert prev_canvas is not None         # frame i - 1 came first
             motion = source_motion(prev_canvas, canvas)
@@ -185,9 +188,9 @@ def model_workers(requested: int, device_type: str, batches: int, threads: int) 
 def check(settings: config.Settings) -> None:
     """The model and ControlNets the settings name exist and are complete, and the model takes the
     canvas (nothing is loaded)."""
+    from vid2vid.config.canvas import canvas_rules, check_canvas
     from vid2vid.diffusion.controlnet import check_controlnet_spec
     from vid2vid.diffusion.loading import check_model_spec
-    from vid2vid.diffusion.sizes import canvas_rules, check_canvas
 
     check_model_spec(settings.img2img.model)
     check_canvas(settings.img2img.width, settings.img2img.height, canvas_rules(settings.img2img.model))
@@ -208,7 +211,7 @@ def check_space(ws: Workspace, settings: config.Settings, frames: list[Path], ta
                 inputs: tuple[str, ...], overwrite: bool) -> None:
     """Refuse before anything changes when the frames still to make (canvas-sized PNGs at the source
     frames' bytes per pixel, plus a grey motion mask each, about a third of that) will not fit."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
     s = settings.img2img
     keep = ws.keeps_results(STAGE, params, inputs)
@@ -225,7 +228,7 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
     """The settings with the default landscape canvas turned upright for a portrait source."""
     from dataclasses import replace
 
-    from vid2vid.diffusion.sizes import oriented_canvas
+    from vid2vid.config.canvas import oriented_canvas
 
     s = settings.img2img
     info = (ws.stage_record("extract") or {}).get("info", {})
@@ -238,8 +241,8 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
 
 
 def _load(settings: config.Settings, job: Job, model=None):
-    from vid2vid.devices import describe
-    from vid2vid.diffusion.img2img import Img2ImgEngine
+    from vid2vid.core.devices import describe
+    from vid2vid.diffusion.engine import Img2ImgEngine
     from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
 
@@ -269,7 +272,7 @@ def batch_aligned(todo: list[int], n: int, batch_size: int) -> list[int]:
     run regenerates the whole block that holds a missing frame (writing only the missing ones):
     it then computes every frame in the same batch as an uninterrupted run, bit for bit.
     """
-    return [i for block in frame_order.blocks(todo, n, batch_size) for i in block]
+    return [i for block in frameplan.blocks(todo, n, batch_size) for i in block]
 
 
 def _keys(ws: Workspace, settings: config.Settings, params: dict, rec: dict | None, job: Job
@@ -426,7 +429,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         for fj, g in zip(batch, generated):
             finish_frame(fj, g)
 
-    def timed(jobs: Iterator[tuple[frame_order.Unit, list[FrameJob]]]):
+    def timed(jobs: Iterator[tuple[frameplan.Unit, list[FrameJob]]]):
         # reader thread: read, fit, deltas and masks of the next batch
         while True:
             t0 = time.perf_counter()
@@ -456,7 +459,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         pool = worker_pool(workers, threads, name="img2img-model")
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
-    units = frame_order.plan(s, painted, [i for i in todo if i not in still_plan],   # issue 17: painted frames
+    units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan],   # issue 17: painted frames
                              anchors=tuple(shots) if keyed else ())                 # issue 15: one anchor a shot
     say_order(job, s, units, missing)
 
@@ -471,7 +474,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
             writer.put(batch, fut.result())
 
     try:
-        jobs = frame_jobs(ws, frames, frame_order.frames_of(units), settings)
+        jobs = frame_jobs(ws, frames, frameplan.frames_of(units), settings)
         for unit, batch, cmasks in prefetch(timed(unit_batches(jobs, units)), 1, name="img2img-reader"):
             writer.check()
             hand_over(workers - 1)        # wait for a free worker (the writer works meanwhile)
@@ -528,16 +531,16 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         keys, shots = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
         if t in keys:                             # a key is painted as the keyed run paints it
             order, anchors = keys, tuple(shots)
-    units = frame_order.plan(s, order, [t], anchors)
-    lacking = [f for f in frame_order.frames_of(units) if s.flow_init > 0 and f > 1
+    units = frameplan.plan(s, order, [t], anchors)
+    lacking = [f for f in frameplan.frames_of(units) if s.flow_init > 0 and f > 1
                and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
     if lacking:
         raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
                        f"is missing; run {stage_ref('img2img', ws.root)} first or set {{img2img.flow_init}} to 0")
     engine = _load(settings, job, model)
-    if len(frame_order.frames_of(units)) > 1:
+    if len(frameplan.frames_of(units)) > 1:
         job.say(f"img2img: frame {t} is sampled as a full run samples it: "
-                f"{len(frame_order.frames_of(units))} frames in {len(units)} call(s)")
+                f"{len(frameplan.frames_of(units))} frames in {len(units)} call(s)")
     threads_before = torch.get_num_threads()
     _, threads = worker_layout(s, engine.device.type, len(order), threads_before)
     torch.set_num_threads(threads)
@@ -549,7 +552,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         # ControlNet (issue 14): control images made here (the control stage need not have run)
         make_controls = ctl.FrameControls(ws, settings) if s.controlnet else None
         plain = replace(settings, img2img=replace(s, controlnet=[]))
-        for unit, batch in unit_batches(frame_jobs(ws, frames, frame_order.frames_of(units), plain), units):
+        for unit, batch in unit_batches(frame_jobs(ws, frames, frameplan.frames_of(units), plain), units):
             job.check()
             controls = [[imageops.to_float(c) for c in make_controls(fj.index)] for fj in batch] \
                 if make_controls else None
@@ -574,7 +577,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
 
 
 # ---------------------------------------------------------------- frame order, cross-frame attention, flow init
-# (issue 15: diffusion/crossframe.py, flowinit.py, stages/frame_order.py hold the mechanisms)
+# (issue 15: diffusion/crossframe.py, flowinit.py, stages/frameplan.py hold the mechanisms)
 
 class InlineWriter:
     """The writer of a run whose next frame reads the previous output: handles each item at once."""
@@ -601,14 +604,14 @@ def check_flow_init_keys(settings: config.Settings) -> None:
 
 def worker_layout(s: config.Img2ImgSettings, device_type: str, n: int, threads: int) -> tuple[int, int]:
     """(workers, threads per worker) of a run over n frames; sequential runs have one worker."""
-    if frame_order.sequential(s):
+    if frameplan.sequential(s):
         return model_workers(1, device_type, n, threads)
     return model_workers(s.workers, device_type, math.ceil(n / s.batch_size), threads)
 
 
 def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int]) -> None:
-    if frame_order.sequential(s):
-        job.say(f"img2img: {frame_order.why_sequential(s)}: frames run one at a time in order "
+    if frameplan.sequential(s):
+        job.say(f"img2img: {frameplan.why_sequential(s)}: frames run one at a time in order "
                 "(batch 1, one model worker)")
     again = [u.frames[0] for u in units if u.keep and u.frames[0] not in missing]
     if again:
@@ -625,7 +628,7 @@ def cross_frame(engine, s: config.Img2ImgSettings):
     return CrossFrame(engine.model.unet, s.cross_frame, s.cross_frame_blocks, s.cross_frame_bank)
 
 
-def sample_unit(xf, engine, unit: frame_order.Unit, canvases: list[np.ndarray], masks,
+def sample_unit(xf, engine, unit: frameplan.Unit, canvases: list[np.ndarray], masks,
                 controls: list[list[np.ndarray]] | None = None) -> list[np.ndarray]:
     """Repaint one unit's canvases (with their ControlNet images), reading (and with unit.keep
     recording) cross-frame K/V."""
@@ -641,13 +644,13 @@ def init_canvas(fj: FrameJob, s: config.Img2ImgSettings, previous_output: Callab
     """The image img2img starts frame fj from: the canvas, or with flow init the mix with o_(t-1)."""
     if s.flow_init == 0 or fj.motion is None:
         return fj.canvas
-    from vid2vid.flowinit import mix
+    from vid2vid.temporal.flowinit import mix
 
     return mix(fj.canvas, previous_output(fj.index), fj.motion, s.flow_init)
 
 
-def unit_batches(jobs: Iterator[FrameJob], units: list) -> Iterator[tuple[frame_order.Unit, list[FrameJob]]]:
-    """(unit, its FrameJobs) for each unit, from the jobs of `frame_order.frames_of(units)`."""
+def unit_batches(jobs: Iterator[FrameJob], units: list) -> Iterator[tuple[frameplan.Unit, list[FrameJob]]]:
+    """(unit, its FrameJobs) for each unit, from the jobs of `frameplan.frames_of(units)`."""
     for unit in units:
         batch = [next(jobs) for _ in unit.frames]
         if [fj.index for fj in batch] != list(unit.frames):

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput, stage_ref
-from vid2vid.fileid import file_id
-from vid2vid.imageops import read_image, write_image
+from vid2vid.core.errors import BadInput, stage_ref
+from vid2vid.core.fileid import file_id
+from vid2vid.core.imageops import read_image, write_image
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace, atomic_path, frame_name
 from vid2vid.models.interpolators import (
     PlannedFrame,
     across_cut,
@@ -28,19 +30,17 @@ from vid2vid.models.interpolators import (
     plan_frames,
 )
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace, atomic_path, frame_name
+from vid2vid.stages import registry
 
 STAGE = "interpolate"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT_DIR = "rife"
 
 
 def source_stage(ws: Workspace) -> str:
     """'upscale' when its results are complete and current, else the generated frames' stage
     ('flow' when the flow-guided pass is current, else 'img2img')."""
-    return table.after_generation(ws).name
+    return registry.after_generation(ws).name
 
 
 def _model_identity(model: str) -> dict:
@@ -88,11 +88,11 @@ def check(settings: Settings) -> None:
 
 def space_need(ws: Workspace, settings: Settings):
     """round(N * ratio) PNGs of the source frames' size."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
     from vid2vid.models.interpolators.plan import output_count
 
     src_stage = source_stage(ws)
-    frames = ws.frames(table.stage(src_stage).folder)
+    frames = ws.frames(registry.stage(src_stage).folder)
     if not frames:
         return None
     w, h = diskspace.image_size(frames[0])
@@ -106,7 +106,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     it.validate()
     # 1. inputs (upscaled frames when there are current ones) and model, checked before anything changes
     src_stage = source_stage(ws)
-    src_dir = table.stage(src_stage).folder
+    src_dir = registry.stage(src_stage).folder
     frames = ws.frames(src_dir)
     if not frames:
         raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "

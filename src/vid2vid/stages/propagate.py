@@ -1,4 +1,4 @@
-"""Stage `propagate`: every frame made from the painted key frames (vid2vid.propagate) into `propagate/`.
+"""Stage `propagate`: every frame made from the painted key frames (vid2vid.temporal.propagation) into `propagate/`.
 
 With `--keyframes every:K | motion:T`, img2img paints only the key frames (chosen here, by
 `workspace_keys`, from the source frames fitted to the canvas; scene cuts always start a key) and
@@ -9,7 +9,7 @@ with just that region masked, for frames whose hole is more than slivers). The k
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
 source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
 the whole sequence, and the stage table sends the flow pass, upscaling and export to it
-(`table.painted`, `table.generated`).
+(`registry.painted`, `registry.generated`).
 
 `propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
 --keys DIR --out DIR`, the keys named like the source frames they belong to.
@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import config, imageops
-from vid2vid import propagate as prop
-from vid2vid.errors import BadInput, stage_ref
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
+from vid2vid import config
+from vid2vid.core import imageops
+from vid2vid.core.errors import BadInput, stage_ref
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
+from vid2vid.stages import registry
+from vid2vid.temporal import propagation as prop
 
 STAGE = "propagate"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 RECORD = "propagate.json"
 
@@ -109,7 +110,7 @@ def painted_key(ws: Workspace, k: int) -> np.ndarray:
 
 def space_need(ws: Workspace, settings: config.Settings):
     """One canvas-sized PNG per frame, at the painted key frames' bytes per pixel."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
     s, frames = settings.img2img, ws.frames()
     keys = ws.frames("img2img") or frames
@@ -178,7 +179,7 @@ def propagate_folder(source_dir: str | Path, keys_dir: str | Path, out_dir: str 
                      job: Job | None = None, overwrite: bool = False, steady: bool = True) -> dict:
     """Every source frame from the key frames in `keys_dir` (named like the source frames they belong
     to, any image format, one size), into PNGs in `out_dir` named like the source frames; fill "warp";
-    steady: steady the keys first (vid2vid.propagate.steady_key, `--no-steady-keys` turns it off).
+    steady: steady the keys first (vid2vid.temporal.propagation.steady_key, `--no-steady-keys` turns it off).
     The first and last source frames must have keys. Resumes when run again with the same inputs."""
     job = job or Job()
     source_dir, keys_dir, out_dir = Path(source_dir), Path(keys_dir), Path(out_dir)

@@ -4,16 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from vid2vid.config import Settings
-from vid2vid.errors import BadInput, stage_ref
-from vid2vid.fileid import file_id
-from vid2vid.imageops import read_image, write_image
+from vid2vid.core.errors import BadInput, stage_ref
+from vid2vid.core.fileid import file_id
+from vid2vid.core.imageops import read_image, write_image
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
-from vid2vid.progress import Job
-from vid2vid.stages import table
-from vid2vid.workspace import Workspace
+from vid2vid.stages import registry
 
 STAGE = "upscale"
-ROW = table.stage(STAGE)
+ROW = registry.stage(STAGE)
 OUTPUT_DIR = "resr"
 
 
@@ -36,9 +36,9 @@ ASSUMED_SCALE = 4     # a model file's scale is known only once it is loaded; Re
 def space_need(ws: Workspace, settings: Settings):
     """One PNG per generated frame, scale times wider and higher (an over-estimate: upscaled
     frames are smoother than the frames they come from)."""
-    from vid2vid import diskspace
+    from vid2vid.core import diskspace
 
-    source = table.generated(ws)
+    source = registry.generated(ws)
     frames = ws.frames(source.folder)
     if not frames:
         return None
@@ -54,7 +54,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     us = settings.upscale
     us.validate()
     # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
-    source = table.generated(ws)
+    source = registry.generated(ws)
     input_stage, input_dir = source.name, source.folder
     frames = ws.frames(input_dir)
     if not frames:

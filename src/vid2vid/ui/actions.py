@@ -12,13 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vid2vid import config, pipeline
-from vid2vid.errors import BadInput
-from vid2vid.fileid import FileId, file_id
-from vid2vid.progress import Job
-from vid2vid.stages import table
+from vid2vid import config
+from vid2vid.core.errors import BadInput
+from vid2vid.core.fileid import FileId, file_id
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
+from vid2vid.pipeline import runner
+from vid2vid.stages import registry
 from vid2vid.ui import paths
-from vid2vid.workspace import Workspace
 
 # ---------------------------------------------------------------- tab 1
 
@@ -48,7 +49,7 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict
     ws = Workspace.for_video(p, root)
     if ws.root.exists():
         paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
-    info = pipeline.run_stage("extract", ws, settings, job, video=p)
+    info = runner.run_stage("extract", ws, settings, job, video=p)
     return {**info, "workspace": ws.root.name}
 
 
@@ -56,10 +57,10 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict
 
 def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job, **extra) -> dict:
     """Run one stage of the table on a workspace of the cache, as the command line does."""
-    if stage not in table.BY_NAME or table.stage(stage).needs_video:
+    if stage not in registry.BY_NAME or registry.stage(stage).needs_video:
         raise BadInput(f"stage '{stage}' is not known; use one of: "
-                       f"{', '.join(r.name for r in table.STAGES if not r.needs_video)}")
-    return pipeline.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
+                       f"{', '.join(r.name for r in registry.STAGES if not r.needs_video)}")
+    return runner.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
 
 
 def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
@@ -156,7 +157,7 @@ def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dic
 
 def compare(root: Path, ws_name: str, job: Job) -> dict:
     """The side-by-side video of the workspace's stages, written as compare.mp4 inside it."""
-    from vid2vid.compare import make_comparison
+    from vid2vid.temporal.compare import make_comparison
 
     ws = paths.workspace(root, ws_name)
     with ws.locked():
@@ -187,8 +188,8 @@ def strip_label(title: str, shown: int, total: int) -> str:
 
 def mask_grid(root: Path, ws_name: str, frame: int, correct: config.CorrectSettings, tile_width: int = 160) -> Any:
     """The motion-mask grid (low-cut 0..255) of source frame `frame` (2 or later) -> uint8 sheet."""
-    from vid2vid import fdc, fdc_debug
-    from vid2vid.imageops import read_image
+    from vid2vid.core.imageops import read_image
+    from vid2vid.temporal import fdc, fdc_debug
 
     ws = paths.workspace(root, ws_name)
     files = ws.frames()
@@ -204,7 +205,8 @@ def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, t
     The generated frame is img2img/ (already corrected, as `vid2vid fdc-debug` reads it); the
     source delta is taken at the canvas size the img2img stage used.
     """
-    from vid2vid import fdc, fdc_debug, imageops
+    from vid2vid.core import imageops
+    from vid2vid.temporal import fdc, fdc_debug
 
     ws = paths.workspace(root, ws_name)
     src, gen = ws.frames(), ws.frames("img2img")
@@ -226,8 +228,8 @@ def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, t
 def sigma_views(root: Path, values: dict[str, Any]) -> tuple[Any, str]:
     """The live sigma preview (plot, real sigmas text) from one snapshot of the schedule fields (settings
     key -> widget value). A bad value gives a plot that says so and the message, never the old curves."""
+    from vid2vid.core.errors import Vid2VidError
     from vid2vid.diffusion.plot import message_figure
-    from vid2vid.errors import Vid2VidError
     from vid2vid.ui import form
 
     try:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
-from vid2vid.errors import BadInput, Vid2VidError
-from vid2vid.progress import stop_signals
+from vid2vid.core.errors import BadInput, Vid2VidError
+from vid2vid.core.progress import stop_signals
 from vid2vid.ui import actions, form, paths
-from vid2vid.ui import controlnet as controlnet_ui
+from vid2vid.ui import controlnet_section as controlnet_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 from vid2vid.ui import paths
 
 # Widget labels (what the page shows) per settings key, from the settings' metadata; also used in
@@ -115,7 +115,7 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
         if wanted is not None and section not in wanted:
             continue
         if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet.py)
-            from vid2vid.ui import controlnet as controlnet_ui
+            from vid2vid.ui import controlnet_section as controlnet_ui
 
             setattr(getattr(s, section), name, controlnet_ui.from_json(value, root))
             continue
@@ -186,7 +186,7 @@ def stage_button(name: str, workspace: str | None = None) -> str:
 
 def error_text(exc: BaseException) -> str:
     """An error in the page's words: settings named by their field labels, stages by their buttons."""
-    from vid2vid.errors import Vid2VidError
+    from vid2vid.core.errors import Vid2VidError
 
     return exc.render(label_of, stage_button) if isinstance(exc, Vid2VidError) else str(exc)
 

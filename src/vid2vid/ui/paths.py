@@ -13,10 +13,10 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
+from vid2vid.core.workspace import MANIFEST, Workspace, atomic_path, safe_name
 from vid2vid.models.hub import looks_like_hub_id
 from vid2vid.video import VIDEO_SUFFIXES
-from vid2vid.workspace import MANIFEST, Workspace, atomic_path, safe_name
 
 UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
 GRADIO_DIR = ".gradio"       # gradio's own upload/temp folder, kept inside the cache too

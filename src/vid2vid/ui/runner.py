@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vid2vid.errors import BadInput, Interrupted, Vid2VidError
-from vid2vid.progress import Job, ProgressEvent, format_event
+from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError
+from vid2vid.core.progress import Job, ProgressEvent, format_event
 
 log = logging.getLogger("vid2vid.ui")
 

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from vid2vid.config import DEINTERLACE_MODES
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 from vid2vid.video.probe import PICTURE_TYPES, VideoInfo, normal_rotation, open_video
 from vid2vid.video.tonemap import DEFAULT_PEAK_NITS, hdr_to_sdr, round_to_8bit
 

@@ -20,7 +20,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from vid2vid.errors import BadInput, Vid2VidError
+from vid2vid.core.errors import BadInput, Vid2VidError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 
 # FFmpeg demuxers that turn non-video files into a "video" (text as ANSI art, subtitle files)
 NOT_VIDEO_FORMATS = {"tty", "srt", "ass", "webvtt", "lrc", "subviewer", "microdvd"}

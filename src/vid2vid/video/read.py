@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vid2vid.errors import BadInput
+from vid2vid.core.errors import BadInput
 from vid2vid.video.decode import Decoding, iter_frames, plan_decoding
 from vid2vid.video.probe import open_video, probe
 
@@ -33,13 +33,13 @@ Frame = Callable[[], np.ndarray]
 
 
 def _read_u8(path: Path) -> np.ndarray:
-    from vid2vid.imageops import read_image, to_uint8
+    from vid2vid.core.imageops import read_image, to_uint8
 
     return to_uint8(read_image(path))
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    from vid2vid.workspace import list_frames
+    from vid2vid.core.workspace import list_frames
 
     files = list_frames(folder)
     if not files:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import devices
-from vid2vid.imageops import check_rgb, to_uint8
+from vid2vid.core import devices
+from vid2vid.core.imageops import check_rgb, to_uint8
 from vid2vid.models.depth.base import normalize_depth
 
 

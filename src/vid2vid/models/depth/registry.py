@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core.errors import BadInput, ModelNotFound
 from vid2vid.models.depth.base import DepthModel
 from vid2vid.models.hub import (
     cached,

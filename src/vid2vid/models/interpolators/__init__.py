@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from vid2vid.errors import ModelNotFound
+from vid2vid.core.errors import ModelNotFound
 from vid2vid.models.interpolators.base import BlendInterpolator, Interpolator, dyadic_path, interpolate_many
 from vid2vid.models.interpolators.plan import (
     PlannedFrame,

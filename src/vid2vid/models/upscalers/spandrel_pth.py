@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid import devices
-from vid2vid.errors import BadInput, ModelNotFound
-from vid2vid.imageops import check_rgb
+from vid2vid.core import devices
+from vid2vid.core.errors import BadInput, ModelNotFound
+from vid2vid.core.imageops import check_rgb
 from vid2vid.models.upscalers.base import upscale_tiled
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
