@@ -41,8 +41,8 @@ from PIL import Image, ImageFilter  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from vid2vid import fdc  # noqa: E402
 from vid2vid.config import CorrectSettings  # noqa: E402
+from vid2vid.temporal import fdc  # noqa: E402
 
 WIDTH, HEIGHT = 832, 488
 DEFAULT_VIDEO = Path("/work/shared/media/mmd-demo-852x480-30fps.mp4")

@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from vid2vid import imageops  # noqa: E402
 from vid2vid.config import Settings  # noqa: E402
+from vid2vid.core import imageops  # noqa: E402
 from vid2vid.core.progress import Job  # noqa: E402
 from vid2vid.core.workspace import Workspace, frame_name  # noqa: E402
 

@@ -38,8 +38,10 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_temporal import SIZE, _video_duration, clean_style, stand_in_stylizer  # noqa: E402
-from vid2vid import opticalflow  # noqa: E402
-from vid2vid.temporal import metrics
+from vid2vid.temporal import (
+    metrics,
+    opticalflow,  # noqa: E402
+)
 from vid2vid.temporal import propagation as prop  # noqa: E402
 from vid2vid.temporal.flowpass import flow_correct_sequence  # noqa: E402
 from vid2vid.video.read import iter_sequence  # noqa: E402

@@ -19,20 +19,20 @@ from vid2vid.ui import form
 SRC = Path(errors.__file__).parents[1]
 ERRORS = {"BadInput", "ModelNotFound", "WorkspaceBusy", "Vid2VidError", "Interrupted"}
 # Modules the page never reaches (the command line's own front end and tools).
-NOT_THE_PAGE = {"cli.py", "cli_tools.py", "__main__.py", "doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
-                "multirun.py"}     # several videos in one command: the command line's
+NOT_THE_PAGE = {"cli/main.py", "cli/tools.py", "__main__.py", "cli/doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
+                "pipeline/multirun.py"}     # several videos in one command: the command line's
 # Messages the page never shows, each with the reason (file, words in it).
 CLI_ONLY = {
-    ("config.py", "write one with"): "loading a settings file: only `--config` on the command line",
-    ("config.py", "config --dump"): "loading a settings file: only `--config` on the command line",
+    ("config/toml.py", "write one with"): "loading a settings file: only `--config` on the command line",
+    ("config/toml.py", "config --dump"): "loading a settings file: only `--config` on the command line",
     ("ui/paths.py", "pick a folder with"): "the cache folder is chosen when the server starts",
     ("diffusion/tokenizer.py", "pip install"): "an install command, not a vid2vid flag",
-    ("config.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
-    ("distributed.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
-    ("progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
+    ("config/sections.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
+    ("painting/raypool.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
+    ("core/progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
 }
 # the folder tools `vid2vid correct` / `vid2vid propagate` on plain folders (not workspaces)
-CLI_ONLY |= {("stages/correct.py", words): "folder tool (correct_folder)" for words in ("--out", "--depth DIR")}
+CLI_ONLY |= {("temporal/correction.py", words): "folder tool (correct_folder)" for words in ("--out", "--depth DIR")}
 CLI_ONLY |= {("stages/propagate.py", words): "folder tool (propagate_folder)"
              for words in ("check --source", "check --keys", "--out")}
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*|(?<![\w-])-w\b")
