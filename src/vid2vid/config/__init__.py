@@ -35,7 +35,7 @@ from vid2vid.config.choices import (  # noqa: F401
     SPATIAL_MASKS,
 )
 from vid2vid.config.fields import Choices, Meta, Section, check_field, fields_of, setting  # noqa: F401
-from vid2vid.config.img2img import ControlNetSettings, Img2ImgSettings  # noqa: F401
+from vid2vid.config.img2img import ControlNetSettings, Img2ImgSettings, IPAdapterSettings  # noqa: F401
 from vid2vid.config.sections import (  # noqa: F401
     SECTIONS,
     CorrectSettings,

@@ -97,6 +97,7 @@ class Img2ImgEngine:
     # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
     embeddings: tuple[torch.Tensor, ...] | None = None
     controlnets: list | None = None          # ControlNet (issue 14): controlnet.ControlUnit per net
+    ip_adapters: list | None = None          # IP-Adapter: ip_attention.IPUnit per adapter (reference embedded)
     real_sigmas: np.ndarray = field(init=False)
     timings: Timings = field(init=False)
 
@@ -137,6 +138,12 @@ class Img2ImgEngine:
 
             self.control = ControlGuide(self.controlnets, self.real_sigmas, self.model.unet, self.timings)
         # -- end ControlNet
+        self.ip = None
+        if self.ip_adapters:
+            from vid2vid.diffusion.ip_attention import IPGuide
+
+            self.ip = IPGuide(self.ip_adapters, self.real_sigmas, self.model.unet)
+            self.denoiser.ip = self.ip
         self.vae = self.model.vae
         self.vae_dtype = next(self.vae.parameters()).dtype
         if self.vae_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
@@ -259,5 +266,13 @@ class Img2ImgEngine:
                 "prediction_type": self.model.prediction_type,
                 "unet_batch_halves": 1 if self.denoiser.uncond is None else 2,
                 "seed": self.settings.seed,
-                **({"controlnets": self.control.describe()} if self.control is not None else {})}
+                **({"controlnets": self.control.describe()} if self.control is not None else {}),
+                **({"ip_adapters": self.ip.describe()} if self.ip is not None else {})}
+
+    def close(self) -> None:
+        """Take the IP-Adapters' processors off the model's UNet (the model may paint on without them)."""
+        if self.ip is not None:
+            self.ip.close()
+            self.ip = None
+            self.denoiser.ip = None
 
