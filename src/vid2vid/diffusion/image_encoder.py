@@ -84,7 +84,9 @@ def find_image_encoder(adapter: AdapterFile, named: str = "") -> str:
 
 # ---------------------------------------------------------------- loading
 
-def _config_from_file(state: dict[str, torch.Tensor]):
+def _config_from_file(state: dict[str, torch.Tensor], metadata: dict[str, str]):
+    """A single file's config from its shapes; activation and heads are ViT-H's and bigG's (gelu, 16) unless its
+    metadata names others (`hidden_act`, `num_attention_heads`)."""
     from transformers import CLIPVisionConfig
 
     patch = state["vision_model.embeddings.patch_embedding.weight"]
@@ -92,11 +94,12 @@ def _config_from_file(state: dict[str, torch.Tensor]):
     hidden = patch.shape[0]
     layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith("vision_model.encoder.layers."))
     side = int(round((positions - 1) ** 0.5)) * patch.shape[2]
+    heads = int(metadata.get("num_attention_heads") or ENCODER_HEADS.get(hidden, max(1, hidden // 64)))
     return CLIPVisionConfig(
         hidden_size=hidden, intermediate_size=state["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
         projection_dim=state["visual_projection.weight"].shape[0], num_hidden_layers=layers,
-        num_attention_heads=ENCODER_HEADS.get(hidden, max(1, hidden // 64)), image_size=side,
-        patch_size=patch.shape[2], hidden_act="gelu")
+        num_attention_heads=heads, image_size=side, patch_size=patch.shape[2],
+        hidden_act=metadata.get("hidden_act", "gelu"))
 
 
 def _load_file(path: Path):
@@ -104,11 +107,11 @@ def _load_file(path: Path):
 
     from vid2vid.diffusion.loading import read_state_file
 
-    state, _ = read_state_file(path, "image encoder")
+    state, metadata = read_state_file(path, "image encoder")
     if "vision_model.embeddings.patch_embedding.weight" not in state or "visual_projection.weight" not in state:
         raise BadInput(f"{path} is not a CLIP image encoder (no vision_model.* and visual_projection weights); "
                        "give the encoder's folder (config.json and weights) with {img2img.ip_adapter.image_encoder}")
-    model = CLIPVisionModelWithProjection(_config_from_file(state))
+    model = CLIPVisionModelWithProjection(_config_from_file(state, metadata))
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -118,7 +121,12 @@ def _load_file(path: Path):
 
 def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """(CLIPVisionModelWithProjection in eval mode on `device`, its CLIPImageProcessor), offline."""
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+    from transformers import CLIPVisionModelWithProjection
+
+    try:           # the PIL processor by its own name: the plain name warns that torchvision is absent
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor
 
     from vid2vid.diffusion.loading import _hub_offline, _own_memory, _quiet_libraries
 

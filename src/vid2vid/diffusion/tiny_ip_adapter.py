@@ -7,7 +7,7 @@ Laid out as h94/IP-Adapter's `models/` folder, so `--ip-adapter DIR` (or the fil
 
 The adapter is the plain kind (ip-adapter_sd15's layout): a projection of the encoder's
 embedding into 4 tokens of the text's width, and per cross-attention layer a key and a value
-projection. Its weights are seeded random (a Linear's default scale for the projections, the
+projection; `plus=True` gives the plus kind (a perceiver resampler over the encoder's hidden states). Its weights are seeded random (a Linear's default scale for the projections, the
 LayerNorm's identity), so the reference picture really changes the painted frames. `as_bin=True`
 writes the `.bin` form (two nested dicts in a torch pickle), as older downloads are.
 """
@@ -43,8 +43,25 @@ def build_tiny_image_encoder(seed: int = 0):
     return CLIPVisionModelWithProjection(CLIPVisionConfig(**ENCODER)).eval()
 
 
-def build_tiny_adapter(seed: int = 0, config: str = "tiny-sd1") -> dict[str, dict[str, torch.Tensor]]:
-    """{"image_proj": ..., "ip_adapter": ...} for the tiny model family `config` (ip-adapter_sd15's names)."""
+def _resampler(linear, width: int) -> dict[str, torch.Tensor]:
+    """The plus adapters' perceiver resampler in its original names: 4 layers of width 64 (one head of 64, as
+    diffusers' converter reads heads = width / 64), TOKENS queries over the encoder's hidden states."""
+    dim, g_ones, zeros = 64, torch.ones, torch.zeros
+    out = {"latents": linear(TOKENS, dim)[None] * dim ** 0.5 / 4, "proj_in.weight": linear(dim, ENCODER["hidden_size"]),
+           "proj_in.bias": zeros(dim), "proj_out.weight": linear(width, dim), "proj_out.bias": zeros(width),
+           "norm_out.weight": g_ones(width), "norm_out.bias": zeros(width)}
+    for i in range(4):
+        for norm in (f"layers.{i}.0.norm1", f"layers.{i}.0.norm2", f"layers.{i}.1.0"):
+            out[f"{norm}.weight"], out[f"{norm}.bias"] = g_ones(dim), zeros(dim)
+        out.update({f"layers.{i}.0.to_q.weight": linear(dim, dim), f"layers.{i}.0.to_kv.weight": linear(2 * dim, dim),
+                    f"layers.{i}.0.to_out.weight": linear(dim, dim), f"layers.{i}.1.1.weight": linear(4 * dim, dim),
+                    f"layers.{i}.1.3.weight": linear(dim, 4 * dim)})
+    return out
+
+
+def build_tiny_adapter(seed: int = 0, config: str = "tiny-sd1", plus: bool = False) -> dict[str, dict]:
+    """{"image_proj": ..., "ip_adapter": ...} for the tiny model family `config`: ip-adapter_sd15's names, or with
+    `plus` ip-adapter-plus_sd15's (a resampler over the encoder's penultimate hidden states)."""
     from vid2vid.diffusion.ip_adapter import cross_attention_layers
 
     unet = _unet(config)
@@ -54,9 +71,10 @@ def build_tiny_adapter(seed: int = 0, config: str = "tiny-sd1") -> dict[str, dic
     def linear(out: int, inp: int) -> torch.Tensor:
         return (torch.rand(out, inp, generator=g) * 2 - 1) / inp ** 0.5
 
-    proj = {"proj.weight": linear(TOKENS * width, ENCODER["projection_dim"]),
-            "proj.bias": (torch.rand(TOKENS * width, generator=g) * 2 - 1) * 0.1,
-            "norm.weight": torch.ones(width), "norm.bias": torch.zeros(width)}
+    proj = _resampler(linear, width) if plus else {
+        "proj.weight": linear(TOKENS * width, ENCODER["projection_dim"]),
+        "proj.bias": (torch.rand(TOKENS * width, generator=g) * 2 - 1) * 0.1,
+        "norm.weight": torch.ones(width), "norm.bias": torch.zeros(width)}
     layers = {}
     for n, name in enumerate(cross_attention_layers(unet)):
         hidden = unet.get_submodule(name.rsplit(".", 1)[0]).to_k.out_features
@@ -66,16 +84,17 @@ def build_tiny_adapter(seed: int = 0, config: str = "tiny-sd1") -> dict[str, dic
     return {"image_proj": proj, "ip_adapter": layers}
 
 
-def make_tiny_ip_adapter(dir: str | Path, seed: int = 0, config: str = "tiny-sd1", as_bin: bool = False) -> Path:
-    """Write the tiny adapter and its image encoder under `dir`; return `dir`."""
+def make_tiny_ip_adapter(dir: str | Path, seed: int = 0, config: str = "tiny-sd1", as_bin: bool = False,
+                         plus: bool = False) -> Path:
+    """Write the tiny adapter (`plus`: the resampler kind) and its image encoder under `dir`; return `dir`."""
     from safetensors.torch import save_file
 
     target = Path(dir)
     if target.exists() and not target.is_dir():
         raise BadInput(f"{target} exists and is not a folder; pick another path for the tiny IP-Adapter")
     target.mkdir(parents=True, exist_ok=True)
-    state = build_tiny_adapter(seed, config)
-    name = f"ip-adapter_{config}"
+    state = build_tiny_adapter(seed, config, plus)
+    name = f"ip-adapter{'-plus' if plus else ''}_{config}"
     if as_bin:
         torch.save(state, str(target / f"{name}.bin"))
     else:
