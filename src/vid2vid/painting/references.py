@@ -1,0 +1,166 @@
+"""The reference pictures of a run's IP-Adapters: embedded once, kept in the workspace.
+
+Before any frame is painted, `prepare` makes, for each `[[img2img.ip_adapter]]`, the file
+`img2img.reference/ip-N.safetensors` holding the (cond, uncond) embedding of its reference
+(`image_encoder.embed`), with the frames a painted reference needs painted first:
+- an image or a folder of images: read and embedded (a folder's embeddings averaged);
+- `first-painted` / `key:N`: frame 1 / frame N is painted first with the run's settings but
+  without any adapter, written to `img2img.reference/painted-0000N.png`, read back from that file
+  and embedded: a run whose reference is that file gives the same frames.
+The folder belongs to the img2img stage (its row's outputs), so new settings clear it with the
+frames; a resumed run, the model workers and the Ray actors read the stored embeddings and never
+load the image encoder (`load_units`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from vid2vid.config.reference import parse_reference, reference_images
+from vid2vid.core.errors import BadInput
+
+FOLDER = "img2img.reference"
+
+
+def where(n: int, spec: str) -> str:
+    return "{img2img.ip_adapter} %d '%s'" % (n, spec)
+
+
+def embedding_file(root: Path, n: int) -> Path:
+    return root / FOLDER / f"ip-{n}.safetensors"
+
+
+def painted_file(root: Path, frame: int) -> Path:
+    return root / FOLDER / f"painted-{frame:05d}.png"
+
+
+def _read(path: Path, place: str) -> np.ndarray:
+    from vid2vid.core import imageops
+
+    try:
+        return imageops.read_image(path)
+    except BadInput as exc:
+        raise BadInput(f"{place}: the reference image {path} cannot be read; give a PNG, JPEG or WebP picture") \
+            from exc
+
+
+# ---------------------------------------------------------------- before the run
+
+def check(settings_list, frames: int | None = None) -> None:
+    """Everything that can be checked without loading a model: adapter files, their image encoders, the
+    reference pictures (readable) and key:N (within the clip's `frames`)."""
+    from vid2vid.diffusion.image_encoder import find_image_encoder
+    from vid2vid.diffusion.ip_adapter import read_adapter
+
+    for n, ip in enumerate(settings_list, 1):
+        place = where(n, ip.model)
+        ip.validate()
+        adapter = read_adapter(ip.model)
+        find_image_encoder(adapter, ip.image_encoder)
+        ref = parse_reference(ip.reference, place + " reference")
+        if ref.kind in ("image", "folder"):
+            for path in reference_images(ref, place + " reference"):
+                _read(path, place)
+        elif frames is not None and ref.frame_number() > frames:
+            raise BadInput(f"{place}: reference key:{ref.frame} is beyond the clip's {frames} frames; give a frame "
+                           "from 1 to the last")
+
+
+def key_params(settings_list) -> list[dict]:
+    """What the adapters add to the stage key: files by identity (name, size, time), the rest as set."""
+    from vid2vid.diffusion.ip_adapter import adapter_file
+
+    out = []
+    for ip in settings_list:
+        ref = parse_reference(ip.reference)
+        pictures = [_identity(p) for p in reference_images(ref)] if ref.kind in ("image", "folder") else ip.reference
+        out.append({"model": _identity(adapter_file(ip.model)), "image_encoder": ip.image_encoder,
+                    "reference": pictures, "scale": ip.scale, "start": ip.start, "end": ip.end})
+    return out
+
+
+def _identity(path: Path) -> dict:
+    from vid2vid.core.fileid import file_id
+
+    return file_id(path).record(ns=True)
+
+
+# ---------------------------------------------------------------- computing and storing
+
+def painted_frames(settings_list) -> list[int]:
+    """The frames (1-based, ascending) that must be painted without adapters before the run."""
+    refs = [parse_reference(ip.reference) for ip in settings_list]
+    return sorted({r.frame_number() for r in refs if r.painted()})
+
+
+def prepare(root: Path, settings_list, paint_plain: Callable[[list[int]], list[np.ndarray]],
+            say: Callable[[str], None] = lambda _m: None) -> list[Path]:
+    """Make (or find, on resume) every adapter's embedding file under `root`; returns their paths.
+
+    paint_plain(frames) paints those frames with the run's settings and no adapter (float32 HxWx3).
+    """
+    from vid2vid.core import imageops
+
+    todo = [n for n in range(1, len(settings_list) + 1) if not embedding_file(root, n).is_file()]
+    if not todo:
+        return [embedding_file(root, n) for n in range(1, len(settings_list) + 1)]
+    frames = [f for f in painted_frames([settings_list[n - 1] for n in todo]) if not painted_file(root, f).is_file()]
+    if frames:
+        say(f"img2img: painting frame(s) {', '.join(map(str, frames))} without the IP-Adapter for the reference")
+        for f, image in zip(frames, paint_plain(frames)):
+            painted_file(root, f).parent.mkdir(parents=True, exist_ok=True)
+            imageops.write_image(painted_file(root, f), image)          # atomic
+    encoders: dict = {}
+    for n in todo:
+        ip = settings_list[n - 1]
+        cond, uncond = embed_reference(root, ip, n, encoders)
+        say(f"img2img: IP-Adapter {n}: reference {ip.reference} embedded ({tuple(cond.shape)})")
+        _save(embedding_file(root, n), cond, uncond)
+    return [embedding_file(root, n) for n in range(1, len(settings_list) + 1)]
+
+
+def embed_reference(root: Path, ip, n: int, encoders: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (cond, uncond) embedding of adapter n's reference; `encoders` caches loaded encoders by spec."""
+    from vid2vid.diffusion import image_encoder as ie
+    from vid2vid.diffusion.ip_adapter import read_adapter
+
+    place = where(n, ip.model)
+    adapter = read_adapter(ip.model)
+    spec = ie.find_image_encoder(adapter, ip.image_encoder)
+    if spec not in encoders:
+        encoders[spec] = ie.load_image_encoder(spec)
+    encoder, processor = encoders[spec]
+    ie.check_encoder_fits(adapter, encoder, place)
+    ref = parse_reference(ip.reference, place + " reference")
+    paths = [painted_file(root, ref.frame_number())] if ref.painted() else reference_images(ref, place)
+    return ie.embed(encoder, processor, adapter.kind, [_read(p, place) for p in paths])
+
+
+def _save(path: Path, cond: torch.Tensor, uncond: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    from vid2vid.core.workspace import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(tmp))
+
+
+def load_units(settings_list, files: list[Path], say: Callable[[str], None] | None = None) -> list:
+    """The IPUnits of a run from the stored embeddings (no image encoder is loaded)."""
+    from safetensors.torch import load_file
+
+    from vid2vid.diffusion.ip_adapter import read_adapter
+    from vid2vid.diffusion.ip_attention import IPUnit
+
+    units = []
+    for n, (ip, path) in enumerate(zip(settings_list, files), 1):
+        if say is not None:
+            say(f"img2img: IP-Adapter {n} {ip.model} (reference {ip.reference}, scale {ip.scale:g}, steps "
+                f"{ip.start:g}..{ip.end:g} of the schedule)")
+        stored = load_file(str(path))
+        units.append(IPUnit(read_adapter(ip.model), stored["cond"], stored["uncond"], ip.scale, ip.start, ip.end,
+                            ip.model))
+    return units
