@@ -88,6 +88,9 @@ class IPAdapterSettings(Section):
     image_encoder: str = setting("", "its CLIP image encoder: a folder, a file or a hub id (empty = found beside "
                                      "the adapter: image_encoder/, ../image_encoder/, ComfyUI's clip_vision/)",
                                  label="Image encoder (empty = beside the adapter)")
+    embedding: str = setting("", "the reference's stored embedding (.safetensors with cond and uncond); the run "
+                                 "fills it in from img2img.reference/ so that workers and Ray actors use the one "
+                                 "computed once", cli=False)
 
     def validate(self) -> None:
         where = "{img2img.ip_adapter} '%s'" % self.model

@@ -271,8 +271,7 @@ class Img2ImgEngine:
 
     def close(self) -> None:
         """Take the IP-Adapters' processors off the model's UNet (the model may paint on without them)."""
-        if self.ip is not None:
+        if self.ip is not None:        # kept for describe()
             self.ip.close()
-            self.ip = None
             self.denoiser.ip = None
 

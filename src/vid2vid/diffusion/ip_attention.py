@@ -128,8 +128,8 @@ class IPGuide:
             for name, (k, v) in layer_weights(u.adapter, unet).items():
                 per_layer[name].append((k.to(p.device, p.dtype), v.to(p.device, p.dtype)))
         current = unet.attn_processors
-        if any(isinstance(proc, IPAttnProcessor) for proc in current.values()):
-            raise RuntimeError("IP-Adapters are already installed on this UNet; close that engine first")
+        # an engine that was never closed (a failed run on a model kept loaded) left its processors: unwrap
+        current.update({k: p.inner for k, p in current.items() if isinstance(p, IPAttnProcessor)})
         self._saved = {name: current[name] for name in per_layer}
         current.update({name: IPAttnProcessor(current[name], pairs) for name, pairs in per_layer.items()})
         unet.set_attn_processor(current)

@@ -1,15 +1,16 @@
 """The reference pictures of a run's IP-Adapters: embedded once, kept in the workspace.
 
-Before any frame is painted, `prepare` makes, for each `[[img2img.ip_adapter]]`, the file
-`img2img.reference/ip-N.safetensors` holding the (cond, uncond) embedding of its reference
-(`image_encoder.embed`), with the frames a painted reference needs painted first:
+Before the model of a run is loaded for painting, `prepare` makes, for each `[[img2img.ip_adapter]]`,
+the file `img2img.reference/ip-N-<key>.safetensors` holding the (cond, uncond) embedding of its
+reference (`image_encoder.embed`), with the frames a painted reference needs painted first:
 - an image or a folder of images: read and embedded (a folder's embeddings averaged);
 - `first-painted` / `key:N`: frame 1 / frame N is painted first with the run's settings but
-  without any adapter, written to `img2img.reference/painted-0000N.png`, read back from that file
-  and embedded: a run whose reference is that file gives the same frames.
-The folder belongs to the img2img stage (its row's outputs), so new settings clear it with the
-frames; a resumed run, the model workers and the Ray actors read the stored embeddings and never
-load the image encoder (`load_units`).
+  without any adapter, written to `img2img.reference/painted-0000N-<key>.png`, read back from that
+  file and embedded: a run whose reference is that file gives the same frames.
+The key holds everything the embedding depends on (the adapter, the pictures by identity, the
+adapter-free run's key for a painted one), so a resumed run finds it, and `prepare` removes the
+files of other keys. It returns the settings with `embedding` naming the file: the model workers
+and the Ray actors read it (`load_units`) and never load the image encoder.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ def where(n: int, spec: str) -> str:
     return "{img2img.ip_adapter} %d '%s'" % (n, spec)
 
 
-def embedding_file(root: Path, n: int) -> Path:
-    return root / FOLDER / f"ip-{n}.safetensors"
+def embedding_file(root: Path, n: int, key: str) -> Path:
+    return root / FOLDER / f"ip-{n}-{key}.safetensors"
 
 
-def painted_file(root: Path, frame: int) -> Path:
-    return root / FOLDER / f"painted-{frame:05d}.png"
+def painted_file(root: Path, frame: int, plain: str) -> Path:
+    """Where frame `frame` painted without adapters (run key `plain`) is kept."""
+    return root / FOLDER / f"painted-{frame:05d}-{plain[:16]}.png"
 
 
 def _read(path: Path, place: str) -> np.ndarray:
@@ -96,33 +98,53 @@ def painted_frames(settings_list) -> list[int]:
     return sorted({r.frame_number() for r in refs if r.painted()})
 
 
-def prepare(root: Path, settings_list, paint_plain: Callable[[list[int]], list[np.ndarray]],
-            say: Callable[[str], None] = lambda _m: None) -> list[Path]:
-    """Make (or find, on resume) every adapter's embedding file under `root`; returns their paths.
+def file_keys(settings_list, plain_key: str) -> list[str]:
+    """Per adapter, the key of its stored embedding: its key params, and for a painted reference the key of
+    the plain (adapter-free) painting `plain_key`."""
+    from vid2vid.core.workspace import params_key
 
+    return [params_key({"ip": entry, "plain": plain_key if parse_reference(ip.reference).painted() else None})[:16]
+            for ip, entry in zip(settings_list, key_params(settings_list))]
+
+
+def prepare(root: Path, settings_list, plain_key: str, paint_plain: Callable[[list[int]], list[np.ndarray]],
+            say: Callable[[str], None] = lambda _m: None) -> list:
+    """The adapters' settings with `embedding` set to their stored embedding under `root`, computed now
+    unless a run with the same key stored it (resume, workers, Ray actors).
+
+    plain_key: the stage key of the run without adapters (a painted reference depends on it);
     paint_plain(frames) paints those frames with the run's settings and no adapter (float32 HxWx3).
+    Files of other keys in the folder are removed.
     """
+    from dataclasses import replace
+
     from vid2vid.core import imageops
 
-    todo = [n for n in range(1, len(settings_list) + 1) if not embedding_file(root, n).is_file()]
-    if not todo:
-        return [embedding_file(root, n) for n in range(1, len(settings_list) + 1)]
-    frames = [f for f in painted_frames([settings_list[n - 1] for n in todo]) if not painted_file(root, f).is_file()]
+    keys = file_keys(settings_list, plain_key)
+    paths = [embedding_file(root, n, k) for n, k in enumerate(keys, 1)]
+    todo = [n for n, p in enumerate(paths, 1) if not p.is_file()]
+    plain = plain_key[:16]
+    frames = [f for f in painted_frames([settings_list[n - 1] for n in todo])
+              if not painted_file(root, f, plain).is_file()]
     if frames:
         say(f"img2img: painting frame(s) {', '.join(map(str, frames))} without the IP-Adapter for the reference")
         for f, image in zip(frames, paint_plain(frames)):
-            painted_file(root, f).parent.mkdir(parents=True, exist_ok=True)
-            imageops.write_image(painted_file(root, f), image)          # atomic
+            painted_file(root, f, plain).parent.mkdir(parents=True, exist_ok=True)
+            imageops.write_image(painted_file(root, f, plain), image)          # atomic
     encoders: dict = {}
     for n in todo:
         ip = settings_list[n - 1]
-        cond, uncond = embed_reference(root, ip, n, encoders)
+        cond, uncond = embed_reference(root, ip, n, plain, encoders)
         say(f"img2img: IP-Adapter {n}: reference {ip.reference} embedded ({tuple(cond.shape)})")
-        _save(embedding_file(root, n), cond, uncond)
-    return [embedding_file(root, n) for n in range(1, len(settings_list) + 1)]
+        _save(paths[n - 1], cond, uncond)
+    keep = set(paths) | {painted_file(root, f, plain) for f in painted_frames(settings_list)}
+    for old in (root / FOLDER).glob("*"):
+        if old.is_file() and old not in keep:
+            old.unlink()
+    return [replace(ip, embedding=str(p)) for ip, p in zip(settings_list, paths)]
 
 
-def embed_reference(root: Path, ip, n: int, encoders: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_reference(root: Path, ip, n: int, plain: str, encoders: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The (cond, uncond) embedding of adapter n's reference; `encoders` caches loaded encoders by spec."""
     from vid2vid.diffusion import image_encoder as ie
     from vid2vid.diffusion.ip_adapter import read_adapter
@@ -135,7 +157,7 @@ def embed_reference(root: Path, ip, n: int, encoders: dict) -> tuple[torch.Tenso
     encoder, processor = encoders[spec]
     ie.check_encoder_fits(adapter, encoder, place)
     ref = parse_reference(ip.reference, place + " reference")
-    paths = [painted_file(root, ref.frame_number())] if ref.painted() else reference_images(ref, place)
+    paths = [painted_file(root, ref.frame_number(), plain)] if ref.painted() else reference_images(ref, place)
     return ie.embed(encoder, processor, adapter.kind, [_read(p, place) for p in paths])
 
 
@@ -148,19 +170,21 @@ def _save(path: Path, cond: torch.Tensor, uncond: torch.Tensor) -> None:
         save_file({"cond": cond.contiguous(), "uncond": uncond.contiguous()}, str(tmp))
 
 
-def load_units(settings_list, files: list[Path], say: Callable[[str], None] | None = None) -> list:
-    """The IPUnits of a run from the stored embeddings (no image encoder is loaded)."""
+def load_units(settings_list, say: Callable[[str], None] | None = None) -> list:
+    """The IPUnits of a run from the embeddings `prepare` stored (no image encoder is loaded)."""
     from safetensors.torch import load_file
 
     from vid2vid.diffusion.ip_adapter import read_adapter
     from vid2vid.diffusion.ip_attention import IPUnit
 
     units = []
-    for n, (ip, path) in enumerate(zip(settings_list, files), 1):
+    for n, ip in enumerate(settings_list, 1):
+        if not ip.embedding or not Path(ip.embedding).is_file():
+            raise RuntimeError(f"IP-Adapter {n}: the reference embedding was not prepared (painting/references.py)")
         if say is not None:
             say(f"img2img: IP-Adapter {n} {ip.model} (reference {ip.reference}, scale {ip.scale:g}, steps "
                 f"{ip.start:g}..{ip.end:g} of the schedule)")
-        stored = load_file(str(path))
+        stored = load_file(ip.embedding)
         units.append(IPUnit(read_adapter(ip.model), stored["cond"], stored["uncond"], ip.scale, ip.start, ip.end,
                             ip.model))
     return units

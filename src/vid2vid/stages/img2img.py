@@ -111,6 +111,11 @@ def stage_params(settings: config.Settings) -> dict:
     nets = gen.pop("controlnet")
     if s.controlnet:
         gen["controlnet"] = [{**c, "model": _path_identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
+    gen.pop("ip_adapter")                 # absent without IP-Adapters (older records stay valid)
+    if s.ip_adapter:
+        from vid2vid.painting import references
+
+        gen["ip_adapter"] = references.key_params(s.ip_adapter)
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # (absent when off, so records made before key frames stay valid)
         from vid2vid.temporal.propagation import parse_keyframes
@@ -197,6 +202,10 @@ def check(settings: config.Settings) -> None:
     for cn in settings.img2img.controlnet:
         check_controlnet_spec(cn.model)
     s = settings.img2img
+    if s.ip_adapter:                                # files, image encoders, reference pictures
+        from vid2vid.painting import references
+
+        references.check(s.ip_adapter)
     if s.vae:                                       # issue 17: a missing VAE, a grid too short for the steps
         from vid2vid.diffusion.vae import check_vae_spec
 
@@ -255,7 +264,13 @@ def _load(settings: config.Settings, job: Job, model=None):
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     from vid2vid.diffusion.controlnet import load_units
 
-    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None)
+    ip_units = None
+    if s.ip_adapter:                                # the embeddings `with_references` stored
+        from vid2vid.painting import references
+
+        ip_units = references.load_units(s.ip_adapter, job.say)
+    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None,
+                           ip_adapters=ip_units)
     from vid2vid.diffusion import fewstep  # issue 17: allowed, but said
 
     for warning in fewstep.warnings_for(s, model):
@@ -340,6 +355,9 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
                       all(p.exists() for p in targets.values()))
     check_space(ws, settings, frames, list(targets.values()), params, inputs, overwrite)
     nbatches = math.ceil(len(targets) / s.batch_size)
+    if s.ip_adapter and not maybe_done:             # reference embeddings first (a painted one paints)
+        settings, model = with_references(ws, settings, job, frames, model)
+        s = settings.img2img
     load = (lambda: ray_engine(settings, job, nbatches)) if settings.ray.enabled and model is None \
         else (lambda: _load(settings, job, model))
     engine = None if maybe_done else load()
@@ -507,6 +525,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **extra, **fast, **engine.describe(),
                       **(engine.record() if remote_layout is not None else {}))
+    if hasattr(engine, "close"):
+        engine.close()                    # IP-Adapter processors off a model that may stay loaded
     return ws.stage_info(STAGE)
 
 
@@ -518,8 +538,6 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     whose K/V it reads in a sequential mode, with the run's threads per worker; flow init reads
     the previous output from img2img/.
     """
-    import torch
-
     s = settings.img2img
     n, t = len(frames), s.single
     if t > n:
@@ -537,12 +555,59 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     if lacking:
         raise BadInput(f"flow init reads the previous output {ws.path(OUTPUT, frame_name(lacking[0] - 1))}, which "
                        f"is missing; run {stage_ref('img2img', ws.root)} first or set {{img2img.flow_init}} to 0")
+    if s.ip_adapter:
+        settings, model = with_references(ws, settings, job, frames, model)
+    generated, t_controls, engine = sample_single(ws, settings, job, frames, units, len(order), model)
+    path = ws.path(DEBUG, frame_name(t))
+    for n_cn, (cn, img) in enumerate(zip(s.controlnet, t_controls), 1):
+        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n_cn, cn)}.png"), img)
+    imageops.write_image(path, generated)
+    job.say(f"img2img: frame {t} written to {path}")
+    ws.log("img2img-single", frame=t, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
+    return {"frame": t, "output": str(path), **engine.describe()}
+
+
+def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None):
+    """(settings with the IP-Adapters' stored embeddings, the model loaded to paint a painted reference or
+    `model`): see painting/references.py. A painted reference is frame t sampled as a run without adapters
+    samples it (`sample_single`)."""
+    from vid2vid.core.workspace import params_key
+    from vid2vid.painting import references
+
+    s = settings.img2img
+    plain = replace(settings, img2img=replace(s, ip_adapter=[], single=0))
+    loaded = [model]
+
+    def paint(ts: list[int]) -> list[np.ndarray]:
+        out = []
+        for t in ts:
+            if t > len(frames):
+                raise BadInput(f"{{img2img.ip_adapter}} reference key:{t} is beyond the clip's {len(frames)} frames")
+            units = frameplan.plan(s, list(range(1, len(frames) + 1)), [t], ())
+            generated, _, engine = sample_single(ws, plain, job, frames, units, len(frames), loaded[0], t)
+            loaded[0] = engine.model
+            out.append(generated)
+        return out
+
+    references.check(s.ip_adapter, len(frames))
+    ip = references.prepare(ws.root, s.ip_adapter, params_key(stage_params(plain)), paint, job.say)
+    return replace(settings, img2img=replace(s, ip_adapter=ip)), loaded[0]
+
+
+def sample_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], units, count: int,
+                  model=None, t: int | None = None):
+    """(frame t as a full run samples it, its control images, the engine): the frames of `units` sampled in
+    order, `count` frames in the run's order (t: settings.img2img.single unless given)."""
+    import torch
+
+    s = settings.img2img
+    t = s.single if t is None else t
     engine = _load(settings, job, model)
     if len(frameplan.frames_of(units)) > 1:
         job.say(f"img2img: frame {t} is sampled as a full run samples it: "
                 f"{len(frameplan.frames_of(units))} frames in {len(units)} call(s)")
     threads_before = torch.get_num_threads()
-    _, threads = worker_layout(s, engine.device.type, len(order), threads_before)
+    _, threads = worker_layout(s, engine.device.type, count, threads_before)
     torch.set_num_threads(threads)
     xf = cross_frame(engine, s)
     generated = None
@@ -566,14 +631,9 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         if xf is not None:
             xf.close()
         torch.set_num_threads(threads_before)
+        engine.close()
     assert generated is not None          # frame t is in one of the units
-    path = ws.path(DEBUG, frame_name(t))
-    for n_cn, (cn, img) in enumerate(zip(s.controlnet, t_controls), 1):
-        imageops.write_image(path.with_name(f"{path.stem}-control-{ctl.folder_name(n_cn, cn)}.png"), img)
-    imageops.write_image(path, generated)
-    job.say(f"img2img: frame {t} written to {path}")
-    ws.log("img2img-single", frame=t, path=str(path), real_sigmas=engine.describe()["real_sigmas"])
-    return {"frame": t, "output": str(path), **engine.describe()}
+    return generated, t_controls, engine
 
 
 # ---------------------------------------------------------------- frame order, cross-frame attention, flow init
