@@ -233,7 +233,7 @@ def test_missing_image_encoder_says_where_it_looked(files, tmp_path):
     shutil.copy(files["ipa"] / "ip-adapter_tiny-sd1.safetensors", lone)
     adapter = ipa.read_adapter(str(lone))
     with pytest.raises(ModelNotFound, match=r"no CLIP image encoder found .*looked in .*lone/image_encoder.*"
-                                            r"clip_vision.*image_encoder\}"):
+                                            r"clip_vision.*image_encoder in \[\[img2img.ip_adapter\]\]"):
         ie.find_image_encoder(adapter)
 
 

@@ -40,7 +40,7 @@ class Reference:
         return 1 if self.kind == FIRST_PAINTED else self.frame
 
 
-def parse_reference(text: str, where: str = "{img2img.ip_adapter.reference}") -> Reference:
+def parse_reference(text: str, where: str = "the reference of {img2img.ip_adapter}") -> Reference:
     """SOURCE -> Reference; a malformed value gets one line naming `where` and the accepted forms."""
     value = (text or "").strip()
     if not value:
@@ -58,7 +58,7 @@ def parse_reference(text: str, where: str = "{img2img.ip_adapter.reference}") ->
     return Reference("image", str(path))
 
 
-def reference_images(ref: Reference, where: str = "{img2img.ip_adapter.reference}") -> list[Path]:
+def reference_images(ref: Reference, where: str = "the reference of {img2img.ip_adapter}") -> list[Path]:
     """The image files of an image or folder reference, sorted; BadInput when missing or empty."""
     path = Path(ref.path)
     if ref.kind == "folder":

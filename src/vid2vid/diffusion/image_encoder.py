@@ -1,7 +1,7 @@
 """The CLIP image encoder of an IP-Adapter: where it lies, loading it offline, and embedding pictures.
 
 Where it is looked for, first match wins (`encoder_candidates`):
-1. `{img2img.ip_adapter.image_encoder}` when given (a folder, a .safetensors file or a hub id);
+1. `image_encoder` of the `[[img2img.ip_adapter]]` table when given (a folder, a .safetensors file or a hub id);
 2. beside the adapter file: `image_encoder/` (h94/IP-Adapter's layout: `models/image_encoder`
    beside `models/ip-adapter_sd15.safetensors`), `../image_encoder/` and `../models/image_encoder/`
    (its `sdxl_models/ip-adapter_sdxl_vit-h` reads `models/image_encoder`);
@@ -78,7 +78,7 @@ def find_image_encoder(adapter: AdapterFile, named: str = "") -> str:
     what = "projected embedding" if adapter.kind == "embeds" else "hidden states"
     raise ModelNotFound(f"no CLIP image encoder found for IP-Adapter {adapter.path.name} (looked in "
                         f"{', '.join(str(p) for p in looked[:5])}, ...): put its image_encoder folder beside it or "
-                        f"name it with {{img2img.ip_adapter.image_encoder}} (one whose {what} is "
+                        f"name it as image_encoder in [[img2img.ip_adapter]] (one whose {what} is "
                         f"{adapter.embed_width} wide)")
 
 
@@ -110,7 +110,7 @@ def _load_file(path: Path):
     state, metadata = read_state_file(path, "image encoder")
     if "vision_model.embeddings.patch_embedding.weight" not in state or "visual_projection.weight" not in state:
         raise BadInput(f"{path} is not a CLIP image encoder (no vision_model.* and visual_projection weights); "
-                       "give the encoder's folder (config.json and weights) with {img2img.ip_adapter.image_encoder}")
+                       "give the encoder's folder (config.json and weights) as image_encoder in [[img2img.ip_adapter]]")
     model = CLIPVisionModelWithProjection(_config_from_file(state, metadata))
     try:
         model.load_state_dict(state, strict=False)
@@ -140,7 +140,7 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
                                                                   local_files_only=p.is_dir() or _hub_offline())
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load the CLIP image encoder '{spec}': {str(exc).splitlines()[0][:200]}; give "
-                            "its local folder (config.json and weights) with {img2img.ip_adapter.image_encoder}") \
+                            "its local folder (config.json and weights) as image_encoder in [[img2img.ip_adapter]]") \
             from exc
     model = model.to(torch.device(device), dtype).eval().requires_grad_(False)
     _own_memory(model)

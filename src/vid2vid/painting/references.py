@@ -71,6 +71,15 @@ def check(settings_list, frames: int | None = None) -> None:
                            "from 1 to the last")
 
 
+def check_fits(settings_list, unet) -> None:
+    """Each adapter fits the loaded model's UNet (its family and layout)."""
+    from vid2vid.diffusion.ip_adapter import check_fits as fits
+    from vid2vid.diffusion.ip_adapter import read_adapter
+
+    for ip in settings_list:
+        fits(read_adapter(ip.model), unet)
+
+
 def key_params(settings_list) -> list[dict]:
     """What the adapters add to the stage key: files by identity (name, size, time), the rest as set."""
     from vid2vid.diffusion.ip_adapter import adapter_file

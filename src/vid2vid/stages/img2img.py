@@ -249,18 +249,25 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
     return replace(settings, img2img=replace(s, width=w, height=h))
 
 
+def load_base(settings: config.Settings, job: Job):
+    """The model the settings name (checked first), loaded with its LoRAs, embeddings and VAE."""
+    from vid2vid.diffusion.loading import load_model
+
+    s = settings.img2img
+    check(settings)
+    job.say(f"img2img: loading model {s.model}")
+    return load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
+                      prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
+
+
 def _load(settings: config.Settings, job: Job, model=None):
     from vid2vid.core.devices import describe
     from vid2vid.diffusion.engine import Img2ImgEngine
-    from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
 
     s = settings.img2img
     if model is None:
-        check(settings)
-        job.say(f"img2img: loading model {s.model}")
-        model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
+        model = load_base(settings, job)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
     from vid2vid.diffusion.controlnet import load_units
 
@@ -590,6 +597,10 @@ def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: 
         return out
 
     references.check(s.ip_adapter, len(frames))
+    if loaded[0] is None and not settings.ray.enabled:      # the family checked before anything is written
+        loaded[0] = load_base(settings, job)
+    if loaded[0] is not None:
+        references.check_fits(s.ip_adapter, loaded[0].unet)
     ip = references.prepare(ws.root, s.ip_adapter, params_key(stage_params(plain)), paint, job.say)
     return replace(settings, img2img=replace(s, ip_adapter=ip)), loaded[0]
 
