@@ -142,3 +142,42 @@ def test_bad_references_fail_before_anything_is_lost(tmp_path, tiny_model, adapt
     with pytest.raises(BadInput, match=r"scale 3 is out of range; it must be from 0 to 2"):
         run_stage("img2img", ws, st)
     assert frames_of(ws) == before
+
+
+def test_key_reference_paints_that_frame_first(tmp_path, tiny_model, adapter):
+    src = moving_frames(3)
+    ws, plain = make_workspace(tmp_path / "ws", src), make_workspace(tmp_path / "plain", src)
+    run_stage("img2img", ws, settings_for(tiny_model, adapter, "key:3"))
+    run_stage("img2img", plain, settings_for(tiny_model, single=3))     # frame 3 as generated, before correction
+    painted = sorted((ws.root / references.FOLDER).glob("painted-*.png"))
+    assert [p.name[:13] for p in painted] == ["painted-00003"]
+    assert painted[0].read_bytes() == (plain.root / "img2img.debug" / "00003.png").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_actors_read_the_stored_embedding_and_write_the_local_bits(tmp_path, tiny_model, adapter, picture,
+                                                                      monkeypatch):
+    import torch
+
+    ray = pytest.importorskip("ray")
+    from vid2vid.painting import raypool
+
+    src = moving_frames(6)
+    local = make_workspace(tmp_path / "local", src)
+    run_stage("img2img", local, settings_for(tiny_model, adapter, picture, workers=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        calls = counting(monkeypatch)
+        remote = make_workspace(tmp_path / "ray", src)
+        st = settings_for(tiny_model, adapter, picture, workers=1)
+        st.ray.enabled, st.ray.actors = True, 2
+        info = run_stage("img2img", remote, st)
+        assert info["ray_actors"] == 2 and len(calls) == 1          # embedded once, in the driver
+    finally:
+        raypool.close_pools()
+        ray.shutdown()
+        torch.set_num_threads(threads)
+    assert frames_of(remote) == frames_of(local)
