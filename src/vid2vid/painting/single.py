@@ -73,11 +73,11 @@ def paint_single(ws: Workspace, settings: config.Settings, job: Job, frames: lis
 
 
 def write_single(ws: Workspace, settings: config.Settings, generated: np.ndarray,
-                 controls: list[np.ndarray]) -> Path:
+                 images: list[np.ndarray]) -> Path:
     """img2img.debug/<t>.png and its control images beside it."""
     s = settings.img2img
     path = ws.path(DEBUG, frame_name(s.single))
-    for n_cn, (cn, img) in enumerate(zip(s.controlnet, controls), 1):
+    for n_cn, (cn, img) in enumerate(zip(s.controlnet, images), 1):
         imageops.write_image(path.with_name(f"{path.stem}-control-{controls.folder_name(n_cn, cn)}.png"), img)
     imageops.write_image(path, generated)
     return path
