@@ -248,7 +248,8 @@ def test_comfyui_layout_finds_a_single_file_encoder(files, tmp_path):
 
     state = load_file(str(files["ipa"] / "image_encoder" / "model.safetensors"))
     # a single file has no config: it is read off the shapes; the tiny encoder's activation and heads are not ViT-H's
-    save_file(state, str(models / "clip_vision" / "tiny-vit.safetensors"), metadata={"hidden_act": "quick_gelu", "num_attention_heads": "4"})
+    save_file(state, str(models / "clip_vision" / "tiny-vit.safetensors"),
+              metadata={"hidden_act": "quick_gelu", "num_attention_heads": "4"})
     adapter = ipa.read_adapter(str(models / "ipadapter" / "ip-adapter_tiny-sd1.safetensors"))
     found = ie.find_image_encoder(adapter)
     assert found.endswith("tiny-vit.safetensors")

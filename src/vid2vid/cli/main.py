@@ -1,7 +1,7 @@
 """The `vid2vid` command: one subcommand per stage, plus `run`, `demo` and helper tools.
 
 Thin over the library: each handler builds settings from the options and calls one library
-function. The stage commands come from the stage table (`vid2vid.stages.registry`) and run through
+function. The stage commands come from the stage table (`vid2vid.config.stagetable`) and run through
 `runner.run_stage`, like `run` and the web page; their options come from the settings' own
 metadata (config.py), so the command line, the TOML file and the web page always agree. Errors
 name settings by their flag in the command at hand. Exit codes: 0 done, 1 failed while
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.core.progress import ConsoleProgress, Job, stop_signals
-from vid2vid.stages import registry
 
 # ---------------------------------------------------------------- options from the settings' metadata
 
@@ -163,8 +163,9 @@ def apply_ip_adapter_options(settings: config.Settings, args: argparse.Namespace
     if len(models) != len(refs):
         raise BadInput(f"{len(models)} --ip-adapter and {len(refs)} --reference given; give each --ip-adapter "
                        "its --reference SOURCE, in the same order")
+    pairs = [(parse_weighted(m, 1.0), r) for m, r in zip(models, refs)]
     settings.img2img.ip_adapter = [config.IPAdapterSettings(model=spec, reference=ref, scale=scale)
-                                   for (spec, scale), ref in ((parse_weighted(m, 1.0), r) for m, r in zip(models, refs))]
+                                   for (spec, scale), ref in pairs]
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("video")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
-    for row in registry.STAGES:
+    for row in stagetable.STAGES:
         folders = row.name in FOLDER_FORMS
         sp = command(row.name, folder_or_stage(row) if folders else stage_command(row), row.help)
         if row.needs_video:

@@ -42,7 +42,7 @@ def encoder_candidates(adapter_path: Path) -> list[Path]:
 
 def _file_widths(path: Path) -> tuple[int, int] | None:
     """(hidden width, projection width) of a single-file encoder, None if it is not one."""
-    from vid2vid.diffusion.loading import read_state_file
+    from vid2vid.diffusion.checkpoints import read_state_file
 
     try:
         shapes, _ = read_state_file(path, "image encoder", tensors=False)
@@ -105,7 +105,7 @@ def _config_from_file(state: dict[str, torch.Tensor], metadata: dict[str, str]):
 def _load_file(path: Path):
     from transformers import CLIPVisionModelWithProjection
 
-    from vid2vid.diffusion.loading import read_state_file
+    from vid2vid.diffusion.checkpoints import read_state_file
 
     state, metadata = read_state_file(path, "image encoder")
     if "vision_model.embeddings.patch_embedding.weight" not in state or "visual_projection.weight" not in state:
@@ -128,7 +128,8 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
     except ImportError:
         from transformers import CLIPImageProcessor
 
-    from vid2vid.diffusion.loading import _hub_offline, _own_memory, _quiet_libraries
+    from vid2vid.diffusion.loading import _own_memory, _quiet_libraries
+    from vid2vid.models.hub import offline_reason
 
     _quiet_libraries()
     p = Path(spec).expanduser()
@@ -137,7 +138,7 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
             model = _load_file(p)
         else:
             model = CLIPVisionModelWithProjection.from_pretrained(str(p) if p.is_dir() else spec,
-                                                                  local_files_only=p.is_dir() or _hub_offline())
+                                                                  local_files_only=p.is_dir() or offline_reason() is not None)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load the CLIP image encoder '{spec}': {str(exc).splitlines()[0][:200]}; give "
                             "its local folder (config.json and weights) as image_encoder in [[img2img.ip_adapter]]") \

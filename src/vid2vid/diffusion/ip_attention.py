@@ -32,8 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from vid2vid.diffusion.controlnet import step_index, window
-from vid2vid.diffusion.ip_adapter import AdapterFile, check_fits, cross_attention_layers, image_projection, \
-    layer_weights
+from vid2vid.diffusion.ip_adapter import (
+    AdapterFile,
+    check_fits,
+    cross_attention_layers,
+    image_projection,
+    layer_weights,
+)
 
 KWARG = "ip_hidden_states"
 

@@ -7,7 +7,8 @@ Laid out as h94/IP-Adapter's `models/` folder, so `--ip-adapter DIR` (or the fil
 
 The adapter is the plain kind (ip-adapter_sd15's layout): a projection of the encoder's
 embedding into 4 tokens of the text's width, and per cross-attention layer a key and a value
-projection; `plus=True` gives the plus kind (a perceiver resampler over the encoder's hidden states). Its weights are seeded random (a Linear's default scale for the projections, the
+projection; `plus=True` gives the plus kind (a perceiver resampler over the encoder's hidden
+states). Its weights are seeded random (a Linear's default scale for the projections, the
 LayerNorm's identity), so the reference picture really changes the painted frames. `as_bin=True`
 writes the `.bin` form (two nested dicts in a torch pickle), as older downloads are.
 """

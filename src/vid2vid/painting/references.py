@@ -14,8 +14,8 @@ and the Ray actors read it (`load_units`) and never load the image encoder.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ FOLDER = "img2img.reference"
 
 
 def where(n: int, spec: str) -> str:
-    return "{img2img.ip_adapter} %d '%s'" % (n, spec)
+    return "{img2img.ip_adapter} " + f"{n} '{spec}'"
 
 
 def embedding_file(root: Path, n: int, key: str) -> Path:
@@ -69,6 +69,13 @@ def check(settings_list, frames: int | None = None) -> None:
         elif frames is not None and ref.frame_number() > frames:
             raise BadInput(f"{place}: reference key:{ref.frame} is beyond the clip's {frames} frames; give a frame "
                            "from 1 to the last")
+
+
+def without_adapters(settings):
+    """The settings of the run without its IP-Adapters (what paints a painted reference), all frames."""
+    from dataclasses import replace
+
+    return replace(settings, img2img=replace(settings.img2img, ip_adapter=[], single=0))
 
 
 def check_fits(settings_list, unet) -> None:
