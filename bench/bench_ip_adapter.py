@@ -24,7 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_cross_frame import sd15_unet  # noqa: E402  (bench/ on the path first)
+from bench_cross_frame import built_unet  # noqa: E402  (bench/ on the path first)
 from machine import device_options, start  # noqa: E402
 
 
@@ -65,12 +65,7 @@ def main() -> None:
     from vid2vid.diffusion.schedules import sd_training_sigmas
 
     cuda = device.type == "cuda"
-    t0 = time.perf_counter()
-    unet = sd15_unet(device, dtype)
-    print(f"SD 1.5-architecture UNet with random weights built in {time.perf_counter() - t0:.0f} s; "
-          f"{args.size}x{args.size}, one guided call (batch 2)")
-    side = args.size // 8
-    g = torch.Generator().manual_seed(0)
+    unet, side, g = built_unet(args, device, dtype)
     x = torch.randn(1, 4, side, side, generator=g).to(device)
     cond, uncond = torch.randn(1, 77, 768, generator=g), torch.randn(1, 77, 768, generator=g)
     training = np.asarray(sd_training_sigmas(), dtype=np.float64)

@@ -20,6 +20,20 @@ from vid2vid.core import devices
 from vid2vid.core.errors import BadInput
 
 
+def _check_table(table, where: str, model: str, what: str) -> None:
+    """The checks a steering table shares (ControlNet, IP-Adapter): numbers in range, a model, start < end."""
+    for f, m in fields_of(table):
+        value = getattr(table, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not math.isfinite(value) or (m.lo is not None and value < m.lo) or (m.hi is not None and value > m.hi)):
+            raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
+    if not table.model.strip():
+        raise BadInput(f"{where}: no model; give {model}")
+    if table.start >= table.end:
+        raise BadInput(f"{where}: start {table.start:g} is not below end {table.end:g}; {what} steers "
+                       "from start to end of the schedule (0 and 1 = all of it)")
+
+
 @dataclass
 class ControlNetSettings(Section):
     """One ControlNet of img2img: a `[[img2img.controlnet]]` table.
@@ -49,15 +63,7 @@ class ControlNetSettings(Section):
             if m.choices is not None and value not in m.choices:
                 raise BadInput(f"{where}: control source '{value}' is not known; use one of: "
                                f"{', '.join(c for c in m.choices if c != 'folder')}, or a folder of images")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                    not math.isfinite(value) or (m.lo is not None and value < m.lo)
-                    or (m.hi is not None and value > m.hi)):
-                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
-        if not self.model.strip():
-            raise BadInput(f"{where}: no model; give the ControlNet's file, diffusers folder or hub id")
-        if self.start >= self.end:
-            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the ControlNet steers "
-                           "from start to end of the schedule (0 and 1 = all of it)")
+        _check_table(self, where, "the ControlNet's file, diffusers folder or hub id", "the ControlNet")
         if self.low > self.high:
             raise BadInput(f"{where}: canny low threshold {self.low} is above the high one {self.high}; swap them")
         if self.control == "folder" and not self.folder.strip():
@@ -94,16 +100,7 @@ class IPAdapterSettings(Section):
 
     def validate(self) -> None:
         where = "{img2img.ip_adapter} '%s'" % self.model
-        for f, m in fields_of(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and (not math.isfinite(value) or (m.lo is not None and value < m.lo)
-                                             or (m.hi is not None and value > m.hi)):
-                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
-        if not self.model.strip():
-            raise BadInput(f"{where}: no model; give the IP-Adapter file or its folder")
-        if self.start >= self.end:
-            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the adapter steers "
-                           "from start to end of the schedule (0 and 1 = all of it)")
+        _check_table(self, where, "the IP-Adapter file or its folder", "the adapter")
         parse_reference(self.reference, where + " reference")
 
 

@@ -137,8 +137,9 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
         if p.is_file():
             model = _load_file(p)
         else:
+            offline = p.is_dir() or offline_reason() is not None
             model = CLIPVisionModelWithProjection.from_pretrained(str(p) if p.is_dir() else spec,
-                                                                  local_files_only=p.is_dir() or offline_reason() is not None)
+                                                                  local_files_only=offline)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load the CLIP image encoder '{spec}': {str(exc).splitlines()[0][:200]}; give "
                             "its local folder (config.json and weights) as image_encoder in [[img2img.ip_adapter]]") \
