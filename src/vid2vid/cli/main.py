@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
+from vid2vid.cli import ipflags
 from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.core.progress import ConsoleProgress, Job, stop_signals
@@ -75,7 +76,7 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
         seen.update(flags)
     if section == "img2img" and "--controlnet" not in seen:
         add_controlnet_options(parser)
-        add_ip_adapter_options(parser)
+        ipflags.add_ip_adapter_options(parser)
 
 
 def apply_options(settings: config.Settings, args: argparse.Namespace,
@@ -90,7 +91,7 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
             section, name = dest.split(".")
             setattr(getattr(settings, section), name, value)
     apply_controlnet_options(settings, args)
-    apply_ip_adapter_options(settings, args)
+    ipflags.apply_ip_adapter_options(settings, args)
     return settings
 
 
@@ -135,37 +136,6 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
         raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
                        "its --control SOURCE, in the same order")
     settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
-
-
-# ---------------------------------------------------------------- IP-Adapter flags
-
-def add_ip_adapter_options(parser: argparse.ArgumentParser) -> None:
-    """--ip-adapter FILE|DIR[:SCALE] and --reference SOURCE, repeatable and paired in order."""
-    parser.add_argument("--ip-adapter", action="append", dest="cli.ip_adapter", default=argparse.SUPPRESS,
-                        metavar="FILE|DIR[:SCALE]",
-                        help="IP-Adapter file (ip-adapter_sd15.safetensors, ...) or a folder holding it and its "
-                             "image_encoder/, optionally :SCALE (default 1); repeatable, each with its --reference; "
-                             "replaces the settings file's adapters (window and image encoder: [[img2img.ip_adapter]])")
-    parser.add_argument("--reference", action="append", dest="cli.reference", default=argparse.SUPPRESS,
-                        metavar="SOURCE", help="reference picture of the matching --ip-adapter: an image file, a "
-                                               "folder of images, first-painted or key:N (repeatable)")
-
-
-def apply_ip_adapter_options(settings: config.Settings, args: argparse.Namespace) -> None:
-    """Given --ip-adapter/--reference pairs replace img2img's IP-Adapter list."""
-    from vid2vid.core.errors import BadInput
-    from vid2vid.diffusion.loading import parse_weighted
-
-    models, refs = vars(args).get("cli.ip_adapter"), vars(args).get("cli.reference")
-    if models is None and refs is None:
-        return
-    models, refs = models or [], refs or []
-    if len(models) != len(refs):
-        raise BadInput(f"{len(models)} --ip-adapter and {len(refs)} --reference given; give each --ip-adapter "
-                       "its --reference SOURCE, in the same order")
-    pairs = [(parse_weighted(m, 1.0), r) for m, r in zip(models, refs)]
-    settings.img2img.ip_adapter = [config.IPAdapterSettings(model=spec, reference=ref, scale=scale)
-                                   for (spec, scale), ref in pairs]
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
