@@ -9,6 +9,7 @@ import pytest
 
 from conftest import make_workspace, moving_frames
 from vid2vid.cli.main import main
+from vid2vid.core.errors import BadInput
 from vid2vid.core.imageops import write_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -80,3 +81,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, parts, capsys, case, extra, 
     line = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(line) == 1 and all(n in line[0] for n in needles), line
     assert snapshot(ws.root) == before
+
+
+def test_settings_file_tables_carry_window_and_encoder(tmp_path, parts):
+    from vid2vid import config
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'''[[img2img.ip_adapter]]
+model = "{parts['ipa']}"
+reference = "first-painted"
+scale = 0.6
+start = 0.2
+end = 0.9
+image_encoder = "{parts['ipa'] / 'image_encoder'}"
+''')
+    s = config.load_toml(str(path))
+    ip = s.img2img.ip_adapter[0]
+    assert (ip.scale, ip.start, ip.end, ip.reference) == (0.6, 0.2, 0.9, "first-painted")
+    s.img2img.validate()
+    path.write_text(path.read_text().replace("end = 0.9", "end = 0.1"))
+    with pytest.raises(BadInput, match="start 0.2 is not below end 0.1"):
+        config.load_toml(str(path)).img2img.validate()
