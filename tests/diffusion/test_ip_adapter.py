@@ -287,3 +287,34 @@ def test_encoder_of_another_width_is_refused(files):
     adapter.embed_width = 1280
     with pytest.raises(BadInput, match="gives 32-wide embeddings but IP-Adapter .* takes 1280"):
         ie.check_encoder_fits(adapter, enc, "{img2img.ip_adapter}")
+
+
+def test_sdxl_adapter_equals_diffusers_on_the_tiny_sdxl_model(files, tmp_path):
+    """SDXL: the image tokens join the pooled text and size conditioning; one guided call as diffusers makes it."""
+    from vid2vid.diffusion.loading import load_model
+    from vid2vid.diffusion.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "xl", config="tiny-sdxl")
+    ours, theirs = (load_model(str(folder), device="cpu", dtype="float32") for _ in range(2))
+    u = unit(files["xl"], scale=0.9)
+    eng = Img2ImgEngine(ours, settings(), ip_adapters=[u])
+    plain = Img2ImgEngine(theirs, settings())
+    x = torch.randn(1, 4, H // 8, W // 8, generator=torch.Generator().manual_seed(6))
+    sigma = torch.tensor([float(eng.real_sigmas[0])])
+    with torch.no_grad():
+        got = eng.denoiser.model_output(x, sigma)
+        assert (got - plain.denoiser.model_output(x, sigma)).abs().max() > 1e-3      # the adapter steers SDXL
+        pipe = theirs.to_pipeline()
+        pipe.load_ip_adapter(str(files["xl"]), subfolder="", weight_name="ip-adapter_tiny-sdxl.safetensors",
+                             image_encoder_folder=None)
+        pipe.set_ip_adapter_scale(0.9)
+        d = plain.denoiser
+        zz = torch.cat([x * (sigma ** 2 + 1).rsqrt().view(-1, 1, 1, 1)] * 2)
+        tt = torch.cat([sigma_to_timestep(sigma, d.log_sigmas)] * 2)
+        added = {"text_embeds": torch.cat([d.pooled_uncond, d.pooled_cond]), "time_ids": d.time_ids.expand(2, -1),
+                 "image_embeds": [torch.cat([u.uncond, u.cond])[:, None]]}
+        out = pipe.unet(zz, tt, encoder_hidden_states=torch.cat([d.uncond, d.cond]), added_cond_kwargs=added,
+                        return_dict=False)[0]
+        want = out[:1] + (out[1:] - out[:1]) * d.cfg_scale
+    eng.close()
+    assert (got - want).abs().max() <= 1e-5 * (2 * d.cfg_scale - 1)
