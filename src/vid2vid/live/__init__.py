@@ -55,7 +55,8 @@ def run(settings: config.Settings, source_spec: str, job: Job | None = None, sto
 
 def _open_sinks(settings: config.Settings, source, source_spec: str, view: LiveView | None) -> list:
     """The targets opened in order; those already open are closed again when a later one fails."""
-    s, sinks = settings.img2img, []
+    s = settings.img2img
+    sinks: list = []
     try:
         for target in settings.live.outputs:
             sinks.append(VideoSink(target, source.fps, (s.width, s.height)))
