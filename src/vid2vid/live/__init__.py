@@ -41,6 +41,7 @@ def run(settings: config.Settings, source_spec: str, job: Job | None = None, sto
     painter, sinks = None, []
     try:
         painter = LivePainter(settings, job, model)
+        painter.warm_up()
         sinks = _open_sinks(settings, source, source_spec, view)
         targets = settings.live.outputs + ([settings.live.record] if settings.live.record else [])
         job.say(f"live: {source_spec} at {float(source.fps):.2f} fps -> {', '.join(targets) or 'the page'}")

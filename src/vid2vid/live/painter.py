@@ -50,6 +50,13 @@ class LivePainter:
         self.prev: tuple[np.ndarray, np.ndarray] | None = None      # (canvas, output as written) of the last frame
         self.session = image.load(settings, job, model)
 
+    def warm_up(self) -> None:
+        """One painting of a grey canvas that nothing reads or records, so the first live frame is not
+        the one that pays for allocations and kernel choices."""
+        s = self.s
+        grey = np.full((s.height, s.width, 3), 0.5, np.float32)
+        self.session.paint(Unit((0,)), [grey], None, self.controls(grey))
+
     def controls(self, canvas: np.ndarray) -> list[list[np.ndarray]] | None:
         """The frame's ControlNet images, made from its canvas as the control stage makes them."""
         if not self.s.controlnet:
