@@ -109,7 +109,7 @@ def test_a_wrong_method_on_the_command_line_is_told_the_new_names(tmp_path, caps
     with pytest.raises(SystemExit) as exc:
         cli.main([*argv, "--method", "seeds"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "'stats', 'flow'" in err and "'seed'" not in err.replace("'seeds'", "")
+    assert exc.value.code == 2 and "is not one of: stats, flow" in err and "'seed'" not in err.replace("'seeds'", "")
 
 
 def test_help_lists_the_new_method_name(capsys):

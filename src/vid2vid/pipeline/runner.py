@@ -137,14 +137,17 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     module = _module(row)
     sub = _placed(job, place)
     with ws.locked():
-        before = _saved_or_none(ws)
-        saved.save_settings(ws, settings)
+        before = saved.read_file(ws)
         try:
+            saved.save_settings(ws, settings)
             check_space(module, ws, s)
             info = module.run(ws, video, s, sub) if row.needs_video else module.run(ws, s, sub, **extra)
-        except OtherSettings as exc:
+        except BadInput as exc:           # bad input changes nothing: the saved settings are put back
             ws.log_failure(name, exc)
-            raise _refused(ws, exc, before, settings, row) from None
+            saved.put_back(ws, before)
+            if isinstance(exc, OtherSettings):
+                raise _refused(ws, exc, before, settings, row) from None
+            raise
         except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
             ws.log_failure(name, exc)
             raise
@@ -155,21 +158,11 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     return info
 
 
-def _saved_or_none(ws: Workspace) -> Settings | None:
-    try:
-        return saved.saved_settings(ws)
-    except BadInput:                      # a damaged file is replaced by the settings this stage runs with
-        return None
-
-
-def _refused(ws: Workspace, exc: OtherSettings, before: Settings | None, settings: Settings,
+def _refused(ws: Workspace, exc: OtherSettings, before: bytes | None, settings: Settings,
              row: registry.Stage) -> OtherSettings:
-    """The refusal naming the settings that changed since the workspace's saved ones, which are put back."""
-    if before is None:
-        saved.settings_path(ws).unlink(missing_ok=True)
-        return exc
-    saved.save_settings(ws, before)
-    changed = saved.changes(before, settings, row.sections)
+    """The refusal naming the settings that changed since the workspace's saved ones (when it has them)."""
+    old = saved.parse(before)
+    changed = saved.changes(old, settings, row.sections) if old is not None else []
     return OtherSettings(refusal(exc.stage, ws.root, ", ".join(changed)), exc.stage) if changed else exc
 
 
