@@ -306,6 +306,9 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
     """
     from safetensors.torch import save_file
 
+    from vid2vid.diffusion.quiet import quiet_libraries
+
+    quiet_libraries()
     parts = build_tiny_components(seed, config)
     if passthrough_vae:
         make_passthrough_vae(parts["vae"])
