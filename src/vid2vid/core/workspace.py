@@ -166,9 +166,24 @@ def workspace_name(video: str | Path) -> str:
     return f"{safe_name(p.stem)}-{digest}"
 
 
+# Values renamed since stage keys were first made ("field": {current: first}): a key hashes a value
+# under its first name, so results made before the rename stay valid, while the manifest and the run
+# log show the name people read everywhere else (the correction method stats was first named seed).
+KEY_FIRST_NAMES = {"method": {"stats": "seed"}}
+
+
+def _first_names(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: KEY_FIRST_NAMES[k].get(v, v) if k in KEY_FIRST_NAMES and isinstance(v, str) else _first_names(v)
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_first_names(v) for v in obj]
+    return obj
+
+
 def params_key(params: Any) -> str:
-    """A short stable hash of JSON-able parameters."""
-    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    """A short stable hash of JSON-able parameters (renamed values under their first names)."""
+    blob = json.dumps(_first_names(params), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
