@@ -1,5 +1,5 @@
 """The handlers of the `vid2vid` commands: each builds settings from the options and calls one
-library function. The stage commands come from the stage table (`vid2vid.stages.registry`) and run
+library function. The stage commands come from the stage table (`vid2vid.config.stagetable`) and run
 through `runner.run_stage`, like `run` and the web page; on an existing workspace they start from
 the settings it was last worked with (`vid2vid.pipeline.saved`)."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.cli.options import apply_options, flag_namer
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput
-from vid2vid.stages import registry
 
 
 def _base_settings(args: argparse.Namespace, workspace: Any = None) -> config.Settings:
@@ -51,7 +51,7 @@ def stage_command(row) -> Callable:
         ws = _workspace_for(args, apply_options(_base_settings(args), args, parser))
         settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
         if row.name == "export" and "export.source" not in vars(args) and settings.export.source == "rife":
-            settings.export.source = registry.last_frames(ws)
+            settings.export.source = stagetable.last_frames(ws)
         info = runner.run_stage(row.name, ws, settings, job, video=getattr(args, "video", None))
         if row.name == "extract":
             print(f"{info['frames']} frames in {ws.root / 'frames'}")

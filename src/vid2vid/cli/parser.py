@@ -12,7 +12,7 @@ from vid2vid import __version__, config
 from vid2vid.cli import commands
 from vid2vid.cli.commands import FOLDER_FORMS, _lazy
 from vid2vid.cli.options import add_preset_option, add_settings_options
-from vid2vid.stages import registry
+from vid2vid.config import stagetable
 
 
 def nearest(word: str, known: Iterable[str]) -> str:
@@ -53,7 +53,7 @@ def _common(sp: argparse.ArgumentParser, workspace_required: bool) -> None:
 
 def _stage_commands(command: Callable) -> None:
     """One command per row of the stage table, with the options of the sections it reads."""
-    for row in registry.STAGES:
+    for row in stagetable.STAGES:
         folders = row.name in FOLDER_FORMS
         sp = command(row.name, commands.folder_or_stage(row) if folders else commands.stage_command(row), row.help)
         if row.needs_video:
