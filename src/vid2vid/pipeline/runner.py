@@ -176,6 +176,10 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     from vid2vid.stages.extract import check_source
 
     check_source(video, settings.extract)
+    if settings.export.output:            # where the video goes, before any work (not after it)
+        from vid2vid.core.outputpath import check_output
+
+        check_output(settings.export.output, Path(video).stat().st_size)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
     # 2. export reads the last folder the enabled stages write
     settings = replace(settings, export=replace(settings.export, source=stagetable.export_source(settings)))
