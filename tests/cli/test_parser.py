@@ -57,3 +57,14 @@ def test_every_command_builds_and_no_function_of_the_parser_is_long():
         for node in ast.walk(ast.parse(src)):
             if isinstance(node, ast.FunctionDef):
                 assert node.end_lineno - node.lineno + 1 <= 60, (mod.__name__, node.name)
+
+
+def test_help_says_a_range_once():
+    from vid2vid.cli.options import _help
+
+    assert _help("img2img.steps", 20) == "sampling steps of the full schedule (1..150) (default 20)"
+    for key in config.all_keys():
+        m = config.meta(key)
+        if m.lo is not None and m.hi is not None:
+            text = _help(key, None)
+            assert text.count(f"{m.lo:g}..{m.hi:g}") == 1, text

@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("VID2VID_DEBUG") == "1"
-    job = Job(on_progress=ConsoleProgress(), log=lambda text: print(text, file=sys.stderr))
+    progress = ConsoleProgress()
+
+    def say(text: str) -> None:               # a message on its own line, never glued to a live bar
+        progress.end_line()
+        print(text, file=sys.stderr)
+
+    job = Job(on_progress=progress, log=say)
     _install_signal_handlers(job)
     try:
         args.handler(args, args.subparser, job)
@@ -47,18 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (Interrupted, KeyboardInterrupt):
-        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        say("interrupted: finished work is kept; run the same command again to resume")
         return 130
     except Vid2VidError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc.render(flag_namer(args.command))}", file=sys.stderr)
+        say(f"error: {exc.render(flag_namer(args.command))}")
         return exc.exit_code
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if debug:
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details and report it)",
-              file=sys.stderr)
+        say(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details and report it)")
         return 1
 
 

@@ -12,10 +12,12 @@ from vid2vid import config
 
 
 def _help(key: str, default: Any) -> str:
+    """The field's help, its range (unless the help already says it) and its default."""
     m = config.meta(key)
     parts = [m.help]
-    if m.lo is not None or m.hi is not None:
-        parts.append(f"range {'' if m.lo is None else f'{m.lo:g}'}..{'' if m.hi is None else f'{m.hi:g}'}")
+    span = f"{'' if m.lo is None else f'{m.lo:g}'}..{'' if m.hi is None else f'{m.hi:g}'}"
+    if (m.lo is not None or m.hi is not None) and span not in m.help:
+        parts.append(f"range {span}")
     if not isinstance(default, (list, bool)) and default != "":
         parts.append(f"default {default}")
     return parts[0] + (f" ({'; '.join(parts[1:])})" if len(parts) > 1 else "")

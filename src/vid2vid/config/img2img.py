@@ -141,6 +141,12 @@ class Img2ImgSettings(Section):
     compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
                             label="torch.compile")
 
+    def notes(self) -> list[str]:
+        if self.model and not self.prompt.strip():
+            return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "
+                    "to steer it"]
+        return []
+
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vid2vid import config
 from vid2vid.config import Settings, stagetable
-from vid2vid.core.errors import BadInput, OtherSettings
+from vid2vid.core.errors import BadInput, OtherSettings, render_settings
 from vid2vid.core.progress import Job, ProgressEvent
 from vid2vid.core.workspace import Workspace, failure_status, refusal
 from vid2vid.pipeline import saved
@@ -124,6 +124,9 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
         for section in ("run", *row.sections):
             getattr(s, section).validate()
         check_models(s, [row])
+    if name in row.sections:                        # a section's warnings, said by the stage of its name
+        for note in getattr(s, name).notes():
+            job.say(render_settings(note))
     if row.needs_video:
         if video is None:
             raise BadInput(f"stage '{name}' needs the video to read")
