@@ -123,8 +123,8 @@ def _final_folder(ws: Workspace) -> str:
 def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
     """The panels to show: folder tokens of the workspace, `final` = the video's last frames.
 
-    Default: those of frames, img2img, propagate (key frames on), flow and final that exist (final only when it is not one
-    of the others). A token the user names that has no frames is an error.
+    Default: those of frames, img2img, propagate (key frames on), flow and final that exist (final
+    only when it is not one of the others). A token the user names that has no frames is an error.
     """
     explicit = tokens is not None
     wanted = list(tokens) if tokens is not None else list(DEFAULT_PANELS)
