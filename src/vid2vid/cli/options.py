@@ -121,7 +121,7 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
     settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
 
 def add_preset_option(parser: argparse.ArgumentParser) -> None:
-    """--preset NAME (issue 17): an overlay of settings over the defaults or --config."""
+    """--preset NAME: an overlay of settings over the defaults or --config."""
     from vid2vid.config import presets
 
     parser.add_argument("--preset", choices=tuple(presets.PRESETS),

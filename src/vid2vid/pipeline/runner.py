@@ -101,6 +101,31 @@ def _placed(job: Job, place: tuple[int, int] | None) -> Job:
     return Job(on_progress=forward, cancel=job.cancel, log=job.log)
 
 
+def _prepared(row: stagetable.Stage, settings: Settings, ws: Workspace, job: Job, video: str | Path | None,
+              checked: bool) -> Settings:
+    """Steps 1 and 2 of `run_stage` up to the lock: the row's settings, checked, their warnings said,
+    the video checked and the workspace there."""
+    s = row.adjust(settings)
+    if not checked:
+        for section in ("run", *row.sections):
+            getattr(s, section).validate()
+        check_models(s, [row])
+    if row.name in row.sections:                    # a section's warnings, said by the stage of its name
+        for note in getattr(s, row.name).notes():
+            job.say(render_settings(note))
+    if not row.needs_video:
+        ws.require()
+        return s
+    if video is None:
+        raise BadInput(f"stage '{row.name}' needs the video to read")
+    if not checked:
+        from vid2vid.stages.extract import check_source
+
+        check_source(video, s.extract)
+    ws.ensure()
+    return s
+
+
 def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = None, *,
               video: str | Path | None = None, place: tuple[int, int] | None = None,
               follow: bool = True, checked: bool = False, **extra) -> dict:
@@ -119,24 +144,7 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     """
     job = job or Job()
     row = stagetable.stage(name)
-    s = row.adjust(settings)
-    if not checked:
-        for section in ("run", *row.sections):
-            getattr(s, section).validate()
-        check_models(s, [row])
-    if name in row.sections:                        # a section's warnings, said by the stage of its name
-        for note in getattr(s, name).notes():
-            job.say(render_settings(note))
-    if row.needs_video:
-        if video is None:
-            raise BadInput(f"stage '{name}' needs the video to read")
-        if not checked:
-            from vid2vid.stages.extract import check_source
-
-            check_source(video, s.extract)
-        ws.ensure()
-    else:
-        ws.require()
+    s = _prepared(row, settings, ws, job, video, checked)
     module = _module(row)
     sub = _placed(job, place)
     for dep in row.first if follow else ():        # img2img's control images, made on the way
