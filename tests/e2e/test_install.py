@@ -58,6 +58,7 @@ def _externally_managed(python: Path) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.install
 @pytest.mark.skipif(not DEBIAN_PY.is_file() or not _can_install_system_packages(),
                     reason="needs Debian's own /usr/bin/python3 and apt-get")
 def test_install_on_the_stock_debian_python_makes_a_project_venv(tmp_path):
@@ -75,6 +76,7 @@ def test_install_on_the_stock_debian_python_makes_a_project_venv(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.install
 @pytest.mark.skipif(not _can_install_system_packages(), reason="needs apt-get")
 def test_install_in_an_active_venv_uses_it_and_links_the_launchers(tmp_path):
     venv = tmp_path / "env"
