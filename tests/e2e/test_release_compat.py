@@ -57,7 +57,8 @@ def test_release_workspace_img2img_is_not_redone(release_with_model, method, cap
     assert "already done" in capsys.readouterr().err
     after = json.loads((ws / "manifest.json").read_text())
     assert after["stages"]["img2img"]["key"] == manifest["stages"]["img2img"]["key"]
-    assert after["stages"]["img2img"]["params"] == manifest["stages"]["img2img"]["params"]
+    old = manifest["stages"]["img2img"]["params"]                  # recorded now under the current name
+    assert after["stages"]["img2img"]["params"] == {**old, "correct": {**old["correct"], "method": "stats"}}
     assert _stamps(ws / "img2img", ws / "motionmask") == stamps
     events = [json.loads(line) for line in (ws / "log.jsonl").read_text().splitlines()]
     assert [e.get("state") for e in events if e["event"] == "stage"] == ["done"]

@@ -341,6 +341,9 @@ class Workspace:
         key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:
+            if rec.get("params") != params:        # same key, renamed values: record them as people read them
+                rec["params"] = params
+                self.save_manifest()
             state = "done" if rec.get("complete") else "resume"
             self.log("stage", stage=name, state=state)
             return StageStatus(name, state, key)
