@@ -36,6 +36,7 @@ from vid2vid.diffusion.checkpoints import (
     prediction_type_for,
     read_checkpoint_header,
 )
+from vid2vid.diffusion.quiet import quiet_libraries as _quiet_libraries
 from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.models.hub import download_hint, looks_like_hub_id
 
@@ -392,21 +393,6 @@ def check_model_spec(spec: str) -> str:
     elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
-
-
-def _quiet_libraries() -> None:
-    """Keep the console for our progress: no diffusers/transformers loading bars or notices
-    (such as transformers' note that torchvision is absent, which it deliberately is)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    from huggingface_hub.utils import enable_progress_bars
-
-    enable_progress_bars()      # ...but a real download shows its bytes, rate and time left (the hub's bars)
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),
