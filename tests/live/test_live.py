@@ -175,3 +175,22 @@ def test_the_video_sink_holds_each_frame_until_the_next(tmp_path):
     with av.open(str(tmp_path / "v.mp4")) as c:
         times = [float(f.time) for f in c.decode(c.streams.video[0])]
     assert times[:3] == pytest.approx([0.0, 0.5, 0.9]) and times[-1] == pytest.approx(1.9)
+
+
+def test_the_command_plays_a_file_once_and_bad_input_is_exit_2(tmp_path, tiny_model, clip12):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    base = [sys.executable, "-m", "vid2vid", "live"]
+    opts = ["--model", str(tiny_model), "--prompt", "ink", "--width", "64", "--height", "48", "--steps", "2"]
+    out = subprocess.run(base + [str(clip12), *opts, "-o", str(tmp_path / "live.mp4")], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["captured"] == 24 and figures["shown"] >= 1 and (tmp_path / "live.mp4").is_file()
+    for source, words in (("/dev/video99", "no such camera"), ("rtsp://127.0.0.1:9/x", "does not open")):
+        bad = subprocess.run(base + [source, *opts], capture_output=True, text=True, env=env, timeout=600)
+        assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
