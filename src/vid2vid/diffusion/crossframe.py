@@ -229,6 +229,21 @@ def chosen_layers(unet: torch.nn.Module, blocks: str) -> list[str]:
     return names
 
 
+def _innermost(processor):
+    """The processor inside any wrappers (`with_inner`, e.g. token merging's)."""
+    while hasattr(processor, "with_inner"):
+        processor = processor.inner
+    return processor
+
+
+def _inside(processor, make):
+    """`make(p)` installed inside the wrappers of `processor`: a wrapper that merges tokens stays
+    outermost, so cross-frame attention records and joins what the wrapper hands it."""
+    if hasattr(processor, "with_inner"):
+        return processor.with_inner(_inside(processor.inner, make))
+    return make(processor)
+
+
 class CrossFrame:
     """Cross-frame attention on one UNet for one stage run: processors installed, references kept.
 
@@ -254,11 +269,11 @@ class CrossFrame:
         self.peak_bytes = 0
         self._lock = threading.Lock()
         current = unet.attn_processors
-        if any(isinstance(p, CrossFrameProcessor) for p in current.values()):
+        if any(isinstance(_innermost(p), CrossFrameProcessor) for p in current.values()):
             raise RuntimeError("cross-frame attention is already installed on this UNet")
         self._saved: dict | None = dict(current)
-        unet.set_attn_processor({name: CrossFrameProcessor(name, p) if name in self.layers else p
-                                 for name, p in current.items()})
+        unet.set_attn_processor({name: _inside(p, lambda inner, n=name: CrossFrameProcessor(n, inner))
+                                 if name in self.layers else p for name, p in current.items()})
 
     def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
         """fn(*args, **kwargs) (one sampling) joining the K/V recorded for `refs`; with keep, the
