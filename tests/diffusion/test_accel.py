@@ -263,3 +263,60 @@ def test_describe_records_the_accelerators(tiny):
     d = Img2ImgEngine(tiny, dataclasses.replace(settings(), accel=["cache:2", "tome:0.25"])).describe()
     assert d["accel"] == ["tome:0.25", "cache:2"]
     assert "accel" not in Img2ImgEngine(tiny, settings()).describe()
+
+
+# ---------------------------------------------------------------- in the img2img stage
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tests.diffusion.test_crossframe import make_loud_model
+
+    return make_loud_model(tmp_path_factory.mktemp("tiny-stage") / "model")
+
+
+@pytest.mark.parametrize("accel,batch", [(["cache-frames:0.5", "cache:1", "tome:0.5"], 2), (["cache-frames:0.5"], 1)])
+def test_stage_with_accelerators_resumes_and_single_bit_identically(workspace_factory, tiny_dir, accel, batch):
+    from conftest import moving_frames
+    from tests.diffusion.test_crossframe import _lose_frames_and_resume, frame_bytes, run_stage, stage_settings
+    from vid2vid.diffusion.loading import load_model
+
+    model = load_model(str(tiny_dir), device="cpu", dtype="float32")
+    src = moving_frames(5, W, H)
+    full, cut, plain = (workspace_factory(src, f"{n}-{batch}") for n in ("full", "cut", "plain"))
+    st = stage_settings(tiny_dir, accel=accel, batch_size=batch)
+    info, said = run_stage(full, st, model)
+    assert info["accel"] == spec.parse(accel).specs() and "deep_feature_cache_peak_mb" in info
+    assert full.stage_record("img2img")["params"]["img2img"]["accel"] == accel
+    run_stage(plain, stage_settings(tiny_dir, batch_size=batch), model)
+    assert "accel" not in plain.stage_record("img2img")["params"]["img2img"]     # old keys stay valid
+    fa, fp = frame_bytes(full), frame_bytes(plain)
+    assert fa["00001.png"] != fp["00001.png"] if "cache:1" in accel else fa["00001.png"] == fp["00001.png"]
+    assert all(fa[k] != fp[k] for k in sorted(fa)[1:])           # the readers changed
+    run_stage(cut, st, model)
+    _, said = _lose_frames_and_resume(cut, st, model, (4, 5))
+    assert frame_bytes(cut) == fa
+    assert any("again for the cross-frame references" in m for m in said)     # frame 1 rebuilt its features
+    run_stage(full, dataclasses.replace(st, img2img=dataclasses.replace(st.img2img, single=4)), model)
+    assert (full.root / "img2img.debug" / "00004.png").read_bytes() == fa["00004.png"]
+
+
+def test_cache_frames_holders_follow_the_still_frame_rule():
+    from vid2vid.stages.img2img import plan_anchors
+
+    s = settings(accel=["cache-frames:0.05"])
+    still = [np.full((8, 8, 3), v, np.float32) for v in (0.0, 0.01, 0.04, 0.2, 0.22, 0.3)]
+    import tempfile
+    from pathlib import Path
+
+    from vid2vid.core import imageops
+
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i, im in enumerate(still, 1):
+            paths.append(Path(d) / f"{i:05d}.png")
+            imageops.write_image(paths[-1], im)
+        assert plan_anchors(paths, [1, 2, 3, 4, 5, 6], [], s) == (1, 4, 6)    # 0.3 - 0.2 >= 0.05: a new holder
+        assert plan_anchors(paths, [1, 2, 3, 4, 5, 6], [], settings()) == ()
+        assert plan_anchors(paths, [1, 3, 5], [3], s) == (1, 3, 5)             # key frames: shots stay anchors
+    with pytest.raises(BadInput, match="both decide which earlier frame"):
+        settings(accel=["cache-frames"], cross_frame="anchor").validate()

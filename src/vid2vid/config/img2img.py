@@ -161,7 +161,11 @@ class Img2ImgSettings(Section):
         _check_device("img2img", self.device)
         from vid2vid.config.accel import parse
 
-        if parse(self.accel).any and self.compile:
+        accel = parse(self.accel)
+        if accel.frames is not None and self.cross_frame != "none":
+            raise BadInput("{img2img.accel} cache-frames and {img2img.cross_frame} both decide which earlier frame "
+                           "each frame reads; set {img2img.cross_frame} to none or drop cache-frames")
+        if accel.any and self.compile:
             raise BadInput("{img2img.accel} and {img2img.compile} do not combine (the accelerators switch parts of "
                            "the UNet per call, which a compiled UNet cannot); turn one of them off")
 

@@ -215,3 +215,44 @@ def counts(unet: torch.nn.Module) -> dict[str, int]:
 def full_evaluations(evaluations: int, interval: int) -> int:
     """How many of `evaluations` are full with cache:interval (the formula the tests check against)."""
     return -(-evaluations // (interval + 1))
+
+
+class FrameCache:
+    """Deep features kept across frames for one stage run (`cache-frames`), with cross-frame
+    attention's interface (`crossframe.CrossFrame`), so the stage's plan drives both alike:
+
+        fc.run(1, (), True, engine.repaint, [canvas_1])            # frame 1 records its features
+        fc.run(None, (1,), False, engine.repaint, [c2, c3])        # frames 2, 3 read them
+        fc.release([1])
+
+    A unit reads the features of its one reference (its holder: `painting.still.plan` decides
+    which frames hold them); several threads may `run` at once.
+    """
+
+    def __init__(self) -> None:
+        self.recorded: dict[int, Recording] = {}
+        self.peak_bytes = 0
+        self._lock = threading.Lock()
+
+    def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
+        if len(refs) > 1:
+            raise ValueError(f"a frame reads the deep features of one frame, not of {len(refs)}")
+        with self._lock:
+            read = self.recorded[refs[0]] if refs else None
+        record = Recording() if keep else None
+        with frame_features(read, record):
+            out = fn(*args, **kwargs)
+        if keep:
+            assert frame is not None and record is not None      # a kept frame names itself
+            with self._lock:
+                self.recorded[frame] = record
+                self.peak_bytes = max(self.peak_bytes, sum(r.nbytes() for r in self.recorded.values()))
+        return out
+
+    def release(self, frames) -> None:
+        with self._lock:
+            for f in frames:
+                self.recorded.pop(f, None)
+
+    def close(self) -> None:
+        self.recorded.clear()

@@ -301,6 +301,20 @@ def _canvases(frames: list[Path], s) -> Iterator[np.ndarray]:
         yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
+def plan_anchors(frames: list[Path], painted: list[int], shots, s) -> tuple[int, ...]:
+    """The frames the plan samples first and others read: the keys that start a shot and, with the
+    cache-frames accelerator, the frames that hold deep features (a painted frame whose source differs
+    from the last holder's by the threshold or more, `still.plan`'s rule)."""
+    from vid2vid.config.accel import parse
+
+    anchors = set(shots)
+    threshold = parse(s.accel).frames
+    if threshold is not None:
+        reuse = still.plan(_canvases([frames[i - 1] for i in painted], s), threshold)
+        anchors |= {f for k, f in enumerate(painted, 1) if k not in reuse}
+    return tuple(sorted(anchors))
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None,
         model=None) -> dict:
     """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single).
@@ -460,7 +474,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # cross-frame attention / flow init (issue 15): the plan says which frames run together and
     # which K/V they read; sequential modes run one frame at a time (see frame_order)
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan],   # issue 17: painted frames
-                             anchors=tuple(shots) if keyed else ())                 # issue 15: one anchor a shot
+                             anchors=plan_anchors(frames, painted, shots if keyed else [], s))  # one anchor a shot
     say_order(job, s, units, missing)
 
     writer = InlineWriter(finish_batch) if s.flow_init > 0 else \
@@ -503,7 +517,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     # 6. record
     seconds = {k: round(v, 3) for k, v in {**engine.timings.seconds, **times}.items()}
     fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not keyed else {}     # issue 17
-    extra = {} if xf is None else {"cross_frame_peak_mb": round(xf.peak_bytes / 2 ** 20, 1)}
+    peak = "cross_frame_peak_mb" if s.cross_frame != "none" else "deep_feature_cache_peak_mb"
+    extra = {} if xf is None else {peak: round(xf.peak_bytes / 2 ** 20, 1)}
     ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **extra, **fast, **engine.describe(),
                       **(engine.record() if remote_layout is not None else {}))
@@ -531,7 +546,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         keys, shots = _keys(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
         if t in keys:                             # a key is painted as the keyed run paints it
             order, anchors = keys, tuple(shots)
-    units = frameplan.plan(s, order, [t], anchors)
+    units = frameplan.plan(s, order, [t], plan_anchors(frames, order, anchors, s))
     lacking = [f for f in frameplan.frames_of(units) if s.flow_init > 0 and f > 1
                and not ws.path(OUTPUT, frame_name(f - 1)).is_file()]
     if lacking:
@@ -621,8 +636,13 @@ def say_order(job: Job, s: config.Img2ImgSettings, units: list, missing: set[int
 
 def cross_frame(engine, s: config.Img2ImgSettings):
     """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
-    if s.cross_frame == "none" or hasattr(engine, "bind_unit"):      # Ray: the actors hold the attention
+    if hasattr(engine, "bind_unit"):                                # Ray: the actors hold the attention
         return None
+    if s.cross_frame == "none":                                     # cache-frames reads through the same plan
+        from vid2vid.config.accel import parse as parse_accel
+        from vid2vid.diffusion.deepcache import FrameCache
+
+        return FrameCache() if parse_accel(s.accel).frames is not None else None
     from vid2vid.diffusion.crossframe import CrossFrame
 
     return CrossFrame(engine.model.unet, s.cross_frame, s.cross_frame_blocks, s.cross_frame_bank)
