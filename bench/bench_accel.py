@@ -71,7 +71,8 @@ def timed_side(name: str, model, settings, canvases, frame_features=None) -> dic
 
 
 def one_size(size: int, frames: int, model, fast_model) -> list[dict]:
-    from bench_fast import PROMPT, NEGATIVE, frames as make_frames
+    from bench_fast import NEGATIVE, PROMPT
+    from bench_fast import frames as make_frames
     from vid2vid.config import Img2ImgSettings
     from vid2vid.config.presets import PRESETS
 
@@ -85,8 +86,8 @@ def one_size(size: int, frames: int, model, fast_model) -> list[dict]:
     for specs in [(s,) for s in SINGLE] + list(COMBOS):
         rows.append(timed_side("fast + " + " ".join(specs), fast_model,
                                dataclasses.replace(fast, accel=list(specs)), canvases[:frames]))
-    rows.append(timed_side("fast + cache-frames (reader)", fast_model, dataclasses.replace(fast, accel=["cache-frames"]),
-                           canvases, frame_features=True))
+    reader = dataclasses.replace(fast, accel=["cache-frames"])
+    rows.append(timed_side("fast + cache-frames (reader)", fast_model, reader, canvases, frame_features=True))
     return rows
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config.accel import parse as parse_accel
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, Interrupted, render_settings, stage_ref
 from vid2vid.core.fileid import file_id
@@ -69,7 +70,7 @@ RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # Settings recorded in the stage key only when they differ from these defaults, so that records
 # made before the settings existed stay valid (issues 15 and 17).
 KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0, "cross_frame": "none", "cross_frame_blocks": "up",
-                  "cross_frame_bank": 4, "flow_init": 0.0, "accel": []}
+                  "cross_frame_bank": 4, "flow_init": 0.0}
 
 
 @dataclass
@@ -102,6 +103,10 @@ def stage_params(settings: config.Settings) -> dict:
     for k, default in KEYED_WHEN_SET.items():          # issue 17
         if gen.get(k) == default or (k == "tcd_gamma" and s.sampler != "tcd"):
             gen.pop(k, None)
+    accel = parse_accel(s.accel).specs()          # canonical; absent when nothing changes the bits
+    gen.pop("accel", None)
+    if accel:
+        gen["accel"] = accel
     if s.vae:
         gen["vae"] = _path_identity(s.vae)
     gen["model"] = _path_identity(s.model)
@@ -305,10 +310,8 @@ def plan_anchors(frames: list[Path], painted: list[int], shots, s) -> tuple[int,
     """The frames the plan samples first and others read: the keys that start a shot and, with the
     cache-frames accelerator, the frames that hold deep features (a painted frame whose source differs
     from the last holder's by the threshold or more, `still.plan`'s rule)."""
-    from vid2vid.config.accel import parse
-
     anchors = set(shots)
-    threshold = parse(s.accel).frames
+    threshold = parse_accel(s.accel).frames
     if threshold is not None:
         reuse = still.plan(_canvases([frames[i - 1] for i in painted], s), threshold)
         anchors |= {f for k, f in enumerate(painted, 1) if k not in reuse}
@@ -639,7 +642,6 @@ def cross_frame(engine, s: config.Img2ImgSettings):
     if hasattr(engine, "bind_unit"):                                # Ray: the actors hold the attention
         return None
     if s.cross_frame == "none":                                     # cache-frames reads through the same plan
-        from vid2vid.config.accel import parse as parse_accel
         from vid2vid.diffusion.deepcache import FrameCache
 
         return FrameCache() if parse_accel(s.accel).frames is not None else None
