@@ -76,7 +76,7 @@ def test_accel_specs_parse_from_a_list_or_one_string_and_refuse_bad_ones():
     assert a == spec.Accel(0.5, 2, None) == spec.parse("tome:0.5,cache:2") == spec.parse("tome:0.5 cache:2")
     assert spec.parse("cache-frames").frames == spec.FRAMES_DEFAULT
     assert spec.parse(["cache-frames:0.05"]).frames == 0.05
-    assert not spec.parse([]).any and not spec.parse("tome:0 cache:0").any
+    assert not spec.parse([]).any and not spec.parse("tome:0 cache:0").any and not spec.parse("none").any
     for a in (spec.Accel(0.25, 3, 0.01), spec.Accel(0.5), spec.Accel(cache=1)):
         assert spec.parse(",".join(a.specs())) == a          # what describe() records reads back the same
     for bad, words in (("blur:2", "not known"), ("tome:0.9", "out of range"), ("cache:x", "not a number"),

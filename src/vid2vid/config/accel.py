@@ -13,7 +13,7 @@ A spec is one of
 
 Several specs combine: the settings list (`--accel tome:0.5 --accel cache:2`), or one string
 with specs separated by commas or spaces (`"tome:0.5,cache:2"`, what a grid axis gives).
-`parse` reads either into an `Accel`; the empty list is `Accel()`, which changes nothing.
+`parse` reads either into an `Accel`; the empty list (or `none`) is `Accel()`, which changes nothing.
 """
 from __future__ import annotations
 
@@ -69,6 +69,8 @@ def parse(values) -> Accel:
     """Accel from spec strings (see the module text); one clear BadInput line for anything else."""
     tome, cache, frames, seen = 0.0, 0, None, set()
     for spec in split(values):
+        if spec.lower() == "none":          # a grid axis value: no accelerator
+            continue
         kind, _, arg = spec.partition(":")
         kind = kind.lower()
         if kind not in KINDS:
