@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vid2vid.diffusion.crossframe import KeptFrames
+
 MARK = "_vid2vid_deepcache"
 _local = threading.local()
 
@@ -217,42 +219,25 @@ def full_evaluations(evaluations: int, interval: int) -> int:
     return -(-evaluations // (interval + 1))
 
 
-class FrameCache:
+class FrameCache(KeptFrames):
     """Deep features kept across frames for one stage run (`cache-frames`), with cross-frame
-    attention's interface (`crossframe.CrossFrame`), so the stage's plan drives both alike:
+    attention's interface (`crossframe.KeptFrames`), so the stage's plan drives both alike:
 
         fc.run(1, (), True, engine.repaint, [canvas_1])            # frame 1 records its features
         fc.run(None, (1,), False, engine.repaint, [c2, c3])        # frames 2, 3 read them
         fc.release([1])
 
-    A unit reads the features of its one reference (its holder: `painting.still.plan` decides
-    which frames hold them); several threads may `run` at once.
+    A unit reads the features of its one reference (its holder: the stage's plan decides which
+    frames hold them).
     """
 
-    def __init__(self) -> None:
-        self.recorded: dict[int, Recording] = {}
-        self.peak_bytes = 0
-        self._lock = threading.Lock()
+    def _new_record(self) -> Recording:
+        return Recording()
 
-    def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
+    def _reading(self, refs: list, record):
         if len(refs) > 1:
             raise ValueError(f"a frame reads the deep features of one frame, not of {len(refs)}")
-        with self._lock:
-            read = self.recorded[refs[0]] if refs else None
-        record = Recording() if keep else None
-        with frame_features(read, record):
-            out = fn(*args, **kwargs)
-        if keep:
-            assert frame is not None and record is not None      # a kept frame names itself
-            with self._lock:
-                self.recorded[frame] = record
-                self.peak_bytes = max(self.peak_bytes, sum(r.nbytes() for r in self.recorded.values()))
-        return out
-
-    def release(self, frames) -> None:
-        with self._lock:
-            for f in frames:
-                self.recorded.pop(f, None)
+        return frame_features(refs[0] if refs else None, record)
 
     def close(self) -> None:
         self.recorded.clear()
