@@ -322,3 +322,24 @@ def test_cache_frames_holders_follow_the_still_frame_rule():
         assert plan_anchors(paths, [1, 3, 5], [3], s) == (1, 3, 5)             # key frames: shots stay anchors
     with pytest.raises(BadInput, match="both decide which earlier frame"):
         settings(accel=["cache-frames"], cross_frame="anchor").validate()
+
+
+def test_accelerators_are_per_thread_on_a_shared_unet(tiny):
+    import threading
+
+    plain = latents(tiny, settings(), [canvas()])
+    fast = latents(tiny, settings(accel=["tome:0.5", "cache:2"]), [canvas()])
+    got: dict[str, torch.Tensor] = {}
+    go = threading.Barrier(2)
+
+    def paint(name, s):
+        go.wait()
+        got[name] = latents(tiny, s, [canvas()])
+
+    threads = [threading.Thread(target=paint, args=("plain", settings())),
+               threading.Thread(target=paint, args=("fast", settings(accel=["tome:0.5", "cache:2"])))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.equal(got["plain"], plain) and torch.equal(got["fast"], fast)
