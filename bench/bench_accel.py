@@ -70,6 +70,35 @@ def timed_side(name: str, model, settings, canvases, frame_features=None) -> dic
     return out
 
 
+def tome_layer(sides=(32, 64), dim: int = 320, heads: int = 8, reps: int = 20) -> None:
+    """One SD 1.5-size full-resolution self-attention layer, stock vs token merging at 0.5 (CPU time,
+    one thread): what ToMe saves where it acts; 32x32 tokens = a 256x256 image, 64x64 = 512x512."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    from vid2vid.diffusion import tome
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    attn = Attention(dim, heads=heads, dim_head=dim // heads).eval()
+    stock, merged = AttnProcessor2_0(), tome.TomeProcessor(AttnProcessor2_0())
+
+    def cpu_seconds(fn) -> float:
+        fn()
+        c0 = time.process_time()
+        for _ in range(reps):
+            fn()
+        return (time.process_time() - c0) / reps
+
+    for side in sides:
+        x = torch.randn(1, side * side, dim)
+        with torch.no_grad(), tome.merging(0.5, (side, side)):
+            a, b = cpu_seconds(lambda: stock(attn, x)), cpu_seconds(lambda: merged(attn, x))
+        print(f"self-attention layer, {side}x{side} tokens: stock {a * 1e3:.1f} ms, tome:0.5 {b * 1e3:.1f} ms "
+              f"({a / b:.2f}x less CPU time)", flush=True)
+    torch.set_num_threads(threads)
+
+
 def one_size(size: int, frames: int, model, fast_model) -> list[dict]:
     from bench_fast import NEGATIVE, PROMPT
     from bench_fast import frames as make_frames
@@ -125,6 +154,8 @@ def main() -> None:
     dtype = devices.resolve_dtype(args.dtype, device)
     print(f"device {device}, dtype {dtype}, torch threads {torch.get_num_threads()}, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus (a shared machine: compare ratios)", flush=True)
+    if device.type == "cpu":
+        tome_layer()
     model = sd15_random_model(device, dtype)
     fast_model = dataclasses.replace(model, vae=tiny_vae(device, dtype))
     results = []
