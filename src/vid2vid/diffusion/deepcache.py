@@ -12,7 +12,7 @@ up block (its skip connections come from `conv_in` and the first down block). So
 
 `cache:N`: evaluation k of a sampling (one denoiser call; with guidance in two UNet calls, each
 call is a slot of its own) is full when k % (N + 1) == 0, else shallow with the feature of the
-last full evaluation: ceil(K / (N + 1)) full evaluations of K. N = 0 never enters `caching`.
+last full evaluation: ceil(K / (N + 1)) full evaluations of K (N = 0: every one full).
 `cache-frames`: inside `frame_features(read=rec)` a sampling runs every evaluation shallow with
 the features `rec` kept of another frame's sampling at the same evaluation and slot (row r of a
 batch of B frames reads row r // B of the recorded batch of one, as cross-frame attention does);
