@@ -38,10 +38,7 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_temporal import SIZE, _video_duration, clean_style, stand_in_stylizer  # noqa: E402
-from vid2vid.temporal import (
-    metrics,
-    opticalflow,  # noqa: E402
-)
+from vid2vid.temporal import metrics, opticalflow, reporting  # noqa: E402
 from vid2vid.temporal import propagation as prop  # noqa: E402
 from vid2vid.temporal.flowpass import flow_correct_sequence  # noqa: E402
 from vid2vid.video.read import iter_sequence  # noqa: E402
@@ -180,7 +177,7 @@ def main(argv=None) -> int:
           f"at the end (a shared machine inflates wall times, and CPU times too under contention)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(metrics._json_safe({"frames": n, "rows": rows}), f, indent=2)
+            json.dump(reporting.json_safe({"frames": n, "rows": rows}), f, indent=2)
     return 0
 
 

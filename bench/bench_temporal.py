@@ -33,7 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 import numpy as np
 
-from vid2vid.temporal import metrics, opticalflow
+from vid2vid.temporal import metrics, opticalflow, reporting
 from vid2vid.temporal.flowpass import DEFAULT_STRENGTH, flow_correct_sequence
 from vid2vid.video.read import iter_sequence
 
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     print(f"total {time.perf_counter() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(metrics._json_safe({"frames": n, "source_warping_error": we_src,
+            json.dump(reporting.json_safe({"frames": n, "source_warping_error": we_src,
                                           "source_warping_error_farneback": we_src_cross, "rows": rows}), f, indent=2)
     return 0
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from vid2vid.temporal import metrics
+from vid2vid.temporal import metrics, reporting
 
 
 def test_moving_mask_is_the_dilated_grey_change_above_8_levels():
@@ -73,5 +73,5 @@ def test_report_carries_the_detail_figures():
     rep = metrics.consistency_report(src, src, src, preset="ultrafast")
     assert rep["sharpness"] is None or math.isclose(rep["sharpness"], 1.0)
     assert rep["moving_psnr"] == float("inf")
-    assert "moving-pixel PSNR" in metrics.format_report(rep)
+    assert "moving-pixel PSNR" in reporting.format_report(rep)
     assert metrics.consistency_report(src, src, None, preset="ultrafast")["moving_psnr"] is None

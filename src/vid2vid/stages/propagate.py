@@ -3,8 +3,9 @@
 With `--keyframes every:K | motion:T`, img2img paints only the key frames (chosen here, by
 `workspace_keys`, from the source frames fitted to the canvas; scene cuts always start a key) and
 writes them under their own frame numbers; this stage carries them to the frames between along
-the source's optical flow, both directions, and fills what neither key sees (`--key-fill warp`:
-the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
+the source's optical flow, both directions, and fills what neither key's warp can be trusted for
+(`--key-fill warp`: a redraw in the keys' local colours on the source's own shape,
+vid2vid.temporal.redraw; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
 with just that region masked, for frames whose hole is more than slivers). The keys are steadied
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
 source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
