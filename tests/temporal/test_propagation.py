@@ -238,3 +238,63 @@ def test_steady_keys_take_the_per_key_flicker_out():
         return float(np.mean([np.abs(f - paint(s))[inner].mean() for f, s in zip(seq, frames)]))
 
     assert err(out) < 0.6 * err(raw)
+
+
+# ---------------------------------------------------------------- where the keys cannot be trusted
+
+def fast_patch(n: int = 5, step: int = 24, width: int = 160, height: int = 96) -> list[np.ndarray]:
+    """A still textured background and a dark textured patch crossing it `step` px a frame."""
+    background = 0.5 + 0.45 * texture(width, height, seed=3)
+    patch = 0.4 * texture(16, 16, seed=9)
+    frames = []
+    for t in range(n):
+        f = background.copy()
+        f[40:56, 20 + step * t:36 + step * t] = patch
+        frames.append(f.astype(np.float32))
+    return frames
+
+
+def tint(img: np.ndarray) -> np.ndarray:
+    """A 'painting' that is a function of the grey level alone (a duotone), as the redraw's model assumes."""
+    g = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.stack([0.9 * g + 0.05, 0.6 * g + 0.2, 0.3 * g + 0.4], axis=2).astype(np.float32)
+
+
+def test_a_patch_too_fast_for_the_flow_is_redrawn_not_torn():
+    frames = fast_patch()
+    keys = {0: tint(frames[0]), 4: tint(frames[4])}
+    out: dict[int, np.ndarray] = {}
+    holes: dict[int, np.ndarray] = {}
+
+    def keep(t, frame, hole):
+        out[t] = frame
+        if hole is not None:
+            holes[t] = hole
+
+    prop.propagate_frames(5, (160, 96), frames.__getitem__, [0, 4], keys.__getitem__, keep, steady=False)
+    for t in (1, 2, 3):
+        where = (slice(42, 54), slice(22 + 24 * t, 34 + 24 * t))      # the patch at t
+        left = (slice(42, 54), slice(22 + 24 * t - 24, 34 + 24 * t - 24))   # where it was a frame ago
+        assert holes[t][where].mean() > 0.5, t                 # no key's warp is trusted on the patch
+        want = tint(frames[t])
+        # drawn where the source has it, in the keys' colours: no streak, no half-transparent double
+        assert np.abs(out[t][where] - want[where]).mean() < 0.08, t
+        assert np.abs(out[t][left] - want[left]).mean() < 0.08, t
+        # a cross-fade of the keys' own pixels would be far off on the patch
+        fade = (keys[0] * (4 - t) + keys[4] * t) / 4
+        assert np.abs(fade[where] - want[where]).mean() > 3 * np.abs(out[t][where] - want[where]).mean(), t
+
+
+def test_steadied_keys_keep_what_was_painted_where_the_keys_disagree():
+    frames = [texture(96, 64, seed=5)] * 9                      # a still source
+    rng = np.random.default_rng(2)
+    keys = {k: np.clip(paint(frames[k]) + rng.normal(0, 0.01, (64, 96, 3)), 0, 1).astype(np.float32)
+            for k in (0, 4, 8)}
+    keys[4][20:40, 30:60] = [0.9, 0.1, 0.1]                     # the painter drew a red sign on key 4 only
+    out, _ = prop.propagate_sequence(frames, keys, steady=True)
+    sign = (slice(22, 38), slice(32, 58))
+    np.testing.assert_allclose(out[4][sign], keys[4][sign], atol=0.02)     # not pulled towards the others
+    # elsewhere the keys agree up to noise and the steadied key averages the noise away
+    calm = (slice(44, 64), slice(0, 96))
+    clean = paint(frames[4])
+    assert np.abs(out[4][calm] - clean[calm]).mean() < 0.75 * np.abs(keys[4][calm] - clean[calm]).mean()
