@@ -52,6 +52,24 @@ def test_choose_keys_by_motion():
         prop.choose_keys(9, prop.KeySpec("motion", 4))
 
 
+def test_fast_motion_adds_keys_and_each_rule_is_counted():
+    assert prop.parse_keyframes("every:4+fast") == prop.KeySpec("every", 4, 6.0)
+    assert prop.parse_keyframes("motion:24+fast:8") == prop.KeySpec("motion", 24, 8.0)
+    assert str(prop.parse_keyframes("every:4+fast:8")) == "every:4+fast:8"
+    for bad in ("every:4+slow", "every:4+fast:0", "every:4+fast:x", "off+fast"):
+        with pytest.raises(BadInput):
+            prop.parse_keyframes(bad)
+    # 12 frames; the pairs (5, 6) and (6, 7) move fast, a cut between 9 and 10
+    motion = prop.SourceMotion([0, 1, 1, 1, 1, 1, 20, 15, 1, 1, 1, 1], [t == 10 for t in range(12)])
+    rules = prop.key_rules(12, prop.KeySpec("every", 4, 12.0), motion)
+    assert rules == {"ends": {0, 11}, "cuts": {9, 10}, "every:4": {4, 8}, "fast motion": {6, 7}}
+    assert prop.choose_keys(12, prop.KeySpec("every", 4, 12.0), motion) == [0, 4, 6, 7, 8, 9, 10, 11]
+    assert prop.choose_keys(12, prop.KeySpec("every", 4), motion) == [0, 4, 8, 9, 10, 11]    # no +fast
+    assert prop.describe_rules(rules) == "8 keys: ends 2, cuts 2, every:4 2, fast motion 2"
+    with pytest.raises(BadInput):
+        prop.key_rules(12, prop.KeySpec("every", 4, 12.0))         # +fast needs the motion
+
+
 def test_analyse_source_measures_motion_and_cuts():
     frames = panning(4, dx=3) + panning(3, dx=3, seed=7)       # a cut between frames 3 and 4
     sm = prop.analyse_source(len(frames), (128, 96), frames.__getitem__, FlowOptions(flow_scale=1.0))

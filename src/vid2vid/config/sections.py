@@ -161,7 +161,8 @@ class PropagateSettings(Section):
 
     NAME = "propagate"
     keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
-                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
+                             "after T pixels of motion), +fast or +fast:F after either for a key after each frame pair "
+                             "moving F pixels (e.g. every:4+fast); scene cuts always start a key", label="Key frames")
     fill: str = setting("warp", "what fills what neither key's warp can be trusted for: a redraw in the keys' "
                         "colours on the source's shape, or a light img2img of just that region", choices=KEY_FILLS,
                         flag="--key-fill", label="Fill disocclusions")

@@ -69,7 +69,10 @@ def workspace_shots(ws: Workspace, settings: config.Settings, job: Job | None = 
     motion = prop.analyse_source(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
                                  progress=tracker.advance if tracker else None)
     starts = [0] + [t for t in range(1, len(frames)) if motion.cuts[t]] if frames else []
-    return prop.choose_keys(len(frames), spec, motion), starts
+    rules = prop.key_rules(len(frames), spec, motion)
+    if job is not None:
+        job.say(f"key frames ({spec}): {prop.describe_rules(rules)} of {len(frames)} frames")
+    return sorted(set().union(*rules.values())), starts
 
 
 def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None,

@@ -4,6 +4,8 @@
 - every:K: frames 0, K, 2K, ... of each shot (the count restarts at a scene cut);
 - motion:T: a new key when the motion accumulated since the last key reaches T, in pixels of mean
   flow length at the frame size (`SourceMotion.motion[t]` for the pair t-1, t);
+- '+fast' / '+fast:F' after either: also the frame after every pair whose motion reaches F pixels
+  (FAST_MOTION by default), where carrying keys fails most (`key_rules` says which rule added which key);
 - always the first and last frame, and both frames around every scene cut (a shot's first and
   last frame are keys, so nothing is carried across a cut).
 Scene cuts and motion come from `analyse_source`, with the same rule as the flow pass
@@ -55,29 +57,52 @@ def analyse_source(n: int, size: tuple[int, int], source: Callable[[int], np.nda
 
 def choose_keys(n: int, spec: KeySpec, motion: SourceMotion | None = None) -> list[int]:
     """Sorted 0-based key frames of n frames (see the module docstring); `motion` is needed for
-    mode "motion" and gives the scene cuts for both modes (None: no cuts known)."""
+    mode "motion" and '+fast', and gives the scene cuts for all modes (None: no cuts known)."""
+    return sorted(set().union(*key_rules(n, spec, motion).values()))
+
+
+def key_rules(n: int, spec: KeySpec, motion: SourceMotion | None = None) -> dict[str, set[int]]:
+    """The keys of `choose_keys`, by the rule that added each (a key two rules ask for counts for the
+    first): "ends" (the first and last frame), "cuts" (both frames around a scene cut), the spec's own
+    rule (str of it without '+fast': "every:4", "motion:24"), "fast motion" (spec.fast > 0: the frame
+    after every source pair whose mean motion reaches spec.fast pixels). Key mode off: every frame
+    under "all"."""
     if n <= 0:
-        return []
+        return {}
     if not spec.on:
-        return list(range(n))
-    if spec.mode == "motion" and motion is None:
+        return {"all": set(range(n))}
+    if (spec.mode == "motion" or spec.fast > 0) and motion is None:
         raise BadInput("key frames by motion need the source's motion; analyse the source first")
     cuts = motion.cuts if motion is not None else [False] * n
-    keys = {0, n - 1}
+    rules: dict[str, set[int]] = {"ends": {0, n - 1}, "cuts": set(), str(KeySpec(spec.mode, spec.value)): set(),
+                                  "fast motion": set()}
     last, acc = 0, 0.0
     for t in range(1, n):
         if cuts[t]:
-            keys.update((t - 1, t))
+            rules["cuts"].update((t - 1, t))
             last, acc = t, 0.0
             continue
         if spec.mode == "every":
-            if t - last >= spec.value:
-                keys.add(t)
-                last = t
+            hit = t - last >= spec.value
         else:
             assert motion is not None                 # checked above for the motion mode
             acc += motion.motion[t]
-            if acc >= spec.value:
-                keys.add(t)
-                last, acc = t, 0.0
-    return sorted(keys)
+            hit = acc >= spec.value
+        if hit:
+            rules[str(KeySpec(spec.mode, spec.value))].add(t)
+            last, acc = t, 0.0
+    if spec.fast > 0:
+        assert motion is not None
+        rules["fast motion"] = {t for t in range(1, n) if not cuts[t] and motion.motion[t] >= spec.fast}
+    seen: set[int] = set()
+    for name, keys in rules.items():
+        rules[name] = keys - seen
+        seen |= keys
+    return rules
+
+
+def describe_rules(rules: dict[str, set[int]]) -> str:
+    """'21 keys: ends 2, every:4 19, fast motion 3' (rules that added none left out)."""
+    total = sum(len(k) for k in rules.values())
+    parts = [f"{name} {len(keys)}" for name, keys in rules.items() if keys]
+    return f"{total} keys: " + ", ".join(parts)

@@ -59,7 +59,13 @@ from vid2vid.temporal.flowpass import (
     photometric_residual,
     source_link,
 )
-from vid2vid.temporal.keyframes import SourceMotion, analyse_source, choose_keys  # noqa: F401  (read here too)
+from vid2vid.temporal.keyframes import (  # noqa: F401  (read here too)
+    SourceMotion,
+    analyse_source,
+    choose_keys,
+    describe_rules,
+    key_rules,
+)
 from vid2vid.temporal.metrics import grey_float
 from vid2vid.temporal.opticalflow import (
     as_float_rgb,
@@ -127,12 +133,13 @@ def key_trust(valid: np.ndarray, flow: np.ndarray, grey_t: np.ndarray, grey_key:
     return valid * np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
 
 
-def warp_key(key: np.ndarray, flow_small: np.ndarray) -> np.ndarray:
-    """The key frame (float32 HxWx3) read at x + flow(x), with the small flow scaled up: one bicubic
-    resampling (bilinear would soften the key's strokes)."""
+def warp_key(key: np.ndarray, flow_small: np.ndarray, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """The key frame (float32 HxWx3) read at x + flow(x), with the small flow scaled up: one resampling,
+    bicubic by default (bilinear softens the key's strokes; the steadying's neighbours, averaged
+    anyway, take the cheaper bilinear)."""
     h, w = key.shape[:2]
     map_x, map_y = sample_grid(resize_flow(flow_small, w, h))
-    return cv2.remap(key, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(key, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def blend_weight(a_trust: np.ndarray, b_trust: np.ndarray, wa: float, wb: float) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +299,7 @@ class _Keys:
         w, h = self.size
         flow, valid = key_chain(j, o, self.motion)
         weight = key_trust(valid, flow, self.grey(j), self.grey(o), self.options.photo_sigma)
-        warped = warp_key(self.raw(o), flow)
+        warped = warp_key(self.raw(o), flow, cv2.INTER_LINEAR)
         resid = photometric_residual(self.grey(j), self.grey(o), flow)
         weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
         return warped, weight * trust.agreement(warped, self.raw(j), resid, STEADY_TOLERANCE)
