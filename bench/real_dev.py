@@ -1,7 +1,7 @@
 """The real img2img footage (../shared/media/real-img2img-dev/) and a stand-in built on it, for the
 temporal benchmarks (bench_keyframes.py, bench_temporal.py), or alone:
 
-    python bench/real_dev.py [--dev DIR] [--only real|stand-in] [--json OUT]
+    python bench/real_dev.py [--dev DIR] [--only real|stand-in] [--first F --frames N] [--json OUT]
 
 - real: the 81 painted frames of the development part and their aligned source frames (lossless mkv,
   decoded with PyAV); keys every 4th painted frame (1, 5, ..., 81).
@@ -149,13 +149,16 @@ def add_option(ap: argparse.ArgumentParser) -> None:
                     help=f"also report on the real img2img footage and its re-drawing stand-in ({DEV})")
 
 
-def report(dev: Path = DEV, only: str | None = None) -> list[dict]:
-    """Decode the dev part, make the stand-in, score every row of both; prints the table."""
+def report(dev: Path = DEV, only: str | None = None, first: int = 0, frames: int = 0) -> list[dict]:
+    """Decode the dev part (frames first .. first+frames-1, 0-based; frames 0: to the end), make the
+    stand-in, score every row of both; prints the table."""
     cv2.setNumThreads(1)
     if not (dev / "painted.mkv").is_file():
         print(f"no real footage at {dev}: skipped")
         return []
-    source, painted = decode(dev / "source.mkv"), decode(dev / "painted.mkv")
+    end = first + frames if frames else None
+    source, painted = decode(dev / "source.mkv")[first:end], decode(dev / "painted.mkv")[first:end]
+    print(f"dev frames {first + 1}..{first + len(painted)}, a key every {KEY_EVERY}th from frame {first + 1}")
     rows: list[dict] = []
     if only in (None, "real"):
         rows += rows_for("real", source, painted)
@@ -169,9 +172,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dev", default=str(DEV), help="the folder with painted.mkv and source.mkv")
     ap.add_argument("--only", choices=("real", "stand-in"))
+    ap.add_argument("--first", type=int, default=0, help="first frame, 0-based (40: frames 41..81, the fast motion)")
+    ap.add_argument("--frames", type=int, default=0, help="this many frames (0: to the end)")
     ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
-    rows = report(Path(args.dev), args.only)
+    rows = report(Path(args.dev), args.only, args.first, args.frames)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(reporting.json_safe({"rows": rows}), f, indent=2)
