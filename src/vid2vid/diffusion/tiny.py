@@ -226,7 +226,6 @@ def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None,
 
 # ---------------------------------------------------------------- a VAE that lets the picture through
 
-@torch.no_grad()
 def _zero(conv) -> None:
     conv.weight.zero_()
     conv.bias.zero_()
@@ -266,6 +265,7 @@ def _identity_blocks(block) -> None:
         _zero(a.to_out[0])
 
 
+@torch.no_grad()
 def make_passthrough_vae(vae) -> None:
     """Set a tiny AutoencoderKL's weights (in place) so that decode(encode(x)) keeps x's picture.
 
