@@ -38,7 +38,7 @@ from vid2vid.diffusion.checkpoints import (
 )
 from vid2vid.diffusion.quiet import quiet_libraries as _quiet_libraries
 from vid2vid.diffusion.schedules import sigma_to_timestep
-from vid2vid.models.hub import download_hint, looks_like_hub_id, offline_reason
+from vid2vid.models.hub import download_hint, looks_like_hub_id
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -265,7 +265,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype, progress: Callable | None = None
     the files the pipeline reads first, with their bytes reported to `progress` (default: the console)."""
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.models.hub import cached, diffusers_files, hub_errors, prefetch
+    from vid2vid.models.hub import cached, diffusers_files, hub_errors, offline_reason, prefetch
 
     unreachable = offline_reason()          # no network: fail at once, not after retries
     offline, how = unreachable is not None, download_hint(repo_id, "the model")
