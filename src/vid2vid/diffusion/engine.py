@@ -138,19 +138,21 @@ class Img2ImgEngine:
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
                                     cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids,
                                     discrete=self.timesteps is not None)
-        # -- ControlNet: the nets and their windows over the real schedule
         self.control = None
         if self.controlnets:
             from vid2vid.diffusion.controlnet import ControlGuide
 
             self.control = ControlGuide(self.controlnets, self.real_sigmas, self.model.unet, self.timings)
-        # -- end ControlNet
         self.ip: Any = None
         if self.ip_adapters:
             from vid2vid.diffusion.ip_attention import IPGuide
 
             self.ip = IPGuide(self.ip_adapters, self.real_sigmas, self.model.unet)
             self.denoiser.ip = self.ip
+        self._setup_vae()
+
+    def _setup_vae(self) -> None:
+        """The VAE's dtype (SDXL's upcast), scaling, shift, chunking and memory layout."""
         self.vae = self.model.vae
         self.vae_dtype = next(self.vae.parameters()).dtype
         if self.vae_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
