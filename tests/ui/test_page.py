@@ -62,6 +62,9 @@ def test_every_action_button_has_its_note_and_writes_it(page):
     assert "#v2v-head" in app.CSS and "sticky" in app.CSS
 
 
-def test_said_fills_status_and_note_alike():
+def test_said_fills_status_and_note_alike_and_marks_errors():
     status, bar, note = app.said("Error: no model given")
-    assert status == note == "Error: no model given" and "data-fraction=''" in bar
+    assert status == note and status["value"] == "Error: no model given" and "data-fraction=''" in bar
+    assert status["elem_classes"] == ["v2v-error"]                 # errors do not look like normal text
+    assert app.said("Done: extract")[0]["elem_classes"] == []
+    assert ".v2v-error" in app.CSS

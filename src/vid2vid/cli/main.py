@@ -259,9 +259,14 @@ def cmd_demo(args, parser, job):
 
 
 def cmd_ui(args, parser, job):
-    from vid2vid.ui import app
+    from vid2vid.ui import auth, launch
 
-    app.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or ())
+    models = (config.load_toml(args.config).run.models if args.config else []) + (args.models or [])
+    logins = [auth.parse_login(a) for a in args.auth or []]
+    if args.auth_file:
+        logins += auth.read_logins(args.auth_file)
+    launch.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or (),
+                  models=models, logins=logins)
 
 
 def _lazy(module: str, func: str = "main") -> Callable:
@@ -375,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="another host name the page answers to (behind a proxy, say); repeatable")
     sp.add_argument("--port", type=int, default=7860)
     sp.add_argument("--cache", default="vid2vid-cache")
+    sp.add_argument("--models", action="append", metavar="DIR",
+                    help="a read-only model folder the page lists models from (an A1111 or ComfyUI folder, or its "
+                         "models/); repeatable; also [run] models = [...] in --config")
+    sp.add_argument("--config", help="settings TOML file: its [run] models are model folders too")
+    sp.add_argument("--auth", action="append", metavar="USER:PASS",
+                    help="a login the page asks for (repeatable); a page served beyond the loopback asks every "
+                         "client for a login or the token printed at start")
+    sp.add_argument("--auth-file", metavar="FILE", help="a file of logins, one USER:PASS a line")
 
     sp = command("sigmas", _lazy("vid2vid.cli.tools", "sigmas"), "plot every sigma schedule with the truncation point")
     sp.add_argument("--steps", type=int, default=20)

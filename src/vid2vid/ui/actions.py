@@ -16,7 +16,7 @@ from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.core.fileid import FileId, file_id
 from vid2vid.core.progress import Job
-from vid2vid.core.workspace import Workspace
+from vid2vid.core.workspace import MANIFEST, Workspace
 from vid2vid.pipeline import runner
 from vid2vid.stages import registry
 from vid2vid.ui import paths
@@ -43,14 +43,43 @@ def probe_text(root: Path, video: str) -> str:
     return format_probe(probe(p))
 
 
-def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict:
-    """Extract frames of a video inside the cache into its workspace; info + the workspace name."""
+def extract(root: Path, video: str, settings: config.Settings, job: Job, name: str = "",
+            replace_used: bool = False) -> dict:
+    """Extract frames of a video inside the cache into a workspace (named `name`, else after the video);
+    info + the workspace name.
+
+    A workspace whose frames later stages used is never replaced silently: other extract settings
+    there are refused unless `replace_used` is set (or another workspace is named)."""
     p = paths.existing_file(root, video, "video")
-    ws = Workspace.for_video(p, root)
+    ws = Workspace(paths.new_workspace_path(root, name)) if name.strip() else Workspace.for_video(p, root)
+    used: list[str] = []
     if ws.root.exists():
         paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
-    info = runner.run_stage("extract", ws, settings, job, video=p)
+        if (ws.root / MANIFEST).is_file():
+            used = [n for n in ws.manifest["stages"]
+                    if n != "extract" and n in registry.BY_NAME and ws.frames(registry.stage(n).folder)]
+    guarded = bool(used) and not replace_used
+    s = replace(settings, run=replace(settings.run, overwrite=False)) if guarded else settings
+    if not guarded:
+        _save_settings(ws.ensure(), settings)
+    try:
+        info = runner.run_stage("extract", ws, s, job, video=p)
+        if guarded:
+            _save_settings(ws, settings)
+    except BadInput as exc:
+        if not used or replace_used or "already has results" not in str(exc):
+            raise
+        raise BadInput(f"workspace {ws.root.name} already has frames that {', '.join(used)} used, extracted with "
+                       "other settings; they are kept. Tick 'Replace the frames of a used workspace' to replace "
+                       "them, or give a new workspace name") from exc
     return {**info, "workspace": ws.root.name}
+
+
+def _save_settings(ws: Workspace, settings: config.Settings) -> None:
+    """The settings a stage starts with, written into the workspace (the page restores them)."""
+    from vid2vid.ui import saved
+
+    saved.save(ws, settings)
 
 
 # ---------------------------------------------------------------- stages on a workspace
@@ -60,7 +89,9 @@ def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, j
     if stage not in registry.BY_NAME or registry.stage(stage).needs_video:
         raise BadInput(f"stage '{stage}' is not known; use one of: "
                        f"{', '.join(r.name for r in registry.STAGES if not r.needs_video)}")
-    return runner.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
+    ws = paths.workspace(root, ws_name)
+    _save_settings(ws, settings)
+    return runner.run_stage(stage, ws, settings, job, **extra)
 
 
 def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
@@ -130,6 +161,7 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         if single > len(frames):
             raise BadInput(f"debug frame {single} is past the last frame; the workspace has {len(frames)} frames")
         model = models.get(s.img2img, job) if models else None
+        _save_settings(ws, settings)
         with ws.locked():
             return stage.run_single(ws, s, job, frames, model)
     if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
@@ -165,26 +197,6 @@ def compare(root: Path, ws_name: str, job: Job) -> dict:
 
 
 # ---------------------------------------------------------------- previews
-
-def frame_strip(root: Path, ws_name: str, folder: str, count: int = 8) -> list[Path]:
-    """Up to `count` frames of a workspace folder, evenly spread from first to last."""
-    return frame_strip_counted(root, ws_name, folder, count)[0]
-
-
-def frame_strip_counted(root: Path, ws_name: str, folder: str, count: int = 8) -> tuple[list[Path], int]:
-    """`frame_strip` and the number of frames in the folder."""
-    ws = paths.workspace(root, ws_name)
-    files = ws.frames(folder)
-    if len(files) <= count:
-        return files, len(files)
-    picks = sorted({round(i * (len(files) - 1) / (count - 1)) for i in range(count)})
-    return [files[i] for i in picks], len(files)
-
-
-def strip_label(title: str, shown: int, total: int) -> str:
-    """A strip's title with its count: "img2img frames: 8 of 24 frames"."""
-    return f"{title}: {shown} of {total} frame{'' if total == 1 else 's'}"
-
 
 def mask_grid(root: Path, ws_name: str, frame: int, correct: config.CorrectSettings, tile_width: int = 160) -> Any:
     """The motion-mask grid (low-cut 0..255) of source frame `frame` (2 or later) -> uint8 sheet."""
