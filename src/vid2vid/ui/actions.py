@@ -56,8 +56,8 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job, name: s
     if ws.root.exists():
         paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
         if (ws.root / MANIFEST).is_file():
-            used = [n for n in ws.manifest["stages"]
-                    if n != "extract" and n in registry.BY_NAME and ws.frames(registry.stage(n).folder)]
+            used = [n for n in ws.manifest["stages"] if n != "extract" and n in registry.BY_NAME
+                    and any(ws.path(o).exists() for o in registry.stage(n).outputs)]
     guarded = bool(used) and not replace_used
     s = replace(settings, run=replace(settings.run, overwrite=False)) if guarded else settings
     if not guarded:

@@ -78,6 +78,9 @@ def host_ok(header: str | None, allowed: set[tuple[str, int | None]]) -> bool:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# gradio's launch calls this once over the loopback to start the app; it does nothing after that first call
+# and answers no data, so it needs no credential (else a page beyond the loopback could not start).
+OPEN_PATHS = ("/gradio_api/startup-events",)
 SAFE_METHODS = ("GET", "HEAD")
 
 
@@ -144,7 +147,8 @@ class HostGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         reason, status, extra_headers = self.refusal(scope, headers), 403, []
         set_cookie = False
-        if reason is None and self.credential is not None:
+        if reason is None and self.credential is not None and \
+                not (scope.get("path") in OPEN_PATHS and scope.get("method") == "GET"):
             allowed, set_cookie = self.credential.check(headers, scope.get("query_string", b"").decode("latin-1"))
             if not allowed:
                 (reason, extra_headers), status = self.credential.refusal(), 401

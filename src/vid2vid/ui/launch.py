@@ -70,6 +70,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
     credential = Credential.make(not is_loopback(host), logins)
     page = build(root, list(models))
     page.queue(default_concurrency_limit=4)
+    page.v2v_credential = credential
     guard = Middleware(HostGuard, allowed=page_hosts(host, allowed_hosts), credential=credential)
     if block and threading.current_thread() is threading.main_thread():
         _stop_on_signals()
@@ -80,11 +81,13 @@ def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2v
                          theme=page.v2v_theme, css=page.v2v_css, ssr_mode=False, show_error=False, quiet=True,
                          inbrowser=False, share=False, prevent_thread_lock=not block, footer_links=["settings"],
                          app_kwargs={"middleware": [guard]})
-    if block:                      # the server has stopped: let a running task finish its current frame
-        page.v2v_runner.interrupt()
-        task = page.v2v_runner.current
-        if task is not None and not task.done.wait(STOP_WAIT_S):
-            log.warning("%s did not stop within %s s; finished frames are kept", task.name, STOP_WAIT_S)
+    if not block:
+        return page                # serving in the background (tests): page.close() stops it
+    # the server has stopped: let a running task finish its current frame
+    page.v2v_runner.interrupt()
+    task = page.v2v_runner.current
+    if task is not None and not task.done.wait(STOP_WAIT_S):
+        log.warning("%s did not stop within %s s; finished frames are kept", task.name, STOP_WAIT_S)
     return result
 
 
