@@ -28,7 +28,8 @@ def test_a_stage_started_on_the_page_saves_its_settings_and_they_come_back(root)
     ws = Workspace(root / "ws")
     assert ws.path(SETTINGS_FILE).is_file()
     back = saved.load(ws)
-    assert (back.img2img.prompt, back.img2img.width, back.img2img.height, back.img2img.steps) == ("a red fox", 64, 48, 7)
+    i = back.img2img
+    assert (i.prompt, i.width, i.height, i.steps) == ("a red fox", 64, 48, 7)
     keys = list(values) + ["img2img.loras"]
     shown = dict(zip(keys, saved.field_values(back, keys)))
     assert shown["img2img.prompt"] == "a red fox" and shown["img2img.width"] == 64 and shown["img2img.loras"] == []
