@@ -135,10 +135,12 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
     settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
 
 
-def _base_settings(args: argparse.Namespace) -> config.Settings:
-    path = getattr(args, "config", None)
-    settings = config.load_toml(path) if path else config.Settings()
-    if getattr(args, "preset", None):            # issue 17: file, then preset, then the options given
+def _base_settings(args: argparse.Namespace, workspace: Any = None) -> config.Settings:
+    """The workspace's saved settings (stage commands), then --config, then --preset (the options come last)."""
+    from vid2vid.pipeline.saved import starting_settings
+
+    settings = starting_settings(workspace, getattr(args, "config", None))
+    if getattr(args, "preset", None):
         from vid2vid.config import presets
 
         presets.apply(settings, args.preset)
@@ -189,8 +191,10 @@ def stage_command(row) -> Callable:
     def handler(args, parser, job):
         from vid2vid.pipeline import runner
 
-        settings = apply_options(_base_settings(args), args, parser)
-        ws = _workspace_for(args, settings)
+        ws = _workspace_for(args, apply_options(_base_settings(args), args, parser))
+        settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
+        if row.name == "export" and "export.source" not in vars(args) and settings.export.source == "rife":
+            settings.export.source = registry.last_frames(ws)
         info = runner.run_stage(row.name, ws, settings, job, video=getattr(args, "video", None))
         if row.name == "extract":
             print(f"{info['frames']} frames in {ws.root / 'frames'}")

@@ -108,7 +108,7 @@ class Img2ImgSettings(Section):
                                     label="Textual inversion files (one per line)")
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
-                          label="Debug frame")
+                          label="Debug frame", remember=False)
     controlnet: list[ControlNetSettings] = setting(
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")

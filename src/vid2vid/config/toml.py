@@ -73,8 +73,16 @@ def dumps_toml(settings: Settings) -> str:
     return tomli_w.dumps(to_dict(settings))
 
 
-def load_toml(path: str | Path) -> Settings:
-    """Read a settings file; missing keys keep their defaults."""
+def _overlay(base: dict, data: dict) -> dict:
+    """`base` with the values of `data` over it, table by table (a list of tables is replaced whole)."""
+    out = dict(base)
+    for key, value in data.items():
+        out[key] = _overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_toml(path: str | Path, base: Settings | None = None) -> Settings:
+    """Read a settings file; missing keys keep their defaults (or their values in `base`)."""
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"settings file {p} does not exist; write one with `vid2vid config --dump > {p.name}`")
@@ -83,7 +91,7 @@ def load_toml(path: str | Path) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"settings file {p} is not valid TOML ({exc}); fix it or dump fresh defaults "
                        "with `vid2vid config --dump`") from exc
-    return from_dict(Settings, data, "settings")
+    return from_dict(Settings, _overlay(to_dict(base), data) if base is not None else data, "settings")
 
 
 def save_toml(settings: Settings, path: str | Path) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid.core import locking, pathnames
-from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy, stage_ref
+from vid2vid.core.errors import BadInput, Interrupted, OtherSettings, Vid2VidError, WorkspaceBusy, stage_ref
 
 MANIFEST = "manifest.json"
 LOCKFILE = ".lock"
@@ -333,9 +333,7 @@ class Workspace:
         if existing:
             if not overwrite:
                 changed = _diff_params(rec.get("params", {}) if rec else {}, params)
-                raise BadInput(f"stage '{name}' already has results in {self.root} made with other settings "
-                               f"({changed}); they are kept. Turn {{run.overwrite}} on to replace them, "
-                               "or use another workspace")
+                raise OtherSettings(refusal(name, self.root, changed), name)
             for o in existing:
                 self._remove(self.root / o)
         self.manifest["stages"][name] = {"params": params, "key": key, "inputs": input_keys,
@@ -427,6 +425,12 @@ class Workspace:
 def failure_status(exc: BaseException) -> str:
     """How a stage that raised `exc` ended: "interrupted" (cancel, Ctrl+C) or "failed"."""
     return "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+
+
+def refusal(name: str, root: Path, changed: str) -> str:
+    """The one line that refuses to replace stage `name`'s results made with other settings."""
+    return (f"stage '{name}' already has results in {root} made with other settings ({changed}); they are kept. "
+            "Turn {run.overwrite} on to replace them, or use another workspace")
 
 
 def _diff_params(old: dict, new: dict) -> str:

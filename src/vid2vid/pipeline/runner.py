@@ -20,12 +20,12 @@ from pathlib import Path
 
 from vid2vid import config
 from vid2vid.config import Settings
-from vid2vid.core.errors import BadInput
+from vid2vid.core.errors import BadInput, OtherSettings
 from vid2vid.core.progress import Job, ProgressEvent
-from vid2vid.core.workspace import Workspace, failure_status
+from vid2vid.core.workspace import Workspace, failure_status, refusal
+from vid2vid.pipeline import saved
+from vid2vid.pipeline.saved import SETTINGS_FILE  # noqa: F401  (runner.SETTINGS_FILE: where they are)
 from vid2vid.stages import registry
-
-SETTINGS_FILE = "settings.toml"
 
 
 @dataclass
@@ -109,9 +109,11 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
 
     1. the row's settings adjustment, then validation of the sections it reads and its model check
     2. the workspace lock (extract creates the workspace; the others need one made by extract)
-    3. the disk space the stage will write (its module's `space_need`) against the free space, then
+    3. the settings written into the workspace (`saved.SETTINGS_FILE`; put back as they were when the
+       stage refuses to replace results made with others, a refusal that then names the changed ones)
+    4. the disk space the stage will write (its module's `space_need`) against the free space, then
        the stage, with a failure or an interruption written to the workspace's run log
-    4. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow)
+    5. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow)
     `extra` goes to the stage's `run` (the page passes an already loaded model to img2img).
     `checked`: the caller already validated everything and checked the video and models (`run`).
     """
@@ -135,9 +137,14 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     module = _module(row)
     sub = _placed(job, place)
     with ws.locked():
+        before = _saved_or_none(ws)
+        saved.save_settings(ws, settings)
         try:
             check_space(module, ws, s)
             info = module.run(ws, video, s, sub) if row.needs_video else module.run(ws, s, sub, **extra)
+        except OtherSettings as exc:
+            ws.log_failure(name, exc)
+            raise _refused(ws, exc, before, settings, row) from None
         except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
             ws.log_failure(name, exc)
             raise
@@ -146,6 +153,24 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
             if registry.stage(nxt).wanted(settings):
                 info[nxt] = run_stage(nxt, ws, settings, job, place=place, checked=checked)
     return info
+
+
+def _saved_or_none(ws: Workspace) -> Settings | None:
+    try:
+        return saved.saved_settings(ws)
+    except BadInput:                      # a damaged file is replaced by the settings this stage runs with
+        return None
+
+
+def _refused(ws: Workspace, exc: OtherSettings, before: Settings | None, settings: Settings,
+             row: registry.Stage) -> OtherSettings:
+    """The refusal naming the settings that changed since the workspace's saved ones, which are put back."""
+    if before is None:
+        saved.settings_path(ws).unlink(missing_ok=True)
+        return exc
+    saved.save_settings(ws, before)
+    changed = saved.changes(before, settings, row.sections)
+    return OtherSettings(refusal(exc.stage, ws.root, ", ".join(changed)), exc.stage) if changed else exc
 
 
 def run(video: str | Path, settings: Settings, workspace: str | Path | None = None,
@@ -166,7 +191,6 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     result = RunResult(workspace=ws.root, output=Path())
     with ws.ensure().locked():
         ws.log_unfinished_run()
-        config.save_toml(settings, ws.path(SETTINGS_FILE))
         ws.log("run", video=str(video), settings=config.to_dict(settings))
         # 3. the stages, in order; each resumes or skips on its own
         for i, row in enumerate(rows, 1):

@@ -161,6 +161,14 @@ def export_source(s: Settings) -> str:
     return "img2img"
 
 
+def last_frames(ws: Workspace) -> str:
+    """The export token (--from) of the last frame folder the workspace has: rife, resr, img2img or frames."""
+    for name in ("interpolate", "upscale"):
+        if ws.stage_record(name) is not None:
+            return BY_NAME[name].frames or ""
+    return "img2img" if ws.stage_record("img2img") is not None else "frames"
+
+
 def by_frames(folder: str) -> Stage:
     """The stage that makes frame folder `folder` (the tokens of export's --from)."""
     for st in STAGES:
