@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
-from vid2vid.core.errors import BadInput
+from vid2vid.core.errors import BadInput, OtherSettings
 from vid2vid.core.fileid import FileId, file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import MANIFEST, Workspace
 from vid2vid.pipeline import runner
+from vid2vid.pipeline.saved import save_settings
 from vid2vid.stages import registry
 from vid2vid.ui import paths
 
@@ -60,26 +61,15 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job, name: s
                     and any(ws.path(o).exists() for o in registry.stage(n).outputs)]
     guarded = bool(used) and not replace_used
     s = replace(settings, run=replace(settings.run, overwrite=False)) if guarded else settings
-    if not guarded:
-        _save_settings(ws.ensure(), settings)
     try:
         info = runner.run_stage("extract", ws, s, job, video=p)
-        if guarded:
-            _save_settings(ws, settings)
-    except BadInput as exc:
-        if not used or replace_used or "already has results" not in str(exc):
+    except OtherSettings as exc:
+        if not guarded:
             raise
         raise BadInput(f"workspace {ws.root.name} already has frames that {', '.join(used)} used, extracted with "
                        "other settings; they are kept. Tick 'Replace the frames of a used workspace' to replace "
                        "them, or give a new workspace name") from exc
     return {**info, "workspace": ws.root.name}
-
-
-def _save_settings(ws: Workspace, settings: config.Settings) -> None:
-    """The settings a stage starts with, written into the workspace (the page restores them)."""
-    from vid2vid.ui import saved
-
-    saved.save(ws, settings)
 
 
 # ---------------------------------------------------------------- stages on a workspace
@@ -89,9 +79,7 @@ def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, j
     if stage not in registry.BY_NAME or registry.stage(stage).needs_video:
         raise BadInput(f"stage '{stage}' is not known; use one of: "
                        f"{', '.join(r.name for r in registry.STAGES if not r.needs_video)}")
-    ws = paths.workspace(root, ws_name)
-    _save_settings(ws, settings)
-    return runner.run_stage(stage, ws, settings, job, **extra)
+    return runner.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
 
 
 def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
@@ -161,8 +149,8 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         if single > len(frames):
             raise BadInput(f"debug frame {single} is past the last frame; the workspace has {len(frames)} frames")
         model = models.get(s.img2img, job) if models else None
-        _save_settings(ws, settings)
         with ws.locked():
+            save_settings(ws, settings)        # a debug frame is no stage, but what the page last painted with
             return stage.run_single(ws, s, job, frames, model)
     if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
         run_stage(root, ws_name, "control", s, job)

@@ -9,7 +9,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.core.errors import BadInput, Vid2VidError
-from vid2vid.ui import paths, saved
+from vid2vid.ui import paths, restore
 from vid2vid.ui.page import Page, progress_html, shown
 from vid2vid.ui.runner import error_message
 
@@ -73,20 +73,20 @@ def on_open(p: Page, keys: list[str], ws_name: str | None) -> list[Any]:
         ws = paths.workspace(p.root, ws_name)
     except Vid2VidError:
         return skip + [""]
-    s = saved.load(ws)
+    s = restore.load(ws)
     if s is None:
-        return skip + [saved.changed_text([], False)]
-    return saved.field_values(s, keys) + [saved.changed_text([], True)]
+        return skip + [restore.changed_text([], False)]
+    return restore.field_values(s, keys) + [restore.changed_text([], True)]
 
 
 def changed_line(p: Page, keys: list[str], ws_name: str | None, values: tuple) -> str:
     try:
-        s = saved.load(paths.workspace(p.root, ws_name)) if ws_name else None
+        s = restore.load(paths.workspace(p.root, ws_name)) if ws_name else None
     except Vid2VidError:
         s = None
     if s is None:
-        return saved.changed_text([], False) if ws_name else ""
-    return saved.changed_text(saved.changed(dict(zip(keys, values)), s, p.root, p.model_roots), True)
+        return restore.changed_text([], False) if ws_name else ""
+    return restore.changed_text(restore.changed(dict(zip(keys, values)), s, p.root, p.model_roots), True)
 
 
 def on_load(p: Page, keys: list[str], file: str | None) -> list[Any]:
@@ -94,10 +94,10 @@ def on_load(p: Page, keys: list[str], file: str | None) -> list[Any]:
     if not file:
         return [p.gr.skip()] * (1 + len(keys))
     try:
-        s = saved.read_file(file)
+        s = restore.read_file(file)
     except BadInput as exc:
         return [shown(error_message(BadInput(f"{Path(file).name}: {exc}")))] + [p.gr.skip()] * len(keys)
-    return [f"Loaded settings from {Path(file).name}."] + saved.field_values(s, keys)
+    return [f"Loaded settings from {Path(file).name}."] + restore.field_values(s, keys)
 
 
 def on_save(p: Page, keys: list[str], values: tuple) -> Any:

@@ -1,8 +1,8 @@
 """Settings that survive a reload: a workspace's saved settings back into the page's fields.
 
-Every stage the page starts writes the settings it runs with into the workspace
-(`pipeline.runner.SETTINGS_FILE`, as `vid2vid run` does); opening a workspace, and loading the page
-again, fills the fields from that file. The page can also load a settings TOML and download its
+Every stage writes the settings it runs with into the workspace when it starts
+(`pipeline.saved`); opening a workspace, and loading the page again, fills the fields from that
+file (one-off fields such as the debug frame at their defaults). The page can also load a settings TOML and download its
 fields as one. A field whose value differs from the saved file is "changed since the last run".
 No gradio here.
 """
@@ -15,25 +15,19 @@ from typing import Any
 from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.core.workspace import Workspace
-from vid2vid.pipeline.runner import SETTINGS_FILE
+from vid2vid.pipeline import saved as pipeline_saved
 from vid2vid.ui import form
 from vid2vid.ui.controlnet_list import KEY as CONTROLNET_KEY
 
 
-def save(ws: Workspace, settings: config.Settings) -> None:
-    """Write the settings a stage starts with into the workspace."""
-    config.save_toml(settings, ws.path(SETTINGS_FILE))
-
-
 def load(ws: Workspace) -> config.Settings | None:
-    """The workspace's saved settings; None when it has none (or they no longer read as settings)."""
-    p = ws.path(SETTINGS_FILE)
-    if not p.is_file():
-        return None
+    """The workspace's saved settings, one-offs at their defaults; None when it has none (or they no
+    longer read as settings)."""
     try:
-        return config.load_toml(p)
+        found = pipeline_saved.saved_settings(ws)
     except BadInput:
         return None
+    return None if found is None else pipeline_saved.remembered(found)
 
 
 def read_file(path: str | Path) -> config.Settings:
@@ -59,7 +53,7 @@ def changed(values: Mapping[str, Any], saved: config.Settings, root: Path,
     counts as changed)."""
     out = []
     for key, value in values.items():
-        if key in ("run.overwrite",):
+        if not config.meta(key).remember:          # one-offs (overwrite, export's folder) are not "settings"
             continue
         section, name = key.split(".")
         try:

@@ -11,7 +11,7 @@ from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.pipeline.runner import SETTINGS_FILE
-from vid2vid.ui import actions, form, paths, saved
+from vid2vid.ui import actions, form, paths, restore
 
 
 @pytest.fixture
@@ -27,16 +27,16 @@ def test_a_stage_started_on_the_page_saves_its_settings_and_they_come_back(root)
     actions.run_stage(root, "ws", "delta", s, Job())
     ws = Workspace(root / "ws")
     assert ws.path(SETTINGS_FILE).is_file()
-    back = saved.load(ws)
+    back = restore.load(ws)
     i = back.img2img
     assert (i.prompt, i.width, i.height, i.steps) == ("a red fox", 64, 48, 7)
     keys = list(values) + ["img2img.loras"]
-    shown = dict(zip(keys, saved.field_values(back, keys)))
+    shown = dict(zip(keys, restore.field_values(back, keys)))
     assert shown["img2img.prompt"] == "a red fox" and shown["img2img.width"] == 64 and shown["img2img.loras"] == []
-    assert saved.changed(values, back, root) == []
-    assert saved.changed({**values, "img2img.prompt": "a blue fox", "img2img.steps": 8}, back, root) == \
+    assert restore.changed(values, back, root) == []
+    assert restore.changed({**values, "img2img.prompt": "a blue fox", "img2img.steps": 8}, back, root) == \
         ["img2img.prompt", "img2img.steps"]
-    text = saved.changed_text(["img2img.prompt"], True)
+    text = restore.changed_text(["img2img.prompt"], True)
     assert form.label_of("img2img.prompt") in text and "Changed since the last run" in text
 
 
@@ -44,9 +44,9 @@ def test_a_settings_file_that_does_not_read_is_ignored_on_open_and_refused_on_lo
     make_workspace(root / "ws", moving_frames(2, 16, 16))
     ws = Workspace(root / "ws")
     ws.path(SETTINGS_FILE).write_text("[img2img]\nsteps = 'many'\n")
-    assert saved.load(ws) is None
+    assert restore.load(ws) is None
     with pytest.raises(BadInput, match="wrong type"):
-        saved.read_file(ws.path(SETTINGS_FILE))
+        restore.read_file(ws.path(SETTINGS_FILE))
 
 
 def _clip(tmp_path, root):
@@ -68,7 +68,7 @@ def test_extracting_again_into_a_used_workspace_asks_first(root, tmp_path):
     with pytest.raises(BadInput, match="Replace the frames of a used workspace"):
         actions.extract(root, video, s, Job(), name="mine")
     assert sorted(p.name for p in (root / "mine" / "frames").iterdir()) == before          # nothing replaced
-    assert saved.load(Workspace(root / "mine")).extract.fps == 4.0                       # nor its settings
+    assert restore.load(Workspace(root / "mine")).extract.fps == 4.0                       # nor its settings
     assert actions.extract(root, video, s, Job(), name="mine-2fps")["frames"] == 2        # a new workspace
     assert actions.extract(root, video, s, Job(), name="mine", replace_used=True)["frames"] == 2
     with pytest.raises(BadInput, match="may hold only"):
