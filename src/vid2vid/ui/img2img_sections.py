@@ -44,7 +44,7 @@ def model_and_prompt(p: Page) -> dict[str, Any]:
 def sigma_section(p: Page) -> tuple[Any, Any]:
     """The sigma override and init noise, with the live plot and the real sigmas; returns (plot, text)."""
     gr = p.gr
-    with gr.Accordion("Sigma override and init noise", open=False):
+    with gr.Accordion("Sigma override and init noise", open=True):
         with gr.Row():
             place(p, "img2img.schedule", elem_id="v2v-schedule")
             place(p, "img2img.sigma_min", "img2img.sigma_max", step=0.01)

@@ -46,10 +46,14 @@ def tab_img2img(p: Page):
               [sigma_plot, sigma_preview], trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
         p.page.load(lambda *v: img2img_sections.sigma_views(p, v), sigma_inputs, [sigma_plot, sigma_preview])
         shown = [out["single"], out["sigmas"], out["strip"], out["propagated"]]
-        gen_btn.click(lambda ws, m, f, *v: on_generate(p, ws, m, f, v), [p.ws_dd, mode, debug_frame] + p.widgets,
-                      p.head(gen_note) + shown)
-        fdc_btn.click(lambda ws, f, *v: on_fdc(p, ws, f, v), [p.ws_dd, fdc_frame] + p.widgets,
-                      p.head(fdc_note) + [fdc_img])
+        def generate(ws, m, f, *v):          # gradio streams a generator function's yields, not a lambda's
+            yield from on_generate(p, ws, m, f, v)
+
+        def fdc(ws, f, *v):
+            yield from on_fdc(p, ws, f, v)
+
+        gen_btn.click(generate, [p.ws_dd, mode, debug_frame] + p.widgets, p.head(gen_note) + shown)
+        fdc_btn.click(fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
         controlnet_section.wire(cn, root=p.root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
                                 settings_of=p.settings_of, drive=p.drive, head=p.head(cn["note"]))
         models = [W[k] for k in p.model_fields] + cn["models"]
