@@ -285,8 +285,8 @@ def test_ui_in_browser(server):
             assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
             before_root = _snapshot(server["webui"])
             _fill_number(page, "#v2v-steps input[type=number]", 150)
-            _fill_number(page, "#v2v-width input", 192)          # slower still: the reload must find it running
-            _fill_number(page, "#v2v-height input", 192)
+            _fill_number(page, "#v2v-width input", 256)          # slower still: the reload must find it running
+            _fill_number(page, "#v2v-height input", 256)
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
@@ -307,16 +307,17 @@ def test_ui_in_browser(server):
             page.wait_for_function("/^\\[img2img\\] [0-9]+\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=30000)
             assert page.locator("#v2v-progress").get_attribute("data-fraction") not in ("", None)
-            page.get_by_role("tab", name="3: Successive img2img").click()
-            page.wait_for_function("document.querySelector('#v2v-prompt textarea').value === 'a yellow square'",
-                                   timeout=20000)
-            assert page.locator("#v2v-width input").input_value() == "192"
-            assert page.locator("#v2v-height input").input_value() == "192"
-            assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
-            page.click("#v2v-interrupt")          # the frame being painted is finished first (192x192, 150 steps)
+            page.click("#v2v-interrupt")          # the frame being painted is finished first (256x256, 150 steps)
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
                                    timeout=240000)
             assert "after Interrupt" in _status(page), _status(page)
+            page.get_by_role("tab", name="3: Successive img2img").click()
+            page.wait_for_function("document.querySelector('#v2v-prompt textarea').value === 'a yellow square'",
+                                   timeout=20000)
+            assert page.locator("#v2v-width input").input_value() == "256"
+            assert page.locator("#v2v-height input").input_value() == "256"
+            assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
+
             kept = len(list((ws / "img2img").glob("0*.png")))
             assert 1 <= kept < 4                              # stopped early; finished frames kept
             assert _snapshot(server["webui"]) == before_root  # read, never written

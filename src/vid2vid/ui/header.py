@@ -10,7 +10,7 @@ from typing import Any
 from vid2vid import config
 from vid2vid.core.errors import BadInput, Vid2VidError
 from vid2vid.ui import paths, restore
-from vid2vid.ui.page import Page, progress_html, shown
+from vid2vid.ui.page import LIVE_S, Page, progress_html, shown
 from vid2vid.ui.runner import error_message
 
 
@@ -24,6 +24,7 @@ def header(p: Page):
                                   scale=5)
             interrupt = gr.Button("Interrupt", variant="stop", elem_id="v2v-interrupt", scale=1)
         p.bar = gr.HTML(progress_html(None), elem_id="v2v-bar")
+        p.timer = gr.Timer(LIVE_S)
     with gr.Row():
         gr.Textbox(label="Cache folder (the page writes only inside it)", value=str(p.root),
                    interactive=False, elem_id="v2v-cache", scale=3)
@@ -53,6 +54,10 @@ def header(p: Page):
               changed, show_progress="hidden", trigger_mode="always_last")
         load_btn.upload(lambda f: on_load(p, keys, f), load_btn, [p.status] + fields)
         save_btn.click(lambda *v: on_save(p, keys, v), fields, save_file)
+        strips = [gallery for gallery, _ in p.strips.values()]
+        p.ws_dd.change(p.all_strips, p.ws_dd, strips, show_progress="hidden")
+        p.page.load(lambda: p.all_strips(p.current_ws or next(iter(paths.list_workspaces(p.root)), None)), None,
+                    strips, show_progress="hidden")
     return wire
 
 

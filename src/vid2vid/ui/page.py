@@ -18,6 +18,7 @@ from vid2vid.ui import actions, form, frames, paths
 from vid2vid.ui.runner import Runner, Task, error_message
 
 POLL_S = 0.3
+LIVE_S = 2.0           # how often an open page looks for newer frames of a running stage (`Page.timer`)
 # Settings sections each button reads (and validates).
 SECTIONS = {
     "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
@@ -79,6 +80,7 @@ class Page:
         self.model_fields: dict[str, str] = {}   # settings key -> model kind, for the refresh button
         self.strips: dict[str, Any] = {}    # folder -> (gallery, page number) of the pageable strips
         self.current_ws: str | None = None  # the workspace last opened or made (a reloaded page opens it)
+        self.timer: Any = None              # ticks every LIVE_S in every tab (a timer inside a hidden tab stops)
 
     def head(self, note: Any) -> list[Any]:
         """The outputs every action writes first: status line, progress bar, the note beside its button."""
@@ -142,6 +144,10 @@ class Page:
             return self.gr.update(value=[], label=STRIPS[folder])
         return self.gr.update(value=[str(p) for p in shown_files],
                               label=frames.strip_label(STRIPS[folder], first, len(shown_files), total))
+
+    def all_strips(self, ws_name: str | None) -> list[Any]:
+        """Every strip's first page for a workspace (when it is opened, and when the page loads)."""
+        return [self.strip(ws_name, folder) for folder in self.strips]
 
     def follow(self, task: Task) -> Iterator[list[str]]:
         """[status, progress] of a running task every POLL_S until it ends (the end is not yielded)."""

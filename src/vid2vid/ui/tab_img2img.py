@@ -12,7 +12,6 @@ from vid2vid.ui.page import Page, said
 from vid2vid.ui.runner import error_message
 
 MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
-LIVE_S = 2.0           # how often an open page looks for a newer painted frame
 LIVE_TASKS = ("img2img", "propagate")
 
 
@@ -62,7 +61,7 @@ def tab_img2img(p: Page):
         top["preset"].change(lambda n: img2img_sections.preset_values(p, n), top["preset"], [W[k] for k in keys])
         live_outs = [out["source"], out["painted"], out["caption"], out["strip"], out["propagated"], out["seen"]]
         pages = [p.strips["img2img"][1], p.strips["propagate"][1]]
-        out["timer"].tick(lambda ws, a, b, seen: on_tick(p, ws, a, b, seen), [p.ws_dd, *pages, out["seen"]],
+        p.timer.tick(lambda ws, a, b, seen: on_tick(p, ws, a, b, seen), [p.ws_dd, *pages, out["seen"]],
                           live_outs, show_progress="hidden", concurrency_limit=None)
     return wire
 
@@ -83,7 +82,7 @@ def outputs(p: Page) -> dict[str, Any]:
     strip = p.gallery("img2img", "v2v-img2img-strip", 180)
     propagated = p.gallery("propagate", "v2v-propagate-strip", 180)
     return {"single": single, "sigmas": sigmas, "source": source, "painted": painted, "caption": caption,
-            "strip": strip, "propagated": propagated, "timer": gr.Timer(LIVE_S), "seen": gr.State(False)}
+            "strip": strip, "propagated": propagated, "seen": gr.State(False)}
 
 
 def on_tick(p: Page, ws_name: str | None, page_a: Any, page_b: Any, seen: bool) -> list[Any]:
