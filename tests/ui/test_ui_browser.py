@@ -285,37 +285,39 @@ def test_ui_in_browser(server):
             assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
             before_root = _snapshot(server["webui"])
             _fill_number(page, "#v2v-steps input[type=number]", 150)
-            _fill_number(page, "#v2v-width input", 256)          # slower still: the reload must find it running
-            _fill_number(page, "#v2v-height input", 256)
+            _fill_number(page, "#v2v-width input", 384)          # slower still: the reload must find it running
+            _fill_number(page, "#v2v-height input", 384)
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
-            # the live preview: a painted frame beside its source while the batch runs, then a newer one
+            # the live preview: the first painted frame beside its source while the batch runs
             page.wait_for_selector("#v2v-live-painted img", timeout=120000)
             first_live = page.locator("#v2v-live-painted img").get_attribute("src")
             assert page.locator("#v2v-live-source img").count() == 1
-            page.wait_for_function("""(first) => { const i = document.querySelector('#v2v-live-painted img');
-                return i && i.getAttribute('src') !== first; }""", arg=first_live, timeout=120000)
-            assert "painted" in page.locator("#v2v-live-caption").inner_text()
             page.wait_for_function("/^\\[img2img\\] [123]\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=90000)
             # a reload during the run: the page finds the running job (progress, not "Ready." and an empty
-            # bar), and its Interrupt stops it and says so (not stuck at "Interrupting ..."); the fields keep
-            # the prompt, the model and the size the run started with (the workspace's saved settings)
+            # bar), its live preview moves on to the next frame, and its Interrupt stops the job and says so
+            # (not stuck at "Interrupting ..."); the fields keep the prompt, the model and the size the run
+            # started with (the workspace's saved settings)
             page.reload()
             page.wait_for_selector("#v2v-status textarea")
             page.wait_for_function("/^\\[img2img\\] [0-9]+\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=30000)
             assert page.locator("#v2v-progress").get_attribute("data-fraction") not in ("", None)
-            page.click("#v2v-interrupt")          # the frame being painted is finished first (256x256, 150 steps)
+            page.get_by_role("tab", name="3: Successive img2img").click()
+            page.wait_for_function("""(first) => { const i = document.querySelector('#v2v-live-painted img');
+                return i && i.getAttribute('src') !== first; }""", arg=first_live, timeout=120000)
+            assert "painted" in page.locator("#v2v-live-caption").inner_text()
+            page.click("#v2v-interrupt")          # the frame being painted is finished first (384x384, 150 steps)
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
-                                   timeout=240000)
+                                   timeout=300000)
             assert "after Interrupt" in _status(page), _status(page)
             page.get_by_role("tab", name="3: Successive img2img").click()
             page.wait_for_function("document.querySelector('#v2v-prompt textarea').value === 'a yellow square'",
                                    timeout=20000)
-            assert page.locator("#v2v-width input").input_value() == "256"
-            assert page.locator("#v2v-height input").input_value() == "256"
+            assert page.locator("#v2v-width input").input_value() == "384"
+            assert page.locator("#v2v-height input").input_value() == "384"
             assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
 
             kept = len(list((ws / "img2img").glob("0*.png")))
@@ -337,7 +339,7 @@ def test_ui_in_browser(server):
             made = sorted(p.name for p in (ws / "img2img").glob("*.png"))
             assert made == ["00001.png", "00002.png", "00003.png", "00004.png"]
             page.wait_for_function("document.querySelectorAll('#v2v-img2img-strip img').length === 4", timeout=20000)
-            assert page.locator("#v2v-img2img-strip").get_by_text("img2img frames: 4 of 4 frames").count() >= 1
+            assert page.locator("#v2v-img2img-strip").get_by_text("img2img frames: 4 frames").count() >= 1
             first = page.locator("#v2v-img2img-strip img").first.get_attribute("src")
             assert _image_at(page, first).shape == (64, 64, 3)
 
