@@ -81,7 +81,10 @@ def on_open(p: Page, keys: list[str], ws_name: str | None) -> list[Any]:
     s = restore.load(ws)
     if s is None:
         return skip + [restore.changed_text([], False)]
-    return restore.field_values(s, keys) + [restore.changed_text([], True)]
+    values = restore.field_values(s, keys)
+    # one-offs (allow overwrite, export's frame source) keep what the page shows: they are not remembered
+    kept = [v if config.meta(k).remember else p.gr.skip() for k, v in zip(keys, values)]
+    return kept + [restore.changed_text([], True)]
 
 
 def changed_line(p: Page, keys: list[str], ws_name: str | None, values: tuple) -> str:
