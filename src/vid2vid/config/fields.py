@@ -109,6 +109,10 @@ class Section:
     def check(self) -> None:
         """Checks between fields (the field-by-field ones come from the metadata)."""
 
+    def notes(self) -> list[str]:
+        """Warnings about valid but likely unintended values, with `{section.field}` references."""
+        return []
+
 
 def _check_device(section: str, value: str) -> None:
     devices.check_name(value, "{%s.device}" % section)

@@ -21,7 +21,7 @@ from vid2vid.core.errors import BadInput
 
 @dataclass
 class ControlNetSettings(Section):
-    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table.
 
     Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
     ControlNet by its model, then the table's own key (scale, start, ...).
@@ -113,7 +113,7 @@ class Img2ImgSettings(Section):
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
 
-    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    # cross-frame attention and flow-guided init (diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
                                        "(the first frame; with key frames the first key of its shot), the anchor "
                                        "and the previous frame, or a bank of earlier frames; anchor keeps frames "
@@ -129,7 +129,7 @@ class Img2ImgSettings(Section):
                                     "init image where the motion is trusted (0 = off; above 0 img2img is "
                                     "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
                                label="Flow-guided init strength")
-    # ---- issue 17: the fast path
+    # ---- the fast path
     vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
                            "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
                            "for speed; empty = the model's own", label="VAE (empty = the model's own)")
@@ -140,6 +140,18 @@ class Img2ImgSettings(Section):
                                      "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
     compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
                             label="torch.compile")
+    accel: list[str] = setting([], "cheaper UNet calls (repeatable): tome:RATIO merges that share of the "
+                                   "full-resolution self-attention tokens (0..0.75), cache:N reuses the deep "
+                                   "features of a full UNet call for the next N calls, cache-frames[:THRESHOLD] "
+                                   "reuses a still frame's deep features from the frame before (mean source "
+                                   "difference below THRESHOLD, default 0.02); they trade picture for speed (README)",
+                               flag="--accel", label="Accelerators (one per line: tome:0.5, cache:2, cache-frames)")
+
+    def notes(self) -> list[str]:
+        if self.model and not self.prompt.strip():
+            return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "
+                    "to steer it"]
+        return []
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
@@ -153,6 +165,15 @@ class Img2ImgSettings(Section):
         # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
         check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
+        from vid2vid.config.accel import parse
+
+        accel = parse(self.accel)
+        if accel.frames is not None and self.cross_frame != "none":
+            raise BadInput("{img2img.accel} cache-frames and {img2img.cross_frame} both decide which earlier frame "
+                           "each frame reads; set {img2img.cross_frame} to none or drop cache-frames")
+        if accel.any and self.compile:
+            raise BadInput("{img2img.accel} and {img2img.compile} do not combine (the accelerators switch parts of "
+                           "the UNet per call, which a compiled UNet cannot); turn one of them off")
 
     def prediction_type(self) -> str | None:
         """The prediction type to force on the model, or None to keep what the model says."""

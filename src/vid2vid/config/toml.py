@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -41,13 +42,21 @@ def _coerce(table: str, key: str, value: Any, hint: Any) -> Any:
                    f"expected {getattr(hint, '__name__', hint)}")
 
 
+def _nearest(names: set[str]):
+    def word(key: str) -> str:
+        close = difflib.get_close_matches(key, names, n=1)
+        return f"{key} (did you mean {close[0]}?)" if close else key
+
+    return word
+
+
 def from_dict(cls: type, data: dict, table: str = "") -> Any:
     """Build a settings dataclass from plain data; unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise BadInput(f"unknown setting(s) in [{table or cls.__name__}]: {', '.join(unknown)}; "
+        raise BadInput(f"unknown setting(s) in [{table or cls.__name__}]: {', '.join(map(_nearest(names), unknown))}; "
                        f"known: {', '.join(sorted(names))}")
     items = {f.name: m.item for f, m in fields_of(cls) if m.item is not None}
     kwargs = {}

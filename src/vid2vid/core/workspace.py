@@ -166,9 +166,24 @@ def workspace_name(video: str | Path) -> str:
     return f"{safe_name(p.stem)}-{digest}"
 
 
+# Values renamed since stage keys were first made ("field": {current: first}): a key hashes a value
+# under its first name, so results made before the rename stay valid, while the manifest and the run
+# log show the name people read everywhere else (the correction method stats was first named seed).
+KEY_FIRST_NAMES = {"method": {"stats": "seed"}}
+
+
+def _first_names(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: KEY_FIRST_NAMES[k].get(v, v) if k in KEY_FIRST_NAMES and isinstance(v, str) else _first_names(v)
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_first_names(v) for v in obj]
+    return obj
+
+
 def params_key(params: Any) -> str:
-    """A short stable hash of JSON-able parameters."""
-    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    """A short stable hash of JSON-able parameters (renamed values under their first names)."""
+    blob = json.dumps(_first_names(params), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -314,7 +329,7 @@ class Workspace:
         """Decide whether `name` starts fresh, resumes or is already done; record it.
 
         `inputs` are the stages whose results this stage reads; they must be complete.
-        `outputs` are the folders and files the stage owns (its row in `vid2vid.stages.registry`).
+        `outputs` are the folders and files the stage owns (its row in `vid2vid.config.stagetable`).
         With other parameters than recorded, the stage's outputs are removed when
         `overwrite` is true, and kept (with a `BadInput` that says so) when it is false.
         """
@@ -326,6 +341,9 @@ class Workspace:
         key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:
+            if rec.get("params") != params:        # same key, renamed values: record them as people read them
+                rec["params"] = params
+                self.save_manifest()
             state = "done" if rec.get("complete") else "resume"
             self.log("stage", stage=name, state=state)
             return StageStatus(name, state, key)

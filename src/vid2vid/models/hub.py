@@ -51,7 +51,8 @@ def hub_unreachable(endpoint: str | None = None, timeout: float = REACH_TIMEOUT)
 
 
 def offline_reason(local_files_only: bool | None = None) -> str | None:
-    """Why only the local cache may be read (HF_HUB_OFFLINE, the caller, no network), or None."""
+    """Why only the local cache may be read (HF_HUB_OFFLINE, the caller, no network), or None: the one
+    rule every hub loader follows, so that no loader waits on retries where the network is absent."""
     from huggingface_hub import constants
 
     if local_files_only:
@@ -59,6 +60,12 @@ def offline_reason(local_files_only: bool | None = None) -> str | None:
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set"
     return hub_unreachable()
+
+
+def download_hint(repo_id: str, what: str, files: str = ".safetensors file") -> str:
+    """The fix for a hub id that cannot be had here: download it elsewhere, or give a local copy."""
+    return (f"download it on a machine with internet (`hf download {repo_id}`), or pass {what} as a local "
+            f"folder or {files}")
 
 
 def byte_progress(report: Callable, label: str):

@@ -39,6 +39,41 @@ def save_settings(workspace: Any, settings: Settings) -> None:
     config.save_toml(settings, settings_path(workspace))
 
 
+def read_file(workspace: Any) -> bytes | None:
+    """The settings file as it is (None: there is none), to put back with `put_back`."""
+    try:
+        return settings_path(workspace).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def put_back(workspace: Any, content: bytes | None) -> None:
+    """Restore the settings file read by `read_file` (best effort: a read-only disk keeps what it has)."""
+    from vid2vid.core.errors import Vid2VidError
+    from vid2vid.core.workspace import atomic_write_bytes
+
+    path = settings_path(workspace)
+    try:
+        if content is None:
+            path.unlink(missing_ok=True)
+        elif not path.is_file() or path.read_bytes() != content:
+            atomic_write_bytes(path, content)
+    except (OSError, Vid2VidError):
+        pass
+
+
+def parse(content: bytes | None) -> Settings | None:
+    """Settings from the bytes of a settings file (None for none, or for a file that does not parse)."""
+    import tomllib
+
+    if content is None:
+        return None
+    try:
+        return config.from_dict(Settings, tomllib.loads(content.decode("utf-8")), "settings")
+    except (ValueError, config.BadInput):
+        return None
+
+
 def _one_offs() -> list[tuple[str, str]]:
     return [tuple(key.split(".")) for key in config.all_keys() if not config.meta(key).remember]  # type: ignore[misc]
 

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.imageops import delta_view, read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
-from vid2vid.stages import registry
 from vid2vid.temporal import fdc
 
 STAGE = "delta"
-ROW = registry.stage(STAGE)
-OUT_DIR = "framedelta"
+ROW = stagetable.stage(STAGE)
+OUT_DIR = ROW.folder
 VIEW = "rgb8 round((d + 1) / 2 * 255)"     # recorded, so a change of view format redoes the stage
 
 
@@ -62,6 +62,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     status = ws.begin_stage(STAGE, {"view": VIEW}, inputs=("extract",), overwrite=overwrite, outputs=ROW.outputs)
     total = max(0, len(frames) - 1)
     if status.state == "done":
+        job.say(f"delta: already done ({total} frame deltas)")
         return {"deltas": total, "folder": str(ws.path(OUT_DIR))}
 
     # 2. one view per frame pair; skip views already written (atomic writes: existing = finished)

@@ -3,13 +3,14 @@
 With `--keyframes every:K | motion:T`, img2img paints only the key frames (chosen here, by
 `workspace_keys`, from the source frames fitted to the canvas; scene cuts always start a key) and
 writes them under their own frame numbers; this stage carries them to the frames between along
-the source's optical flow, both directions, and fills what neither key sees (`--key-fill warp`:
-the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
+the source's optical flow, both directions, and fills what neither key's warp can be trusted for
+(`--key-fill warp`: a redraw in the keys' local colours on the source's own shape,
+vid2vid.temporal.redraw; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
 with just that region masked, for frames whose hole is more than slivers). The keys are steadied
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
 source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
 the whole sequence, and the stage table sends the flow pass, upscaling and export to it
-(`registry.painted`, `registry.generated`).
+(`stagetable.painted`, `stagetable.generated`).
 
 `propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
 --keys DIR --out DIR`, the keys named like the source frames they belong to.
@@ -23,15 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
-from vid2vid.stages import registry
 from vid2vid.temporal import propagation as prop
 
 STAGE = "propagate"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 RECORD = "propagate.json"
 
@@ -68,26 +69,29 @@ def workspace_shots(ws: Workspace, settings: config.Settings, job: Job | None = 
     motion = prop.analyse_source(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
                                  progress=tracker.advance if tracker else None)
     starts = [0] + [t for t in range(1, len(frames)) if motion.cuts[t]] if frames else []
-    return prop.choose_keys(len(frames), spec, motion), starts
+    rules = prop.key_rules(len(frames), spec, motion)
+    if job is not None:
+        job.say(f"key frames ({spec}): {prop.describe_rules(rules)} of {len(frames)} frames")
+    return sorted(set().union(*rules.values())), starts
 
 
 def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None,
                 keys: list[int] | None = None):
     """fill(t, frame, hole) for --key-fill img2img: the propagated frame repainted where the hole is,
     at the fill's denoising strength (the img2img engine of the settings' model). With cross-frame
-    attention and the 0-based `keys`, the fill reads its nearest key (img2img.KeyFillAttention);
+    attention and the 0-based `keys`, the fill reads its nearest key (painting/keyfill.py);
     that fill has a `close()`, to call when the stage is done."""
     from dataclasses import replace
 
-    from vid2vid.stages import control as ctl
-    from vid2vid.stages.img2img import _load
+    from vid2vid.painting import controls as ctl
+    from vid2vid.painting.painters.image import load_engine
 
     light = replace(settings, img2img=replace(settings.img2img, denoise=settings.propagate.fill_denoise))
-    engine = _load(light, job, model)
+    engine = load_engine(light, job, model)
     nets = list(enumerate(settings.img2img.controlnet, 1))
 
     def controls_of(t: int) -> list[list[np.ndarray]] | None:
-        # ControlNet (issue 14): frame t's control images steer the fill as they steer img2img's frames
+        # ControlNet: frame t's control images steer the fill as they steer img2img's frames
         return [[imageops.read_image(ctl.image_path(ws, n, cn, t + 1)) for n, cn in nets]] \
             if nets and ws is not None else None
 
@@ -96,7 +100,7 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
     if settings.img2img.cross_frame == "none" or not keys or ws is None:
         return fill
-    from vid2vid.stages.img2img import KeyFillAttention  # issue 15: the fill reads its nearest key
+    from vid2vid.painting.keyfill import KeyFillAttention  # the fill reads its nearest key
 
     painted = ws                                              # (narrowed for the closure)
     return KeyFillAttention(engine, settings.img2img, keys, fill, job,
@@ -105,7 +109,7 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
 def painted_key(ws: Workspace, k: int) -> np.ndarray:
     """Key frame k (0-based) as img2img painted it."""
-    return imageops.read_image(ws.path("img2img", frame_name(k + 1)))
+    return imageops.read_image(ws.path(stagetable.stage("img2img").folder, frame_name(k + 1)))
 
 
 def space_need(ws: Workspace, settings: config.Settings):
@@ -151,7 +155,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
                            keys0, partial(painted_key, ws), targets,
                            fill, job, steady=ps.steady_keys)
     finally:
-        if hasattr(fill, "close"):          # issue 15: cross-frame fill, the model's own attention back
+        if hasattr(fill, "close"):          # cross-frame fill, the model's own attention back
             fill.close()
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
                       hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill,

@@ -1,28 +1,22 @@
 """Stage `upscale`: every img2img frame through an upscaler (Real-ESRGAN by default) into `resr/`."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.errors import BadInput, stage_ref
-from vid2vid.core.fileid import file_id
+from vid2vid.core.fileid import spec_identity
 from vid2vid.core.imageops import read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
-from vid2vid.stages import registry
 
 STAGE = "upscale"
-ROW = registry.stage(STAGE)
-OUTPUT_DIR = "resr"
+ROW = stagetable.stage(STAGE)
+OUTPUT_DIR = ROW.folder
 
 
 def _model_identity(model: str) -> dict:
     """What names the model in the stage key: the name, plus size and time for a model file."""
-    p = Path(model).expanduser()
-    if upscaler_scale(model) is None and p.is_file():
-        return file_id(p).record("model")
-    return {"model": model}
+    return spec_identity(model, "model", "model") if upscaler_scale(model) is None else {"model": model}
 
 
 def check(settings: Settings) -> None:
@@ -38,7 +32,7 @@ def space_need(ws: Workspace, settings: Settings):
     frames are smoother than the frames they come from)."""
     from vid2vid.core import diskspace
 
-    source = registry.generated(ws)
+    source = stagetable.generated(ws)
     frames = ws.frames(source.folder)
     if not frames:
         return None
@@ -54,7 +48,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     us = settings.upscale
     us.validate()
     # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
-    source = registry.generated(ws)
+    source = stagetable.generated(ws)
     input_stage, input_dir = source.name, source.folder
     frames = ws.frames(input_dir)
     if not frames:

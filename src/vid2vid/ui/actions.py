@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, OtherSettings
 from vid2vid.core.fileid import FileId, file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import MANIFEST, Workspace
 from vid2vid.pipeline import runner
 from vid2vid.pipeline.saved import save_settings
-from vid2vid.stages import registry
 from vid2vid.ui import paths
 
 # ---------------------------------------------------------------- tab 1
@@ -57,8 +57,8 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job, name: s
     if ws.root.exists():
         paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
         if (ws.root / MANIFEST).is_file():
-            used = [n for n in ws.manifest["stages"] if n != "extract" and n in registry.BY_NAME
-                    and any(ws.path(o).exists() for o in registry.stage(n).outputs)]
+            used = [n for n in ws.manifest["stages"] if n != "extract" and n in stagetable.BY_NAME
+                    and any(ws.path(o).exists() for o in stagetable.stage(n).outputs)]
     guarded = bool(used) and not replace_used
     s = replace(settings, run=replace(settings.run, overwrite=False)) if guarded else settings
     try:
@@ -76,9 +76,9 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job, name: s
 
 def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job, **extra) -> dict:
     """Run one stage of the table on a workspace of the cache, as the command line does."""
-    if stage not in registry.BY_NAME or registry.stage(stage).needs_video:
+    if stage not in stagetable.BY_NAME or stagetable.stage(stage).needs_video:
         raise BadInput(f"stage '{stage}' is not known; use one of: "
-                       f"{', '.join(r.name for r in registry.STAGES if not r.needs_video)}")
+                       f"{', '.join(r.name for r in stagetable.STAGES if not r.needs_video)}")
     return runner.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
 
 
@@ -152,8 +152,7 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         with ws.locked():
             save_settings(ws, settings)        # a debug frame is no stage, but what the page last painted with
             return stage.run_single(ws, s, job, frames, model)
-    if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
-        run_stage(root, ws_name, "control", s, job)
+    # the control images (the page has no control button) are made first by run_stage, as on the command line
     return run_stage(root, ws_name, "img2img", s, job, model=preloaded_model(models, s, job))
 
 
@@ -219,7 +218,7 @@ def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, t
     delta = fdc.frame_delta(fit[0], fit[1])
     depth = None
     if settings.correct.delta_mask == "depth":
-        from vid2vid.stages.img2img import read_depth
+        from vid2vid.painting.inputs import read_depth
         depth = read_depth(ws, src[frame - 1], s.width, s.height, s.resize)
     return fdc_debug.fdc_sheet(imageops.read_image(gen[frame - 2]), imageops.read_image(gen[frame - 1]), delta,
                                settings.correct, depth=depth, tile_width=tile_width)

@@ -69,6 +69,11 @@ def settings_sections(p: Page) -> dict[str, Any]:
     with gr.Accordion("Fast path", open=False):
         with gr.Row():
             place(p, "img2img.vae", "img2img.skip_still", "img2img.tcd_gamma", "img2img.compile")
+        place(p, "img2img.accel", lines=2)
+        gr.Markdown("Accelerators trade picture for speed: tome:0.5 merges half the full-resolution "
+                    "self-attention tokens, cache:N reuses deep UNet features for N calls, cache-frames "
+                    "reuses a still frame's deep features from the frame before (the README gives the "
+                    "papers' quality figures; compare on the X/Y/Z grid with an accel axis).")
     with gr.Accordion("Frame delta correction", open=False):
         with gr.Row():
             place(p, "correct.method", "correct.fdc", "correct.delta_mask", "correct.spatial_mask")

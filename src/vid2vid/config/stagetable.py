@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vid2vid.config import Settings
+    from vid2vid.config import CorrectSettings, Settings
     from vid2vid.core.workspace import Workspace
 
 
@@ -46,6 +46,7 @@ class Stage:
     adjust: Callable[[Settings], Settings] = _same  # per-stage settings adjustment
     needs_video: bool = False               # extract reads the video; the others a workspace
     then: tuple[str, ...] = ()              # stages that follow it when wanted (img2img -> flow)
+    first: tuple[str, ...] = ()             # stages a stage command runs (resumes) first when wanted (control)
 
     @property
     def module(self) -> str:
@@ -53,12 +54,23 @@ class Stage:
 
     @property
     def folder(self) -> str:
-        """The workspace folder its frames are in (its frame folder; its name for a stage without one)."""
-        return self.frames or self.name
+        """The workspace folder its frames are in: its frame folder, else its first output (framedelta/,
+        depthmask/, control/), else its name."""
+        return self.frames or (self.outputs[0] if self.outputs else self.name)
+
+
+def img2img_reads_depth(c: CorrectSettings) -> bool:
+    """img2img reads depth masks: its delta mask or its spatial mask is a depth mask."""
+    return c.delta_mask == "depth" or c.spatial_mask == "depth"
+
+
+def control_reads_depth(s: Settings) -> bool:
+    """The control stage reads depth maps: a ControlNet's control source is depth."""
+    return any(cn.control == "depth" for cn in s.img2img.controlnet)
 
 
 def needs_depth(s: Settings) -> bool:
-    """Depth maps are read when asked for, or when a mask of the chosen correction is a depth mask."""
+    """`run` makes depth maps when asked for, or when a mask of the chosen correction is a depth mask."""
     c = s.correct
     masks = (c.flow_mask,) if c.method == "flow" else (c.delta_mask,)
     return s.run.depth or c.spatial_mask == "depth" or "depth" in masks
@@ -98,7 +110,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("img2img", "Batch img2img", "successive img2img with sigma override and frame delta correction",
           ("img2img", "correct", "propagate", "ray"), ("img2img", "motionmask"), frames="img2img",
           adjust=img2img_settings,
-          then=("propagate", "flow")),
+          then=("propagate", "flow"), first=("control",)),
     Stage("propagate", "Key frame propagation", "make every frame from the painted key frames along the "
           "source's motion (with --keyframes)", ("img2img", "propagate"), ("propagate",), frames="propagate",
           wanted=propagate_wanted),
