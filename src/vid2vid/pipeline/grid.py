@@ -1,0 +1,194 @@
+"""Settings sweeps people can look at: an X/Y/Z grid of one painted frame or of a short range.
+
+    from vid2vid.pipeline import grid
+    from vid2vid.pipeline.grid_axes import parse_axis
+    result = grid.run_grid(Workspace("ws"), settings, [parse_axis("denoise=0.5,0.75"),
+                           parse_axis("cfg=5,7")], at="40")
+    print(result.line())            # grid: 4 cells (4 painted, 0 reused) -> ws/grid/<name>/grid.png
+
+Axes are X (columns), Y (rows) and Z (one picture per value); each cell is the base settings with
+one value of every axis. `at` is one frame (`40`: a labelled image of that frame as
+`vid2vid img2img --single 40` paints it) or a range (`40-64`: a labelled video with the source in
+the first column and under each cell its warping error, flicker and PSNR against the source).
+Cells are small workspaces of their own (`vid2vid.pipeline.grid_cells`), reused when the same cell
+is asked again, resumed when a grid was killed. Everything goes to `WS/grid/<name>/`:
+
+    grid.png (one frame, or a range's first frame) / grid-z<k>.png with a Z axis
+    grid.mp4 / grid-z<k>.mp4 (a range)
+    grid.json   {"axes", "frames", "cells": [{"settings", "figures" (a range), "painted"}], "files"}
+    grid.csv    one line per cell: its settings and figures (a range)
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vid2vid import config
+from vid2vid.core.errors import BadInput
+from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace, atomic_write_json, atomic_write_text, safe_name
+from vid2vid.pipeline import grid_cells
+from vid2vid.pipeline.grid_axes import Axis, check_axes, parse_frames, value_label
+
+FOLDER = "grid"
+MAX_CELLS = 64
+AXIS_NAMES = ("x", "y", "z")
+
+
+@dataclass
+class Cell:
+    """One cell: its axis values, its settings, its folder; what the run did with it."""
+
+    values: dict[str, Any]                 # setting key -> value, one per axis
+    settings: config.Settings
+    folder: Path
+    painted: bool = False
+    outputs: list[Path] = field(default_factory=list)
+    figures: dict | None = None
+
+
+@dataclass
+class Grid:
+    """A planned grid: where it goes, its axes and frames, its cells (Z, then Y, then X order)."""
+
+    folder: Path
+    axes: list[Axis]
+    first: int
+    last: int
+    cells: list[Cell]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def single(self) -> bool:
+        return self.first == self.last
+
+    @property
+    def frames(self) -> int | list[int]:
+        return self.first if self.single else [self.first, self.last]
+
+    def line(self) -> str:
+        """The closing line: cells, how many were painted and reused, and the picture or video."""
+        painted = sum(c.painted for c in self.cells)
+        where = self.files[0] if len(self.files) == 1 else self.folder
+        return f"grid: {len(self.cells)} cells ({painted} painted, {len(self.cells) - painted} reused) -> {where}"
+
+
+def default_name(axes: list[Axis], first: int, last: int) -> str:
+    """The grid's folder name from its axes and frames: denoise-cfg-f40 or denoise-f40-64."""
+    frames = f"f{first}" if first == last else f"f{first}-{last}"
+    return safe_name("-".join([a.name for a in axes] + [frames]), limit=80)
+
+
+def _with_values(base: config.Settings, values: dict[str, Any]) -> config.Settings:
+    """A copy of `base` with each "section.field" set, the changed sections validated."""
+    s = copy.deepcopy(base)
+    for key, value in values.items():
+        section, name = key.split(".")
+        setattr(getattr(s, section), name, copy.copy(value))
+    for section in {k.split(".")[0] for k in values}:
+        getattr(s, section).validate()
+    return s
+
+
+def plan(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
+         yes: bool = False) -> Grid:
+    """Check everything a grid needs before anything is painted, and lay out its cells."""
+    # 1. the axes, the frames, the size of the grid
+    if not 1 <= len(axes) <= 3:
+        raise BadInput("a grid needs one to three axes (X, then Y and Z)")
+    check_axes(axes)
+    ws.require()
+    n_frames = len(ws.frames())
+    first, last = parse_frames(at, n_frames)
+    count = 1
+    for a in axes:
+        count *= len(a.values)
+    if count > MAX_CELLS and not yes:
+        raise BadInput(f"this grid has {count} cells, more than {MAX_CELLS}; confirm it (--yes) or sweep "
+                       "fewer values")
+    # 2. the base settings and every cell's settings, checked (a bad combination is said before painting)
+    base = copy.deepcopy(base)
+    base.img2img.single = 0
+    base.validate()
+    folder = ws.path(FOLDER, safe_name(name, limit=80) if name else default_name(axes, first, last))
+    cells = []
+    for combo in itertools.product(*[a.values for a in reversed(axes)]):    # Z slowest, X fastest
+        values = {a.key: v for a, v in zip(reversed(axes), combo)}
+        values = {a.key: values[a.key] for a in axes}
+        s = _with_values(base, values)
+        cid = grid_cells.cell_id(ws, s, first, last)
+        cells.append(Cell(values, s, folder / "cells" / cid))
+    from vid2vid.pipeline.runner import check_models
+    from vid2vid.stages import registry
+
+    for s in {c.settings.img2img.model: c.settings for c in cells}.values():
+        check_models(s, [registry.stage("img2img")])
+    return Grid(folder, list(axes), first, last, cells)
+
+
+def _paint_cell(ws: Workspace, grid: Grid, cell: Cell, job: Job) -> None:
+    """Reuse the cell when it is done, else paint it (resuming what a killed grid left) and mark it done."""
+    done = grid_cells.read_done(cell.folder)
+    if done is None:
+        cw = grid_cells.make_cell_workspace(ws, cell.folder, grid.first, grid.last, grid.single)
+        outputs = grid_cells.paint(cw, cell.settings, grid.first if grid.single else None, job)
+        figures = None
+        if not grid.single:
+            from vid2vid.core.imageops import read_image
+
+            h, w = read_image(outputs[0]).shape[:2]
+            grid_cells.fitted_source(cw, cell.settings, (w, h))
+            figures = grid_cells.figures(cw, outputs, job)
+        done = {"settings": {k: _plain(v) for k, v in cell.values.items()}, "frames": grid.frames,
+                "outputs": grid_cells.relative(cell.folder, outputs), "figures": figures}
+        grid_cells.finish(cell.folder, done)
+        cell.painted = True
+    cell.outputs = [cell.folder / p for p in done["outputs"]]
+    cell.figures = done.get("figures")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
+             yes: bool = False, job: Job | None = None) -> Grid:
+    """Plan, paint the cells not yet painted, draw the picture (and video), write grid.json and grid.csv."""
+    from vid2vid.pipeline import grid_output
+
+    job = job or Job()
+    grid = plan(ws, base, axes, at, name, yes)
+    with Workspace(grid.folder).locked():          # one run of a grid at a time
+        for k, cell in enumerate(grid.cells, 1):
+            job.check()
+            said = ", ".join(f"{config.cli_name(key)} {value_label(v)}" for key, v in cell.values.items())
+            job.say(f"grid: cell {k}/{len(grid.cells)} ({said})")
+            _paint_cell(ws, grid, cell, job)
+        grid.files = grid_output.draw(ws, grid, job)
+        write_record(grid)
+    return grid
+
+
+def write_record(grid: Grid) -> None:
+    """grid.json (axes, frames, cells, files) and grid.csv (one line per cell)."""
+    axes = {n: {"setting": a.key, "values": [_plain(v) for v in a.values]} for n, a in zip(AXIS_NAMES, grid.axes)}
+    cells = []
+    for c in grid.cells:
+        rec: dict[str, Any] = {"settings": {k: _plain(v) for k, v in c.values.items()}, "painted": c.painted,
+                               "folder": str(c.folder.relative_to(grid.folder))}
+        if not grid.single:
+            rec["figures"] = c.figures
+        cells.append(rec)
+    atomic_write_json(grid.folder / "grid.json", {"axes": axes, "frames": grid.frames, "cells": cells,
+                                                  "files": [p.name for p in grid.files]})
+    head = [a.key for a in grid.axes] + ([] if grid.single else ["warping_error", "flicker", "psnr"])
+    lines = [",".join(head)]
+    for c in grid.cells:
+        row = [value_label(c.values[a.key]) for a in grid.axes]
+        if c.figures:
+            row += [f"{c.figures[k]:.6f}" if c.figures[k] is not None else "" for k in head[len(grid.axes):]]
+        lines.append(",".join(f'"{v}"' if "," in v else v for v in row))
+    atomic_write_text(grid.folder / "grid.csv", "\n".join(lines) + "\n")
