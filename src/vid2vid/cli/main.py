@@ -204,6 +204,7 @@ def stage_command(row) -> Callable:
     return handler
 
 
+RUN_FLAGS = {"grid": "run"}      # commands whose settings options are named as in `run`
 FOLDER_FORMS = {"propagate": ("vid2vid.cli.tools", "propagate")}   # stage commands that also take folders
 
 
@@ -249,6 +250,13 @@ def cmd_run(args, parser, job):
     outcomes = multirun.run_many(videos, settings, out_dir, job)
     print(multirun.summary(outcomes, flag_namer("run")))
     multirun.check_failures(outcomes)
+
+
+def cmd_grid(args, parser, job):
+    from vid2vid.cli import grid
+
+    grid.default_config(args)
+    grid.grid(args, apply_options(_base_settings(args), args, parser), job)
 
 
 def cmd_demo(args, parser, job):
@@ -365,6 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--height", type=int, default=0, help="panel height in pixels (default: the final "
                                                            "video's, at most 480)")
 
+    from vid2vid.cli import grid
+
+    sp = command("grid", cmd_grid, grid.HELP)
+    common(sp, True)
+    for section in grid.SECTIONS:
+        add_settings_options(sp, "run", section, skip=("single",))     # run's flags: --depth-model
+    add_preset_option(sp)
+    grid.add_arguments(sp)
+
     sp = command("demo", cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
     sp.add_argument("-o", "--output", help="output video path")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")
@@ -452,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     except Vid2VidError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc.render(flag_namer(args.command))}", file=sys.stderr)
+        print(f"error: {exc.render(flag_namer(RUN_FLAGS.get(args.command, args.command)))}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --debug
         if debug:

@@ -78,11 +78,12 @@ def resolve(name: str) -> str:
         return hits[0]
     if hits:
         raise BadInput(f"grid axis '{name}' is ambiguous; name one of: {', '.join(hits)}")
+    elsewhere = [k for k in config.all_keys() if k not in keys and wanted in _spellings(k)]
+    if elsewhere:
+        raise BadInput(f"grid axis '{name}' ({elsewhere[0]}) is not a setting of the painting stages; sweep a "
+                       f"setting of {', '.join(SECTIONS)}")
     names = {s: k for k in keys for s in _spellings(k)}
-    near = difflib.get_close_matches(wanted, list(names), n=1, cutoff=0.5)
-    if not near and wanted in config.all_keys() + [k.split(".")[1] for k in config.all_keys()]:
-        raise BadInput(f"grid axis '{name}' is not a setting of the painting stages; sweep one of the "
-                       f"{', '.join(SECTIONS)} settings")
+    near = difflib.get_close_matches(wanted, list(names), n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]} ({names[near[0]]})?" if near else \
         f"; see `vid2vid config --dump` ([{'], ['.join(SECTIONS)}])"
     raise BadInput(f"grid axis '{name}' is not a known setting{hint}")
@@ -165,5 +166,6 @@ def parse_frames(at: str, n_frames: int) -> tuple[int, int]:
     if dash and last <= first:
         raise BadInput(f"frames '{at}': a range needs its last frame after its first, e.g. 40-64")
     if first < 1 or last > n_frames:
-        raise BadInput(f"frames {text} are outside the video: the workspace has frames 1 to {n_frames}")
+        raise BadInput(f"frame{'s' if dash else ''} {text} {'are' if dash else 'is'} outside the video: the "
+                       f"workspace has frames 1 to {n_frames}")
     return first, last
