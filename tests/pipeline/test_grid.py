@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_workspace, moving_frames
 from PIL import Image
 
+from conftest import make_workspace, moving_frames
 from vid2vid.cli.main import main
 from vid2vid.pipeline import grid_draw
 

@@ -12,6 +12,7 @@ Text is drawn with Pillow's default font at a size read from the cell size (no f
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +125,7 @@ def background(sheet: Sheet) -> np.ndarray:
     return np.asarray(pil).copy()
 
 
-def compose(sheet: Sheet, bg: np.ndarray, cells: list[np.ndarray | None]) -> np.ndarray:
+def compose(sheet: Sheet, bg: np.ndarray, cells: Sequence[np.ndarray | None]) -> np.ndarray:
     """A copy of `bg` with each uint8 cell (row-major; None = left blank) pasted at its origin."""
     out = bg.copy()
     for k, img in enumerate(cells):

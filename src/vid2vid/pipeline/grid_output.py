@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +16,7 @@ from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path
 from vid2vid.pipeline import grid_draw
 from vid2vid.pipeline.grid_cells import SOURCE
-
-if TYPE_CHECKING:
-    from vid2vid.pipeline.grid import Cell, Grid
+from vid2vid.pipeline.grid_plan import Cell, Grid
 
 DEFAULT_FPS = Fraction(12)
 
