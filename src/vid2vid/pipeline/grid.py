@@ -81,7 +81,7 @@ def write_record(grid: Grid) -> None:
     cells = []
     for c in grid.cells:
         rec: dict[str, Any] = {"settings": {k: _plain(v) for k, v in c.values.items()}, "painted": c.painted,
-                               "folder": str(c.folder.relative_to(grid.folder))}
+                               "folder": str(c.folder.relative_to(grid.folder)), "page": c.page, "box": list(c.box)}
         if not grid.single:
             rec["figures"] = c.figures
         cells.append(rec)

@@ -61,6 +61,15 @@ def _sheet(grid: Grid, title: str, cells: list[Cell], sizes: list[tuple[int, int
     return grid_draw.plan_sheet(cell, cols, rows, title, caps)
 
 
+def _place(grid: Grid, sheet: grid_draw.Sheet, k: int, cells: list[Cell], sizes: list[tuple[int, int]]) -> None:
+    """Record where each cell's painting is on page `k` (a range's first column is the source)."""
+    ncols = len(grid.axes[0].values)
+    for i, (cell, (w, h)) in enumerate(zip(cells, sizes)):
+        r, c = divmod(i, ncols)
+        x, y = grid_draw.origin(sheet, r, c + (0 if grid.single else 1))
+        cell.page, cell.box = k, (x, y, w, h)
+
+
 def _name(grid: Grid, k: int, ext: str) -> Path:
     return grid.folder / (f"grid.{ext}" if len(grid.axes) < 3 else f"grid-z{k}.{ext}")
 
@@ -71,7 +80,9 @@ def draw(ws: Workspace, grid: Grid, job: Job) -> list[Path]:
     for k, (title, cells) in enumerate(_pages(grid), 1):
         if grid.single:
             imgs = [_u8(c.outputs[0]) for c in cells]
-            sheet = _sheet(grid, title, cells, [(i.shape[1], i.shape[0]) for i in imgs])
+            sizes = [(i.shape[1], i.shape[0]) for i in imgs]
+            sheet = _sheet(grid, title, cells, sizes)
+            _place(grid, sheet, k, cells, sizes)
             imageops.write_png(_name(grid, k, "png"), grid_draw.compose(sheet, grid_draw.background(sheet), imgs))
             files.append(_name(grid, k, "png"))
         else:
@@ -85,7 +96,9 @@ def _video(ws: Workspace, grid: Grid, k: int, title: str, cells: list[Cell], job
 
     source = sorted((cells[0].folder / SOURCE).glob("*.png"))
     firsts = [_u8(p) for p in [source[0], *(c.outputs[0] for c in cells)]]
-    sheet = _sheet(grid, title, cells, [(i.shape[1], i.shape[0]) for i in firsts])
+    sizes = [(i.shape[1], i.shape[0]) for i in firsts]
+    sheet = _sheet(grid, title, cells, sizes)
+    _place(grid, sheet, k, cells, sizes[1:])
     bg = grid_draw.background(sheet)
     ncols = len(grid.axes[0].values)
     n = len(source)

@@ -28,6 +28,8 @@ class Cell:
     painted: bool = False
     outputs: list[Path] = field(default_factory=list)
     figures: dict | None = None
+    page: int = 1                          # which picture / video shows it (the Z value's, from 1)
+    box: tuple[int, ...] = ()              # where: x, y, width, height of its painting there
 
 
 @dataclass

@@ -27,6 +27,7 @@ from vid2vid.core.errors import BadInput, Vid2VidError
 from vid2vid.core.progress import stop_signals
 from vid2vid.ui import actions, form, paths
 from vid2vid.ui import controlnet_section as controlnet_ui
+from vid2vid.ui import grid_section as grid_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")
@@ -507,6 +508,7 @@ def tab_img2img(p: Page) -> Wire:
             fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
         fdc_note = p.note("fdc")
         fdc_img = gr.Image(label="FDC debugger", type="numpy", interactive=False, elem_id="v2v-fdc")
+        grid_w = grid_ui.section(p)              # the settings sweep: ui/grid_section.py
 
     def on_sigmas(*values):
         # one snapshot of every field the preview reads; an error replaces the curves with its message
@@ -551,6 +553,7 @@ def tab_img2img(p: Page) -> Wire:
         fdc_btn.click(on_fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
         controlnet_ui.wire(cn_ui, root=root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
                            settings_of=p.settings_of, drive=p.drive, head=p.head(cn_ui["note"]))
+        grid_ui.wire(grid_w, p)
     return wire
 
 
