@@ -197,3 +197,26 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_is_made(setup, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert not (ws / "grid").exists()
+
+
+def test_a_list_setting_is_an_axis_each_value_one_list(setup, tmp_path, capsys):
+    """--lora as an axis: `none` and one LoRA at half weight; the LoRA's cell is what `--single` paints with it."""
+    from test_loading import _kohya_lora
+
+    root, cfg = setup
+    lora = tmp_path / "style.safetensors"
+    _kohya_lora(lora)
+    ws = new_ws(root, "lora")
+    capsys.readouterr()
+    line = grid_cli(ws, cfg, "--x", f"lora=none,{lora}:0.5", "--at", "2", capsys=capsys)
+    assert line.startswith("grid: 2 cells (2 painted, 0 reused)")
+    rec = json.loads((ws / "grid" / "loras-f2" / "grid.json").read_text())
+    assert rec["axes"]["x"] == {"setting": "img2img.loras", "values": [[], [f"{lora}:0.5"]]}
+    assert [c["settings"] for c in rec["cells"]] == [{"img2img.loras": []}, {"img2img.loras": [f"{lora}:0.5"]}]
+    assert main(["img2img", "-w", str(ws), "--config", str(cfg), "--single", "2", "--lora", f"{lora}:0.5"]) == 0
+    sheet = grid_draw.plan_sheet((W, H), ["loras: none", f"loras: {lora}:0.5"], [])
+    picture = u8(ws / "grid" / "loras-f2" / "grid.png")
+    x0, y0 = grid_draw.origin(sheet, 0, 0)
+    x1, y1 = grid_draw.origin(sheet, 0, 1)
+    np.testing.assert_array_equal(picture[y1:y1 + H, x1:x1 + W], u8(ws / "img2img.debug" / "00002.png"))
+    assert not np.array_equal(picture[y0:y0 + H, x0:x0 + W], picture[y1:y1 + H, x1:x1 + W])
