@@ -220,3 +220,15 @@ def test_a_list_setting_is_an_axis_each_value_one_list(setup, tmp_path, capsys):
     x1, y1 = grid_draw.origin(sheet, 0, 1)
     np.testing.assert_array_equal(picture[y1:y1 + H, x1:x1 + W], u8(ws / "img2img.debug" / "00002.png"))
     assert not np.array_equal(picture[y0:y0 + H, x0:x0 + W], picture[y1:y1 + H, x1:x1 + W])
+
+
+def test_cells_painted_side_by_side_in_worker_processes_give_the_same_grid(frame_grid, setup, capsys):
+    ws_one = frame_grid[0]
+    root, cfg = setup
+    ws = new_ws(root, "parallel")
+    capsys.readouterr()
+    line = grid_cli(ws, cfg, "--x", "denoise=0.5,0.75", "--y", "cfg=5,7", "--at", "3", "--parallel", "2",
+                    capsys=capsys)
+    assert line.startswith("grid: 4 cells (4 painted, 0 reused)")
+    name = "grid/denoise-cfg-f3/grid.png"
+    assert (ws / name).read_bytes() == (ws_one / name).read_bytes()

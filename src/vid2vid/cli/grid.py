@@ -28,6 +28,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                     help="one frame (40: a picture) or a range of frames (40-64: a video with figures), from 1")
     sp.add_argument("--name", default="", help="the grid's folder under WS/grid/ (default: from the axes and frames)")
     sp.add_argument("--yes", action="store_true", help="paint a grid of more than 64 cells")
+    sp.add_argument("--parallel", type=int, default=1, metavar="N",
+                    help="paint N cells side by side, each in a process of its own with its share of the CPU "
+                         "cores (default 1: one after another, as `img2img --single` paints them)")
 
 
 def default_config(args: argparse.Namespace) -> None:
@@ -48,7 +51,8 @@ def grid(args: argparse.Namespace, settings: config.Settings, job: Job) -> None:
     if args.z and not args.y:
         raise BadInput("--z needs --y: a grid has columns (--x), then rows (--y), then pages (--z)")
     axes = [parse_axis(spec) for spec in (args.x, args.y, args.z) if spec]
-    result = run_grid(Workspace(args.workspace), settings, axes, args.at, name=args.name, yes=args.yes, job=job)
+    result = run_grid(Workspace(args.workspace), settings, axes, args.at, name=args.name, yes=args.yes, job=job,
+                      parallel=args.parallel)
     print(result.line())
 
 

@@ -27,49 +27,37 @@ from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_write_json, atomic_write_text
 from vid2vid.pipeline import grid_cells
 from vid2vid.pipeline.grid_axes import Axis, value_label
-from vid2vid.pipeline.grid_plan import AXIS_NAMES, Cell, Grid, plan
+from vid2vid.pipeline.grid_plan import AXIS_NAMES, Cell, Grid, describe, plan, take
 
 __all__ = ["Cell", "Grid", "plan", "run_grid"]
 
 
-def _paint_cell(ws: Workspace, grid: Grid, cell: Cell, job: Job) -> None:
-    """Reuse the cell when it is done, else paint it (resuming what a killed grid left) and mark it done."""
-    done = grid_cells.read_done(cell.folder)
-    if done is None:
-        cw = grid_cells.make_cell_workspace(ws, cell.folder, grid.first, grid.last, grid.single)
-        outputs = grid_cells.paint(cw, cell.settings, grid.first if grid.single else None, job)
-        figures = None
-        if not grid.single:
-            from vid2vid.core.imageops import read_image
-
-            h, w = read_image(outputs[0]).shape[:2]
-            grid_cells.fitted_source(cw, cell.settings, (w, h))
-            figures = grid_cells.figures(cw, outputs, job)
-        done = {"settings": {k: _plain(v) for k, v in cell.values.items()}, "frames": grid.frames,
-                "outputs": grid_cells.relative(cell.folder, outputs), "figures": figures}
-        grid_cells.finish(cell.folder, done)
-        cell.painted = True
-    cell.outputs = [cell.folder / p for p in done["outputs"]]
-    cell.figures = done.get("figures")
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
 def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
-             yes: bool = False, job: Job | None = None) -> Grid:
-    """Plan, paint the cells not yet painted, draw the picture (and video), write grid.json and grid.csv."""
+             yes: bool = False, job: Job | None = None, parallel: int = 1) -> Grid:
+    """Plan, paint the cells not yet painted (`parallel` > 1: that many side by side, in processes of
+    their own), draw the picture (and video), write grid.json and grid.csv."""
     from vid2vid.pipeline import grid_output
 
     job = job or Job()
     grid = plan(ws, base, axes, at, name, yes)
     with Workspace(grid.folder).locked():          # one run of a grid at a time
-        for k, cell in enumerate(grid.cells, 1):
-            job.check()
-            said = ", ".join(f"{config.cli_name(key)} {value_label(v)}" for key, v in cell.values.items())
-            job.say(f"grid: cell {k}/{len(grid.cells)} ({said})")
-            _paint_cell(ws, grid, cell, job)
+        todo = []
+        for cell in grid.cells:                    # 1. reuse the cells that are done
+            done = grid_cells.read_done(cell.folder)
+            if done is None:
+                todo.append(cell)
+            else:
+                take(cell, done, painted=False)
+        if parallel > 1 and len(todo) > 1:         # 2. paint the others
+            from vid2vid.pipeline.grid_workers import paint_side_by_side
+
+            paint_side_by_side(ws, grid, todo, parallel, job)
+        else:
+            for k, cell in enumerate(todo, 1):
+                job.check()
+                job.say(f"grid: cell {k}/{len(todo)} to paint ({describe(cell)})")
+                take(cell, grid_cells.paint_cell(ws, cell.folder, cell.settings, cell.values, grid.first,
+                                                 grid.last, job), painted=True)
         grid.files = grid_output.draw(ws, grid, job)
         write_record(grid)
     return grid
@@ -77,10 +65,11 @@ def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, na
 
 def write_record(grid: Grid) -> None:
     """grid.json (axes, frames, cells, files) and grid.csv (one line per cell)."""
-    axes = {n: {"setting": a.key, "values": [_plain(v) for v in a.values]} for n, a in zip(AXIS_NAMES, grid.axes)}
+    plain = grid_cells.plain
+    axes = {n: {"setting": a.key, "values": [plain(v) for v in a.values]} for n, a in zip(AXIS_NAMES, grid.axes)}
     cells = []
     for c in grid.cells:
-        rec: dict[str, Any] = {"settings": {k: _plain(v) for k, v in c.values.items()}, "painted": c.painted,
+        rec: dict[str, Any] = {"settings": {k: plain(v) for k, v in c.values.items()}, "painted": c.painted,
                                "folder": str(c.folder.relative_to(grid.folder)), "page": c.page, "box": list(c.box)}
         if not grid.single:
             rec["figures"] = c.figures

@@ -147,10 +147,33 @@ def figures(cw: Workspace, outputs: list[Path], job: Job) -> dict:
     return {"warping_error": report["warping_error"], "flicker": report["flicker"], "psnr": report["psnr"]}
 
 
-def finish(folder: Path, record: dict) -> None:
-    """Mark the cell done (written last, atomically)."""
-    atomic_write_json(folder / CELL_FILE, record)
+def plain(value: Any) -> Any:
+    """A setting's value as JSON holds it (a list for lists and tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def relative(folder: Path, paths: list[Path]) -> list[str]:
-    return [str(p.relative_to(folder)) for p in paths]
+def paint_cell(ws: Workspace, folder: Path, settings: config.Settings, values: dict[str, Any], first: int,
+               last: int, job: Job) -> dict:
+    """Paint one cell (resuming what a killed grid left), measure a range, mark it done; its record."""
+    single = first == last
+    cw = make_cell_workspace(ws, folder, first, last, single)
+    outputs = paint(cw, settings, first if single else None, job)
+    figs = None
+    if not single:
+        h, w = imageops.read_image(outputs[0]).shape[:2]
+        fitted_source(cw, settings, (w, h))
+        figs = figures(cw, outputs, job)
+    record = {"settings": {k: plain(v) for k, v in values.items()}, "frames": first if single else [first, last],
+              "outputs": [str(p.relative_to(folder)) for p in outputs], "figures": figs}
+    atomic_write_json(folder / CELL_FILE, record)          # last: the cell is done
+    return record
+
+
+def paint_in_process(ws_root: str, folder: str, settings: dict, values: dict[str, Any], first: int, last: int,
+                     threads: int) -> dict:
+    """`paint_cell` in a worker process (plain arguments, torch on `threads` threads, no console output)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    s = config.from_dict(config.Settings, settings)
+    return paint_cell(Workspace(ws_root), Path(folder), s, values, first, last, Job())

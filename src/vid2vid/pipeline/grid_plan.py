@@ -11,7 +11,7 @@ from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.core.workspace import Workspace, safe_name
 from vid2vid.pipeline import grid_cells
-from vid2vid.pipeline.grid_axes import Axis, check_axes, parse_frames
+from vid2vid.pipeline.grid_axes import Axis, check_axes, parse_frames, value_label
 
 FOLDER = "grid"
 MAX_CELLS = 64
@@ -109,3 +109,15 @@ def plan(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: 
     for s in {c.settings.img2img.model: c.settings for c in cells}.values():
         check_models(s, [registry.stage("img2img")])
     return Grid(folder, list(axes), first, last, cells)
+
+
+def take(cell: Cell, record: dict, painted: bool) -> None:
+    """What a cell's record says about it: its output files and figures; whether this run painted it."""
+    cell.outputs = [cell.folder / p for p in record["outputs"]]
+    cell.figures = record.get("figures")
+    cell.painted = painted
+
+
+def describe(cell: Cell) -> str:
+    """The cell's axis values as the command line writes them (--denoise 0.5, --cfg 7)."""
+    return ", ".join(f"{config.cli_name(key)} {value_label(v)}" for key, v in cell.values.items())
