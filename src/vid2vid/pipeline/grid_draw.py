@@ -26,8 +26,8 @@ WHITE, INK = (255, 255, 255), (0, 0, 0)
 
 
 def font_size(cell_w: int, cell_h: int) -> int:
-    """A readable size for the cell size: 12 px for small cells, up to 28 px for large ones."""
-    return max(12, min(28, min(cell_w, cell_h) // 12))
+    """A readable size for the cell size: 13 px for small cells, up to 28 px for large ones."""
+    return max(13, min(28, min(cell_w, cell_h) // 10))
 
 
 def _measure(text: str, size: int) -> tuple[int, int]:
