@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.fileid import file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import MANIFEST, Workspace, atomic_write_json, frame_name, params_key
 from vid2vid.pipeline.grid_axes import SECTIONS
-from vid2vid.stages import registry
 
 CELL_FILE = "cell.json"
 SOURCE = "source"
@@ -103,8 +103,8 @@ def _stages_before(s: config.Settings, single: bool) -> list[str]:
     """The stages img2img reads that the settings want: depth masks, ControlNet images (a range only:
     the debug mode makes its control images itself)."""
     return [name for name in ("depth", "control")
-            if (name == "depth" and registry.needs_depth(s)) or (name == "control" and not single
-                                                                and registry.stage(name).wanted(s))]
+            if (name == "depth" and stagetable.needs_depth(s)) or (name == "control" and not single
+                                                                and stagetable.stage(name).wanted(s))]
 
 
 def paint(cw: Workspace, settings: config.Settings, frame: int | None, job: Job) -> list[Path]:
@@ -119,7 +119,7 @@ def paint(cw: Workspace, settings: config.Settings, frame: int | None, job: Job)
     info = run_stage("img2img", cw, s, job, follow=not single)
     if single:
         return [Path(info["output"])]
-    return cw.frames(registry.generated(cw).folder)
+    return cw.frames(stagetable.generated(cw).folder)
 
 
 def fitted_source(cw: Workspace, settings: config.Settings, size: tuple[int, int]) -> list[Path]:

@@ -103,11 +103,11 @@ def plan(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: 
         s = _with_values(base, values)
         cid = grid_cells.cell_id(ws, s, first, last)
         cells.append(Cell(values, s, folder / "cells" / cid))
+    from vid2vid.config import stagetable
     from vid2vid.pipeline.runner import check_models
-    from vid2vid.stages import registry
 
     for s in {c.settings.img2img.model: c.settings for c in cells}.values():
-        check_models(s, [registry.stage("img2img")])
+        check_models(s, [stagetable.stage("img2img")])
     return Grid(folder, list(axes), first, last, cells)
 
 
