@@ -1,6 +1,7 @@
 """The page's Grid section: its axes, a grid painted through it, a clicked cell back into the form."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,10 @@ from conftest import make_workspace, moving_frames
 from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
+from vid2vid.core.workspace import Workspace
+from vid2vid.pipeline.runner import run_stage
 from vid2vid.ui import form, grid_section
+from vid2vid.ui.actions import ModelCache
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -41,8 +45,10 @@ def test_a_grid_painted_from_the_page_and_a_clicked_cell_copied_into_the_form(ti
     s.img2img.model, s.img2img.prompt = str(tiny_model), "a cat"
     s.img2img.width, s.img2img.height, s.img2img.steps = 64, 48, 3
     axes = [("img2img.denoise", "0.5,0.75"), ("img2img.schedule", "linear,karras"), ("", "")]
-    info = grid_section.paint(root, "clip", s, axes, "2", "", False, Job())
+    said: list[str] = []
+    info = grid_section.paint(root, "clip", s, axes, "2", "", False, Job(log=said.append), models=ModelCache())
     assert info["line"].startswith("grid: 4 cells (4 painted, 0 reused) -> ")
+    assert sum("loading model" in line for line in said) == 1               # the page's model, loaded once
     cells = info["cells"]
     with Image.open(info["files"][0]) as im:
         picture = np.asarray(im.convert("RGB"))
@@ -53,6 +59,11 @@ def test_a_grid_painted_from_the_page_and_a_clicked_cell_copied_into_the_form(ti
                                       "img2img.debug" / "00002.png").convert("RGB"))
         np.testing.assert_array_equal(picture[y:y + h, x:x + w], debug)
     assert grid_section.cell_at(cells, 1, 0, 0) is None                      # the margin is no cell
+    last = dataclasses.replace(s, img2img=dataclasses.replace(s.img2img, denoise=0.75, schedule="karras", single=2))
+    run_stage("img2img", Workspace(root / "clip"), last)      # the stage loading its own model, as the CLI does
+    x, y, w, h = cells[3]["box"]
+    np.testing.assert_array_equal(picture[y:y + h, x:x + w], np.asarray(Image.open(root / "clip" / "img2img.debug" /
+                                                                                    "00002.png").convert("RGB")))
     assert grid_section.form_updates(cells[3]) == {"img2img.denoise": 0.75, "img2img.schedule": "karras"}
     rows = grid_section.table(cells)
     assert [r[0] for r in rows] == [1, 2, 3, 4] and rows[0][-1] == "painted"

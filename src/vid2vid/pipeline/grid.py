@@ -33,9 +33,11 @@ __all__ = ["Cell", "Grid", "plan", "run_grid"]
 
 
 def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
-             yes: bool = False, job: Job | None = None, parallel: int = 1) -> Grid:
+             yes: bool = False, job: Job | None = None, parallel: int = 1,
+             model_for: grid_cells.ModelFor | None = None) -> Grid:
     """Plan, paint the cells not yet painted (`parallel` > 1: that many side by side, in processes of
-    their own), draw the picture (and video), write grid.json and grid.csv."""
+    their own), draw the picture (and video), write grid.json and grid.csv. `model_for(settings, job)`:
+    an already loaded model for a cell painted here (the page's; None: each cell loads its own)."""
     from vid2vid.pipeline import grid_output
 
     job = job or Job()
@@ -57,7 +59,7 @@ def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, na
                 job.check()
                 job.say(f"grid: cell {k}/{len(todo)} to paint ({describe(cell)})")
                 take(cell, grid_cells.paint_cell(ws, cell.folder, cell.settings, cell.values, grid.first,
-                                                 grid.last, job), painted=True)
+                                                 grid.last, job, model_for), painted=True)
         grid.files = grid_output.draw(ws, grid, job)
         write_record(grid)
     return grid

@@ -52,9 +52,10 @@ def suggest(key: str) -> str:
 
 
 def paint(root: Path, ws_name: str, settings: config.Settings, axes: list[tuple[str, str]], at: str,
-          name: str, yes: bool, job: Job) -> dict:
+          name: str, yes: bool, job: Job, models: Any = None) -> dict:
     """Run the grid on a workspace of the cache: `axes` = (settings key, values text) for X, Y, Z
-    (an empty key: no such axis). Returns the closing line, the files and the cells' records."""
+    (an empty key: no such axis); `models`: the page's model cache (cells reuse its loaded model).
+    Returns the closing line, the files and the cells' records."""
     from vid2vid.core.errors import BadInput
     from vid2vid.pipeline.grid import run_grid
     from vid2vid.pipeline.grid_axes import parse_axis
@@ -65,7 +66,10 @@ def paint(root: Path, ws_name: str, settings: config.Settings, axes: list[tuple[
     if axes[2][0] and not axes[1][0]:
         raise BadInput("the grid's Z axis needs a Y axis (rows) first")
     parsed = [parse_axis(f"{k}={v}") for k, v in given]
-    g = run_grid(paths.workspace(root, ws_name), settings, parsed, at, name=name, yes=yes, job=job)
+    from vid2vid.ui.actions import preloaded_model
+
+    g = run_grid(paths.workspace(root, ws_name), settings, parsed, at, name=name, yes=yes, job=job,
+                 model_for=(lambda s, j: preloaded_model(models, s, j)) if models is not None else None)
     record = json.loads((g.folder / "grid.json").read_text(encoding="utf-8"))
     return {"line": g.line(), "files": [str(p) for p in g.files], "cells": record["cells"]}
 
@@ -133,7 +137,8 @@ def wire(w: dict, p: Any) -> None:
     def on_paint(ws_name, k0, v0, k1, v1, k2, v2, at, name, yes, *values):
         def work(job):
             s = p.settings_of(values, "img2img")
-            return paint(root, ws_name, s, [(k0, v0), (k1, v1), (k2, v2)], str(at), str(name or ""), bool(yes), job)
+            return paint(root, ws_name, s, [(k0, v0), (k1, v1), (k2, v2)], str(at), str(name or ""), bool(yes), job,
+                         p.models)
 
         def render(info):
             first = info["files"][0]
