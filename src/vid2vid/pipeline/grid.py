@@ -28,19 +28,21 @@ from vid2vid.core.workspace import Workspace, atomic_write_json, atomic_write_te
 from vid2vid.pipeline import grid_cells
 from vid2vid.pipeline.grid_axes import Axis, value_label
 from vid2vid.pipeline.grid_plan import AXIS_NAMES, Cell, Grid, describe, plan, take
+from vid2vid.pipeline.models import ModelCache
 
 __all__ = ["Cell", "Grid", "plan", "run_grid"]
 
 
 def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
              yes: bool = False, job: Job | None = None, parallel: int = 1,
-             model_for: grid_cells.ModelFor | None = None) -> Grid:
+             models: ModelCache | None = None) -> Grid:
     """Plan, paint the cells not yet painted (`parallel` > 1: that many side by side, in processes of
-    their own), draw the picture (and video), write grid.json and grid.csv. `model_for(settings, job)`:
-    an already loaded model for a cell painted here (the page's; None: each cell loads its own)."""
+    their own), draw the picture (and video), write grid.json and grid.csv. `models`: the model
+    cache the cells painted in this process take their model from (the page's; None: a new one)."""
     from vid2vid.pipeline import grid_output
 
     job = job or Job()
+    models = models if models is not None else ModelCache()
     grid = plan(ws, base, axes, at, name, yes)
     with Workspace(grid.folder).locked():          # one run of a grid at a time
         todo = []
@@ -59,7 +61,7 @@ def run_grid(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, na
                 job.check()
                 job.say(f"grid: cell {k}/{len(todo)} to paint ({describe(cell)})")
                 take(cell, grid_cells.paint_cell(ws, cell.folder, cell.settings, cell.values, grid.first,
-                                                 grid.last, job, model_for), painted=True)
+                                                 grid.last, job, models), painted=True)
         grid.files = grid_output.draw(ws, grid, job)
         write_record(grid)
     return grid

@@ -21,7 +21,6 @@ import copy
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,9 @@ from vid2vid.core.fileid import file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import MANIFEST, Workspace, atomic_write_json, frame_name, params_key
 from vid2vid.pipeline.grid_axes import SECTIONS
+from vid2vid.pipeline.models import ModelCache, preloaded_model
 
 CELL_FILE = "cell.json"
-# An already loaded img2img model for the settings, or None (the page passes its model cache's).
-ModelFor = Callable[[config.Settings, Job], Any]
 SOURCE = "source"
 
 
@@ -111,17 +109,17 @@ def _stages_before(s: config.Settings, single: bool) -> list[str]:
 
 
 def paint(cw: Workspace, settings: config.Settings, frame: int | None, job: Job,
-          model_for: ModelFor | None = None) -> list[Path]:
+          models: ModelCache | None = None) -> list[Path]:
     """Run the stages the cell needs; returns its painted frames. `frame`: the one frame to paint (in
     the main workspace's numbering, which the cell keeps), None: every frame of the cell (a range).
-    `model_for(settings, job)`: an already loaded model for img2img (None: the stage loads its own)."""
+    `models`: the cache whose loaded model img2img takes (None: the stage loads its own)."""
     from vid2vid.pipeline.runner import run_stage
 
     single = frame is not None
     s = replace(settings, img2img=replace(settings.img2img, single=frame or 0))
     for name in _stages_before(s, single):
         run_stage(name, cw, s, job)
-    model = model_for(s, job) if model_for is not None else None
+    model = preloaded_model(models, s, job)
     info = run_stage("img2img", cw, s, job, follow=not single, **({} if model is None else {"model": model}))
     if single:
         return [Path(info["output"])]
@@ -159,11 +157,11 @@ def plain(value: Any) -> Any:
 
 
 def paint_cell(ws: Workspace, folder: Path, settings: config.Settings, values: dict[str, Any], first: int,
-               last: int, job: Job, model_for: ModelFor | None = None) -> dict:
+               last: int, job: Job, models: ModelCache | None = None) -> dict:
     """Paint one cell (resuming what a killed grid left), measure a range, mark it done; its record."""
     single = first == last
     cw = make_cell_workspace(ws, folder, first, last, single)
-    outputs = paint(cw, settings, first if single else None, job, model_for)
+    outputs = paint(cw, settings, first if single else None, job, models)
     figs = None
     if not single:
         h, w = imageops.read_image(outputs[0]).shape[:2]

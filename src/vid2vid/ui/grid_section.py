@@ -66,10 +66,7 @@ def paint(root: Path, ws_name: str, settings: config.Settings, axes: list[tuple[
     if axes[2][0] and not axes[1][0]:
         raise BadInput("the grid's Z axis needs a Y axis (rows) first")
     parsed = [parse_axis(f"{k}={v}") for k, v in given]
-    from vid2vid.ui.actions import preloaded_model
-
-    g = run_grid(paths.workspace(root, ws_name), settings, parsed, at, name=name, yes=yes, job=job,
-                 model_for=(lambda s, j: preloaded_model(models, s, j)) if models is not None else None)
+    g = run_grid(paths.workspace(root, ws_name), settings, parsed, at, name=name, yes=yes, job=job, models=models)
     record = json.loads((g.folder / "grid.json").read_text(encoding="utf-8"))
     return {"line": g.line(), "files": [str(p) for p in g.files], "cells": record["cells"]}
 
