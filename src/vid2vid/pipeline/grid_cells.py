@@ -173,11 +173,22 @@ def paint_cell(ws: Workspace, folder: Path, settings: config.Settings, values: d
     return record
 
 
+_stop: Any = None             # a worker process's stop flag (set by the driver when its job is cancelled)
+
+
+def worker_init(stop: Any) -> None:
+    """A worker process's start: remember the driver's stop flag (a multiprocessing Event)."""
+    global _stop
+    _stop = stop
+
+
 def paint_in_process(ws_root: str, folder: str, settings: dict, values: dict[str, Any], first: int, last: int,
                      threads: int) -> dict:
-    """`paint_cell` in a worker process (plain arguments, torch on `threads` threads, no console output)."""
+    """`paint_cell` in a worker process (plain arguments, torch on `threads` threads, no console output;
+    it stops at the next frame once the driver sets the stop flag, keeping what is done)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
     s = config.from_dict(config.Settings, settings)
-    return paint_cell(Workspace(ws_root), Path(folder), s, values, first, last, Job())
+    job = Job(cancel=_stop) if _stop is not None else Job()
+    return paint_cell(Workspace(ws_root), Path(folder), s, values, first, last, job)
