@@ -1,26 +1,35 @@
 """`vid2vid grid -w WS --x denoise=0.5,0.75 [--y ...] [--z ...] --at 40|40-64`: a settings sweep as a
 labelled picture (one frame) or video (a range); thin over `vid2vid.pipeline.grid.run_grid`.
 
-The base settings are `--config FILE`, else the workspace's own settings.toml (what `vid2vid run`
-saved there), else the defaults; the painting options given (`--model`, `--prompt`, ...) go over them.
+The settings start as a stage command's do (the workspace's saved settings, then --config, then
+--preset); the painting options given (`--model`, `--prompt`, ...) go over them.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from collections.abc import Callable
 
-from vid2vid import config
+from vid2vid.cli.commands import _base_settings
+from vid2vid.cli.options import add_preset_option, add_settings_options, apply_options
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
-from vid2vid.pipeline.grid_axes import SECTIONS
 
 HELP = "a settings sweep: an X/Y/Z grid of one painted frame (a picture) or a short range (a video with figures)"
 AXIS_HELP = ("SETTING=VALUES: a setting of the painting stages by name or flag (denoise, --sigma-max, "
              "img2img.cfg) and comma-separated values; numbers also as lo:hi:step, lists as a+b or none")
+# The sections whose options the command takes (what img2img's command takes; depth's model is an axis only).
+OPTION_SECTIONS = ("img2img", "correct", "propagate")
 
 
-def add_arguments(sp: argparse.ArgumentParser) -> None:
-    """The grid's own options (the settings options come from the sections in `SECTIONS`)."""
+def add_command(command: Callable) -> None:
+    """The `grid` subcommand (`command(name, handler, help)` makes a subparser, as in cli/parser.py)."""
+    sp = command("grid", cmd_grid, HELP)
+    sp.add_argument("-w", "--workspace", required=True, help="workspace folder (made by extract)")
+    sp.add_argument("--config", help="settings TOML file; its keys go over the workspace's own settings")
+    add_settings_options(sp, "grid", "run")
+    for section in OPTION_SECTIONS:
+        add_settings_options(sp, "grid", section, skip=("single",))
+    add_preset_option(sp)
     sp.add_argument("--x", required=True, metavar="SETTING=VALUES", help="the columns: " + AXIS_HELP)
     sp.add_argument("--y", metavar="SETTING=VALUES", help="the rows (optional)")
     sp.add_argument("--z", metavar="SETTING=VALUES", help="one picture per value (optional)")
@@ -33,16 +42,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                          "cores (default 1: one after another, as `img2img --single` paints them)")
 
 
-def default_config(args: argparse.Namespace) -> None:
-    """Without --config, the workspace's own settings.toml (when `vid2vid run` saved one) is the base."""
-    from vid2vid.pipeline.runner import SETTINGS_FILE
-
-    saved = Path(args.workspace) / SETTINGS_FILE
-    if not getattr(args, "config", None) and saved.is_file():
-        args.config = str(saved)
-
-
-def grid(args: argparse.Namespace, settings: config.Settings, job: Job) -> None:
+def cmd_grid(args: argparse.Namespace, parser: argparse.ArgumentParser, job: Job) -> None:
     """Parse the axes, run the grid, print its closing line."""
     from vid2vid.core.workspace import Workspace
     from vid2vid.pipeline.grid import run_grid
@@ -50,10 +50,10 @@ def grid(args: argparse.Namespace, settings: config.Settings, job: Job) -> None:
 
     if args.z and not args.y:
         raise BadInput("--z needs --y: a grid has columns (--x), then rows (--y), then pages (--z)")
+    if args.parallel < 1:
+        raise BadInput(f"--parallel {args.parallel} is not a number of cells; give 1 or more")
+    ws = Workspace(args.workspace)
+    settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
     axes = [parse_axis(spec) for spec in (args.x, args.y, args.z) if spec]
-    result = run_grid(Workspace(args.workspace), settings, axes, args.at, name=args.name, yes=args.yes, job=job,
-                      parallel=args.parallel)
+    result = run_grid(ws, settings, axes, args.at, name=args.name, yes=args.yes, job=job, parallel=args.parallel)
     print(result.line())
-
-
-__all__ = ["SECTIONS", "add_arguments", "default_config", "grid"]

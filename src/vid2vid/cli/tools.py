@@ -14,7 +14,7 @@ from vid2vid.core.progress import Job
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
     """The [correct] settings from --config and the options given, validated."""
-    from vid2vid.cli.main import _base_settings, apply_options
+    from vid2vid.cli.commands import _base_settings, apply_options
 
     settings = apply_options(_base_settings(args), args, parser).correct
     settings.validate()
@@ -160,7 +160,7 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
@@ -172,9 +172,13 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
         from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
 
         path = make_tiny_controlnet(args.dir, single_file=args.single_file)
+    elif args.passthrough and args.single_file:
+        raise BadInput("--passthrough writes a diffusers folder (its VAE's scale lives in the folder's config); "
+                       "leave out --single-file")
     else:
-        path = tiny.make_tiny_model(args.dir, single_file=args.single_file)
-    job.say(f"tiny model written: {path}")
+        path = tiny.make_tiny_model(args.dir, single_file=args.single_file, passthrough_vae=args.passthrough)
+    job.say(f"tiny model written: {path}" + (" (pass-through VAE: a run shows the picture; the demo also "
+                                             "uses --sigma-max 0.6 for light strokes)" if args.passthrough else ""))
     print(path)
 
 

@@ -108,7 +108,7 @@ class Img2ImgSettings(Section):
                                     label="Textual inversion files (one per line)")
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
-                          label="Debug frame")
+                          label="Debug frame", remember=False)
     controlnet: list[ControlNetSettings] = setting(
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
@@ -140,6 +140,12 @@ class Img2ImgSettings(Section):
                                      "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
     compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
                             label="torch.compile")
+
+    def notes(self) -> list[str]:
+        if self.model and not self.prompt.strip():
+            return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "
+                    "to steer it"]
+        return []
 
     def check(self) -> None:
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):

@@ -143,8 +143,8 @@ class ExportSettings(Section):
     """Video out of a frame folder (stage `export`)."""
 
     NAME = "export"
-    source: str = setting("rife", "frame folder to export", choices=EXPORT_SOURCES, flag="--from",
-                          label="Frame source")
+    source: str = setting("rife", "frame folder to export (`vid2vid export`: the last one the workspace has)",
+                          choices=EXPORT_SOURCES, flag="--from", label="Frame source", remember=False)
     format: str = setting("mp4", "video format", choices=EXPORT_FORMATS, label="Video format")
     audio: bool = setting(False, "put the source audio back", run_flag="--audio", label="Put the audio back")
     output: str = setting("", "output video path (empty = synth-<source>.<format> inside the workspace)",
@@ -187,7 +187,7 @@ class RunSettings(Section):
     NAME = "run"
     cache: str = setting("vid2vid-cache", "folder that holds one workspace per video")
     overwrite: bool = setting(True, "replace results made with other settings (off: keep them and stop)",
-                              label="Allow overwrite")
+                              label="Allow overwrite", remember=False)
     depth: bool = setting(False, "run the depth stage (also runs when a depth mask is chosen)", run_only=True)
     tags: bool = setting(False, "run the tagger stage", run_only=True)
     upscale: bool = setting(True, "run the Real-ESRGAN stage", run_only=True)

@@ -77,12 +77,9 @@ def _check_out_dir(out_dir: Path, inputs: dict[str, Path | None]) -> None:
 
 
 def key_params(settings: config.CorrectSettings) -> dict:
-    """The correction settings as stage keys hold them: a renamed method under the name it had when
-    keys were first made (stats as "seed"), so that results made before the rename stay valid."""
-    first_name = {new: old for old, new in config.CORRECT_METHODS.aliases.items()}
-    params = config.to_dict(settings)
-    params["method"] = first_name.get(params["method"], params["method"])
-    return params
+    """The correction settings as stage parameters (the manifest and the log show them as set; the
+    key hashes a renamed method under its first name, see `core.workspace.KEY_FIRST_NAMES`)."""
+    return config.to_dict(settings)
 
 
 def _fingerprint(files: list[Path]) -> list[list[Any]]:
