@@ -53,6 +53,9 @@ def frame_grid(setup):
     ws = new_ws(root, "frame")
     assert main(["grid", "-w", str(ws), "--config", str(cfg), "--x", "denoise=0.5,0.75", "--y", "cfg=5,7",
                  "--at", "3"]) == 0
+    manifest = json.loads((ws / "manifest.json").read_text())
+    assert list(manifest["stages"]) == ["extract"]                     # the workspace's own results untouched
+    assert sorted(p.name for p in ws.iterdir() if p.is_dir()) == ["frames", "grid"]
     debug = {}
     for cfg_v in ("5", "7"):
         for den in ("0.5", "0.75"):
