@@ -47,6 +47,7 @@ def cmd_grid(args: argparse.Namespace, parser: argparse.ArgumentParser, job: Job
     from vid2vid.core.workspace import Workspace
     from vid2vid.pipeline.grid import run_grid
     from vid2vid.pipeline.grid_axes import parse_axis
+    from vid2vid.pipeline.grid_plan import MAX_CELLS, cell_count
 
     if args.z and not args.y:
         raise BadInput("--z needs --y: a grid has columns (--x), then rows (--y), then pages (--z)")
@@ -55,5 +56,8 @@ def cmd_grid(args: argparse.Namespace, parser: argparse.ArgumentParser, job: Job
     ws = Workspace(args.workspace)
     settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
     axes = [parse_axis(spec) for spec in (args.x, args.y, args.z) if spec]
+    count = cell_count(axes)
+    if count > MAX_CELLS and not args.yes:
+        raise BadInput(f"this grid has {count} cells, more than {MAX_CELLS}; confirm it (--yes) or sweep fewer values")
     result = run_grid(ws, settings, axes, args.at, name=args.name, yes=args.yes, job=job, parallel=args.parallel)
     print(result.line())

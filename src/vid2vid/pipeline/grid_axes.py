@@ -43,6 +43,11 @@ class Axis:
         return [value_label(v) for v in self.values]
 
 
+def ref(key: str) -> str:
+    """A message's reference to setting `key` (each interface words it: a flag, a field label)."""
+    return "{" + key + "}"
+
+
 def value_label(value: Any) -> str:
     """How a value is written in labels and in the axis syntax (0.65, linear, tome:0.5+deepcache:3, none)."""
     if isinstance(value, list):
@@ -85,7 +90,7 @@ def resolve(name: str) -> str:
     names = {s: k for k in keys for s in _spellings(k)}
     near = difflib.get_close_matches(wanted, list(names), n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]} ({names[near[0]]})?" if near else \
-        f"; see `vid2vid config --dump` ([{'], ['.join(SECTIONS)}])"
+        f"; a grid sweeps the settings of {', '.join(SECTIONS)}"
     raise BadInput(f"grid axis '{name}' is not a known setting{hint}")
 
 
@@ -93,9 +98,9 @@ def _number(text: str, kind: type, key: str) -> Any:
     try:
         value = kind(text)
     except ValueError:
-        raise BadInput(f"{{{key}}} '{text}' is not {'a whole number' if kind is int else 'a number'}") from None
+        raise BadInput(f"{ref(key)} '{text}' is not {'a whole number' if kind is int else 'a number'}") from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise BadInput(f"{{{key}}} {text} is not a finite number")
+        raise BadInput(f"{ref(key)} {text} is not a finite number")
     return value
 
 
@@ -103,10 +108,10 @@ def _range(text: str, kind: type, key: str) -> list[Any]:
     """`lo:hi:step`, both ends included (a float step is taken to 10 decimals, so 0.4:0.8:0.1 ends at 0.8)."""
     lo, hi, step = (_number(t, kind, key) for t in text.split(":"))
     if step <= 0 or hi < lo:
-        raise BadInput(f"{{{key}}} range {text} is empty; write lo:hi:step with lo <= hi and a step above 0")
+        raise BadInput(f"{ref(key)} range {text} is empty; write lo:hi:step with lo <= hi and a step above 0")
     count = int(math.floor((hi - lo) / step + 1e-9)) + 1
     if count > MAX_RANGE_VALUES:
-        raise BadInput(f"{{{key}}} range {text} has {count} values; use a larger step")
+        raise BadInput(f"{ref(key)} range {text} has {count} values; use a larger step")
     return [kind(round(lo + i * step, 10)) for i in range(count)]
 
 
@@ -119,7 +124,7 @@ def parse_value(key: str, text: str) -> list[Any]:
         values = _range(text, hint, key) if text.count(":") == 2 else [_number(text, hint, key)]
     elif hint is bool:
         if text.lower() not in TRUE + FALSE:
-            raise BadInput(f"{{{key}}} '{text}' is not on or off; write true or false")
+            raise BadInput(f"{ref(key)} '{text}' is not on or off; write true or false")
         values = [text.lower() in TRUE]
     elif typing.get_origin(hint) is list:
         values = [[] if text.lower() in ("none", "") else [p.strip() for p in text.split("+") if p.strip()]]
@@ -152,7 +157,7 @@ def check_axes(axes: list[Axis]) -> None:
     keys = [a.key for a in axes]
     twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
     if twice is not None:
-        raise BadInput(f"two grid axes sweep {{{twice}}}; give each setting one axis")
+        raise BadInput(f"two grid axes sweep {ref(twice)}; give each setting one axis")
 
 
 def parse_frames(at: str, n_frames: int) -> tuple[int, int]:

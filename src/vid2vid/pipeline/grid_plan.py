@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ def _with_values(base: config.Settings, values: dict[str, Any]) -> config.Settin
     return s
 
 
+def cell_count(axes: list[Axis]) -> int:
+    """How many cells the axes make."""
+    return math.prod(len(a.values) for a in axes)
+
+
 def plan(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: str = "",
          yes: bool = False) -> Grid:
     """Check everything a grid needs before anything is painted, and lay out its cells."""
@@ -85,11 +91,9 @@ def plan(ws: Workspace, base: config.Settings, axes: list[Axis], at: str, name: 
     ws.require()
     n_frames = len(ws.frames())
     first, last = parse_frames(at, n_frames)
-    count = 1
-    for a in axes:
-        count *= len(a.values)
-    if count > MAX_CELLS and not yes:
-        raise BadInput(f"this grid has {count} cells, more than {MAX_CELLS}; confirm it (--yes) or sweep "
+    count = cell_count(axes)
+    if count > MAX_CELLS and not yes:          # the command line and the page say this in their words first
+        raise BadInput(f"this grid has {count} cells, more than {MAX_CELLS}; confirm that many (yes) or sweep "
                        "fewer values")
     # 2. the base settings and every cell's settings, checked (a bad combination is said before painting)
     base = copy.deepcopy(base)

@@ -19,6 +19,7 @@ from typing import Any
 from vid2vid import config
 from vid2vid.core.progress import Job
 from vid2vid.pipeline.grid_axes import axis_keys, value_label
+from vid2vid.pipeline.grid_plan import MAX_CELLS
 from vid2vid.ui import form, paths
 
 # Path-valued settings stay off the page's axes: their values would bypass the cache-folder rules.
@@ -59,6 +60,7 @@ def paint(root: Path, ws_name: str, settings: config.Settings, axes: list[tuple[
     from vid2vid.core.errors import BadInput
     from vid2vid.pipeline.grid import run_grid
     from vid2vid.pipeline.grid_axes import parse_axis
+    from vid2vid.pipeline.grid_plan import cell_count
 
     given = [(k, v) for k, v in axes if k]
     if not given or not axes[0][0]:
@@ -66,6 +68,10 @@ def paint(root: Path, ws_name: str, settings: config.Settings, axes: list[tuple[
     if axes[2][0] and not axes[1][0]:
         raise BadInput("the grid's Z axis needs a Y axis (rows) first")
     parsed = [parse_axis(f"{k}={v}") for k, v in given]
+    count = cell_count(parsed)
+    if count > MAX_CELLS and not yes:
+        raise BadInput(f"this grid has {count} cells, more than {MAX_CELLS}; tick 'Paint more than {MAX_CELLS} "
+                       "cells' or sweep fewer values")
     g = run_grid(paths.workspace(root, ws_name), settings, parsed, at, name=name, yes=yes, job=job, models=models)
     record = json.loads((g.folder / "grid.json").read_text(encoding="utf-8"))
     return {"line": g.line(), "files": [str(p) for p in g.files], "cells": record["cells"]}
@@ -114,7 +120,7 @@ def section(p: Any) -> dict:
         with gr.Row():
             w["at"] = gr.Textbox(value="1", label="Frames: one (40) or a range (40-64)", elem_id="v2v-sweep-at")
             w["name"] = gr.Textbox(label="Grid name (empty: from the axes and frames)")
-            w["yes"] = gr.Checkbox(value=False, label="Paint more than 64 cells")
+            w["yes"] = gr.Checkbox(value=False, label=f"Paint more than {MAX_CELLS} cells")
             w["button"] = gr.Button("Paint grid", variant="primary", elem_id="v2v-sweep-btn")
         w["note"] = p.note(TASK)
         w["image"] = gr.Image(label="Grid (click a cell to copy its settings into the form)", type="filepath",
