@@ -74,10 +74,15 @@ def test_a_grid_painted_from_the_page_and_a_clicked_cell_copied_into_the_form(ti
     assert grid_json["cells"] == again["cells"]
 
 
-def test_the_page_refuses_a_grid_without_x_or_a_z_without_y(tmp_path):
+def test_the_page_refuses_a_grid_without_x_a_z_without_y_or_too_many_cells_unticked(tmp_path):
     with pytest.raises(BadInput, match="needs a setting for X"):
         grid_section.paint(tmp_path, "ws", config.Settings(), [("", ""), ("img2img.cfg", "5"), ("", "")], "1", "",
                            False, Job())
+    with pytest.raises(BadInput, match=r"77 cells, more than 64; tick 'Paint more than 64 cells'") as info:
+        grid_section.paint(tmp_path, "ws", config.Settings(), [("img2img.denoise", "0:1:0.1"),
+                                                               ("img2img.cfg", "1:7:1"), ("", "")], "1", "", False,
+                           Job())
+    assert "--" not in form.error_text(info.value)
     with pytest.raises(BadInput, match="Z axis needs a Y axis"):
         grid_section.paint(tmp_path, "ws", config.Settings(), [("img2img.cfg", "5"), ("", ""),
                                                                ("img2img.seed", "1")], "1", "", False, Job())
