@@ -45,7 +45,7 @@ def propagate(args: Any, parser: Any, job: Job) -> None:
                             overwrite=bool(given.get("run.overwrite", False)),
                             steady=True if steady is None else bool(steady))
     print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
-          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, filled from the nearer key)")
+          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, redrawn from the keys' colours)")
 
 
 def _folder(given: str | None, ws: Path | None, default: str, option: str) -> Path:
@@ -186,6 +186,7 @@ def metrics(args: Any, parser: Any, job: Job) -> dict:
     """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]
     [--metrics-size N] [--metrics-every N]`, one frame pair at a time."""
     from vid2vid.temporal import metrics as m
+    from vid2vid.temporal import reporting
     from vid2vid.video.read import frame_count, iter_sequence
 
     # 1. the options and the output's length; the source (at the output's frame count) and the
@@ -203,9 +204,9 @@ def metrics(args: Any, parser: Any, job: Job) -> dict:
     report = m.consistency_report(source, output, ref, progress=tracker.advance if tracker else None,
                                   max_side=max_side, every=every)
     # 3. show them
-    print(m.report_json(report) if args.json else m.format_report(report))
+    print(reporting.report_json(report) if args.json else reporting.format_report(report))
     if getattr(args, "plot", None):
-        m.plot_report(report, args.plot)
+        reporting.plot_report(report, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return report

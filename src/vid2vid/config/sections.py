@@ -161,9 +161,11 @@ class PropagateSettings(Section):
 
     NAME = "propagate"
     keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
-                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
-    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
-                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+                             "after T pixels of motion), +fast or +fast:F after either for a key after each frame pair "
+                             "moving F pixels (e.g. every:4+fast); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key's warp can be trusted for: a redraw in the keys' "
+                        "colours on the source's shape, or a light img2img of just that region", choices=KEY_FILLS,
+                        flag="--key-fill", label="Fill disocclusions")
     fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
                                   flag="--key-fill-denoise", label="Fill denoise")
     steady_keys: bool = setting(True, "steady each key with the two keys on each side (along the source's motion) "

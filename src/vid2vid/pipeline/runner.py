@@ -49,10 +49,13 @@ class RunResult:
             lines.append(f"  warping error  output {m['warp_error']:.4f}   source {m['source_warp_error']:.4f}")
             lines.append(f"  flicker        output {m['flicker']:.4f}   source {m['source_flicker']:.4f}")
             if m.get("psnr") is not None:
-                moving, sharp = m.get("moving_psnr"), m.get("sharpness")
+                from vid2vid.temporal.metrics import WORST_SHARE
+
+                moving, worst, sharp = m.get("moving_psnr"), m.get("moving_psnr_worst"), m.get("sharpness")
                 lines.append(f"fidelity against the {m['reference_frames']} painted img2img frames: PSNR "
                              f"{m['psnr']:.2f} dB, where things move "
-                             f"{'-' if moving is None else f'{moving:.2f}'} dB, sharpness "
+                             f"{'-' if moving is None else f'{moving:.2f}'} dB (worst {WORST_SHARE}% of frames "
+                             f"{'-' if worst is None else f'{worst:.2f}'} dB: tears, ghosts), sharpness "
                              f"{'-' if sharp is None else f'{sharp:.3f}'}")
         return "\n".join(lines)
 
@@ -240,7 +243,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from functools import partial
 
     from vid2vid.core.imageops import read_image
-    from vid2vid.temporal import metrics
+    from vid2vid.temporal import metrics, reporting
 
     row = stagetable.generated(ws)
     gen = ws.frames(row.folder)
@@ -252,7 +255,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
                                         max_side=rs.metrics_size, every=rs.metrics_every)
     out = {"warp_error": report["warping_error"], "flicker": report["flicker"],
            "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
-    note = metrics.measured_note(report)
+    note = reporting.measured_note(report)
     if note:
         out["measured"] = note
     if row.name != "img2img":
@@ -281,4 +284,5 @@ def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
     if not errs:
         return {}
     return {"psnr": metrics.psnr_from_mse(float(sum(errs) / len(errs))), "moving_psnr": detail.moving_psnr,
-            "sharpness": detail.sharpness, "reference_frames": len(errs)}
+            "moving_psnr_worst": detail.moving_psnr_worst, "sharpness": detail.sharpness,
+            "reference_frames": len(errs)}
