@@ -235,3 +235,20 @@ def test_cells_painted_side_by_side_in_worker_processes_give_the_same_grid(frame
     assert line.startswith("grid: 4 cells (4 painted, 0 reused)")
     name = "grid/denoise-cfg-f3/grid.png"
     assert (ws / name).read_bytes() == (ws_one / name).read_bytes()
+
+
+def test_the_accelerators_list_is_an_axis(setup, capsys):
+    """--accel none,tome:0.5: the token-merging cell is what `--single` paints with it, the cells differ."""
+    root, cfg = setup
+    ws = new_ws(root, "accel")
+    capsys.readouterr()
+    line = grid_cli(ws, cfg, "--x", "accel=none,tome:0.5", "--at", "3", capsys=capsys)
+    assert line.startswith("grid: 2 cells (2 painted, 0 reused)")
+    rec = json.loads((ws / "grid" / "accel-f3" / "grid.json").read_text())
+    assert rec["axes"]["x"] == {"setting": "img2img.accel", "values": [[], ["tome:0.5"]]}
+    assert main(["img2img", "-w", str(ws), "--config", str(cfg), "--single", "3", "--accel", "tome:0.5"]) == 0
+    picture = u8(ws / "grid" / "accel-f3" / "grid.png")
+    (x0, y0, w, h), (x1, y1, _, _) = (c["box"] for c in rec["cells"])
+    np.testing.assert_array_equal(picture[y1:y1 + h, x1:x1 + w], u8(ws / "img2img.debug" / "00003.png"))
+    assert not np.array_equal(picture[y0:y0 + h, x0:x0 + w], picture[y1:y1 + h, x1:x1 + w])
+    assert main(["grid", "-w", str(ws), "--config", str(cfg), "--x", "accel=tome:9", "--at", "3"]) == 2
