@@ -190,6 +190,9 @@ def _model_tools(command: Callable) -> None:
                            "--single-file one .safetensors")
     kind.add_argument("--controlnet", action="store_true",
                       help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
+    kind.add_argument("--ip-adapter", action="store_true",
+                      help="write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit "
+                           "the tiny model, for --ip-adapter DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
