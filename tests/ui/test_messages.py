@@ -23,6 +23,7 @@ NOT_THE_PAGE = {"cli/main.py", "cli/commands.py", "cli/options.py", "cli/parser.
                 "__main__.py", "cli/doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
                 "ui/auth.py", "ui/launch.py",   # starting the server: its options, before any page exists
                 "pipeline/multirun.py"}     # several videos in one command: the command line's
+NOT_THE_PAGE |= {"cli/grid.py"}             # the grid command's front end (the page has ui/grid_section.py)
 # Messages the page never shows, each with the reason (file, words in it).
 CLI_ONLY = {
     ("config/toml.py", "write one with"): "loading a settings file: only `--config` on the command line",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from vid2vid import __version__, config
-from vid2vid.cli import commands
+from vid2vid.cli import commands, grid
 from vid2vid.cli.commands import FOLDER_FORMS, _lazy
 from vid2vid.cli.options import add_preset_option, add_settings_options
 from vid2vid.config import stagetable
@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     command.sub = sub  # type: ignore[attr-defined]
-    for group in (_pipeline_commands, _stage_commands, _folder_tools, _measure_tools, _model_tools):
+    for group in (_pipeline_commands, _stage_commands, _folder_tools, _measure_tools, grid.add_command,
+                  _model_tools):
         group(command)
     return p
 

@@ -7,7 +7,6 @@ the library works, exactly as the CLI does.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,10 @@ from typing import Any
 from vid2vid import config
 from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, OtherSettings
-from vid2vid.core.fileid import FileId, file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import MANIFEST, Workspace
 from vid2vid.pipeline import runner
+from vid2vid.pipeline.models import ModelCache, preloaded_model  # noqa: F401  (the page's model cache)
 from vid2vid.pipeline.saved import save_settings
 from vid2vid.ui import paths
 
@@ -99,36 +98,6 @@ def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
 
 # ---------------------------------------------------------------- tab 3
 
-class ModelCache:
-    """Keeps the last loaded Stable Diffusion model, so that repeated debug frames skip loading."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple | None = None
-        self._model: Any = None
-
-    def get(self, s: config.Img2ImgSettings, job: Job):
-        from vid2vid.diffusion.loading import load_model
-
-        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model),
-               s.vae, _stamp(s.vae) if s.vae else ())                                     # issue 17: --vae
-        with self._lock:
-            if key != self._key:
-                self._model, self._key = None, None
-                job.say(f"img2img: loading model {s.model}")
-                self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
-                                         embeddings=s.embeddings, prediction_type=s.prediction_type(),
-                                         vae=s.vae, progress=job.progress)
-                self._key = key
-            return self._model
-
-
-def _stamp(spec: str) -> FileId | None:
-    """Size and time of a model file or folder, so a replaced model is loaded again."""
-    p = Path(spec)
-    return file_id(p) if p.exists() else None
-
-
 def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,
             single: int = 0) -> dict:
     """Batch img2img over every frame (single=0), or the debug mode: frame `single` alone.
@@ -154,14 +123,6 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
             return stage.run_single(ws, s, job, frames, model)
     # the control images (the page has no control button) are made first by run_stage, as on the command line
     return run_stage(root, ws_name, "img2img", s, job, model=preloaded_model(models, s, job))
-
-
-def preloaded_model(models: ModelCache | None, settings: config.Settings, job: Job):
-    """The page's loaded model for a batch run, or None: a Ray run loads the model on its actors (the
-    stage uses Ray only when it is handed no model), so it must not get the page's local one."""
-    if models is None or settings.ray.enabled:
-        return None
-    return models.get(settings.img2img, job)
 
 
 def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dict:

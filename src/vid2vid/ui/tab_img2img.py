@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vid2vid.core.errors import BadInput, Vid2VidError
-from vid2vid.ui import actions, controlnet_section, frames, img2img_sections, paths
+from vid2vid.ui import actions, controlnet_section, frames, grid_section, img2img_sections, ip_adapter_section, paths
 from vid2vid.ui.img2img_sections import SIGMA_KEYS
 from vid2vid.ui.page import Page, said
 from vid2vid.ui.runner import error_message
@@ -35,6 +35,7 @@ def tab_img2img(p: Page):
             fdc_btn = gr.Button("FDC debugger sheet", elem_id="v2v-fdc-btn")
         fdc_note = p.note("fdc")
         fdc_img = gr.Image(label="FDC debugger", type="numpy", interactive=False, elem_id="v2v-fdc")
+        grid_w = grid_section.section(p)              # the settings sweep
 
     def wire() -> None:
         W = p.W
@@ -53,6 +54,8 @@ def tab_img2img(p: Page):
 
         gen_btn.click(generate, [p.ws_dd, mode, debug_frame] + p.widgets, p.head(gen_note) + shown)
         fdc_btn.click(fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
+        grid_section.wire(grid_w, p)
+        ip_adapter_section.wire(cn["ip"], root=p.root, ws=p.ws_dd)
         controlnet_section.wire(cn, root=p.root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
                                 settings_of=p.settings_of, drive=p.drive, head=p.head(cn["note"]))
         models = [W[k] for k in p.model_fields] + cn["models"]
