@@ -23,6 +23,8 @@ IDS = {
     "tab_export": ["tab-export", "v2v-export-source", "v2v-export-format", "v2v-export-btn",
                    "v2v-export-info", "v2v-result-video", "v2v-result-file", "v2v-compare-btn",
                    "v2v-compare-video"],
+    "tab_live": ["tab-live", "v2v-stream-source", "v2v-stream-btn", "v2v-stream-src", "v2v-stream-out",
+                 "v2v-stream-figures"],
 }
 
 
@@ -48,7 +50,7 @@ def test_every_tab_keeps_its_element_ids_once(page):
 
 
 NOTES = ["probe", "extract", "delta", "depth", "tags", "grid", "generate", "fdc", "cn-preview", "upscale",
-         "interpolate", "export", "compare"]
+         "interpolate", "export", "compare", "live"]
 
 
 def test_every_action_button_has_its_note_and_writes_it(page):

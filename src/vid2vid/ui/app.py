@@ -5,7 +5,7 @@
 Layout: a status line with an Interrupt button and a progress bar; the cache folder (the only
 place the page writes), the workspace, allow-overwrite, the saved settings; then the tabs
 1: Extract frames, 2: Make masks & tags, 3: Successive img2img, 4: Upscale & interpolate,
-5: Export, one module each. Every settings widget is keyed by its settings name
+5: Export, 6: Live, one module each. Every settings widget is keyed by its settings name
 ("img2img.steps"); a button turns the widget values into `Settings` (`form.settings_from_form`,
 which also applies the path rules) and runs one action in the background (`runner.Runner`),
 while the page polls its progress.
@@ -22,6 +22,7 @@ from vid2vid.ui.page import SECTIONS, Page, progress_html, said
 from vid2vid.ui.tab_export import tab_export
 from vid2vid.ui.tab_extract import tab_extract
 from vid2vid.ui.tab_img2img import tab_img2img
+from vid2vid.ui.tab_live import tab_live
 from vid2vid.ui.tab_masks import tab_masks
 from vid2vid.ui.tab_post import tab_post
 
@@ -41,7 +42,7 @@ html { scroll-padding-top: 150px; }   /* a control scrolled into view is not lef
 #v2v-changed { font-size: 0.9em; }
 """
 
-TABS = (tab_extract, tab_masks, tab_img2img, tab_post, tab_export)
+TABS = (tab_extract, tab_masks, tab_img2img, tab_post, tab_export, tab_live)
 
 
 def build(cache: str | Path, model_roots: Sequence[str | Path] = ()):
