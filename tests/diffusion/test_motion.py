@@ -1,0 +1,111 @@
+"""Motion modules on the tiny model: the files load, the windowed run equals diffusers' AnimateDiff."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import moving_frames
+from vid2vid.config import Img2ImgSettings
+from vid2vid.core.errors import BadInput
+from vid2vid.diffusion.engine import Img2ImgEngine
+from vid2vid.diffusion.motion import MotionLayers
+from vid2vid.diffusion.motion_loading import check_family, load_adapter
+from vid2vid.diffusion.motion_windows import EngineWindows, sampler_step
+from vid2vid.diffusion.tiny_motion import build_tiny_motion_module, make_tiny_motion_module
+from vid2vid.painting import windows as W
+
+SIDE = 64
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    from vid2vid.diffusion.loading import load_model
+
+    return load_model(str(tiny_model), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def module_file(tmp_path_factory):
+    return make_tiny_motion_module(tmp_path_factory.mktemp("mm"), single_file=True)
+
+
+def settings(**kw) -> Img2ImgSettings:
+    base = dict(model="tiny", prompt="a red fox", negative="blurry", steps=6, denoise=0.75, width=SIDE,
+                height=SIDE, sampler="euler", schedule="exponential", cfg=7.0)
+    base.update(kw)
+    return Img2ImgSettings(**base)
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    return [f.astype(np.float32) / 255 if f.dtype == np.uint8 else f for f in moving_frames(n, SIDE, SIDE, seed)]
+
+
+def windowed(engine, layers, canvases, length, overlap=2, weighting="flat", controls=None, seed=3):
+    init = torch.cat([engine.encode([c]) for c in canvases])
+    clip = W.ClipSampling(len(canvases), init.shape[1:], torch.tensor(engine.real_sigmas, dtype=torch.float32),
+                          sampler_step(engine), seed, length, overlap, weighting)
+    out = clip.run(W.LocalSpread(EngineWindows(engine, layers, controls)), lambda: init)
+    return out, clip, init
+
+
+def test_single_file_and_folder_load_the_same_weights(module_file, tmp_path):
+    ref = build_tiny_motion_module()
+    for spec in (module_file, make_tiny_motion_module(tmp_path / "folder")):
+        got = load_adapter(str(spec))
+        assert got.config["motion_max_seq_length"] == 32 and got.config["use_motion_mid_block"]
+        for k, v in ref.state_dict().items():
+            assert torch.equal(got.state_dict()[k], v), k
+
+
+def test_diffusers_single_file_loader_reads_our_file_the_same(module_file, tmp_path):
+    """diffusers' own from_single_file (its key conversion, config from our folder) gives the same weights."""
+    from diffusers import MotionAdapter
+
+    folder = make_tiny_motion_module(tmp_path / "cfg")
+    theirs = MotionAdapter.from_single_file(str(module_file), config=str(folder), local_files_only=True)
+    ours = load_adapter(str(module_file))
+    for k, v in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[k], v), k
+
+
+def test_bad_files_are_one_line(tmp_path, tiny):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(BadInput, match="cannot read motion module"):
+        load_adapter(str(bad))
+    with pytest.raises(BadInput, match="not found"):
+        load_adapter(str(tmp_path / "missing.ckpt"))
+    sdxl = build_tiny_motion_module(channels=(32, 64, 64))
+    with pytest.raises(BadInput, match=r"made for a UNet with levels 32/64/64 but the model is a UNet with "
+                                       r"levels 32/64"):
+        check_family(sdxl, tiny.unet)
+
+
+def test_one_window_equals_diffusers_animatediff_video_to_video(tiny, module_file):
+    from diffusers import AnimateDiffVideoToVideoPipeline, EulerDiscreteScheduler
+
+    n = 6
+    engine = Img2ImgEngine(tiny, settings())
+    adapter = load_adapter(str(module_file))
+    canvases = [engine.fit(f) for f in frames(n)]
+    layers = MotionLayers(tiny.unet, adapter)
+    try:
+        ours, clip, init = windowed(engine, layers, canvases, length=n)
+    finally:
+        layers.remove()
+    start = clip.start(init)
+    cond, uncond = engine.embeddings[:2]
+    pipe = AnimateDiffVideoToVideoPipeline(vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer,
+                                           unet=tiny.unet, motion_adapter=adapter,
+                                           scheduler=EulerDiscreteScheduler.from_config(tiny.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        ref = pipe(latents=start.permute(1, 0, 2, 3)[None], prompt_embeds=cond,
+                   negative_prompt_embeds=uncond, sigmas=[float(v) for v in engine.real_sigmas], strength=1.0,
+                   guidance_scale=7.0, output_type="latent", height=SIDE, width=SIDE).frames
+    ref = ref[0].permute(1, 0, 2, 3)
+    assert ref.shape == ours.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    plain, _, _ = windowed(engine, None, canvases, length=n)
+    assert (plain - ours).abs().max() > 1e-2              # the motion module acts
