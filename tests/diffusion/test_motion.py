@@ -109,3 +109,94 @@ def test_one_window_equals_diffusers_animatediff_video_to_video(tiny, module_fil
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
     plain, _, _ = windowed(engine, None, canvases, length=n)
     assert (plain - ours).abs().max() > 1e-2              # the motion module acts
+
+
+def test_with_a_controlnet_equals_diffusers_animatediff_controlnet(tiny, module_file, tmp_path):
+    from diffusers import AnimateDiffVideoToVideoControlNetPipeline, EulerDiscreteScheduler
+    from PIL import Image
+
+    from vid2vid.diffusion.controlnet import ControlUnit, load_controlnet
+    from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+    n = 5
+    net = load_controlnet(str(make_tiny_controlnet(tmp_path / "cn")), tiny.device, tiny.dtype)
+    engine = Img2ImgEngine(tiny, settings(sampler="euler"), controlnets=[ControlUnit(net, 0.8, 0.0, 1.0, "cn")])
+    adapter = load_adapter(str(module_file))
+    canvases = [engine.fit(f) for f in frames(n)]
+    rng = np.random.default_rng(4)
+    hints = [rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8) for _ in range(n)]
+    layers = MotionLayers(tiny.unet, adapter)
+    try:
+        ours, clip, init = windowed(engine, layers, canvases, length=n,
+                                    controls=lambda fr: [[hints[f]] for f in fr])
+    finally:
+        layers.remove()
+    cond, uncond = engine.embeddings[:2]
+    pipe = AnimateDiffVideoToVideoControlNetPipeline(
+        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=tiny.unet,
+        motion_adapter=adapter, controlnet=net, scheduler=EulerDiscreteScheduler.from_config(tiny.scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        ref = pipe(latents=clip.start(init).permute(1, 0, 2, 3)[None], prompt_embeds=cond,
+                   negative_prompt_embeds=uncond, sigmas=[float(v) for v in engine.real_sigmas], strength=1.0,
+                   guidance_scale=7.0, output_type="latent", height=SIDE, width=SIDE,
+                   conditioning_frames=[Image.fromarray(h) for h in hints],
+                   controlnet_conditioning_scale=0.8).frames
+    torch.testing.assert_close(ours, ref[0].permute(1, 0, 2, 3), rtol=1e-4, atol=1e-4)
+    free, _, _ = windowed(Img2ImgEngine(tiny, settings(sampler="euler")), None, canvases, length=n)
+    assert (free - ours).abs().max() > 1e-2
+
+
+def test_motion_links_frames_and_scale_zero_removes_it(tiny, module_file):
+    """Changing source frame 1 changes painted frame 2 with the motion module, not without; motion scale 0
+    equals the run with the motion layers removed."""
+    n = 6
+    engine = Img2ImgEngine(tiny, settings(sampler="dpm++-2m"))
+    adapter = load_adapter(str(module_file))
+    canvases = [engine.fit(f) for f in frames(n)]
+    changed = list(canvases)
+    changed[0] = np.clip(canvases[0][::-1] * 0.5 + 0.3, 0, 1).astype(np.float32)
+    results = {}
+    for scale in (1.0, 0.0, None):
+        layers = None if scale is None else MotionLayers(tiny.unet, adapter, scale)
+        try:
+            results[scale] = [windowed(engine, layers, c, length=4, overlap=2)[0] for c in (canvases, changed)]
+        finally:
+            if layers is not None:
+                layers.remove()
+    with_mm, zero, without = results[1.0], results[0.0], results[None]
+    assert (with_mm[0][1] - with_mm[1][1]).abs().max() > 1e-3      # frame 2 follows frame 1's change
+    assert torch.equal(without[0][1], without[1][1])                # frame by frame: it does not
+    assert torch.equal(zero[0], without[0]) and torch.equal(zero[1], without[1])
+
+
+def test_motion_scale_blends_each_layer_output(tiny, module_file):
+    """Each hooked layer gives h + scale * (M(h) - h), M the temporal transformer on the layer's output h."""
+    adapter = load_adapter(str(module_file))
+    layer, module = tiny.unet.mid_block.attentions[0], adapter.mid_block.motion_modules[0]
+    h_in = torch.randn(2 * 3, 64, 2, 2)
+    emb = torch.randn(6, 77, 32)
+    with torch.no_grad():
+        h = layer(h_in, encoder_hidden_states=emb, return_dict=False)[0]
+        moved = module(h, num_frames=3)
+        layers = MotionLayers(tiny.unet, adapter, 0.5)
+        try:
+            with layers.frames(3):
+                got = layer(h_in, encoder_hidden_states=emb, return_dict=False)[0]
+            outside = layer(h_in, encoder_hidden_states=emb, return_dict=False)[0]
+        finally:
+            layers.remove()
+    torch.testing.assert_close(got, h + 0.5 * (moved - h), rtol=1e-6, atol=1e-6)
+    assert torch.equal(outside, h) and (moved - h).abs().max() > 1e-2
+
+
+def test_context_longer_than_the_clip_is_one_window(tiny, module_file):
+    engine = Img2ImgEngine(tiny, settings(sampler="euler-a"))
+    canvases = [engine.fit(f) for f in frames(5)]
+    layers = MotionLayers(tiny.unet, load_adapter(str(module_file)))
+    try:
+        long, clip, _ = windowed(engine, layers, canvases, length=16, overlap=4)
+        exact, _, _ = windowed(engine, layers, canvases, length=5, overlap=4)
+    finally:
+        layers.remove()
+    assert clip.windows == [range(0, 5)] and torch.equal(long, exact)
