@@ -42,11 +42,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from vid2vid.config.choices import CONTEXT_WEIGHTINGS
 from vid2vid.core import workspace as ws_mod
 from vid2vid.core.errors import BadInput
 from vid2vid.diffusion.samplers import BatchNoise, Carry, Step
 
-WEIGHTINGS = ("flat", "pyramid")
+WEIGHTINGS = CONTEXT_WEIGHTINGS
 STATE_JSON = "windows-state.json"
 STATE_FILE = "windows-latents.pt"
 _INIT, _STEP = 0, 1                 # what a frame's seeded generator is for: initial noise, sampler noise

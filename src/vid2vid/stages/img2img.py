@@ -69,7 +69,8 @@ RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # Settings recorded in the stage key only when they differ from these defaults, so that records
 # made before the settings existed stay valid (issues 15 and 17).
 KEYED_WHEN_SET = {"vae": "", "tcd_gamma": 0.3, "skip_still": 0.0, "cross_frame": "none", "cross_frame_blocks": "up",
-                  "cross_frame_bank": 4, "flow_init": 0.0}
+                  "cross_frame_bank": 4, "flow_init": 0.0, "motion_module": "", "context_length": 16,
+                  "context_overlap": 4, "context_weighting": "pyramid", "motion_scale": 1.0, "shuffle_noise": False}
 
 
 @dataclass
