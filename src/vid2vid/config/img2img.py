@@ -22,7 +22,7 @@ from vid2vid.core.errors import BadInput
 
 @dataclass
 class ControlNetSettings(Section):
-    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table.
 
     Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
     ControlNet by its model, then the table's own key (scale, start, ...).
@@ -114,7 +114,7 @@ class Img2ImgSettings(Section):
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
 
-    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    # cross-frame attention and flow-guided init (diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
                                        "(the first frame; with key frames the first key of its shot), the anchor "
                                        "and the previous frame, or a bank of earlier frames; anchor keeps frames "
@@ -130,7 +130,7 @@ class Img2ImgSettings(Section):
                                     "init image where the motion is trusted (0 = off; above 0 img2img is "
                                     "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
                                label="Flow-guided init strength")
-    # ---- issue 17: the fast path
+    # ---- the fast path
     vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
                            "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
                            "for speed; empty = the model's own", label="VAE (empty = the model's own)")
