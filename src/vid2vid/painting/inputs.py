@@ -55,6 +55,12 @@ def canvases(frames: list[Path], s: config.Img2ImgSettings) -> Iterator[np.ndarr
         yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
+def control_images(ws: Workspace, s: config.Img2ImgSettings, i: int) -> list[np.ndarray] | None:
+    """The control stage's images of frame i (1-based), one per ControlNet; None without ControlNets."""
+    return [imageops.read_image(control_stage.image_path(ws, n, cn, i))
+            for n, cn in enumerate(s.controlnet, 1)] if s.controlnet else None
+
+
 def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: config.Settings
                ) -> Iterator[FrameJob]:
     """FrameJobs for the 1-based `indexes` (ascending), reading each source frame once."""
@@ -70,8 +76,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
         spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
-        control = [imageops.read_image(control_stage.image_path(ws, n, cn, i))
-                   for n, cn in enumerate(s.controlnet, 1)] if s.controlnet else None
+        control = control_images(ws, s, i)
         motion = None
         if s.flow_init > 0 and i > 1:
             from vid2vid.temporal.flowinit import source_motion

@@ -236,7 +236,7 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     if getattr(session, "windowed", False):       # windows of frames blended per step (painting/windows.py)
         from vid2vid.painting.windowrun import paint_windowed
 
-        paint_windowed(ws, settings, job, session, frames, str(ws.stage_record(STAGE)["key"]), writer)
+        paint_windowed(ws, settings, job, session, frames, str((ws.stage_record(STAGE) or {}).get("key")), writer)
         return _complete(ws, settings, session, writer, len(targets), 1, None, still_plan)
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan], anchors=tuple(shots) if keyed else ())
     say_order(job, s, units, writer.missing)
