@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.workspace import Workspace
+from vid2vid.painting import controls
 from vid2vid.painting.frameplan import Unit
-from vid2vid.stages import control as control_stage
-from vid2vid.stages import registry
 from vid2vid.temporal import fdc
 
 
@@ -43,7 +43,7 @@ class FrameJob:
 
 def read_depth(ws: Workspace, frame: Path, width: int, height: int, resize: str) -> np.ndarray:
     """depthmask/<stem>.png as float32 HxWx1 in [0, 1] at the canvas size."""
-    p = ws.path(registry.stage("depth").folder, frame.stem + ".png")
+    p = ws.path(stagetable.stage("depth").folder, frame.stem + ".png")
     if not p.is_file():
         raise BadInput(f"depth mask {p} is missing; run {stage_ref('depth', ws.root)} first")
     return imageops.fit(imageops.read_mask(p), width, height, resize)
@@ -55,17 +55,11 @@ def canvases(frames: list[Path], s: config.Img2ImgSettings) -> Iterator[np.ndarr
         yield imageops.fit(imageops.read_image(f), s.width, s.height, s.resize)
 
 
-def control_images(ws: Workspace, s: config.Img2ImgSettings, i: int) -> list[np.ndarray] | None:
-    """The control stage's images of frame i (1-based), one per ControlNet; None without ControlNets."""
-    return [imageops.read_image(control_stage.image_path(ws, n, cn, i))
-            for n, cn in enumerate(s.controlnet, 1)] if s.controlnet else None
-
-
 def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: config.Settings
                ) -> Iterator[FrameJob]:
     """FrameJobs for the 1-based `indexes` (ascending), reading each source frame once."""
     s, c = settings.img2img, settings.correct
-    depth_on = registry.img2img_reads_depth(c)
+    depth_on = stagetable.img2img_reads_depth(c)
     prev_i, prev_canvas = None, None
     for i in indexes:
         canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
@@ -76,7 +70,8 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
         spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
-        control = control_images(ws, s, i)
+        control = [imageops.read_image(controls.image_path(ws, n, cn, i))
+                   for n, cn in enumerate(s.controlnet, 1)] if s.controlnet else None
         motion = None
         if s.flow_init > 0 and i > 1:
             from vid2vid.temporal.flowinit import source_motion

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.core import imageops
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
+from vid2vid.painting import controls as control_files
 from vid2vid.painting import windows
-from vid2vid.painting.inputs import canvases, control_images, frame_jobs
+from vid2vid.painting.inputs import canvases, frame_jobs
 from vid2vid.painting.writer import FrameWriter
 
 
@@ -30,7 +32,8 @@ def control_reader(ws: Workspace, s: config.Img2ImgSettings):
         return None
 
     def controls(frames: range) -> list[list[np.ndarray]]:
-        return [control_images(ws, s, i + 1) or [] for i in frames]
+        return [[imageops.read_image(control_files.image_path(ws, n, cn, i + 1))
+                 for n, cn in enumerate(s.controlnet, 1)] for i in frames]
 
     return controls
 
