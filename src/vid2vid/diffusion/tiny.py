@@ -266,6 +266,7 @@ def _identity_blocks(block) -> None:
         _zero(a.to_out[0])
 
 
+@torch.no_grad()
 def make_passthrough_vae(vae) -> None:
     """Set a tiny AutoencoderKL's weights (in place) so that decode(encode(x)) keeps x's picture.
 
