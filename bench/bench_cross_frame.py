@@ -36,6 +36,15 @@ def sd15_unet(device: torch.device, dtype: torch.dtype):
     return UNet2DConditionModel.from_config(cfg).to(device, dtype).eval().requires_grad_(False)
 
 
+def built_unet(args, device: torch.device, dtype: torch.dtype):
+    """(the SD 1.5-architecture UNet, the latent side for args.size, a seeded generator), said on the console."""
+    t0 = time.perf_counter()
+    unet = sd15_unet(device, dtype)
+    print(f"SD 1.5-architecture UNet with random weights built in {time.perf_counter() - t0:.0f} s; "
+          f"{args.size}x{args.size}, one guided call (batch 2)")
+    return unet, args.size // 8, torch.Generator().manual_seed(0)
+
+
 def timed_call(unet, x, t, emb, cuda: bool) -> float:
     if cuda:
         torch.cuda.synchronize()
@@ -56,12 +65,7 @@ def main() -> None:
     from vid2vid.diffusion import crossframe as xf
 
     cuda = device.type == "cuda"
-    t0 = time.perf_counter()
-    unet = sd15_unet(device, dtype)
-    print(f"SD 1.5-architecture UNet with random weights built in {time.perf_counter() - t0:.0f} s; "
-          f"{args.size}x{args.size}, one guided call (batch 2)")
-    side = args.size // 8
-    g = torch.Generator().manual_seed(0)
+    unet, side, g = built_unet(args, device, dtype)
     x = torch.randn(2, 4, side, side, generator=g).to(device, dtype)
     ref_x = torch.randn(2, 4, side, side, generator=g).to(device, dtype)
     t = torch.full((2,), 700.0, device=device)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vid2vid import config
+from vid2vid.cli import ipflags
 
 
 def _help(key: str, default: Any) -> str:
@@ -61,6 +62,7 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
         seen.update(flags)
     if section == "img2img" and "--controlnet" not in seen:
         add_controlnet_options(parser)
+        ipflags.add_ip_adapter_options(parser)
 
 
 def apply_options(settings: config.Settings, args: argparse.Namespace,
@@ -75,6 +77,7 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
             section, name = dest.split(".")
             setattr(getattr(settings, section), name, value)
     apply_controlnet_options(settings, args)
+    ipflags.apply_ip_adapter_options(settings, args)
     return settings
 
 

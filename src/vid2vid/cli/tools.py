@@ -160,7 +160,8 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --motion-module]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --ip-adapter |
+    --motion-module]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
@@ -173,6 +174,13 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
 
         path = make_tiny_motion_module(args.dir, single_file=args.single_file)
         job.say(f"tiny motion module written: {path}")
+        print(path)
+        return
+    if getattr(args, "ip_adapter", False):          # only the tiny IP-Adapter and its image encoder
+        from vid2vid.diffusion.tiny_ip_adapter import make_tiny_ip_adapter
+
+        path = make_tiny_ip_adapter(args.dir)
+        job.say(f"tiny IP-Adapter written: {path} (use it with --ip-adapter {path})")
         print(path)
         return
     if getattr(args, "controlnet", False):          # only the tiny ControlNet

@@ -16,8 +16,23 @@ from vid2vid.config.choices import (
     SCHEDULES,
 )
 from vid2vid.config.fields import Section, _check_device, _span, fields_of, setting
+from vid2vid.config.reference import parse_reference
 from vid2vid.core import devices
 from vid2vid.core.errors import BadInput
+
+
+def _check_table(table, where: str, model: str, what: str) -> None:
+    """The checks a steering table shares (ControlNet, IP-Adapter): numbers in range, a model, start < end."""
+    for f, m in fields_of(table):
+        value = getattr(table, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                not math.isfinite(value) or (m.lo is not None and value < m.lo) or (m.hi is not None and value > m.hi)):
+            raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
+    if not table.model.strip():
+        raise BadInput(f"{where}: no model; give {model}")
+    if table.start >= table.end:
+        raise BadInput(f"{where}: start {table.start:g} is not below end {table.end:g}; {what} steers "
+                       "from start to end of the schedule (0 and 1 = all of it)")
 
 
 @dataclass
@@ -49,19 +64,45 @@ class ControlNetSettings(Section):
             if m.choices is not None and value not in m.choices:
                 raise BadInput(f"{where}: control source '{value}' is not known; use one of: "
                                f"{', '.join(c for c in m.choices if c != 'folder')}, or a folder of images")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                    not math.isfinite(value) or (m.lo is not None and value < m.lo)
-                    or (m.hi is not None and value > m.hi)):
-                raise BadInput(f"{where}: {f.name} {value:g} is out of range; it must be {_span(m.lo, m.hi)}")
-        if not self.model.strip():
-            raise BadInput(f"{where}: no model; give the ControlNet's file, diffusers folder or hub id")
-        if self.start >= self.end:
-            raise BadInput(f"{where}: start {self.start:g} is not below end {self.end:g}; the ControlNet steers "
-                           "from start to end of the schedule (0 and 1 = all of it)")
+        _check_table(self, where, "the ControlNet's file, diffusers folder or hub id", "the ControlNet")
         if self.low > self.high:
             raise BadInput(f"{where}: canny low threshold {self.low} is above the high one {self.high}; swap them")
         if self.control == "folder" and not self.folder.strip():
             raise BadInput(f"{where}: the folder source needs the folder of control images")
+
+
+@dataclass
+class IPAdapterSettings(Section):
+    """One IP-Adapter of img2img with its reference picture: a `[[img2img.ip_adapter]]` table.
+
+    Errors name the list (`{img2img.ip_adapter}`, the command line's --ip-adapter), the adapter
+    by its file, then the table's own key.
+    """
+
+    NAME = "img2img"
+    model: str = setting("", "IP-Adapter: a .safetensors/.bin file (ip-adapter_sd15, ip-adapter-plus_sd15, "
+                             "ip-adapter-plus-face_sd15, ip-adapter_sdxl_vit-h, ...) or a folder holding one",
+                         label="IP-Adapter model")
+    reference: str = setting("", "reference picture: an image file, a folder of images (averaged), "
+                                 "first-painted (frame 1 painted without the adapter) or key:N (painted frame N)",
+                             label="Reference image")
+    scale: float = setting(1.0, "how strongly the reference steers (0 = not at all)", lo=0.0, hi=2.0,
+                           label="IP-Adapter weight")
+    start: float = setting(0.0, "where it starts, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                           label="Starting step")
+    end: float = setting(1.0, "where it ends, as a fraction of the schedule actually run", lo=0.0, hi=1.0,
+                         label="Ending step")
+    image_encoder: str = setting("", "its CLIP image encoder: a folder, a file or a hub id (empty = found beside "
+                                     "the adapter: image_encoder/, ../image_encoder/, ComfyUI's clip_vision/)",
+                                 label="Image encoder (empty = beside the adapter)")
+    embedding: str = setting("", "the reference's stored embedding (.safetensors with cond and uncond); the run "
+                                 "fills it in from img2img.reference/ so that workers and Ray actors use the one "
+                                 "computed once", cli=False)
+
+    def validate(self) -> None:
+        where = "{img2img.ip_adapter} '%s'" % self.model
+        _check_table(self, where, "the IP-Adapter file or its folder", "the adapter")
+        parse_reference(self.reference, where + " reference")
 
 
 @dataclass
@@ -113,6 +154,9 @@ class Img2ImgSettings(Section):
     controlnet: list[ControlNetSettings] = setting(
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
+    ip_adapter: list[IPAdapterSettings] = setting(
+        [], "IP-Adapters, FILE|DIR[:SCALE] each with its --reference SOURCE (repeatable, paired in order)",
+        item=IPAdapterSettings, label="IP-Adapters")
 
     # cross-frame attention and flow-guided init (diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "

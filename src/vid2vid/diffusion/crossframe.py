@@ -328,8 +328,10 @@ class CrossFrame(KeptFrames):
 
     def close(self) -> None:
         """Put the model's own processors back and drop every recording."""
-        if self._saved is not None:
-            self.unet.set_attn_processor(self._saved)
+        if self._saved is not None:        # only the self-attention layers it took (IP-Adapter's stay)
+            current = self.unet.attn_processors
+            current.update({name: self._saved[name] for name in self.layers})
+            self.unet.set_attn_processor(current)
             self._saved = None
         self.recorded.clear()
 

@@ -15,6 +15,8 @@ SDXL's UNet also takes each prompt's pooled embedding and the size "time ids"
 back into the prediction: D' = D * m + init * (1 - m) (A1111's inpainting blend, every step).
 ControlNet: `control`, a `diffusion.controlnet.Conditioning` for the batch, adds the
 summed residuals of the ControlNets active at that sigma to every UNet call (see controlnet.py).
+IP-Adapter: with `ip` (an `ip_attention.IPGuide`) each UNet call also gets the image tokens of the
+adapters active at that sigma, the uncond rows those of the unconditional embedding.
 The denoiser holds no per-batch state, so several threads may sample with it at once.
 """
 from __future__ import annotations
@@ -92,6 +94,7 @@ class CFGDenoiser:
             self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
+        self.ip = None              # an ip_attention.IPGuide, set by the engine when it has IP-Adapters
         # few-step samplers (fewstep.py) evaluate at training sigmas only; rounding the
         # timestep recovered from them gives the UNet exactly the integer timestep they were trained on
         self.discrete = discrete
@@ -116,9 +119,14 @@ class CFGDenoiser:
         return emb if emb.shape[0] == batch else emb.expand(batch, *emb.shape[1:])
 
     def _unet(self, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor,
-              pooled: torch.Tensor | None = None, control=None, sigma: torch.Tensor | None = None) -> torch.Tensor:
+              pooled: torch.Tensor | None = None, control=None, sigma: torch.Tensor | None = None,
+              rows: tuple[tuple[bool, int], ...] = ()) -> torch.Tensor:
         self.calls += 1
-        extra = {}
+        extra: dict = {}
+        if self.ip is not None and sigma is not None:
+            tokens = self.ip.hidden_states(sigma, list(rows) or [(True, z.shape[0])])
+            if tokens is not None:
+                extra["cross_attention_kwargs"] = {"ip_hidden_states": tokens}
         if pooled is not None:
             time_ids = self.time_ids
             assert time_ids is not None             # set with the pooled embeddings (SDXL)
@@ -147,17 +155,18 @@ class CFGDenoiser:
         cond = self._embeddings(self.cond, b)
         pc = None if self.pooled_cond is None else self._embeddings(self.pooled_cond, b)
         if self.uncond is None:
-            return self._unet(z, t, cond, pc, control, sigma).float()
+            return self._unet(z, t, cond, pc, control, sigma, ((True, b),)).float()
         uncond = self._embeddings(self.uncond, b)
         pu = None if self.pooled_uncond is None else self._embeddings(self.pooled_uncond, b)
         if uncond.shape[1:] == cond.shape[1:]:
             with shared_prefix.active():
                 out = self._unet(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond]),
-                                 None if pc is None else torch.cat([pu, pc]), control, sigma).float()
+                                 None if pc is None else torch.cat([pu, pc]), control, sigma,
+                                 ((False, b), (True, b))).float()
             out_u, out_c = out[:b], out[b:]
         else:
-            out_u = self._unet(z, t, uncond, pu, control, sigma).float()
-            out_c = self._unet(z, t, cond, pc, control, sigma).float()
+            out_u = self._unet(z, t, uncond, pu, control, sigma, ((False, b),)).float()
+            out_c = self._unet(z, t, cond, pc, control, sigma, ((True, b),)).float()
         return out_u + (out_c - out_u) * self.cfg_scale
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, control=None) -> torch.Tensor:

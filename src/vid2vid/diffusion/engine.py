@@ -99,6 +99,7 @@ class Img2ImgEngine:
     # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
     embeddings: tuple[torch.Tensor, ...] | None = None
     controlnets: list | None = None          # ControlNet: controlnet.ControlUnit per net
+    ip_adapters: list | None = None          # IP-Adapter: ip_attention.IPUnit per adapter (reference embedded)
     real_sigmas: np.ndarray = field(init=False)
     timings: Timings = field(init=False)
 
@@ -137,13 +138,21 @@ class Img2ImgEngine:
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
                                     cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids,
                                     discrete=self.timesteps is not None)
-        # -- ControlNet: the nets and their windows over the real schedule
         self.control = None
         if self.controlnets:
             from vid2vid.diffusion.controlnet import ControlGuide
 
             self.control = ControlGuide(self.controlnets, self.real_sigmas, self.model.unet, self.timings)
-        # -- end ControlNet
+        self.ip: Any = None
+        if self.ip_adapters:
+            from vid2vid.diffusion.ip_attention import IPGuide
+
+            self.ip = IPGuide(self.ip_adapters, self.real_sigmas, self.model.unet)
+            self.denoiser.ip = self.ip
+        self._setup_vae()
+
+    def _setup_vae(self) -> None:
+        """The VAE's dtype (SDXL's upcast), scaling, shift, chunking and memory layout."""
         self.vae = self.model.vae
         self.vae_dtype = next(self.vae.parameters()).dtype
         if self.vae_dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
@@ -272,5 +281,12 @@ class Img2ImgEngine:
                 "unet_batch_halves": 1 if self.denoiser.uncond is None else 2,
                 "seed": self.settings.seed,
                 **({"accel": self.accel.specs()} if self.accel.any else {}),
-                **({"controlnets": self.control.describe()} if self.control is not None else {})}
+                **({"controlnets": self.control.describe()} if self.control is not None else {}),
+                **({"ip_adapters": self.ip.describe()} if self.ip is not None else {})}
+
+    def close(self) -> None:
+        """Take the IP-Adapters' processors off the model's UNet (the model may paint on without them)."""
+        if self.ip is not None:        # kept for describe()
+            self.ip.close()
+            self.denoiser.ip = None
 

@@ -66,6 +66,11 @@ def stage_params(settings: config.Settings) -> dict:
     nets = gen.pop("controlnet")          # absent without ControlNets, so older records stay valid
     if s.controlnet:
         gen["controlnet"] = [{**c, "model": _identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
+    gen.pop("ip_adapter")                 # absent without IP-Adapters, so older records stay valid
+    if s.ip_adapter:
+        from vid2vid.painting import references
+
+        gen["ip_adapter"] = references.key_params(s.ip_adapter)
     params: dict[str, Any] = {"img2img": gen, "correct": key_params(settings.correct)}
     if settings.propagate.on:             # absent when off, so records made before key frames stay valid
         params["keyframes"] = str(config.parse_keyframes(settings.propagate.keyframes))
@@ -221,6 +226,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
                       all(p.exists() for p in targets.values()))
     check_space(ws, settings, frames, list(targets.values()), params, needed, overwrite)
     batches = math.ceil(len(targets) / settings.img2img.batch_size)
+    if settings.img2img.ip_adapter and not maybe_done:     # reference embeddings first (a painted one paints)
+        settings, model = with_references(ws, settings, job, frames, model)
     session = None if maybe_done else _load(settings, job, model, batches)
     try:
         # 3. fresh / resume / done; the real sigmas are printed (by the painter) and recorded
@@ -286,6 +293,8 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         if t in keys:                             # a key is painted as the keyed run paints it
             order, anchors = keys, tuple(shots)
     units = single.plan_single(ws, settings, t, order, plan_anchors(frames, order, anchors, settings.img2img))
+    if settings.img2img.ip_adapter:
+        settings, model = with_references(ws, settings, job, frames, model)
     session = painters.choose(settings).load(settings, job, model)
     try:
         generated, controls = single.paint_single(ws, settings, job, frames, session, units)
@@ -295,3 +304,44 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
     job.say(f"img2img: frame {t} written to {path}")
     ws.log("img2img-single", frame=t, path=str(path), real_sigmas=session.describe()["real_sigmas"])
     return {"frame": t, "output": str(path), **session.describe()}
+
+
+def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None):
+    """(The settings with the IP-Adapters' stored embeddings, the model to paint with): painting/references.py.
+
+    A painted reference (first-painted, key:N) is frame N as `--single N` paints it without adapters; the
+    model loaded for it (or to check the adapters' family before anything is written) is handed on,
+    except to a Ray run, whose actors load their own."""
+    from vid2vid.core.workspace import params_key
+    from vid2vid.painting import references
+
+    s = settings.img2img
+    references.check(s.ip_adapter, len(frames))
+    plain = references.without_adapters(settings)
+    painter = painters.choose(plain)
+    loaded = [model]
+
+    def session_of(one: config.Settings):
+        session = painter.load(one, job, loaded[0])
+        loaded[0] = session.engine.model
+        return session
+
+    if loaded[0] is None and not settings.ray.enabled:
+        session_of(plain).close()                     # the model, to check the family before any write
+    if loaded[0] is not None:
+        references.check_fits(s.ip_adapter, loaded[0].unet)
+
+    def paint(ts: list[int]) -> list:
+        out = []
+        for t in ts:
+            one = replace(plain, img2img=replace(plain.img2img, single=t))
+            units = single.plan_single(ws, one, t, list(range(1, len(frames) + 1)), ())
+            session = session_of(one)
+            try:
+                out.append(single.paint_single(ws, one, job, frames, session, units)[0])
+            finally:
+                session.close()
+        return out
+
+    ip = references.prepare(ws.root, s.ip_adapter, params_key(stage_params(plain)), paint, job.say)
+    return replace(settings, img2img=replace(s, ip_adapter=ip)), (model if settings.ray.enabled else loaded[0])

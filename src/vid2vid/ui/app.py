@@ -27,6 +27,7 @@ from vid2vid.core.errors import BadInput, Vid2VidError
 from vid2vid.core.progress import stop_signals
 from vid2vid.ui import actions, form, paths
 from vid2vid.ui import controlnet_section as controlnet_ui
+from vid2vid.ui import ip_adapter_section as ip_adapter_ui
 from vid2vid.ui.runner import Runner, Task, error_message
 
 log = logging.getLogger("vid2vid.ui")
@@ -495,6 +496,7 @@ def tab_img2img(p: Page) -> Wire:
                 W["propagate.steady_keys"] = gr.Checkbox(value=d("propagate.steady_keys"),
                                                          label=lab("propagate.steady_keys"))
         cn_ui = controlnet_ui.section(gr, W, lab, note=p.note)   # ControlNet (issue 14): ui/controlnet.py
+        ip_ui = ip_adapter_ui.section(gr, W, lab)
         with gr.Accordion("Ray: img2img on Ray actors", open=False, elem_id="v2v-ray"):
             with gr.Row():
                 W["ray.enabled"] = gr.Checkbox(value=d("ray.enabled"), label=lab("ray.enabled"),
@@ -566,6 +568,7 @@ def tab_img2img(p: Page) -> Wire:
         gen_btn.click(on_generate, [p.ws_dd, mode, debug_frame] + p.widgets,
                       p.head(gen_note) + [single_img, real_sigmas, gen_gal])
         fdc_btn.click(on_fdc, [p.ws_dd, fdc_frame] + p.widgets, p.head(fdc_note) + [fdc_img])
+        ip_adapter_ui.wire(ip_ui, root=root, ws=p.ws_dd)
         controlnet_ui.wire(cn_ui, root=root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
                            settings_of=p.settings_of, drive=p.drive, head=p.head(cn_ui["note"]))
     return wire

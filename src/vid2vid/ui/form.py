@@ -114,10 +114,11 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
         section, name = key.split(".")
         if wanted is not None and section not in wanted:
             continue
-        if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet.py)
-            from vid2vid.ui import controlnet_section as controlnet_ui
+        if config.meta(key).item is not None:       # a list of tables: the ControlNets, the IP-Adapters
+            from vid2vid.ui import controlnet_section, ip_adapter_section
 
-            setattr(getattr(s, section), name, controlnet_ui.from_json(value, root))
+            module = ip_adapter_section if key == ip_adapter_section.KEY else controlnet_section
+            setattr(getattr(s, section), name, module.from_json(value, root))
             continue
         v = coerce(key, value)
         if key in MODEL_FIELDS:

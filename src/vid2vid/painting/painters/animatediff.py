@@ -61,6 +61,9 @@ _REFUSED = (
     (lambda st: bool(st.img2img.accel), "the UNet accelerators reuse features from one call to the next, and "
                                         "the next call here is another window; clear {img2img.accel} or "
                                         "{img2img.motion_module}"),
+    (lambda st: bool(st.img2img.ip_adapter), "the IP-Adapter is not wired into the windows yet (its reference "
+                                             "tokens are set up for frame batches); clear {img2img.ip_adapter} or "
+                                             "{img2img.motion_module}"),
     (lambda st: st.img2img.single > 0, "a motion module paints windows, not one frame; run the stage without "
                                        "{img2img.single} (it resumes after the last finished step)"),
 )

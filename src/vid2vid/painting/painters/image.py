@@ -42,6 +42,10 @@ def check(settings: config.Settings) -> None:
     check_canvas(s.width, s.height, canvas_rules(s.model))
     for cn in s.controlnet:
         check_controlnet_spec(cn.model)
+    if s.ip_adapter:                                # files, image encoders, reference pictures
+        from vid2vid.painting import references
+
+        references.check(s.ip_adapter)
     if s.vae:
         from vid2vid.diffusion.vae import check_vae_spec
 
@@ -57,23 +61,36 @@ def refuse(settings: config.Settings) -> None:
                        "{img2img.flow_init} to 0 or turn {propagate.keyframes} off")
 
 
+def load_base(settings: config.Settings, job: Job):
+    """The model the settings name (checked first), with its LoRAs, embeddings and VAE."""
+    from vid2vid.diffusion.loading import load_model
+
+    s = settings.img2img
+    check(settings)
+    job.say(f"img2img: loading model {s.model}")
+    return load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
+                      prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
+
+
 def load_engine(settings: config.Settings, job: Job, model=None):
     """The img2img engine of the settings (loading the model unless one is given), its real sigmas said."""
     from vid2vid.core.devices import describe
     from vid2vid.diffusion import fewstep
     from vid2vid.diffusion.controlnet import load_units
     from vid2vid.diffusion.engine import Img2ImgEngine
-    from vid2vid.diffusion.loading import load_model
     from vid2vid.diffusion.schedules import format_sigmas
 
     s = settings.img2img
     if model is None:
-        check(settings)
-        job.say(f"img2img: loading model {s.model}")
-        model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras, embeddings=s.embeddings,
-                           prediction_type=s.prediction_type(), vae=s.vae, progress=job.progress)
+        model = load_base(settings, job)
     job.say(f"img2img: device {describe(model.device)}, {str(model.dtype).removeprefix('torch.')}")
-    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None)
+    ip_units = None
+    if s.ip_adapter:                                # the embeddings painting/references.py stored
+        from vid2vid.painting import references
+
+        ip_units = references.load_units(s.ip_adapter, job.say)
+    engine = Img2ImgEngine(model, s, controlnets=load_units(s.controlnet, model, job.say) or None,
+                           ip_adapters=ip_units)
     for warning in fewstep.warnings_for(s, model):
         job.say(f"img2img: warning: {warning}")
     grid = "" if engine.timesteps is None else f" at timesteps {[int(t) for t in engine.timesteps]}"
@@ -131,6 +148,7 @@ class ImageSession:
     def close(self) -> None:
         if self.xf is not None:
             self.xf.close()               # the model's own attention processors are back
+        self.engine.close()               # and the IP-Adapters' cross-attention ones
 
 
 def load(settings: config.Settings, job: Job, model=None) -> ImageSession:
