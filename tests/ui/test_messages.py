@@ -21,12 +21,15 @@ ERRORS = {"BadInput", "ModelNotFound", "WorkspaceBusy", "Vid2VidError", "Interru
 # Modules the page never reaches (the command line's own front end and tools).
 NOT_THE_PAGE = {"cli/main.py", "cli/commands.py", "cli/options.py", "cli/parser.py", "cli/tools.py", "cli/ipflags.py",
                 "__main__.py", "cli/doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
+                "ui/auth.py", "ui/launch.py",   # starting the server: its options, before any page exists
                 "pipeline/multirun.py"}     # several videos in one command: the command line's
+NOT_THE_PAGE |= {"cli/grid.py"}             # the grid command's front end (the page has ui/grid_section.py)
 # Messages the page never shows, each with the reason (file, words in it).
 CLI_ONLY = {
     ("config/toml.py", "write one with"): "loading a settings file: only `--config` on the command line",
     ("config/toml.py", "config --dump"): "loading a settings file: only `--config` on the command line",
     ("ui/paths.py", "pick a folder with"): "the cache folder is chosen when the server starts",
+    ("ui/modelroots.py", "with --models"): "the model folders are chosen when the server starts",
     ("diffusion/tokenizer.py", "pip install"): "an install command, not a vid2vid flag",
     ("config/sections.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
     ("painting/raypool.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",

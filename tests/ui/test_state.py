@@ -105,17 +105,23 @@ def test_the_few_step_samplers_change_the_preview(tmp_path):
     assert "at timesteps" in actions.sigma_views(root, values)[1]
 
 
-def test_strips_say_how_many_frames_they_show_of_how_many(tmp_path):
+def test_strips_show_the_real_count_and_page_through_it(tmp_path):
+    from vid2vid.core.workspace import Workspace
+    from vid2vid.ui import frames
+
     root = paths.cache_root(tmp_path)
-    make_workspace(root / "ws", moving_frames(24, 16, 16))
-    shown, total = actions.frame_strip_counted(root, "ws", "frames")
-    assert total == 24 and len(shown) == 8
-    assert shown[0].name == "00001.png" and shown[-1].name == "00024.png"
-    assert actions.strip_label("Frames", len(shown), total) == "Frames: 8 of 24 frames"
-    assert actions.strip_label("Frames", 1, 1) == "Frames: 1 of 1 frame"
+    make_workspace(root / "ws", moving_frames(30, 16, 16))
+    ws = Workspace(root / "ws")
+    files, first, total = frames.strip_page(ws, "frames", 1)
+    assert (first, total, len(files)) == (1, 30, frames.PAGE) and files[0].name == "00001.png"
+    files, first, total = frames.strip_page(ws, "frames", 2)
+    assert (first, len(files)) == (25, 6) and [f.name for f in files][-1] == "00030.png"
+    assert frames.strip_page(ws, "frames", 99)[1] == 25 and frames.strip_page(ws, "frames", "x")[1] == 1
+    assert frames.strip_label("Frames", 25, 6, 30) == "Frames: 25-30 of 30 frames"
+    assert frames.strip_label("Frames", 1, 1, 1) == "Frames: 1 frame"
     p = app.Page(pytest.importorskip("gradio"), root)
-    update = p.strip("ws", "frames")
-    assert update["label"] == "Frames: 8 of 24 frames" and len(update["value"]) == 8
+    update = p.strip("ws", "frames", 2)
+    assert update["label"] == "Frames: 25-30 of 30 frames" and len(update["value"]) == 6
     assert p.strip("ws", "img2img")["label"] == "img2img frames: 0 of 0 frames"
 
 

@@ -1,6 +1,8 @@
 """The web UI in a real browser: upload -> extract -> single and batch img2img (tiny model) -> export.
 
-Starts `vid2vid ui` on a free loopback port with a fresh cache folder, drives Debian's chromium
+Starts `vid2vid ui` on a free loopback port with a fresh cache folder and a model folder in the A1111
+layout (`--models`: the tiny model is listed from it, runs, and nothing is written under it), drives
+Debian's chromium
 through Playwright (never a downloaded browser), and checks what the page shows against files
 and formulas computed here. Leaves a screenshot in artifacts/ui.png.
 """
@@ -93,19 +95,25 @@ def server(tmp_path_factory):
     env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                         if p)
     log = base / "server.log"
+    webui = base / "webui"            # an A1111 install folder, read-only for the page
+    model = webui / "models" / "Stable-diffusion" / "tiny"
+    # the model is written before the server starts: the page lists the model folder when it is built
+    torch.set_num_threads(1)
+    make_tiny_model(model)
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "vid2vid", "ui", "--host", "127.0.0.1", "--port", str(port),
-                                 "--cache", str(cache)], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=base)
+                                 "--cache", str(cache), "--models", str(webui)],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=base)
     try:
         # while the server starts: a 1 s clip outside the cache (it gets uploaded) and a tiny model inside it
-        torch.set_num_threads(1)
         outside = base / "outside"
         clip = make_clip(outside / "my clip; rm -rf.mp4", width=64, height=64, fps=8, seconds=1.0)
         (outside / "secret.txt").write_text("not for the page")
         make_tiny_model(cache / "tiny")
         url = f"http://127.0.0.1:{port}/"
         _wait_http(url, proc, log, 90)
-        yield {"url": url, "cache": cache.resolve(), "clip": clip, "outside": outside, "log": log}
+        yield {"url": url, "cache": cache.resolve(), "clip": clip, "outside": outside, "log": log,
+               "webui": webui.resolve(), "model": model.resolve()}
     finally:
         proc.terminate()
         try:
@@ -141,10 +149,22 @@ def _in_view(page, selector: str) -> bool:
         return r.top >= 0 && r.bottom <= window.innerHeight; }""", selector)
 
 
+def _model(page, value: str) -> None:
+    """Type a model into the model field (a dropdown that takes any typed path or hub id)."""
+    box = page.locator("#v2v-model input")
+    box.fill(value)
+    box.press("Enter")
+    box.blur()
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
 def _img2img_settings(page, steps: int) -> None:
-    """Tab 3 with the test's settings (again after a reload, which starts from the defaults)."""
+    """Tab 3 with the test's settings."""
     page.get_by_role("tab", name="3: Successive img2img").click()
-    page.locator("#v2v-model textarea").fill("tiny")
+    _model(page, "tiny")
     page.locator("#v2v-prompt textarea").fill("a yellow square")
     _fill_number(page, "#v2v-width input", 64)
     _fill_number(page, "#v2v-height input", 64)
@@ -215,7 +235,7 @@ def test_ui_in_browser(server):
 
             # 3. img2img settings; the live sigma preview follows the steps widget
             page.get_by_role("tab", name="3: Successive img2img").click()
-            page.locator("#v2v-model textarea").fill("no-such-model")
+            _model(page, "no-such-model")
             page.locator("#v2v-prompt textarea").fill("a yellow square")
             _fill_number(page, "#v2v-width input", 64)
             _fill_number(page, "#v2v-height input", 64)
@@ -240,7 +260,7 @@ def test_ui_in_browser(server):
             assert _in_view(page, "#v2v-status") and _in_view(page, "#v2v-generate-btn")
 
             # single (debug) frame 2: the image and the real sigmas the sampler used
-            page.locator("#v2v-model textarea").fill("tiny")
+            _model(page, "tiny")
             _click_and_wait(page, "#v2v-generate-btn", "Done: img2img single frame 2", timeout=90)
             # debug frame 0: a message beside Generate (no toast), and the status line drops the old "Done:"
             _fill_number(page, "#v2v-debug-frame input", 0)
@@ -255,29 +275,60 @@ def test_ui_in_browser(server):
             src = page.locator("#v2v-single-image img").get_attribute("src")
             assert np.array_equal(_image_at(page, src), np.asarray(Image.open(debug_file).convert("RGB")))
 
-            # batch, interrupted: slow settings (150 steps), Interrupt once the first frame is written
+            # batch, interrupted: slow settings (150 steps), Interrupt once the first frame is written; the
+            # model is picked from the list of the model folder (--models), not typed
             page.get_by_label("Batch: every frame").check()
+            page.locator("#v2v-model input").click()
+            listed = page.get_by_role("option", name="Stable-diffusion/tiny (webui)")
+            listed.wait_for(timeout=10000)
+            listed.click()
+            assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
+            before_root = _snapshot(server["webui"])
             _fill_number(page, "#v2v-steps input[type=number]", 150)
-            _fill_number(page, "#v2v-width input", 128)          # slower still: the reload must find it running
-            _fill_number(page, "#v2v-height input", 128)
+            _fill_number(page, "#v2v-width input", 384)          # slower still: the reload must find it running
+            _fill_number(page, "#v2v-height input", 384)
             page.wait_for_function(
                 "document.querySelector('#v2v-sigma-preview textarea').value.endsWith('(113 steps)')", timeout=20000)
             page.click("#v2v-generate-btn")
+            # the live preview: the first painted frame beside its source while the batch runs
+            page.wait_for_selector("#v2v-live-painted img", timeout=120000)
+            first_live = page.locator("#v2v-live-painted img").get_attribute("src")
+            assert page.locator("#v2v-live-source img").count() == 1
             page.wait_for_function("/^\\[img2img\\] [123]\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=90000)
             # a reload during the run: the page finds the running job (progress, not "Ready." and an empty
-            # bar), and its Interrupt stops it and says so (not stuck at "Interrupting ...")
+            # bar), its live preview moves on to the next frame, and its Interrupt stops the job and says so
+            # (not stuck at "Interrupting ..."); the fields keep the prompt, the model and the size the run
+            # started with (the workspace's saved settings)
             page.reload()
             page.wait_for_selector("#v2v-status textarea")
             page.wait_for_function("/^\\[img2img\\] [0-9]+\\/4/"
                                    ".test(document.querySelector('#v2v-status textarea').value)", timeout=30000)
             assert page.locator("#v2v-progress").get_attribute("data-fraction") not in ("", None)
-            page.click("#v2v-interrupt")
+            page.get_by_role("tab", name="3: Successive img2img").click()
+            page.wait_for_function("""(first) => { const i = document.querySelector('#v2v-live-painted img');
+                return i && i.getAttribute('src') !== first; }""", arg=first_live, timeout=120000)
+            assert "painted" in page.locator("#v2v-live-caption").inner_text()
+            page.click("#v2v-interrupt")          # the frame being painted is finished first (384x384, 150 steps)
             page.wait_for_function("document.querySelector('#v2v-status textarea').value.startsWith('Interrupted:')",
-                                   timeout=60000)
+                                   timeout=300000)
             assert "after Interrupt" in _status(page), _status(page)
+            page.get_by_role("tab", name="3: Successive img2img").click()
+            page.wait_for_function("document.querySelector('#v2v-prompt textarea').value === 'a yellow square'",
+                                   timeout=20000)
+            assert page.locator("#v2v-width input").input_value() == "384"
+            assert page.locator("#v2v-height input").input_value() == "384"
+            assert page.locator("#v2v-model input").input_value() == "Stable-diffusion/tiny (webui)"
+
             kept = len(list((ws / "img2img").glob("0*.png")))
             assert 1 <= kept < 4                              # stopped early; finished frames kept
+            assert _snapshot(server["webui"]) == before_root  # read, never written
+            from vid2vid.pipeline.saved import saved_settings
+
+            assert saved_settings(ws).img2img.model == str(server["model"])      # the run used the listed model
+            # after the interrupt the strip shows the frames that exist
+            page.wait_for_function(f"document.querySelectorAll('#v2v-img2img-strip img').length === {kept}",
+                                   timeout=20000)
 
             # batch: every frame (other settings: the interrupted frames are replaced)
             _img2img_settings(page, 4)
@@ -288,7 +339,7 @@ def test_ui_in_browser(server):
             made = sorted(p.name for p in (ws / "img2img").glob("*.png"))
             assert made == ["00001.png", "00002.png", "00003.png", "00004.png"]
             page.wait_for_function("document.querySelectorAll('#v2v-img2img-strip img').length === 4", timeout=20000)
-            assert page.locator("#v2v-img2img-strip").get_by_text("img2img frames: 4 of 4 frames").count() >= 1
+            assert page.locator("#v2v-img2img-strip").get_by_text("img2img frames: 4 frames").count() >= 1
             first = page.locator("#v2v-img2img-strip img").first.get_attribute("src")
             assert _image_at(page, first).shape == (64, 64, 3)
 

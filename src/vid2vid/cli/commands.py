@@ -135,9 +135,14 @@ def cmd_demo(args, parser, job):
 
 
 def cmd_ui(args, parser, job):
-    from vid2vid.ui import app
+    from vid2vid.ui import auth, launch
 
-    app.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or ())
+    models = (config.load_toml(args.config).run.models if args.config else []) + (args.models or [])
+    logins = [auth.parse_login(a) for a in args.auth or []]
+    if args.auth_file:
+        logins += auth.read_logins(args.auth_file)
+    launch.launch(host=args.host, port=args.port, cache=args.cache, allowed_hosts=args.allowed_host or (),
+                  models=models, logins=logins)
 
 
 def _lazy(module: str, func: str = "main") -> Callable:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import NoReturn
 
 from vid2vid import __version__, config
-from vid2vid.cli import commands
+from vid2vid.cli import commands, grid
 from vid2vid.cli.commands import FOLDER_FORMS, _lazy
 from vid2vid.cli.options import add_preset_option, add_settings_options
 from vid2vid.config import stagetable
@@ -99,6 +99,14 @@ def _pipeline_commands(command: Callable) -> None:
                     help="another host name the page answers to (behind a proxy, say); repeatable")
     sp.add_argument("--port", type=int, default=7860)
     sp.add_argument("--cache", default="vid2vid-cache")
+    sp.add_argument("--models", action="append", metavar="DIR",
+                    help="a read-only model folder the page lists models from (an A1111 or ComfyUI folder, or its "
+                         "models/); repeatable; also [run] models = [...] in --config")
+    sp.add_argument("--config", help="settings TOML file: its [run] models are model folders too")
+    sp.add_argument("--auth", action="append", metavar="USER:PASS",
+                    help="a login the page asks for (repeatable); a page served beyond the loopback asks every "
+                         "client for a login or the token printed at start")
+    sp.add_argument("--auth-file", metavar="FILE", help="a file of logins, one USER:PASS a line")
     sp = command("doctor", _lazy("vid2vid.cli.tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -213,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     command.sub = sub  # type: ignore[attr-defined]
-    for group in (_pipeline_commands, _stage_commands, _folder_tools, _measure_tools, _model_tools):
+    for group in (_pipeline_commands, _stage_commands, _folder_tools, _measure_tools, grid.add_command,
+                  _model_tools):
         group(command)
     return p
 

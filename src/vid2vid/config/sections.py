@@ -201,6 +201,8 @@ class RunSettings(Section):
                                 "output's size; e.g. 256 for long or large videos)", lo=0, run_only=True)
     metrics_every: int = setting(1, "measure the run's closing figures on every N-th frame pair (1 = all)",
                                  lo=1, run_only=True)
+    models: list[str] = setting([], "read-only model folders the web page lists and reads models from: A1111 or "
+                                "ComfyUI install folders or their models/ (`vid2vid ui --models`)", cli=False)
 
     def check(self) -> None:
         if not self.cache:

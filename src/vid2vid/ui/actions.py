@@ -7,18 +7,18 @@ the library works, exactly as the CLI does.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from vid2vid import config
 from vid2vid.config import stagetable
-from vid2vid.core.errors import BadInput
-from vid2vid.core.fileid import FileId, file_id
+from vid2vid.core.errors import BadInput, OtherSettings
 from vid2vid.core.progress import Job
-from vid2vid.core.workspace import Workspace
+from vid2vid.core.workspace import MANIFEST, Workspace
 from vid2vid.pipeline import runner
+from vid2vid.pipeline.models import ModelCache, preloaded_model  # noqa: F401  (the page's model cache)
+from vid2vid.pipeline.saved import save_settings
 from vid2vid.ui import paths
 
 # ---------------------------------------------------------------- tab 1
@@ -43,13 +43,31 @@ def probe_text(root: Path, video: str) -> str:
     return format_probe(probe(p))
 
 
-def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict:
-    """Extract frames of a video inside the cache into its workspace; info + the workspace name."""
+def extract(root: Path, video: str, settings: config.Settings, job: Job, name: str = "",
+            replace_used: bool = False) -> dict:
+    """Extract frames of a video inside the cache into a workspace (named `name`, else after the video);
+    info + the workspace name.
+
+    A workspace whose frames later stages used is never replaced silently: other extract settings
+    there are refused unless `replace_used` is set (or another workspace is named)."""
     p = paths.existing_file(root, video, "video")
-    ws = Workspace.for_video(p, root)
+    ws = Workspace(paths.new_workspace_path(root, name)) if name.strip() else Workspace.for_video(p, root)
+    used: list[str] = []
     if ws.root.exists():
         paths.check_no_links(root, ws.root, f"workspace '{ws.root.name}'")
-    info = runner.run_stage("extract", ws, settings, job, video=p)
+        if (ws.root / MANIFEST).is_file():
+            used = [n for n in ws.manifest["stages"] if n != "extract" and n in stagetable.BY_NAME
+                    and any(ws.path(o).exists() for o in stagetable.stage(n).outputs)]
+    guarded = bool(used) and not replace_used
+    s = replace(settings, run=replace(settings.run, overwrite=False)) if guarded else settings
+    try:
+        info = runner.run_stage("extract", ws, s, job, video=p)
+    except OtherSettings as exc:
+        if not guarded:
+            raise
+        raise BadInput(f"workspace {ws.root.name} already has frames that {', '.join(used)} used, extracted with "
+                       "other settings; they are kept. Tick 'Replace the frames of a used workspace' to replace "
+                       "them, or give a new workspace name") from exc
     return {**info, "workspace": ws.root.name}
 
 
@@ -80,36 +98,6 @@ def top_tags(root: Path, ws_name: str, k: int) -> list[tuple[str, float]]:
 
 # ---------------------------------------------------------------- tab 3
 
-class ModelCache:
-    """Keeps the last loaded Stable Diffusion model, so that repeated debug frames skip loading."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key: tuple | None = None
-        self._model: Any = None
-
-    def get(self, s: config.Img2ImgSettings, job: Job):
-        from vid2vid.diffusion.loading import load_model
-
-        key = (s.model, s.device, s.dtype, s.prediction, tuple(s.loras), tuple(s.embeddings), _stamp(s.model),
-               s.vae, _stamp(s.vae) if s.vae else ())                                     # issue 17: --vae
-        with self._lock:
-            if key != self._key:
-                self._model, self._key = None, None
-                job.say(f"img2img: loading model {s.model}")
-                self._model = load_model(s.model, device=s.device, dtype=s.dtype, loras=s.loras,
-                                         embeddings=s.embeddings, prediction_type=s.prediction_type(),
-                                         vae=s.vae, progress=job.progress)
-                self._key = key
-            return self._model
-
-
-def _stamp(spec: str) -> FileId | None:
-    """Size and time of a model file or folder, so a replaced model is loaded again."""
-    p = Path(spec)
-    return file_id(p) if p.exists() else None
-
-
 def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, models: ModelCache | None = None,
             single: int = 0) -> dict:
     """Batch img2img over every frame (single=0), or the debug mode: frame `single` alone.
@@ -131,17 +119,10 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
             raise BadInput(f"debug frame {single} is past the last frame; the workspace has {len(frames)} frames")
         model = models.get(s.img2img, job) if models else None
         with ws.locked():
+            save_settings(ws, settings)        # a debug frame is no stage, but what the page last painted with
             return stage.run_single(ws, s, job, frames, model)
     # the control images (the page has no control button) are made first by run_stage, as on the command line
     return run_stage(root, ws_name, "img2img", s, job, model=preloaded_model(models, s, job))
-
-
-def preloaded_model(models: ModelCache | None, settings: config.Settings, job: Job):
-    """The page's loaded model for a batch run, or None: a Ray run loads the model on its actors (the
-    stage uses Ray only when it is handed no model), so it must not get the page's local one."""
-    if models is None or settings.ray.enabled:
-        return None
-    return models.get(settings.img2img, job)
 
 
 def export(root: Path, ws_name: str, settings: config.Settings, job: Job) -> dict:
@@ -164,26 +145,6 @@ def compare(root: Path, ws_name: str, job: Job) -> dict:
 
 
 # ---------------------------------------------------------------- previews
-
-def frame_strip(root: Path, ws_name: str, folder: str, count: int = 8) -> list[Path]:
-    """Up to `count` frames of a workspace folder, evenly spread from first to last."""
-    return frame_strip_counted(root, ws_name, folder, count)[0]
-
-
-def frame_strip_counted(root: Path, ws_name: str, folder: str, count: int = 8) -> tuple[list[Path], int]:
-    """`frame_strip` and the number of frames in the folder."""
-    ws = paths.workspace(root, ws_name)
-    files = ws.frames(folder)
-    if len(files) <= count:
-        return files, len(files)
-    picks = sorted({round(i * (len(files) - 1) / (count - 1)) for i in range(count)})
-    return [files[i] for i in picks], len(files)
-
-
-def strip_label(title: str, shown: int, total: int) -> str:
-    """A strip's title with its count: "img2img frames: 8 of 24 frames"."""
-    return f"{title}: {shown} of {total} frame{'' if total == 1 else 's'}"
-
 
 def mask_grid(root: Path, ws_name: str, frame: int, correct: config.CorrectSettings, tile_width: int = 160) -> Any:
     """The motion-mask grid (low-cut 0..255) of source frame `frame` (2 or later) -> uint8 sheet."""

@@ -1,66 +1,31 @@
 """The web page: the seed's five tabs as gradio widgets over `actions` (no pipeline logic here).
 
-    vid2vid ui [--host 127.0.0.1] [--port 7860] [--cache DIR]
+    vid2vid ui [--host 127.0.0.1] [--port 7860] [--cache DIR] [--models DIR ...]   (`ui.launch`)
 
 Layout: a status line with an Interrupt button and a progress bar; the cache folder (the only
-place the page reads and writes), the workspace, allow-overwrite; then the tabs
+place the page writes), the workspace, allow-overwrite, the saved settings; then the tabs
 1: Extract frames, 2: Make masks & tags, 3: Successive img2img, 4: Upscale & interpolate,
-5: Export. Every settings widget is keyed by its settings name ("img2img.steps"); a button
-turns the widget values into `Settings` (`form.settings_from_form`, which also applies the
-path rules) and runs one action in the background (`runner.Runner`), while the page polls
-its progress.
+5: Export, one module each. Every settings widget is keyed by its settings name
+("img2img.steps"); a button turns the widget values into `Settings` (`form.settings_from_form`,
+which also applies the path rules) and runs one action in the background (`runner.Runner`),
+while the page polls its progress.
 """
 from __future__ import annotations
 
-import html
-import ipaddress
-import logging
-import os
-import signal
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from vid2vid import config
-from vid2vid.core.errors import BadInput, Vid2VidError
-from vid2vid.core.progress import stop_signals
-from vid2vid.ui import actions, form, paths
-from vid2vid.ui import controlnet_section as controlnet_ui
-from vid2vid.ui import ip_adapter_section as ip_adapter_ui
-from vid2vid.ui.runner import Runner, Task, error_message
+from vid2vid.ui import paths
+from vid2vid.ui.header import header
+from vid2vid.ui.img2img_sections import SIGMA_KEYS
+from vid2vid.ui.page import SECTIONS, Page, progress_html, said
+from vid2vid.ui.tab_export import tab_export
+from vid2vid.ui.tab_extract import tab_extract
+from vid2vid.ui.tab_img2img import tab_img2img
+from vid2vid.ui.tab_masks import tab_masks
+from vid2vid.ui.tab_post import tab_post
 
-log = logging.getLogger("vid2vid.ui")
-
-POLL_S = 0.3
-STOP_WAIT_S = 30.0
-MODES = [("Batch: every frame", "batch"), ("Single frame (debug)", "single")]
-# Settings sections each button reads (and validates).
-SECTIONS = {
-    "extract": ("extract",), "delta": (), "depth": ("depth",), "tags": ("tags",),
-    "img2img": ("img2img", "correct", "propagate", "ray"), "upscale": ("upscale",), "interpolate": ("interpolate",),
-    "export": ("export",), "masks": ("correct",), "fdc": ("img2img", "correct"),
-}
-
-
-# The frame strips: the folder each shows and its title ("Frames: 8 of 24 frames" once filled).
-STRIPS = {"frames": "Frames", "framedelta": "Frame delta ((d+1)/2)", "depthmask": "Depth masks",
-          "img2img": "img2img frames", "resr": "Upscaled (resr/)", "rife": "Interpolated (rife/)"}
-
-
-# The note each task's button writes, where the task's name is not the note's ("img2img" -> Generate's).
-NOTE_OF_TASK = {"img2img": "generate", "FDC debugger": "fdc", "mask grid": "grid", "control images": "cn-preview"}
-
-
-def progress_html(fraction: float | None, text: str = "") -> str:
-    """A plain progress bar for the page (fraction None: idle, shows nothing)."""
-    if fraction is None:
-        return "<div id='v2v-progress' data-fraction=''></div>"
-    pct = max(0.0, min(1.0, fraction)) * 100
-    return (f"<div id='v2v-progress' data-fraction='{fraction:.3f}'>"
-            f"<progress max='100' value='{pct:.1f}' style='width:100%'></progress>"
-            f"<small>{html.escape(text)}</small></div>")
-
+__all__ = ["CSS", "SECTIONS", "SIGMA_KEYS", "TABS", "Page", "build", "progress_html", "said"]
 
 # The status line and progress bar stay at the top of the window while a long tab scrolls. Gradio's
 # container has `overflow: hidden`, which makes it the box a sticky child sticks in (and it does not
@@ -71,8 +36,12 @@ html { scroll-padding-top: 150px; }   /* a control scrolled into view is not lef
 #v2v-head { position: sticky; top: 0; z-index: 100; background: var(--body-background-fill);
             padding: 4px 0; border-bottom: 1px solid var(--border-color-primary); }
 .v2v-note textarea { font-size: 0.9em; }
+.v2v-error textarea, .v2v-error input { color: var(--error-text-color, #b91c1c) !important;
+            border-color: var(--error-border-color, #ef4444) !important; font-weight: 600; }
+#v2v-changed { font-size: 0.9em; }
 """
 
+<<<<<<< HEAD
 
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
@@ -658,15 +627,20 @@ def tab_export(p: Page) -> Wire:
     return wire
 
 
+=======
+>>>>>>> main
 TABS = (tab_extract, tab_masks, tab_img2img, tab_post, tab_export)
 
 
-def build(cache: str | Path):
-    """The gradio Blocks of the page, working on the cache folder `cache`: the header, then one
-    function per tab (`TABS`), whose events are wired once every settings widget exists."""
+def build(cache: str | Path, model_roots: Sequence[str | Path] = ()):
+    """The gradio Blocks of the page, working on the cache folder `cache` and reading models also from
+    `model_roots`: the header, then one function per tab (`TABS`), whose events are wired once every
+    settings widget exists."""
     import gradio as gr
 
-    p = Page(gr, paths.cache_root(cache))
+    from vid2vid.ui import modelroots
+
+    p = Page(gr, paths.cache_root(cache), modelroots.check_roots(model_roots))
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])   # no web fonts: works offline
     with gr.Blocks(title="vid2vid", analytics_enabled=False) as page:
@@ -680,68 +654,6 @@ def build(cache: str | Path):
             wires += [tab(p) for tab in TABS]
         for wire in wires:
             wire()
-        page.load(lambda: p.workspaces(None), None, p.ws_dd)
         page.load(p.reattach, None, [p.status, p.bar, *p.notes.values()], concurrency_limit=None,
                   show_progress="hidden")
     return page
-
-
-# ---------------------------------------------------------------- launch
-
-def prepare_environment(root: Path) -> None:
-    """Keep gradio's uploads and caches inside the cache folder, and gradio off the network."""
-    gdir = root / paths.GRADIO_DIR
-    os.environ["GRADIO_TEMP_DIR"] = str(gdir / "uploads")
-    os.environ["GRADIO_EXAMPLES_CACHE"] = str(gdir / "examples")
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-def launch(host: str = "127.0.0.1", port: int = 7860, cache: str | Path = "vid2vid-cache",
-           block: bool = True, allowed_hosts: Iterable[str] = ()):
-    """Serve the page on http://host:port; loopback only unless another host is asked for.
-
-    Requests whose Host header is not one of the page's names are refused, and uploads must come
-    from the page itself (`ui.guard`); `allowed_hosts` adds names (HOST or HOST:PORT)."""
-    root = paths.cache_root(cache)
-    prepare_environment(root)
-    try:
-        import gradio  # noqa: F401
-    except ImportError as exc:
-        raise BadInput("the web UI needs gradio; install it with `pip install -e .[ui]` "
-                       "(or `bash install.sh --ui`)") from exc
-    if not is_loopback(host):
-        log.warning("serving on %s: anyone who can reach this address can use the page and the cache folder %s",
-                    host, root)
-    from starlette.middleware import Middleware
-
-    from vid2vid.ui.guard import HostGuard
-    from vid2vid.ui.guard import allowed_hosts as page_hosts
-
-    page = build(root)
-    page.queue(default_concurrency_limit=4)
-    guard = Middleware(HostGuard, allowed=page_hosts(host, allowed_hosts))
-    if block and threading.current_thread() is threading.main_thread():
-        _stop_on_signals()
-    print(f"vid2vid web UI: http://{host}:{port}  (cache folder {root})", flush=True)
-    result = page.launch(server_name=host, server_port=port, allowed_paths=[str(root)], theme=page.v2v_theme,
-                         css=page.v2v_css, ssr_mode=False, show_error=False, quiet=True, inbrowser=False, share=False,
-                         prevent_thread_lock=not block, footer_links=["settings"],
-                         app_kwargs={"middleware": [guard]})
-    if block:                      # the server has stopped: let a running task finish its current frame
-        page.v2v_runner.interrupt()
-        task = page.v2v_runner.current
-        if task is not None and not task.done.wait(STOP_WAIT_S):
-            log.warning("%s did not stop within %s s; finished frames are kept", task.name, STOP_WAIT_S)
-    return result
-
-
-def _stop_on_signals() -> None:
-    """Ctrl+C, Ctrl+Break or SIGTERM stops the server at once (the CLI's handlers wait for a frame that the
-    server's main thread never works on)."""
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    for sig in stop_signals():
-        signal.signal(sig, stop)

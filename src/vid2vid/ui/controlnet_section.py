@@ -1,74 +1,34 @@
-"""The page's ControlNet section in tab 3 (issue 14): ControlNet slots and the debug frame's control images.
+"""The page's ControlNet section in tab 3: ControlNet slots and the debug frame's control images.
 
 The settings are a list of tables (`img2img.controlnet`); the page shows `SLOTS` fixed slots
 (use, model, control image, weight, start / end, and the sources' parameters) and keeps the list
 as JSON in one hidden field registered as `img2img.controlnet`, which `form.settings_from_form`
-reads like every other field (`from_json` below). "Preview control images" shows what each
+reads like every other field (`controlnet_list.from_json`). "Preview control images" shows what each
 ControlNet would see for the debug frame, made by the library's own `painting.controls.FrameControls`.
 
-    cn = section(gr, W, lab)          # inside tab 3, where the section goes
+    cn = section(gr, W, roots)        # inside tab 3, where the section goes
     wire(cn, ...)                     # after the widgets list is complete
 """
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from vid2vid import config
 from vid2vid.core.errors import BadInput
-from vid2vid.ui import form
+from vid2vid.ui import form, modelroots
+from vid2vid.ui.controlnet_list import FIELDS, KEY, from_json, to_json
+
+__all__ = ["FIELDS", "KEY", "from_json", "to_json", "section", "wire", "control_preview"]
 
 SLOTS = 2
-FIELDS = ("model", "control", "scale", "start", "end", "low", "high", "blur", "folder")
-KEY = "img2img.controlnet"
 
 
-def to_json(*values: Any) -> str:
-    """Slot widget values (per slot: use, then FIELDS) -> the hidden field's JSON list of used ControlNets."""
-    per = 1 + len(FIELDS)
-    out = []
-    for i in range(0, len(values), per):
-        use, *rest = values[i:i + per]
-        if use:
-            out.append(dict(zip(FIELDS, rest)))
-    return json.dumps(out)
-
-
-def from_json(text: Any, root: Path) -> list[config.ControlNetSettings]:
-    """The hidden field's value -> ControlNet settings; models and folders must lie inside the cache."""
-    from vid2vid.ui import paths
-
-    if isinstance(text, list):
-        data = text
-    else:
-        try:
-            data = json.loads(text or "[]")
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"the ControlNet list of the page is not valid ({exc}); reload the page") from exc
-    out = []
-    for n, item in enumerate(data, 1):
-        if not isinstance(item, dict):
-            raise BadInput("the ControlNet list of the page is not valid; reload the page")
-        item = {k: v for k, v in item.items() if k in FIELDS}
-        for k in ("low", "high"):
-            if isinstance(item.get(k), float) and item[k] == int(item[k]):
-                item[k] = int(item[k])
-        for k in ("scale", "start", "end", "blur"):
-            if isinstance(item.get(k), int):
-                item[k] = float(item[k])
-        cn = config.from_dict(config.ControlNetSettings, item, KEY)
-        cn.model = paths.model_spec(root, cn.model, f"ControlNet {n} model")
-        if cn.control == "folder" and cn.folder.strip():
-            cn.folder = str(paths.inside(root, cn.folder, f"ControlNet {n} image folder"))
-        out.append(cn)
-    return out
-
-
-def section(gr, W: dict, lab, note=None) -> dict:
-    """Build the section (call inside tab 3); registers the hidden list field in W. Returns its widgets.
+def section(gr, W: dict, roots: Sequence[Path] = (), note=None) -> dict:
+    """Build the section (call inside tab 3); registers the hidden list field in W. Returns its widgets
+    (`models`: the slots' model dropdowns, listing the ControlNets of the model folders `roots`).
 
     `note(name)`, when given, makes the line beside the preview button that shows its result."""
     d = config.ControlNetSettings()
@@ -86,8 +46,10 @@ def section(gr, W: dict, lab, note=None) -> dict:
             with gr.Group():
                 with gr.Row():
                     use = gr.Checkbox(value=False, label=f"Use ControlNet {i}", elem_id=f"v2v-cn{i}-use")
-                    model = gr.Textbox(label=meta["model"].label + " (file or folder inside the cache, or a hub id)",
-                                       elem_id=f"v2v-cn{i}-model", scale=3)
+                    model = gr.Dropdown(modelroots.choices(roots, "controlnet"), value=None,
+                                        allow_custom_value=True, elem_id=f"v2v-cn{i}-model", scale=3,
+                                        label=meta["model"].label + " (from the model folders, a path in the "
+                                        "cache, or a hub id)")
                     source = gr.Dropdown(form.choices(config.CONTROL_SOURCES), value=d.control,
                                          label=meta["control"].label, elem_id=f"v2v-cn{i}-control")
                 with gr.Row():
@@ -104,12 +66,13 @@ def section(gr, W: dict, lab, note=None) -> dict:
         with gr.Row():
             preview_btn = gr.Button("Preview control images of the debug frame", elem_id="v2v-cn-preview-btn")
         shown = note("cn-preview") if note is not None else None
-        preview = gr.Gallery(label="Control images (debug frame)", columns=SLOTS, height=220, object_fit="contain",
-                             elem_id="v2v-cn-preview")
+        preview = gr.Gallery(label="Control images (debug frame)", columns=SLOTS, height=420, object_fit="contain",
+                             allow_preview=True, elem_id="v2v-cn-preview")
     inputs = [w for slot in slots for w in slot]
     for w in inputs:
         w.change(to_json, inputs, W[KEY], show_progress="hidden")
-    return {"inputs": inputs, "preview_btn": preview_btn, "preview": preview, "note": shown}
+    return {"inputs": inputs, "preview_btn": preview_btn, "preview": preview, "note": shown,
+            "models": [slot[1] for slot in slots]}
 
 
 def control_preview(root: Path, ws_name: str, settings: config.Settings, frame: int) -> list[tuple[np.ndarray, str]]:

@@ -12,13 +12,14 @@ import dataclasses
 import json
 import math
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vid2vid import config
 from vid2vid.core.errors import BadInput
-from vid2vid.ui import paths
+from vid2vid.ui import ip_adapter_section, modelroots, paths
+from vid2vid.ui.controlnet_list import from_json
 
 # Widget labels (what the page shows) per settings key, from the settings' metadata; also used in
 # error messages (`error_text`).
@@ -28,9 +29,13 @@ LABELS: dict[str, str] = {key: config.meta(key).label for key in config.all_keys
 METHOD_LABELS = {"stats": "statistics (the seed's masks + statistics per frame)",
                  "flow": "flow-guided (whole sequence)"}
 
-# Model fields: registered names the library knows (besides paths inside the cache and hub ids).
-MODEL_FIELDS = ("img2img.model", "depth.model", "tags.model", "upscale.model", "interpolate.model")
+# Model fields: one model each (a path inside the cache or a model folder, a registered name, a hub id);
+# every such field goes through the same rule (`paths.model_spec`), the VAE and the model settings
+# added later (motion module, video model) included.
 LIST_PATH_FIELDS = ("img2img.loras", "img2img.embeddings")
+MODEL_FIELDS = tuple(dict.fromkeys(
+    ["img2img.model", "img2img.vae", "depth.model", "tags.model", "upscale.model", "interpolate.model"]
+    + [k for k in modelroots.FIELD_KINDS if k in config.all_keys() and k not in LIST_PATH_FIELDS]))
 
 
 def label(token: str) -> str:
@@ -99,12 +104,13 @@ def _model_names(key: str) -> tuple[str, ...]:
 
 
 def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: config.Settings | None = None,
-                       sections: Iterable[str] | None = None) -> config.Settings:
-    """Settings from {settings key: widget value}; model paths must lie inside the cache folder.
+                       sections: Iterable[str] | None = None, roots: Sequence[Path] = ()) -> config.Settings:
+    """Settings from {settings key: widget value}; model paths must lie inside the cache folder or a
+    model folder (`roots`, read-only).
 
-    sections: only these settings sections are read from `values` and validated (a button that
-    extracts frames is not stopped by a bad img2img field); None = all. Fields not read keep
-    `base`'s value (defaults when no base). The result always has `run.cache` = the cache folder
+    sections: only these settings sections are validated, and a bad value elsewhere is not an error
+    (a button that extracts frames is not stopped by a bad img2img field: that field keeps `base`'s
+    value, defaults when no base); None = all. The result always has `run.cache` = the cache folder
     and `export.output` = "" (the export goes into the workspace).
     """
     root = paths.cache_root(cache)
@@ -112,19 +118,12 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
     wanted = None if sections is None else set(sections) | {"run"}
     for key, value in values.items():
         section, name = key.split(".")
-        if wanted is not None and section not in wanted:
+        try:
+            v = field_value(key, value, root, roots)
+        except BadInput:
+            if wanted is None or section in wanted:
+                raise
             continue
-        if config.meta(key).item is not None:       # a list of tables: the ControlNets, the IP-Adapters
-            from vid2vid.ui import controlnet_section, ip_adapter_section
-
-            module = ip_adapter_section if key == ip_adapter_section.KEY else controlnet_section
-            setattr(getattr(s, section), name, module.from_json(value, root))
-            continue
-        v = coerce(key, value)
-        if key in MODEL_FIELDS:
-            v = paths.model_spec(root, v, LABELS.get(key, key), _model_names(key))
-        elif key in LIST_PATH_FIELDS:
-            v = paths.model_list(root, "\n".join(v), LABELS.get(key, key))
         setattr(getattr(s, section), name, v)
     s.run.cache = str(root)
     s.export.output = ""
@@ -132,6 +131,20 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
         if wanted is None or f.name in wanted:
             getattr(s, f.name).validate()
     return s
+
+
+def field_value(key: str, value: Any, root: Path, roots: Sequence[Path] = ()) -> Any:
+    """One widget value as its setting's value, with the path rules of `paths` for model fields."""
+    if key == ip_adapter_section.KEY:           # a list of tables: the IP-Adapters (ui/ip_adapter_section.py)
+        return ip_adapter_section.from_json(value, root)
+    if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet_list.py)
+        return from_json(value, root, roots)
+    v = coerce(key, value)
+    if key in MODEL_FIELDS:
+        return paths.model_spec(root, v, LABELS.get(key, key), _model_names(key), roots=roots)
+    if key in LIST_PATH_FIELDS:
+        return paths.model_list(root, "\n".join(v), LABELS.get(key, key), roots=roots)
+    return v
 
 
 def form_values(settings: config.Settings, keys: Iterable[str]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Who may talk to the page: a Host check against DNS rebinding and an Origin check on uploads.
+"""Who may talk to the page: a Host check against DNS rebinding, an Origin check on everything that
+changes state, and the credential of a page served beyond the loopback (`auth`).
 
 A page on another site can make the browser send requests to http://127.0.0.1:7860 once its
 own name resolves there (DNS rebinding); such requests carry the other site's name in their
@@ -9,8 +10,11 @@ Host header. So the page answers only requests whose Host is one of its own name
   addresses;
 - plus every `--allowed-host HOST[:PORT]` (a port limits the name to that port).
 
-Uploads (multipart POSTs, which store files in the cache) must also come from the page itself:
-their Origin header must name one of those hosts. Everything else gets 403 with one line.
+A request that may change anything (every method but GET and HEAD: uploads, `/gradio_api/call/*`,
+the queue) is refused when it carries an Origin other than the page's own (scheme, host and port
+of the request itself); an upload (a multipart body, whatever the spelling of its media type) must
+carry the page's Origin. Scripts that send no Origin may call the API (`interrupt` included).
+Refusals get 403 with one line; a missing credential 401.
 This is an ASGI middleware, given to gradio's FastAPI app through `launch(app_kwargs=...)`.
 """
 from __future__ import annotations
@@ -73,38 +77,98 @@ def host_ok(header: str | None, allowed: set[tuple[str, int | None]]) -> bool:
     return (name, None) in allowed or (name, port) in allowed
 
 
-def origin_ok(origin: str | None, allowed: set[tuple[str, int | None]]) -> bool:
-    """An Origin header ('http://127.0.0.1:7860') names an allowed host."""
-    if not origin or origin == "null":
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# gradio's launch calls this once over the loopback to start the app; it does nothing after that first call
+# and answers no data, so it needs no credential (else a page beyond the loopback could not start).
+OPEN_PATHS = ("/gradio_api/startup-events",)
+SAFE_METHODS = ("GET", "HEAD")
+
+
+def _origin_of(scheme: str, netloc: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in; addresses in one spelling."""
+    name, port = split_host(netloc)
+    try:
+        name = str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    scheme = {"ws": "http", "wss": "https"}.get(scheme.lower(), scheme.lower())
+    return scheme, name, port if port is not None else DEFAULT_PORTS.get(scheme)
+
+
+def origin_ok(origin: str | None, scheme: str, host: str | None,
+              extra: set[tuple[str, int | None]] = frozenset()) -> bool:  # type: ignore[assignment]
+    """The Origin header names the page itself: the scheme, host and port the request was sent to (its
+    Host header), or an `--allowed-host HOST:PORT` given with its port (a proxy in front of the page)."""
+    if not origin or origin == "null" or not host:
         return False
-    netloc = urlsplit(origin).netloc
-    return bool(netloc) and host_ok(netloc, allowed)
+    parts = urlsplit(origin.strip())
+    if not parts.scheme or not parts.netloc:
+        return False
+    mine = _origin_of(parts.scheme, parts.netloc)
+    if mine == _origin_of(scheme, host):
+        return True
+    return (mine[1], mine[2]) in extra
+
+
+def is_multipart(content_type: str | None) -> bool:
+    """A form upload, however its media type is spelled (media types are case-insensitive, RFC 9110)."""
+    return (content_type or "").strip().lower().startswith("multipart/")
 
 
 class HostGuard:
-    """ASGI middleware: 403 for a foreign Host header, and for an upload without the page's Origin."""
+    """ASGI middleware: 403 for a foreign Host header, for a state-changing request from a foreign Origin
+    and for an upload without the page's own Origin; 401 without the credential (`auth.Credential`)
+    where one is asked."""
 
-    def __init__(self, app, allowed: set[tuple[str, int | None]]):
-        self.app, self.allowed = app, allowed
+    def __init__(self, app, allowed: set[tuple[str, int | None]], credential=None):
+        self.app, self.allowed, self.credential = app, allowed, credential
+        self.extra = {a for a in allowed if a[1] is not None}
+
+    def refusal(self, scope, headers: dict[str, str]) -> str | None:
+        """Why a request is refused with 403 (None: it is not)."""
+        if not host_ok(headers.get("host"), self.allowed):
+            return "this page answers only to its own host names; start it with --allowed-host NAME to add one"
+        origin = headers.get("origin")
+        scheme = scope.get("scheme", "http")
+        same = origin_ok(origin, scheme, headers.get("host"), self.extra)
+        if scope["type"] == "websocket":
+            return None if origin is None or same else "connections are accepted only from the page itself"
+        if scope.get("method", "GET") in SAFE_METHODS:
+            return None
+        if origin is not None and not same:
+            return "requests that change anything are accepted only from the page itself"
+        if is_multipart(headers.get("content-type")) and not same:
+            return "uploads are accepted only from the page itself"
+        return None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        reason = None
-        if not host_ok(headers.get("host"), self.allowed):
-            reason = "this page answers only to its own host names; start it with --allowed-host NAME to add one"
-        elif scope["type"] == "http" and scope.get("method") == "POST" and \
-                headers.get("content-type", "").startswith("multipart/") and \
-                not origin_ok(headers.get("origin"), self.allowed):
-            reason = "uploads are accepted only from the page itself"
+        reason, status, extra_headers = self.refusal(scope, headers), 403, []
+        set_cookie = False
+        if reason is None and self.credential is not None and \
+                not (scope.get("path") in OPEN_PATHS and scope.get("method") == "GET"):
+            allowed, set_cookie = self.credential.check(headers, scope.get("query_string", b"").decode("latin-1"))
+            if not allowed:
+                (reason, extra_headers), status = self.credential.refusal(), 401
         if reason is None:
-            return await self.app(scope, receive, send)
+            if not set_cookie:
+                return await self.app(scope, receive, send)
+            return await self.app(scope, receive, self._with_cookie(send))
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
         body = (reason + "\n").encode()
-        await send({"type": "http.response.start", "status": 403,
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()), *extra_headers]})
         await send({"type": "http.response.body", "body": body})
+
+    def _with_cookie(self, send):
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"set-cookie", self.credential.set_cookie())]}
+            await send(message)
+        return sending

@@ -1,4 +1,5 @@
-"""Path rules for the web UI: the page can read and write only inside the cache folder.
+"""Path rules for the web UI: the page writes only inside the cache folder and reads models also from
+the user's model folders (read-only roots, `modelroots`).
 
 Every path the page sends (a video, a model, a workspace name) goes through one of these
 functions, which resolve it (symlinks and '..' included) and refuse anything outside the
@@ -10,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vid2vid.core.errors import BadInput
 from vid2vid.core.workspace import MANIFEST, Workspace, atomic_path, safe_name
 from vid2vid.models.hub import looks_like_hub_id
+from vid2vid.ui import modelroots
 from vid2vid.video import VIDEO_SUFFIXES
 
 UPLOADS = "uploads"          # uploaded videos are copied here, under a sanitised name
@@ -63,12 +65,15 @@ def existing_file(root: Path, text: str | None, what: str = "file") -> Path:
     return p
 
 
-def model_spec(root: Path, text: str | None, what: str = "model", names: Iterable[str] = ()) -> str:
-    """What to hand the library for a model field: a resolved path inside the cache, a name, or a hub id.
+def model_spec(root: Path, text: str | None, what: str = "model", names: Iterable[str] = (),
+               roots: Sequence[Path] = ()) -> str:
+    """What to hand the library for a model field: a resolved path inside the cache or a model root,
+    a name, or a hub id.
 
-    Order: a file or folder inside the cache; a registered name; an 'owner/name' hub id. A name or
-    hub id that also exists as a local path outside the cache (relative to the server's working
-    folder) is refused, since the library would read that path.
+    Order: a file or folder inside the cache; one inside a model root (`roots`, read-only: given as
+    an absolute path, or relative to a root's models folder); a registered name; an 'owner/name' hub
+    id. A name or hub id that also exists as a local path outside them (relative to the server's
+    working folder) is refused, since the library would read that path.
     """
     t = (text or "").strip()
     if not t:
@@ -77,10 +82,13 @@ def model_spec(root: Path, text: str | None, what: str = "model", names: Iterabl
         raise BadInput(f"{what} contains a NUL character")
     p = Path(t)
     if p.is_absolute() or ".." in p.parts or t.startswith("~"):
+        return str(_readable(root, roots, t, what))
+    if (root / p).resolve().exists():
         return str(inside(root, t, what))
-    local = (root / p).resolve()
-    if local.exists():
-        return str(inside(root, t, what))
+    for r in roots:
+        candidate = (modelroots.models_folder(r) / p).resolve()
+        if candidate.exists() and candidate.is_relative_to(r):
+            return str(candidate)
     known = {n.lower() for n in names}
     if t.lower() in known or looks_like_hub_id(t):
         if Path(t).exists():
@@ -88,11 +96,27 @@ def model_spec(root: Path, text: str | None, what: str = "model", names: Iterabl
                            "the model inside the cache folder")
         return t
     listed = f" ({', '.join(names)})" if names else ""
-    raise BadInput(f"{what} '{t}' is neither a file or folder inside the cache folder {root}, a known name"
-                   f"{listed}, nor a hub id (owner/name)")
+    folders = " or a model folder" if roots else ""
+    raise BadInput(f"{what} '{t}' is neither a file or folder inside the cache folder {root}{folders}, a known "
+                   f"name{listed}, nor a hub id (owner/name)")
 
 
-def model_list(root: Path, text: str | None, what: str) -> list[str]:
+def _readable(root: Path, roots: Sequence[Path], text: str, what: str) -> Path:
+    """An absolute (or '..', '~') model path: inside the cache, or inside a read-only model root."""
+    real = Path(text).expanduser()
+    real = (real if real.is_absolute() else root / real).resolve()
+    if modelroots.containing(roots, real) is not None:
+        if not real.exists():
+            raise BadInput(f"{what} '{text}' does not exist in the model folder {modelroots.containing(roots, real)}")
+        return real
+    if roots and not real.is_relative_to(root):
+        raise BadInput(f"{what} '{text}' is outside the cache folder {root} and the model folders "
+                       f"({', '.join(str(r) for r in roots)}); the page reads models only from them: pick one from "
+                       "the list, or copy it into the cache")
+    return inside(root, text, what)
+
+
+def model_list(root: Path, text: str | None, what: str, roots: Sequence[Path] = ()) -> list[str]:
     """One model path (or hub id) per line; each checked like `model_spec`. Used for LoRAs and embeddings.
 
     A line may end in ':WEIGHT' (LoRA weight), which is kept and not part of the path.
@@ -106,7 +130,7 @@ def model_list(root: Path, text: str | None, what: str) -> list[str]:
         head, sep, tail = line.rpartition(":")
         if sep and head and re.fullmatch(r"-?\d+(\.\d+)?", tail):
             path, weight = head, f":{tail}"
-        out.append(model_spec(root, path, what) + weight)
+        out.append(model_spec(root, path, what, roots=roots) + weight)
     return out
 
 
@@ -122,6 +146,17 @@ def workspace(root: Path, name: str | None) -> Workspace:
         raise BadInput(f"workspace '{t}' does not exist in {root}; extract a video first (tab 1)")
     check_no_links(root, p, f"workspace '{t}'")
     return Workspace(p)
+
+
+def new_workspace_path(root: Path, name: str) -> Path:
+    """The folder of a workspace the page names (new or existing): a plain folder name inside the cache."""
+    t = _clean(name, "workspace name")
+    if safe_name(t) != t or t.startswith("."):
+        raise BadInput(f"workspace name '{t}' may hold only letters, digits, '-', '_' and '.'; "
+                       f"'{safe_name(t)}' would do")
+    if t == UPLOADS or t == GRADIO_DIR:
+        raise BadInput(f"workspace name '{t}' is the cache's own folder; pick another name")
+    return inside(root, t, "workspace")
 
 
 def check_no_links(root: Path, folder: Path, what: str) -> None:
