@@ -198,6 +198,10 @@ def _model_tools(command: Callable) -> None:
                            "--single-file one .safetensors")
     kind.add_argument("--controlnet", action="store_true",
                       help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
+    kind.add_argument("--motion-module", action="store_true",
+                      help="write only a tiny AnimateDiff motion module that fits the tiny model (output "
+                           "projections re-initialised): a MotionAdapter folder, or with --single-file one "
+                           "original-layout .safetensors")
     kind.add_argument("--ip-adapter", action="store_true",
                       help="write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit "
                            "the tiny model, for --ip-adapter DIR")

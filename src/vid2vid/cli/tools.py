@@ -160,12 +160,20 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --ip-adapter]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --ip-adapter |
+    --motion-module]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
         path = tiny.make_tiny_vae(args.dir, single_file=args.single_file)
         job.say(f"tiny VAE written: {path}")
+        print(path)
+        return
+    if getattr(args, "motion_module", False):       # only the tiny motion module (for --motion-module)
+        from vid2vid.diffusion.tiny_motion import make_tiny_motion_module
+
+        path = make_tiny_motion_module(args.dir, single_file=args.single_file)
+        job.say(f"tiny motion module written: {path}")
         print(path)
         return
     if getattr(args, "ip_adapter", False):          # only the tiny IP-Adapter and its image encoder

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from vid2vid.config.choices import (
+    CONTEXT_WEIGHTINGS,
     CONTROL_SOURCES,
     CROSS_FRAME_BLOCKS,
     CROSS_FRAME_MODES,
@@ -191,6 +192,25 @@ class Img2ImgSettings(Section):
                                    "difference below THRESHOLD, default 0.02); they trade picture for speed (README)",
                                flag="--accel", label="Accelerators (one per line: tome:0.5, cache:2, cache-frames)")
 
+    # ---- motion modules: a video model paints windows of frames (painting/windows.py)
+    motion_module: str = setting("", "AnimateDiff motion module: a .ckpt/.safetensors file (mm_sd15_v2, "
+                                     "v3_sd15_mm, AnimateLCM_sd15_t2v), a diffusers MotionAdapter folder or a hub "
+                                     "id; when set, windows of frames are painted together (SD 1.5 models)",
+                                 label="Motion module (AnimateDiff)")
+    context_length: int = setting(16, "motion module: frames painted together in one window (at most what the "
+                                      "module was trained for: 32 for v2/v3, 24 for v1)", lo=2, hi=256,
+                                  label="Context length (frames)")
+    context_overlap: int = setting(4, "motion module: frames shared by neighbouring windows (below the context "
+                                      "length)", lo=0, hi=255, label="Context overlap (frames)")
+    context_weighting: str = setting("pyramid", "motion module: how overlapping windows are blended on the frames "
+                                                "they share (pyramid: more weight to a window's middle)",
+                                     choices=CONTEXT_WEIGHTINGS, label="Context blending")
+    motion_scale: float = setting(1.0, "motion module: strength of the motion layers (0 = none, 1 = as trained)",
+                                  lo=0.0, hi=2.0, label="Motion scale")
+    shuffle_noise: bool = setting(False, "motion module: FreeNoise's noise, later windows reuse the first "
+                                         "window's noise in shuffled order (else every frame its own noise)",
+                                  label="FreeNoise shuffled noise")
+
     def notes(self) -> list[str]:
         if self.model and not self.prompt.strip():
             return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "
@@ -198,6 +218,10 @@ class Img2ImgSettings(Section):
         return []
 
     def check(self) -> None:
+        if self.motion_module.strip() and self.context_overlap >= self.context_length:
+            raise BadInput(f"{{img2img.context_overlap}} {self.context_overlap} is not below "
+                           f"{{img2img.context_length}} {self.context_length}; windows must advance (4 of 16 "
+                           "is the usual)")
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
                 raise BadInput(f"{{img2img.{name}}} {v:g} must be a positive number")

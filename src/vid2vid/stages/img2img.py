@@ -38,7 +38,8 @@ RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # Settings recorded in the stage key only when they differ from their defaults, so that records
 # made before the settings existed stay valid.
 KEYED_WHEN_SET = ("vae", "tcd_gamma", "skip_still", "cross_frame", "cross_frame_blocks", "cross_frame_bank",
-                  "flow_init")
+                  "flow_init", "motion_module", "context_length", "context_overlap", "context_weighting",
+                  "motion_scale", "shuffle_noise")
 
 
 # ---------------------------------------------------------------- parameters
@@ -57,6 +58,8 @@ def stage_params(settings: config.Settings) -> dict:
         gen["accel"] = accel
     if s.vae:
         gen["vae"] = _identity(s.vae)
+    if s.motion_module:
+        gen["motion_module"] = _identity(s.motion_module)
     gen["model"] = _identity(s.model)
     gen["loras"] = [_identity(x) for x in s.loras]
     gen["embeddings"] = [_identity(x) for x in s.embeddings]
@@ -167,7 +170,7 @@ def painted_frames(ws: Workspace, settings: config.Settings, params: dict, rec: 
 
 def _load(settings: config.Settings, job: Job, model, batches: int):
     """The painter's session: on Ray actors when asked (and no model is handed in), else here."""
-    if settings.ray.enabled and model is None:
+    if settings.ray.enabled and model is None and not painters.choose(settings).WINDOWED:
         from vid2vid.painting.raypool import ray_engine
 
         return ray_engine(settings, job, batches)
@@ -254,13 +257,25 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
                          job.tracker(STAGE, len(targets), done=len(targets) - len(todo)), keyed, still_plan)
     writer.copy_earlier_stills()
     painted = [i for i in targets if i not in still_plan]
+    if getattr(session, "windowed", False):       # windows of frames blended per step (painting/windows.py)
+        from vid2vid.painting.windowrun import paint_windowed
+
+        paint_windowed(ws, settings, job, session, frames, str((ws.stage_record(STAGE) or {}).get("key")), writer)
+        return _complete(ws, settings, session, writer, len(targets), 1, None, still_plan)
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan],
                            anchors=plan_anchors(frames, painted, shots if keyed else [], s))
     say_order(job, s, units, writer.missing)
     workers, threads = paint_frames(FrameRun(ws, settings, frames, painted, units, writer), session, job)
+    return _complete(ws, settings, session, writer, len(targets), workers, threads, still_plan)
+
+
+def _complete(ws: Workspace, settings: config.Settings, session, writer: FrameWriter, frames: int, workers: int,
+              threads: int | None, still_plan: dict) -> dict:
+    """5. the stage's record."""
+    s = settings.img2img
     seconds = {k: round(v, 3) for k, v in {**session.timings.seconds, **writer.times}.items()}
-    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not keyed else {}
-    ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
+    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not settings.propagate.on else {}
+    ws.complete_stage(STAGE, frames=frames, width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **session.record(), **fast,
                       **session.describe())
     return ws.stage_info(STAGE)

@@ -66,6 +66,12 @@ def settings_sections(p: Page) -> dict[str, Any]:
                   "img2img.flow_init")
         gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
                     "(batch 1, one model worker).")
+    with gr.Accordion("Motion module (AnimateDiff): windows of frames painted together", open=False):
+        with gr.Row():
+            place(p, "img2img.motion_module", "img2img.motion_scale")
+        with gr.Row():
+            place(p, "img2img.context_length", "img2img.context_overlap", "img2img.context_weighting",
+                  "img2img.shuffle_noise")
     with gr.Accordion("Fast path", open=False):
         with gr.Row():
             place(p, "img2img.vae", "img2img.skip_still", "img2img.tcd_gamma", "img2img.compile")
