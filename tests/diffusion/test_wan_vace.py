@@ -99,5 +99,7 @@ def test_fold_mask_layout():
     mask = torch.arange(9 * 16 * 16, dtype=torch.float32).reshape(9, 16, 16)
     folded = wv.fold_mask(mask, 1)
     assert folded.shape == (64, 3, 2, 2)
-    # channel (dy*8+dx), latent pixel (y, x) holds pixel (8y+dy, 8x+dx) of a frame
-    assert folded[3 * 8 + 5, 0, 1, 0] == mask[0, 8 + 3, 5]
+    # channel (dy*8+dx), latent pixel (y, x) holds pixel (8y+dy, 8x+dx); latent frame t takes frame
+    # floor((t + 0.5) * 9 / 3) (nearest-exact), as the pipeline does: 1, 4, 7
+    assert folded[3 * 8 + 5, 0, 1, 0] == mask[1, 8 + 3, 5]
+    assert folded[2 * 8 + 7, 2, 0, 1] == mask[7, 2, 8 + 7]
