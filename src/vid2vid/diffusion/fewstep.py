@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from vid2vid.core.errors import BadInput
+from vid2vid.diffusion import samplers
 
 FEWSTEP_SAMPLERS = ("lcm", "tcd")
 ORIGINAL_STEPS = 50               # LCM / TCD distillation grid: 50 steps over 1000 timesteps
@@ -78,26 +79,22 @@ def _expand(sigma: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), sigma, dtype=torch.float32, device=x.device)
 
 
-def _timestep_sampler(ts: np.ndarray, training_sigmas: np.ndarray, step):
-    """A sampler (samplers.Sampler contract) that denoises at each timestep of `ts` (at its training
-    sigma) and takes `step(i, t, sigma, x, denoised, noise) -> (x, denoised)` from there."""
+def _timestep_step(ts: np.ndarray, training_sigmas: np.ndarray, step):
+    """A step in samplers.py's step form that denoises at timestep ts[i] (at its training sigma) and
+    takes `step(i, t, sigma, x, denoised, noise) -> (x, denoised)` from there; the carry stays empty."""
     train = np.asarray(training_sigmas, np.float64)
     grid = [int(t) for t in ts]
 
-    @torch.no_grad()
-    def sample(denoise, x, sigmas, noise, callback=None):
-        for i, t in enumerate(grid):
-            sigma = float(train[t])
-            x, denoised = step(i, t, sigma, x, denoise(x, _expand(sigma, x)), noise)
-            if callback is not None:
-                callback(i, x, denoised)
-        return x
+    def timestep_step(denoise, x, sigmas, i, carry, noise):
+        t = grid[i]
+        sigma = float(train[t])
+        return step(i, t, sigma, x, denoise(x, _expand(sigma, x)), noise)
 
-    return sample, grid, train
+    return timestep_step, grid, train
 
 
-def lcm_sampler(ts: np.ndarray, training_sigmas: np.ndarray):
-    """A sampler (samplers.Sampler contract) running LCM steps at timesteps `ts`."""
+def lcm_step(ts: np.ndarray, training_sigmas: np.ndarray):
+    """LCM's step (samplers.py's step form) at timesteps `ts`."""
 
     def lcm(i, t, sigma, x, denoised, noise):
         c_skip, c_out = lcm_boundary(t)
@@ -105,12 +102,12 @@ def lcm_sampler(ts: np.ndarray, training_sigmas: np.ndarray):
         denoised = denoised * c_out + x * (c_skip / math.sqrt(1.0 + sigma * sigma))
         return (denoised + noise() * float(train[grid[i + 1]]) if i + 1 < len(grid) else denoised), denoised
 
-    sample, grid, train = _timestep_sampler(ts, training_sigmas, lcm)
-    return sample
+    step, grid, train = _timestep_step(ts, training_sigmas, lcm)
+    return step
 
 
-def tcd_sampler(ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):
-    """A sampler (samplers.Sampler contract) running TCD steps at timesteps `ts` with stochasticity gamma."""
+def tcd_step(ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):
+    """TCD's step (samplers.py's step form) at timesteps `ts` with stochasticity gamma."""
     if not 0.0 <= gamma <= 1.0:
         raise BadInput("{img2img.tcd_gamma} %s is out of range; it must be from 0 to 1 (0.3 is TCD's default)" % gamma)
 
@@ -126,17 +123,22 @@ def tcd_sampler(ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3)
             x = x + noise() * math.sqrt(max(float(train[t_next]) ** 2 - float(train[s]) ** 2, 0.0))
         return x, denoised
 
-    sample, grid, train = _timestep_sampler(ts, training_sigmas, tcd)
-    return sample
+    step, grid, train = _timestep_step(ts, training_sigmas, tcd)
+    return step
+
+
+def step_for(name: str, ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):
+    """The few-step sampler `name` ('lcm' or 'tcd') as one step (samplers.py's step form), bound to its timesteps."""
+    if name == "lcm":
+        return lcm_step(ts, training_sigmas)
+    if name == "tcd":
+        return tcd_step(ts, training_sigmas, gamma)
+    raise BadInput("{img2img.sampler} '%s' is not a few-step sampler; use lcm or tcd" % name)
 
 
 def sampler_for(name: str, ts: np.ndarray, training_sigmas: np.ndarray, gamma: float = 0.3):
-    """The few-step sampler `name` ('lcm' or 'tcd') bound to its timesteps."""
-    if name == "lcm":
-        return lcm_sampler(ts, training_sigmas)
-    if name == "tcd":
-        return tcd_sampler(ts, training_sigmas, gamma)
-    raise BadInput("{img2img.sampler} '%s' is not a few-step sampler; use lcm or tcd" % name)
+    """The few-step sampler `name` ('lcm' or 'tcd') bound to its timesteps (samplers.Sampler contract)."""
+    return samplers.looped(step_for(name, ts, training_sigmas, gamma))
 
 
 # ---------------------------------------------------------------- warnings (allowed, but said)

@@ -76,76 +76,82 @@ def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tupl
     return down, up
 
 
-# ---------------------------------------------------------------- samplers
+# ---------------------------------------------------------------- samplers, one step at a time
+#
+# Each sampler is written as its step: `step(denoise, x, sigmas, i, carry, noise) -> (x, denoised)`
+# takes x at sigmas[i] to sigmas[i + 1]. `carry` is a dict the step reads and updates with what it
+# keeps between steps (the last denoised sample and step size of DPM++ 2M, the derivatives of LMS);
+# it holds only tensors, floats and lists of tensors, so a caller that stops after any step can save
+# it with x and go on later with the same bits (painting/windows.py does). `looped(step)` is the
+# whole sampler of the contract above.
 
-@torch.no_grad()
-def euler(denoise, x, sigmas, noise, callback=None):
-    """First-order ODE steps (Karras et al. 2022, Alg. 2 without churn)."""
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        d = to_d(x, sigmas[i], denoised)
-        x = x + d * (sigmas[i + 1] - sigmas[i])
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+Carry = dict
+Step = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.no_grad()
-def euler_ancestral(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
+def looped(step: Step, **options) -> Sampler:
+    """The sampler (contract above) that runs `step` over every interval of the schedule."""
+    @torch.no_grad()
+    def sample(denoise, x, sigmas, noise, callback=None):
+        carry: Carry = {}
+        for i in range(len(sigmas) - 1):
+            x, denoised = step(denoise, x, sigmas, i, carry, noise, **options)
+            if callback is not None:
+                callback(i, x, denoised)
+        return x
+
+    return sample
+
+
+def euler_step(denoise, x, sigmas, i, carry, noise):
+    """First-order ODE step (Karras et al. 2022, Alg. 2 without churn)."""
+    denoised = denoise(x, _expand(sigmas[i], x))
+    d = to_d(x, sigmas[i], denoised)
+    return x + d * (sigmas[i + 1] - sigmas[i]), denoised
+
+
+def euler_ancestral_step(denoise, x, sigmas, i, carry, noise, eta: float = 1.0):
     """Euler down to sigma_down, then add noise of std sigma_up (the A1111 "Euler a")."""
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        down, up = ancestral_step(float(sigmas[i]), float(sigmas[i + 1]), eta)
-        d = to_d(x, sigmas[i], denoised)
-        x = x + d * (down - sigmas[i])
-        if up > 0:
-            x = x + noise() * up
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+    denoised = denoise(x, _expand(sigmas[i], x))
+    down, up = ancestral_step(float(sigmas[i]), float(sigmas[i + 1]), eta)
+    d = to_d(x, sigmas[i], denoised)
+    x = x + d * (down - sigmas[i])
+    if up > 0:
+        x = x + noise() * up
+    return x, denoised
 
 
-@torch.no_grad()
-def heun(denoise, x, sigmas, noise, callback=None):
-    """Second-order ODE steps: Euler predictor, trapezoidal corrector (none on the last step to 0)."""
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        d = to_d(x, sigmas[i], denoised)
-        dt = sigmas[i + 1] - sigmas[i]
-        if sigmas[i + 1] == 0:
-            x = x + d * dt
-        else:
-            x_pred = x + d * dt
-            denoised_2 = denoise(x_pred, _expand(sigmas[i + 1], x))
-            d_2 = to_d(x_pred, sigmas[i + 1], denoised_2)
-            x = x + (d + d_2) / 2 * dt
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+def heun_step(denoise, x, sigmas, i, carry, noise):
+    """Second-order ODE step: Euler predictor, trapezoidal corrector (none on the last step to 0)."""
+    denoised = denoise(x, _expand(sigmas[i], x))
+    d = to_d(x, sigmas[i], denoised)
+    dt = sigmas[i + 1] - sigmas[i]
+    if sigmas[i + 1] == 0:
+        return x + d * dt, denoised
+    x_pred = x + d * dt
+    denoised_2 = denoise(x_pred, _expand(sigmas[i + 1], x))
+    d_2 = to_d(x_pred, sigmas[i + 1], denoised_2)
+    return x + (d + d_2) / 2 * dt, denoised
 
 
-def _multistep(denoise, x, sigmas, callback, update):
-    """The loop of the DPM-Solver++ multistep samplers, in log-sigma time: denoise at each sigma, then
+def _multistep(denoise, x, sigmas, i, carry, update):
+    """One step of the DPM-Solver++ multistep samplers, in log-sigma time: denoise at sigmas[i], then
     x = update(x, denoised, old_denoised, s, s_next, h, h_last) with h = log s - log s_next (a step to
-    sigma 0 takes the denoised sample as it is; old_denoised and h_last are None on the first step)."""
-    old_denoised = h_last = None
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        if s_next == 0:
-            x = denoised
-        else:
-            h = math.log(s) - math.log(s_next)
-            x = update(x, denoised, old_denoised, s, s_next, h, h_last)
-            h_last = h
-        old_denoised = denoised
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+    sigma 0 takes the denoised sample as it is; old_denoised and h_last are None on the first step).
+    The carry holds old_denoised and h_last."""
+    denoised = denoise(x, _expand(sigmas[i], x))
+    s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+    if s_next == 0:
+        x = denoised
+    else:
+        h = math.log(s) - math.log(s_next)
+        x = update(x, denoised, carry.get("old_denoised"), s, s_next, h, carry.get("h_last"))
+        carry["h_last"] = h
+    carry["old_denoised"] = denoised
+    return x, denoised
 
 
-@torch.no_grad()
-def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
+def dpmpp_2m_step(denoise, x, sigmas, i, carry, noise):
     """DPM-Solver++(2M): second-order multistep in log-sigma time t = -log sigma."""
     def update(x, denoised, old_denoised, s, s_next, h, h_last):
         if old_denoised is None:
@@ -155,11 +161,10 @@ def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
             d_eff = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
         return (s_next / s) * x - math.expm1(-h) * d_eff
 
-    return _multistep(denoise, x, sigmas, callback, update)
+    return _multistep(denoise, x, sigmas, i, carry, update)
 
 
-@torch.no_grad()
-def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
+def dpmpp_2m_sde_step(denoise, x, sigmas, i, carry, noise, eta: float = 1.0):
     """DPM-Solver++(2M) SDE (midpoint variant): the multistep update plus injected noise."""
     def update(x, denoised, old_denoised, s, s_next, h, h_last):
         eta_h = eta * h
@@ -171,7 +176,7 @@ def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
             x = x + noise() * (s_next * math.sqrt(-math.expm1(-2 * eta_h)))
         return x
 
-    return _multistep(denoise, x, sigmas, callback, update)
+    return _multistep(denoise, x, sigmas, i, carry, update)
 
 
 def lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:
@@ -190,41 +195,71 @@ def lms_coefficient(order: int, sigmas: np.ndarray, i: int, j: int) -> float:
     return float(sum(w * basis(mid + half * t) for t, w in zip(nodes, weights)) * half)
 
 
-@torch.no_grad()
-def lms(denoise, x, sigmas, noise, callback=None, order: int = 4):
-    """Linear multistep: the ODE integrated with up to `order` past derivatives."""
+def lms_step(denoise, x, sigmas, i, carry, noise, order: int = 4):
+    """Linear multistep: the ODE integrated with up to `order` past derivatives (the carry's "ds")."""
     sig = sigmas.detach().cpu().double().numpy()
-    ds: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        ds.append(to_d(x, sigmas[i], denoised))
-        if len(ds) > order:
-            ds.pop(0)
-        cur = min(i + 1, order)
-        coeffs = [lms_coefficient(cur, sig, i, j) for j in range(cur)]
-        x = x + sum(c * d for c, d in zip(coeffs, reversed(ds)))
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+    ds: list[torch.Tensor] = carry.setdefault("ds", [])
+    denoised = denoise(x, _expand(sigmas[i], x))
+    ds.append(to_d(x, sigmas[i], denoised))
+    if len(ds) > order:
+        ds.pop(0)
+    cur = min(i + 1, order)
+    coeffs = [lms_coefficient(cur, sig, i, j) for j in range(cur)]
+    return x + sum(c * d for c, d in zip(coeffs, reversed(ds))), denoised
 
 
-@torch.no_grad()
-def ddim(denoise, x, sigmas, noise, callback=None, eta: float = 0.0):
+def ddim_step(denoise, x, sigmas, i, carry, noise, eta: float = 0.0):
     """DDIM in sigma space: x_next = D + sigma_next' * eps + noise, eps = (x - D) / sigma.
 
     With eta = 0 (the default, as A1111's DDIM) the step is deterministic and equal to Euler's;
     eta > 0 moves part of the noise into fresh noise (eta = 1 is ancestral sampling).
     """
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, _expand(sigmas[i], x))
-        down, up = ancestral_step(float(sigmas[i]), float(sigmas[i + 1]), eta)
-        eps = (x - denoised) / sigmas[i]
-        x = denoised + eps * down
-        if up > 0:
-            x = x + noise() * up
-        if callback is not None:
-            callback(i, x, denoised)
-    return x
+    denoised = denoise(x, _expand(sigmas[i], x))
+    down, up = ancestral_step(float(sigmas[i]), float(sigmas[i + 1]), eta)
+    eps = (x - denoised) / sigmas[i]
+    x = denoised + eps * down
+    if up > 0:
+        x = x + noise() * up
+    return x, denoised
+
+
+def euler(denoise, x, sigmas, noise, callback=None):
+    return looped(euler_step)(denoise, x, sigmas, noise, callback)
+
+
+def euler_ancestral(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
+    return looped(euler_ancestral_step, eta=eta)(denoise, x, sigmas, noise, callback)
+
+
+def heun(denoise, x, sigmas, noise, callback=None):
+    return looped(heun_step)(denoise, x, sigmas, noise, callback)
+
+
+def dpmpp_2m(denoise, x, sigmas, noise, callback=None):
+    return looped(dpmpp_2m_step)(denoise, x, sigmas, noise, callback)
+
+
+def dpmpp_2m_sde(denoise, x, sigmas, noise, callback=None, eta: float = 1.0):
+    return looped(dpmpp_2m_sde_step, eta=eta)(denoise, x, sigmas, noise, callback)
+
+
+def lms(denoise, x, sigmas, noise, callback=None, order: int = 4):
+    return looped(lms_step, order=order)(denoise, x, sigmas, noise, callback)
+
+
+def ddim(denoise, x, sigmas, noise, callback=None, eta: float = 0.0):
+    return looped(ddim_step, eta=eta)(denoise, x, sigmas, noise, callback)
+
+
+STEPS: dict[str, Step] = {
+    "euler": euler_step,
+    "euler-a": euler_ancestral_step,
+    "dpm++-2m": dpmpp_2m_step,
+    "dpm++-2m-sde": dpmpp_2m_sde_step,
+    "heun": heun_step,
+    "lms": lms_step,
+    "ddim": ddim_step,
+}
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -236,6 +271,12 @@ SAMPLERS: dict[str, Sampler] = {
     "lms": lms,
     "ddim": ddim,
 }
+
+
+def get_step(name: str) -> Step:
+    """The step of sampler `name` (a token of config.SAMPLERS), for callers that run steps themselves."""
+    get_sampler(name)
+    return STEPS[name]
 
 
 def get_sampler(name: str) -> Sampler:
