@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def frames_to_video(frames: list[np.ndarray]) -> torch.Tensor:
     return (video.permute(3, 0, 1, 2)[None] * 2 - 1).contiguous()
 
 
-def _stats(vae, device) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_stats(vae, device) -> tuple[torch.Tensor, torch.Tensor]:
     shape = (1, int(vae.config.z_dim), 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32, device=device).view(shape)
     std = torch.tensor(vae.config.latents_std, dtype=torch.float32, device=device).view(shape)
@@ -89,7 +90,7 @@ def encode(vae, video: torch.Tensor) -> torch.Tensor:
     """Normalised latents of a [1, 3, F, H, W] video in [-1, 1] (the posterior mean)."""
     dev = next(vae.parameters()).device
     z = vae.encode(video.to(dev, vae.dtype)).latent_dist.mode().float()
-    mean, std = _stats(vae, dev)
+    mean, std = latent_stats(vae, dev)
     return (z - mean) / std
 
 
@@ -97,11 +98,32 @@ def encode(vae, video: torch.Tensor) -> torch.Tensor:
 def decode(vae, latents: torch.Tensor) -> list[np.ndarray]:
     """Normalised latents [1, C, T, h, w] -> frames (float32 HxWx3 in [0,1])."""
     dev = next(vae.parameters()).device
-    mean, std = _stats(vae, dev)
+    mean, std = latent_stats(vae, dev)
     z = (latents.to(dev).float() * std + mean).to(vae.dtype)
     video = vae.decode(z, return_dict=False)[0].float()
     video = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
     return [np.ascontiguousarray(f) for f in video]
+
+
+@torch.no_grad()
+def decode_stream(vae, latents: torch.Tensor) -> Iterator[np.ndarray]:
+    """Decoded frames of the clip latents (T, C, h, w), one latent frame at a time (flat memory).
+
+    The same arithmetic as the VAE's own decode (its causal cache carried from frame to frame).
+    """
+    dev = next(vae.parameters()).device
+    mean, std = latent_stats(vae, dev)
+    vae.clear_cache()
+    z = vae.post_quant_conv((latents.permute(1, 0, 2, 3)[None].to(dev).float() * std + mean).to(vae.dtype))
+    try:
+        for i in range(z.shape[2]):
+            vae._conv_idx = [0]
+            out = vae.decoder(z[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                              first_chunk=(i == 0))
+            video = (out.float().clamp(-1, 1) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
+            yield from (np.ascontiguousarray(f) for f in video)
+    finally:
+        vae.clear_cache()
 
 
 def letterbox(image: np.ndarray, height: int, width: int) -> torch.Tensor:
