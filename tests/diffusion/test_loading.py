@@ -311,7 +311,7 @@ def test_cli_make_tiny_model(tmp_path):
 
 def test_detect_config_from_real_key_names(tmp_path):
     """Which bundled config a checkpoint gets, from the key names and shapes real SD files have."""
-    from vid2vid.diffusion.loading import detect_config, prediction_type_for
+    from vid2vid.diffusion.checkpoints import detect_config, prediction_type_for
 
     unet = {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)}
     sd1 = {**unet, "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768)}

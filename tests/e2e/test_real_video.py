@@ -267,8 +267,9 @@ def test_disk_estimate_is_close_and_a_full_disk_is_refused_before_writing(tmp_pa
 
 
 def test_canvas_rules_come_from_the_model_and_suggestions_pass(tmp_path):
-    from vid2vid.config.canvas import CanvasRules, canvas_rules, check_canvas, oriented_canvas, valid_canvas
+    from vid2vid.config.canvas import CanvasRules, check_canvas, oriented_canvas, valid_canvas
     from vid2vid.core.errors import BadInput
+    from vid2vid.diffusion.checkpoints import canvas_rules
     from vid2vid.diffusion.tiny import make_tiny_model
 
     tiny = canvas_rules(str(make_tiny_model(tmp_path / "tiny")))
@@ -291,7 +292,8 @@ def test_canvas_rules_come_from_the_model_and_suggestions_pass(tmp_path):
 
 def test_tiny_model_generates_at_its_smallest_canvas(tmp_path, one_torch_thread):
     """The minimum the rules give really runs (and the side below it is refused up front)."""
-    from vid2vid.config.canvas import canvas_rules, valid_canvas
+    from vid2vid.config.canvas import valid_canvas
+    from vid2vid.diffusion.checkpoints import canvas_rules
     from vid2vid.diffusion.tiny import make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny")

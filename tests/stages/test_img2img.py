@@ -302,7 +302,7 @@ def _resume_after_losing_frames_8_to_10(stage, full_ws, cut_ws, st, Job):
 
 
 def test_model_workers_layout():
-    from vid2vid.stages.img2img import model_workers
+    from vid2vid.painting.loop import model_workers
 
     assert model_workers(0, "cpu", batches=10, threads=2) == (2, 1)
     assert model_workers(0, "cpu", batches=3, threads=2) == (1, 2)     # the last batch would run on half the cores

@@ -406,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "--single-file one .safetensors")
     sp.add_argument("--controlnet", action="store_true",
                     help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
+    sp.add_argument("--motion-module", action="store_true",
+                    help="write only a tiny AnimateDiff motion module that fits the tiny model (output projections "
+                         "re-initialised): a MotionAdapter folder, or with --single-file one original-layout "
+                         ".safetensors")
 
     sp = command("doctor", _lazy("vid2vid.cli.tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")

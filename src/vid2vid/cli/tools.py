@@ -9,6 +9,7 @@ from typing import Any
 from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
+from vid2vid.stages import registry
 
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
@@ -79,7 +80,7 @@ def fdc_debug(args: Any, parser: Any, job: Job) -> None:
         raise BadInput(f"--frame {n} must be 1 or more (frames are numbered from 1)")
     tile_width = args.tile_width or None
     if args.sheet == "depth":
-        depth_dir = _folder(args.depth, ws, "depthmask", "--depth")
+        depth_dir = _folder(args.depth, ws, registry.stage("depth").folder, "--depth")
         sheet = depth_mask_grid(read_mask(_pick(depth_dir, n - 1, "depth")), tile_width=tile_width or 256)
     else:
         if n < 2:
@@ -93,7 +94,8 @@ def fdc_debug(args: Any, parser: Any, job: Job) -> None:
             prev_dir = Path(args.prev) if args.prev else generated
             depth = None
             if settings.delta_mask == "depth":
-                depth = read_mask(_pick(_folder(args.depth, ws, "depthmask", "--depth"), n - 1, "depth"))
+                depth_dir = _folder(args.depth, ws, registry.stage("depth").folder, "--depth")
+                depth = read_mask(_pick(depth_dir, n - 1, "depth"))
             sheet = fdc_sheet(read_image(_pick(prev_dir, n - 2, "previous output")),
                               read_image(_pick(generated, n - 1, "generated")), delta, settings,
                               depth=depth, tile_width=tile_width)
@@ -158,12 +160,19 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae | --motion-module]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
         path = tiny.make_tiny_vae(args.dir, single_file=args.single_file)
         job.say(f"tiny VAE written: {path}")
+        print(path)
+        return
+    if getattr(args, "motion_module", False):       # only the tiny motion module (for --motion-module)
+        from vid2vid.diffusion.tiny_motion import make_tiny_motion_module
+
+        path = make_tiny_motion_module(args.dir, single_file=args.single_file)
+        job.say(f"tiny motion module written: {path}")
         print(path)
         return
     if getattr(args, "controlnet", False):          # only the tiny ControlNet

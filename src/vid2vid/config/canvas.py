@@ -14,10 +14,8 @@ a portrait source.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from vid2vid.core.errors import BadInput
 
@@ -43,35 +41,6 @@ class CanvasRules:
         levels = len(unet.get("down_block_types", ())) or len(unet.get("block_out_channels", (0, 0, 0, 0)))
         return cls(factor=factor, min_side=factor * 2 ** (levels - 1), max_pixels=max_pixels,
                    model=model or "the model")
-
-
-def _read_config(folder: Path, part: str) -> dict:
-    try:
-        return json.loads((folder / part / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def canvas_rules(model: str, max_pixels: int = MAX_CANVAS_PIXELS) -> CanvasRules:
-    """The rules of the model a spec names (diffusers folder or single file; a hub id or anything
-    unreadable gets Stable Diffusion's: factor 8, sides of 64 and more)."""
-    path = Path(model or "").expanduser()
-    folder = None
-    if model and path.is_dir():
-        folder = path
-    elif model and path.is_file():
-        from vid2vid.diffusion import loading, tiny
-
-        try:
-            shapes, metadata = loading.read_checkpoint_header(path)
-            folder = tiny.bundled_config_dir(loading.detect_config(shapes, metadata, path))
-        except BadInput:
-            folder = None          # the model check says what is wrong with the file
-    if folder is not None:
-        vae, unet = _read_config(folder, "vae"), _read_config(folder, "unet")
-        if vae and unet:
-            return CanvasRules.from_configs(vae, unet, model=str(model), max_pixels=max_pixels)
-    return CanvasRules(max_pixels=max_pixels)
 
 
 def valid_canvas(width: int, height: int, rules: CanvasRules) -> tuple[int, int]:

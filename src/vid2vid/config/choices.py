@@ -23,6 +23,7 @@ KEY_FILLS = ("warp", "img2img")      # what fills what neither key frame sees (v
 DEINTERLACE_MODES = ("auto", "on", "off")
 CROSS_FRAME_MODES = ("none", "anchor", "anchor-prev", "bank")   # diffusion/crossframe.py
 CROSS_FRAME_BLOCKS = ("up", "all")
+CONTEXT_WEIGHTINGS = ("flat", "pyramid")     # painting/windows.py: how overlapping windows blend
 
 # The seed's labels, shown by the web UI next to our tokens.
 LABELS = {
@@ -36,6 +37,7 @@ LABELS = {
     "shift-mean-std": "shift mean & std", "motion": "motion mask", "depth": "depth mask",
     "canny": "canny", "softedge": "soft edges", "lineart": "line art", "tile": "tile (the frame)",
     "folder": "my own images (folder)",
+    "flat": "flat", "pyramid": "pyramid (more weight mid-window)",
     "anchor": "anchor (first frame)", "anchor-prev": "anchor + previous frame", "bank": "bank of earlier frames",
 }
 

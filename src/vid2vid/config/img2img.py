@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from vid2vid.config.choices import (
+    CONTEXT_WEIGHTINGS,
     CONTROL_SOURCES,
     CROSS_FRAME_BLOCKS,
     CROSS_FRAME_MODES,
@@ -21,7 +22,7 @@ from vid2vid.core.errors import BadInput
 
 @dataclass
 class ControlNetSettings(Section):
-    """One ControlNet of img2img: a `[[img2img.controlnet]]` table (issue 14).
+    """One ControlNet of img2img: a `[[img2img.controlnet]]` table.
 
     Errors name the list (`{img2img.controlnet}`, the command line's --controlnet), the
     ControlNet by its model, then the table's own key (scale, start, ...).
@@ -113,7 +114,7 @@ class Img2ImgSettings(Section):
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
 
-    # cross-frame attention and flow-guided init (issue 15: diffusion/crossframe.py, flowinit.py)
+    # cross-frame attention and flow-guided init (diffusion/crossframe.py, flowinit.py)
     cross_frame: str = setting("none", "cross-frame attention: each frame's self-attention also reads the anchor "
                                        "(the first frame; with key frames the first key of its shot), the anchor "
                                        "and the previous frame, or a bank of earlier frames; anchor keeps frames "
@@ -129,7 +130,7 @@ class Img2ImgSettings(Section):
                                     "init image where the motion is trusted (0 = off; above 0 img2img is "
                                     "sequential)", lo=0.0, hi=1.0, fix="0 turns flow-guided init off",
                                label="Flow-guided init strength")
-    # ---- issue 17: the fast path
+    # ---- the fast path
     vae: str = setting("", "separate VAE: a .safetensors file (e.g. vae-ft-mse-840000), a folder or a hub id; "
                            "TAESD/TAESDXL tiny VAEs (diffusers folder, or the original taesd_encoder/decoder.pth) "
                            "for speed; empty = the model's own", label="VAE (empty = the model's own)")
@@ -141,7 +142,30 @@ class Img2ImgSettings(Section):
     compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
                             label="torch.compile")
 
+    # ---- motion modules: a video model paints windows of frames (painting/windows.py)
+    motion_module: str = setting("", "AnimateDiff motion module: a .ckpt/.safetensors file (mm_sd15_v2, "
+                                     "v3_sd15_mm, AnimateLCM_sd15_t2v), a diffusers MotionAdapter folder or a hub "
+                                     "id; when set, windows of frames are painted together (SD 1.5 models)",
+                                 label="Motion module (AnimateDiff)")
+    context_length: int = setting(16, "motion module: frames painted together in one window (at most what the "
+                                      "module was trained for: 32 for v2/v3, 24 for v1)", lo=2, hi=256,
+                                  label="Context length (frames)")
+    context_overlap: int = setting(4, "motion module: frames shared by neighbouring windows (below the context "
+                                      "length)", lo=0, hi=255, label="Context overlap (frames)")
+    context_weighting: str = setting("pyramid", "motion module: how overlapping windows are blended on the frames "
+                                                "they share (pyramid: more weight to a window's middle)",
+                                     choices=CONTEXT_WEIGHTINGS, label="Context blending")
+    motion_scale: float = setting(1.0, "motion module: strength of the motion layers (0 = none, 1 = as trained)",
+                                  lo=0.0, hi=2.0, label="Motion scale")
+    shuffle_noise: bool = setting(False, "motion module: FreeNoise's noise, later windows reuse the first "
+                                         "window's noise in shuffled order (else every frame its own noise)",
+                                  label="FreeNoise shuffled noise")
+
     def check(self) -> None:
+        if self.motion_module.strip() and self.context_overlap >= self.context_length:
+            raise BadInput(f"{{img2img.context_overlap}} {self.context_overlap} is not below "
+                           f"{{img2img.context_length}} {self.context_length}; windows must advance (4 of 16 "
+                           "is the usual)")
         for name, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max)):
             if not (v > 0 and math.isfinite(v)):
                 raise BadInput(f"{{img2img.{name}}} {v:g} must be a positive number")

@@ -37,3 +37,12 @@ def file_id(path: str | Path) -> FileId:
     p = Path(path)
     st = p.stat()
     return FileId(str(p.resolve()), st.st_size, int(st.st_mtime), st.st_mtime_ns)
+
+
+def spec_identity(spec: str, name: str = "path", fallback: str = "spec", ns: bool = False) -> dict:
+    """What names a model in a stage key: a file's identity (`record(name, ns)`) when `spec` is a file
+    (`~` expanded), else {fallback: spec} (a hub id, a folder, a registered name)."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return file_id(p).record(name, ns=ns)
+    return {fallback: spec}

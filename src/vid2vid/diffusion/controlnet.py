@@ -1,4 +1,4 @@
-"""ControlNet guidance inside our own sampling loop (DESIGN §9.2).
+"""ControlNet guidance inside our own sampling loop.
 
     net = load_controlnet("control_v11p_sd15_canny.pth", model.device, model.dtype)
     guide = ControlGuide([ControlUnit(net, scale=1.0, start=0.0, end=0.8)], engine.real_sigmas, model.unet)
@@ -131,7 +131,7 @@ def _transformer_depths(shapes: dict[str, tuple[int, ...]], blocks: int) -> list
 def _load_file(path: Path, dtype: torch.dtype):
     from diffusers import ControlNetModel
 
-    from vid2vid.diffusion.loading import read_checkpoint_header
+    from vid2vid.diffusion.checkpoints import read_checkpoint_header
 
     if path.suffix.lower() not in SUFFIXES:
         raise BadInput(f"ControlNet {path}: unknown file type '{path.suffix}'; use a .safetensors or .pth file, "
@@ -156,7 +156,7 @@ def _load_file(path: Path, dtype: torch.dtype):
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    from vid2vid.diffusion.loading import read_state_file
+    from vid2vid.diffusion.checkpoints import read_state_file
 
     return read_state_file(path, "ControlNet file")[0]
 
@@ -186,15 +186,16 @@ def _load_folder(folder: Path, dtype: torch.dtype):
 def _load_hub(repo_id: str, dtype: torch.dtype):
     from diffusers import ControlNetModel
 
-    from vid2vid.diffusion.loading import _hub_offline
+    from vid2vid.models.hub import offline_reason
 
-    offline = _hub_offline()
+    reason = offline_reason()
+    offline = reason is not None
     how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the ControlNet as a "
            "local folder or .safetensors/.pth file")
     try:
         return ControlNetModel.from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype))
     except (OSError, ValueError) as exc:
-        where = "not in the local hub cache and the hub is offline (HF_HUB_OFFLINE)" if offline else \
+        where = f"not in the local hub cache and the hub is offline ({reason})" if offline else \
             f"not available from the hub ({str(exc).splitlines()[0][:200]})"
         raise ModelNotFound(f"ControlNet '{repo_id}' is not a local folder or file, {where}; {how}") from exc
 

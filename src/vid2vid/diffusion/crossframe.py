@@ -1,4 +1,4 @@
-"""Cross-frame attention: a frame's self-attention also looks at reference frames (DESIGN §9.3).
+"""Cross-frame attention: a frame's self-attention also looks at reference frames.
 
 In the chosen UNet blocks (`up`, as Rerender-A-Video, or `all`) every self-attention layer
 joins the keys and values of reference frames to the current frame's own:

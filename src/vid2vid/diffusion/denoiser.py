@@ -13,7 +13,7 @@ SDXL's UNet also takes each prompt's pooled embedding and the size "time ids"
 (`pooled=(cond, uncond)`, `time_ids` (1, n)), passed along with the matching half.
 `masked(mask, init)` wraps it with a latent mask (1 = may change) that blends the init latent
 back into the prediction: D' = D * m + init * (1 - m) (A1111's inpainting blend, every step).
-ControlNet (issue 14): `control`, a `diffusion.controlnet.Conditioning` for the batch, adds the
+ControlNet: `control`, a `diffusion.controlnet.Conditioning` for the batch, adds the
 summed residuals of the ControlNets active at that sigma to every UNet call (see controlnet.py).
 The denoiser holds no per-batch state, so several threads may sample with it at once.
 """
@@ -92,7 +92,7 @@ class CFGDenoiser:
             self.time_ids = time_ids.to(self.device, self.dtype)
         self.timings = timings
         self.calls = 0
-        # issue 17: few-step samplers (fewstep.py) evaluate at training sigmas only; rounding the
+        # few-step samplers (fewstep.py) evaluate at training sigmas only; rounding the
         # timestep recovered from them gives the UNet exactly the integer timestep they were trained on
         self.discrete = discrete
         shared_prefix.install(unet)
@@ -123,7 +123,7 @@ class CFGDenoiser:
             time_ids = self.time_ids
             assert time_ids is not None             # set with the pooled embeddings (SDXL)
             extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
-        # -- ControlNet (issue 14): the active nets' residuals join the UNet's arguments
+        # -- ControlNet: the active nets' residuals join the UNet's arguments
         if control is not None:
             if self.timings is None:
                 extra.update(control.residuals(z, t, emb, extra.get("added_cond_kwargs"), sigma))
@@ -142,7 +142,7 @@ class CFGDenoiser:
         c_in = (sigma.float() ** 2 + 1).rsqrt().view(-1, 1, 1, 1)
         z = (x.float() * c_in).to(self.dtype)
         t = sigma_to_timestep(sigma.to(self.device), self.log_sigmas)
-        if self.discrete:                                     # issue 17 (see __init__)
+        if self.discrete:  # (see __init__)
             t = t.round()
         cond = self._embeddings(self.cond, b)
         pc = None if self.pooled_cond is None else self._embeddings(self.pooled_cond, b)

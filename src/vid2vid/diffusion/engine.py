@@ -18,7 +18,7 @@ The model is a `vid2vid.diffusion.loading.LoadedModel`; this module reads its `u
 prompts through `vid2vid.diffusion.prompts.encode_pair_pooled` unless embeddings are given.
 SDXL base models also get each prompt's pooled embedding and the size conditioning (original
 size = target size = the canvas, no crop), as diffusers' SDXL img2img pipeline gives them.
-With `controlnets` (issue 14, `diffusion.controlnet.ControlUnit`s) every frame comes with one
+With `controlnets` (`diffusion.controlnet.ControlUnit`s) every frame comes with one
 canvas-sized control image per net (`controls[frame][net]`), and step 4 adds the residuals of
 the nets whose window holds the step to each UNet call.
 """
@@ -40,7 +40,7 @@ from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 
 def real_sigmas_for(settings: Img2ImgSettings, training_sigmas=None) -> np.ndarray:
     """The truncated schedule the sampler runs over for these settings (float64, ends in 0)."""
-    if fewstep.is_fewstep(settings.sampler):   # issue 17: lcm / tcd run on their own timestep grid
+    if fewstep.is_fewstep(settings.sampler):   # lcm / tcd run on their own timestep grid
         train = schedules.sd_training_sigmas() if training_sigmas is None else training_sigmas
         return fewstep.real_sigmas(settings.steps, settings.denoise, train)[1]
     return schedules.real_sigmas(settings.schedule, settings.steps, settings.denoise,
@@ -96,7 +96,7 @@ class Img2ImgEngine:
     settings: Img2ImgSettings
     # (cond, uncond), or for SDXL (cond, uncond, pooled cond, pooled uncond); None = encode the prompts
     embeddings: tuple[torch.Tensor, ...] | None = None
-    controlnets: list | None = None          # ControlNet (issue 14): controlnet.ControlUnit per net
+    controlnets: list | None = None          # ControlNet: controlnet.ControlUnit per net
     real_sigmas: np.ndarray = field(init=False)
     timings: Timings = field(init=False)
 
@@ -108,14 +108,14 @@ class Img2ImgEngine:
         sdxl = bool(getattr(self.model, "is_sdxl", False))
         training = np.asarray(torch.as_tensor(self.model.sigmas).cpu(), dtype=np.float64)
         self.real_sigmas = real_sigmas_for(s, training)
-        # issue 17: few-step samplers are bound to their discrete timesteps (fewstep.py)
+        # few-step samplers are bound to their discrete timesteps (fewstep.py)
         self.timesteps = None
         if fewstep.is_fewstep(s.sampler):
             self.timesteps = fewstep.real_sigmas(s.steps, s.denoise, training)[0]
             self.sampler = fewstep.sampler_for(s.sampler, self.timesteps, training, s.tcd_gamma)
         else:
             self.sampler = samplers.get_sampler(s.sampler)
-        tuning.prepare(self.model, compile=s.compile)       # issue 17: GPU layout, optional torch.compile
+        tuning.prepare(self.model, compile=s.compile)       # GPU layout, optional torch.compile
         if self.embeddings is None:
             from vid2vid.diffusion.prompts import encode_pair_pooled
 
@@ -130,7 +130,7 @@ class Img2ImgEngine:
         self.denoiser = CFGDenoiser(self.model.unet, training, self.model.prediction_type,
                                     cond, uncond, s.cfg, self.timings, pooled=pooled, time_ids=time_ids,
                                     discrete=self.timesteps is not None)
-        # -- ControlNet (issue 14): the nets and their windows over the real schedule
+        # -- ControlNet: the nets and their windows over the real schedule
         self.control = None
         if self.controlnets:
             from vid2vid.diffusion.controlnet import ControlGuide
@@ -236,7 +236,7 @@ class Img2ImgEngine:
         return self.finish(x, canvases, masks)                # 4. decode, paste unmasked pixels
 
     def bind_control(self, controls: list[list[np.ndarray]] | None, frames: int):
-        """ControlNet (issue 14): the batch's conditioning from canvas-sized control images; None without nets."""
+        """ControlNet: the batch's conditioning from canvas-sized control images; None without nets."""
         if self.control is None:
             return None
         s = self.settings
@@ -252,7 +252,7 @@ class Img2ImgEngine:
 
     def describe(self) -> dict:
         """What to record in the manifest about this engine."""
-        fast = {} if self.timesteps is None else {"real_timesteps": [int(t) for t in self.timesteps]}  # issue 17
+        fast = {} if self.timesteps is None else {"real_timesteps": [int(t) for t in self.timesteps]}
         return {**fast, "real_sigmas": [round(float(v), 6) for v in self.real_sigmas],
                 "sampler_steps": len(self.real_sigmas) - 1,
                 "model_calls_per_frame": samplers.model_calls(self.settings.sampler, len(self.real_sigmas)),

@@ -87,6 +87,11 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
         scale(start, ROUND)
     for start in square_open:
         scale(start, 1 / ROUND)
+    return _merged(items)
+
+
+def _merged(items: list[list]) -> list[tuple[str, float]]:
+    """[text, weight, is_break] items -> fragments, neighbours of equal weight joined (never across BREAK)."""
     merged: list[tuple[str, float]] = []
     prev_break = True
     for text_, w, is_break in items:

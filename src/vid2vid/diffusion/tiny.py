@@ -335,7 +335,7 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
     return target
 
 
-# ---------------------------------------------------------------- issue 17: a tiny TAESD-style VAE
+# ---------------------------------------------------------------- a tiny TAESD-style VAE
 
 TINY_VAE_CONFIG = {"encoder_block_out_channels": [16, 16, 16, 16], "decoder_block_out_channels": [16, 16, 16, 16],
                    "num_encoder_blocks": [1, 1, 1, 1], "num_decoder_blocks": [1, 1, 1, 1], "latent_channels": 4}

@@ -62,7 +62,7 @@ def latents_of(vae, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- reading files
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from vid2vid.diffusion.loading import read_state_file
+    from vid2vid.diffusion.checkpoints import read_state_file
 
     return read_state_file(path, "VAE file")
 
@@ -263,16 +263,17 @@ def load_hub(repo_id: str, dtype: torch.dtype):
     from diffusers import AutoencoderKL, AutoencoderTiny
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.diffusion.loading import _hub_offline
+    from vid2vid.models.hub import offline_reason
 
-    offline = _hub_offline()
+    reason = offline_reason()
+    offline = reason is not None
     how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the VAE as a local "
            "folder or .safetensors file")
     try:
         cfg_path = hf_hub_download(repo_id, "config.json", local_files_only=offline)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"VAE '{repo_id}' is not a local file or folder and not in the local hub cache"
-                            f"{' (the hub is offline)' if offline else ''}; {how}") from exc
+                            f"{f' (the hub is offline: {reason})' if offline else ''}; {how}") from exc
     cfg = json.loads(Path(cfg_path).read_text(encoding="utf-8"))
     cls = {"AutoencoderKL": AutoencoderKL, "AutoencoderTiny": AutoencoderTiny}.get(cfg.get("_class_name"))
     if cls is None:

@@ -17,6 +17,7 @@ models, Stable Diffusion hub ids) by `prefetch`, which downloads the files the l
 from __future__ import annotations
 
 import io
+import os
 import re
 import socket
 import time
@@ -51,13 +52,14 @@ def hub_unreachable(endpoint: str | None = None, timeout: float = REACH_TIMEOUT)
 
 
 def offline_reason(local_files_only: bool | None = None) -> str | None:
-    """Why only the local cache may be read (HF_HUB_OFFLINE, the caller, no network), or None."""
+    """Why only the local cache may be read (HF_HUB_OFFLINE, the caller, no network), or None: the one
+    rule every hub loader follows, so that no loader waits on retries where the network is absent."""
     from huggingface_hub import constants
 
     if local_files_only:
         return "only the local cache was asked for"
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set"
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return "HF_HUB_OFFLINE is set"    # (the variable is also read here: set after huggingface_hub loaded)
     return hub_unreachable()
 
 

@@ -1,7 +1,7 @@
 """img2img on Ray actors: the same fixed blocks of frames as a local run, computed elsewhere.
 
 The driver (the process running the stage) keeps everything that is state: the workspace, the
-manifest, the lock, the reader and the in-order writer of `stages/img2img.py`. Only the model
+manifest, the lock, the reader and the in-order writer of `painting/loop.py`. Only the model
 work moves: each actor loads the model once (through the stage's own loader, so whatever the
 stage loads the actors load) and answers `repaint(canvases, masks)` for one block of frames at a
 time; the canvases go to it and the generated frames come back through Ray's object store, so no
@@ -16,7 +16,7 @@ the job stops handing out blocks: the actors finish the block they hold and the 
 Model files given as paths must be readable under the same path on every node (shared storage:
 NFS, a synced folder); hub ids are loaded on each node from its own cache.
 
-Cross-frame attention in anchor mode (issue 15) keeps frames independent, so it runs here too.
+Cross-frame attention in anchor mode keeps frames independent, so it runs here too.
 Each actor samples the anchors its blocks read itself, alone (a batch of one, the same threads as a
 local model worker, so the same bits as the local run's anchor), records their K/V in its own UNet
 and keeps them while its blocks read them (an actor's blocks come in frame order, so it samples
@@ -87,10 +87,10 @@ class Painter:
         import torch
 
         torch.set_num_threads(threads)      # the same intra-op threads as a local model worker
-        from vid2vid.stages import img2img
+        from vid2vid.painting.painters import image
 
-        self.engine = img2img._load(settings, Job())
-        self.xf = img2img.cross_frame(self.engine, settings.img2img)     # anchor mode (issue 15), else None
+        session = image.load(settings, Job())
+        self.engine, self.xf = session.engine, session.xf               # xf: anchor mode, else None
 
     def info(self) -> dict:
         import torch
@@ -134,7 +134,7 @@ def plan(rs: config.RaySettings, s: config.Img2ImgSettings, batches: int, resour
     """The actor layout: one per GPU when the model runs on CUDA and the cluster has GPUs, else one
     per `threads` CPU cores; never more actors than blocks of frames. `threads` 0 means what a local
     run on `local_threads` threads gives each of its model workers (so the frames are the same bits)."""
-    from vid2vid.stages.img2img import model_workers
+    from vid2vid.painting.loop import model_workers
 
     threads = rs.threads or model_workers(s.workers, "cpu", batches, local_threads)[1]
     gpu_total = int(resources.get("GPU", 0))
@@ -255,8 +255,8 @@ def close_pools() -> None:
 # ---------------------------------------------------------------- the engine the stage sees
 
 class RayEngine:
-    """Stands in for `Img2ImgEngine` in the img2img stage: `repaint` runs on an actor, and
-    `worker_layout` gives the stage one driver thread per actor instead of its own model workers."""
+    """Stands in for the image painter's session in the unit loop (`painting/loop.py`): units run on
+    actors, and `worker_layout` gives the loop one driver thread per actor instead of its own model workers."""
 
     def __init__(self, settings: config.Settings, pool: RayPool):
         import torch
@@ -267,6 +267,11 @@ class RayEngine:
         self.timings = Timings()
         self._anchors: dict[int, tuple] = {}        # anchor mode: anchor frame -> its inputs
         self.remote_devices = sorted({i["device"] for i in pool.infos})
+
+    sequential = False                              # sequential settings are refused (ray_engine)
+
+    def close(self) -> None:
+        """Nothing to undo here: the pool stays open for the process (`close_pools`)."""
 
     def canvas_masks(self, masks):
         from vid2vid.diffusion.engine import fit_canvas_masks

@@ -42,11 +42,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from vid2vid.config.choices import CONTEXT_WEIGHTINGS
 from vid2vid.core import workspace as ws_mod
 from vid2vid.core.errors import BadInput
 from vid2vid.diffusion.samplers import BatchNoise, Carry, Step
 
-WEIGHTINGS = ("flat", "pyramid")
+WEIGHTINGS = CONTEXT_WEIGHTINGS
 STATE_JSON = "windows-state.json"
 STATE_FILE = "windows-latents.pt"
 _INIT, _STEP = 0, 1                 # what a frame's seeded generator is for: initial noise, sampler noise
@@ -296,3 +297,19 @@ class ClipSampling:
                 if on_step is not None:
                     on_step(i + 1)
         return x
+
+
+def paint_clip(sampling: ClipSampling, spread: Spread, encode_frame: Callable[[int], torch.Tensor],
+               decode_frame: Callable[[torch.Tensor], np.ndarray], write: Callable[[int, np.ndarray], None],
+               store: StepStore | None = None, on_step: Callable[[int], None] | None = None,
+               skip: Callable[[int], bool] = lambda i: False) -> torch.Tensor:
+    """A whole clip through a model whose latents are one per frame: frames encoded one at a time,
+    the steps (resumable through `store`), then each frame decoded and handed to `write(i, image)`
+    before the next is decoded (frames that `skip(i)` says are written already are not decoded).
+    Memory holds the clip's latents and the windows in flight, never all the frames' pixels."""
+    x = sampling.run(spread, lambda: torch.cat([encode_frame(i) for i in range(sampling.frames)]), store,
+                     on_step)
+    for i in range(sampling.frames):
+        if not skip(i):
+            write(i, decode_frame(x[i:i + 1]))
+    return x

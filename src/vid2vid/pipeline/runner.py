@@ -237,7 +237,7 @@ def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
     for s_path, g_path in zip(src, gen):
         g = read_image(g_path)
         cur = metrics.resize_to(read_image(s_path), g.shape[1], g.shape[0])
-        ref_path = ws.path("img2img", g_path.name)
+        ref_path = ws.path(registry.stage("img2img").folder, g_path.name)
         if ref_path.is_file():
             r = read_image(ref_path)
             errs.append(metrics.mse(g, r))

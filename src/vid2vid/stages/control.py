@@ -25,8 +25,8 @@ from vid2vid.video import controlimages
 
 STAGE = "control"
 ROW = registry.stage(STAGE)
-OUTPUT = "control"
-DEPTH = "depthmask"
+OUTPUT = ROW.folder
+DEPTH = registry.stage("depth").folder
 
 
 def folder_name(place: int, cn: config.ControlNetSettings) -> str:
@@ -36,10 +36,6 @@ def folder_name(place: int, cn: config.ControlNetSettings) -> str:
 
 def image_path(ws: Workspace, place: int, cn: config.ControlNetSettings, index: int) -> Path:
     return ws.path(OUTPUT, folder_name(place, cn), frame_name(index))
-
-
-def needs_depth(settings: config.Settings) -> bool:
-    return any(cn.control == "depth" for cn in settings.img2img.controlnet)
 
 
 def _source_params(cn: config.ControlNetSettings, frames: int) -> dict:
@@ -123,7 +119,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     make = FrameControls(ws, settings)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    inputs = ("extract", "depth") if needs_depth(settings) else ("extract",)
+    inputs = ("extract", "depth") if registry.control_reads_depth(settings) else ("extract",)
 
     # 2. fresh / resume / done
     ws.begin_stage(STAGE, stage_params(settings, len(frames)), inputs=inputs, overwrite=overwrite,

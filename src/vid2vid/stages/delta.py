@@ -21,7 +21,7 @@ from vid2vid.temporal import fdc
 
 STAGE = "delta"
 ROW = registry.stage(STAGE)
-OUT_DIR = "framedelta"
+OUT_DIR = ROW.folder
 VIEW = "rgb8 round((d + 1) / 2 * 255)"     # recorded, so a change of view format redoes the stage
 
 

@@ -17,7 +17,7 @@ from vid2vid.stages import registry
 
 STAGE = "depth"
 ROW = registry.stage(STAGE)
-OUTPUT = "depthmask"
+OUTPUT = ROW.folder
 
 
 def mask_path(ws: Workspace, frame: Path) -> Path:

@@ -49,7 +49,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
         return ws.stage_info(STAGE)
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)
     info = correct_folder(ws.frames_dir(), ws.path(base.folder), ws.path(OUTPUT_DIR), cs,
-                          depth_dir=ws.path("depthmask") if cs.flow_mask == "depth" else None,
+                          depth_dir=ws.path(registry.stage("depth").folder) if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True, resize=settings.img2img.resize)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)
     return ws.stage_info(STAGE)

@@ -16,7 +16,7 @@ import numpy as np
 
 from vid2vid.config import Settings
 from vid2vid.core.errors import BadInput, stage_ref
-from vid2vid.core.fileid import file_id
+from vid2vid.core.fileid import spec_identity
 from vid2vid.core.imageops import read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path, frame_name
@@ -34,7 +34,7 @@ from vid2vid.stages import registry
 
 STAGE = "interpolate"
 ROW = registry.stage(STAGE)
-OUTPUT_DIR = "rife"
+OUTPUT_DIR = ROW.folder
 
 
 def source_stage(ws: Workspace) -> str:
@@ -44,10 +44,7 @@ def source_stage(ws: Workspace) -> str:
 
 
 def _model_identity(model: str) -> dict:
-    p = Path(model).expanduser()
-    if p.suffix.lower() in WEIGHT_SUFFIXES and p.is_file():
-        return file_id(p).record("model")
-    return {"model": model}
+    return spec_identity(model, "model", "model") if Path(model).suffix.lower() in WEIGHT_SUFFIXES else {"model": model}
 
 
 class _FrameCache:

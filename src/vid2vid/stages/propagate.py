@@ -75,19 +75,19 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
                 keys: list[int] | None = None):
     """fill(t, frame, hole) for --key-fill img2img: the propagated frame repainted where the hole is,
     at the fill's denoising strength (the img2img engine of the settings' model). With cross-frame
-    attention and the 0-based `keys`, the fill reads its nearest key (img2img.KeyFillAttention);
+    attention and the 0-based `keys`, the fill reads its nearest key (painting/keyfill.py);
     that fill has a `close()`, to call when the stage is done."""
     from dataclasses import replace
 
+    from vid2vid.painting.painters.image import load_engine
     from vid2vid.stages import control as ctl
-    from vid2vid.stages.img2img import _load
 
     light = replace(settings, img2img=replace(settings.img2img, denoise=settings.propagate.fill_denoise))
-    engine = _load(light, job, model)
+    engine = load_engine(light, job, model)
     nets = list(enumerate(settings.img2img.controlnet, 1))
 
     def controls_of(t: int) -> list[list[np.ndarray]] | None:
-        # ControlNet (issue 14): frame t's control images steer the fill as they steer img2img's frames
+        # ControlNet: frame t's control images steer the fill as they steer img2img's frames
         return [[imageops.read_image(ctl.image_path(ws, n, cn, t + 1)) for n, cn in nets]] \
             if nets and ws is not None else None
 
@@ -96,7 +96,7 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
     if settings.img2img.cross_frame == "none" or not keys or ws is None:
         return fill
-    from vid2vid.stages.img2img import KeyFillAttention  # issue 15: the fill reads its nearest key
+    from vid2vid.painting.keyfill import KeyFillAttention  # the fill reads its nearest key
 
     painted = ws                                              # (narrowed for the closure)
     return KeyFillAttention(engine, settings.img2img, keys, fill, job,
@@ -105,7 +105,7 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
 def painted_key(ws: Workspace, k: int) -> np.ndarray:
     """Key frame k (0-based) as img2img painted it."""
-    return imageops.read_image(ws.path("img2img", frame_name(k + 1)))
+    return imageops.read_image(ws.path(registry.stage("img2img").folder, frame_name(k + 1)))
 
 
 def space_need(ws: Workspace, settings: config.Settings):
@@ -151,7 +151,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
                            keys0, partial(painted_key, ws), targets,
                            fill, job, steady=ps.steady_keys)
     finally:
-        if hasattr(fill, "close"):          # issue 15: cross-frame fill, the model's own attention back
+        if hasattr(fill, "close"):          # cross-frame fill, the model's own attention back
             fill.close()
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
                       hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vid2vid.config import Settings
+    from vid2vid.config import CorrectSettings, Settings
     from vid2vid.core.workspace import Workspace
 
 
@@ -57,8 +57,18 @@ class Stage:
         return self.frames or self.name
 
 
+def img2img_reads_depth(c: CorrectSettings) -> bool:
+    """img2img reads depth masks: its delta mask or its spatial mask is a depth mask."""
+    return c.delta_mask == "depth" or c.spatial_mask == "depth"
+
+
+def control_reads_depth(s: Settings) -> bool:
+    """The control stage reads depth maps: a ControlNet's control source is depth."""
+    return any(cn.control == "depth" for cn in s.img2img.controlnet)
+
+
 def needs_depth(s: Settings) -> bool:
-    """Depth maps are read when asked for, or when a mask of the chosen correction is a depth mask."""
+    """`run` makes depth maps when asked for, or when a mask of the chosen correction is a depth mask."""
     c = s.correct
     masks = (c.flow_mask,) if c.method == "flow" else (c.delta_mask,)
     return s.run.depth or c.spatial_mask == "depth" or "depth" in masks

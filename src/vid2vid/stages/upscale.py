@@ -1,11 +1,9 @@
 """Stage `upscale`: every img2img frame through an upscaler (Real-ESRGAN by default) into `resr/`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from vid2vid.config import Settings
 from vid2vid.core.errors import BadInput, stage_ref
-from vid2vid.core.fileid import file_id
+from vid2vid.core.fileid import spec_identity
 from vid2vid.core.imageops import read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
@@ -14,15 +12,12 @@ from vid2vid.stages import registry
 
 STAGE = "upscale"
 ROW = registry.stage(STAGE)
-OUTPUT_DIR = "resr"
+OUTPUT_DIR = ROW.folder
 
 
 def _model_identity(model: str) -> dict:
     """What names the model in the stage key: the name, plus size and time for a model file."""
-    p = Path(model).expanduser()
-    if upscaler_scale(model) is None and p.is_file():
-        return file_id(p).record("model")
-    return {"model": model}
+    return spec_identity(model, "model", "model") if upscaler_scale(model) is None else {"model": model}
 
 
 def check(settings: Settings) -> None:

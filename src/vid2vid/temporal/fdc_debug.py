@@ -24,7 +24,6 @@ CAPTION_H = 16              # pixels of caption strip above each tile
 GAP = 4                     # pixels between tiles
 MOTION_LOWCUTS = tuple(range(0, 256, 4))                  # 64 tiles, 8 x 8, as the seed's grid
 DEPTH_LOWCUTS = (-1,) + tuple(range(0, 256, 8)) + (255,)  # 34 tiles
-SHEETS = ("fdc", "motion", "depth")
 
 
 # ---------------------------------------------------------------- layout

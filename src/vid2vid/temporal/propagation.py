@@ -53,8 +53,6 @@ from vid2vid.core.errors import BadInput
 from vid2vid.temporal.flowpass import FlowOptions, flow_grey, flow_size, match_to_neighbours, source_link
 from vid2vid.temporal.opticalflow import as_float_rgb, consistency_mask, inside_mask, resize_flow, sample_grid, warp
 
-KEY_MODES = ("off", "every", "motion")
-FILL_MODES = ("warp", "img2img")
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
 FILL_MIN = 0.005          # share of meaningful hole (`meaningful_hole`) below which a frame gets no img2img fill
 FILL_OPEN = 9             # pixels at 480 rows (scaled with the shorter side): thinner holes are slivers, no fill

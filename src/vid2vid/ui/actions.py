@@ -219,7 +219,7 @@ def fdc_sheet(root: Path, ws_name: str, frame: int, settings: config.Settings, t
     delta = fdc.frame_delta(fit[0], fit[1])
     depth = None
     if settings.correct.delta_mask == "depth":
-        from vid2vid.stages.img2img import read_depth
+        from vid2vid.painting.inputs import read_depth
         depth = read_depth(ws, src[frame - 1], s.width, s.height, s.resize)
     return fdc_debug.fdc_sheet(imageops.read_image(gen[frame - 2]), imageops.read_image(gen[frame - 1]), delta,
                                settings.correct, depth=depth, tile_width=tile_width)

@@ -25,7 +25,6 @@ from vid2vid.core.errors import BadInput
 from vid2vid.video.probe import PICTURE_TYPES, VideoInfo, normal_rotation, open_video
 from vid2vid.video.tonemap import DEFAULT_PEAK_NITS, hdr_to_sdr, round_to_8bit
 
-PICT_CODES = {"i": (1,), "p": (2,), "b": (3,)}
 DEINTERLACER = "bwdif"
 
 
