@@ -126,6 +126,9 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
     models, sources = vars(args).get("cli.controlnet"), vars(args).get("cli.control")
     if models is None and sources is None:
         return
+    if settings.img2img.video_model.strip() and models is None:
+        video_control_from_flag(settings, sources or [])
+        return
     models, sources = models or [], sources or []
     if len(models) != len(sources):
         from vid2vid.core.errors import BadInput
@@ -133,6 +136,24 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
         raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
                        "its --control SOURCE, in the same order")
     settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
+
+
+def video_control_from_flag(settings: config.Settings, sources: list[str]) -> None:
+    """`--control SOURCE` given once with --video-model (and no --controlnet): the video model's control."""
+    from pathlib import Path
+
+    from vid2vid.core.errors import BadInput
+
+    if len(sources) != 1:
+        raise BadInput(f"{len(sources)} --control given with --video-model; give one --control SOURCE (the video "
+                       "model's control video)")
+    source, s = sources[0], settings.img2img
+    if source in config.CONTROL_SOURCES and source != "folder":
+        s.video_control = source
+    elif Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~")):
+        s.video_control, s.video_control_folder = "folder", source
+    else:
+        s.video_control = source                       # validation names it
 
 
 def _base_settings(args: argparse.Namespace) -> config.Settings:
@@ -410,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write only a tiny AnimateDiff motion module that fits the tiny model (output projections "
                          "re-initialised): a MotionAdapter folder, or with --single-file one original-layout "
                          ".safetensors")
+    sp.add_argument("--video-model", action="store_true",
+                    help="write a tiny Wan VACE video model for --video-model (transformer, Wan VAE, UMT5 text "
+                         "encoder, a tokenizer built offline): a diffusers folder")
 
     sp = command("doctor", _lazy("vid2vid.cli.tools", "doctor"), "what this machine has and lacks for vid2vid")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder whose free disk space is checked")

@@ -160,7 +160,7 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae | --motion-module]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae | --motion-module | --video-model]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
@@ -173,6 +173,13 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
 
         path = make_tiny_motion_module(args.dir, single_file=args.single_file)
         job.say(f"tiny motion module written: {path}")
+        print(path)
+        return
+    if getattr(args, "video_model", False):         # the tiny Wan VACE (for --video-model)
+        from vid2vid.diffusion.wan_tiny import make_tiny_wan_vace
+
+        path = make_tiny_wan_vace(args.dir)
+        job.say(f"tiny Wan VACE video model written: {path}")
         print(path)
         return
     if getattr(args, "controlnet", False):          # only the tiny ControlNet

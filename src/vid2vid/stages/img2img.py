@@ -24,6 +24,7 @@ from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, frame_name
 from vid2vid.painting import frameplan, inputs, painters, single, still
 from vid2vid.painting.loop import FrameRun, paint_frames, say_order
+from vid2vid.painting.painters import wan_vace
 from vid2vid.painting.writer import FrameWriter
 from vid2vid.stages import control as control_stage
 from vid2vid.stages import registry
@@ -38,7 +39,8 @@ RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # made before the settings existed stay valid.
 KEYED_WHEN_SET = ("vae", "tcd_gamma", "skip_still", "cross_frame", "cross_frame_blocks", "cross_frame_bank",
                   "flow_init", "motion_module", "context_length", "context_overlap", "context_weighting",
-                  "motion_scale", "shuffle_noise")
+                  "motion_scale", "shuffle_noise", "video_model", "video_control", "video_control_folder",
+                  "video_control_scale", "video_reference", "flow_shift")
 
 
 # ---------------------------------------------------------------- parameters
@@ -56,6 +58,7 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _identity(s.model)
     gen["loras"] = [_identity(x) for x in s.loras]
     gen["embeddings"] = [_identity(x) for x in s.embeddings]
+    gen.update(wan_vace.key_params(settings))
     nets = gen.pop("controlnet")          # absent without ControlNets, so older records stay valid
     if s.controlnet:
         gen["controlnet"] = [{**c, "model": _identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
@@ -124,6 +127,8 @@ def stage_inputs(ws: Workspace, settings: config.Settings, n: int) -> tuple[str,
     s = settings.img2img
     needed: tuple[str, ...] = ("extract", "depth") if registry.img2img_reads_depth(settings.correct) else ("extract",)
     needed += ("control",) if s.controlnet else ()
+    if wan_vace.applies(settings) and s.video_control == "depth" and "depth" not in needed:
+        needed += ("depth",)
     for dep in needed:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
@@ -158,7 +163,7 @@ def painted_frames(ws: Workspace, settings: config.Settings, params: dict, rec: 
 
 def _load(settings: config.Settings, job: Job, model, batches: int):
     """The painter's session: on Ray actors when asked (and no model is handed in), else here."""
-    if settings.ray.enabled and model is None:
+    if settings.ray.enabled and model is None and not painters.choose(settings).WINDOWED:
         from vid2vid.painting.raypool import ray_engine
 
         return ray_engine(settings, job, batches)
@@ -230,6 +235,12 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     writer = FrameWriter(settings, targets, ws.path(MASKS), set(todo),
                          job.tracker(STAGE, len(targets), done=len(targets) - len(todo)), keyed, still_plan)
     writer.copy_earlier_stills()
+    if getattr(session, "windowed", False):     # the video model: the whole clip, step by step
+        from vid2vid.painting.wan_run import paint_workspace
+
+        paint_workspace(ws, settings, job, session, frames, str(ws.stage_record(STAGE)["key"]), writer)
+        ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, **session.describe())
+        return ws.stage_info(STAGE)
     painted = [i for i in targets if i not in still_plan]
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan], anchors=tuple(shots) if keyed else ())
     say_order(job, s, units, writer.missing)
