@@ -123,3 +123,60 @@ def test_model_files_that_are_not_wan_vace_are_refused(tiny_wan, tiny_model, tmp
     shutil.copytree(tiny_wan, partial, ignore=shutil.ignore_patterns("text_encoder"))
     with pytest.raises(ModelNotFound, match="lacks the UMT5 text encoder"):
         check_video_model_spec(str(partial))
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_windows_on_ray_actors_give_the_same_bits(workspace_factory, tiny_wan):
+    import torch
+
+    from conftest import moving_frames
+    from vid2vid.painting import raypool
+    from vid2vid.stages import img2img as stage
+
+    ray = pytest.importorskip("ray")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        src = moving_frames(11)
+        local, remote = workspace_factory(src, "local"), workspace_factory(src, "ray")
+        stage.run(local, wan_settings(tiny_wan), Job())
+        st = wan_settings(tiny_wan)
+        st.ray.enabled, st.ray.actors = True, 2
+        stage.run(remote, st, Job())
+    finally:
+        raypool.close_pools()
+        ray.shutdown()
+        torch.set_num_threads(threads)
+    assert [p.read_bytes() for p in local.frames("img2img")] == [p.read_bytes() for p in remote.frames("img2img")]
+
+
+def test_command_line_bad_input_is_one_line_and_exit_2(workspace_factory, tiny_wan, tiny_model, capsys):
+    from conftest import moving_frames
+    from vid2vid.cli.main import main
+
+    ws = workspace_factory(moving_frames(5), "cli")
+    base = ["img2img", "-w", str(ws.root), "--video-model", str(tiny_wan), "--width", "64", "--height", "48"]
+    for extra, words in ((["--context-length", "16", "--context-overlap", "5"], "--context-length 16"),
+                         (["--controlnet", "cn.pth", "--control", "canny"], "--controlnet"),
+                         (["--video-reference", "missing.png"], "--video-reference 'missing.png' does not exist"),
+                         (["--control", "depth", "--control", "canny"], "give one --control"),
+                         (["--control", "sketch"], "sketch")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert main(["img2img", "-w", str(ws.root), "--video-model", str(tiny_model)]) == 2
+    assert "StableDiffusionPipeline, not a video model" in capsys.readouterr().err
+    assert not (ws.root / "img2img").exists()
+
+
+def test_control_flag_names_the_video_models_control(tmp_path):
+    from vid2vid import config
+    from vid2vid.cli.main import video_control_from_flag
+
+    s = config.Settings()
+    video_control_from_flag(s, ["depth"])
+    assert s.img2img.video_control == "depth"
+    video_control_from_flag(s, [str(tmp_path)])
+    assert (s.img2img.video_control, s.img2img.video_control_folder) == ("folder", str(tmp_path))
