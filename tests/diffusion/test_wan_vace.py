@@ -12,9 +12,8 @@ from vid2vid.diffusion import wan_vace as wv
 FRAMES, SIZE, STEPS, SHIFT, CFG = 9, 32, 3, 3.0, 4.0
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny model written to disk and read back through diffusers' own loader (offline)."""
+def load_tiny(tmp_path_factory):
+    """The tiny model written to disk and read back through diffusers' own loader (offline): (pipe, parts)."""
     from diffusers import WanVACEPipeline
 
     from vid2vid.diffusion.wan_tiny import make_tiny_wan_vace
@@ -24,6 +23,11 @@ def tiny(tmp_path_factory):
     pipe.set_progress_bar_config(disable=True)
     parts = wv.WanVace(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, torch.device("cpu"))
     return pipe, parts
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return load_tiny(tmp_path_factory)
 
 
 def clip(seed: int) -> list[np.ndarray]:

@@ -83,7 +83,7 @@ def test_reference_image_changes_the_frames(workspace_factory, tiny_wan, tmp_pat
 @pytest.mark.parametrize("change, message", [
     (dict(context_length=16, context_overlap=5), "4n\\+1"),
     (dict(context_length=17, context_overlap=4), "multiple of 4"),
-    (dict(video_reference="/no/such/look.png"), "video-reference .*does not exist"),
+    (dict(video_reference="/no/such/look.png"), "video.reference.* does not exist"),
     (dict(controlnet=["x"]), "ControlNets belong to image UNets"),
     (dict(width=72), "multiples of 16"),
 ])

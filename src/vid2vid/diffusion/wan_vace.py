@@ -20,6 +20,7 @@ import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class WanVace:
     transformer: torch.nn.Module
     vae: torch.nn.Module
     text_encoder: torch.nn.Module
-    tokenizer: object
+    tokenizer: Any
     device: torch.device
     dtype: torch.dtype = torch.float32
 

@@ -60,7 +60,11 @@ class ClipInputs:
         wanted = sorted(set(i + 1 for i in idx))
         masks = {fj.index: fj.spatial for fj in frame_jobs(Workspace(self.root), self.frames, wanted, self.settings)}
         full = np.ones((s.height, s.width), np.float32)
-        return [full if masks[i + 1] is None else masks[i + 1][..., 0] for i in idx]
+        out = []
+        for i in idx:
+            m = masks[i + 1]
+            out.append(full if m is None else m[..., 0])
+        return out
 
 
 def window_model(parts, settings: config.Settings, inputs: ClipInputs, prompts, references) -> wan_clip.WanWindows:

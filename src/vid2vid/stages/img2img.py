@@ -238,7 +238,7 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     if getattr(session, "windowed", False):     # the video model: the whole clip, step by step
         from vid2vid.painting.wan_run import paint_workspace
 
-        paint_workspace(ws, settings, job, session, frames, str(ws.stage_record(STAGE)["key"]), writer)
+        paint_workspace(ws, settings, job, session, frames, str((ws.stage_record(STAGE) or {})["key"]), writer)
         ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, **session.describe())
         return ws.stage_info(STAGE)
     painted = [i for i in targets if i not in still_plan]
