@@ -25,18 +25,18 @@ import re
 from pathlib import Path
 
 from vid2vid.core.errors import BadInput, ModelNotFound
+from vid2vid.models.hub import looks_like_hub_id, offline_reason
 
 MOTION_FIELD = "{img2img.motion_module}"
 HEADS, GROUPS = 8, 32                       # every published motion module's
 FAMILIES = {(320, 640, 1280, 1280): "SD 1.x", (320, 640, 1280): "SDXL"}
+FAMILY_KEY = "vid2vid_family"              # a single file's metadata naming its family (tiny modules)
 _FIX = ("use an AnimateDiff motion module (e.g. mm_sd15_v2.ckpt, v3_sd15_mm.ckpt, AnimateLCM_sd15_t2v.ckpt), "
         "a diffusers MotionAdapter folder or its hub id")
 
 
 def check_spec(spec: str) -> str:
     """The motion module spec, checked without loading: a file or folder that exists, or a hub id."""
-    from vid2vid.diffusion.loading import looks_like_hub_id
-
     spec = (spec or "").strip()
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -94,9 +94,9 @@ def read_single_file(path: Path):
     """A MotionAdapter (float32, CPU) from one single file; BadInput when it is not one."""
     from diffusers import MotionAdapter
 
-    from vid2vid.diffusion.loading import read_state_file
+    from vid2vid.diffusion.checkpoints import read_state_file
 
-    raw, _ = read_state_file(path, "motion module")
+    raw, meta = read_state_file(path, "motion module")
     state = to_diffusers_keys(raw)
     adapter = MotionAdapter(**infer_config(state, trained_length(raw)))
     missing, unexpected = adapter.load_state_dict(state, strict=False)
@@ -104,13 +104,8 @@ def read_single_file(path: Path):
     if missing or unexpected:
         raise BadInput(f"{MOTION_FIELD} {path} does not fit a motion module's layout ({len(missing)} missing, "
                        f"{len(unexpected)} unexpected weights, e.g. {(missing + unexpected)[0]}); {_FIX}")
+    adapter.vid2vid_family = meta.get(FAMILY_KEY)         # tiny test modules say theirs
     return adapter
-
-
-def _hub_offline() -> bool:
-    from vid2vid.diffusion.loading import _hub_offline as offline
-
-    return offline()
 
 
 def load_adapter(spec: str):
@@ -128,7 +123,7 @@ def load_adapter(spec: str):
                 raise BadInput(f"{MOTION_FIELD} folder {path} holds a {cfg.get('_class_name')}, not a motion "
                                f"module; {_FIX}")
             return MotionAdapter.from_pretrained(str(path), local_files_only=True)
-        return MotionAdapter.from_pretrained(spec, local_files_only=_hub_offline())
+        return MotionAdapter.from_pretrained(spec, local_files_only=offline_reason() is not None)
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise ModelNotFound(f"cannot load {MOTION_FIELD} '{spec}' ({str(exc).splitlines()[0]}); {_FIX}") from exc
 
@@ -139,12 +134,27 @@ def family(channels) -> str:
     return FAMILIES.get(channels, f"a UNet with levels {'/'.join(str(c) for c in channels)}")
 
 
+def module_family(adapter) -> str | None:
+    """The family a motion module was made for, when its layout (or a tiny module's file) says it."""
+    return FAMILIES.get(tuple(int(c) for c in adapter.config["block_out_channels"])) or \
+        getattr(adapter, "vid2vid_family", None)
+
+
+def model_family(unet) -> str:
+    """SDXL (its UNet takes the pooled text and size embedding) or SD 1.x."""
+    return "SDXL" if unet.config.get("addition_embed_type") == "text_time" else "SD 1.x"
+
+
 def check_family(adapter, unet, model_name: str = "the model") -> None:
-    """BadInput unless the motion module was made for this UNet's layout (SD 1.5 module on SDXL, ...)."""
+    """BadInput unless the motion module was made for this UNet (an SD 1.5 module on SDXL, ...)."""
     have = tuple(int(c) for c in adapter.config["block_out_channels"])
     want = tuple(int(c) for c in unet.config["block_out_channels"])
     layers = unet.config["layers_per_block"]
     layers = layers if isinstance(layers, int) else layers[0]
+    made_for, model = module_family(adapter), model_family(unet)
+    if made_for is not None and made_for != model:
+        raise BadInput(f"{MOTION_FIELD} is made for {made_for} but the model {model_name} is {model}; use an "
+                       f"{model} motion module or an {made_for} model")
     if have != want or int(adapter.config["motion_layers_per_block"]) != int(layers):
-        raise BadInput(f"{MOTION_FIELD} is made for {family(have)} but {model_name} is {family(want)}; use a "
-                       f"{family(want)} motion module or a {family(have)} model")
+        raise BadInput(f"{MOTION_FIELD} is made for {family(have)} but the model {model_name} is {family(want)}; "
+                       f"use a motion module made for {family(want)} or a {family(have)} model")

@@ -72,13 +72,15 @@ def make_tiny_motion_module(dir: str | Path, single_file: bool = False, seed: in
     `dir/tiny-motion-module.safetensors` (or `dir` itself when it ends in .safetensors)."""
     from safetensors.torch import save_file
 
+    from vid2vid.diffusion.motion_loading import FAMILY_KEY
+
     adapter = build_tiny_motion_module(seed)
     target = Path(dir)
     if single_file:
         path = target if target.suffix == ".safetensors" else target / FILE_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file(original_layout(adapter), str(tmp), metadata={"format": "pt"})
+        save_file(original_layout(adapter), str(tmp), metadata={"format": "pt", FAMILY_KEY: "SD 1.x"})
         tmp.replace(path)
         return path
     if target.exists() and not target.is_dir():

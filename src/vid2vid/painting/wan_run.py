@@ -4,7 +4,7 @@
        frames fitted to the canvas, the control image of `{img2img.video_control}` made from each,
        the spatial masks of `{correct.spatial_mask}` when set): memory holds one window's pixels
     2. every sampling step over the whole clip's latents (`windows.ClipSampling`): windows on this
-       process or on Ray actors (`painting/windowray.py`), blended; after each step the latents go to
+       process or on Ray actors (`painting/windowrun.py: spread_for`), blended; after each step the latents go to
        `img2img/windows-latents.pt` and the progress to `img2img/windows-state.json`
     3. the latents decoded one latent frame at a time, each frame handed to the frame writer (frame
        delta correction, atomic write, progress); frames written before a kill are decoded again (the
@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.painting import wan_clip, windows
 from vid2vid.painting.inputs import frame_jobs, read_depth
+from vid2vid.painting.windowrun import spread_for
 
 
 class ClipInputs:
@@ -83,22 +83,6 @@ def actor_window_model(settings: config.Settings, inputs: ClipInputs, references
     return window_model(parts, settings, inputs, prompts_of(parts, settings.img2img), references)
 
 
-def spread_for(settings: config.Settings, model: wan_clip.WanWindows, inputs: ClipInputs, references, job: Job):
-    """Where a step's windows run: Ray actors when asked, else this process."""
-    if not settings.ray.enabled:
-        return windows.LocalSpread(model)
-    import torch
-
-    from vid2vid.painting.raypool import connect
-    from vid2vid.painting.windowray import RaySpread
-
-    ray = connect(settings.ray)
-    threads = settings.ray.threads or torch.get_num_threads()
-    actors = settings.ray.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-    job.say(f"img2img: windows on {actors} Ray actor(s), {threads} CPU thread(s) each")
-    return RaySpread(partial(actor_window_model, settings, inputs, references), actors, threads)
-
-
 def paint_workspace(ws: Workspace, settings: config.Settings, job: Job, session, frames: list[Path], key: str,
                     writer) -> None:
     """Steps 1-3 of the module docstring for every frame of the workspace."""
@@ -114,12 +98,12 @@ def paint_workspace(ws: Workspace, settings: config.Settings, job: Job, session,
     steps = job.tracker("img2img steps", run.steps_total, done=done)
     job.say(f"img2img: {n} frames in {len(run.windows)} window(s) of {length} frames (overlap {overlap}), "
             f"{run.steps_total} step(s)" + (f", resuming after step {done}" if done else ""))
-    inputs = ClipInputs(ws.root, frames, settings)
-    refs = session.references(ws, settings, job, frames)
-    model = window_model(session.parts, settings, inputs, session.prompts, refs)
-    spread = spread_for(settings, model, inputs, refs, job)
+    session.inputs = ClipInputs(ws.root, frames, settings)
+    session.refs = session.references(ws, settings, job, frames)
+    model = session.window_model()
+    spread = spread_for(settings, session, None, job)
     try:
-        painted = wan_clip.paint_clip(session.parts, model, run, spread, store, inputs.source,
+        painted = wan_clip.paint_clip(session.parts, model, run, spread, store, session.inputs.source,
                                       lambda i: steps.advance())
         for fj, image in zip(frame_jobs(ws, frames, list(range(1, n + 1)), settings), painted):
             if fj.index in writer.missing:

@@ -55,6 +55,8 @@ def stage_params(settings: config.Settings) -> dict:
             gen.pop(k, None)
     if s.vae:
         gen["vae"] = _identity(s.vae)
+    if s.motion_module:
+        gen["motion_module"] = _identity(s.motion_module)
     gen["model"] = _identity(s.model)
     gen["loras"] = [_identity(x) for x in s.loras]
     gen["embeddings"] = [_identity(x) for x in s.embeddings]
@@ -235,19 +237,29 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     writer = FrameWriter(settings, targets, ws.path(MASKS), set(todo),
                          job.tracker(STAGE, len(targets), done=len(targets) - len(todo)), keyed, still_plan)
     writer.copy_earlier_stills()
-    if getattr(session, "windowed", False):     # the video model: the whole clip, step by step
-        from vid2vid.painting.wan_run import paint_workspace
-
-        paint_workspace(ws, settings, job, session, frames, str((ws.stage_record(STAGE) or {})["key"]), writer)
-        ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, **session.describe())
-        return ws.stage_info(STAGE)
     painted = [i for i in targets if i not in still_plan]
+    if getattr(session, "windowed", False):       # windows of frames blended per step (painting/windows.py)
+        from vid2vid.painting.windowrun import paint_windowed
+
+        key = str((ws.stage_record(STAGE) or {})["key"])
+        if hasattr(session, "paint_workspace"):       # a painter with its own latent layout (Wan VACE)
+            session.paint_workspace(ws, settings, job, frames, key, writer)
+        else:
+            paint_windowed(ws, settings, job, session, frames, key, writer)
+        return _complete(ws, settings, session, writer, len(targets), 1, None, still_plan)
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan], anchors=tuple(shots) if keyed else ())
     say_order(job, s, units, writer.missing)
     workers, threads = paint_frames(FrameRun(ws, settings, frames, painted, units, writer), session, job)
+    return _complete(ws, settings, session, writer, len(targets), workers, threads, still_plan)
+
+
+def _complete(ws: Workspace, settings: config.Settings, session, writer: FrameWriter, frames: int, workers: int,
+              threads: int | None, still_plan: dict) -> dict:
+    """5. the stage's record."""
+    s = settings.img2img
     seconds = {k: round(v, 3) for k, v in {**session.timings.seconds, **writer.times}.items()}
-    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not keyed else {}
-    ws.complete_stage(STAGE, frames=len(targets), width=s.width, height=s.height, time_breakdown=seconds,
+    fast = {"still_frames": sorted(still_plan)} if s.skip_still > 0 and not settings.propagate.on else {}
+    ws.complete_stage(STAGE, frames=frames, width=s.width, height=s.height, time_breakdown=seconds,
                       model_workers=workers, threads_per_worker=threads, **session.record(), **fast,
                       **session.describe())
     return ws.stage_info(STAGE)

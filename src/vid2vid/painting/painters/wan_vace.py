@@ -15,6 +15,7 @@ settings; left at their defaults (16 / 4, which do not fit Wan) they become 81 /
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,8 @@ class WanSession:
         self.context = context(s, self.device.type)
         self.prompts = prompts_of(self.parts, s)
         self.timings = Timings(self.device)
-        self.spec = s.video_model
+        self.spec, self.settings = s.video_model, settings
+        self.inputs, self.refs = None, []
         job.say(f"img2img: Wan VACE on {self.device}, {str(self.parts.dtype).removeprefix('torch.')}, windows of "
                 f"{self.context[0]} frames overlapping by {self.context[1]}, flow shift {s.flow_shift:g}")
 
@@ -141,6 +143,23 @@ class WanSession:
         path = Path(ref).expanduser()
         files = list_frames(path) if path.is_dir() else [path]
         return [imageops.read_image(f) for f in files]
+
+    def window_model(self, controls=None):
+        """The window model over the clip set by `paint_workspace` (inputs and references)."""
+        from vid2vid.painting.wan_run import window_model
+
+        return window_model(self.parts, self.settings, self.inputs, self.prompts, self.refs)
+
+    def factory(self):
+        """What a Ray actor calls to build its window model (it loads the parts itself)."""
+        from vid2vid.painting.wan_run import actor_window_model
+
+        return partial(actor_window_model, self.settings, self.inputs, self.refs)
+
+    def paint_workspace(self, ws, settings: config.Settings, job: Job, frames: list[Path], key: str, writer) -> None:
+        from vid2vid.painting.wan_run import paint_workspace
+
+        paint_workspace(ws, settings, job, self, frames, key, writer)
 
     def describe(self) -> dict:
         return {"painter": NAME, "video_model": self.spec, "device": str(self.device),
