@@ -11,12 +11,11 @@ import pytest
 
 from vid2vid import config
 from vid2vid.cli.main import build_parser, flag_namer, main
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.pipeline import runner
-from vid2vid.stages import registry
 from vid2vid.ui import actions, form
 from vid2vid.video.democlip import make_clip
 
@@ -44,27 +43,27 @@ def errors_logged(ws: Workspace) -> list[dict]:
 # ---------------------------------------------------------------- the table
 
 def test_table_rows_are_consistent():
-    names = [row.name for row in registry.STAGES]
+    names = [row.name for row in stagetable.STAGES]
     assert names[0] == "extract" and names[-1] == "export" and len(set(names)) == len(names)
-    for row in registry.STAGES:
+    for row in stagetable.STAGES:
         assert set(row.sections) <= set(config.SECTIONS), row.name
-        assert all(nxt in registry.BY_NAME for nxt in row.then)
+        assert all(nxt in stagetable.BY_NAME for nxt in row.then)
         __import__(row.module)                      # every row names a real module with run()
         assert callable(sys.modules[row.module].run)
     # every --from token of export is a frame folder some stage makes
-    assert {registry.by_frames(t).name for t in config.EXPORT_SOURCES} == {"extract", "img2img", "upscale",
+    assert {stagetable.by_frames(t).name for t in config.EXPORT_SOURCES} == {"extract", "img2img", "upscale",
                                                                          "interpolate"}
-    outs = [o for row in registry.STAGES for o in row.outputs]
+    outs = [o for row in stagetable.STAGES for o in row.outputs]
     assert len(outs) == len(set(outs)), "two stages own the same folder"
 
 
 def test_export_source_follows_the_enabled_stages():
     s = Settings()
-    assert registry.export_source(s) == "rife"
+    assert stagetable.export_source(s) == "rife"
     s.run.interpolate = False
-    assert registry.export_source(s) == "resr"
+    assert stagetable.export_source(s) == "resr"
     s.run.upscale = False
-    assert registry.export_source(s) == "img2img"
+    assert stagetable.export_source(s) == "img2img"
 
 
 # ---------------------------------------------------------------- the three disagreements
@@ -164,7 +163,7 @@ def test_every_field_reaches_cli_toml_and_page():
             flags = config.cli_flags(key, "run")
             assert any(f in run_opts for f in flags), key
             assert key in run_opts[flags[-1]].default_targets, key
-        for row in registry.STAGES:
+        for row in stagetable.STAGES:
             if section in row.sections and m.cli and not m.run_only and m.item is None:
                 assert any(f in _option_strings(subs[row.name]) for f in config.cli_flags(key, row.name)), \
                     (row.name, key)
@@ -173,7 +172,7 @@ def test_every_field_reaches_cli_toml_and_page():
 
 
 def test_help_of_every_stage_command_lists_the_choices():
-    for row in registry.STAGES:
+    for row in stagetable.STAGES:
         out = subprocess.run([sys.executable, "-m", "vid2vid", row.name, "--help"], capture_output=True,
                              text=True, check=True).stdout
         for section in row.sections:

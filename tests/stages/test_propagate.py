@@ -7,10 +7,10 @@ from test_pipeline import assets, small_settings  # noqa: F401  (the module-scop
 from test_propagation import paint, panning
 
 from vid2vid.cli.main import main
+from vid2vid.config import stagetable
 from vid2vid.core.imageops import read_image, write_image
 from vid2vid.core.workspace import Workspace, frame_name
 from vid2vid.pipeline.runner import run
-from vid2vid.stages import registry
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets
     assert keys[0] == 1 and keys[-1] == 6 and 4 in keys                   # 1, 4, 6 (+ any scene cut)
     assert [p.name for p in ws.frames("img2img")] == [frame_name(k) for k in keys]
     assert len(ws.frames("propagate")) == 6 and "propagate" in result.stages
-    assert registry.generated(ws).name == "propagate"
+    assert stagetable.generated(ws).name == "propagate"
     for k in keys:                                          # not steadied, the keys pass through unchanged
         key = frame_name(k)
         assert np.array_equal(read_image(ws.path("propagate", key)), read_image(ws.path("img2img", key)))
@@ -38,7 +38,7 @@ def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets
     result = run(clip, s, workspace=tmp_path / "ws")
     ws = Workspace(result.workspace)                        # (a fresh look at the manifest)
     assert ws.stage_record("flow")["inputs"].get("propagate") == ws.stage_record("propagate")["key"]
-    assert registry.generated(ws).name == "flow" and result.output == ws.path("synth-img2img.mp4")
+    assert stagetable.generated(ws).name == "flow" and result.output == ws.path("synth-img2img.mp4")
     # steadied keys (the default): propagate is redone, the keys change a little, img2img is kept
     painted = {k: read_image(ws.path("img2img", frame_name(k))) for k in keys}
     mtimes = {k: ws.path("img2img", frame_name(k)).stat().st_mtime_ns for k in keys}
@@ -52,7 +52,7 @@ def test_keys_only_are_painted_and_propagate_holds_the_sequence(tmp_path, assets
     # key frames off again: every frame painted, propagate/ no longer current
     s.propagate.keyframes, s.correct.method = "off", "seed"
     run(clip, s, workspace=tmp_path / "ws")
-    assert len(ws.frames("img2img")) == 6 and registry.generated(Workspace(ws.root)).name == "img2img"
+    assert len(ws.frames("img2img")) == 6 and stagetable.generated(Workspace(ws.root)).name == "img2img"
 
 
 def _folders(tmp_path, n=7, keys=(0, 3, 6)):

@@ -1,7 +1,7 @@
 """The `vid2vid` command: one subcommand per stage, plus `run`, `demo` and helper tools.
 
 Thin over the library: each handler builds settings from the options and calls one library
-function. The stage commands come from the stage table (`vid2vid.stages.registry`) and run through
+function. The stage commands come from the stage table (`vid2vid.config.stagetable`) and run through
 `runner.run_stage`, like `run` and the web page; their options come from the settings' own
 metadata (config.py), so the command line, the TOML file and the web page always agree. Errors
 name settings by their flag in the command at hand. Exit codes: 0 done, 1 failed while
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import __version__, config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError
 from vid2vid.core.progress import ConsoleProgress, Job, stop_signals
-from vid2vid.stages import registry
 
 # ---------------------------------------------------------------- options from the settings' metadata
 
@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("video")
     sp.add_argument("--json", action="store_true", help="print JSON")
 
-    for row in registry.STAGES:
+    for row in stagetable.STAGES:
         folders = row.name in FOLDER_FORMS
         sp = command(row.name, folder_or_stage(row) if folders else stage_command(row), row.help)
         if row.needs_video:

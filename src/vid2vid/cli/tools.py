@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
-from vid2vid.stages import registry
 
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
@@ -80,7 +80,7 @@ def fdc_debug(args: Any, parser: Any, job: Job) -> None:
         raise BadInput(f"--frame {n} must be 1 or more (frames are numbered from 1)")
     tile_width = args.tile_width or None
     if args.sheet == "depth":
-        depth_dir = _folder(args.depth, ws, registry.stage("depth").folder, "--depth")
+        depth_dir = _folder(args.depth, ws, stagetable.stage("depth").folder, "--depth")
         sheet = depth_mask_grid(read_mask(_pick(depth_dir, n - 1, "depth")), tile_width=tile_width or 256)
     else:
         if n < 2:
@@ -94,7 +94,7 @@ def fdc_debug(args: Any, parser: Any, job: Job) -> None:
             prev_dir = Path(args.prev) if args.prev else generated
             depth = None
             if settings.delta_mask == "depth":
-                depth_dir = _folder(args.depth, ws, registry.stage("depth").folder, "--depth")
+                depth_dir = _folder(args.depth, ws, stagetable.stage("depth").folder, "--depth")
                 depth = read_mask(_pick(depth_dir, n - 1, "depth"))
             sheet = fdc_sheet(read_image(_pick(prev_dir, n - 2, "previous output")),
                               read_image(_pick(generated, n - 1, "generated")), delta, settings,

@@ -12,28 +12,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from vid2vid.config.choices import (  # noqa: F401
-    CONTROL_SOURCES,
-    CORRECT_METHODS,
-    CROSS_FRAME_BLOCKS,
-    CROSS_FRAME_MODES,
-    DEINTERLACE_MODES,
-    DELTA_MASKS,
-    DEVICES_HELP,
-    EXPORT_FORMATS,
-    EXPORT_SOURCES,
-    FDC_METHODS,
-    FRAME_MODES,
-    IMAGE_FORMATS,
-    KEY_FILLS,
-    LABELS,
-    METRICS_MIN_SIDE,
-    PREDICTION_TYPES,
-    RESIZE_MODES,
-    SAMPLERS,
-    SCHEDULES,
-    SPATIAL_MASKS,
-)
+from vid2vid.config.choices import *  # noqa: F403  (config.SAMPLERS, config.LABELS...: the allowed values)
 from vid2vid.config.fields import Choices, Meta, Section, check_field, fields_of, setting  # noqa: F401
 from vid2vid.config.img2img import ControlNetSettings, Img2ImgSettings  # noqa: F401
 from vid2vid.config.keyframes import KeySpec, parse_keyframes  # noqa: F401

@@ -314,7 +314,7 @@ class Workspace:
         """Decide whether `name` starts fresh, resumes or is already done; record it.
 
         `inputs` are the stages whose results this stage reads; they must be complete.
-        `outputs` are the folders and files the stage owns (its row in `vid2vid.stages.registry`).
+        `outputs` are the folders and files the stage owns (its row in `vid2vid.config.stagetable`).
         With other parameters than recorded, the stage's outputs are removed when
         `overwrite` is true, and kept (with a `BadInput` that says so) when it is false.
         """

@@ -186,12 +186,10 @@ def _load_folder(folder: Path, dtype: torch.dtype):
 def _load_hub(repo_id: str, dtype: torch.dtype):
     from diffusers import ControlNetModel
 
-    from vid2vid.models.hub import offline_reason
+    from vid2vid.models.hub import download_hint, offline_reason
 
     reason = offline_reason()
-    offline = reason is not None
-    how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the ControlNet as a "
-           "local folder or .safetensors/.pth file")
+    offline, how = reason is not None, download_hint(repo_id, "the ControlNet", ".safetensors/.pth file")
     try:
         return ControlNetModel.from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype))
     except (OSError, ValueError) as exc:

@@ -39,10 +39,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from vid2vid.config.choices import CROSS_FRAME_BLOCKS, CROSS_FRAME_MODES
 from vid2vid.core.errors import BadInput
 
-MODES = ("none", "anchor", "anchor-prev", "bank")
-BLOCKS = ("up", "all")
+MODES = CROSS_FRAME_MODES                       # the settings' allowed values, declared once in config
+BLOCKS = CROSS_FRAME_BLOCKS
 SEQUENTIAL_MODES = ("anchor-prev", "bank")     # they read the previous frame's sampling
 
 

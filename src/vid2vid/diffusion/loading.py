@@ -37,7 +37,7 @@ from vid2vid.diffusion.checkpoints import (
     read_checkpoint_header,
 )
 from vid2vid.diffusion.schedules import sigma_to_timestep
-from vid2vid.models.hub import looks_like_hub_id, offline_reason
+from vid2vid.models.hub import download_hint, looks_like_hub_id, offline_reason
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -267,9 +267,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype, progress: Callable | None = None
     from vid2vid.models.hub import cached, diffusers_files, hub_errors, prefetch
 
     unreachable = offline_reason()          # no network: fail at once, not after retries
-    offline = unreachable is not None
-    how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the model as a local "
-           "folder or .safetensors file")
+    offline, how = unreachable is not None, download_hint(repo_id, "the model")
     try:
         index_file = hf_hub_download(repo_id, "model_index.json", local_files_only=offline)
     except (OSError, ValueError) as exc:

@@ -263,12 +263,10 @@ def load_hub(repo_id: str, dtype: torch.dtype):
     from diffusers import AutoencoderKL, AutoencoderTiny
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.models.hub import offline_reason
+    from vid2vid.models.hub import download_hint, offline_reason
 
     reason = offline_reason()
-    offline = reason is not None
-    how = (f"download it on a machine with internet (`hf download {repo_id}`), or pass the VAE as a local "
-           "folder or .safetensors file")
+    offline, how = reason is not None, download_hint(repo_id, "the VAE")
     try:
         cfg_path = hf_hub_download(repo_id, "config.json", local_files_only=offline)
     except (OSError, ValueError) as exc:

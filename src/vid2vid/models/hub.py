@@ -63,6 +63,12 @@ def offline_reason(local_files_only: bool | None = None) -> str | None:
     return hub_unreachable()
 
 
+def download_hint(repo_id: str, what: str, files: str = ".safetensors file") -> str:
+    """The fix for a hub id that cannot be had here: download it elsewhere, or give a local copy."""
+    return (f"download it on a machine with internet (`hf download {repo_id}`), or pass {what} as a local "
+            f"folder or {files}")
+
+
 def byte_progress(report: Callable, label: str):
     """A tqdm class for the hub client's `tqdm_class` that draws nothing itself and sends each update
     to `report` as a ProgressEvent counted in bytes (the console shows MB, MB/s and time left).

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.workspace import Workspace
+from vid2vid.painting import controls
 from vid2vid.painting.frameplan import Unit
-from vid2vid.stages import control as control_stage
-from vid2vid.stages import registry
 from vid2vid.temporal import fdc
 
 
@@ -43,7 +43,7 @@ class FrameJob:
 
 def read_depth(ws: Workspace, frame: Path, width: int, height: int, resize: str) -> np.ndarray:
     """depthmask/<stem>.png as float32 HxWx1 in [0, 1] at the canvas size."""
-    p = ws.path(registry.stage("depth").folder, frame.stem + ".png")
+    p = ws.path(stagetable.stage("depth").folder, frame.stem + ".png")
     if not p.is_file():
         raise BadInput(f"depth mask {p} is missing; run {stage_ref('depth', ws.root)} first")
     return imageops.fit(imageops.read_mask(p), width, height, resize)
@@ -59,7 +59,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
                ) -> Iterator[FrameJob]:
     """FrameJobs for the 1-based `indexes` (ascending), reading each source frame once."""
     s, c = settings.img2img, settings.correct
-    depth_on = registry.img2img_reads_depth(c)
+    depth_on = stagetable.img2img_reads_depth(c)
     prev_i, prev_canvas = None, None
     for i in indexes:
         canvas = imageops.fit(imageops.read_image(frames[i - 1]), s.width, s.height, s.resize)
@@ -70,7 +70,7 @@ def frame_jobs(ws: Workspace, frames: list[Path], indexes: list[int], settings: 
             delta = fdc.frame_delta(prev_canvas, canvas)
         depth = read_depth(ws, frames[i - 1], s.width, s.height, s.resize) if depth_on else None
         spatial = fdc.spatial_mask(c, delta, depth, s.height, s.width)
-        control = [imageops.read_image(control_stage.image_path(ws, n, cn, i))
+        control = [imageops.read_image(controls.image_path(ws, n, cn, i))
                    for n, cn in enumerate(s.controlnet, 1)] if s.controlnet else None
         motion = None
         if s.flow_init > 0 and i > 1:

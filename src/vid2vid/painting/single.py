@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, frame_name
-from vid2vid.painting import frameplan
+from vid2vid.painting import controls, frameplan
 from vid2vid.painting.inputs import frame_jobs, init_canvas, unit_batches
 from vid2vid.painting.loop import worker_layout
-from vid2vid.stages import control as control_stage
-from vid2vid.stages import registry
 
 DEBUG = "img2img.debug"
 
@@ -32,7 +31,7 @@ def plan_single(ws: Workspace, settings: config.Settings, t: int, order: list[in
     """The units that paint frame t as a run over `order` does; refuses when flow init lacks an output."""
     s = settings.img2img
     units = frameplan.plan(s, order, [t], anchors)
-    out = ws.path(registry.stage("img2img").folder)
+    out = ws.path(stagetable.stage("img2img").folder)
     lacking = [f for f in frameplan.frames_of(units) if s.flow_init > 0 and f > 1
                and not (out / frame_name(f - 1)).is_file()]
     if lacking:
@@ -53,20 +52,20 @@ def paint_single(ws: Workspace, settings: config.Settings, job: Job, frames: lis
     threads_before = torch.get_num_threads()
     torch.set_num_threads(worker_layout(s, session.device.type, len(frames), threads_before)[1])
     generated, t_controls = None, []
-    painted = ws.path(registry.stage("img2img").folder)
+    painted = ws.path(stagetable.stage("img2img").folder)
     previous = lambda i: imageops.read_image(painted / frame_name(i - 1))  # noqa: E731
-    make_controls = control_stage.FrameControls(ws, settings) if s.controlnet else None
+    make_controls = controls.FrameControls(ws, settings) if s.controlnet else None
     plain = replace(settings, img2img=replace(s, controlnet=[]))
     try:
         for unit, batch in unit_batches(frame_jobs(ws, frames, frameplan.frames_of(units), plain), units):
             job.check()
-            controls = [[imageops.to_float(c) for c in make_controls(fj.index)] for fj in batch] \
+            images = [[imageops.to_float(c) for c in make_controls(fj.index)] for fj in batch] \
                 if make_controls else None
             out = session.paint(unit, [init_canvas(fj, s, previous) for fj in batch],
-                                session.canvas_masks([fj.spatial for fj in batch]), controls)
+                                session.canvas_masks([fj.spatial for fj in batch]), images)
             if t in unit.frames:
                 generated = out[unit.frames.index(t)]
-                t_controls = controls[unit.frames.index(t)] if controls else []
+                t_controls = images[unit.frames.index(t)] if images else []
     finally:
         torch.set_num_threads(threads_before)
     assert generated is not None          # frame t is in one of the units
@@ -74,11 +73,11 @@ def paint_single(ws: Workspace, settings: config.Settings, job: Job, frames: lis
 
 
 def write_single(ws: Workspace, settings: config.Settings, generated: np.ndarray,
-                 controls: list[np.ndarray]) -> Path:
+                 images: list[np.ndarray]) -> Path:
     """img2img.debug/<t>.png and its control images beside it."""
     s = settings.img2img
     path = ws.path(DEBUG, frame_name(s.single))
-    for n_cn, (cn, img) in enumerate(zip(s.controlnet, controls), 1):
-        imageops.write_image(path.with_name(f"{path.stem}-control-{control_stage.folder_name(n_cn, cn)}.png"), img)
+    for n_cn, (cn, img) in enumerate(zip(s.controlnet, images), 1):
+        imageops.write_image(path.with_name(f"{path.stem}-control-{controls.folder_name(n_cn, cn)}.png"), img)
     imageops.write_image(path, generated)
     return path

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vid2vid import config
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job, ProgressEvent
 from vid2vid.core.workspace import Workspace, failure_status
-from vid2vid.stages import registry
 
 SETTINGS_FILE = "settings.toml"
 
@@ -63,14 +62,14 @@ def check_settings(s: Settings) -> None:
     s.validate()
 
 
-def _module(row: registry.Stage):
+def _module(row: stagetable.Stage):
     return importlib.import_module(row.module)
 
 
-def check_models(s: Settings, rows: Iterable[registry.Stage] | None = None) -> None:
+def check_models(s: Settings, rows: Iterable[stagetable.Stage] | None = None) -> None:
     """Every model the stages name exists and is complete (nothing is loaded); each stage module's
     own `check(settings)` says what that means for it. Default: the stages `run` would run."""
-    for row in (rows if rows is not None else [r for r in registry.STAGES if r.wanted(s)]):
+    for row in (rows if rows is not None else [r for r in stagetable.STAGES if r.wanted(s)]):
         check = getattr(_module(row), "check", None)
         if check is not None:
             check(row.adjust(s))
@@ -116,7 +115,7 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     `checked`: the caller already validated everything and checked the video and models (`run`).
     """
     job = job or Job()
-    row = registry.stage(name)
+    row = stagetable.stage(name)
     s = row.adjust(settings)
     if not checked:
         for section in ("run", *row.sections):
@@ -143,7 +142,7 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
             raise
         info = dict(info or {})
         for nxt in row.then if follow else ():
-            if registry.stage(nxt).wanted(settings):
+            if stagetable.stage(nxt).wanted(settings):
                 info[nxt] = run_stage(nxt, ws, settings, job, place=place, checked=checked)
     return info
 
@@ -161,8 +160,8 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     check_source(video, settings.extract)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
     # 2. export reads the last folder the enabled stages write
-    settings = replace(settings, export=replace(settings.export, source=registry.export_source(settings)))
-    rows = [row for row in registry.STAGES if row.wanted(settings)]
+    settings = replace(settings, export=replace(settings.export, source=stagetable.export_source(settings)))
+    rows = [row for row in stagetable.STAGES if row.wanted(settings)]
     result = RunResult(workspace=ws.root, output=Path())
     with ws.ensure().locked():
         ws.log_unfinished_run()
@@ -207,7 +206,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from vid2vid.core.imageops import read_image
     from vid2vid.temporal import metrics
 
-    row = registry.generated(ws)
+    row = stagetable.generated(ws)
     gen = ws.frames(row.folder)
     src = ws.frames("frames")[: len(gen)]
     if len(gen) < 2 or len(src) != len(gen):
@@ -237,7 +236,7 @@ def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
     for s_path, g_path in zip(src, gen):
         g = read_image(g_path)
         cur = metrics.resize_to(read_image(s_path), g.shape[1], g.shape[0])
-        ref_path = ws.path(registry.stage("img2img").folder, g_path.name)
+        ref_path = ws.path(stagetable.stage("img2img").folder, g_path.name)
         if ref_path.is_file():
             r = read_image(ref_path)
             errs.append(metrics.mse(g, r))

@@ -13,29 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.progress import Job
-from vid2vid.core.workspace import Workspace, frame_name
-from vid2vid.stages import registry
+from vid2vid.core.workspace import Workspace
+from vid2vid.painting.controls import FrameControls, folder_name, image_path
 from vid2vid.video import controlimages
 
 STAGE = "control"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT = ROW.folder
-DEPTH = registry.stage("depth").folder
-
-
-def folder_name(place: int, cn: config.ControlNetSettings) -> str:
-    """control/<n>-<source> for the n-th ControlNet (1-based)."""
-    return f"{place}-{cn.control}"
-
-
-def image_path(ws: Workspace, place: int, cn: config.ControlNetSettings, index: int) -> Path:
-    return ws.path(OUTPUT, folder_name(place, cn), frame_name(index))
 
 
 def _source_params(cn: config.ControlNetSettings, frames: int) -> dict:
@@ -63,38 +52,6 @@ def check(settings: config.Settings) -> None:
                            "give a folder with one image per frame")
 
 
-class FrameControls:
-    """The control images of single frames (uint8, canvas-sized, one per ControlNet), from the workspace."""
-
-    def __init__(self, ws: Workspace, settings: config.Settings):
-        self.ws, self.s = ws, settings.img2img
-        self.frames = ws.frames()
-        self.user = {n: controlimages.user_images(cn.folder, len(self.frames))
-                     for n, cn in enumerate(self.s.controlnet, 1) if cn.control == "folder"}
-
-    def depth(self, frame: Path) -> np.ndarray:
-        p = self.ws.path(DEPTH, frame.stem + ".png")
-        if not p.is_file():
-            raise BadInput(f"depth map {p} is missing (a ControlNet uses the depth source); "
-                           f"run {stage_ref('depth', self.ws.root)} first")
-        return imageops.fit(imageops.read_mask(p), self.s.width, self.s.height, self.s.resize)
-
-    def __call__(self, index: int) -> list[np.ndarray]:
-        """Frame `index` (1-based): one control image per ControlNet."""
-        s = self.s
-        frame = self.frames[index - 1]
-        canvas = imageops.to_uint8(imageops.fit(imageops.read_image(frame), s.width, s.height, s.resize))
-        depth = self.depth(frame) if any(cn.control == "depth" for cn in s.controlnet) else None
-        out = []
-        for n, cn in enumerate(s.controlnet, 1):
-            user = None
-            if cn.control == "folder":
-                user = imageops.fit(imageops.read_image(self.user[n][index - 1]), s.width, s.height, s.resize)
-            out.append(controlimages.control_image(cn.control, canvas, low=cn.low, high=cn.high, blur=cn.blur,
-                                             depth=depth, user=user))
-        return out
-
-
 def space_need(ws: Workspace, settings: config.Settings):
     """One canvas-sized PNG per frame and ControlNet (edge maps compress better: an over-estimate)."""
     from vid2vid.core import diskspace
@@ -119,7 +76,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     make = FrameControls(ws, settings)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    inputs = ("extract", "depth") if registry.control_reads_depth(settings) else ("extract",)
+    inputs = ("extract", "depth") if stagetable.control_reads_depth(settings) else ("extract",)
 
     # 2. fresh / resume / done
     ws.begin_stage(STAGE, stage_params(settings, len(frames)), inputs=inputs, overwrite=overwrite,

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.imageops import delta_view, read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
-from vid2vid.stages import registry
 from vid2vid.temporal import fdc
 
 STAGE = "delta"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUT_DIR = ROW.folder
 VIEW = "rgb8 round((d + 1) / 2 * 255)"     # recorded, so a change of view format redoes the stage
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.imageops import read_image, write_mask
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
-from vid2vid.stages import registry
 
 STAGE = "depth"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT = ROW.folder
 
 

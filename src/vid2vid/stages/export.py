@@ -19,15 +19,14 @@ import numpy as np
 from PIL import Image
 
 from vid2vid import __version__
-from vid2vid.config import ExportSettings, Settings, to_dict
+from vid2vid.config import ExportSettings, Settings, stagetable, to_dict
 from vid2vid.core.errors import BadInput, render_settings, stage_ref
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path, remove_stale_temp
-from vid2vid.stages import registry
 from vid2vid.video.encode import encode_video
 
 STAGE = "export"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 
 
 def default_output(ws: Workspace, es: ExportSettings) -> Path:
@@ -41,12 +40,12 @@ def expected_frames(ws: Workspace, stage: str, folder: str) -> int | None:
     if stage in ("img2img", "flow"):
         return len(ws.frames()) or None
     if stage == "upscale":
-        return len(ws.frames(registry.generated(ws).folder)) or None
+        return len(ws.frames(stagetable.generated(ws).folder)) or None
     if stage == "interpolate":
         from vid2vid.models.interpolators.plan import output_count
 
         params = (ws.stage_record("interpolate") or {}).get("params", {})
-        read = registry.BY_NAME.get(params.get("source", ""), registry.generated(ws))
+        read = stagetable.BY_NAME.get(params.get("source", ""), stagetable.generated(ws))
         n = len(ws.frames(read.folder))
         return output_count(n, float(params["ratio"])) if n and params.get("ratio") else None
     return None
@@ -59,7 +58,7 @@ def check_source_stage(ws: Workspace, es: ExportSettings, stage: str, folder: st
     if ws.is_complete(stage):
         return expected
     rec = ws.stage_record(stage)
-    command = f"vid2vid {'extract VIDEO' if registry.stage(stage).needs_video else stage} -w {ws.root}"
+    command = f"vid2vid {'extract VIDEO' if stagetable.stage(stage).needs_video else stage} -w {ws.root}"
     if rec is None:
         why = f"were not made by the '{stage}' stage of this workspace"
         todo = f"run `{command}` to make them"
@@ -108,9 +107,9 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     if out.suffix.lower() != f".{es.format}":
         raise BadInput(f"output {out} does not end in .{es.format}; name it *.{es.format} or change {{export.format}}")
     # --from names a frame folder; img2img means the current generated frames (flow/ when that pass is done)
-    row = registry.generated(ws) if es.source == "img2img" else registry.by_frames(es.source)
+    row = stagetable.generated(ws) if es.source == "img2img" else stagetable.by_frames(es.source)
     source_stage, folder = row.name, row.folder
-    maker = "extract VIDEO" if row.needs_video else registry.by_frames(es.source).name
+    maker = "extract VIDEO" if row.needs_video else stagetable.by_frames(es.source).name
     paths = ws.frames(folder)
     if not paths:
         raise BadInput(f"no frames in {ws.path(folder)}; run {stage_ref(maker, ws.root)} first "

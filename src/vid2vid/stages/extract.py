@@ -15,20 +15,19 @@ from pathlib import Path
 
 from PIL import Image
 
-from vid2vid.config import ExtractSettings, Settings
+from vid2vid.config import ExtractSettings, Settings, stagetable
 from vid2vid.core import diskspace
 from vid2vid.core.errors import BadInput
 from vid2vid.core.fileid import file_id
 from vid2vid.core.imageops import png_bytes, write_png
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path, frame_name
-from vid2vid.stages import registry
 from vid2vid.video.decode import Decoding, iter_frames, plan_decoding, sample_frames
 from vid2vid.video.encode import copy_audio
 from vid2vid.video.probe import VideoInfo, probe
 
 STAGE = "extract"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 AUDIO_FILE = "audio.mka"
 # Pillow's format and options per frame format (PNG has its own fast writer)
 PIL_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "webp": ("WEBP", {"lossless": True, "method": 0})}

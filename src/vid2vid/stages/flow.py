@@ -8,13 +8,12 @@ future frames), with one of the seed's masks as a change mask when `flow_mask` n
 """
 from __future__ import annotations
 
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
-from vid2vid.stages import registry
 
 STAGE = "flow"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 
 
@@ -22,7 +21,7 @@ def space_need(ws: Workspace, settings: Settings):
     """One PNG per painted frame, of the painted frames' size."""
     from vid2vid.core import diskspace
 
-    base = registry.painted(ws)
+    base = stagetable.painted(ws)
     painted = ws.frames(base.folder)
     if not painted:
         return None
@@ -38,7 +37,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
 
     cs = settings.correct
     cs.validate()
-    base = registry.painted(ws)          # img2img/, or propagate/ with key frames
+    base = stagetable.painted(ws)          # img2img/, or propagate/ with key frames
     inputs = ("extract", base.name) + (("depth",) if cs.flow_mask == "depth" else ())
     params = {"method": key_params(cs)["method"], "strength": cs.flow_strength, "mask": cs.flow_mask,
               "motion_highext": cs.motion_highext, "motion_lowcut": cs.motion_lowcut,
@@ -49,7 +48,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
         return ws.stage_info(STAGE)
     # the source motion is fitted to the canvas the way img2img fitted the frames (its key covers resize)
     info = correct_folder(ws.frames_dir(), ws.path(base.folder), ws.path(OUTPUT_DIR), cs,
-                          depth_dir=ws.path(registry.stage("depth").folder) if cs.flow_mask == "depth" else None,
+                          depth_dir=ws.path(stagetable.stage("depth").folder) if cs.flow_mask == "depth" else None,
                           job=job, overwrite=True, resize=settings.img2img.resize)
     ws.complete_stage(STAGE, frames=info["frames"], method=cs.method)
     return ws.stage_info(STAGE)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput, render_settings, stage_ref
 from vid2vid.core.fileid import spec_identity
 from vid2vid.core.progress import Job
@@ -27,11 +28,10 @@ from vid2vid.painting.loop import FrameRun, paint_frames, say_order
 from vid2vid.painting.painters import wan_vace
 from vid2vid.painting.writer import FrameWriter
 from vid2vid.stages import control as control_stage
-from vid2vid.stages import registry
 from vid2vid.temporal.correction import key_params
 
 STAGE = "img2img"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 MASKS = ROW.outputs[1]         # motionmask/: the motion masks the correction used
 # Settings that change how fast, not what: left out of the stage key.
 RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
@@ -127,7 +127,7 @@ def oriented(ws: Workspace, settings: config.Settings, job: Job) -> config.Setti
 def stage_inputs(ws: Workspace, settings: config.Settings, n: int) -> tuple[str, ...]:
     """The stages img2img reads, each complete and made for these settings, else BadInput."""
     s = settings.img2img
-    needed: tuple[str, ...] = ("extract", "depth") if registry.img2img_reads_depth(settings.correct) else ("extract",)
+    needed: tuple[str, ...] = ("extract", "depth") if stagetable.img2img_reads_depth(settings.correct) else ("extract",)
     needed += ("control",) if s.controlnet else ()
     if wan_vace.applies(settings) and s.video_control == "depth" and "depth" not in needed:
         needed += ("depth",)

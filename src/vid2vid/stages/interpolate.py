@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.fileid import spec_identity
 from vid2vid.core.imageops import read_image, write_image
@@ -30,17 +30,16 @@ from vid2vid.models.interpolators import (
     plan_frames,
 )
 from vid2vid.models.interpolators.rife import WEIGHT_SUFFIXES
-from vid2vid.stages import registry
 
 STAGE = "interpolate"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 
 
 def source_stage(ws: Workspace) -> str:
     """'upscale' when its results are complete and current, else the generated frames' stage
     ('flow' when the flow-guided pass is current, else 'img2img')."""
-    return registry.after_generation(ws).name
+    return stagetable.after_generation(ws).name
 
 
 def _model_identity(model: str) -> dict:
@@ -89,7 +88,7 @@ def space_need(ws: Workspace, settings: Settings):
     from vid2vid.models.interpolators.plan import output_count
 
     src_stage = source_stage(ws)
-    frames = ws.frames(registry.stage(src_stage).folder)
+    frames = ws.frames(stagetable.stage(src_stage).folder)
     if not frames:
         return None
     w, h = diskspace.image_size(frames[0])
@@ -103,7 +102,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     it.validate()
     # 1. inputs (upscaled frames when there are current ones) and model, checked before anything changes
     src_stage = source_stage(ws)
-    src_dir = registry.stage(src_stage).folder
+    src_dir = stagetable.stage(src_stage).folder
     frames = ws.frames(src_dir)
     if not frames:
         raise BadInput(f"{ws.path(src_dir)} has no frames to interpolate; run "

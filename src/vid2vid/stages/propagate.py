@@ -9,7 +9,7 @@ with just that region masked, for frames whose hole is more than slivers). The k
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
 source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
 the whole sequence, and the stage table sends the flow pass, upscaling and export to it
-(`registry.painted`, `registry.generated`).
+(`stagetable.painted`, `stagetable.generated`).
 
 `propagate_folder` does the same for frames made by any tool: `vid2vid propagate --source DIR
 --keys DIR --out DIR`, the keys named like the source frames they belong to.
@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
-from vid2vid.stages import registry
 from vid2vid.temporal import propagation as prop
 
 STAGE = "propagate"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 RECORD = "propagate.json"
 
@@ -79,8 +79,8 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
     that fill has a `close()`, to call when the stage is done."""
     from dataclasses import replace
 
+    from vid2vid.painting import controls as ctl
     from vid2vid.painting.painters.image import load_engine
-    from vid2vid.stages import control as ctl
 
     light = replace(settings, img2img=replace(settings.img2img, denoise=settings.propagate.fill_denoise))
     engine = load_engine(light, job, model)
@@ -105,7 +105,7 @@ def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace |
 
 def painted_key(ws: Workspace, k: int) -> np.ndarray:
     """Key frame k (0-based) as img2img painted it."""
-    return imageops.read_image(ws.path(registry.stage("img2img").folder, frame_name(k + 1)))
+    return imageops.read_image(ws.path(stagetable.stage("img2img").folder, frame_name(k + 1)))
 
 
 def space_need(ws: Workspace, settings: config.Settings):

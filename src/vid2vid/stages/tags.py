@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.imageops import read_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_write_text
-from vid2vid.stages import registry
 
 STAGE = "tags"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 FOLDER = "tags"
 SUMMARY = "tags.json"
 TOPK_FILE = "tags-topk.txt"

@@ -1,17 +1,16 @@
 """Stage `upscale`: every img2img frame through an upscaler (Real-ESRGAN by default) into `resr/`."""
 from __future__ import annotations
 
-from vid2vid.config import Settings
+from vid2vid.config import Settings, stagetable
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.fileid import spec_identity
 from vid2vid.core.imageops import read_image, write_image
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.models.upscalers import check_upscaler, load_upscaler, upscaler_scale
-from vid2vid.stages import registry
 
 STAGE = "upscale"
-ROW = registry.stage(STAGE)
+ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 
 
@@ -33,7 +32,7 @@ def space_need(ws: Workspace, settings: Settings):
     frames are smoother than the frames they come from)."""
     from vid2vid.core import diskspace
 
-    source = registry.generated(ws)
+    source = stagetable.generated(ws)
     frames = ws.frames(source.folder)
     if not frames:
         return None
@@ -49,7 +48,7 @@ def run(ws: Workspace, settings: Settings, job: Job) -> dict:
     us = settings.upscale
     us.validate()
     # 1. inputs (flow-corrected frames when that pass is current) and model, checked before anything changes
-    source = registry.generated(ws)
+    source = stagetable.generated(ws)
     input_stage, input_dir = source.name, source.folder
     frames = ws.frames(input_dir)
     if not frames:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path
-from vid2vid.stages import registry
 
 DEFAULT_PANELS = ("frames", "img2img", "flow", "final")
 PANEL_LABELS = {"frames": "source", "img2img": "img2img", "flow": "flow-corrected", "resr": "upscaled",
@@ -113,10 +113,10 @@ class Panel:
 
 def _final_folder(ws: Workspace) -> str:
     for name in ("interpolate", "upscale"):
-        row = registry.stage(name)
+        row = stagetable.stage(name)
         if ws.is_complete(name) and row.frames:
             return row.frames
-    return registry.generated(ws).folder
+    return stagetable.generated(ws).folder
 
 
 def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
@@ -130,7 +130,7 @@ def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
     n_src = len(ws.frames())
     if n_src == 0:
         raise BadInput(f"{ws.root} has no extracted frames; extract the video first")
-    known = {row.frames for row in registry.STAGES if row.frames} | {"final"}
+    known = {row.frames for row in stagetable.STAGES if row.frames} | {"final"}
     panels: list[Panel] = []
     folders: list[str] = []
     for token in wanted:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
+from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput
 from vid2vid.core.fileid import FileId, file_id
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
 from vid2vid.pipeline import runner
-from vid2vid.stages import registry
 from vid2vid.ui import paths
 
 # ---------------------------------------------------------------- tab 1
@@ -57,9 +57,9 @@ def extract(root: Path, video: str, settings: config.Settings, job: Job) -> dict
 
 def run_stage(root: Path, ws_name: str, stage: str, settings: config.Settings, job: Job, **extra) -> dict:
     """Run one stage of the table on a workspace of the cache, as the command line does."""
-    if stage not in registry.BY_NAME or registry.stage(stage).needs_video:
+    if stage not in stagetable.BY_NAME or stagetable.stage(stage).needs_video:
         raise BadInput(f"stage '{stage}' is not known; use one of: "
-                       f"{', '.join(r.name for r in registry.STAGES if not r.needs_video)}")
+                       f"{', '.join(r.name for r in stagetable.STAGES if not r.needs_video)}")
     return runner.run_stage(stage, paths.workspace(root, ws_name), settings, job, **extra)
 
 

@@ -4,7 +4,7 @@ The settings are a list of tables (`img2img.controlnet`); the page shows `SLOTS`
 (use, model, control image, weight, start / end, and the sources' parameters) and keeps the list
 as JSON in one hidden field registered as `img2img.controlnet`, which `form.settings_from_form`
 reads like every other field (`from_json` below). "Preview control images" shows what each
-ControlNet would see for the debug frame, made by the library's own `stages.control.FrameControls`.
+ControlNet would see for the debug frame, made by the library's own `painting.controls.FrameControls`.
 
     cn = section(gr, W, lab)          # inside tab 3, where the section goes
     wire(cn, ...)                     # after the widgets list is complete
@@ -114,7 +114,7 @@ def section(gr, W: dict, lab, note=None) -> dict:
 
 def control_preview(root: Path, ws_name: str, settings: config.Settings, frame: int) -> list[tuple[np.ndarray, str]]:
     """The control images of frame `frame` (1-based) for the settings' ControlNets, with captions."""
-    from vid2vid.stages.control import FrameControls, folder_name
+    from vid2vid.painting.controls import FrameControls, folder_name
     from vid2vid.ui import paths
 
     if not settings.img2img.controlnet:

@@ -53,8 +53,9 @@ class Stage:
 
     @property
     def folder(self) -> str:
-        """The workspace folder its frames are in (its frame folder; its name for a stage without one)."""
-        return self.frames or self.name
+        """The workspace folder its frames are in: its frame folder, else its first output (framedelta/,
+        depthmask/, control/), else its name."""
+        return self.frames or (self.outputs[0] if self.outputs else self.name)
 
 
 def img2img_reads_depth(c: CorrectSettings) -> bool:
