@@ -125,7 +125,8 @@ class WanSession:
         self.prompts = prompts_of(self.parts, s)
         self.timings = Timings(self.device)
         self.spec, self.settings = s.video_model, settings
-        self.inputs, self.refs = None, []
+        self.inputs = None
+        self.refs: list[np.ndarray] = []
         job.say(f"img2img: Wan VACE on {self.device}, {str(self.parts.dtype).removeprefix('torch.')}, windows of "
                 f"{self.context[0]} frames overlapping by {self.context[1]}, flow shift {s.flow_shift:g}")
 
