@@ -446,6 +446,17 @@ def tab_img2img(p: Page) -> Wire:
                 W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
                 W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
                 W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
+        with gr.Accordion("Video model (Wan VACE): windows of 4n+1 frames", open=False):
+            with gr.Row():
+                W["img2img.video_model"] = gr.Textbox(label=lab("img2img.video_model"), lines=1)
+                W["img2img.video_reference"] = gr.Textbox(label=lab("img2img.video_reference"), lines=1)
+            with gr.Row():
+                W["img2img.video_control"] = gr.Dropdown(form.choices(config.CONTROL_SOURCES),
+                                                         value=d("img2img.video_control"),
+                                                         label=lab("img2img.video_control"))
+                W["img2img.video_control_folder"] = gr.Textbox(label=lab("img2img.video_control_folder"), lines=1)
+                W["img2img.video_control_scale"] = slider("img2img.video_control_scale", 0.05)
+                W["img2img.flow_shift"] = slider("img2img.flow_shift", 0.1)
         with gr.Accordion("Frame delta correction", open=True):
             with gr.Row():
                 W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
