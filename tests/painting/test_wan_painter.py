@@ -180,3 +180,15 @@ def test_control_flag_names_the_video_models_control(tmp_path):
     assert s.img2img.video_control == "depth"
     video_control_from_flag(s, [str(tmp_path)])
     assert (s.img2img.video_control, s.img2img.video_control_folder) == ("folder", str(tmp_path))
+
+
+def test_a_folder_of_split_files_is_named_by_its_parts(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from vid2vid.diffusion.wan_loading import check_video_model_spec
+
+    save_file({"vace_blocks.0.after_proj.bias": torch.zeros(2)}, str(tmp_path / "wan_vace.safetensors"))
+    save_file({"decoder.middle.0.residual.0.gamma": torch.zeros(2)}, str(tmp_path / "wan_vae.safetensors"))
+    with pytest.raises(BadInput, match="wan_vace.safetensors: the VACE transformer, wan_vae.safetensors: the Wan VAE"):
+        check_video_model_spec(str(tmp_path))

@@ -35,6 +35,10 @@ def check_folder(folder: Path) -> dict:
     """model_index.json of a Wan VACE diffusers folder, after checking the class and every part."""
     index_file = folder / "model_index.json"
     if not index_file.is_file():
+        found = split_file_roles(folder)
+        if found:
+            raise BadInput(f"{{img2img.video_model}} {folder} holds split single files ({', '.join(found)}); those "
+                           "are not read yet: " + GIVE)
         raise ModelNotFound(f"{{img2img.video_model}} {folder} is not a diffusers model folder (no model_index.json); "
                             + GIVE)
     index = json.loads(index_file.read_text(encoding="utf-8"))
@@ -48,6 +52,29 @@ def check_folder(folder: Path) -> dict:
             raise ModelNotFound(f"{{img2img.video_model}} {folder} lacks {what} (its '{role}' folder with config and "
                                 "weights); copy the whole model folder")
     return index
+
+
+# a key that only each part's single file (original layout, as ComfyUI ships them) holds
+SPLIT_MARKERS = (("vace_blocks.0.after_proj.bias", "the VACE transformer"),
+                 ("head.modulation", "a Wan transformer without VACE"),
+                 ("decoder.middle.0.residual.0.gamma", "the Wan VAE"),
+                 ("encoder.block.0.layer.0.SelfAttention.q.weight", "a UMT5 text encoder"))
+
+
+def split_file_roles(folder: Path) -> list[str]:
+    """What the .safetensors files of a folder are, by the keys they hold (headers only)."""
+    from safetensors import safe_open
+
+    roles = []
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt") as fh:
+                keys = {k.removeprefix("model.diffusion_model.") for k in fh.keys()}
+        except Exception:                       # not a safetensors file: say nothing about it
+            continue
+        role = next((what for key, what in SPLIT_MARKERS if key in keys), "an unknown model")
+        roles.append(f"{f.name}: {role}")
+    return roles
 
 
 def check_video_model_spec(spec: str) -> str:
