@@ -63,6 +63,16 @@ def test_streamed_decode_equals_the_vae(tiny):
     assert np.abs(np.stack(list(wv.decode_stream(vae, z))) - whole).max() < 1e-6
 
 
+def test_streamed_encode_equals_the_vae(tiny):
+    vae = tiny[1].vae
+    video = wv.frames_to_video(clip(9))
+    whole = wv.encode(vae, video)
+    chunks = [video[:, :, :1], video[:, :, 1:5], video[:, :, 5:9]]
+    streamed = torch.cat(list(wv.encode_stream(vae, chunks)), dim=2)
+    assert streamed.shape == whole.shape == (1, 16, 3, SIZE // 8, SIZE // 8)
+    assert (streamed - whole).abs().max() < 1e-5
+
+
 def test_windows_cover_the_clip_and_differ_from_one_window(tiny):
     control = clip(17)
     one, _ = paint(tiny, control, 17, 1)

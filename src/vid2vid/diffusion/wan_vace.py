@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,24 @@ def encode(vae, video: torch.Tensor) -> torch.Tensor:
     z = vae.encode(video.to(dev, vae.dtype)).latent_dist.mode().float()
     mean, std = latent_stats(vae, dev)
     return (z - mean) / std
+
+
+@torch.no_grad()
+def encode_stream(vae, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Normalised latents [1, z, 1, h, w] of a video given as chunks [1, 3, f, H, W] in [-1, 1] of 1
+    frame, then 4 frames each: the VAE's own encode (its causal cache carried from chunk to chunk),
+    so memory holds one chunk's pixels, whatever the video's length."""
+    dev = next(vae.parameters()).device
+    mean, std = latent_stats(vae, dev)
+    vae.clear_cache()
+    try:
+        for chunk in chunks:
+            vae._enc_conv_idx = [0]
+            out = vae.encoder(chunk.to(dev, vae.dtype), feat_cache=vae._enc_feat_map, feat_idx=vae._enc_conv_idx)
+            z = vae.quant_conv(out)[:, :vae.config.z_dim].float()
+            yield (z - mean) / std
+    finally:
+        vae.clear_cache()
 
 
 @torch.no_grad()

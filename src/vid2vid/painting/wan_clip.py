@@ -145,11 +145,13 @@ def sampling(frames: int, latent_shape: Sequence[int], steps: int, shift: float,
 
 def start_latents(parts: wv.WanVace, source: FrameReader, frames: int, sigma0: float) -> torch.Tensor:
     """The init the machinery adds sigma0 * noise to: (1 - sigma0) * the source clip's latents
-    (flow matching's interpolation); zeros at full denoise. Encodes the whole clip at once."""
+    (flow matching's interpolation). The clip is encoded a latent frame's pixels at a time."""
     if sigma0 >= 1.0:
         raise ValueError("full denoise starts from zeros")
-    idx = [min(f, frames - 1) for f in range(padded_frames(frames))]
-    clean = wv.encode(parts.vae, wv.frames_to_video(source(idx)))[0].permute(1, 0, 2, 3)
+    last = frames - 1
+    chunks = (wv.frames_to_video(source([min(f, last) for f in range(max(0, 4 * k - 3), 4 * k + 1)]))
+              for k in range(wv.latent_frames(padded_frames(frames))))
+    clean = torch.cat(list(wv.encode_stream(parts.vae, chunks)), dim=2)[0].permute(1, 0, 2, 3)
     return (1 - sigma0) * clean
 
 
