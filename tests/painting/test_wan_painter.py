@@ -18,11 +18,11 @@ def tiny_wan(tmp_path_factory):
     return make_tiny_wan_vace(tmp_path_factory.mktemp("wan") / "tiny-wan-vace")
 
 
-def wan_settings(model, **kw):
+def wan_settings(video, **kw):
     from vid2vid.config import Img2ImgSettings, Settings
 
     st = Settings()
-    base = dict(video_model=str(model), width=64, height=48, steps=2, cfg=3.0, prompt="a cat", negative="blurry",
+    base = dict(video_model=str(video), width=64, height=48, steps=2, cfg=3.0, prompt="a cat", negative="blurry",
                 context_length=9, context_overlap=5)
     st.img2img = dataclasses.replace(Img2ImgSettings(), **{**base, **kw})
     st.correct.fdc = "none"
@@ -192,3 +192,22 @@ def test_a_folder_of_split_files_is_named_by_its_parts(tmp_path):
     save_file({"decoder.middle.0.residual.0.gamma": torch.zeros(2)}, str(tmp_path / "wan_vae.safetensors"))
     with pytest.raises(BadInput, match="wan_vace.safetensors: the VACE transformer, wan_vae.safetensors: the Wan VAE"):
         check_video_model_spec(str(tmp_path))
+
+
+def test_first_painted_reference_is_frame_one_painted_by_the_image_model(workspace_factory, tiny_wan, tiny_model):
+    from conftest import moving_frames
+    from vid2vid.core.imageops import read_image
+    from vid2vid.stages import img2img as stage
+
+    src = moving_frames(5)
+    plain = workspace_factory(src, "plain")
+    stage.run(plain, wan_settings(tiny_wan), Job())
+    first = workspace_factory(src, "first")
+    st = wan_settings(tiny_wan, video_reference="first-painted", model=str(tiny_model))
+    messages = []
+    stage.run(first, st, Job(log=messages.append))
+    painted = first.root / "img2img.reference" / "first-painted.png"
+    assert painted.is_file() and read_image(painted).shape == (48, 64, 3)
+    assert any("painting frame 1 with the image model first" in m for m in messages)
+    a, b = read_all(plain.root / "img2img"), read_all(first.root / "img2img")
+    assert max(np.abs(x - y).max() for x, y in zip(a, b)) > 0

@@ -106,14 +106,15 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_pipeline(spec: str, dtype: torch.dtype):
-    """diffusers' WanVACEPipeline from a folder or a cached hub id, never downloading."""
+    """diffusers' WanVACEPipeline from a folder or a cached hub id, never downloading; the VAE in float32
+    (Wan's VAE is run so), the other parts in `dtype`."""
     from diffusers import WanVACEPipeline
 
     spec = check_video_model_spec(spec)
     path = Path(spec).expanduser()
     try:
         pipe = WanVACEPipeline.from_pretrained(str(path) if path.is_dir() else spec, local_files_only=True,
-                                               dtype=dtype)
+                                               dtype={"default": dtype, "vae": torch.float32})
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"{{img2img.video_model}} '{spec}' could not be read offline ({str(exc).splitlines()[0]}); "
                             "download it once with huggingface-cli download, or give its folder") from exc
@@ -122,14 +123,13 @@ def load_pipeline(spec: str, dtype: torch.dtype):
 
 
 def load_video_model(spec: str, device: str = "auto", dtype: str = "auto", offload: bool = True):
-    """The loaded parts (`diffusion/wan_vace.py: WanVace`); the VAE stays float32 (Wan's VAE is run so)."""
+    """The loaded parts (`diffusion/wan_vace.py: WanVace`)."""
     from vid2vid.core import devices
     from vid2vid.diffusion.wan_vace import WanVace
 
     dev = devices.pick(device)
     chosen = pick_dtype(dtype, dev)
     pipe = load_pipeline(spec, chosen)
-    pipe.vae.to(torch.float32)
     if dev.type == "cuda" and offload:
         pipe.enable_model_cpu_offload(device=dev)
     else:
