@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,28 +90,41 @@ def latent_stats(vae, device) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def encode(vae, video: torch.Tensor) -> torch.Tensor:
     """Normalised latents of a [1, 3, F, H, W] video in [-1, 1] (the posterior mean)."""
-    dev = next(vae.parameters()).device
+    dev = next(vae.parameters()).device        # an offload hook moves the VAE (and z) to the GPU itself
     z = vae.encode(video.to(dev, vae.dtype)).latent_dist.mode().float()
-    mean, std = latent_stats(vae, dev)
+    mean, std = latent_stats(vae, z.device)
     return (z - mean) / std
 
 
+@contextmanager
+def vae_on(vae, device: torch.device | None):
+    """The VAE's weights on `device` while its encoder or decoder is called directly (an offload
+    hook only moves it when the VAE itself is called); back where they were afterwards."""
+    home = next(vae.parameters()).device
+    dev = home if device is None else torch.device(device)
+    if dev != home:
+        vae.to(dev)
+    try:
+        yield dev
+    finally:
+        vae.clear_cache()
+        if dev != home:
+            vae.to(home)
+
+
 @torch.no_grad()
-def encode_stream(vae, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+def encode_stream(vae, chunks: Iterable[torch.Tensor], device: torch.device | None = None) -> Iterator[torch.Tensor]:
     """Normalised latents [1, z, 1, h, w] of a video given as chunks [1, 3, f, H, W] in [-1, 1] of 1
     frame, then 4 frames each: the VAE's own encode (its causal cache carried from chunk to chunk),
     so memory holds one chunk's pixels, whatever the video's length."""
-    dev = next(vae.parameters()).device
-    mean, std = latent_stats(vae, dev)
-    vae.clear_cache()
-    try:
+    with vae_on(vae, device) as dev:
+        mean, std = latent_stats(vae, dev)
+        vae.clear_cache()
         for chunk in chunks:
             vae._enc_conv_idx = [0]
             out = vae.encoder(chunk.to(dev, vae.dtype), feat_cache=vae._enc_feat_map, feat_idx=vae._enc_conv_idx)
             z = vae.quant_conv(out)[:, :vae.config.z_dim].float()
-            yield (z - mean) / std
-    finally:
-        vae.clear_cache()
+            yield ((z - mean) / std).cpu()
 
 
 @torch.no_grad()
@@ -119,30 +133,27 @@ def decode(vae, latents: torch.Tensor) -> list[np.ndarray]:
     dev = next(vae.parameters()).device
     mean, std = latent_stats(vae, dev)
     z = (latents.to(dev).float() * std + mean).to(vae.dtype)
-    video = vae.decode(z, return_dict=False)[0].float()
+    video = vae.decode(z, return_dict=False)[0].float().cpu()
     video = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
     return [np.ascontiguousarray(f) for f in video]
 
 
 @torch.no_grad()
-def decode_stream(vae, latents: torch.Tensor) -> Iterator[np.ndarray]:
+def decode_stream(vae, latents: torch.Tensor, device: torch.device | None = None) -> Iterator[np.ndarray]:
     """Decoded frames of the clip latents (T, C, h, w), one latent frame at a time (flat memory).
 
     The same arithmetic as the VAE's own decode (its causal cache carried from frame to frame).
     """
-    dev = next(vae.parameters()).device
-    mean, std = latent_stats(vae, dev)
-    vae.clear_cache()
-    z = vae.post_quant_conv((latents.permute(1, 0, 2, 3)[None].to(dev).float() * std + mean).to(vae.dtype))
-    try:
+    with vae_on(vae, device) as dev:
+        mean, std = latent_stats(vae, dev)
+        vae.clear_cache()
+        z = vae.post_quant_conv((latents.permute(1, 0, 2, 3)[None].to(dev).float() * std + mean).to(vae.dtype))
         for i in range(z.shape[2]):
             vae._conv_idx = [0]
             out = vae.decoder(z[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
                               first_chunk=(i == 0))
             video = (out.float().clamp(-1, 1) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
             yield from (np.ascontiguousarray(f) for f in video)
-    finally:
-        vae.clear_cache()
 
 
 def letterbox(image: np.ndarray, height: int, width: int) -> torch.Tensor:

@@ -151,7 +151,7 @@ def start_latents(parts: wv.WanVace, source: FrameReader, frames: int, sigma0: f
     last = frames - 1
     chunks = (wv.frames_to_video(source([min(f, last) for f in range(max(0, 4 * k - 3), 4 * k + 1)]))
               for k in range(wv.latent_frames(padded_frames(frames))))
-    clean = torch.cat(list(wv.encode_stream(parts.vae, chunks)), dim=2)[0].permute(1, 0, 2, 3)
+    clean = torch.cat(list(wv.encode_stream(parts.vae, chunks, parts.device)), dim=2)[0].permute(1, 0, 2, 3)
     return (1 - sigma0) * clean
 
 
@@ -169,4 +169,4 @@ def paint_clip(parts: wv.WanVace, model: WanWindows, run: win.ClipSampling, spre
         return start_latents(parts, source, model.frames, sigma0)
 
     x = run.run(spread, init, store, on_step)
-    return itertools.islice(wv.decode_stream(parts.vae, x), model.frames)
+    return itertools.islice(wv.decode_stream(parts.vae, x, parts.device), model.frames)
