@@ -117,3 +117,20 @@ def test_cli_bad_input_exits_2_with_one_line(workspace_factory, tmp_path, tiny_m
         errors = [line for line in res.stderr.splitlines() if msg in line]
         assert len(errors) == 1, res.stderr
     assert not painted(ws)
+
+
+def test_controlnet_steers_each_window_with_its_frames_control_images(workspace_factory, tiny_model, motion_file,
+                                                                      tmp_path):
+    from vid2vid.config import ControlNetSettings
+    from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+    from vid2vid.stages import control
+
+    net = make_tiny_controlnet(tmp_path / "cn")
+    st = settings(tiny_model, motion_file, controlnet=[ControlNetSettings(model=str(net), control="canny",
+                                                                          low=20, high=60)])
+    ws = workspace_factory(moving_frames(5), "cn")
+    control.run(ws, st, Job())
+    stage.run(ws, st, Job())
+    free = workspace_factory(moving_frames(5), "free")
+    stage.run(free, settings(tiny_model, motion_file), Job())
+    assert max(np.abs(a - b).max() for a, b in zip(painted(ws), painted(free), strict=True)) > 2 / 255

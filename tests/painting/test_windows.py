@@ -168,3 +168,29 @@ def test_threads_give_the_same_bits_as_inline():
     finally:
         spread.close()
     assert torch.equal(one, two)
+
+
+def test_few_step_samplers_run_in_windows_and_resume(tmp_path):
+    """LCM (AnimateLCM's sampler) in step form: the windowed loop with one window is the whole-schedule
+    sampler, and a resumed run gives the same bits (its carry is only the noise generators)."""
+    from vid2vid.diffusion import fewstep, schedules
+
+    training = schedules.sd_training_sigmas()
+    ts, real = fewstep.real_sigmas(4, 0.75, training)
+    sigmas = torch.tensor(real, dtype=torch.float32)
+    step = fewstep.step_for("lcm", ts, training)
+    model = Mixer()
+    one = W.ClipSampling(5, SHAPE, sigmas, step, 5, 5, 2)
+    out = one.run(W.LocalSpread(model), lambda: init_latents(5))
+    ref = fewstep.sampler_for("lcm", ts, training)(lambda x, s: model.predict(x, s, range(5)),
+                                                   one.start(init_latents(5)), sigmas, W.step_noise(5, 5, SHAPE))
+    assert torch.equal(out, ref)
+    whole = W.ClipSampling(11, SHAPE, sigmas, step, 5, 4, 2).run(W.LocalSpread(Mixer()), lambda: init_latents())
+    store = W.StepStore(tmp_path, "k", 4)
+    with pytest.raises(Kill):
+        W.ClipSampling(11, SHAPE, sigmas, step, 5, 4, 2).run(
+            W.LocalSpread(Mixer()), lambda: init_latents(), store, lambda d: (_ for _ in ()).throw(Kill()))
+    assert json.loads((tmp_path / W.STATE_JSON).read_text())["steps_done"] == 1
+    again = W.ClipSampling(11, SHAPE, sigmas, step, 5, 4, 2).run(W.LocalSpread(Mixer()), lambda: init_latents(),
+                                                                 W.StepStore(tmp_path, "k", 4))
+    assert torch.equal(again, whole)

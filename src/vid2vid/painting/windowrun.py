@@ -20,10 +20,10 @@ from vid2vid import config
 from vid2vid.core import imageops
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace
+from vid2vid.painting import controls as control_files
 from vid2vid.painting import windows
 from vid2vid.painting.inputs import canvases, frame_jobs
 from vid2vid.painting.writer import FrameWriter
-from vid2vid.stages import control as control_stage
 
 
 def control_reader(ws: Workspace, s: config.Img2ImgSettings):
@@ -32,8 +32,8 @@ def control_reader(ws: Workspace, s: config.Img2ImgSettings):
         return None
 
     def controls(frames: range) -> list[list[np.ndarray]]:
-        return [[imageops.read_image(control_stage.image_path(ws, n, cn, i + 1)) for n, cn in
-                 enumerate(s.controlnet, 1)] for i in frames]
+        return [[imageops.read_image(control_files.image_path(ws, n, cn, i + 1))
+                 for n, cn in enumerate(s.controlnet, 1)] for i in frames]
 
     return controls
 
@@ -60,7 +60,7 @@ def paint_windowed(ws: Workspace, settings: config.Settings, job: Job, session, 
     s, n = settings.img2img, len(frames)
     sampling = session.sampling(n)
     store = windows.StepStore(ws.path("img2img"), key, sampling.steps_total,
-                              {"painter": getattr(session, "describe", dict)().get("painter", ""), "frames": n,
+                              {"painter": session.describe().get("painter", ""), "frames": n,
                                "windows": [[w.start + 1, w.stop] for w in sampling.windows]})
     state = store.load((n, *sampling.shape))
     done = 0 if state is None else int(state["steps_done"])

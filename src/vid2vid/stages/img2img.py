@@ -241,7 +241,7 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     if getattr(session, "windowed", False):       # windows of frames blended per step (painting/windows.py)
         from vid2vid.painting.windowrun import paint_windowed
 
-        key = str((ws.stage_record(STAGE) or {})["key"])
+        key = str((ws.stage_record(STAGE) or {}).get("key"))
         if hasattr(session, "paint_workspace"):       # a painter with its own latent layout (Wan VACE)
             session.paint_workspace(ws, settings, job, frames, key, writer)
         else:

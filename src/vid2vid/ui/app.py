@@ -439,6 +439,18 @@ def tab_img2img(p: Page) -> Wire:
                 W["img2img.flow_init"] = slider("img2img.flow_init", 0.05)
             gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
                         "(batch 1, one model worker).")
+        with gr.Accordion("Motion module (AnimateDiff): windows of frames painted together", open=False):
+            with gr.Row():
+                W["img2img.motion_module"] = gr.Textbox(label=lab("img2img.motion_module"), lines=1)
+                W["img2img.motion_scale"] = slider("img2img.motion_scale", 0.05)
+            with gr.Row():
+                W["img2img.context_length"] = slider("img2img.context_length", 1)
+                W["img2img.context_overlap"] = slider("img2img.context_overlap", 1)
+                W["img2img.context_weighting"] = gr.Radio(form.choices(config.CONTEXT_WEIGHTINGS),
+                                                          value=d("img2img.context_weighting"),
+                                                          label=lab("img2img.context_weighting"))
+                W["img2img.shuffle_noise"] = gr.Checkbox(value=d("img2img.shuffle_noise"),
+                                                         label=lab("img2img.shuffle_noise"))
         # issue 17: the fast path (separate / tiny VAE, still frames, TCD's gamma, torch.compile)
         with gr.Accordion("Fast path", open=False):
             with gr.Row():
@@ -457,6 +469,8 @@ def tab_img2img(p: Page) -> Wire:
                 W["img2img.video_control_folder"] = gr.Textbox(label=lab("img2img.video_control_folder"), lines=1)
                 W["img2img.video_control_scale"] = slider("img2img.video_control_scale", 0.05)
                 W["img2img.flow_shift"] = slider("img2img.flow_shift", 0.1)
+            gr.Markdown("Windows: the context length and overlap above, 4n+1 frames with the length minus the "
+                        "overlap a multiple of 4; left at 16 / 4 they become 81 / 17 on a GPU, 17 / 5 on a CPU.")
         with gr.Accordion("Frame delta correction", open=True):
             with gr.Row():
                 W["correct.method"] = gr.Radio(form.choices(config.CORRECT_METHODS), value=d("correct.method"),
