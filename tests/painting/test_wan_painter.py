@@ -30,10 +30,9 @@ def wan_settings(video, **kw):
 
 
 def read_all(folder):
-    from vid2vid.core.imageops import read_image
-    from vid2vid.core.workspace import list_frames
+    from test_img2img import _read_all
 
-    return [read_image(p) for p in list_frames(folder)]
+    return _read_all(folder)
 
 
 def test_stage_paints_every_frame_and_resumes_with_the_same_bits(workspace_factory, tiny_wan):
