@@ -37,11 +37,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import real_dev  # noqa: E402
 from bench_temporal import SIZE, _video_duration, clean_style, stand_in_stylizer  # noqa: E402
-from vid2vid.temporal import (
-    metrics,
-    opticalflow,  # noqa: E402
-)
+from vid2vid.temporal import metrics, opticalflow, reporting  # noqa: E402
 from vid2vid.temporal import propagation as prop  # noqa: E402
 from vid2vid.temporal.flowpass import flow_correct_sequence  # noqa: E402
 from vid2vid.video.read import iter_sequence  # noqa: E402
@@ -75,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--frames", type=int, default=120, help="first N frames (default 120 = 10 s, 3 cuts; 0: all)")
     ap.add_argument("--ks", default="2,4,8", help="key intervals K")
+    real_dev.add_option(ap)
     ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
@@ -178,9 +177,11 @@ def main(argv=None) -> int:
           f"load reference: today's flow pass took {ref_cpu:.1f} ms/frame in this run)")
     print(f"total {time.perf_counter() - t0:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus "
           f"at the end (a shared machine inflates wall times, and CPU times too under contention)")
+    real_rows = real_dev.report() if args.real_dev else []
+    real_dev.print_targets(real_rows, "propagation")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(metrics._json_safe({"frames": n, "rows": rows}), f, indent=2)
+            json.dump(reporting.json_safe({"frames": n, "rows": rows, "real_dev": real_rows}), f, indent=2)
     return 0
 
 

@@ -33,64 +33,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2
 import numpy as np
 
-from vid2vid.temporal import metrics, opticalflow
-from vid2vid.temporal.flowpass import DEFAULT_STRENGTH, flow_correct_sequence
-from vid2vid.video.read import iter_sequence
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import real_dev  # noqa: E402
+from stand_in import SEED, SIZE, clean_style, stand_in_stylizer  # noqa: E402, F401  (bench_keyframes reads them here)
+from vid2vid.temporal import metrics, opticalflow, reporting  # noqa: E402
+from vid2vid.temporal.flowpass import DEFAULT_STRENGTH, flow_correct_sequence  # noqa: E402
+from vid2vid.video.read import iter_sequence  # noqa: E402
 
 CLIP = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "mmd-demo-852x480-30fps.mp4")
-SIZE = (832, 480)
-SEED = 1234
 FDC_METHODS = ("none", "clip", "shift-mean", "shift-std", "shift-mean-std")
 
-
-# ---------------------------------------------------------------- the stand-in stylizer
-
-GRADE = np.array([[0.95, 0.10, -0.05],      # a fixed warm colour grade (rows: output R, G, B)
-                  [0.05, 0.85, 0.10],
-                  [-0.05, 0.15, 0.80]], np.float32)
-
-
-def clean_style(src_u8: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
-    """The steady part: source resized to `size`, colour-graded, gamma 0.9, float32 HxWx3 [0, 1]."""
-    img = opticalflow.as_float_rgb(opticalflow.resize_to(src_u8, *size))
-    graded = np.clip(img @ GRADE.T, 0.0, 1.0)
-    return (graded ** 0.9).astype(np.float32)
-
-
-def stand_in_stylizer(clean: np.ndarray, t: int, seed: int = SEED) -> np.ndarray:
-    """Add per-frame flicker like per-frame diffusion to a clean stylized frame (float32 HxWx3).
-
-    With a generator seeded by (seed, t):
-    - colour shift: per-channel gain N(1, 0.03) and offset N(0, 0.02), the whole frame;
-    - latent noise: N(0, 0.02) per channel on a 1/8-size grid, upsampled bicubically (the
-      8x8-pixel texture of a diffusion latent that changes from frame to frame);
-    - fine noise: N(0, 0.008) per pixel and channel;
-    - texture changes: 3 Gaussian blobs (radius 15-50 px) at random places, each multiplying
-      a random oriented stripe pattern (period 4-12 px) of amplitude 0.12 (details the model
-      re-invents differently in each frame).
-    """
-    rng = np.random.default_rng([seed, t])
-    h, w = clean.shape[:2]
-    out = clean * rng.normal(1.0, 0.03, 3).astype(np.float32) + rng.normal(0.0, 0.02, 3).astype(np.float32)
-    latent = rng.normal(0.0, 0.02, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
-    out += cv2.resize(latent, (w + 8, h + 8), interpolation=cv2.INTER_CUBIC)[:h, :w]
-    out += rng.normal(0.0, 0.008, (h, w, 3)).astype(np.float32)
-    for _ in range(3):
-        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(15, 50)
-        angle, period = rng.uniform(0, np.pi), rng.uniform(4, 12)
-        phase, tint = rng.uniform(0, 6.3), rng.uniform(-1, 1, 3).astype(np.float32)
-        x0, x1 = int(max(0, cx - 4 * r)), int(min(w, cx + 4 * r + 1))    # the blob is ~0 beyond 4 r
-        y0, y1 = int(max(0, cy - 4 * r)), int(min(h, cy + 4 * r + 1))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-        stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period) + phase)
-        out[y0:y1, x0:x1] += (0.12 * blob * stripes)[..., None] * tint
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-# ---------------------------------------------------------------- seed methods
 
 def seed_correct(source: list[np.ndarray], generated: list[np.ndarray], method: str):
     """The seed's sequential correction with default masks via vid2vid.temporal.fdc; None if it does not exist yet."""
@@ -144,6 +96,7 @@ def main(argv=None) -> int:
                     help="flow strengths to run; the first is the one the targets are checked on")
     ap.add_argument("--cross-check", action="store_true",
                     help="also score with Farneback flow instead of DIS (adds about a minute)")
+    real_dev.add_option(ap)
     ap.add_argument("--json", help="write the figures as JSON here")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
@@ -249,10 +202,13 @@ def main(argv=None) -> int:
                f"{r['warping_error']:.5f} at {r['psnr']:.2f} dB") if better else "no flow row at equal fidelity"
         print(f"target: beats {r['method']} at equal or better fidelity: {bool(better)} ({how})")
     print(f"total {time.perf_counter() - t0:.1f} s")
+    real_rows = real_dev.report() if args.real_dev else []
+    real_dev.print_targets(real_rows, "flow")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(metrics._json_safe({"frames": n, "source_warping_error": we_src,
-                                          "source_warping_error_farneback": we_src_cross, "rows": rows}), f, indent=2)
+            json.dump(reporting.json_safe({"frames": n, "source_warping_error": we_src,
+                                          "source_warping_error_farneback": we_src_cross, "rows": rows,
+                                          "real_dev": real_rows}), f, indent=2)
     return 0
 
 

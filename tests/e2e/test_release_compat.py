@@ -57,7 +57,8 @@ def test_release_workspace_img2img_is_not_redone(release_with_model, method, cap
     assert "already done" in capsys.readouterr().err
     after = json.loads((ws / "manifest.json").read_text())
     assert after["stages"]["img2img"]["key"] == manifest["stages"]["img2img"]["key"]
-    assert after["stages"]["img2img"]["params"] == manifest["stages"]["img2img"]["params"]
+    old = manifest["stages"]["img2img"]["params"]                  # recorded now under the current name
+    assert after["stages"]["img2img"]["params"] == {**old, "correct": {**old["correct"], "method": "stats"}}
     assert _stamps(ws / "img2img", ws / "motionmask") == stamps
     events = [json.loads(line) for line in (ws / "log.jsonl").read_text().splitlines()]
     assert [e.get("state") for e in events if e["event"] == "stage"] == ["done"]
@@ -66,13 +67,15 @@ def test_release_workspace_img2img_is_not_redone(release_with_model, method, cap
 @pytest.mark.parametrize("method", METHOD_LINES)
 def test_release_correct_folder_is_not_redone(release, method, capsys):
     ws, out = release / "ws", release / "corrected"
-    record = (out / "correct.json").read_text()
+    record = json.loads((out / "correct.json").read_text())
     stamps = _stamps(out)
     argv = ["correct", "--source", str(ws / "frames"), "--generated", str(ws / "img2img"), "--out", str(out),
             "--config", str(_settings(release, method))]
     assert cli.main(argv) == 0
     assert "(0 written, 3 kept" in capsys.readouterr().out
-    assert (out / "correct.json").read_text() == record and _stamps(out) == stamps
+    now = json.loads((out / "correct.json").read_text())
+    assert now["key"] == record["key"] and _stamps(out) == stamps
+    assert now["params"] == {**record["params"], "method": "stats"}      # the record reads as settings do
 
 
 def test_old_method_name_on_the_command_line_is_the_new_one(release, capsys):
@@ -96,8 +99,15 @@ def test_seed_is_an_alias_of_stats_however_the_method_is_set(tmp_path):
     assert c.method == "stats" and config.CorrectSettings().method == "stats"
     (tmp_path / "s.toml").write_text('[correct]\nmethod = "seed"\n')
     assert config.load_toml(tmp_path / "s.toml").correct.method == "stats"
-    # stage keys hold the method under its first name; other settings as they are
-    assert key_params(c)["method"] == "seed" and key_params(config.CorrectSettings(method="flow"))["method"] == "flow"
+    # what people read says stats; the stage key hashes it under its first name, seed
+    from vid2vid.core.workspace import params_key
+
+    assert key_params(c)["method"] == "stats" and key_params(config.CorrectSettings(method="flow"))["method"] == "flow"
+    assert params_key({"correct": key_params(c)}) == params_key({"correct": {**key_params(c), "method": "seed"}})
+    assert params_key({"method": "flow"}) != params_key({"method": "seed"})
+    from vid2vid.core.workspace import KEY_FIRST_NAMES
+
+    assert KEY_FIRST_NAMES["method"] == {new: old for old, new in config.CORRECT_METHODS.aliases.items()}
     assert {k: v for k, v in key_params(c).items() if k != "method"} == \
         {k: v for k, v in config.to_dict(c).items() if k != "method"}
     with pytest.raises(config.BadInput, match="'seeds' is not known; use one of: stats, flow"):
@@ -109,7 +119,7 @@ def test_a_wrong_method_on_the_command_line_is_told_the_new_names(tmp_path, caps
     with pytest.raises(SystemExit) as exc:
         cli.main([*argv, "--method", "seeds"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "'stats', 'flow'" in err and "'seed'" not in err.replace("'seeds'", "")
+    assert exc.value.code == 2 and "is not one of: stats, flow" in err and "'seed'" not in err.replace("'seeds'", "")
 
 
 def test_help_lists_the_new_method_name(capsys):

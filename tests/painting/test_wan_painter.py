@@ -172,7 +172,7 @@ def test_command_line_bad_input_is_one_line_and_exit_2(workspace_factory, tiny_w
 
 def test_control_flag_names_the_video_models_control(tmp_path):
     from vid2vid import config
-    from vid2vid.cli.main import video_control_from_flag
+    from vid2vid.cli.options import video_control_from_flag
 
     s = config.Settings()
     video_control_from_flag(s, ["depth"])

@@ -224,3 +224,42 @@ def test_a_list_of_tables_round_trips_through_toml(tmp_path):
         h.validate()
     with pytest.raises(BadInput, match="list of tables"):
         config.from_dict(Holder, {"items": ["x"]}, "holder")
+
+
+def test_img2img_makes_its_control_images_on_the_way(tmp_path, assets, capsys):
+    """`vid2vid img2img --controlnet CN --control canny` on a workspace without control images makes them
+    (with their progress line) before painting; a depth source without depth maps stays one clear line."""
+    from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+    clip, model = assets
+    cn = make_tiny_controlnet(tmp_path / "cn")
+    ws = tmp_path / "ws"
+    assert main(["extract", str(clip), "-w", str(ws), "--fps", "4"]) == 0
+    capsys.readouterr()
+    base = ["img2img", "-w", str(ws), "--model", str(model), "--prompt", "p", "--width", "64", "--height", "48",
+            "--steps", "2"]
+    assert main([*base, "--controlnet", str(cn), "--control", "canny"]) == 0
+    err = capsys.readouterr().err
+    w = Workspace(ws)
+    assert w.is_complete("control") and w.is_complete("img2img")
+    assert len(list((ws / "control").rglob("*.png"))) == len(w.frames())
+    assert "[control]" in err and err.index("[control]") < err.index("[img2img]")
+    assert main([*base, "--controlnet", str(cn), "--control", "depth"]) == 2
+    line = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "'depth'" in line[0] and f"vid2vid depth -w {ws}" in line[0]
+
+
+def test_an_empty_prompt_is_warned_once(tmp_path, assets, capsys):
+    clip, model = assets
+    ws = tmp_path / "ws"
+    assert main(["extract", str(clip), "-w", str(ws), "--fps", "4"]) == 0
+    assert main(["delta", "-w", str(ws)]) == 0
+    capsys.readouterr()
+    base = ["img2img", "-w", str(ws), "--model", str(model), "--width", "64", "--height", "48", "--steps", "2"]
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: --prompt is empty") == 1
+    assert main([*base, "--prompt", "shapes"]) == 0
+    assert "--prompt is empty" not in capsys.readouterr().err
+    assert main(["delta", "-w", str(ws)]) == 0
+    assert "delta: already done" in capsys.readouterr().err

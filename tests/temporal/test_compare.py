@@ -130,3 +130,15 @@ def test_the_pages_compare_action_writes_inside_the_workspace(ws):
 
     info = actions.compare(ws.root.parent, ws.root.name, Job())
     assert info["output"] == str(ws.path("compare.mp4")) and ws.path("compare.mp4").is_file()
+
+
+def test_default_panels_include_the_propagated_sequence_with_key_frames(ws):
+    """With key frames img2img/ holds only the keys; the propagated sequence gets its own panel."""
+    for i, p in enumerate(ws.frames("img2img"), 1):
+        if i % 2 == 0:
+            p.unlink()                                   # img2img painted every 2nd frame only
+    for p in ws.frames():
+        (ws.path("propagate") / p.name).parent.mkdir(exist_ok=True)
+        (ws.path("propagate") / p.name).write_bytes(p.read_bytes())
+    labels = [p.label for p in compare.resolve_panels(ws, None)]
+    assert labels[:3] == ["source", "img2img", "propagated from the keys"]

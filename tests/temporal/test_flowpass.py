@@ -107,9 +107,13 @@ def test_constant_frames_give_no_nan():
     src = [np.full((32, 48, 3), 0.5, np.float32)] * 5
     levels = [0.0, 1.0, 0.0, 1.0, 0.5]
     gen = [np.full((32, 48, 3), v, np.float32) for v in levels]
-    out = flowpass.flow_correct_sequence(src, gen)
+    out = flowpass.flow_correct_sequence(src, gen, ghost_gate=False)
     assert all(np.isfinite(o).all() and o.min() >= 0 and o.max() <= 1 for o in out)
     assert out[0].std() < 1e-6 and 0.1 < out[1].mean() < 0.9      # averaged, still constant frames
+    # the ghost gate: a jump of 1.0 on a still source is no flicker, each frame keeps its own level
+    gated = flowpass.flow_correct_sequence(src, gen)
+    assert all(np.isfinite(o).all() for o in gated)
+    assert [round(float(o.mean()), 3) for o in gated[:4]] == [0.0, 1.0, 0.0, 1.0]
     black = flowpass.flow_correct_sequence([np.zeros((32, 48, 3), np.uint8)] * 3,
                                            [np.zeros((32, 48, 3), np.uint8)] * 3)
     assert all(np.isfinite(o).all() and not o.any() for o in black)

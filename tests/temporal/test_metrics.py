@@ -11,7 +11,7 @@ import pytest
 import metrics_reference as reference
 from metrics_reference import same
 from vid2vid.core.errors import BadInput
-from vid2vid.temporal import metrics
+from vid2vid.temporal import metrics, reporting
 from vid2vid.temporal.opticalflow import PairFlow, as_float_rgb, inside_mask, resize_to
 
 
@@ -113,7 +113,7 @@ def test_report_resizes_the_source_and_lists_per_pair_figures():
     assert r["warping_error"] < 0.02        # the output follows the (resized) source motion
     assert r["psnr"] == pytest.approx(metrics.sequence_psnr(out, ref))
     assert r["source_flicker"] == pytest.approx(metrics.flicker(out), rel=1e-3)
-    json.loads(metrics.report_json(r))
+    json.loads(reporting.report_json(r))
     with pytest.raises(BadInput):
         metrics.consistency_report(src[:4], out)
 
@@ -208,7 +208,7 @@ def test_every_nth_pair_reads_only_those_frames_and_gives_their_exact_figures():
         assert r["per_pair"][key] == [full["per_pair"][key][k] for k in (0, 3, 6)]
     assert r["per_frame"]["psnr"] == [full["per_frame"]["psnr"][k] for k in (0, 3, 6, 9)]
     assert r["warping_error"] == float(np.mean(r["per_pair"]["warping_error"]))
-    assert "on every 3rd pair (3 of 9)" in metrics.format_report(r)
+    assert "on every 3rd pair (3 of 9)" in reporting.format_report(r)
 
 
 def test_reduced_size_is_the_report_on_frames_resized_first():
@@ -219,7 +219,7 @@ def test_reduced_size_is_the_report_on_frames_resized_first():
     direct = reference.consistency_report(*small)
     for key in ("warping_error", "source_warping_error", "flicker", "source_flicker", "psnr", "per_pair"):
         assert same(direct[key], r[key]), key
-    assert "at 32x24" in metrics.format_report(r)
+    assert "at 32x24" in reporting.format_report(r)
     # no reduction asked, or a size above the output's: the output's own size
     assert metrics.measure_size(64, 48, 0) == (64, 48) == metrics.measure_size(64, 48, 100)
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from vid2vid.temporal import metrics
+from vid2vid.temporal import metrics, reporting
 
 
 def test_moving_mask_is_the_dilated_grey_change_above_8_levels():
@@ -73,5 +73,39 @@ def test_report_carries_the_detail_figures():
     rep = metrics.consistency_report(src, src, src, preset="ultrafast")
     assert rep["sharpness"] is None or math.isclose(rep["sharpness"], 1.0)
     assert rep["moving_psnr"] == float("inf")
-    assert "moving-pixel PSNR" in metrics.format_report(rep)
+    assert "moving-pixel PSNR" in reporting.format_report(rep)
     assert metrics.consistency_report(src, src, None, preset="ultrafast")["moving_psnr"] is None
+
+
+def test_worst_frames_moving_psnr_catches_a_tear_in_few_frames():
+    # 21 frames of a square moving 4 px a frame; the output equals the reference except for a dark
+    # streak on the moving square in two frames (a tear); the mean moving-pixel PSNR hardly sees it
+    n, h, w = 21, 48, 64
+    src, ref, out = [], [], []
+    rng = np.random.default_rng(5)
+    for t in range(n):
+        s = np.full((h, w, 3), 0.3, np.float32)
+        s[16:32, 4 + 2 * t:20 + 2 * t] = 0.8
+        src.append(s)
+        r = np.clip(s + rng.normal(0, 0.01, s.shape), 0, 1).astype(np.float32)
+        ref.append(r)
+        o = r.copy()
+        if t in (7, 15):
+            o[22:26, 4 + 2 * t:20 + 2 * t] = 0.0          # the streak
+        out.append(o)
+    fig = metrics.detail_figures(src, out, ref)
+    # direct: per frame t >= 1, the squared error over the moving mask (grey change > 8/255, dilated 5x5)
+    per_frame = []
+    for t in range(1, n):
+        m = metrics.moving_mask(src[t - 1], src[t])
+        d = out[t].astype(np.float64) - ref[t]
+        per_frame.append((d * d).sum(axis=2)[m].sum() / (3 * m.sum()))
+    expect = 10 * math.log10(1 / float(np.percentile(per_frame, 95)))
+    assert math.isclose(fig["moving_psnr_worst"], expect, rel_tol=1e-6)
+    assert fig["moving_psnr"] - fig["moving_psnr_worst"] > 3          # the tear shows in the worst frames
+    clean = metrics.detail_figures(src, ref, ref)
+    assert clean["moving_psnr_worst"] == float("inf")
+    rep = metrics.consistency_report(src, out, ref, preset="ultrafast")
+    assert math.isclose(rep["moving_psnr_worst"], expect, rel_tol=1e-6)
+    assert "worst 5% of frames" in reporting.format_report(rep)
+    assert metrics.consistency_report(src, out, None, preset="ultrafast")["moving_psnr_worst"] is None

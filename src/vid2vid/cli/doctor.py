@@ -227,7 +227,8 @@ def _optional(name: str, dist: str, module: str, use: str, fix: str, load: bool 
 
 def check_extras() -> list[Check]:
     out = [_optional("Web UI", "gradio", "gradio", "vid2vid ui", 'pip install -e ".[ui]"'),
-           _optional("Ray", "ray", "ray", "runs spread over several machines", 'pip install "ray[default]"'),
+           _optional("Ray", "ray", "ray", "runs spread over several machines",
+                     "bash install.sh --ray (or pip install ray==2.60.0, the version the project pins)"),
            _optional("Taggers (onnxruntime)", "onnxruntime", "onnxruntime", "WD14 / DeepDanbooru tags",
                      'pip install -e ".[models]"', load=True),
            _optional(".pth upscalers (spandrel)", "spandrel", "spandrel", "upscaling with .pth model files",

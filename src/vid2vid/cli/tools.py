@@ -14,7 +14,7 @@ from vid2vid.core.progress import Job
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
     """The [correct] settings from --config and the options given, validated."""
-    from vid2vid.cli.main import _base_settings, apply_options
+    from vid2vid.cli.commands import _base_settings, apply_options
 
     settings = apply_options(_base_settings(args), args, parser).correct
     settings.validate()
@@ -45,7 +45,7 @@ def propagate(args: Any, parser: Any, job: Job) -> None:
                             overwrite=bool(given.get("run.overwrite", False)),
                             steady=True if steady is None else bool(steady))
     print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
-          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, filled from the nearer key)")
+          f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, redrawn from the keys' colours)")
 
 
 def _folder(given: str | None, ws: Path | None, default: str, option: str) -> Path:
@@ -160,7 +160,8 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
-    """`vid2vid make-tiny-model DIR [--single-file] [--controlnet | --tiny-vae | --motion-module | --video-model]`."""
+    """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --motion-module |
+    --video-model]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
@@ -186,9 +187,13 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
         from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
 
         path = make_tiny_controlnet(args.dir, single_file=args.single_file)
+    elif args.passthrough and args.single_file:
+        raise BadInput("--passthrough writes a diffusers folder (its VAE's scale lives in the folder's config); "
+                       "leave out --single-file")
     else:
-        path = tiny.make_tiny_model(args.dir, single_file=args.single_file)
-    job.say(f"tiny model written: {path}")
+        path = tiny.make_tiny_model(args.dir, single_file=args.single_file, passthrough_vae=args.passthrough)
+    job.say(f"tiny model written: {path}" + (" (pass-through VAE: a run shows the picture; the demo also "
+                                             "uses --sigma-max 0.6 for light strokes)" if args.passthrough else ""))
     print(path)
 
 
@@ -196,6 +201,7 @@ def metrics(args: Any, parser: Any, job: Job) -> dict:
     """`vid2vid metrics --source VIDEO|DIR OUTPUT [--ref DIR] [--json] [--plot PNG]
     [--metrics-size N] [--metrics-every N]`, one frame pair at a time."""
     from vid2vid.temporal import metrics as m
+    from vid2vid.temporal import reporting
     from vid2vid.video.read import frame_count, iter_sequence
 
     # 1. the options and the output's length; the source (at the output's frame count) and the
@@ -213,9 +219,9 @@ def metrics(args: Any, parser: Any, job: Job) -> dict:
     report = m.consistency_report(source, output, ref, progress=tracker.advance if tracker else None,
                                   max_side=max_side, every=every)
     # 3. show them
-    print(m.report_json(report) if args.json else m.format_report(report))
+    print(reporting.report_json(report) if args.json else reporting.format_report(report))
     if getattr(args, "plot", None):
-        m.plot_report(report, args.plot)
+        reporting.plot_report(report, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return report

@@ -50,14 +50,17 @@ class Meta:
     cli: bool = True                     # an option of the commands that take this section
     run_only: bool = False               # only `vid2vid run` has it (the switches of optional stages)
     item: type | None = None             # list of tables: the dataclass of one table
+    remember: bool = True                # a stage command on a workspace starts from its saved value
 
 
 def setting(default: Any, help: str, *, label: str = "", choices: tuple[str, ...] | None = None,
             lo: float | None = None, hi: float | None = None, flag: str = "", run_flag: str = "",
-            fix: str = "", cli: bool = True, run_only: bool = False, item: type | None = None) -> Any:
-    """A settings field with its metadata; a list default becomes a default factory."""
+            fix: str = "", cli: bool = True, run_only: bool = False, item: type | None = None,
+            remember: bool = True) -> Any:
+    """A settings field with its metadata; a list default becomes a default factory. `remember=False`:
+    a one-off (a debug frame, the overwrite switch) that a later command on the workspace does not inherit."""
     md = {"v2v": Meta(help=help, label=label, choices=choices, lo=lo, hi=hi, flag=flag, run_flag=run_flag,
-                      fix=fix, cli=cli, run_only=run_only, item=item)}
+                      fix=fix, cli=cli, run_only=run_only, item=item, remember=remember)}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=md)
     return field(default=default, metadata=md)
@@ -105,6 +108,10 @@ class Section:
 
     def check(self) -> None:
         """Checks between fields (the field-by-field ones come from the metadata)."""
+
+    def notes(self) -> list[str]:
+        """Warnings about valid but likely unintended values, with `{section.field}` references."""
+        return []
 
 
 def _check_device(section: str, value: str) -> None:

@@ -109,7 +109,7 @@ class Img2ImgSettings(Section):
                                     label="Textual inversion files (one per line)")
     single: int = setting(0, "debug: generate only this frame (1-based) into img2img.debug/ and print the real "
                              "sigmas", lo=0, fix="give a frame number (1 = the first frame) or 0 for all",
-                          label="Debug frame")
+                          label="Debug frame", remember=False)
     controlnet: list[ControlNetSettings] = setting(
         [], "ControlNets, MODEL[:SCALE] each with its --control SOURCE (repeatable, paired in order)",
         item=ControlNetSettings, label="ControlNets")
@@ -178,6 +178,12 @@ class Img2ImgSettings(Section):
                                    label="Video reference image")
     flow_shift: float = setting(3.0, "video model: the flow-matching schedule's shift (3 for 480p, 5 for 720p)",
                                 lo=0.1, hi=20.0, label="Flow shift")
+
+    def notes(self) -> list[str]:
+        if self.model and not self.prompt.strip():
+            return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "
+                    "to steer it"]
+        return []
 
     def check(self) -> None:
         if self.motion_module.strip() and self.context_overlap >= self.context_length:

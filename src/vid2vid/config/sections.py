@@ -143,8 +143,8 @@ class ExportSettings(Section):
     """Video out of a frame folder (stage `export`)."""
 
     NAME = "export"
-    source: str = setting("rife", "frame folder to export", choices=EXPORT_SOURCES, flag="--from",
-                          label="Frame source")
+    source: str = setting("rife", "frame folder to export (`vid2vid export`: the last one the workspace has)",
+                          choices=EXPORT_SOURCES, flag="--from", label="Frame source", remember=False)
     format: str = setting("mp4", "video format", choices=EXPORT_FORMATS, label="Video format")
     audio: bool = setting(False, "put the source audio back", run_flag="--audio", label="Put the audio back")
     output: str = setting("", "output video path (empty = synth-<source>.<format> inside the workspace)",
@@ -161,9 +161,11 @@ class PropagateSettings(Section):
 
     NAME = "propagate"
     keyframes: str = setting("off", "paint only key frames: off, every:K (every K-th frame) or motion:T (a new key "
-                             "after T pixels of motion); scene cuts always start a key", label="Key frames")
-    fill: str = setting("warp", "what fills what neither key sees: the nearer key's warp, or a light img2img of "
-                        "just that region", choices=KEY_FILLS, flag="--key-fill", label="Fill disocclusions")
+                             "after T pixels of motion), +fast or +fast:F after either for a key after each frame pair "
+                             "moving F pixels (e.g. every:4+fast); scene cuts always start a key", label="Key frames")
+    fill: str = setting("warp", "what fills what neither key's warp can be trusted for: a redraw in the keys' "
+                        "colours on the source's shape, or a light img2img of just that region", choices=KEY_FILLS,
+                        flag="--key-fill", label="Fill disocclusions")
     fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
                                   flag="--key-fill-denoise", label="Fill denoise")
     steady_keys: bool = setting(True, "steady each key with the two keys on each side (along the source's motion) "
@@ -187,7 +189,7 @@ class RunSettings(Section):
     NAME = "run"
     cache: str = setting("vid2vid-cache", "folder that holds one workspace per video")
     overwrite: bool = setting(True, "replace results made with other settings (off: keep them and stop)",
-                              label="Allow overwrite")
+                              label="Allow overwrite", remember=False)
     depth: bool = setting(False, "run the depth stage (also runs when a depth mask is chosen)", run_only=True)
     tags: bool = setting(False, "run the tagger stage", run_only=True)
     upscale: bool = setting(True, "run the Real-ESRGAN stage", run_only=True)

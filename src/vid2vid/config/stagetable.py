@@ -46,6 +46,7 @@ class Stage:
     adjust: Callable[[Settings], Settings] = _same  # per-stage settings adjustment
     needs_video: bool = False               # extract reads the video; the others a workspace
     then: tuple[str, ...] = ()              # stages that follow it when wanted (img2img -> flow)
+    first: tuple[str, ...] = ()             # stages a stage command runs (resumes) first when wanted (control)
 
     @property
     def module(self) -> str:
@@ -109,7 +110,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("img2img", "Batch img2img", "successive img2img with sigma override and frame delta correction",
           ("img2img", "correct", "propagate", "ray"), ("img2img", "motionmask"), frames="img2img",
           adjust=img2img_settings,
-          then=("propagate", "flow")),
+          then=("propagate", "flow"), first=("control",)),
     Stage("propagate", "Key frame propagation", "make every frame from the painted key frames along the "
           "source's motion (with --keyframes)", ("img2img", "propagate"), ("propagate",), frames="propagate",
           wanted=propagate_wanted),
@@ -170,6 +171,14 @@ def export_source(s: Settings) -> str:
         if st.wanted(s):
             return st.frames or ""
     return "img2img"
+
+
+def last_frames(ws: Workspace) -> str:
+    """The export token (--from) of the last frame folder the workspace has: rife, resr, img2img or frames."""
+    for name in ("interpolate", "upscale"):
+        if ws.stage_record(name) is not None:
+            return BY_NAME[name].frames or ""
+    return "img2img" if ws.stage_record("img2img") is not None else "frames"
 
 
 def by_frames(folder: str) -> Stage:

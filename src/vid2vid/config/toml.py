@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -41,13 +42,21 @@ def _coerce(table: str, key: str, value: Any, hint: Any) -> Any:
                    f"expected {getattr(hint, '__name__', hint)}")
 
 
+def _nearest(names: set[str]):
+    def word(key: str) -> str:
+        close = difflib.get_close_matches(key, names, n=1)
+        return f"{key} (did you mean {close[0]}?)" if close else key
+
+    return word
+
+
 def from_dict(cls: type, data: dict, table: str = "") -> Any:
     """Build a settings dataclass from plain data; unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise BadInput(f"unknown setting(s) in [{table or cls.__name__}]: {', '.join(unknown)}; "
+        raise BadInput(f"unknown setting(s) in [{table or cls.__name__}]: {', '.join(map(_nearest(names), unknown))}; "
                        f"known: {', '.join(sorted(names))}")
     items = {f.name: m.item for f, m in fields_of(cls) if m.item is not None}
     kwargs = {}
@@ -73,8 +82,16 @@ def dumps_toml(settings: Settings) -> str:
     return tomli_w.dumps(to_dict(settings))
 
 
-def load_toml(path: str | Path) -> Settings:
-    """Read a settings file; missing keys keep their defaults."""
+def _overlay(base: dict, data: dict) -> dict:
+    """`base` with the values of `data` over it, table by table (a list of tables is replaced whole)."""
+    out = dict(base)
+    for key, value in data.items():
+        out[key] = _overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_toml(path: str | Path, base: Settings | None = None) -> Settings:
+    """Read a settings file; missing keys keep their defaults (or their values in `base`)."""
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"settings file {p} does not exist; write one with `vid2vid config --dump > {p.name}`")
@@ -83,7 +100,7 @@ def load_toml(path: str | Path) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"settings file {p} is not valid TOML ({exc}); fix it or dump fresh defaults "
                        "with `vid2vid config --dump`") from exc
-    return from_dict(Settings, data, "settings")
+    return from_dict(Settings, _overlay(to_dict(base), data) if base is not None else data, "settings")
 
 
 def save_toml(settings: Settings, path: str | Path) -> None:

@@ -89,6 +89,14 @@ class WorkspaceBusy(BadInput):
     """Another run holds the workspace lock."""
 
 
+class OtherSettings(BadInput):
+    """A stage's results were made with other settings and may not be replaced ({run.overwrite} off)."""
+
+    def __init__(self, message: str, stage: str = ""):
+        super().__init__(message)
+        self.stage = stage
+
+
 class ModelNotFound(BadInput):
     """A model path, hub id or bundled weight file is missing."""
 

@@ -132,6 +132,14 @@ class ConsoleProgress:
             self._last = now
 
 
+    def end_line(self) -> None:
+        """End a live bar's line, so that a message written next (interrupted, an error) starts on its own."""
+        if self.live and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = ""
+
+
 def _columns(stream: TextIO) -> int:
     """The terminal's width, 0 when it tells none."""
     import os

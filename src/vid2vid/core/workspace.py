@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid.core import locking, pathnames
-from vid2vid.core.errors import BadInput, Interrupted, Vid2VidError, WorkspaceBusy, stage_ref
+from vid2vid.core.errors import BadInput, Interrupted, OtherSettings, Vid2VidError, WorkspaceBusy, stage_ref
 
 MANIFEST = "manifest.json"
 LOCKFILE = ".lock"
@@ -166,9 +166,24 @@ def workspace_name(video: str | Path) -> str:
     return f"{safe_name(p.stem)}-{digest}"
 
 
+# Values renamed since stage keys were first made ("field": {current: first}): a key hashes a value
+# under its first name, so results made before the rename stay valid, while the manifest and the run
+# log show the name people read everywhere else (the correction method stats was first named seed).
+KEY_FIRST_NAMES = {"method": {"stats": "seed"}}
+
+
+def _first_names(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: KEY_FIRST_NAMES[k].get(v, v) if k in KEY_FIRST_NAMES and isinstance(v, str) else _first_names(v)
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_first_names(v) for v in obj]
+    return obj
+
+
 def params_key(params: Any) -> str:
-    """A short stable hash of JSON-able parameters."""
-    blob = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    """A short stable hash of JSON-able parameters (renamed values under their first names)."""
+    blob = json.dumps(_first_names(params), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -326,6 +341,9 @@ class Workspace:
         key = self.stage_key(params, inputs)
         rec = self.stage_record(name)
         if rec and rec.get("key") == key:
+            if rec.get("params") != params:        # same key, renamed values: record them as people read them
+                rec["params"] = params
+                self.save_manifest()
             state = "done" if rec.get("complete") else "resume"
             self.log("stage", stage=name, state=state)
             return StageStatus(name, state, key)
@@ -333,9 +351,7 @@ class Workspace:
         if existing:
             if not overwrite:
                 changed = _diff_params(rec.get("params", {}) if rec else {}, params)
-                raise BadInput(f"stage '{name}' already has results in {self.root} made with other settings "
-                               f"({changed}); they are kept. Turn {{run.overwrite}} on to replace them, "
-                               "or use another workspace")
+                raise OtherSettings(refusal(name, self.root, changed), name)
             for o in existing:
                 self._remove(self.root / o)
         self.manifest["stages"][name] = {"params": params, "key": key, "inputs": input_keys,
@@ -427,6 +443,12 @@ class Workspace:
 def failure_status(exc: BaseException) -> str:
     """How a stage that raised `exc` ended: "interrupted" (cancel, Ctrl+C) or "failed"."""
     return "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else "failed"
+
+
+def refusal(name: str, root: Path, changed: str) -> str:
+    """The one line that refuses to replace stage `name`'s results made with other settings."""
+    return (f"stage '{name}' already has results in {root} made with other settings ({changed}); they are kept. "
+            "Turn {run.overwrite} on to replace them, or use another workspace")
 
 
 def _diff_params(old: dict, new: dict) -> str:

@@ -75,7 +75,7 @@ def references(mode: str, t: int, bank: int = 4, keyframes: tuple[int, ...] = ()
 
 
 def nearest_key(t: int, keys: tuple[int, ...] | list[int]) -> int:
-    """The key nearest to frame t (ties: the earlier key), as propagation's fill takes the nearer key."""
+    """The key nearest to frame t (ties: the earlier key)."""
     if not keys:
         raise ValueError("no key frames")
     return min(keys, key=lambda k: (abs(k - t), k))

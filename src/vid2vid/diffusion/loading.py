@@ -36,8 +36,9 @@ from vid2vid.diffusion.checkpoints import (
     prediction_type_for,
     read_checkpoint_header,
 )
+from vid2vid.diffusion.quiet import quiet_libraries as _quiet_libraries
 from vid2vid.diffusion.schedules import sigma_to_timestep
-from vid2vid.models.hub import download_hint, looks_like_hub_id, offline_reason
+from vid2vid.models.hub import download_hint, looks_like_hub_id
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -264,7 +265,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype, progress: Callable | None = None
     the files the pipeline reads first, with their bytes reported to `progress` (default: the console)."""
     from huggingface_hub import hf_hub_download
 
-    from vid2vid.models.hub import cached, diffusers_files, hub_errors, prefetch
+    from vid2vid.models.hub import cached, diffusers_files, hub_errors, offline_reason, prefetch
 
     unreachable = offline_reason()          # no network: fail at once, not after retries
     offline, how = unreachable is not None, download_hint(repo_id, "the model")
@@ -392,21 +393,6 @@ def check_model_spec(spec: str) -> str:
     elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
-
-
-def _quiet_libraries() -> None:
-    """Keep the console for our progress: no diffusers/transformers loading bars or notices
-    (such as transformers' note that torchvision is absent, which it deliberately is)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    from huggingface_hub.utils import enable_progress_bars
-
-    enable_progress_bars()      # ...but a real download shows its bytes, rate and time left (the hub's bars)
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list[str] | tuple = (),

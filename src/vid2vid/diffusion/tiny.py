@@ -227,6 +227,46 @@ def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None,
 # ---------------------------------------------------------------- a VAE that lets the picture through
 
 @torch.no_grad()
+def _zero(conv) -> None:
+    conv.weight.zero_()
+    conv.bias.zero_()
+
+
+def _pair_in(conv, half: int) -> None:
+    """Channel c = x_c, channel half + c = -x_c (centre tap)."""
+    _zero(conv)
+    k = conv.weight.shape[-1] // 2
+    for c in range(3):
+        conv.weight[c, c, k, k], conv.weight[half + c, c, k, k] = 1.0, -1.0
+
+
+def _pair_out(conv, half: int, gain: float) -> None:
+    """out_c = gain * (silu(a_c) - silu(-a_c)) = gain * a_c."""
+    _zero(conv)
+    k = conv.weight.shape[-1] // 2
+    for c in range(3):
+        conv.weight[c, c, k, k], conv.weight[c, half + c, k, k] = gain, -gain
+
+
+def _carry(conv, average: bool = False) -> None:
+    """Channel c through unchanged (centre tap), or averaged over the kernel."""
+    _zero(conv)
+    kh, kw = conv.weight.shape[-2:]
+    for c in range(conv.weight.shape[0]):
+        if average:
+            conv.weight[c, c] = 1.0 / (kh * kw)
+        else:
+            conv.weight[c, c, kh // 2, kw // 2] = 1.0
+
+
+def _identity_blocks(block) -> None:
+    for r in block.resnets:
+        _zero(r.conv2)
+    for a in getattr(block, "attentions", None) or []:
+        _zero(a.to_out[0])
+
+
+@torch.no_grad()
 def make_passthrough_vae(vae) -> None:
     """Set a tiny AutoencoderKL's weights (in place) so that decode(encode(x)) keeps x's picture.
 
@@ -240,56 +280,24 @@ def make_passthrough_vae(vae) -> None:
     latent then has about unit spread, so the config's scaling factor should be 1.
     """
     half = vae.config.block_out_channels[0] // 2
-
-    def zero(conv):
-        conv.weight.zero_()
-        conv.bias.zero_()
-
-    def pair_in(conv):          # channel c = x_c, channel half + c = -x_c (centre tap)
-        zero(conv)
-        k = conv.weight.shape[-1] // 2
-        for c in range(3):
-            conv.weight[c, c, k, k], conv.weight[half + c, c, k, k] = 1.0, -1.0
-
-    def pair_out(conv, gain):   # out_c = gain * (silu(a_c) - silu(-a_c)) = gain * a_c
-        zero(conv)
-        k = conv.weight.shape[-1] // 2
-        for c in range(3):
-            conv.weight[c, c, k, k], conv.weight[c, half + c, k, k] = gain, -gain
-
-    def carry(conv, average=False):
-        zero(conv)
-        kh, kw = conv.weight.shape[-2:]
-        for c in range(conv.weight.shape[0]):
-            if average:
-                conv.weight[c, c] = 1.0 / (kh * kw)
-            else:
-                conv.weight[c, c, kh // 2, kw // 2] = 1.0
-
-    def identity_blocks(block):
-        for r in block.resnets:
-            zero(r.conv2)
-        for a in getattr(block, "attentions", None) or []:
-            zero(a.to_out[0])
-
     enc, dec = vae.encoder, vae.decoder
-    pair_in(enc.conv_in)
+    _pair_in(enc.conv_in, half)
     for b in enc.down_blocks:
-        identity_blocks(b)
+        _identity_blocks(b)
         for ds in b.downsamplers or []:
-            carry(ds.conv, average=True)
-    identity_blocks(enc.mid_block)
-    pair_out(enc.conv_out, 1.0)
+            _carry(ds.conv, average=True)
+    _identity_blocks(enc.mid_block)
+    _pair_out(enc.conv_out, half, 1.0)
     enc.conv_out.bias[vae.config.latent_channels:] = -20.0     # log-variance: a near-certain latent
-    carry(vae.quant_conv)
-    carry(vae.post_quant_conv)
-    pair_in(dec.conv_in)
+    _carry(vae.quant_conv)
+    _carry(vae.post_quant_conv)
+    _pair_in(dec.conv_in, half)
     for b in dec.up_blocks:
-        identity_blocks(b)
+        _identity_blocks(b)
         for us in b.upsamplers or []:
-            carry(us.conv, average=True)        # nearest 2x then a 3x3 mean: smooth, not blocky
-    identity_blocks(dec.mid_block)
-    pair_out(dec.conv_out, 0.5)
+            _carry(us.conv, average=True)       # nearest 2x then a 3x3 mean: smooth, not blocky
+    _identity_blocks(dec.mid_block)
+    _pair_out(dec.conv_out, half, 0.5)
 
 
 # ---------------------------------------------------------------- writing
@@ -306,6 +314,9 @@ def make_tiny_model(dir: str | Path, single_file: bool = False, seed: int = 0, c
     """
     from safetensors.torch import save_file
 
+    from vid2vid.diffusion.quiet import quiet_libraries
+
+    quiet_libraries()
     parts = build_tiny_components(seed, config)
     if passthrough_vae:
         make_passthrough_vae(parts["vae"])

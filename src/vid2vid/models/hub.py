@@ -17,7 +17,6 @@ models, Stable Diffusion hub ids) by `prefetch`, which downloads the files the l
 from __future__ import annotations
 
 import io
-import os
 import re
 import socket
 import time
@@ -58,8 +57,8 @@ def offline_reason(local_files_only: bool | None = None) -> str | None:
 
     if local_files_only:
         return "only the local cache was asked for"
-    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
-        return "HF_HUB_OFFLINE is set"    # (the variable is also read here: set after huggingface_hub loaded)
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
     return hub_unreachable()
 
 

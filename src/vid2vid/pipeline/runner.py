@@ -20,11 +20,11 @@ from pathlib import Path
 
 from vid2vid import config
 from vid2vid.config import Settings, stagetable
-from vid2vid.core.errors import BadInput
+from vid2vid.core.errors import BadInput, OtherSettings, render_settings
 from vid2vid.core.progress import Job, ProgressEvent
-from vid2vid.core.workspace import Workspace, failure_status
-
-SETTINGS_FILE = "settings.toml"
+from vid2vid.core.workspace import Workspace, failure_status, refusal
+from vid2vid.pipeline import saved
+from vid2vid.pipeline.saved import SETTINGS_FILE  # noqa: F401  (runner.SETTINGS_FILE: where they are)
 
 
 @dataclass
@@ -49,10 +49,13 @@ class RunResult:
             lines.append(f"  warping error  output {m['warp_error']:.4f}   source {m['source_warp_error']:.4f}")
             lines.append(f"  flicker        output {m['flicker']:.4f}   source {m['source_flicker']:.4f}")
             if m.get("psnr") is not None:
-                moving, sharp = m.get("moving_psnr"), m.get("sharpness")
+                from vid2vid.temporal.metrics import WORST_SHARE
+
+                moving, worst, sharp = m.get("moving_psnr"), m.get("moving_psnr_worst"), m.get("sharpness")
                 lines.append(f"fidelity against the {m['reference_frames']} painted img2img frames: PSNR "
                              f"{m['psnr']:.2f} dB, where things move "
-                             f"{'-' if moving is None else f'{moving:.2f}'} dB, sharpness "
+                             f"{'-' if moving is None else f'{moving:.2f}'} dB (worst {WORST_SHARE}% of frames "
+                             f"{'-' if worst is None else f'{worst:.2f}'} dB: tears, ghosts), sharpness "
                              f"{'-' if sharp is None else f'{sharp:.3f}'}")
         return "\n".join(lines)
 
@@ -101,6 +104,31 @@ def _placed(job: Job, place: tuple[int, int] | None) -> Job:
     return Job(on_progress=forward, cancel=job.cancel, log=job.log)
 
 
+def _prepared(row: stagetable.Stage, settings: Settings, ws: Workspace, job: Job, video: str | Path | None,
+              checked: bool) -> Settings:
+    """Steps 1 and 2 of `run_stage` up to the lock: the row's settings, checked, their warnings said,
+    the video checked and the workspace there."""
+    s = row.adjust(settings)
+    if not checked:
+        for section in ("run", *row.sections):
+            getattr(s, section).validate()
+        check_models(s, [row])
+    if row.name in row.sections:                    # a section's warnings, said by the stage of its name
+        for note in getattr(s, row.name).notes():
+            job.say(render_settings(note))
+    if not row.needs_video:
+        ws.require()
+        return s
+    if video is None:
+        raise BadInput(f"stage '{row.name}' needs the video to read")
+    if not checked:
+        from vid2vid.stages.extract import check_source
+
+        check_source(video, s.extract)
+    ws.ensure()
+    return s
+
+
 def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = None, *,
               video: str | Path | None = None, place: tuple[int, int] | None = None,
               follow: bool = True, checked: bool = False, **extra) -> dict:
@@ -108,35 +136,35 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
 
     1. the row's settings adjustment, then validation of the sections it reads and its model check
     2. the workspace lock (extract creates the workspace; the others need one made by extract)
-    3. the disk space the stage will write (its module's `space_need`) against the free space, then
+    3. the settings written into the workspace (`saved.SETTINGS_FILE`; put back as they were when the
+       stage refuses to replace results made with others, a refusal that then names the changed ones)
+    4. the disk space the stage will write (its module's `space_need`) against the free space, then
        the stage, with a failure or an interruption written to the workspace's run log
-    4. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow)
+    5. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow), after
+       those it names in `first` (img2img's control images: made, resumed or found done before it)
     `extra` goes to the stage's `run` (the page passes an already loaded model to img2img).
     `checked`: the caller already validated everything and checked the video and models (`run`).
     """
     job = job or Job()
     row = stagetable.stage(name)
-    s = row.adjust(settings)
-    if not checked:
-        for section in ("run", *row.sections):
-            getattr(s, section).validate()
-        check_models(s, [row])
-    if row.needs_video:
-        if video is None:
-            raise BadInput(f"stage '{name}' needs the video to read")
-        if not checked:
-            from vid2vid.stages.extract import check_source
-
-            check_source(video, s.extract)
-        ws.ensure()
-    else:
-        ws.require()
+    s = _prepared(row, settings, ws, job, video, checked)
     module = _module(row)
     sub = _placed(job, place)
+    for dep in row.first if follow else ():        # img2img's control images, made on the way
+        if stagetable.stage(dep).wanted(settings):
+            run_stage(dep, ws, settings, job, place=place, follow=False, checked=checked)
     with ws.locked():
+        before = saved.read_file(ws)
         try:
+            saved.save_settings(ws, settings)
             check_space(module, ws, s)
             info = module.run(ws, video, s, sub) if row.needs_video else module.run(ws, s, sub, **extra)
+        except BadInput as exc:           # bad input changes nothing: the saved settings are put back
+            ws.log_failure(name, exc)
+            saved.put_back(ws, before)
+            if isinstance(exc, OtherSettings):
+                raise _refused(ws, exc, before, settings, row) from None
+            raise
         except BaseException as exc:      # logged (error with its type, or interrupted), then re-raised
             ws.log_failure(name, exc)
             raise
@@ -145,6 +173,14 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
             if stagetable.stage(nxt).wanted(settings):
                 info[nxt] = run_stage(nxt, ws, settings, job, place=place, checked=checked)
     return info
+
+
+def _refused(ws: Workspace, exc: OtherSettings, before: bytes | None, settings: Settings,
+             row: stagetable.Stage) -> OtherSettings:
+    """The refusal naming the settings that changed since the workspace's saved ones (when it has them)."""
+    old = saved.parse(before)
+    changed = saved.changes(old, settings, row.sections) if old is not None else []
+    return OtherSettings(refusal(exc.stage, ws.root, ", ".join(changed)), exc.stage) if changed else exc
 
 
 def run(video: str | Path, settings: Settings, workspace: str | Path | None = None,
@@ -158,6 +194,10 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     from vid2vid.stages.extract import check_source
 
     check_source(video, settings.extract)
+    if settings.export.output:            # where the video goes, before any work (not after it)
+        from vid2vid.core.outputpath import check_output
+
+        check_output(settings.export.output, Path(video).stat().st_size)
     ws = Workspace(workspace) if workspace else Workspace.for_video(video, settings.run.cache)
     # 2. export reads the last folder the enabled stages write
     settings = replace(settings, export=replace(settings.export, source=stagetable.export_source(settings)))
@@ -165,7 +205,6 @@ def run(video: str | Path, settings: Settings, workspace: str | Path | None = No
     result = RunResult(workspace=ws.root, output=Path())
     with ws.ensure().locked():
         ws.log_unfinished_run()
-        config.save_toml(settings, ws.path(SETTINGS_FILE))
         ws.log("run", video=str(video), settings=config.to_dict(settings))
         # 3. the stages, in order; each resumes or skips on its own
         for i, row in enumerate(rows, 1):
@@ -204,7 +243,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
     from functools import partial
 
     from vid2vid.core.imageops import read_image
-    from vid2vid.temporal import metrics
+    from vid2vid.temporal import metrics, reporting
 
     row = stagetable.generated(ws)
     gen = ws.frames(row.folder)
@@ -216,7 +255,7 @@ def _measure(ws: Workspace, settings: Settings) -> dict | None:
                                         max_side=rs.metrics_size, every=rs.metrics_every)
     out = {"warp_error": report["warping_error"], "flicker": report["flicker"],
            "source_warp_error": report["source_warping_error"], "source_flicker": report["source_flicker"]}
-    note = metrics.measured_note(report)
+    note = reporting.measured_note(report)
     if note:
         out["measured"] = note
     if row.name != "img2img":
@@ -245,4 +284,5 @@ def _fidelity(ws: Workspace, src: list[Path], gen: list[Path]) -> dict:
     if not errs:
         return {}
     return {"psnr": metrics.psnr_from_mse(float(sum(errs) / len(errs))), "moving_psnr": detail.moving_psnr,
-            "sharpness": detail.sharpness, "reference_frames": len(errs)}
+            "moving_psnr_worst": detail.moving_psnr_worst, "sharpness": detail.sharpness,
+            "reference_frames": len(errs)}

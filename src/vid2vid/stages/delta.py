@@ -62,6 +62,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
     status = ws.begin_stage(STAGE, {"view": VIEW}, inputs=("extract",), overwrite=overwrite, outputs=ROW.outputs)
     total = max(0, len(frames) - 1)
     if status.state == "done":
+        job.say(f"delta: already done ({total} frame deltas)")
         return {"deltas": total, "folder": str(ws.path(OUT_DIR))}
 
     # 2. one view per frame pair; skip views already written (atomic writes: existing = finished)

@@ -2,14 +2,16 @@
 
 Frames come out upright (display rotation), deinterlaced when the stream is interlaced, and
 SDR BT.709 (HDR is tone-mapped); those choices are part of the stage's key, so a workspace
-extracted another way is redone. Before any frame is written: an fps above the source's own
-rate is refused, and the frames' disk space is estimated against the free space.
+extracted another way is redone. An fps above the source's own rate takes every source frame
+(said in one line; export then keeps the source's duration). Before any frame is written, the
+frames' disk space is estimated against the free space.
 """
 from __future__ import annotations
 
 import io
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from PIL import Image
 
 from vid2vid.config import ExtractSettings, Settings, stagetable
 from vid2vid.core import diskspace
-from vid2vid.core.errors import BadInput
+from vid2vid.core.errors import BadInput, render_settings
 from vid2vid.core.fileid import file_id
 from vid2vid.core.imageops import png_bytes, write_png
 from vid2vid.core.progress import Job
@@ -100,12 +102,23 @@ def check_source(video: str | Path, es: ExtractSettings) -> VideoInfo:
                        "(max_pixels in [extract] of a settings file)")
     if es.audio and not info.has_audio:
         raise BadInput(f"{video} has no audio track; turn {{extract.audio}} off")
-    src = info.max_fps or float(info.fps)
-    if es.frames == "fps" and src > 0 and es.fps > src * FPS_TOLERANCE:
-        raise BadInput(f"{{extract.fps}} {es.fps:g} is above the video's own frame rate of {src:.3f} fps "
-                       f"({_fraction(info.fps)}): frames would only be repeated; give {{extract.fps}} {_rate(src)} "
-                       "or less, or {extract.frames} all to take every frame")
     return info
+
+
+def above_source_rate(info: VideoInfo, es: ExtractSettings) -> bool:
+    """The fps asked for is above the video's own rate (frames would only repeat)."""
+    src = info.max_fps or float(info.fps)
+    return es.frames == "fps" and src > 0 and es.fps > src * FPS_TOLERANCE
+
+
+def taken(info: VideoInfo, es: ExtractSettings, job: Job) -> ExtractSettings:
+    """The settings the frames are taken with: above the source's rate, every source frame (one line says so)."""
+    if not above_source_rate(info, es):
+        return es
+    job.say(render_settings(f"extract: {{extract.fps}} {es.fps:g} is above the video's own rate of "
+                            f"{_rate(info.max_fps or float(info.fps))} fps ({_fraction(info.fps)}): taking every "
+                            "frame, as {extract.frames} all"))
+    return replace(es, frames="all")
 
 
 def _fraction(f: Fraction) -> str:
@@ -122,6 +135,7 @@ def run(ws: Workspace, video: str | Path, settings: Settings, job: Job) -> dict:
     es.validate()
     # 1. probe: every bad file is reported before anything in the workspace changes
     info = check_source(video, es)
+    es = taken(info, es, job)
     decoding = plan_decoding(info, es.deinterlace)
     # 2. decide fresh / resume / done; how the pictures are read is part of the key
     params = {"source": _source_identity(Path(info.path)), "frames": es.frames, "format": es.format,

@@ -3,8 +3,9 @@
 With `--keyframes every:K | motion:T`, img2img paints only the key frames (chosen here, by
 `workspace_keys`, from the source frames fitted to the canvas; scene cuts always start a key) and
 writes them under their own frame numbers; this stage carries them to the frames between along
-the source's optical flow, both directions, and fills what neither key sees (`--key-fill warp`:
-the nearer key's warp; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
+the source's optical flow, both directions, and fills what neither key's warp can be trusted for
+(`--key-fill warp`: a redraw in the keys' local colours on the source's own shape,
+vid2vid.temporal.redraw; `img2img`: a light img2img, at `--key-fill-denoise`, of the propagated frame
 with just that region masked, for frames whose hole is more than slivers). The keys are steadied
 first (`--no-steady-keys` turns it off): each averaged with the two keys on each side along the
 source's motion, so propagate/ holds the steadied keys, not img2img's own. `propagate/` then holds
@@ -68,7 +69,10 @@ def workspace_shots(ws: Workspace, settings: config.Settings, job: Job | None = 
     motion = prop.analyse_source(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
                                  progress=tracker.advance if tracker else None)
     starts = [0] + [t for t in range(1, len(frames)) if motion.cuts[t]] if frames else []
-    return prop.choose_keys(len(frames), spec, motion), starts
+    rules = prop.key_rules(len(frames), spec, motion)
+    if job is not None:
+        job.say(f"key frames ({spec}): {prop.describe_rules(rules)} of {len(frames)} frames")
+    return sorted(set().union(*rules.values())), starts
 
 
 def _image_fill(settings: config.Settings, job: Job, model=None, ws: Workspace | None = None,

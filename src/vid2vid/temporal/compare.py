@@ -1,6 +1,6 @@
 """A side-by-side comparison video of a workspace's stages (`vid2vid compare`).
 
-    info = make_comparison(ws, panels=["frames", "img2img", "flow", "final"], output=None)
+    info = make_comparison(ws, panels=["frames", "img2img", "propagate", "flow", "final"], output=None)
 
 Each panel is one frame folder of the workspace, labelled, scaled to one height, laid out in a
 row (up to three panels) or a grid. The video plays at the final video's frame rate and lasts as
@@ -28,8 +28,9 @@ from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_path
 
-DEFAULT_PANELS = ("frames", "img2img", "flow", "final")
-PANEL_LABELS = {"frames": "source", "img2img": "img2img", "flow": "flow-corrected", "resr": "upscaled",
+DEFAULT_PANELS = ("frames", "img2img", "propagate", "flow", "final")
+PANEL_LABELS = {"frames": "source", "img2img": "img2img", "propagate": "propagated from the keys",
+                "flow": "flow-corrected", "resr": "upscaled",
                 "rife": "interpolated"}
 MAX_HEIGHT = 480
 LABEL_PAD = 4
@@ -122,8 +123,8 @@ def _final_folder(ws: Workspace) -> str:
 def resolve_panels(ws: Workspace, tokens: list[str] | None) -> list[Panel]:
     """The panels to show: folder tokens of the workspace, `final` = the video's last frames.
 
-    Default: those of frames, img2img, flow and final that exist (final only when it is not one
-    of the others). A token the user names that has no frames is an error.
+    Default: those of frames, img2img, propagate (key frames on), flow and final that exist (final
+    only when it is not one of the others). A token the user names that has no frames is an error.
     """
     explicit = tokens is not None
     wanted = list(tokens) if tokens is not None else list(DEFAULT_PANELS)

@@ -77,12 +77,9 @@ def _check_out_dir(out_dir: Path, inputs: dict[str, Path | None]) -> None:
 
 
 def key_params(settings: config.CorrectSettings) -> dict:
-    """The correction settings as stage keys hold them: a renamed method under the name it had when
-    keys were first made (stats as "seed"), so that results made before the rename stay valid."""
-    first_name = {new: old for old, new in config.CORRECT_METHODS.aliases.items()}
-    params = config.to_dict(settings)
-    params["method"] = first_name.get(params["method"], params["method"])
-    return params
+    """The correction settings as stage parameters (the manifest and the log show them as set; the
+    key hashes a renamed method under its first name, see `core.workspace.KEY_FIRST_NAMES`)."""
+    return config.to_dict(settings)
 
 
 def _fingerprint(files: list[Path]) -> list[list[Any]]:
@@ -133,7 +130,38 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     Returns a summary dict.
     """
     job = job or Job()
-    # 1. check the inputs
+    source, generated, depth = _check_inputs(source_dir, generated_dir, out_dir, settings, depth_dir, save_masks,
+                                             resize)
+    out_dir = Path(out_dir)
+    # resume or start over
+    params = {k: v for k, v in key_params(settings).items() if k != "spatial_mask"}
+    if resize != "just":                   # "just" keeps the records of earlier versions valid
+        params["resize"] = resize
+    key = params_key({"params": params, "source": _fingerprint(source), "generated": _fingerprint(generated),
+                      "depth": _fingerprint(depth) if depth else None})
+    outputs = [_out_path(out_dir, g) for g in generated]
+    _prepare_out_dir(out_dir, key, params, outputs, overwrite)
+    masks_dir = Path(save_masks) if save_masks is not None else None
+
+    # correct, reading source frames and depth maps fitted to the generated size
+    h, w = read_image(generated[0]).shape[:2]
+    src_at = _reader(source, read_image, w, h, resize)
+    depth_at = None if depth is None else _reader(depth, read_mask, w, h, resize)
+    if settings.method == "flow":
+        written = _correct_flow(src_at, generated, depth_at, (w, h), outputs, settings, masks_dir, job)
+    else:
+        written = _correct_stats(src_at, generated, depth_at, outputs, settings, masks_dir, job)
+
+    # finish the record
+    atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
+    return {"frames": len(outputs), "written": written, "skipped": len(outputs) - written,
+            "method": settings.method, "out": str(out_dir)}
+
+
+def _check_inputs(source_dir: str | Path, generated_dir: str | Path, out_dir: str | Path,
+                  settings: config.CorrectSettings, depth_dir: str | Path | None, save_masks: str | Path | None,
+                  resize: str) -> tuple[list[Path], list[Path], list[Path] | None]:
+    """The source, generated and depth files of `correct_folder`, every input checked before any work."""
     settings.validate()
     if resize not in config.RESIZE_MODES:
         raise BadInput(f"{{img2img.resize}} '{resize}' is not known; use one of: {', '.join(config.RESIZE_MODES)}")
@@ -158,30 +186,7 @@ def correct_folder(source_dir: str | Path, generated_dir: str | Path, out_dir: s
     if save_masks is not None:
         _check_out_dir(Path(save_masks), {"--source": Path(source_dir), "--generated": Path(generated_dir),
                                           "--out": out_dir})
-
-    # 2. resume or start over
-    params = {k: v for k, v in key_params(settings).items() if k != "spatial_mask"}
-    if resize != "just":                   # "just" keeps the records of earlier versions valid
-        params["resize"] = resize
-    key = params_key({"params": params, "source": _fingerprint(source), "generated": _fingerprint(generated),
-                      "depth": _fingerprint(depth) if depth else None})
-    outputs = [_out_path(out_dir, g) for g in generated]
-    _prepare_out_dir(out_dir, key, params, outputs, overwrite)
-    masks_dir = Path(save_masks) if save_masks is not None else None
-
-    # 3. correct, reading source frames and depth maps fitted to the generated size
-    h, w = read_image(generated[0]).shape[:2]
-    src_at = _reader(source, read_image, w, h, resize)
-    depth_at = None if depth is None else _reader(depth, read_mask, w, h, resize)
-    if settings.method == "flow":
-        written = _correct_flow(src_at, generated, depth_at, (w, h), outputs, settings, masks_dir, job)
-    else:
-        written = _correct_stats(src_at, generated, depth_at, outputs, settings, masks_dir, job)
-
-    # 4. finish the record
-    atomic_write_json(out_dir / RECORD, {"key": key, "params": params, "complete": True})
-    return {"frames": len(outputs), "written": written, "skipped": len(outputs) - written,
-            "method": settings.method, "out": str(out_dir)}
+    return source, generated, depth
 
 
 def _reader(paths: list[Path], read: Callable[[Path], np.ndarray], width: int, height: int,

@@ -47,6 +47,8 @@ import cv2
 import numpy as np
 
 from vid2vid.core.errors import BadInput
+from vid2vid.temporal import trust
+from vid2vid.temporal.colourmatch import colour_fit, match_to_neighbours  # noqa: F401  (read here too)
 from vid2vid.temporal.opticalflow import (
     DIS_PRESETS,
     as_float_rgb,
@@ -74,6 +76,9 @@ class FlowOptions:
     keep_detail: bool = True         # cubic warps and a hard trust floor (False, preset fast: the first version)
     trust_floor: float = 0.3         # keep_detail: trust below this carries nothing, above it is rescaled
     colour_match: bool = True        # keep_detail: match each frame's colour to its neighbours' (two-sided)
+    ghost_gate: bool = True          # keep_detail: carry nothing where the carried picture and the frame
+    ghost_tolerance: float = trust.GHOST_TOLERANCE   # ... differ beyond the source's change + this (trust.ghost_gate)
+    ghost_width: float = trust.GHOST_WIDTH
 
     def validate(self) -> None:
         if not 0.05 <= self.flow_scale <= 1.0:
@@ -88,82 +93,35 @@ class FlowOptions:
             raise BadInput(f"trust_floor {self.trust_floor} is out of range; use 0 .. 0.99")
 
 
-# ---------------------------------------------------------------- colour match
-#
-# Per-frame diffusion flicker is largely a global colour shift (a gain and an offset per channel).
-# Where the motion is trusted, the pass averages it away; where it is not (moving limbs,
-# disocclusions), the generated frame passes through with its shift. So before a frame enters the
-# backward pass, its colour is matched to what its neighbours carry into it from both sides (past
-# and future, so the match follows no single side and cannot drift), by a gain and an offset per
-# channel that give it their mean and spread over the pixels the neighbours reach.
-
-MATCH_WEIGHT = 0.5          # pixels whose carried weight is below this take no part in the fit
-MATCH_MIN = 0.01            # share of such pixels below which the frame is left as it is
-MATCH_GAIN = (0.8, 1.25)    # the fitted gain is clipped to this range
-MATCH_STEP = 4              # the fit reads every MATCH_STEP-th row and column
-
-
-def colour_fit(img: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (gain, offset), float32 (3,), that give `img` the weighted mean and standard
-    deviation of `target`: gain = sd(target) / sd(img), offset = mean(target) - gain * mean(img).
-
-    img, target: float32 HxWx3; weight: float32 HxW >= 0 (no weight: gain 1, offset 0). The ratio
-    of deviations rather than a least-squares slope, because both images carry noise (a slope
-    would shrink the contrast). A channel without contrast (variance below 1e-8) gets gain 1; the
-    gain is clipped to MATCH_GAIN."""
-    w = weight.astype(np.float64)
-    total = w.sum()
-    gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
-    if total <= 0:
-        return gain, offset
-    for c in range(3):
-        x, y = img[..., c].astype(np.float64), target[..., c].astype(np.float64)
-        mx, my = (w * x).sum() / total, (w * y).sum() / total
-        vx, vy = (w * (x - mx) ** 2).sum() / total, (w * (y - my) ** 2).sum() / total
-        g = float(np.clip(math.sqrt(vy / vx), *MATCH_GAIN)) if vx > 1e-8 else 1.0
-        gain[c], offset[c] = g, my - g * mx
-    return gain, offset
-
-
-def match_to_neighbours(gen: np.ndarray, carried: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """The generated frame (float32 HxWx3) with its colour fitted to what its neighbours carry.
-
-    carried: (premultiplied RGB HxWx3, weight HxW) pairs, one per side (past, future); their sum is
-    the neighbours' estimate of this frame. Fitted on every MATCH_STEP-th pixel whose carried
-    weight is at least MATCH_WEIGHT; unchanged when fewer than MATCH_MIN of them qualify."""
-    s = MATCH_STEP
-    rgb = np.sum([c[0][::s, ::s] for c in carried], axis=0, dtype=np.float32)
-    wsum = np.sum([c[1][::s, ::s] for c in carried], axis=0, dtype=np.float32)
-    mask = np.asarray(wsum >= np.float32(MATCH_WEIGHT))
-    if float(mask.mean()) < MATCH_MIN:
-        return gen
-    estimate = rgb / np.maximum(wsum, np.float32(1e-6))[..., None]
-    gain, offset = colour_fit(gen[::s, ::s], estimate, mask.astype(np.float32))
-    matrix = np.concatenate([np.diag(gain), offset[:, None]], axis=1).astype(np.float32)
-    out = cv2.transform(gen, matrix)                  # gain * gen + offset per channel, in one pass
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
 @dataclass
 class Link:
     """Motion between frames t-1 and t at the flow resolution (float16 to save memory).
 
     flow_bw: HxWx2 at frame t towards t-1; trust_bw: HxW, trust in warped t-1 at frame t.
     flow_fw: HxWx2 at frame t-1 towards t; trust_fw: HxW, trust in warped t at frame t-1.
-    cut: the pair is a scene cut (both trusts are zero)."""
+    cut: the pair is a scene cut (both trusts are zero).
+    resid_bw / resid_fw: HxW, the source's grey residual |grey_t - warp(grey_t-1)| at frame t (and the
+    same at t-1 towards t): how much the source itself changes along the flow (trust.ghost_gate)."""
 
     flow_bw: np.ndarray
     trust_bw: np.ndarray
     flow_fw: np.ndarray
     trust_fw: np.ndarray
     cut: bool
+    resid_bw: np.ndarray | None = None
+    resid_fw: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- motion trust
 
+def photometric_residual(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """|grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
+    return np.abs(grey - warp(grey_other, flow))
+
+
 def photometric_trust(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray, sigma: float) -> np.ndarray:
     """exp(-(r / sigma)^2), r = |grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
-    r = grey - warp(grey_other, flow)
+    r = photometric_residual(grey, grey_other, flow)
     return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
 
 
@@ -171,8 +129,15 @@ def motion_trust(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey
                  sigma: float) -> np.ndarray:
     """Trust in [0, 1] (float32 HxW) of `flow` (at this frame, towards the other one): 0 where the
     forward-backward check fails or the sample leaves the frame, else the photometric trust."""
+    return _trust_and_residual(flow, flow_back, grey, grey_other, sigma)[0]
+
+
+def _trust_and_residual(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey_other: np.ndarray,
+                        sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(`motion_trust`, `photometric_residual`) of one flow, float32 HxW, the warp done once."""
     valid = consistency_mask(flow, flow_back) & inside_mask(flow)
-    return photometric_trust(grey, grey_other, flow, sigma) * valid
+    r = photometric_residual(grey, grey_other, flow)
+    return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma))) * valid, r
 
 
 def flow_size(size: tuple[int, int], opts: FlowOptions) -> tuple[int, int]:
@@ -191,14 +156,15 @@ def source_link(grey_prev: np.ndarray, grey_cur: np.ndarray, opts: FlowOptions) 
     flow_fw = dis_flow(grey_prev, grey_cur, opts.preset)
     ga = grey_prev.astype(np.float32) * np.float32(1 / 255)
     gb = grey_cur.astype(np.float32) * np.float32(1 / 255)
-    trust_bw = motion_trust(flow_bw, flow_fw, gb, ga, opts.photo_sigma)
-    trust_fw = motion_trust(flow_fw, flow_bw, ga, gb, opts.photo_sigma)
+    trust_bw, resid_bw = _trust_and_residual(flow_bw, flow_fw, gb, ga, opts.photo_sigma)
+    trust_fw, resid_fw = _trust_and_residual(flow_fw, flow_bw, ga, gb, opts.photo_sigma)
     cut = min(float(trust_bw.mean()), float(trust_fw.mean())) < opts.cut_level
     if cut:
         trust_bw[:] = 0.0
         trust_fw[:] = 0.0
     return Link(flow_bw.astype(np.float16), trust_bw.astype(np.float16),
-                flow_fw.astype(np.float16), trust_fw.astype(np.float16), cut)
+                flow_fw.astype(np.float16), trust_fw.astype(np.float16), cut,
+                resid_bw.astype(np.float16), resid_fw.astype(np.float16))
 
 
 # ---------------------------------------------------------------- one recursive step
@@ -333,7 +299,8 @@ def flow_options(opts: dict) -> FlowOptions:
         options = FlowOptions(**opts)
     except TypeError as exc:
         raise BadInput(f"unknown option for the flow correction ({exc}); known: flow_scale, preset, "
-                       f"photo_sigma, cut_level, keep_detail, trust_floor, colour_match") from None
+                       f"photo_sigma, cut_level, keep_detail, trust_floor, colour_match, ghost_gate, "
+                       f"ghost_tolerance, ghost_width") from None
     options.validate()
     return options
 
@@ -369,6 +336,68 @@ def flow_steps(n: int, segment: int) -> int:
     return checkpoints + 2 * n
 
 
+@dataclass
+class _Pass:
+    """What the forward and the backward steps of `flow_correct_frames` share."""
+
+    size: tuple[int, int]
+    fsize: tuple[int, int]
+    source: Callable[[int], np.ndarray]
+    generated: Callable[[int], np.ndarray]
+    mask: Callable[[int], np.ndarray | None]
+    strength: float
+    options: FlowOptions
+    scratch: Scratch
+
+    def frame(self, t: int) -> np.ndarray:
+        w, h = self.size
+        g = as_float_rgb(self.generated(t))
+        if g.ndim != 3 or g.shape != (h, w, 3):
+            raise BadInput(f"generated frame {t + 1} has shape {g.shape}; expected {h}x{w}x3 like frame 1")
+        return g
+
+    def mask_at(self, t: int) -> np.ndarray | None:
+        m = self.mask(t)
+        return None if m is None else np.asarray(m, dtype=np.float32)
+
+    def first_frame(self, gen_0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The forward state and grey of frame 0."""
+        return premultiplied(gen_0), flow_grey(self.source(0), self.fsize)
+
+    def carry(self, state: np.ndarray, flow: np.ndarray, link_trust: np.ndarray, resid: np.ndarray | None,
+              gen_t: np.ndarray, mask_t: np.ndarray | None) -> np.ndarray:
+        """A neighbour's running average carried into frame t (scratch.warped), gated where it is a
+        second drawing of a moving part (trust.ghost_gate; with keep_detail and ghost_gate)."""
+        opts = self.options
+        carried = propagate(state, flow, link_trust, self.strength, mask_t, self.scratch, opts)
+        if opts.keep_detail and opts.ghost_gate and resid is not None:
+            gate = trust.ghost_gate(carried, gen_t, resid, opts.ghost_tolerance, opts.ghost_width)
+            cv2.multiply(carried, cv2.merge([gate, gate, gate, gate], dst=self.scratch.weight4), dst=carried)
+        return carried
+
+    def step(self, state: np.ndarray, grey_prev: np.ndarray, t: int, gen_t: np.ndarray,
+             mask_t: np.ndarray | None) -> tuple[Link, np.ndarray, np.ndarray]:
+        """Forward step into frame t, updating `state` in place to frame t's running average.
+
+        Returns (link t-1 -> t, grey of frame t, what the past carried into t (scratch.warped))."""
+        grey_t = flow_grey(self.source(t), self.fsize)
+        link = source_link(grey_prev, grey_t, self.options)
+        carried = self.carry(state, link.flow_bw, link.trust_bw, link.resid_bw, gen_t, mask_t)
+        cv2.add(premultiplied(gen_t, self.scratch.frame4), carried, dst=state)
+        return link, grey_t, carried
+
+
+@dataclass
+class _Segment:
+    """One segment's frames between its forward and its backward pass."""
+
+    gens: dict[int, np.ndarray]
+    masks: dict[int, np.ndarray | None]
+    links: dict[int, Link]
+    past_rgb: dict[int, np.ndarray]
+    past_w: dict[int, np.ndarray]
+
+
 def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray],
                         generated: Callable[[int], np.ndarray], strength: float,
                         write: Callable[[int, np.ndarray], None], *,
@@ -386,87 +415,78 @@ def flow_correct_frames(n: int, size: tuple[int, int], source: Callable[[int], n
     w, h = size
     seg = segment or segment_length(n, w, h)
     starts = list(range(0, n, seg))
-    fsize = flow_size((w, h), options)
-    mask = change_mask or (lambda t: None)
+    run = _Pass(size, flow_size(size, options), source, generated, change_mask or (lambda t: None), strength,
+                options, Scratch.for_size(w, h))
     tick = progress or (lambda: None)
-    scratch = Scratch.for_size(w, h)
-    match = options.keep_detail and options.colour_match
-
-    def frame(t: int) -> np.ndarray:
-        g = as_float_rgb(generated(t))
-        if g.ndim != 3 or g.shape != (h, w, 3):
-            raise BadInput(f"generated frame {t + 1} has shape {g.shape}; expected {h}x{w}x3 like frame 1")
-        return g
-
-    def mask_at(t: int) -> np.ndarray | None:
-        m = mask(t)
-        return None if m is None else np.asarray(m, dtype=np.float32)
-
-    def step(state: np.ndarray, grey_prev: np.ndarray, t: int, gen_t: np.ndarray, mask_t):
-        """Forward step into frame t, updating `state` in place to frame t's running average.
-
-        Returns (link t-1 -> t, grey of frame t, what the past carried into t (scratch.warped))."""
-        grey_t = flow_grey(source(t), fsize)
-        link = source_link(grey_prev, grey_t, options)
-        carried = propagate(state, link.flow_bw, link.trust_bw, strength, mask_t, scratch, options)
-        cv2.add(premultiplied(gen_t, scratch.frame4), carried, dst=state)
-        return link, grey_t, carried
-
-    def first_frame(gen_0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The forward state and grey of frame 0."""
-        return premultiplied(gen_0), flow_grey(source(0), fsize)
-
-    # 1. checkpoints: the forward state and grey of frame a-1 for each segment start a > 0
-    checkpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if len(starts) > 1:
-        state, grey_prev = first_frame(frame(0))
-        if 1 in starts:
-            checkpoints[1] = (state.copy(), grey_prev)
-        for t in range(1, starts[-1]):
-            _, grey_prev, _ = step(state, grey_prev, t, frame(t), mask_at(t))
-            if t + 1 in starts:
-                checkpoints[t + 1] = (state.copy(), grey_prev)
-            tick()
-
-    # 2. segments from last to first: forward again inside the segment, then backward
+    checkpoints = _checkpoints(run, starts, tick)
     future_state: np.ndarray | None = None
     link_after: Link | None = None           # the link from the segment's last frame to the next one
     for a in reversed(starts):
         b = min(a + seg, n)
-        gens, masks, links = {}, {}, {}
-        past_rgb, past_w = {}, {}
-        if a == 0:
-            gens[0] = frame(0)
-            masks[0] = mask_at(0)
-            state, grey_prev = first_frame(gens[0])
-            past_rgb[0], past_w[0] = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
-            first = 1
+        part = _forward_segment(run, a, b, checkpoints, tick)
+        future_state = _backward_segment(run, n, a, b, part, future_state, link_after, write, tick)
+        link_after = part.links.get(a)
+
+
+def _checkpoints(run: _Pass, starts: list[int], tick: Callable[[], None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The forward state and grey of frame a-1 for each segment start a > 0 (one forward pass)."""
+    checkpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if len(starts) > 1:
+        state, grey_prev = run.first_frame(run.frame(0))
+        if 1 in starts:
+            checkpoints[1] = (state.copy(), grey_prev)
+        for t in range(1, starts[-1]):
+            _, grey_prev, _ = run.step(state, grey_prev, t, run.frame(t), run.mask_at(t))
+            if t + 1 in starts:
+                checkpoints[t + 1] = (state.copy(), grey_prev)
             tick()
+    return checkpoints
+
+
+def _forward_segment(run: _Pass, a: int, b: int, checkpoints: dict[int, tuple[np.ndarray, np.ndarray]],
+                     tick: Callable[[], None]) -> _Segment:
+    """The forward pass over frames a..b-1, from the checkpoint of a (or from frame 0)."""
+    w, h = run.size
+    part = _Segment({}, {}, {}, {}, {})
+    if a == 0:
+        part.gens[0], part.masks[0] = run.frame(0), run.mask_at(0)
+        state, grey_prev = run.first_frame(part.gens[0])
+        part.past_rgb[0], part.past_w[0] = np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32)
+        first = 1
+        tick()
+    else:
+        state, grey_prev = checkpoints[a]
+        state = state.copy()
+        first = a
+    for t in range(first, b):
+        part.gens[t], part.masks[t] = run.frame(t), run.mask_at(t)
+        part.links[t], grey_prev, carried = run.step(state, grey_prev, t, part.gens[t], part.masks[t])
+        part.past_rgb[t] = cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB)
+        part.past_w[t] = cv2.extractChannel(carried, 3)
+        tick()
+    return part
+
+
+def _backward_segment(run: _Pass, n: int, a: int, b: int, part: _Segment, future_state: np.ndarray | None,
+                      link_after: Link | None, write: Callable[[int, np.ndarray], None],
+                      tick: Callable[[], None]) -> np.ndarray | None:
+    """The backward pass over frames b-1..a, each frame finished and written; returns the state at a."""
+    match = run.options.keep_detail and run.options.colour_match
+    gens, past_rgb, past_w = part.gens, part.past_rgb, part.past_w
+    for t in range(b - 1, a - 1, -1):
+        if t == n - 1:
+            if match:
+                gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t])])
+            future_state = premultiplied(gens[t])
         else:
-            state, grey_prev = checkpoints[a]
-            state = state.copy()
-            first = a
-        for t in range(first, b):
-            gens[t], masks[t] = frame(t), mask_at(t)
-            links[t], grey_prev, carried = step(state, grey_prev, t, gens[t], masks[t])
-            past_rgb[t] = cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB)
-            past_w[t] = cv2.extractChannel(carried, 3)
-            tick()
-        for t in range(b - 1, a - 1, -1):
-            if t == n - 1:
-                if match:
-                    gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t])])
-                future_state = premultiplied(gens[t])
-            else:
-                link = links[t + 1] if t + 1 < b else link_after
-                assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
-                future = propagate(future_state, link.flow_fw, link.trust_fw, strength, masks[t], scratch, options)
-                if match:
-                    gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t]),
-                                                            (future[..., :3], future[..., 3])])
-                cv2.add(premultiplied(gens[t], scratch.frame4), future, dst=future_state)
-            resolve_into(past_rgb[t], past_w[t], future_state, scratch)
-            write(t, past_rgb.pop(t))
-            del past_w[t], gens[t]
-            tick()
-        link_after = links.get(a)
+            link = part.links[t + 1] if t + 1 < b else link_after
+            assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
+            future = run.carry(future_state, link.flow_fw, link.trust_fw, link.resid_fw, gens[t], part.masks[t])
+            if match:
+                gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t]), (future[..., :3], future[..., 3])])
+            cv2.add(premultiplied(gens[t], run.scratch.frame4), future, dst=future_state)
+        resolve_into(past_rgb[t], past_w[t], future_state, run.scratch)
+        write(t, past_rgb.pop(t))
+        del past_w[t], gens[t]
+        tick()
+    return future_state

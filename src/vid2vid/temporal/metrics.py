@@ -28,12 +28,10 @@ folders one frame at a time is in `vid2vid.video.read`.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -162,15 +160,20 @@ def mean_gradient(img: np.ndarray) -> float:
     return float(np.sqrt(gx * gx + gy * gy).mean())
 
 
+WORST_SHARE = 5             # percent: the worst frames' moving-pixel PSNR (tears and ghosts) is taken here
+
+
 @dataclass
 class DetailSums:
-    """Running sums of the detail figures; add frames in order with `add`."""
+    """Running sums of the detail figures; add frames in order with `add`. `moving_frames` keeps one
+    number per frame with moving pixels (its moving-pixel MSE, 8 bytes) for the worst-frames figure."""
 
     moving_sq: float = 0.0
     moving_count: int = 0
     grad_out: float = 0.0
     grad_ref: float = 0.0
     frames: int = 0
+    moving_frames: array = field(default_factory=lambda: array("d"))
 
     def add(self, out: np.ndarray, ref: np.ndarray | None, src_prev: np.ndarray | None,
             src_cur: np.ndarray) -> None:
@@ -182,6 +185,8 @@ class DetailSums:
             sq, count = masked_squared_error(out, ref, moving_mask(src_prev, src_cur))
             self.moving_sq += sq
             self.moving_count += count
+            if count:
+                self.moving_frames.append(sq / count)
         self.grad_out += mean_gradient(out)
         self.grad_ref += mean_gradient(ref)
         self.frames += 1
@@ -192,13 +197,23 @@ class DetailSums:
         return psnr_from_mse(self.moving_sq / self.moving_count) if self.moving_count else None
 
     @property
+    def moving_psnr_worst(self) -> float | None:
+        """PSNR (dB) of the frames' moving pixels at the worst WORST_SHARE percent of frames: the PSNR of
+        the (100 - WORST_SHARE)th percentile (numpy's linear rule) of the per-frame moving-pixel MSE.
+        A tear or a ghost on a moving limb in a few frames drags it down where the mean over all moving
+        pixels hardly moves. None when no frame has moving pixels."""
+        if not self.moving_frames:
+            return None
+        return psnr_from_mse(float(np.percentile(np.asarray(self.moving_frames), 100 - WORST_SHARE)))
+
+    @property
     def sharpness(self) -> float | None:
         """Mean gradient magnitude of the output over the reference's (1 = as sharp); None without frames."""
         return self.grad_out / self.grad_ref if self.frames and self.grad_ref > 0 else None
 
 
 def detail_figures(source_frames, output_frames, ref_frames) -> dict:
-    """{"moving_psnr", "sharpness", "frames"} of an output against a reference, walking the three
+    """{"moving_psnr", "moving_psnr_worst", "sharpness", "frames"} of an output against a reference, walking the three
     sequences (iterables; reference entries may be None) one frame at a time; source frames are
     resized to the output's size."""
     sums = DetailSums()
@@ -208,7 +223,8 @@ def detail_figures(source_frames, output_frames, ref_frames) -> dict:
         cur = resize_to(np.asarray(src), w, h)
         sums.add(out, ref, prev, cur)
         prev = cur
-    return {"moving_psnr": sums.moving_psnr, "sharpness": sums.sharpness, "frames": sums.frames}
+    return {"moving_psnr": sums.moving_psnr, "moving_psnr_worst": sums.moving_psnr_worst,
+            "sharpness": sums.sharpness, "frames": sums.frames}
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -292,6 +308,72 @@ def _lockstep(output: Iterable[Frame], source: Iterable[Frame], ref: Iterable[Fr
         raise BadInput(f"{n - 1 + extra} flows given for {n} frames; need one per pair")
 
 
+@dataclass
+class _Figures:
+    """Per-pair and per-frame numbers of `consistency_report` (8 bytes a figure), and the detail sums."""
+
+    frame_no: array = field(default_factory=lambda: array("l"))
+    we: array = field(default_factory=lambda: array("d"))
+    swe: array = field(default_factory=lambda: array("d"))
+    fl: array = field(default_factory=lambda: array("d"))
+    src_fl: array = field(default_factory=lambda: array("d"))
+    valid: array = field(default_factory=lambda: array("d"))
+    psnr_no: array = field(default_factory=lambda: array("l"))
+    errs: array = field(default_factory=lambda: array("d"))
+    detail: DetailSums = field(default_factory=DetailSums)
+
+    def pair(self, i: int, prev_out: np.ndarray, out: np.ndarray, prev_src: np.ndarray, src: np.ndarray,
+             pf: PairFlow) -> None:
+        self.frame_no.append(i + 1)
+        self.we.append(pair_warping_error(prev_out, out, pf))
+        self.swe.append(pair_warping_error(prev_src, src, pf))
+        self.fl.append(frame_difference(prev_out, out))
+        self.src_fl.append(frame_difference(prev_src, src))
+        self.valid.append(float(pf.valid.mean()))
+
+    def report(self, n: int, size: tuple[int, int], measured: tuple[int, int], every: int, preset: str,
+               with_ref: bool) -> dict:
+        we_l, swe_l, fl_l, sfl_l = self.we.tolist(), self.swe.tolist(), self.fl.tolist(), self.src_fl.tolist()
+        err_l = self.errs.tolist()
+        return {
+            "frames": n, "width": size[0], "height": size[1], "flow": f"opencv-dis-{preset}",
+            "measured": {"width": measured[0], "height": measured[1], "every": every, "pairs": len(we_l)},
+            "warping_error": _nanmean(we_l),
+            "source_warping_error": _nanmean(swe_l),
+            "flicker": float(np.mean(fl_l)) if fl_l else 0.0,
+            "source_flicker": float(np.mean(sfl_l)) if sfl_l else 0.0,
+            "psnr": psnr_from_mse(float(np.mean(err_l))) if with_ref else None,
+            "moving_psnr": self.detail.moving_psnr if with_ref else None,
+            "moving_psnr_worst": self.detail.moving_psnr_worst if with_ref else None,
+            "sharpness": self.detail.sharpness if with_ref else None,
+            "per_pair": {"frame": self.frame_no.tolist(), "warping_error": we_l, "source_warping_error": swe_l,
+                         "flicker": fl_l, "valid_fraction": self.valid.tolist()},
+            "per_frame": {"frame": self.psnr_no.tolist() if with_ref else None,
+                          "psnr": [psnr_from_mse(e) for e in err_l] if with_ref else None},
+        }
+
+
+def _check_lengths(source_frames, output_frames, ref_frames, flows) -> None:
+    """BadInput when sequences whose lengths are known before the walk do not match."""
+    lengths = {name: len(seq) for name, seq in (("source", source_frames), ("reference", ref_frames),
+                                               ("output", output_frames)) if isinstance(seq, Sequence)}
+    if "output" in lengths:
+        for what in ("source", "reference"):
+            if what in lengths:
+                _check_counts(lengths[what], lengths["output"], what)
+        if isinstance(flows, Sequence) and len(flows) != lengths["output"] - 1:
+            raise BadInput(f"{len(flows)} flows given for {lengths['output']} frames; need one per pair")
+
+
+def _reference(r_item: Frame, i: int, size: tuple[int, int], measured: tuple[int, int]) -> np.ndarray:
+    """Reference frame i, checked against the output's size and scaled to the measuring size."""
+    ref = _load(r_item)
+    if ref.shape[:2] != (size[1], size[0]):
+        raise BadInput(f"reference frame {i + 1} is {ref.shape[1]}x{ref.shape[0]}, the output is "
+                       f"{size[0]}x{size[1]}; give a reference of the output's size")
+    return resize_to(ref, *measured)
+
+
 def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[Frame],
                        ref_frames: Iterable[Frame] | None = None, *,
                        flows: Iterable[PairFlow] | None = None, preset: str = METRICS_PRESET,
@@ -310,187 +392,52 @@ def consistency_report(source_frames: Iterable[Frame], output_frames: Iterable[F
 
     Returns a dict of plain numbers and per-pair lists: frames, width, height (the output's),
     measured {width, height, every, pairs}, warping_error, source_warping_error, flicker,
-    source_flicker, psnr, moving_psnr and sharpness (None without a reference; see DetailSums),
-    per_pair {frame, warping_error,
-    source_warping_error, flicker, valid_fraction} (frame t: the pair of frames t-1, t, 1-based),
-    per_frame {frame, psnr} (None without a reference).
+    source_flicker, psnr, moving_psnr, moving_psnr_worst and sharpness (None without a reference; see
+    DetailSums), per_pair {frame, warping_error, source_warping_error, flicker, valid_fraction} (frame t:
+    the pair of frames t-1, t, 1-based), per_frame {frame, psnr} (None without a reference).
     """
-    # 1. check what can be checked before any work
     check_sampling(max_side, every)
-    lengths = {name: len(seq) for name, seq in (("source", source_frames), ("reference", ref_frames),
-                                               ("output", output_frames)) if isinstance(seq, Sequence)}
-    if "output" in lengths:
-        for what in ("source", "reference"):
-            if what in lengths:
-                _check_counts(lengths[what], lengths["output"], what)
-        if isinstance(flows, Sequence) and len(flows) != lengths["output"] - 1:
-            raise BadInput(f"{len(flows)} flows given for {lengths['output']} frames; need one per pair")
-    # 2. walk the pairs, holding the previous frame of each sequence only
-    with_ref = ref_frames is not None
-    frame_no, we, swe, fl, src_fl, valid = array("l"), array("d"), array("d"), array("d"), array("d"), array("d")
-    psnr_no, errs = array("l"), array("d")
-    detail = DetailSums()                         # moving-pixel PSNR and sharpness, frame by frame
-    w = h = mw = mh = 0
+    _check_lengths(source_frames, output_frames, ref_frames, flows)
+    figs = _Figures()
+    size = measured = (0, 0)
     prev_out = prev_src = None
     n = 0
     for i, o_item, s_item, r_item, pf in _lockstep(output_frames, source_frames, ref_frames, flows):
         n = i + 1
         first = i % every == 0                    # frame i starts a measured pair
         second = i > 0 and (i - 1) % every == 0   # frame i ends one
-        if first or second:
+        if not (first or second):
+            prev_out = prev_src = None
+        else:
             out = _load(o_item)
             if i == 0:
-                h, w = out.shape[:2]
-                mw, mh = measure_size(w, h, max_side)
-            elif out.shape[:2] != (h, w):
-                raise BadInput(f"output frame {i + 1} is {out.shape[1]}x{out.shape[0]}, frame 1 is {w}x{h}; "
-                               f"all output frames must have one size")
-            out = resize_to(out, mw, mh)
-            src = resize_to(_load(s_item), mw, mh)
+                size = (out.shape[1], out.shape[0])
+                measured = measure_size(*size, max_side)
+            elif out.shape[:2] != (size[1], size[0]):
+                raise BadInput(f"output frame {i + 1} is {out.shape[1]}x{out.shape[0]}, frame 1 is "
+                               f"{size[0]}x{size[1]}; all output frames must have one size")
+            out, src = resize_to(out, *measured), resize_to(_load(s_item), *measured)
             if second:
                 assert prev_out is not None and prev_src is not None     # frame i - 1 started this pair
-                if pf is None:
-                    pf = pair_flow(prev_src, src, preset)
-                elif pf.flow.shape[:2] != (mh, mw):
-                    raise BadInput(f"flow {i} is {pf.flow.shape[1]}x{pf.flow.shape[0]}, the figures are measured "
-                                   f"at {mw}x{mh}; compute the flows at that size")
-                frame_no.append(i + 1)
-                we.append(pair_warping_error(prev_out, out, pf))
-                swe.append(pair_warping_error(prev_src, src, pf))
-                fl.append(frame_difference(prev_out, out))
-                src_fl.append(frame_difference(prev_src, src))
-                valid.append(float(pf.valid.mean()))
-            if with_ref and first:
+                figs.pair(i, prev_out, out, prev_src, src, _pair_flow(pf, i, prev_src, src, measured, preset))
+            if ref_frames is not None and first:
                 assert r_item is not None
-                ref = _load(r_item)
-                if ref.shape[:2] != (h, w):
-                    raise BadInput(f"reference frame {i + 1} is {ref.shape[1]}x{ref.shape[0]}, the output is "
-                                   f"{w}x{h}; give a reference of the output's size")
-                ref = resize_to(ref, mw, mh)
-                psnr_no.append(i + 1)
-                errs.append(mse(out, ref))
-                detail.add(out, ref, prev_src if second else None, src)
+                ref = _reference(r_item, i, size, measured)
+                figs.psnr_no.append(i + 1)
+                figs.errs.append(mse(out, ref))
+                figs.detail.add(out, ref, prev_src if second else None, src)
             prev_out, prev_src = (out, src) if first else (None, None)
-        else:
-            prev_out = prev_src = None
         if i > 0 and progress is not None:
             progress()
-    # 3. the means, over the per-pair and per-frame numbers
-    we_l, swe_l, fl_l, sfl_l = we.tolist(), swe.tolist(), fl.tolist(), src_fl.tolist()
-    err_l = errs.tolist()
-    return {
-        "frames": n,
-        "width": w,
-        "height": h,
-        "flow": f"opencv-dis-{preset}",
-        "measured": {"width": mw, "height": mh, "every": every, "pairs": len(we_l)},
-        "warping_error": _nanmean(we_l),
-        "source_warping_error": _nanmean(swe_l),
-        "flicker": float(np.mean(fl_l)) if fl_l else 0.0,
-        "source_flicker": float(np.mean(sfl_l)) if sfl_l else 0.0,
-        "psnr": psnr_from_mse(float(np.mean(err_l))) if with_ref else None,
-        "moving_psnr": detail.moving_psnr if with_ref else None,
-        "sharpness": detail.sharpness if with_ref else None,
-        "per_pair": {"frame": frame_no.tolist(), "warping_error": we_l, "source_warping_error": swe_l,
-                     "flicker": fl_l, "valid_fraction": valid.tolist()},
-        "per_frame": {"frame": psnr_no.tolist() if with_ref else None,
-                      "psnr": [psnr_from_mse(e) for e in err_l] if with_ref else None},
-    }
+    return figs.report(n, size, measured, every, preset, ref_frames is not None)
 
 
-# ---------------------------------------------------------------- presentation
-
-def _fmt(v: float | None, digits: int = 5) -> str:
-    if v is None:
-        return "-"
-    if math.isnan(v):
-        return "n/a"
-    if math.isinf(v):
-        return "inf"
-    return f"{v:.{digits}f}"
-
-
-def format_report(report: dict) -> str:
-    """A small table of the main figures, for the console."""
-    rows = [
-        ("frames", str(report["frames"]), f"{report['width']}x{report['height']}"),
-        ("warping error", _fmt(report["warping_error"]), f"source {_fmt(report['source_warping_error'])}"),
-        ("flicker", _fmt(report["flicker"]), f"source {_fmt(report['source_flicker'])}"),
-        ("fidelity PSNR (dB)", _fmt(report["psnr"], 2), "vs reference" if report["psnr"] is not None
-         else "no --ref given"),
-    ]
-    if report.get("psnr") is not None:
-        rows.append(("moving-pixel PSNR (dB)", _fmt(report.get("moving_psnr"), 2), "where the source moves"))
-        rows.append(("sharpness", _fmt(report.get("sharpness"), 3), "mean gradient / reference's"))
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{name:<{width}}  {value:>10}  {note}" for name, value, note in rows]
-    note = measured_note(report)
-    if note:
-        lines.append(f"(measured {note})")
-    lines.append(f"(flow: {report['flow']}; warping error = mean |O_t - warp(O_t-1)| over consistent pixels, [0,1])")
-    return "\n".join(lines)
-
-
-def measured_note(report: dict) -> str:
-    """'at 160x90, on every 4th pair (25 of 99)' when the figures were not measured on every pair
-    at the output's size, else ''."""
-    m = report.get("measured") or {}
-    parts = []
-    if (m.get("width"), m.get("height")) != (report["width"], report["height"]):
-        parts.append(f"at {m['width']}x{m['height']}")
-    if m.get("every", 1) > 1:
-        parts.append(f"on every {_ordinal(m['every'])} pair ({m['pairs']} of {report['frames'] - 1})")
-    return ", ".join(parts)
-
-
-def _ordinal(k: int) -> str:
-    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
-    return f"{k}{suffix}"
-
-
-def _json_safe(obj):
-    """Non-finite floats become None (JSON has no NaN or Infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def report_json(report: dict) -> str:
-    """The report as strict JSON (NaN / inf written as null)."""
-    return json.dumps(_json_safe(report), indent=2)
-
-
-def plot_report(report: dict, path: str | Path) -> Path:
-    """Write a per-frame plot (PNG): warping error and flicker per pair, PSNR per frame."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pp = report["per_pair"]
-    x = pp["frame"]
-    panels = 3 if report["per_frame"]["psnr"] is not None else 2
-    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.6 * panels), sharex=True)
-    axes[0].plot(x, pp["warping_error"], label="output")
-    axes[0].plot(x, pp["source_warping_error"], label="source", alpha=0.7)
-    axes[0].set_ylabel("warping error")
-    axes[0].legend(loc="upper right")
-    axes[1].plot(x, pp["flicker"], label="output")
-    axes[1].set_ylabel("flicker |O_t - O_t-1|")
-    if panels == 3:
-        y = [v if math.isfinite(v) else np.nan for v in report["per_frame"]["psnr"]]
-        axes[2].plot(report["per_frame"]["frame"], y)
-        axes[2].set_ylabel("PSNR vs ref (dB)")
-    axes[-1].set_xlabel("frame")
-    fig.tight_layout()
-    out = Path(path)
-    from vid2vid.core.workspace import atomic_path
-
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+def _pair_flow(pf: PairFlow | None, i: int, prev_src: np.ndarray, src: np.ndarray, measured: tuple[int, int],
+               preset: str) -> PairFlow:
+    """The given flow of pair (i-1, i), checked against the measuring size, or the one computed here."""
+    if pf is None:
+        return pair_flow(prev_src, src, preset)
+    if pf.flow.shape[:2] != (measured[1], measured[0]):
+        raise BadInput(f"flow {i} is {pf.flow.shape[1]}x{pf.flow.shape[0]}, the figures are measured "
+                       f"at {measured[0]}x{measured[1]}; compute the flows at that size")
+    return pf

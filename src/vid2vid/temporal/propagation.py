@@ -1,32 +1,32 @@
 """Key frames and propagation: paint a few frames, carry them to the rest along the source's motion.
 
-Key frames. `parse_keyframes("every:K" | "motion:T" | "off")`; `choose_keys` picks, 0-based:
-- every:K: frames 0, K, 2K, ... of each shot (the count restarts at a scene cut);
-- motion:T: a new key when the motion accumulated since the last key reaches T, in pixels of mean
-  flow length at the frame size (`SourceMotion.motion[t]` for the pair t-1, t);
-- always the first and last frame, and both frames around every scene cut (a shot's first and
-  last frame are keys, so nothing is carried across a cut).
-Scene cuts and motion come from `analyse_source`, with the same rule as the flow pass
-(vid2vid.temporal.flowpass.source_link: mean trust of a pair below `cut_level`).
+Key frames are chosen in vid2vid.temporal.keyframes (`choose_keys`, read here too).
 
 Propagation. A frame t between two consecutive keys a < t < b is
 
     O_t = c * (w_a T_a A + w_b T_b B) / (w_a T_a + w_b T_b) + (1 - c) * fill_t
 
-- A = key a warped into t once, along the flow from t to a composed pair by pair (the flow fields
-  are resampled along the chain, the key's pixels only once, so they keep their detail); B the
+- A = key a warped into t once (bicubic), along the flow from t to a composed pair by pair (the flow
+  fields are resampled along the chain, the key's pixels only once, so they keep their detail); B the
   same from key b;
 - distance weights w_a = (b - t) / (b - a), w_b = (t - a) / (b - a);
 - trust T_a in [0, 1]: every link of the chain passes the forward-backward check of the warping error and
   stays inside the frame, times a direct photometric check of the composed flow on the source,
   exp(-(r / sigma)^2) with r = |grey_t - warp(grey_a)|;
-- coverage c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1); where it is below 1, neither key sees the
-  pixel well (a disocclusion) and `fill_t` takes over: the nearer key's warp (fill "warp") or a
-  callable (fill "img2img": the stage repaints just that region with a light img2img).
+- coverage c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1); where it is below 1, neither key's warp can
+  be trusted there (a disocclusion, or motion too fast for the chained flow: warping the key's
+  pixels there draws torn streaks, blending two wrong warps a transparent double) and `fill_t`
+  takes over: the region redrawn on the source's own shape at t with the keys' local colour models
+  (vid2vid.temporal.redraw: the models of keys a and b carried along the same chains, weighted
+  w_a, w_b, applied to the source's grey at t; fill "warp", no model needed), then, with a
+  callable (fill "img2img"), the stage's repainting of that region with a light img2img.
 
 Steadied keys (`steady`, the default): before it is carried, each key K_j becomes `steady_key` of
 it and the STEADY_REACH keys on each side warped into it along the chained flow (key-to-key chains
-of the intervals between them), with the same trust, rescaled above `trust_floor`:
+of the intervals between them), with the same trust, rescaled above `trust_floor`, times the
+agreement of warp(K_o) with K_j (vid2vid.temporal.trust.agreement: where the key sequence itself
+disagrees beyond the source's change and the painter's flicker, a neighbour gives nothing and the key
+stays as painted):
 K'_j = (match(K_j) + sum T_o warp(K_o)) / (1 + sum T_o), match = the colour match of the flow pass
 (vid2vid.temporal.flowpass.match_to_neighbours) to all of them. The keys' own per-key flicker would otherwise
 fade in and out across every interval. Nothing crosses a cut (the chains are invalid there).
@@ -36,92 +36,53 @@ The img2img fill is called only for frames whose hole, opened by a disc (`meanin
 the warp.
 
 Images are float32 RGB HxWx3 in [0, 1] at the generated size; flows are computed at that size times
-`FlowOptions.flow_scale` (OpenCV DIS), so one frame costs two small flows, four small remaps and
-two full-size warps (plus, steadied, four warps per key). Memory holds about four key intervals of
-flow fields.
+`FlowOptions.flow_scale` (OpenCV DIS), so one frame costs two small flows, four small remaps,
+two small 6-channel model warps and two full-size warps (plus, steadied, four warps per key).
+Memory holds about four key intervals of flow fields.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from vid2vid.config.keyframes import KeySpec, parse_keyframes  # noqa: F401  (callers read them here too)
 from vid2vid.core.errors import BadInput
-from vid2vid.temporal.flowpass import FlowOptions, flow_grey, flow_size, match_to_neighbours, source_link
-from vid2vid.temporal.opticalflow import as_float_rgb, consistency_mask, inside_mask, resize_flow, sample_grid, warp
+from vid2vid.temporal import redraw, trust
+from vid2vid.temporal.flowpass import (
+    FlowOptions,
+    flow_grey,
+    flow_size,
+    match_to_neighbours,
+    photometric_residual,
+    source_link,
+)
+from vid2vid.temporal.keyframes import (  # noqa: F401  (read here too)
+    SourceMotion,
+    analyse_source,
+    choose_keys,
+    describe_rules,
+    key_rules,
+)
+from vid2vid.temporal.metrics import grey_float
+from vid2vid.temporal.opticalflow import (
+    as_float_rgb,
+    consistency_mask,
+    inside_mask,
+    resize_flow,
+    resize_to,
+    sample_grid,
+    warp,
+)
 
 HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
 FILL_MIN = 0.005          # share of meaningful hole (`meaningful_hole`) below which a frame gets no img2img fill
 FILL_OPEN = 9             # pixels at 480 rows (scaled with the shorter side): thinner holes are slivers, no fill
 FILL_OPEN_AT = 480
 STEADY_REACH = 2          # steady keys: each key is averaged with this many keys on each side
-
-
-# ---------------------------------------------------------------- key frames
-
-@dataclass
-class SourceMotion:
-    """Per source pair (t-1, t), index t = 1..n-1 (index 0 unused): mean flow length in pixels at the
-    analysed size, and whether the pair is a scene cut."""
-
-    motion: list[float]
-    cuts: list[bool]
-
-
-def analyse_source(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray],
-                   options: FlowOptions | None = None,
-                   progress: Callable[[], None] | None = None) -> SourceMotion:
-    """Motion and scene cuts of n source frames (read one at a time, uint8 or float HxWx3, at any size;
-    measured at `size` = (width, height) * flow_scale, motion given in pixels of `size`)."""
-    options = options or FlowOptions()
-    fsize = flow_size(size, options)
-    scale = size[0] / fsize[0]
-    motion, cuts = [0.0], [False]
-    prev = flow_grey(source(0), fsize) if n else None
-    for t in range(1, n):
-        cur = flow_grey(source(t), fsize)
-        assert prev is not None                    # n > 1 here
-        link = source_link(prev, cur, options)
-        f = link.flow_bw.astype(np.float32)
-        motion.append(float(np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2).mean()) * scale)
-        cuts.append(link.cut)
-        prev = cur
-        if progress is not None:
-            progress()
-    return SourceMotion(motion, cuts)
-
-
-def choose_keys(n: int, spec: KeySpec, motion: SourceMotion | None = None) -> list[int]:
-    """Sorted 0-based key frames of n frames (see the module docstring); `motion` is needed for
-    mode "motion" and gives the scene cuts for both modes (None: no cuts known)."""
-    if n <= 0:
-        return []
-    if not spec.on:
-        return list(range(n))
-    if spec.mode == "motion" and motion is None:
-        raise BadInput("key frames by motion need the source's motion; analyse the source first")
-    cuts = motion.cuts if motion is not None else [False] * n
-    keys = {0, n - 1}
-    last, acc = 0, 0.0
-    for t in range(1, n):
-        if cuts[t]:
-            keys.update((t - 1, t))
-            last, acc = t, 0.0
-            continue
-        if spec.mode == "every":
-            if t - last >= spec.value:
-                keys.add(t)
-                last = t
-        else:
-            assert motion is not None                 # checked above for the motion mode
-            acc += motion.motion[t]
-            if acc >= spec.value:
-                keys.add(t)
-                last, acc = t, 0.0
-    return sorted(keys)
+STEADY_TOLERANCE = 0.0   # ... where they agree with it within this (trust.agreement; the source's change aside)
 
 
 # ---------------------------------------------------------------- motion along a key interval
@@ -172,26 +133,27 @@ def key_trust(valid: np.ndarray, flow: np.ndarray, grey_t: np.ndarray, grey_key:
     return valid * np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
 
 
-def warp_key(key: np.ndarray, flow_small: np.ndarray) -> np.ndarray:
-    """The key frame (float32 HxWx3) read at x + flow(x), with the small flow scaled up: one resampling."""
+def warp_key(key: np.ndarray, flow_small: np.ndarray, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """The key frame (float32 HxWx3) read at x + flow(x), with the small flow scaled up: one resampling,
+    bicubic by default (bilinear softens the key's strokes; the steadying's neighbours, averaged
+    anyway, take the cheaper bilinear)."""
     h, w = key.shape[:2]
     map_x, map_y = sample_grid(resize_flow(flow_small, w, h))
-    return cv2.remap(key, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(key, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def blend_weight(a_trust: np.ndarray, b_trust: np.ndarray, wa: float, wb: float) -> tuple[np.ndarray, np.ndarray]:
-    """(weight of the farther key, coverage), float32 HxW at full size, for the frame
+    """(weight of key b, coverage), float32 HxW at full size, for the frame
 
-        nearer + weight * (farther - nearer) = c * (w_a T_a A + w_b T_b B) / (w_a T_a + w_b T_b) + (1 - c) * nearer
+        A + weight * (B - A) = (w_a T_a A + w_b T_b B) / (w_a T_a + w_b T_b)
 
     with c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1); where neither key has any trust (w_a T_a + w_b T_b
-    <= 1e-6) the weight is 0 (the nearer key). The nearer key is a when wa >= wb."""
+    <= 1e-12) the weight picks the nearer key (a when wa >= wb). Where c < 1 the caller redraws."""
     ka, kb = a_trust * np.float32(wa), b_trust * np.float32(wb)
-    far = kb if wa >= wb else ka
     den = ka + kb
     cover = np.clip(np.maximum(a_trust, b_trust) * np.float32(1.0 / HOLE_TRUST), 0.0, 1.0)
-    weight = far / np.maximum(den, np.float32(1e-6)) * cover
-    weight[den <= 1e-6] = 0.0
+    weight = kb / np.maximum(den, np.float32(1e-12))
+    weight[den <= 1e-12] = 0.0 if wa >= wb else 1.0
     return weight, cover
 
 
@@ -204,8 +166,8 @@ def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarra
     Without any trusted neighbour: the key itself."""
     acc = np.zeros_like(key)
     wsum = np.zeros(key.shape[:2], np.float32)
-    for img, trust in neighbours:
-        t = np.clip((trust - np.float32(trust_floor)) * np.float32(1.0 / (1.0 - trust_floor)), 0.0, 1.0)
+    for img, weight in neighbours:
+        t = np.clip((weight - np.float32(trust_floor)) * np.float32(1.0 / (1.0 - trust_floor)), 0.0, 1.0)
         acc += img * t[..., None]
         wsum += t
     if not float(wsum.max()) > 0:
@@ -279,6 +241,96 @@ def key_chain(j: int, o: int, motion: Callable[[int], IntervalMotion]) -> tuple[
     return far
 
 
+@dataclass
+class _Keys:
+    """The keys as the pass reads, steadies and carries them, a few key intervals in memory at a time."""
+
+    keys: list[int]
+    size: tuple[int, int]
+    source: Callable[[int], np.ndarray]
+    key_frame: Callable[[int], np.ndarray]
+    options: FlowOptions
+    reach: int
+    motions: dict[int, IntervalMotion] = field(default_factory=dict)
+    raws: dict[int, np.ndarray] = field(default_factory=dict)
+    steadied: dict[int, np.ndarray] = field(default_factory=dict)
+    models: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def fsize(self) -> tuple[int, int]:
+        return flow_size(self.size, self.options)
+
+    def raw(self, j: int) -> np.ndarray:
+        """Key number j as painted (float32)."""
+        if j not in self.raws:
+            w, h = self.size
+            img = as_float_rgb(self.key_frame(self.keys[j]))
+            if img.shape != (h, w, 3):
+                raise BadInput(f"key frame {self.keys[j] + 1} is {img.shape[1]}x{img.shape[0]}; "
+                               f"the keys must all be {w}x{h}")
+            self.raws[j] = img
+        return self.raws[j]
+
+    def motion(self, i: int) -> IntervalMotion:
+        """The source motion of the interval between keys number i and i+1."""
+        if i not in self.motions:
+            a, b = self.keys[i], self.keys[i + 1]
+            self.motions[i] = interval_motion(a, b, lambda t: flow_grey(self.source(t), self.fsize), self.options)
+        return self.motions[i]
+
+    def grey(self, j: int) -> np.ndarray:
+        """The source grey (float32, flow size) at key number j."""
+        i = j if j < len(self.keys) - 1 else j - 1
+        return self.motion(i).greys[self.keys[j]]
+
+    def carried(self, j: int) -> np.ndarray:
+        """Key number j as it is carried: steadied with its neighbours, or as painted."""
+        if not self.reach or len(self.keys) < 2:
+            return self.raw(j)
+        if j not in self.steadied:
+            around = range(max(0, j - self.reach), min(len(self.keys), j + self.reach + 1))
+            near = [self._neighbour(j, o) for o in around if o != j]
+            self.steadied[j] = steady_key(self.raw(j), near, self.options.trust_floor)
+        return self.steadied[j]
+
+    def _neighbour(self, j: int, o: int) -> tuple[np.ndarray, np.ndarray]:
+        """Key number o warped into key j and its weight there: chain trust times the agreement with
+        what key j has painted (trust.agreement: no pull where the key sequence disagrees)."""
+        w, h = self.size
+        flow, valid = key_chain(j, o, self.motion)
+        weight = key_trust(valid, flow, self.grey(j), self.grey(o), self.options.photo_sigma)
+        warped = warp_key(self.raw(o), flow, cv2.INTER_LINEAR)
+        resid = photometric_residual(self.grey(j), self.grey(o), flow)
+        weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
+        return warped, weight * trust.agreement(warped, self.raw(j), resid, STEADY_TOLERANCE)
+
+    def model(self, j: int) -> np.ndarray:
+        """The colour model (vid2vid.temporal.redraw) of key number j as carried, at the flow size."""
+        if j not in self.models:
+            fw, fh = self.fsize
+            painted = cv2.resize(self.carried(j), (fw, fh), interpolation=cv2.INTER_AREA)
+            self.models[j] = redraw.colour_model(self.grey(j), painted, redraw.model_radius(fh))
+        return self.models[j]
+
+    def forget(self, i: int) -> None:
+        """Drop what no interval after number i needs (its keys reach back `reach` keys)."""
+        for cache, first in ((self.motions, i + 1 - self.reach), (self.raws, i + 1 - self.reach),
+                             (self.steadied, i + 1), (self.models, i + 1)):
+            for j in [j for j in cache if j < first]:
+                del cache[j]
+
+
+@dataclass
+class _Fill:
+    """How holes are filled, and the counts the pass returns."""
+
+    fill: str | FillFn
+    fill_open: int
+    fill_min: float
+    stats: dict
+    holes: list[float] = field(default_factory=list)
+
+
 def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray], keys: Sequence[int],
                      key_frame: Callable[[int], np.ndarray],
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
@@ -291,15 +343,15 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     any size: resized for the flow); keys: sorted 0-based key frames, the first 0 and the last n-1;
     key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
     gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
-    neither key sees it; None for keys); fill: "warp" or fill(t, frame, hole) -> frame, called
-    only for frames with more than `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`,
-    default `fill_opening(size)`:
-    a frame with only slivers keeps the nearer key's warp there), with the whole hole, and its
-    result pasted into the whole hole; steady: steady each key with the STEADY_REACH keys on each
-    side (`steady_key`, along the chains of the intervals between them) before it is carried, and
-    write the steadied key (the keys' own per-key flicker otherwise jumps at every key); todo(t):
-    False to skip frame t (an interval none of whose frames is wanted is not computed at all, unless
-    a wanted interval's steady keys need its motion); progress: called once per frame.
+    neither key sees it; None for keys); fill: "warp" (holes redrawn from the keys' colour models,
+    vid2vid.temporal.redraw) or fill(t, frame, hole) -> frame, called only for frames with more than
+    `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`, default `fill_opening(size)`:
+    a frame with only slivers keeps the redraw there), with the whole hole, and its result pasted into
+    the whole hole; steady: steady each key with the STEADY_REACH keys on each side (`steady_key`,
+    along the chains of the intervals between them, where they agree with it) before it is carried,
+    and write the steadied key; todo(t): False to skip frame t (an interval none of whose frames is
+    wanted is not computed at all, unless a wanted interval's steady keys need its motion);
+    progress: called once per frame.
     Returns {"keys", "propagated", "filled" (frames given to the fill callable), "hole_fraction"}.
     """
     options = options or FlowOptions()
@@ -307,110 +359,71 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     _check_keys(n, keys)
     if not callable(fill) and fill != "warp":
         raise BadInput(f"fill '{fill}' is not known here; give \"warp\" or a function that paints the holes")
-    w, h = size
-    fsize = flow_size(size, options)
-    fill_open = fill_opening(size) if fill_open is None else fill_open
     wanted = todo or (lambda t: True)
     tick = progress or (lambda: None)
-    stats = {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0}
-    holes: list[float] = []
-    reach = STEADY_REACH if steady else 0
-    motions: dict[int, IntervalMotion] = {}
-    raws: dict[int, np.ndarray] = {}
-    steadied: dict[int, np.ndarray] = {}
-    up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)     # noqa: E731
-
-    def raw(j: int) -> np.ndarray:
-        if j not in raws:
-            img = as_float_rgb(key_frame(keys[j]))
-            if img.shape != (h, w, 3):
-                raise BadInput(f"key frame {keys[j] + 1} is {img.shape[1]}x{img.shape[0]}; "
-                               f"the keys must all be {w}x{h}")
-            raws[j] = img
-        return raws[j]
-
-    def motion(i: int) -> IntervalMotion:
-        if i not in motions:
-            motions[i] = interval_motion(keys[i], keys[i + 1], lambda t: flow_grey(source(t), fsize), options)
-        return motions[i]
-
-    def key_grey(j: int) -> np.ndarray:
-        return motion(j).greys[keys[j]] if j < len(keys) - 1 else motion(j - 1).greys[keys[j]]
-
-    def key_at(j: int) -> np.ndarray:
-        """Key number j as it is carried: steadied with its neighbours, or as painted."""
-        if not reach or len(keys) < 2:
-            return raw(j)
-        if j not in steadied:
-            near = []
-            for o in range(max(0, j - reach), min(len(keys), j + reach + 1)):
-                if o != j:
-                    flow, valid = key_chain(j, o, motion)
-                    trust = key_trust(valid, flow, key_grey(j), key_grey(o), options.photo_sigma)
-                    near.append((warp_key(raw(o), flow), up(trust)))
-            steadied[j] = steady_key(raw(j), near, options.trust_floor)
-        return steadied[j]
-
+    holes = _Fill(fill, fill_opening(size) if fill_open is None else fill_open, fill_min,
+                  {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0})
+    state = _Keys(keys, size, source, key_frame, options, STEADY_REACH if steady else 0)
     if wanted(keys[0]):
-        write(keys[0], key_at(0), None)
+        write(keys[0], state.carried(0), None)
     tick()
     for i, (a, b) in enumerate(zip(keys[:-1], keys[1:])):
-        if not any(wanted(t) for t in range(a + 1, b + 1)):
+        if any(wanted(t) for t in range(a + 1, b + 1)):
+            _interval(i, state, holes, wanted, write, tick)
+        else:
             for _ in range(a + 1, b + 1):
                 tick()
-            continue
-        # 1. the source motion of every pair in the interval, and the keys as carried
-        m = motion(i)
-        key_a, key_b = key_at(i), key_at(i + 1)
-        # 2. backward chains: at t towards key b
-        to_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        far: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-        for t in range(b - 1, a, -1):
-            far = to_b[t] = compose(m.links[t + 1].flow_fw, m.links[t + 1].valid_fw, *far)
-        # 3. forward chains, each frame finished as soon as its chain towards key a is known
-        far = (None, None)
-        for t in range(a + 1, b):
-            far = compose(m.links[t].flow_bw, m.links[t].valid_bw, *far)
-            if wanted(t):
-                frame, hole = _frame_between(t, a, b, far, to_b[t], m.greys, key_a, key_b, fill, options, stats,
-                                             fill_open, fill_min)
-                holes.append(float(hole.mean()))
-                write(t, frame, hole)
-            tick()
-        if wanted(b):
-            write(b, key_b, None)
+        state.forget(i)
+    holes.stats["hole_fraction"] = float(np.mean(holes.holes)) if holes.holes else 0.0
+    return holes.stats
+
+
+def _interval(i: int, state: _Keys, holes: _Fill, wanted: Callable[[int], bool],
+              write: Callable[[int, np.ndarray, np.ndarray | None], None], tick: Callable[[], None]) -> None:
+    """The frames a+1 .. b of the interval number i (keys a < b): each in-between frame from its chains
+    towards both keys, then key b."""
+    a, b = state.keys[i], state.keys[i + 1]
+    m = state.motion(i)
+    to_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    far: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    for t in range(b - 1, a, -1):                       # backward chains: at t towards key b
+        far = to_b[t] = compose(m.links[t + 1].flow_fw, m.links[t + 1].valid_fw, *far)
+    far = (None, None)
+    for t in range(a + 1, b):                           # forward chains, each frame finished at once
+        far = compose(m.links[t].flow_bw, m.links[t].valid_bw, *far)
+        if wanted(t):
+            frame, hole = _frame_between(t, i, far, to_b[t], state, holes)
+            holes.holes.append(float(hole.mean()))
+            write(t, frame, hole)
         tick()
-        # 4. forget what no later interval needs (its keys reach back `reach` keys)
-        for cache, first in ((motions, i + 1 - reach), (raws, i + 1 - reach), (steadied, i + 1)):
-            for j in [j for j in cache if j < first]:
-                del cache[j]
-    stats["hole_fraction"] = float(np.mean(holes)) if holes else 0.0
-    return stats
+    if wanted(b):
+        write(b, state.carried(i + 1), None)
+    tick()
 
 
-def _frame_between(t: int, a: int, b: int, chain_a, chain_b, gf: dict, key_a: np.ndarray, key_b: np.ndarray,
-                   fill: str | FillFn, options: FlowOptions, stats: dict,
-                   fill_open: int = FILL_OPEN, fill_min: float = FILL_MIN) -> tuple[np.ndarray, np.ndarray]:
-    """Frame t from its keys a < t < b: both warps, trust, blend, fill (see the module docstring)."""
-    h, w = key_a.shape[:2]
+def _frame_between(t: int, i: int, chain_a, chain_b, state: _Keys, holes: _Fill) -> tuple[np.ndarray, np.ndarray]:
+    """Frame t between the keys number i and i+1: both warps, trust, blend, redraw, fill (see the
+    module docstring)."""
+    a, b = state.keys[i], state.keys[i + 1]
+    gf = state.motion(i).greys
+    w, h = state.size
     (fa, va), (fb, vb) = chain_a, chain_b
-    ta = key_trust(va, fa, gf[t], gf[a], options.photo_sigma)
-    tb = key_trust(vb, fb, gf[t], gf[b], options.photo_sigma)
-    img_a, img_b = warp_key(key_a, fa), warp_key(key_b, fb)
     up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)     # noqa: E731
+    ta = up(key_trust(va, fa, gf[t], gf[a], state.options.photo_sigma))
+    tb = up(key_trust(vb, fb, gf[t], gf[b], state.options.photo_sigma))
     wa, wb = (b - t) / (b - a), (t - a) / (b - a)
-    weight, cover = blend_weight(up(ta), up(tb), wa, wb)
+    weight, cover = blend_weight(ta, tb, wa, wb)
+    frame = warp_key(state.carried(i), fa)
+    frame += (warp_key(state.carried(i + 1), fb) - frame) * weight[..., None]
+    model = warp(state.model(i), fa) * np.float32(wa) + warp(state.model(i + 1), fb) * np.float32(wb)
+    grey_t = grey_float(resize_to(np.asarray(state.source(t)), w, h))
     hole = 1.0 - cover
-    nearer, farther = (img_a, img_b) if wa >= wb else (img_b, img_a)
-    frame = farther
-    frame -= nearer
-    frame *= weight[..., None]
-    frame += nearer
-    stats["propagated"] += 1
-    if callable(fill) and float(meaningful_hole(hole, fill_open).mean()) > fill_min:
-        painted = as_float_rgb(fill(t, frame, hole))
+    frame = frame * cover[..., None] + redraw.apply_model(model, grey_t) * hole[..., None]
+    holes.stats["propagated"] += 1
+    if callable(holes.fill) and float(meaningful_hole(hole, holes.fill_open).mean()) > holes.fill_min:
+        painted = as_float_rgb(holes.fill(t, frame, hole))
         frame = frame * cover[..., None] + painted * hole[..., None]
-        stats["filled"] += 1
+        holes.stats["filled"] += 1
     return np.clip(frame, 0.0, 1.0, out=frame), hole
 
 

@@ -132,8 +132,7 @@ def img2img(root: Path, ws_name: str, settings: config.Settings, job: Job, model
         model = models.get(s.img2img, job) if models else None
         with ws.locked():
             return stage.run_single(ws, s, job, frames, model)
-    if s.img2img.controlnet:        # the page has no control button: Generate makes the control images first
-        run_stage(root, ws_name, "control", s, job)
+    # the control images (the page has no control button) are made first by run_stage, as on the command line
     return run_stage(root, ws_name, "img2img", s, job, model=preloaded_model(models, s, job))
 
 

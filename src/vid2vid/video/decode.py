@@ -6,7 +6,8 @@ fractions, so there is no drift over long videos, and variable frame rate input 
 
 Pictures come out as they are meant to be seen (`Decoding`, planned from the probe by
 `plan_decoding`): interlaced frames through FFmpeg's `bwdif` deinterlacer (one frame out per
-frame in, before the frames are chosen), turned upright by the display rotation, HDR (PQ / HLG)
+frame in, before the frames are chosen), non-square pixels made square at the shape the video is
+shown at (720x480 at 32:27 -> 853x480), turned upright by the display rotation, HDR (PQ / HLG)
 tone-mapped to SDR BT.709 (vid2vid.video.tonemap), and more than 8 bits per sample rounded, not
 truncated, to 8.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from vid2vid.config import DEINTERLACE_MODES
 from vid2vid.core.errors import BadInput
-from vid2vid.video.probe import PICTURE_TYPES, VideoInfo, normal_rotation, open_video
+from vid2vid.video.probe import PICTURE_TYPES, VideoInfo, normal_rotation, open_video, square_width
 from vid2vid.video.tonemap import DEFAULT_PEAK_NITS, hdr_to_sdr, round_to_8bit
 
 DEINTERLACER = "bwdif"
@@ -37,11 +38,14 @@ class Decoding:
     hdr: str = ""                # "pq" | "hlg" | "": tone-mapped to SDR BT.709
     peak_nits: float = DEFAULT_PEAK_NITS
     high_bit: bool = False       # more than 8 bits per sample: rounded from 16-bit RGB
+    square: tuple[int, int] = (0, 0)   # non-square pixels: the stored picture resized to this width x height
     notes: tuple[str, ...] = field(default=(), compare=False)   # what the console is told
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("notes")
+        if not any(self.square):         # square pixels: the key of workspaces made before this field
+            d.pop("square")
         return d
 
 
@@ -66,7 +70,13 @@ def plan_decoding(info: VideoInfo, deinterlace: str = "auto") -> Decoding:
     high = info.bit_depth > 8
     if high and not info.hdr:
         notes.append(f"{info.bit_depth}-bit input: rounded to 8 bits")
-    return Decoding(rotation=info.rotation, deinterlace=filt, hdr=info.hdr, high_bit=high, notes=tuple(notes))
+    square = (0, 0)
+    if info.sar != "1:1" and info.stored_width:
+        square = (square_width(info.stored_width, info.sar), info.stored_height)
+        notes.append(f"non-square pixels (sample aspect ratio {info.sar}): frames made square at "
+                     f"{square[0]}x{square[1]}, the shape the video is shown at")
+    return Decoding(rotation=info.rotation, deinterlace=filt, hdr=info.hdr, high_bit=high, square=square,
+                    notes=tuple(notes))
 
 
 def to_rgb(frame: av.VideoFrame, decoding: Decoding = Decoding()) -> np.ndarray:
@@ -77,8 +87,18 @@ def to_rgb(frame: av.VideoFrame, decoding: Decoding = Decoding()) -> np.ndarray:
         rgb = round_to_8bit(frame.to_ndarray(format="rgb48le"))
     else:
         rgb = frame.to_ndarray(format="rgb24")
+    if any(decoding.square) and (rgb.shape[1], rgb.shape[0]) != decoding.square:
+        rgb = _resized_u8(rgb, *decoding.square)
     turns = normal_rotation(decoding.rotation) // 90
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def _resized_u8(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 RGB resized (area when shrinking, bicubic when growing, as imageops.resize)."""
+    import cv2
+
+    interp = cv2.INTER_AREA if width * height < rgb.shape[0] * rgb.shape[1] else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interp)
 
 
 @dataclass

@@ -66,7 +66,8 @@ class VideoInfo:
     streams: list[StreamInfo] = field(default_factory=list)
     # how the pictures are stored; `width` x `height` above is the upright (displayed) size
     rotation: int = 0               # display rotation, degrees counter-clockwise: 0, 90, 180 or 270
-    stored_width: int = 0           # the coded picture, before rotation
+    sar: str = "1:1"                # sample (pixel) aspect ratio: 32:27 = a stored pixel is 32/27 as wide as tall
+    stored_width: int = 0           # the coded picture, before rotation and aspect ratio
     stored_height: int = 0
     field_order: str = "unknown"    # progressive | tt | bb | tb | bt | unknown
     interlaced: bool = False        # the stream says its pictures are interlaced (field order or frame flag)
@@ -165,7 +166,9 @@ def probe(path: str | Path, count: bool = False) -> VideoInfo:
         if not fps and duration:
             fps = Fraction(frames / duration).limit_denominator(1001)
         looks = _picture_facts(p, v.codec_context)
-        w, h = v.codec_context.width, v.codec_context.height
+        sar = _sar_of(v)
+        w, h = square_width(v.codec_context.width, sar), v.codec_context.height
+        looks["sar"] = f"{sar.numerator}:{sar.denominator}"
         if looks["rotation"] in (90, 270):
             w, h = h, w
         return VideoInfo(
@@ -176,6 +179,20 @@ def probe(path: str | Path, count: bool = False) -> VideoInfo:
             sample_rate=audio.codec_context.sample_rate or 0 if audio else 0,
             channels=audio.codec_context.channels if audio else 0,
             size_bytes=p.stat().st_size, streams=streams)
+
+
+def _sar_of(stream) -> Fraction:
+    """The stream's sample aspect ratio (1 when it states none, or nonsense)."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar and 0.1 <= float(sar) <= 10:
+            return Fraction(sar.numerator, sar.denominator)
+    return Fraction(1)
+
+
+def square_width(stored_width: int, sar: Fraction | str) -> int:
+    """The width the stored picture shows at with square pixels (720 at 32:27 -> 853)."""
+    ratio = Fraction(sar.replace(":", "/")) if isinstance(sar, str) else sar
+    return max(1, round(stored_width * ratio))
 
 
 def normal_rotation(degrees: float) -> int:
@@ -253,6 +270,10 @@ def format_probe(info: VideoInfo) -> str:
 
 def _picture_line(info: VideoInfo) -> str:
     parts = [f"{info.pix_fmt or '?'} ({info.bit_depth}-bit)"]
+    if info.sar != "1:1":
+        parts.append(f"non-square pixels, sample aspect ratio {info.sar} (stored {info.stored_width}x"
+                     f"{info.stored_height}, shown {square_width(info.stored_width, info.sar)}x{info.stored_height}; "
+                     "frames are extracted with square pixels at the shown shape)")
     if info.rotation:
         parts.append(f"rotated {info.rotation} deg (stored {info.stored_width}x{info.stored_height}; "
                      "frames are extracted upright)")
