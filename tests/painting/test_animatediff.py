@@ -62,6 +62,17 @@ def test_stage_paints_windows_and_resumes_after_a_kill_with_the_same_bits(worksp
     assert state["steps_done"] == 2 and not painted(killed)
     stage.run(killed, st, Job())
     assert all(np.array_equal(a, b) for a, b in zip(painted(whole), painted(killed), strict=True))
+    # killed while the frames are decoded: the steps are not run again, the frames left are written
+    late = workspace_factory(moving_frames(7), "late")
+    job = Job()
+    job.on_progress = lambda ev: job.cancel.set() if ev.stage == "img2img" and ev.done >= 3 else None
+    with pytest.raises(Interrupted):
+        stage.run(late, st, job)
+    assert len(painted(late)) == 3 and (late.root / "img2img" / windows.STATE_FILE).exists()
+    said: list[str] = []
+    stage.run(late, st, Job(log=said.append))
+    assert any("resuming after step 4" in line for line in said)
+    assert all(np.array_equal(a, b) for a, b in zip(painted(whole), painted(late), strict=True))
 
 
 def test_motion_module_changes_the_frames(workspace_factory, tiny_model, motion_file):

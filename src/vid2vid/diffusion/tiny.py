@@ -364,19 +364,27 @@ def build_tiny_vae(seed: int = 0):
 def make_tiny_vae(dir: str | Path, single_file: bool = False, seed: int = 0) -> Path:
     """Write a tiny VAE for `--vae`: a diffusers folder at `dir`, or `dir/tiny-taesd.safetensors`."""
     vae = build_tiny_vae(seed)
+    return write_tiny(vae, dir, single_file, TINY_VAE_FILE, lambda: {k: v.contiguous() for k, v in
+                                                                     vae.state_dict().items()}, "tiny VAE")
+
+
+def write_tiny(part, dir: str | Path, single_file: bool, file_name: str, state, what: str,
+               metadata: dict[str, str] | None = None) -> Path:
+    """A tiny part written as a diffusers folder `dir` (`save_pretrained`), or with single_file as
+    `dir/<file_name>` (or `dir` itself when it ends in .safetensors) holding `state()`, atomically."""
     target = Path(dir)
     if single_file:
         from safetensors.torch import save_file
 
-        path = target if target.suffix == ".safetensors" else target / TINY_VAE_FILE
+        path = target if target.suffix == ".safetensors" else target / file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(tmp))
+        save_file(state(), str(tmp), metadata=metadata)
         tmp.replace(path)
         return path
     if target.exists() and not target.is_dir():
-        raise BadInput(f"{target} exists and is not a folder; pick another path for the tiny VAE")
-    vae.save_pretrained(str(target), safe_serialization=True)
+        raise BadInput(f"{target} exists and is not a folder; pick another path for the {what}")
+    part.save_pretrained(str(target), safe_serialization=True)
     return target
 
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import torch
 
-from vid2vid.core.errors import BadInput
-
 TRAINED_FRAMES = 32
 FILE_NAME = "tiny-motion-module.safetensors"
 # diffusers' names -> the original AnimateDiff names (the reverse of diffusers' conversion)
@@ -70,20 +68,9 @@ def original_layout(adapter) -> dict[str, torch.Tensor]:
 def make_tiny_motion_module(dir: str | Path, single_file: bool = False, seed: int = 0) -> Path:
     """Write the tiny motion module: a diffusers folder `dir`, or with single_file the original-layout
     `dir/tiny-motion-module.safetensors` (or `dir` itself when it ends in .safetensors)."""
-    from safetensors.torch import save_file
-
     from vid2vid.diffusion.motion_loading import FAMILY_KEY
+    from vid2vid.diffusion.tiny import write_tiny
 
     adapter = build_tiny_motion_module(seed)
-    target = Path(dir)
-    if single_file:
-        path = target if target.suffix == ".safetensors" else target / FILE_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(original_layout(adapter), str(tmp), metadata={"format": "pt", FAMILY_KEY: "SD 1.x"})
-        tmp.replace(path)
-        return path
-    if target.exists() and not target.is_dir():
-        raise BadInput(f"{target} exists and is not a folder; pick another path for the tiny motion module")
-    adapter.save_pretrained(str(target), safe_serialization=True)
-    return target
+    return write_tiny(adapter, dir, single_file, FILE_NAME, lambda: original_layout(adapter), "tiny motion module",
+                      {"format": "pt", FAMILY_KEY: "SD 1.x"})

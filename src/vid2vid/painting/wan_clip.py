@@ -25,6 +25,7 @@ the source frame outside the mask and the control image inside it.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -87,8 +88,13 @@ class WanWindows:
         self.references, self.seed = list(references), seed
         self._cond: dict[int, torch.Tensor] = {}
         self._refs: torch.Tensor | None = None
+        self._vae = threading.Lock()           # the Wan VAE keeps its causal cache on itself: one caller at a time
 
     def conditioning(self, latents: range) -> torch.Tensor:
+        with self._vae:
+            return self._conditioning(latents)
+
+    def _conditioning(self, latents: range) -> torch.Tensor:
         if latents.start not in self._cond:
             idx = pixel_frames(latents, self.frames)
             video = wv.frames_to_video(self.control(idx))
@@ -103,6 +109,10 @@ class WanWindows:
 
     def reference_latents(self, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(clean, noise) of the reference slots, [1, C, refs, h, w] each."""
+        with self._vae:
+            return self._reference_latents(shape)
+
+    def _reference_latents(self, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         if self._refs is None:
             cond = next(iter(self._cond.values()))
             clean = cond[:, :self.parts.z_dim, :len(self.references)].float()

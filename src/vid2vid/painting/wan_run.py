@@ -101,7 +101,7 @@ def paint_workspace(ws: Workspace, settings: config.Settings, job: Job, session,
     session.inputs = ClipInputs(ws.root, frames, settings)
     session.refs = session.references(ws, settings, job, frames)
     model = session.window_model()
-    spread = spread_for(settings, session, None, job)
+    spread = spread_for(settings, session, None, job, len(run.windows))
     try:
         painted = wan_clip.paint_clip(session.parts, model, run, spread, store, session.inputs.source,
                                       lambda i: steps.advance())

@@ -38,12 +38,19 @@ def control_reader(ws: Workspace, s: config.Img2ImgSettings):
     return controls
 
 
-def spread_for(settings: config.Settings, session, controls, job: Job):
-    """Where a step's windows run: Ray actors when asked, else this process."""
-    if not settings.ray.enabled:
-        return windows.LocalSpread(session.window_model(controls))
+def spread_for(settings: config.Settings, session, controls, job: Job, n_windows: int):
+    """Where a step's windows run: Ray actors when asked, else this process on the model workers the
+    frame loop would use for as many batches as there are windows (`loop.model_workers`)."""
     import torch
 
+    if not settings.ray.enabled:
+        from vid2vid.painting.loop import model_workers
+
+        workers, threads = model_workers(settings.img2img.workers, session.device.type, n_windows,
+                                         torch.get_num_threads())
+        if workers > 1:
+            job.say(f"img2img: windows on {workers} model workers, {threads} CPU thread(s) each")
+        return windows.LocalSpread(session.window_model(controls), workers, threads)
     from vid2vid.painting.raypool import connect
     from vid2vid.painting.windowray import RaySpread
 
@@ -68,7 +75,7 @@ def paint_windowed(ws: Workspace, settings: config.Settings, job: Job, session, 
     job.say(f"img2img: {n} frames in {len(sampling.windows)} window(s) of {min(s.context_length, n)}, "
             f"{sampling.steps_total} step(s)" + (f", resuming after step {done}" if done else ""))
     source = iter(canvases(frames, s))
-    spread = spread_for(settings, session, control_reader(ws, s), job)
+    spread = spread_for(settings, session, control_reader(ws, s), job, len(sampling.windows))
     try:
         x = sampling.run(spread, lambda: _encode_all(session, source, n), store, lambda i: steps.advance())
     finally:

@@ -158,7 +158,8 @@ class LocalSpread:
         from vid2vid.core.threads import worker_pool
 
         self.model = model
-        self.pool = worker_pool(max(1, workers), threads or torch.get_num_threads(), "window")
+        self.threads_before = torch.get_num_threads()
+        self.pool = worker_pool(max(1, workers), threads or self.threads_before, "window")
 
     def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor) -> list[torch.Tensor]:
         futures = [self.pool.submit(self.model.predict, xw, sigma[:len(frames)], frames) for frames, xw in jobs]
@@ -166,6 +167,7 @@ class LocalSpread:
 
     def close(self) -> None:
         self.pool.shutdown()
+        torch.set_num_threads(self.threads_before)     # the workers' threads set the process-wide count
 
 
 def blended(spread: Spread, windows: Sequence[range], weights: Sequence[torch.Tensor]) -> Callable:

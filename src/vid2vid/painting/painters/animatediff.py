@@ -84,10 +84,10 @@ class MotionSession:
         self.settings = s = settings.img2img
         job.say(f"img2img: loading motion module {s.motion_module}")
         adapter = load_adapter(s.motion_module)            # first: a bad file fails before the model loads
-        self.engine = image.load_engine(settings, job, model)
-        check_family(adapter, self.engine.model.unet, s.model)
         self.trained = max_frames(adapter)
         check_context(s.context_length, s.context_overlap, self.trained, "this motion module")
+        self.engine = image.load_engine(settings, job, model)
+        check_family(adapter, self.engine.model.unet, s.model)
         self.layers = MotionLayers(self.engine.model.unet, adapter, s.motion_scale)
         self.device = self.engine.device
         self.timings = self.engine.timings
