@@ -195,3 +195,19 @@ def test_the_pages_interrupt_stops_the_actors_after_their_block(tmp_path, tiny_m
     assert 2 <= kept < 12 and kept % 2 == 0            # whole blocks of 2, written before the actors stopped
     assert models._model is None                        # the page's local model was never loaded
     assert raypool.current_pool() is not None       # the frames came from the actors
+
+
+def test_ray_with_the_accelerators_is_byte_identical_to_a_local_run(tmp_path, loud_model, local_ray):
+    """Token merging, deep features cached in a frame and across frames (the holders are anchors of
+    the plan) on two actors: each actor rebuilds a holder's features itself, so the bytes match."""
+    src = moving_frames(6)
+    local, remote = (make_workspace(tmp_path / name, src) for name in ("local", "ray"))
+    accel = ["tome:0.5", "cache:1", "cache-frames:0.5"]
+    s = settings_for(loud_model)
+    s.img2img.accel = accel
+    run_stage("img2img", local, s)
+    r = settings_for(loud_model, enabled=True, actors=2)
+    r.img2img.accel = accel
+    info = run_stage("img2img", remote, r)
+    assert info["ray_actors"] == 2 and info["accel"] == ["tome:0.5", "cache:1", "cache-frames:0.5"]
+    assert frame_bytes(remote) == frame_bytes(local)

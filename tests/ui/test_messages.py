@@ -19,7 +19,8 @@ from vid2vid.ui import form
 SRC = Path(errors.__file__).parents[1]
 ERRORS = {"BadInput", "ModelNotFound", "WorkspaceBusy", "Vid2VidError", "Interrupted"}
 # Modules the page never reaches (the command line's own front end and tools).
-NOT_THE_PAGE = {"cli/main.py", "cli/tools.py", "__main__.py", "cli/doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
+NOT_THE_PAGE = {"cli/main.py", "cli/commands.py", "cli/options.py", "cli/parser.py", "cli/tools.py",
+                "__main__.py", "cli/doctor.py", "ui/guard.py", "ui/app.py", "bench.py",
                 "pipeline/multirun.py"}     # several videos in one command: the command line's
 # Messages the page never shows, each with the reason (file, words in it).
 CLI_ONLY = {

@@ -49,7 +49,7 @@ def add_settings_options(parser: argparse.ArgumentParser, command: str, section:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is list:
             kw["action"] = "append"
-            kw["metavar"] = "PATH"
+            kw["metavar"] = "PATH" if "file" in m.label.lower() else f.name.upper()
         else:
             kw["type"] = hint if hint in (int, float) else str
             if m.choices is not None:

@@ -141,6 +141,12 @@ class Img2ImgSettings(Section):
                                      "of 255; 0 = off)", lo=0.0, hi=1.0, label="Skip still frames below")
     compile: bool = setting(False, "torch.compile the UNet and VAE (first frames slower; pays on long GPU runs)",
                             label="torch.compile")
+    accel: list[str] = setting([], "cheaper UNet calls (repeatable): tome:RATIO merges that share of the "
+                                   "full-resolution self-attention tokens (0..0.75), cache:N reuses the deep "
+                                   "features of a full UNet call for the next N calls, cache-frames[:THRESHOLD] "
+                                   "reuses a still frame's deep features from the frame before (mean source "
+                                   "difference below THRESHOLD, default 0.02); they trade picture for speed (README)",
+                               flag="--accel", label="Accelerators (one per line: tome:0.5, cache:2, cache-frames)")
 
     # ---- motion modules: a video model paints windows of frames (painting/windows.py)
     motion_module: str = setting("", "AnimateDiff motion module: a .ckpt/.safetensors file (mm_sd15_v2, "
@@ -201,6 +207,15 @@ class Img2ImgSettings(Section):
         # any SD-like model's rules here (multiples of 8, the canvas limit); the model's own in img2img.check
         check_canvas(self.width, self.height, CanvasRules(min_side=8, model="Stable Diffusion models"))
         _check_device("img2img", self.device)
+        from vid2vid.config.accel import parse
+
+        accel = parse(self.accel)
+        if accel.frames is not None and self.cross_frame != "none":
+            raise BadInput("{img2img.accel} cache-frames and {img2img.cross_frame} both decide which earlier frame "
+                           "each frame reads; set {img2img.cross_frame} to none or drop cache-frames")
+        if accel.any and self.compile:
+            raise BadInput("{img2img.accel} and {img2img.compile} do not combine (the accelerators switch parts of "
+                           "the UNet per call, which a compiled UNet cannot); turn one of them off")
 
     def prediction_type(self) -> str | None:
         """The prediction type to force on the model, or None to keep what the model says."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -230,7 +231,67 @@ def chosen_layers(unet: torch.nn.Module, blocks: str) -> list[str]:
     return names
 
 
-class CrossFrame:
+def _innermost(processor):
+    """The processor inside any wrappers (`with_inner`, e.g. token merging's)."""
+    while hasattr(processor, "with_inner"):
+        processor = processor.inner
+    return processor
+
+
+def _inside(processor, make):
+    """`make(p)` installed inside the wrappers of `processor`: a wrapper that merges tokens stays
+    outermost, so cross-frame attention records and joins what the wrapper hands it."""
+    if hasattr(processor, "with_inner"):
+        return processor.with_inner(_inside(processor.inner, make))
+    return make(processor)
+
+
+class KeptFrames:
+    """What earlier frames' samplings left for later frames, kept while they read it (cross-frame
+    attention's K/V inputs here, deep features in `deepcache.FrameCache`).
+
+    `run` samples one batch reading the recordings of `refs` and, with keep, records the batch's one
+    frame for later frames; `release(frames)` drops recordings no later frame reads. Several
+    threads may `run` at once. A subclass gives `_new_record()` and `_reading(refs, record)`, the
+    context in which a sampling reads `refs` and fills `record`.
+    """
+
+    def __init__(self) -> None:
+        self.recorded: dict[int, Any] = {}
+        self.peak_bytes = 0
+        self._lock = threading.Lock()
+
+    def _new_record(self):
+        raise NotImplementedError
+
+    def _reading(self, refs: list, record):
+        raise NotImplementedError
+
+    def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
+        """fn(*args, **kwargs) (one sampling) reading what `refs` left; with keep, the sampling (of
+        `frame`, a batch of one) is recorded for later frames."""
+        with self._lock:
+            recs = [self.recorded[r] for r in refs]
+        record = self._new_record() if keep else None
+        with self._reading(recs, record):
+            out = fn(*args, **kwargs)
+        if keep:
+            assert frame is not None and record is not None      # a kept frame names itself
+            with self._lock:
+                self.recorded[frame] = record
+                self.peak_bytes = max(self.peak_bytes, self.nbytes())
+        return out
+
+    def release(self, frames) -> None:
+        with self._lock:
+            for f in frames:
+                self.recorded.pop(f, None)
+
+    def nbytes(self) -> int:
+        return sum(r.nbytes() for r in self.recorded.values())
+
+
+class CrossFrame(KeptFrames):
     """Cross-frame attention on one UNet for one stage run: processors installed, references kept.
 
         with CrossFrame(unet, "anchor") as xf:
@@ -251,38 +312,19 @@ class CrossFrame:
         self.layers = chosen_layers(unet, blocks)
         if not self.layers:
             raise BadInput(f"this UNet has no self-attention in the '{blocks}' blocks; use cross-frame blocks all")
-        self.recorded: dict[int, Recording] = {}
-        self.peak_bytes = 0
-        self._lock = threading.Lock()
+        super().__init__()
         current = unet.attn_processors
-        if any(isinstance(p, CrossFrameProcessor) for p in current.values()):
+        if any(isinstance(_innermost(p), CrossFrameProcessor) for p in current.values()):
             raise RuntimeError("cross-frame attention is already installed on this UNet")
         self._saved: dict | None = dict(current)
-        unet.set_attn_processor({name: CrossFrameProcessor(name, p) if name in self.layers else p
-                                 for name, p in current.items()})
+        unet.set_attn_processor({name: _inside(p, lambda inner, n=name: CrossFrameProcessor(n, inner))
+                                 if name in self.layers else p for name, p in current.items()})
 
-    def run(self, frame: int | None, refs: tuple[int, ...], keep: bool, fn, *args, **kwargs):
-        """fn(*args, **kwargs) (one sampling) joining the K/V recorded for `refs`; with keep, the
-        sampling (of `frame`, a batch of one) is recorded for later frames."""
-        with self._lock:
-            recs = [self.recorded[r] for r in refs]
-        record = Recording() if keep else None
-        with attending(recs, record):
-            out = fn(*args, **kwargs)
-        if keep:
-            assert frame is not None and record is not None      # a kept frame names itself
-            with self._lock:
-                self.recorded[frame] = record
-                self.peak_bytes = max(self.peak_bytes, self.nbytes())
-        return out
+    def _new_record(self) -> Recording:
+        return Recording()
 
-    def release(self, frames) -> None:
-        with self._lock:
-            for f in frames:
-                self.recorded.pop(f, None)
-
-    def nbytes(self) -> int:
-        return sum(r.nbytes() for r in self.recorded.values())
+    def _reading(self, refs: list, record):
+        return attending(refs, record)
 
     def close(self) -> None:
         """Put the model's own processors back and drop every recording."""

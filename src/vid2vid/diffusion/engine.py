@@ -24,6 +24,7 @@ the nets whose window holds the step to each UNet call.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 
 from vid2vid.config import Img2ImgSettings
+from vid2vid.config.accel import parse as parse_accel
 from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput
-from vid2vid.diffusion import fewstep, samplers, schedules, tuning
+from vid2vid.diffusion import deepcache, fewstep, samplers, schedules, tome, tuning
 from vid2vid.diffusion import vae as vae_parts
 from vid2vid.diffusion.denoiser import CFGDenoiser, Timings
 
@@ -116,6 +118,11 @@ class Img2ImgEngine:
         else:
             self.sampler = samplers.get_sampler(s.sampler)
         tuning.prepare(self.model, compile=s.compile)       # GPU layout, optional torch.compile
+        self.accel = parse_accel(s.accel)
+        if self.accel.tome > 0:
+            tome.install(self.model.unet)
+        if self.accel.cache > 0 or self.accel.frames is not None:
+            deepcache.install(self.model.unet)
         if self.embeddings is None:
             from vid2vid.diffusion.prompts import encode_pair_pooled
 
@@ -199,7 +206,12 @@ class Img2ImgEngine:
         x = init + noise() * (s.init_noise * float(self.real_sigmas[0]))
         denoise = self.denoiser.masked(None if masks is None else latent_mask(masks, h, w).to(self.device), init,
                                        control)
-        return self.sampler(denoise, x, sigmas, noise, callback)
+        with ExitStack() as accelerated:       # token merging and deep-feature caching, when asked for
+            if self.accel.tome > 0:
+                accelerated.enter_context(tome.merging(self.accel.tome, (h, w)))
+            if self.accel.cache > 0 or self.accel.frames is not None:
+                denoise = accelerated.enter_context(deepcache.caching(self.accel.cache))(denoise)
+            return self.sampler(denoise, x, sigmas, noise, callback)
 
     def finish(self, latents: torch.Tensor, canvases: list[np.ndarray],
                masks: list[np.ndarray] | None = None) -> list[np.ndarray]:
@@ -259,5 +271,6 @@ class Img2ImgEngine:
                 "prediction_type": self.model.prediction_type,
                 "unet_batch_halves": 1 if self.denoiser.uncond is None else 2,
                 "seed": self.settings.seed,
+                **({"accel": self.accel.specs()} if self.accel.any else {}),
                 **({"controlnets": self.control.describe()} if self.control is not None else {})}
 

@@ -1,6 +1,7 @@
 """In which order, batches and with which references the img2img stage samples its frames.
 
-Plain img2img and anchor-only cross-frame attention keep frames independent: frames are
+Plain img2img, anchor-only cross-frame attention and the cache-frames accelerator (deep UNet
+features read from an anchor, `diffusion/deepcache.py`) keep frames independent: frames are
 sampled in whole blocks [kB+1 .. (k+1)B] of the video (B = batch size), so that a frame is
 always computed in the same batch whatever else is left to do (a resume, `--single N`) and its
 pixels never depend on which frames were missing. Anchor frames are sampled alone first (their
@@ -40,6 +41,14 @@ def why_sequential(s: Img2ImgSettings) -> str:
     return " and ".join(reasons)
 
 
+def reading_mode(s: Img2ImgSettings) -> str:
+    """Which earlier frames a frame reads: the cross-frame mode; with the cache-frames accelerator (and
+    no cross-frame attention) anchor mode, its anchors being the frames that hold deep features."""
+    from vid2vid.config.accel import parse
+
+    return "anchor" if s.cross_frame == "none" and parse(s.accel).frames is not None else s.cross_frame
+
+
 @dataclass(frozen=True)
 class Unit:
     """One sampling call: `frames` in one batch, reading the K/V of `refs`; `keep`: record its K/V
@@ -75,7 +84,7 @@ def plan(s: Img2ImgSettings, order: list[int], todo: list[int], anchors: tuple[i
     pos = {f: k for k, f in frame.items()}
     todo = sorted({pos[f] for f in todo})
     starts = tuple(sorted(pos[a] for a in anchors))
-    n, mode, bank = len(order), s.cross_frame, s.cross_frame_bank
+    n, mode, bank = len(order), reading_mode(s), s.cross_frame_bank
     refs_of = lambda f: references(mode, f, bank, starts)     # noqa: E731
     need: set[int] = set()
     for t in todo:

@@ -19,6 +19,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.config import stagetable
+from vid2vid.config.accel import parse as parse_accel
 from vid2vid.core.errors import BadInput, render_settings, stage_ref
 from vid2vid.core.fileid import spec_identity
 from vid2vid.core.progress import Job
@@ -53,6 +54,10 @@ def stage_params(settings: config.Settings) -> dict:
     for k in KEYED_WHEN_SET:
         if gen.get(k) == getattr(defaults, k) or (k == "tcd_gamma" and s.sampler != "tcd"):
             gen.pop(k, None)
+    accel = parse_accel(s.accel).specs()          # canonical; absent when nothing changes the bits
+    gen.pop("accel", None)
+    if accel:
+        gen["accel"] = accel
     if s.vae:
         gen["vae"] = _identity(s.vae)
     if s.motion_module:
@@ -182,6 +187,18 @@ def _still_plan(frames: list[Path], settings: config.Settings, job: Job) -> dict
         else {}
 
 
+def plan_anchors(frames: list[Path], painted: list[int], shots, s: config.Img2ImgSettings) -> tuple[int, ...]:
+    """The frames the plan samples first and others read: the keys that start a shot and, with the
+    cache-frames accelerator, the frames that hold deep features (a painted frame whose source differs
+    from the last holder's by the threshold or more: `still.plan`'s rule)."""
+    anchors = set(shots)
+    threshold = parse_accel(s.accel).frames
+    if threshold is not None:
+        reuse = still.plan(inputs.canvases([frames[i - 1] for i in painted], s), threshold)
+        anchors |= {f for k, f in enumerate(painted, 1) if k not in reuse}
+    return tuple(sorted(anchors))
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None, model=None) -> dict:
     """Repaint every extracted frame into img2img/ (or one frame into img2img.debug/ with --single).
 
@@ -247,7 +264,8 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
         else:
             paint_windowed(ws, settings, job, session, frames, key, writer)
         return _complete(ws, settings, session, writer, len(targets), 1, None, still_plan)
-    units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan], anchors=tuple(shots) if keyed else ())
+    units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan],
+                           anchors=plan_anchors(frames, painted, shots if keyed else [], s))
     say_order(job, s, units, writer.missing)
     workers, threads = paint_frames(FrameRun(ws, settings, frames, painted, units, writer), session, job)
     return _complete(ws, settings, session, writer, len(targets), workers, threads, still_plan)
@@ -276,7 +294,7 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
         keys, shots = painted_frames(ws, settings, stage_params(settings), ws.stage_record(STAGE), job)
         if t in keys:                             # a key is painted as the keyed run paints it
             order, anchors = keys, tuple(shots)
-    units = single.plan_single(ws, settings, t, order, anchors)
+    units = single.plan_single(ws, settings, t, order, plan_anchors(frames, order, anchors, settings.img2img))
     session = painters.choose(settings).load(settings, job, model)
     try:
         generated, controls = single.paint_single(ws, settings, job, frames, session, units)

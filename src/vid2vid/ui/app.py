@@ -458,6 +458,11 @@ def tab_img2img(p: Page) -> Wire:
                 W["img2img.skip_still"] = slider("img2img.skip_still", 0.001)
                 W["img2img.tcd_gamma"] = slider("img2img.tcd_gamma", 0.05)
                 W["img2img.compile"] = gr.Checkbox(value=d("img2img.compile"), label=lab("img2img.compile"))
+            W["img2img.accel"] = gr.Textbox(label=lab("img2img.accel"), lines=2)
+            gr.Markdown("Accelerators trade picture for speed: tome:0.5 merges half the full-resolution "
+                        "self-attention tokens, cache:N reuses deep UNet features for N calls, cache-frames "
+                        "reuses a still frame's deep features from the frame before (the README gives the "
+                        "papers' quality figures; compare on the X/Y/Z grid with an accel axis).")
         with gr.Accordion("Video model (Wan VACE): windows of 4n+1 frames", open=False):
             with gr.Row():
                 W["img2img.video_model"] = gr.Textbox(label=lab("img2img.video_model"), lines=1)

@@ -4,7 +4,9 @@ Frames agree through what surrounds the painting (frame delta correction, the fl
 propagation) and, inside the UNet, through cross-frame attention (`diffusion/crossframe.py`):
 anchor mode keeps frames independent; anchor-prev, bank and flow init read earlier frames, so
 the loop runs them one at a time in order (`painting/frameplan.py` says which). ControlNets steer
-each frame with its control images.
+each frame with its control images. The UNet accelerators (`[img2img] accel`: token merging,
+cached deep features, `diffusion/tome.py`, `diffusion/deepcache.py`) run inside the engine; the
+cache-frames one reads another frame's features through the same plan as anchor mode.
 """
 from __future__ import annotations
 
@@ -80,9 +82,13 @@ def load_engine(settings: config.Settings, job: Job, model=None):
 
 
 def cross_frame(engine, s: config.Img2ImgSettings):
-    """The run's CrossFrame on the engine's UNet, or None for cross-frame none."""
+    """The run's CrossFrame on the engine's UNet; without cross-frame attention the cache-frames
+    accelerator's FrameCache (the same interface: the plan's anchors hold deep features), or None."""
     if s.cross_frame == "none":
-        return None
+        from vid2vid.config.accel import parse
+        from vid2vid.diffusion.deepcache import FrameCache
+
+        return FrameCache() if parse(s.accel).frames is not None else None
     from vid2vid.diffusion.crossframe import CrossFrame
 
     return CrossFrame(engine.model.unet, s.cross_frame, s.cross_frame_blocks, s.cross_frame_bank)
@@ -119,7 +125,8 @@ class ImageSession:
 
     def record(self) -> dict:
         """What the stage records about the painting beyond the engine's description."""
-        return {} if self.xf is None else {"cross_frame_peak_mb": round(self.xf.peak_bytes / 2 ** 20, 1)}
+        peak = "cross_frame_peak_mb" if self.settings.cross_frame != "none" else "deep_feature_cache_peak_mb"
+        return {} if self.xf is None else {peak: round(self.xf.peak_bytes / 2 ** 20, 1)}
 
     def close(self) -> None:
         if self.xf is not None:
