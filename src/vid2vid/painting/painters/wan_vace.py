@@ -68,8 +68,8 @@ def check(settings: config.Settings) -> None:
 
 
 def refuse(settings: config.Settings) -> None:
-    """What belongs to image models (ControlNets, motion modules, cross-frame attention, flow init) and key
-    frames (a video model paints every frame) is refused with the fix."""
+    """What belongs to image models (ControlNets, motion modules, cross-frame attention, flow init, UNet
+    accelerators) and key frames or still frames (a video model paints every frame) is refused with the fix."""
     s = settings.img2img
     for on, what in ((bool(s.controlnet), "{img2img.controlnet} (ControlNets belong to image UNets; the video "
                                           "model's guide is {img2img.video_control})"),
@@ -77,6 +77,7 @@ def refuse(settings: config.Settings) -> None:
                      (s.cross_frame != "none", "{img2img.cross_frame}"),
                      (s.flow_init > 0, "{img2img.flow_init}"),
                      (s.skip_still > 0, "{img2img.skip_still} (the video model paints every frame)"),
+                     (bool(s.accel), "{img2img.accel} (UNet accelerators)"),
                      (settings.propagate.on, "{propagate.keyframes} (the video model paints every frame)")):
         if on:
             raise BadInput(f"{{img2img.video_model}} does not go with {what}; drop one of them")
