@@ -100,9 +100,6 @@ CASES = [
     ("unknown-upscaler", lambda m, w: run_args(m, w, "--upscale-model", "esrgan-x9"), ["esrgan-x9", "not known"]),
     ("unknown-export-format", lambda m, w: run_args(m, w, "--format", "mkv"), ["'mkv' is not one of", "mp4"]),
     # issue 19: limits checked before any work
-    ("fps-above-source", lambda m, w: ["extract", str(m / "good.mp4"), "-w", str(w), "--fps", "100000"],
-     ["--fps 100000", "8.000 fps", "--fps 8 or less", "--frames all"]),
-    ("run-fps-above-source", lambda m, w: run_args(m, w, "--fps", "100000"), ["above", "--frames all"]),
     ("canvas-too-small-for-the-model", lambda m, w: run_args(m, w, "--width", "8", "--height", "8"),
      ["8x8", "try --width 16 --height 16"]),
     ("img2img-canvas-too-small", lambda m, w: ["img2img", "-w", str(w), "--model", str(m / "tiny"), "--width", "8"],

@@ -116,6 +116,17 @@ def cmd_run(args, parser, job):
     multirun.check_failures(outcomes)
 
 
+def cmd_live(args, parser, job):
+    """`vid2vid live SOURCE`: the fast preset by default, then the options; ends with the figures."""
+    from vid2vid import live
+
+    if not getattr(args, "preset", None) and not getattr(args, "config", None):
+        args.preset = "fast"
+    settings = apply_options(_base_settings(args), args, parser)
+    stats = live.run(settings, args.source, job)
+    print(json.dumps(stats.summary()))
+
+
 def cmd_demo(args, parser, job):
     from vid2vid.cli import demo
 

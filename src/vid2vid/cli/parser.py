@@ -82,6 +82,14 @@ def _pipeline_commands(command: Callable) -> None:
     for section in config.SECTIONS:
         add_settings_options(sp, "run", section)
     add_preset_option(sp)
+    sp = command("live", commands.cmd_live, "restyle a camera, a stream or a file as it plays (the fast preset "
+                 "unless --preset or --config says otherwise)")
+    sp.add_argument("source", help="a camera (/dev/videoN; avfoundation:N on macOS, dshow:video=NAME on Windows), "
+                                   "a stream URL (rtsp://, rtmp://, srt://, http://) or a video file (played once)")
+    sp.add_argument("--config", help="settings TOML file ([img2img], [correct] and [live] are read)")
+    for section in ("img2img", "correct", "live"):
+        add_settings_options(sp, "live", section)
+    add_preset_option(sp)
     sp = command("demo", commands.cmd_demo, "the whole pipeline on a built-in sample with a tiny model")
     sp.add_argument("-o", "--output", help="output video path")
     sp.add_argument("--cache", default="vid2vid-cache", help="cache folder for the demo workspace")

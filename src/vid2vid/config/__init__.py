@@ -16,6 +16,7 @@ from vid2vid.config.choices import *  # noqa: F403  (config.SAMPLERS, config.LAB
 from vid2vid.config.fields import Choices, Meta, Section, check_field, fields_of, setting  # noqa: F401
 from vid2vid.config.img2img import ControlNetSettings, Img2ImgSettings  # noqa: F401
 from vid2vid.config.keyframes import KeySpec, parse_keyframes  # noqa: F401
+from vid2vid.config.live import LiveSettings  # noqa: F401
 from vid2vid.config.sections import (  # noqa: F401
     SECTIONS,
     CorrectSettings,

@@ -22,6 +22,7 @@ from vid2vid.config.choices import (
 )
 from vid2vid.config.fields import Section, _check_device, setting
 from vid2vid.config.img2img import Img2ImgSettings
+from vid2vid.config.live import LiveSettings
 from vid2vid.core.errors import BadInput
 
 
@@ -248,6 +249,7 @@ class Settings:
     interpolate: InterpolateSettings = field(default_factory=InterpolateSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     ray: RaySettings = field(default_factory=RaySettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):

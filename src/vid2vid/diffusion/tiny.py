@@ -226,7 +226,6 @@ def original_layout_state_dict(unet, vae, text_encoder, text_encoder_2=None,
 
 # ---------------------------------------------------------------- a VAE that lets the picture through
 
-@torch.no_grad()
 def _zero(conv) -> None:
     conv.weight.zero_()
     conv.bias.zero_()

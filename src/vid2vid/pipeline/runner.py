@@ -141,7 +141,8 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     4. the disk space the stage will write (its module's `space_need`) against the free space, then
        the stage, with a failure or an interruption written to the workspace's run log
     5. with `follow`, the stages the row names in `then` that the settings want (img2img -> flow), after
-       those it names in `first` (img2img's control images: made, resumed or found done before it)
+       those it names in `first` (img2img's control images: made or resumed before it, unless the
+       stage module's `current(ws, settings)` finds them complete for these settings)
     `extra` goes to the stage's `run` (the page passes an already loaded model to img2img).
     `checked`: the caller already validated everything and checked the video and models (`run`).
     """
@@ -151,7 +152,8 @@ def run_stage(name: str, ws: Workspace, settings: Settings, job: Job | None = No
     module = _module(row)
     sub = _placed(job, place)
     for dep in row.first if follow else ():        # img2img's control images, made on the way
-        if stagetable.stage(dep).wanted(settings):
+        first = stagetable.stage(dep)
+        if first.wanted(settings) and not getattr(_module(first), "current", lambda *a: False)(ws, settings):
             run_stage(dep, ws, settings, job, place=place, follow=False, checked=checked)
     with ws.locked():
         before = saved.read_file(ws)

@@ -64,6 +64,16 @@ def space_need(ws: Workspace, settings: config.Settings):
                                  fix=f"use {diskspace.SMALLER_CANVAS}, fewer ControlNets or {diskspace.FEWER_FRAMES}")
 
 
+def _inputs(settings: config.Settings) -> tuple[str, ...]:
+    return ("extract", "depth") if stagetable.control_reads_depth(settings) else ("extract",)
+
+
+def current(ws: Workspace, settings: config.Settings) -> bool:
+    """The control images are complete and made for these settings from the current frames (nothing to do)."""
+    n = len(ws.frames())
+    return ws.is_complete(STAGE) and ws.keeps_results(STAGE, stage_params(settings, n), _inputs(settings))
+
+
 def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | None = None) -> dict:
     """Write every frame's control images that are not there yet; returns a summary."""
     # 1. check the settings and the inputs (a user folder with too few images fails here)
@@ -76,7 +86,7 @@ def run(ws: Workspace, settings: config.Settings, job: Job, overwrite: bool | No
         raise BadInput(f"{ws.path('frames')} has no frames; run {stage_ref('extract', ws.root)} first")
     make = FrameControls(ws, settings)
     overwrite = settings.run.overwrite if overwrite is None else overwrite
-    inputs = ("extract", "depth") if stagetable.control_reads_depth(settings) else ("extract",)
+    inputs = _inputs(settings)
 
     # 2. fresh / resume / done
     ws.begin_stage(STAGE, stage_params(settings, len(frames)), inputs=inputs, overwrite=overwrite,
