@@ -200,3 +200,20 @@ def test_context_longer_than_the_clip_is_one_window(tiny, module_file):
     finally:
         layers.remove()
     assert clip.windows == [range(0, 5)] and torch.equal(long, exact)
+
+
+def test_an_sd15_module_is_refused_on_sd2_and_sdxl_layouts():
+    """Real layouts from configs only (no weights): an SD 1.5-size module on SD 2.x and SDXL UNet configs."""
+    from types import SimpleNamespace
+
+    from vid2vid.diffusion.motion_loading import model_family, module_family
+
+    sd15 = SimpleNamespace(config={"block_out_channels": (320, 640, 1280, 1280), "motion_layers_per_block": 2})
+    unet = lambda **kw: SimpleNamespace(config={"block_out_channels": (320, 640, 1280, 1280),  # noqa: E731
+                                                "layers_per_block": 2, "cross_attention_dim": 768, **kw})
+    assert module_family(sd15) == "SD 1.x" and model_family(unet()) == "SD 1.x"
+    check_family(sd15, unet())
+    with pytest.raises(BadInput, match="made for SD 1.x but the model m is SD 2.x"):
+        check_family(sd15, unet(cross_attention_dim=1024), "m")
+    with pytest.raises(BadInput, match="made for SD 1.x but the model m is SDXL"):
+        check_family(sd15, unet(block_out_channels=(320, 640, 1280), addition_embed_type="text_time"), "m")

@@ -88,6 +88,7 @@ def test_motion_module_changes_the_frames(workspace_factory, tiny_model, motion_
     ({"cross_frame": "anchor"}, "cross-frame attention runs frame by frame"),
     ({"skip_still": 0.01}, "still frame"),
     ({"flow_init": 0.5}, "flow init"),
+    ({"accel": ["cache:2"]}, "the next call here is another window"),
 ])
 def test_what_does_not_apply_is_refused_and_nothing_is_lost(workspace_factory, tiny_model, motion_file, kw, msg):
     ws = workspace_factory(moving_frames(3), "bad")

@@ -141,8 +141,10 @@ def module_family(adapter) -> str | None:
 
 
 def model_family(unet) -> str:
-    """SDXL (its UNet takes the pooled text and size embedding) or SD 1.x."""
-    return "SDXL" if unet.config.get("addition_embed_type") == "text_time" else "SD 1.x"
+    """SDXL (its UNet takes the pooled text and size embedding), SD 2.x (OpenCLIP's 1024-wide text) or SD 1.x."""
+    if unet.config.get("addition_embed_type") == "text_time":
+        return "SDXL"
+    return "SD 2.x" if unet.config.get("cross_attention_dim") == 1024 else "SD 1.x"
 
 
 def check_family(adapter, unet, model_name: str = "the model") -> None:

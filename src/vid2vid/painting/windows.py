@@ -144,9 +144,9 @@ def frame_noise(seed: int, frames: int, shape: Sequence[int], shuffle: tuple[int
     return torch.stack(out)
 
 
-def step_noise(seed: int, frames: int, shape: Sequence[int]) -> BatchNoise:
+def step_noise(seed: int, frames: int, shape: Sequence[int], device: torch.device | str = "cpu") -> BatchNoise:
     """The fresh noise of stochastic samplers: one generator per frame, seeded by (seed, frame)."""
-    return BatchNoise([frame_seed(seed, f, _STEP) for f in range(frames)], tuple(shape))
+    return BatchNoise([frame_seed(seed, f, _STEP) for f in range(frames)], tuple(shape), device)
 
 
 # ---------------------------------------------------------------- one step's prediction
@@ -279,8 +279,7 @@ class ClipSampling:
         """The sampled clip latents (N, C, h, w). `encode()` gives the init latents; it is not called
         when `store` holds a state of these settings (the run goes on after its last finished step)."""
         full = (self.frames, *self.shape)
-        noise = step_noise(self.seed, self.frames, self.shape)
-        noise.device = self.device
+        noise = step_noise(self.seed, self.frames, self.shape, self.device)
         state = None if store is None else store.load(full)
         if state is None:
             x, carry, done = self.start(encode().to(self.device)), {}, 0

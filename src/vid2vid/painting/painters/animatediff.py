@@ -7,7 +7,8 @@ to one frame works as in the image painter, from the same engine (`diffusion/eng
 sigma override and truncation, init noise weight, the samplers (LCM for AnimateLCM), CFG, LoRAs,
 ControlNets (each window with its frames' control images), a separate or tiny VAE; frame delta
 correction and the flow pass follow as for any painter. What reads frames one at a time or skips
-them (key frames, still frames, flow init, cross-frame attention, the debug frame) is refused.
+them (key frames, still frames, flow init, cross-frame attention, the UNet accelerators, the
+debug frame) is refused.
 
 The windowed session (the interface `painting/windowrun.py` drives):
     sampling(n) -> windows.ClipSampling      windows, schedule, sampler step and noise for n frames
@@ -57,6 +58,9 @@ _REFUSED = (
     (lambda st: st.img2img.flow_init > 0, "flow init paints each frame from the previous output, a motion module "
                                           "paints a window at once; set {img2img.flow_init} to 0 or clear "
                                           "{img2img.motion_module}"),
+    (lambda st: bool(st.img2img.accel), "the UNet accelerators reuse features from one call to the next, and "
+                                        "the next call here is another window; clear {img2img.accel} or "
+                                        "{img2img.motion_module}"),
     (lambda st: st.img2img.single > 0, "a motion module paints windows, not one frame; run the stage without "
                                        "{img2img.single} (it resumes after the last finished step)"),
 )
