@@ -102,3 +102,17 @@ image_encoder = "{parts['ipa'] / 'image_encoder'}"
     path.write_text(path.read_text().replace("end = 0.9", "end = 0.1"))
     with pytest.raises(BadInput, match="start 0.2 is not below end 0.1"):
         config.load_toml(str(path)).img2img.validate()
+
+
+def test_one_reference_with_a_video_model_is_the_video_models_reference():
+    """`--video-model M --reference SOURCE` without --ip-adapter feeds VACE's own reference input."""
+    from vid2vid import config
+    from vid2vid.cli.options import apply_options
+    from vid2vid.cli.parser import build_parser
+
+    args = build_parser().parse_args(["img2img", "-w", "ws", "--video-model", "m", "--reference", "first-painted"])
+    s = apply_options(config.Settings(), args, args.subparser)
+    assert s.img2img.video_reference == "first-painted" and s.img2img.ip_adapter == []
+    args = build_parser().parse_args(["img2img", "-w", "ws", "--reference", "first-painted"])
+    with pytest.raises(Exception, match="--ip-adapter"):
+        apply_options(config.Settings(), args, args.subparser)

@@ -20,7 +20,8 @@ def add_ip_adapter_options(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_ip_adapter_options(settings: config.Settings, args: argparse.Namespace) -> None:
-    """Given --ip-adapter/--reference pairs replace img2img's IP-Adapter list."""
+    """Given --ip-adapter/--reference pairs replace img2img's IP-Adapter list; one --reference with
+    --video-model and no --ip-adapter is the video model's reference image (VACE's own input)."""
     from vid2vid.core.errors import BadInput
     from vid2vid.diffusion.loading import parse_weighted
 
@@ -28,6 +29,9 @@ def apply_ip_adapter_options(settings: config.Settings, args: argparse.Namespace
     if models is None and refs is None:
         return
     models, refs = models or [], refs or []
+    if not models and len(refs) == 1 and settings.img2img.video_model:   # VACE's own reference input
+        settings.img2img.video_reference = refs[0]
+        return
     if len(models) != len(refs):
         raise BadInput(f"{len(models)} --ip-adapter and {len(refs)} --reference given; give each --ip-adapter "
                        "its --reference SOURCE, in the same order")

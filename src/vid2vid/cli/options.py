@@ -96,16 +96,21 @@ def add_controlnet_options(parser: argparse.ArgumentParser) -> None:
                                                "folder with one image per frame (repeatable)")
 
 
-def controlnet_from_flags(model: str, source: str) -> config.ControlNetSettings:
-    """One ControlNet from `--controlnet MODEL[:SCALE] --control SOURCE` (a folder path = the folder source)."""
+def is_folder_source(source: str) -> bool:
+    """Whether a --control SOURCE names a folder of control images (a folder, or written as a path)."""
     from pathlib import Path
 
+    return Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~"))
+
+
+def controlnet_from_flags(model: str, source: str) -> config.ControlNetSettings:
+    """One ControlNet from `--controlnet MODEL[:SCALE] --control SOURCE` (a folder path = the folder source)."""
     from vid2vid.diffusion.loading import parse_weighted
 
     spec, scale = parse_weighted(model, 1.0)
     if source in config.CONTROL_SOURCES and source != "folder":
         return config.ControlNetSettings(model=spec, control=source, scale=scale)
-    if Path(source).expanduser().is_dir() or "/" in source or source.startswith((".", "~")):
+    if is_folder_source(source):
         return config.ControlNetSettings(model=spec, control="folder", folder=source, scale=scale)
     return config.ControlNetSettings(model=spec, control=source, scale=scale)   # validation names it
 
@@ -115,6 +120,9 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
     models, sources = vars(args).get("cli.controlnet"), vars(args).get("cli.control")
     if models is None and sources is None:
         return
+    if settings.img2img.video_model.strip() and models is None:
+        video_control_from_flag(settings, sources or [])
+        return
     models, sources = models or [], sources or []
     if len(models) != len(sources):
         from vid2vid.core.errors import BadInput
@@ -122,6 +130,22 @@ def apply_controlnet_options(settings: config.Settings, args: argparse.Namespace
         raise BadInput(f"{len(models)} --controlnet and {len(sources)} --control given; give each --controlnet "
                        "its --control SOURCE, in the same order")
     settings.img2img.controlnet = [controlnet_from_flags(m, src) for m, src in zip(models, sources)]
+
+def video_control_from_flag(settings: config.Settings, sources: list[str]) -> None:
+    """`--control SOURCE` given once with --video-model (and no --controlnet): the video model's control."""
+    from vid2vid.core.errors import BadInput
+
+    if len(sources) != 1:
+        raise BadInput(f"{len(sources)} --control given with --video-model; give one --control SOURCE (the video "
+                       "model's control video)")
+    source, s = sources[0], settings.img2img
+    if source in config.CONTROL_SOURCES and source != "folder":
+        s.video_control = source
+    elif is_folder_source(source):
+        s.video_control, s.video_control_folder = "folder", source
+    else:
+        s.video_control = source                       # validation names it
+
 
 def add_preset_option(parser: argparse.ArgumentParser) -> None:
     """--preset NAME: an overlay of settings over the defaults or --config."""

@@ -205,6 +205,9 @@ def _model_tools(command: Callable) -> None:
     kind.add_argument("--ip-adapter", action="store_true",
                       help="write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit "
                            "the tiny model, for --ip-adapter DIR")
+    kind.add_argument("--video-model", action="store_true",
+                      help="write a tiny Wan VACE video model for --video-model (transformer, Wan VAE, UMT5 text "
+                           "encoder, a tokenizer built offline): a diffusers folder")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,7 +161,7 @@ def doctor(args: Any, parser: Any, job: Job) -> None:
 
 def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
     """`vid2vid make-tiny-model DIR [--single-file] [--passthrough | --controlnet | --tiny-vae | --ip-adapter |
-    --motion-module]`."""
+    --motion-module | --video-model]`."""
     from vid2vid.diffusion import tiny
 
     if getattr(args, "tiny_vae", False):            # only the tiny VAE (for --vae)
@@ -181,6 +181,13 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
 
         path = make_tiny_ip_adapter(args.dir)
         job.say(f"tiny IP-Adapter written: {path} (use it with --ip-adapter {path})")
+        print(path)
+        return
+    if getattr(args, "video_model", False):         # the tiny Wan VACE (for --video-model)
+        from vid2vid.diffusion.wan_tiny import make_tiny_wan_vace
+
+        path = make_tiny_wan_vace(args.dir)
+        job.say(f"tiny Wan VACE video model written: {path}")
         print(path)
         return
     if getattr(args, "controlnet", False):          # only the tiny ControlNet

@@ -211,6 +211,24 @@ class Img2ImgSettings(Section):
                                          "window's noise in shuffled order (else every frame its own noise)",
                                   label="FreeNoise shuffled noise")
 
+    # ---- the video model: Wan VACE paints windows of 4n+1 frames (painting/painters/wan_vace.py)
+    video_model: str = setting("", "Wan 2.1 VACE video model: a diffusers folder or hub id, or a folder of the split "
+                                   "files ComfyUI uses (transformer, UMT5 text encoder, Wan VAE); when set it paints "
+                                   "the clip in windows of 4n+1 frames guided by a control video",
+                               label="Video model (Wan VACE)")
+    video_control: str = setting("softedge", "video model: the control video, made from the source frames (or a folder "
+                                          "with one image per frame)", choices=CONTROL_SOURCES,
+                                 label="Video model control")
+    video_control_folder: str = setting("", "video model: the folder of control images (the folder source)",
+                                        label="Video control folder")
+    video_control_scale: float = setting(1.0, "video model: how strongly the control video and the reference image "
+                                              "steer (0 = not at all)", lo=0.0, hi=2.0, label="Video control scale")
+    video_reference: str = setting("", "video model: reference image fed to VACE: an image file, a folder of "
+                                       "images, or first-painted (frame 1 painted first by the image painter)",
+                                   label="Video reference image")
+    flow_shift: float = setting(3.0, "video model: the flow-matching schedule's shift (3 for 480p, 5 for 720p)",
+                                lo=0.1, hi=20.0, label="Flow shift")
+
     def notes(self) -> list[str]:
         if self.model and not self.prompt.strip():
             return ["warning: {img2img.prompt} is empty: the model repaints from the picture alone; give a prompt "

@@ -26,6 +26,7 @@ from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, frame_name
 from vid2vid.painting import frameplan, inputs, painters, single, still
 from vid2vid.painting.loop import FrameRun, paint_frames, say_order
+from vid2vid.painting.painters import wan_vace
 from vid2vid.painting.writer import FrameWriter
 from vid2vid.stages import control as control_stage
 from vid2vid.temporal.correction import key_params
@@ -39,7 +40,8 @@ RUNTIME_ONLY = ("batch_size", "workers", "single", "compile")
 # made before the settings existed stay valid.
 KEYED_WHEN_SET = ("vae", "tcd_gamma", "skip_still", "cross_frame", "cross_frame_blocks", "cross_frame_bank",
                   "flow_init", "motion_module", "context_length", "context_overlap", "context_weighting",
-                  "motion_scale", "shuffle_noise")
+                  "motion_scale", "shuffle_noise", "video_model", "video_control", "video_control_folder",
+                  "video_control_scale", "video_reference", "flow_shift")
 
 
 # ---------------------------------------------------------------- parameters
@@ -63,6 +65,7 @@ def stage_params(settings: config.Settings) -> dict:
     gen["model"] = _identity(s.model)
     gen["loras"] = [_identity(x) for x in s.loras]
     gen["embeddings"] = [_identity(x) for x in s.embeddings]
+    gen.update(wan_vace.key_params(settings))
     nets = gen.pop("controlnet")          # absent without ControlNets, so older records stay valid
     if s.controlnet:
         gen["controlnet"] = [{**c, "model": _identity(cn.model)} for c, cn in zip(nets, s.controlnet)]
@@ -136,6 +139,8 @@ def stage_inputs(ws: Workspace, settings: config.Settings, n: int) -> tuple[str,
     s = settings.img2img
     needed: tuple[str, ...] = ("extract", "depth") if stagetable.img2img_reads_depth(settings.correct) else ("extract",)
     needed += ("control",) if s.controlnet else ()
+    if wan_vace.applies(settings) and s.video_control == "depth" and "depth" not in needed:
+        needed += ("depth",)
     for dep in needed:
         if not ws.is_complete(dep):
             raise BadInput(f"stage 'img2img' needs the results of '{dep}', which are missing or out of date in "
@@ -260,7 +265,11 @@ def _paint(ws: Workspace, settings: config.Settings, job: Job, session, frames: 
     if getattr(session, "windowed", False):       # windows of frames blended per step (painting/windows.py)
         from vid2vid.painting.windowrun import paint_windowed
 
-        paint_windowed(ws, settings, job, session, frames, str((ws.stage_record(STAGE) or {}).get("key")), writer)
+        key = str((ws.stage_record(STAGE) or {}).get("key"))
+        if hasattr(session, "paint_workspace"):       # a painter with its own latent layout (Wan VACE)
+            session.paint_workspace(ws, settings, job, frames, key, writer)
+        else:
+            paint_windowed(ws, settings, job, session, frames, key, writer)
         return _complete(ws, settings, session, writer, len(targets), 1, None, still_plan)
     units = frameplan.plan(s, painted, [i for i in todo if i not in still_plan],
                            anchors=plan_anchors(frames, painted, shots if keyed else [], s))

@@ -72,6 +72,14 @@ def settings_sections(p: Page) -> dict[str, Any]:
         with gr.Row():
             place(p, "img2img.context_length", "img2img.context_overlap", "img2img.context_weighting",
                   "img2img.shuffle_noise")
+    with gr.Accordion("Video model (Wan VACE): windows of 4n+1 frames", open=False):
+        with gr.Row():
+            place(p, "img2img.video_model", "img2img.video_reference")
+        with gr.Row():
+            place(p, "img2img.video_control", "img2img.video_control_folder", "img2img.video_control_scale",
+                  "img2img.flow_shift")
+        gr.Markdown("Windows: the context length and overlap above, 4n+1 frames with the length minus the overlap "
+                    "a multiple of 4; left at 16 / 4 they become 81 / 17 on a GPU, 17 / 5 on a CPU.")
     with gr.Accordion("Fast path", open=False):
         with gr.Row():
             place(p, "img2img.vae", "img2img.skip_still", "img2img.tcd_gamma", "img2img.compile")

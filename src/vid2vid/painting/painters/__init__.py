@@ -27,6 +27,7 @@ from vid2vid import config
 
 # In order of precedence: the first whose `applies(settings)` is true paints; the image painter last.
 PAINTERS: tuple[str, ...] = (
+    "vid2vid.painting.painters.wan_vace",
     "vid2vid.painting.painters.animatediff",
     "vid2vid.painting.painters.image",
 )
