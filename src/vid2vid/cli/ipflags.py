@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 
 from vid2vid import config
+from vid2vid.cli.pairs import add_paired
 
 
 def add_ip_adapter_options(parser: argparse.ArgumentParser) -> None:
     """--ip-adapter FILE|DIR[:SCALE] and --reference SOURCE, repeatable and paired in order."""
-    parser.add_argument("--ip-adapter", action="append", dest="cli.ip_adapter", default=argparse.SUPPRESS,
-                        metavar="FILE|DIR[:SCALE]",
-                        help="IP-Adapter file (ip-adapter_sd15.safetensors, ...) or a folder holding it and its "
-                             "image_encoder/, optionally :SCALE (default 1); repeatable, each with its --reference; "
-                             "replaces the settings file's adapters (window and image encoder: [[img2img.ip_adapter]])")
-    parser.add_argument("--reference", action="append", dest="cli.reference", default=argparse.SUPPRESS,
-                        metavar="SOURCE", help="reference picture of the matching --ip-adapter: an image file, a "
-                                               "folder of images, first-painted or key:N (repeatable)")
+    add_paired(parser, ("--ip-adapter", "FILE|DIR[:SCALE]",
+                        "IP-Adapter file (ip-adapter_sd15.safetensors, ...) or a folder holding it and its "
+                        "image_encoder/, optionally :SCALE (default 1); repeatable, each with its --reference; "
+                        "replaces the settings file's adapters (window and image encoder: [[img2img.ip_adapter]])"),
+               ("--reference", "SOURCE", "reference picture of the matching --ip-adapter: an image file, a "
+                                         "folder of images, first-painted or key:N (repeatable); with "
+                                         "--video-model and no --ip-adapter, the video model's reference"))
 
 
 def apply_ip_adapter_options(settings: config.Settings, args: argparse.Namespace) -> None:

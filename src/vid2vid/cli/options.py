@@ -10,6 +10,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.cli import ipflags
+from vid2vid.cli.pairs import add_paired
 
 
 def _help(key: str, default: Any) -> str:
@@ -86,14 +87,12 @@ def apply_options(settings: config.Settings, args: argparse.Namespace,
 def add_controlnet_options(parser: argparse.ArgumentParser) -> None:
     """--controlnet MODEL[:SCALE] and --control SOURCE, repeatable and paired in order."""
     sources = ", ".join(c for c in config.CONTROL_SOURCES if c != "folder")
-    parser.add_argument("--controlnet", action="append", dest="cli.controlnet", default=argparse.SUPPRESS,
-                        metavar="MODEL[:SCALE]",
-                        help="ControlNet file, diffusers folder or hub id, optionally :SCALE (default 1); "
-                             "repeatable, each with its --control; replaces the settings file's ControlNets "
-                             "(start 0, end 1: set windows and source parameters in [[img2img.controlnet]])")
-    parser.add_argument("--control", action="append", dest="cli.control", default=argparse.SUPPRESS,
-                        metavar="SOURCE", help=f"control image of the matching --controlnet: {sources}, or a "
-                                               "folder with one image per frame (repeatable)")
+    add_paired(parser, ("--controlnet", "MODEL[:SCALE]",
+                        "ControlNet file, diffusers folder or hub id, optionally :SCALE (default 1); repeatable, "
+                        "each with its --control; replaces the settings file's ControlNets (start 0, end 1: set "
+                        "windows and source parameters in [[img2img.controlnet]])"),
+               ("--control", "SOURCE", f"control image of the matching --controlnet: {sources}, or a folder with "
+                                       "one image per frame (repeatable)"))
 
 
 def is_folder_source(source: str) -> bool:

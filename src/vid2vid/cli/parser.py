@@ -182,6 +182,23 @@ def _measure_tools(command: Callable) -> None:
                     help="measure every N-th frame pair only (1 = all); the report says what was measured")
 
 
+# make-tiny-model's kinds: (flag, help); without one, a tiny random SD 1.x model.
+TINY_KINDS = (
+    ("--passthrough", "the demo's pass-through model: its VAE hands the picture through, so a run shows your clip "
+                      "(plus the sampler's change) instead of noise"),
+    ("--tiny-vae", "write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with --single-file "
+                   "one .safetensors"),
+    ("--controlnet", "write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)"),
+    ("--motion-module", "write only a tiny AnimateDiff motion module that fits the tiny model (output projections "
+                        "re-initialised): a MotionAdapter folder, or with --single-file one original-layout "
+                        ".safetensors"),
+    ("--ip-adapter", "write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit the tiny "
+                     "model, for --ip-adapter DIR"),
+    ("--video-model", "write a tiny Wan VACE video model for --video-model (transformer, Wan VAE, UMT5 text encoder, "
+                      "a tokenizer built offline): a diffusers folder"),
+)
+
+
 def _model_tools(command: Callable) -> None:
     """make-tiny-model."""
     sp = command("make-tiny-model", _lazy("vid2vid.cli.tools", "make_tiny_model"),
@@ -190,24 +207,8 @@ def _model_tools(command: Callable) -> None:
     sp.add_argument("dir")
     sp.add_argument("--single-file", action="store_true", help="one original-layout .safetensors file")
     kind = sp.add_mutually_exclusive_group()
-    kind.add_argument("--passthrough", action="store_true",
-                      help="the demo's pass-through model: its VAE hands the picture through, so a run shows your "
-                           "clip (plus the sampler's change) instead of noise")
-    kind.add_argument("--tiny-vae", action="store_true",
-                      help="write only a tiny TAESD-style VAE (AutoencoderTiny) for --vae: a folder, or with "
-                           "--single-file one .safetensors")
-    kind.add_argument("--controlnet", action="store_true",
-                      help="write only a tiny ControlNet that fits the tiny model (zero convolutions re-initialised)")
-    kind.add_argument("--motion-module", action="store_true",
-                      help="write only a tiny AnimateDiff motion module that fits the tiny model (output "
-                           "projections re-initialised): a MotionAdapter folder, or with --single-file one "
-                           "original-layout .safetensors")
-    kind.add_argument("--ip-adapter", action="store_true",
-                      help="write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit "
-                           "the tiny model, for --ip-adapter DIR")
-    kind.add_argument("--video-model", action="store_true",
-                      help="write a tiny Wan VACE video model for --video-model (transformer, Wan VAE, UMT5 text "
-                           "encoder, a tokenizer built offline): a diffusers folder")
+    for flag, help_ in TINY_KINDS:
+        kind.add_argument(flag, action="store_true", help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,21 +30,22 @@ def to_json(*values: Any) -> str:
     return json.dumps(out)
 
 
+def list_items(text: Any, what: str, fields: Sequence[str]) -> list[dict]:
+    """The tables of a hidden list field of the page (JSON text or a list), each cut to `fields`."""
+    try:
+        data = text if isinstance(text, list) else json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"the {what} list of the page is not valid ({exc}); reload the page") from exc
+    if not all(isinstance(item, dict) for item in data):
+        raise BadInput(f"the {what} list of the page is not valid; reload the page")
+    return [{k: v for k, v in item.items() if k in fields} for item in data]
+
+
 def from_json(text: Any, root: Path, roots: Sequence[Path] = ()) -> list[config.ControlNetSettings]:
     """The hidden field's value -> ControlNet settings; models must lie inside the cache or a model folder
     (`roots`), image folders inside the cache."""
-    if isinstance(text, list):
-        data = text
-    else:
-        try:
-            data = json.loads(text or "[]")
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"the ControlNet list of the page is not valid ({exc}); reload the page") from exc
     out = []
-    for n, item in enumerate(data, 1):
-        if not isinstance(item, dict):
-            raise BadInput("the ControlNet list of the page is not valid; reload the page")
-        item = {k: v for k, v in item.items() if k in FIELDS}
+    for n, item in enumerate(list_items(text, "ControlNet", FIELDS), 1):
         for k in ("low", "high"):
             if isinstance(item.get(k), float) and item[k] == int(item[k]):
                 item[k] = int(item[k])

@@ -57,29 +57,32 @@ def sigma_section(p: Page) -> tuple[Any, Any]:
     return plot, text
 
 
+# Accordions of tab 3 that hold only settings rows and a note: (title, rows of settings, note).
+ACCORDIONS = (
+    ("Frames that agree while painted",
+     (("img2img.cross_frame", "img2img.cross_frame_blocks", "img2img.cross_frame_bank", "img2img.flow_init"),),
+     "anchor + previous frame, the bank and flow init paint one frame at a time (batch 1, one model worker)."),
+    ("Motion module (AnimateDiff): windows of frames painted together",
+     (("img2img.motion_module", "img2img.motion_scale"),
+      ("img2img.context_length", "img2img.context_overlap", "img2img.context_weighting", "img2img.shuffle_noise")),
+     "16-frame windows overlapping by 4, blended at every step; resumable per step."),
+    ("Video model (Wan VACE): windows of 4n+1 frames",
+     (("img2img.video_model", "img2img.video_reference"),
+      ("img2img.video_control", "img2img.video_control_folder", "img2img.video_control_scale", "img2img.flow_shift")),
+     "Windows: the context length and overlap above, 4n+1 frames with the length minus the overlap a multiple "
+     "of 4; left at 16 / 4 they become 81 / 17 on a GPU, 17 / 5 on a CPU."),
+)
+
+
 def settings_sections(p: Page) -> dict[str, Any]:
     """Every accordion of tab 3 below the sigma override; returns the ControlNet section's widgets."""
     gr = p.gr
-    with gr.Accordion("Frames that agree while painted", open=False):
-        with gr.Row():
-            place(p, "img2img.cross_frame", "img2img.cross_frame_blocks", "img2img.cross_frame_bank",
-                  "img2img.flow_init")
-        gr.Markdown("anchor + previous frame, the bank and flow init paint one frame at a time "
-                    "(batch 1, one model worker).")
-    with gr.Accordion("Motion module (AnimateDiff): windows of frames painted together", open=False):
-        with gr.Row():
-            place(p, "img2img.motion_module", "img2img.motion_scale")
-        with gr.Row():
-            place(p, "img2img.context_length", "img2img.context_overlap", "img2img.context_weighting",
-                  "img2img.shuffle_noise")
-    with gr.Accordion("Video model (Wan VACE): windows of 4n+1 frames", open=False):
-        with gr.Row():
-            place(p, "img2img.video_model", "img2img.video_reference")
-        with gr.Row():
-            place(p, "img2img.video_control", "img2img.video_control_folder", "img2img.video_control_scale",
-                  "img2img.flow_shift")
-        gr.Markdown("Windows: the context length and overlap above, 4n+1 frames with the length minus the overlap "
-                    "a multiple of 4; left at 16 / 4 they become 81 / 17 on a GPU, 17 / 5 on a CPU.")
+    for title, rows, note in ACCORDIONS:
+        with gr.Accordion(title, open=False):
+            for keys in rows:
+                with gr.Row():
+                    place(p, *keys)
+            gr.Markdown(note)
     with gr.Accordion("Fast path", open=False):
         with gr.Row():
             place(p, "img2img.vae", "img2img.skip_still", "img2img.tcd_gamma", "img2img.compile")

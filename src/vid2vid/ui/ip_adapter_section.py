@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vid2vid import config
-from vid2vid.core.errors import BadInput, Vid2VidError
+from vid2vid.core.errors import Vid2VidError
 
 FIELDS = ("model", "reference", "scale", "start", "end")
 KEY = "img2img.ip_adapter"
@@ -31,17 +31,11 @@ def from_json(text: Any, root: Path) -> list[config.IPAdapterSettings]:
     """The hidden field's value -> IP-Adapter settings; the adapter and a reference path must lie in the cache."""
     from vid2vid.config.reference import parse_reference
     from vid2vid.ui import paths
+    from vid2vid.ui.controlnet_list import list_items
 
-    try:
-        data = text if isinstance(text, list) else json.loads(text or "[]")
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"the IP-Adapter list of the page is not valid ({exc}); reload the page") from exc
     out = []
-    for n, item in enumerate(data, 1):
-        if not isinstance(item, dict):
-            raise BadInput("the IP-Adapter list of the page is not valid; reload the page")
-        item = {k: (float(v) if k in ("scale", "start", "end") and isinstance(v, int) else v)
-                for k, v in item.items() if k in FIELDS}
+    for n, item in enumerate(list_items(text, "IP-Adapter", FIELDS), 1):
+        item = {k: (float(v) if k in ("scale", "start", "end") and isinstance(v, int) else v) for k, v in item.items()}
         ip = config.from_dict(config.IPAdapterSettings, item, KEY)
         ip.model = str(paths.inside(root, ip.model, f"IP-Adapter {n} model"))
         if not parse_reference(ip.reference, f"IP-Adapter {n} reference").painted():
