@@ -30,6 +30,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import device_options, start  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE = ("tome:0.5", "cache:1", "cache:3")
 COMBOS = (("tome:0.5", "cache:1"), ("tome:0.5", "cache:3"))
@@ -137,23 +140,16 @@ def table(size: int, rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    device_options(ap)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256], help="canvas sides (the first one is reported)")
     ap.add_argument("--frames", type=int, default=1, help="timed frames per side")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="auto", help="auto (float16 on CUDA), float32, float16")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(ROOT / "src"))
+    device, dtype = start(args, args.dtype)      # prints the device, threads and load average
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_fast import tiny_vae
     from bench_img2img import sd15_random_model
-    from vid2vid.core import devices
 
-    device = devices.pick(args.device)
-    dtype = devices.resolve_dtype(args.dtype, device)
-    print(f"device {device}, dtype {dtype}, torch threads {torch.get_num_threads()}, load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus (a shared machine: compare ratios)", flush=True)
     if device.type == "cpu":
         tome_layer()
     model = sd15_random_model(device, dtype)

@@ -45,14 +45,19 @@ def built_unet(args, device: torch.device, dtype: torch.dtype):
     return unet, args.size // 8, torch.Generator().manual_seed(0)
 
 
-def timed_call(unet, x, t, emb, cuda: bool) -> float:
+def timed(fn, cuda: bool) -> float:
+    """Seconds one call of fn() takes (CUDA synchronised around it)."""
     if cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    unet(x, t, encoder_hidden_states=emb, return_dict=False)
+    fn()
     if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def timed_call(unet, x, t, emb, cuda: bool) -> float:
+    return timed(lambda: unet(x, t, encoder_hidden_states=emb, return_dict=False), cuda)
 
 
 def main() -> None:

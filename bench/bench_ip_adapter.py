@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_cross_frame import built_unet  # noqa: E402  (bench/ on the path first)
+from bench_cross_frame import built_unet, timed  # noqa: E402  (bench/ on the path first)
 from machine import device_options, start  # noqa: E402
 
 
@@ -42,16 +41,6 @@ def sd15_adapter(unet, embed_width: int = 1024):
         for what in ("to_k_ip", "to_v_ip"):
             layers[f"{2 * n + 1}.{what}.weight"] = torch.randn(hidden, width, generator=g) / width ** 0.5
     return AdapterFile(Path("ip-adapter_sd15 (random)"), proj, layers, "embeds", embed_width, width)
-
-
-def timed(fn, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
