@@ -61,6 +61,11 @@ def test_the_slot_holds_one_item_and_counts_what_it_replaced():
     assert slot.take() == 4 and slot.dropped == 4 and slot.held() == 0
     slot.close()
     assert slot.take() is None
+    pairs: LatestSlot[int] = LatestSlot(2)              # a stream batch of 2: the newest two, oldest first
+    for i in range(5):
+        pairs.put(i)
+        assert pairs.held() <= 2
+    assert pairs.take_batch() == [3, 4] and pairs.dropped == 3
 
 
 @pytest.mark.parametrize("mode", ["none", "anchor", "anchor-prev", "bank"])
@@ -80,9 +85,9 @@ def test_a_slow_painter_drops_frames_and_latency_stays_bounded(clip12):
     one painting (p95 <= 2 x painter + 100 ms, the issue's bound)."""
     painter_s = 0.25
 
-    def paint(cap):
+    def paint(caps):
         time.sleep(painter_s)
-        return cap.image
+        return [cap.image for cap in caps]
 
     source = open_source(str(clip12))
     try:
@@ -112,6 +117,27 @@ def test_with_a_fast_painter_nothing_is_dropped_and_frames_equal_offline_img2img
     assert len(live_frames) == len(offline) == 4
     for k, (a, b) in enumerate(zip(live_frames, offline), 1):
         assert np.array_equal(a, b), (k, float(np.abs(a - b).max()), int((a != b).sum()))
+
+
+def test_a_stream_batch_paints_consecutive_frames_together_as_offline_batches_do(tmp_path, tiny_model, clip2,
+                                                                                 one_torch_thread):
+    """--batch 2: frames 1+2 and 3+4 in one call each, equal to the offline stage's blocks of batch 2; the
+    first of each pair waits for the second (its latency grows by a frame period, 2 s at 0.5 fps)."""
+    from conftest import make_workspace
+    from vid2vid.pipeline import runner
+
+    s = live_settings(tiny_model, sampler="lcm", cfg=1.0, steps=2, batch_size=2)
+    s.live.record, s.live.batch = str(tmp_path / "rec"), 2
+    stats = live_run(s, str(clip2), Job())
+    assert stats.dropped == 0 and stats.shown == 4 and stats.max_waiting <= 2
+    assert min(stats.latencies[0::2]) > 1.5 > max(stats.latencies[1::2]) - 0.5   # the first of a pair waited
+    ws = make_workspace(tmp_path / "offline", decoded(clip2), fps=0.5)
+    runner.run_stage("img2img", ws, s, Job())
+    for a, b in zip(Workspace(tmp_path / "rec").frames("img2img"), ws.frames("img2img")):
+        assert np.array_equal(read_image(a), read_image(b))
+    s.img2img.cross_frame = "bank"
+    with pytest.raises(BadInput, match="--batch"):
+        live_run(s, str(clip2), Job())
 
 
 def test_stop_leaves_no_thread_and_the_recording_exports(tmp_path, tiny_model, clip12, one_torch_thread):

@@ -18,3 +18,6 @@ class LiveSettings(Section):
                          label="Loop a file source")
     record: str = setting("", "keep a recording as a workspace in this folder (source and painted frames, the "
                               "source's audio), for export, compare and metrics", label="Record into workspace")
+    batch: int = setting(1, "stream batch: paint this many consecutive frames in one call (more frames per second "
+                            "on a GPU for (batch - 1) frame periods more latency; needs cross-frame attention off)",
+                         lo=1, hi=16, label="Stream batch (frames per call)")

@@ -40,12 +40,12 @@ def run(settings: config.Settings, source_spec: str, job: Job | None = None, sto
     source = open_source(source_spec, loop=settings.live.loop)
     painter, sinks = None, []
     try:
-        painter = LivePainter(settings, job, model)
+        painter = LivePainter(settings, job, model, batch=settings.live.batch)
         painter.warm_up()
         sinks = _open_sinks(settings, source, source_spec, view)
         targets = settings.live.outputs + ([settings.live.record] if settings.live.record else [])
         job.say(f"live: {source_spec} at {float(source.fps):.2f} fps -> {', '.join(targets) or 'the page'}")
-        stats = run_live(source, painter, sinks, job, stop)      # closes the sinks
+        stats = run_live(source, painter, sinks, job, stop, batch=settings.live.batch)   # closes the sinks
         job.say(stats.line())
         return stats
     finally:

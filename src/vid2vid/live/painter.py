@@ -29,9 +29,10 @@ def live_unit(mode: str, k: int, bank: int) -> Unit:
 
 
 class LivePainter:
-    """paint(captured) -> the painted frame at the canvas size (float32 HxWx3 in [0, 1])."""
+    """paint([captured, ...]) -> their painted frames at the canvas size (float32 HxWx3 in [0, 1]);
+    more than one frame (the stream batch) are painted in one call, which needs independent frames."""
 
-    def __init__(self, settings: config.Settings, job: Job, model=None):
+    def __init__(self, settings: config.Settings, job: Job, model=None, batch: int = 1):
         from vid2vid.painting.painters import image
 
         s = settings.img2img
@@ -46,6 +47,9 @@ class LivePainter:
         if any(cn.control in ("depth", "folder") for cn in s.controlnet):
             raise BadInput("live ControlNets take the sources made from the frame itself (canny, softedge, lineart, "
                            "tile), not depth or a folder; change {img2img.controlnet}'s control source")
+        if batch > 1 and s.cross_frame != "none":
+            raise BadInput("a stream batch paints frames together, so they cannot read each other's attention; "
+                           "set {live.batch} to 1 or {img2img.cross_frame} to none")
         self.s, self.c, self.k = s, c, 0
         self.prev: tuple[np.ndarray, np.ndarray] | None = None      # (canvas, output as written) of the last frame
         self.session = image.load(settings, job, model)
@@ -55,31 +59,36 @@ class LivePainter:
         the one that pays for allocations and kernel choices."""
         s = self.s
         grey = np.full((s.height, s.width, 3), 0.5, np.float32)
-        self.session.paint(Unit((0,)), [grey], None, self.controls(grey))
+        self.session.paint(Unit((0,)), [grey], None, self.controls([grey]))
 
-    def controls(self, canvas: np.ndarray) -> list[list[np.ndarray]] | None:
-        """The frame's ControlNet images, made from its canvas as the control stage makes them."""
+    def controls(self, canvases: list[np.ndarray]) -> list[list[np.ndarray]] | None:
+        """Each frame's ControlNet images, made from its canvas as the control stage makes them."""
         if not self.s.controlnet:
             return None
         from vid2vid.video.controlimages import control_image
 
-        c8 = imageops.to_uint8(canvas)
-        return [[imageops.to_float(control_image(cn.control, c8, low=cn.low, high=cn.high, blur=cn.blur))
-                 for cn in self.s.controlnet]]
+        return [[imageops.to_float(control_image(cn.control, imageops.to_uint8(c), low=cn.low, high=cn.high,
+                                                 blur=cn.blur)) for cn in self.s.controlnet] for c in canvases]
 
-    def __call__(self, cap: Captured) -> np.ndarray:
-        """Frame k painted and corrected as the offline stage does it: o_k = correct(g_k, o_(k-1), d_k)."""
-        self.k += 1
+    def __call__(self, caps: list[Captured]) -> list[np.ndarray]:
+        """Frames k+1.. painted (one call) and corrected in order as the offline stage does it:
+        o_k = correct(g_k, o_(k-1), d_k)."""
         s, c = self.s, self.c
-        canvas = imageops.fit(cap.image, s.width, s.height, s.resize)
-        delta = None if self.prev is None else fdc.frame_delta(self.prev[0], canvas)
-        masks = self.session.canvas_masks([fdc.spatial_mask(c, delta, None, s.height, s.width)])
-        unit = live_unit(s.cross_frame, self.k, s.cross_frame_bank)
-        generated = self.session.paint(unit, [canvas], masks, self.controls(canvas))[0]
-        out, _ = fdc.correct_frame(generated, None if self.prev is None else self.prev[1], delta, c)
-        out = imageops.to_float(imageops.to_uint8(out))          # the next frame reads it as written
-        self.prev = (canvas, out)
-        return out
+        canvases = [imageops.fit(cap.image, s.width, s.height, s.resize) for cap in caps]
+        befores = [self.prev[0] if self.prev is not None else None] + canvases[:-1]
+        deltas = [None if b is None else fdc.frame_delta(b, cur) for b, cur in zip(befores, canvases)]
+        masks = self.session.canvas_masks([fdc.spatial_mask(c, d, None, s.height, s.width) for d in deltas])
+        frames = tuple(range(self.k + 1, self.k + 1 + len(caps)))
+        unit = live_unit(s.cross_frame, frames[0], s.cross_frame_bank) if len(caps) == 1 else Unit(frames)
+        self.k += len(caps)
+        outs = []
+        for canvas, delta, generated in zip(canvases, deltas, self.session.paint(unit, canvases, masks,
+                                                                                 self.controls(canvases))):
+            out, _ = fdc.correct_frame(generated, None if self.prev is None else self.prev[1], delta, c)
+            out = imageops.to_float(imageops.to_uint8(out))          # the next frame reads it as written
+            self.prev = (canvas, out)
+            outs.append(out)
+        return outs
 
     def close(self) -> None:
         self.session.close()

@@ -1,7 +1,10 @@
 """The live loop: capture on its own thread, paint the newest frame, show it on every target.
 
-    capture thread   source.frames() -> LatestSlot (at most one frame waits; newer replaces older)
-    this thread      slot.take() -> paint -> each sink.show(captured, painted)
+    capture thread   source.frames() -> LatestSlot (at most `batch` frames wait; newer push out older)
+    this thread      slot.take_batch() -> paint -> each sink.show(captured, painted), frame by frame
+
+With a stream batch of B frames, B consecutive frames are painted in one call: throughput for
+latency, as the first of them waits for the other B - 1 to be captured (B - 1 frame periods more).
 
 Latency is measured per shown frame from its capture to the moment every target has it; drops are
 the frames the slot replaced (and so never painted). Stopping (`stop` set, Ctrl+C, the source's
@@ -59,33 +62,40 @@ def _capture(source, slot: LatestSlot, stop: threading.Event, errors: list) -> N
         slot.close()
 
 
-def run_live(source, paint: Callable[[Captured], np.ndarray], sinks: list, job: Job | None = None,
-             stop: threading.Event | None = None) -> LiveStats:
-    """Play `source` through `paint` onto `sinks` until it ends or `stop` is set; the stats measured."""
+def _paint_and_show(caps: list[Captured], paint, sinks: list, stats: LiveStats) -> None:
+    """Paint consecutive frames in one call and show them in order, each with its latency."""
+    t0 = time.perf_counter()
+    outs = paint(caps)
+    stats.painter.append((time.perf_counter() - t0) / len(caps))
+    for cap, out in zip(caps, outs):
+        for sink in sinks:
+            sink.show(cap, out)
+        stats.latencies.append(time.monotonic() - cap.at)
+        stats.shown += 1
+
+
+def run_live(source, paint: Callable[[list[Captured]], list[np.ndarray]], sinks: list, job: Job | None = None,
+             stop: threading.Event | None = None, batch: int = 1) -> LiveStats:
+    """Play `source` through `paint` (a list of consecutive frames -> their paintings) onto `sinks` until
+    it ends or `stop` is set; the stats measured."""
     job = job or Job()
     stop = stop or threading.Event()
-    slot: LatestSlot[Captured] = LatestSlot()
+    slot: LatestSlot[Captured] = LatestSlot(batch)
     errors: list[BaseException] = []
     stats = LiveStats(started=time.monotonic())
     thread = threading.Thread(target=_capture, args=(source, slot, stop, errors), name="live-capture", daemon=True)
     thread.start()
     try:
         while not stop.is_set():
-            cap = slot.take(timeout=0.5)
-            if cap is None:
+            caps = slot.take_batch(timeout=0.5)
+            if not caps:
                 if not thread.is_alive():
                     break
                 continue
             job.check()
-            t0 = time.perf_counter()
-            out = paint(cap)
-            stats.painter.append(time.perf_counter() - t0)
-            for sink in sinks:
-                sink.show(cap, out)
-            stats.latencies.append(time.monotonic() - cap.at)
-            stats.shown += 1
+            _paint_and_show(caps, paint, sinks, stats)
             stats.max_waiting = max(stats.max_waiting, slot.held())
-            if stats.shown % 10 == 0:
+            if stats.shown % 10 < len(caps):
                 job.say(stats.line())
     finally:
         stop.set()
