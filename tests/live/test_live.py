@@ -140,6 +140,48 @@ def test_a_stream_batch_paints_consecutive_frames_together_as_offline_batches_do
         live_run(s, str(clip2), Job())
 
 
+def test_still_frames_show_the_last_output_unpainted(tiny_model, clip2, one_torch_thread):
+    from vid2vid.live.painter import LivePainter
+    from vid2vid.live.sources import Captured
+
+    s = live_settings(tiny_model, sampler="lcm", cfg=1.0, steps=2, skip_still=0.5)   # everything is still
+    painter = LivePainter(s, Job())
+    frames = decoded(clip2)
+    try:
+        outs = [painter([Captured(i, 0.0, f)])[0] for i, f in enumerate(frames)]
+    finally:
+        painter.close()
+    assert painter.still == len(frames) - 1 and painter.k == 1
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_a_reference_image_steers_live_frames(tmp_path_factory, tiny_model, clip2, one_torch_thread):
+    from PIL import Image
+
+    from vid2vid.config import IPAdapterSettings
+    from vid2vid.diffusion.tiny_ip_adapter import make_tiny_ip_adapter
+    from vid2vid.live.painter import LivePainter
+    from vid2vid.live.sources import Captured
+
+    d = tmp_path_factory.mktemp("live-ipa")
+    adapter = make_tiny_ip_adapter(d / "ipa")
+    Image.fromarray(np.full((32, 32, 3), (250, 20, 20), np.uint8)).save(d / "red.png")
+    frame = decoded(clip2)[0]
+    outs = []
+    for adapters in ([], [IPAdapterSettings(model=str(adapter), reference=str(d / "red.png"), scale=1.5)]):
+        s = live_settings(tiny_model, sampler="lcm", cfg=1.0, steps=2)
+        s.img2img.ip_adapter = adapters
+        painter = LivePainter(s, Job())
+        try:
+            outs.append(painter([Captured(0, 0.0, frame)])[0])
+        finally:
+            painter.close()
+    assert not np.array_equal(outs[0], outs[1])
+    s.img2img.ip_adapter = [IPAdapterSettings(model=str(adapter), reference="first-painted")]
+    with pytest.raises(BadInput, match="first-painted"):
+        LivePainter(s, Job())
+
+
 def test_stop_leaves_no_thread_and_the_recording_exports(tmp_path, tiny_model, clip12, one_torch_thread):
     from vid2vid.pipeline import runner
 

@@ -117,12 +117,19 @@ def cmd_run(args, parser, job):
 
 
 def cmd_live(args, parser, job):
-    """`vid2vid live SOURCE`: the fast preset by default, then the options; ends with the figures."""
+    """`vid2vid live SOURCE`: the fast preset and the cross-frame bank by default (without --config), then
+    the options; ends with the figures."""
     from vid2vid import live
 
-    if not getattr(args, "preset", None) and not getattr(args, "config", None):
+    defaults = not getattr(args, "config", None)
+    if defaults and not getattr(args, "preset", None):
         args.preset = "fast"
-    settings = apply_options(_base_settings(args), args, parser)
+    settings = _base_settings(args)
+    if defaults:
+        settings.img2img.cross_frame = "bank"        # steadiness from the frames painted before
+    settings = apply_options(settings, args, parser)
+    if settings.live.batch > 1 and "img2img.cross_frame" not in vars(args):
+        settings.img2img.cross_frame = "none"        # a stream batch paints frames that cannot read each other
     stats = live.run(settings, args.source, job)
     print(json.dumps(stats.summary()))
 

@@ -83,7 +83,7 @@ def _pipeline_commands(command: Callable) -> None:
         add_settings_options(sp, "run", section)
     add_preset_option(sp)
     sp = command("live", commands.cmd_live, "restyle a camera, a stream or a file as it plays (the fast preset "
-                 "unless --preset or --config says otherwise)")
+                 "and the cross-frame bank unless --preset, --cross-frame or --config say otherwise)")
     sp.add_argument("source", help="a camera (/dev/videoN; avfoundation:N on macOS, dshow:video=NAME on Windows), "
                                    "a stream URL (rtsp://, rtmp://, srt://, http://) or a video file (played once)")
     sp.add_argument("--config", help="settings TOML file ([img2img], [correct] and [live] are read)")

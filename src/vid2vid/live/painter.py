@@ -8,6 +8,10 @@ exactly as the offline img2img stage paints frame k with the same settings (batc
 """
 from __future__ import annotations
 
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
 from vid2vid import config
@@ -16,6 +20,7 @@ from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
 from vid2vid.diffusion.crossframe import references
 from vid2vid.live.sources import Captured
+from vid2vid.painting import still
 from vid2vid.painting.frameplan import Unit
 from vid2vid.temporal import fdc
 
@@ -36,9 +41,9 @@ class LivePainter:
         from vid2vid.painting.painters import image
 
         s = settings.img2img
-        if s.flow_init > 0 or s.skip_still > 0:
-            raise BadInput("live painting takes neither {img2img.flow_init} nor {img2img.skip_still} (both read "
-                           "files of an offline run); set them to 0 for live")
+        if s.flow_init > 0:
+            raise BadInput("live painting does not take {img2img.flow_init} (it reads the previous output along the "
+                           "source's motion of an offline run); set it to 0 for live")
         c = settings.correct
         if "depth" in (c.delta_mask, c.spatial_mask) or c.method != "stats":
             raise BadInput("live correction takes the stats method with motion or no masks (depth maps and the "
@@ -50,8 +55,13 @@ class LivePainter:
         if batch > 1 and s.cross_frame != "none":
             raise BadInput("a stream batch paints frames together, so they cannot read each other's attention; "
                            "set {live.batch} to 1 or {img2img.cross_frame} to none")
-        self.s, self.c, self.k = s, c, 0
+        self.s, self.c, self.k, self.still = s, c, 0, 0
         self.prev: tuple[np.ndarray, np.ndarray] | None = None      # (canvas, output as written) of the last frame
+        self.references = None
+        if s.ip_adapter:                 # the reference images embedded once, for every frame
+            self.references = tempfile.TemporaryDirectory(prefix="vid2vid-live-")
+            settings = replace(settings, img2img=replace(s, ip_adapter=live_references(settings, job,
+                                                                                       Path(self.references.name))))
         self.session = image.load(settings, job, model)
 
     def warm_up(self) -> None:
@@ -72,9 +82,14 @@ class LivePainter:
 
     def __call__(self, caps: list[Captured]) -> list[np.ndarray]:
         """Frames k+1.. painted (one call) and corrected in order as the offline stage does it:
-        o_k = correct(g_k, o_(k-1), d_k)."""
+        o_k = correct(g_k, o_(k-1), d_k); a frame whose source barely moved since the last shown frame
+        ({img2img.skip_still}) shows the last output again, unpainted."""
         s, c = self.s, self.c
         canvases = [imageops.fit(cap.image, s.width, s.height, s.resize) for cap in caps]
+        if (len(caps) == 1 and s.skip_still > 0 and self.prev is not None
+                and still.difference(self.prev[0], canvases[0]) < s.skip_still):
+            self.still += 1
+            return [self.prev[1]]
         befores = [self.prev[0] if self.prev is not None else None] + canvases[:-1]
         deltas = [None if b is None else fdc.frame_delta(b, cur) for b, cur in zip(befores, canvases)]
         masks = self.session.canvas_masks([fdc.spatial_mask(c, d, None, s.height, s.width) for d in deltas])
@@ -92,3 +107,19 @@ class LivePainter:
 
     def close(self) -> None:
         self.session.close()
+        if self.references is not None:
+            self.references.cleanup()
+
+
+def live_references(settings: config.Settings, job: Job, root: Path) -> list:
+    """The IP-Adapters with their references (image files or folders) embedded under `root`; a painted
+    reference (first-painted, key:N) is an offline run's frame and is refused here."""
+    from vid2vid.painting import references
+
+    adapters = settings.img2img.ip_adapter
+    painted = [ip.reference for ip in adapters if ip.reference == "first-painted" or ip.reference.startswith("key:")]
+    if painted:
+        raise BadInput(f"live takes image files or folders as references, not {painted[0]} (a painted frame of an "
+                       "offline run); give {img2img.ip_adapter} a picture")
+    references.check(adapters)
+    return references.prepare(root, adapters, "live", lambda frames: [], job.say)
