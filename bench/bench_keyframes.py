@@ -177,8 +177,9 @@ def main(argv=None) -> int:
           f"load reference: today's flow pass took {ref_cpu:.1f} ms/frame in this run)")
     print(f"total {time.perf_counter() - t0:.1f} s, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus "
           f"at the end (a shared machine inflates wall times, and CPU times too under contention)")
-    real_rows = real_dev.report() if args.real_dev else []
+    real_rows = real_dev.report(groups=("propagate", "model")) if args.real_dev else []
     real_dev.print_targets(real_rows, "propagation")
+    real_dev.print_targets(real_rows, "model")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(reporting.json_safe({"frames": n, "rows": rows, "real_dev": real_rows}), f, indent=2)

@@ -36,11 +36,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stand_in import stand_in_stylizer  # noqa: E402
 from vid2vid.temporal import metrics, reporting  # noqa: E402
 from vid2vid.temporal.flowpass import flow_correct_sequence  # noqa: E402
-from vid2vid.temporal.propagation import propagate_sequence  # noqa: E402
+from vid2vid.temporal.keyframes import analyse_source, describe_rules, key_rules  # noqa: E402
+from vid2vid.temporal.propagation import meaningful_hole, parse_keyframes, propagate_sequence  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "media" / "real-img2img-dev"
 MEASURE = 416           # --metrics-size of the issue's figures
 KEY_EVERY = 4
+MODEL_KEYS = "every:4+fast"     # the issue's row "with a model": automatic fast-motion keys
+MODEL_SHARE = 0.35              # ... with at most this share of the frames painted
 JITTER = 6.0            # px: how far the stand-in re-draws a moving part
 JITTER_CELL = 48        # px: the size of the jitter field's random cells
 SEED = 1234
@@ -89,21 +92,80 @@ def cpu_ms(fn) -> tuple[object, float]:
     return result, 1000 * (time.process_time() - t0)
 
 
-def rows_for(name: str, source: list[np.ndarray], painted: list[np.ndarray]) -> list[dict]:
-    """The rows of one sequence (see the module docstring)."""
+FLOW_ROWS = (("flow pass, no gates (main before issue 30)", {"strength": 0.75, "ghost_gate": False,
+                                                             "detail_gate": False}),
+             ("flow pass, ghost gate only (before)", {"strength": 0.75, "detail_gate": False}),
+             ("flow pass (default)", {}))
+GROUPS = ("flow", "propagate", "model")
+
+
+def rows_for(name: str, source: list[np.ndarray], painted: list[np.ndarray], groups=GROUPS) -> list[dict]:
+    """The rows of one sequence (see the module docstring), of the row groups named in `groups`."""
     h, w = painted[0].shape[:2]
     mw, mh = metrics.measure_size(w, h, MEASURE)
     flows = list(metrics.source_flows(source, (mw, mh)))
     n = len(painted)
     keys = {k: painted[k] for k in range(0, n, KEY_EVERY)} | {n - 1: painted[n - 1]}
     rows = [{"sequence": name, "method": "painted (no correction)", **score(source, painted, painted, flows)}]
-    for label, opts in (("flow pass, no ghost gate (before)", {"ghost_gate": False}), ("flow pass (default)", {})):
+    for label, opts in FLOW_ROWS if "flow" in groups else ():
         out, ms = cpu_ms(lambda opts=opts: flow_correct_sequence(source, painted, **opts))
         rows.append({"sequence": name, "method": label, "cpu_ms": ms / n, **score(source, out, painted, flows)})
     for label, steady in (("propagate every 4th, keys as painted", False), ("propagate every 4th (default)", True)):
+        if "propagate" not in groups:
+            break
         (out, _), ms = cpu_ms(lambda steady=steady: propagate_sequence(source, keys, steady=steady))
         rows.append({"sequence": name, "method": label, "cpu_ms": ms / n, **score(source, out, painted, flows)})
+    return rows + (model_rows(name, source, painted, flows) if "model" in groups else [])
+
+
+def stand_in_fill(painted: list[np.ndarray]):
+    """(fill, log): a fill(t, frame, hole) for `propagate_sequence` (the callable the stage's img2img fill
+    hands it, stages/propagate.py) whose 'model' returns frame t as the real painter painted it. It is a
+    stand-in for a model, not one: the stage's fill repaints the propagated frame lightly (at
+    --key-fill-denoise), this one returns the full img2img frame, so its fidelity is an upper bound and its
+    flicker that of per-frame painting. log gets (t, mean hole, meaningful-hole share) per call."""
+    log: list[tuple[int, float, float]] = []
+
+    def fill(t: int, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        log.append((t, float(hole.mean()), float(meaningful_hole(hole).mean())))
+        return painted[t]
+
+    return fill, log
+
+
+def model_rows(name: str, source: list[np.ndarray], painted: list[np.ndarray], flows) -> list[dict]:
+    """Propagation 'with a model' (MODEL_KEYS, the img2img fill with `stand_in_fill`), and the same keys
+    without the fill; each row says how many frames were painted (keys + frames given to the fill) and
+    what share of the pixels (keys whole, filled frames their hole)."""
+    n = len(painted)
+    h, w = painted[0].shape[:2]
+    motion = analyse_source(n, (w, h), source.__getitem__)
+    rules = key_rules(n, parse_keyframes(MODEL_KEYS), motion)
+    keys = sorted(set().union(*rules.values()))
+    print(f"{name}: {MODEL_KEYS}: {describe_rules(rules)} of {n} frames")
+    key_frames = {k: painted[k] for k in keys}
+    rows = []
+    for label, with_fill in ((f"propagate {MODEL_KEYS}, stand-in img2img fill", True),
+                             (f"propagate {MODEL_KEYS}, no model", False)):
+        fill, log = stand_in_fill(painted) if with_fill else ("warp", [])
+        (out, stats), ms = cpu_ms(lambda fill=fill: propagate_sequence(source, key_frames, fill=fill))
+        painted_frames = len(keys) + stats["filled"]
+        pixels = (len(keys) + sum(hole for _, hole, _ in log)) / n
+        rows.append({"sequence": name, "method": label, "cpu_ms": ms / n, "keys": len(keys),
+                     "filled": stats["filled"], "painted_share": painted_frames / n, "pixel_share": pixels,
+                     "filled_frames": [t + 1 for t, _, _ in log],
+                     "filled_hole": [round(hole, 4) for _, hole, _ in log],
+                     **score(source, out, painted, flows)})
     return rows
+
+
+def print_painted(rows: list[dict]) -> None:
+    """The painted-frame counts of the rows that have them."""
+    for r in rows:
+        if "keys" in r:
+            print(f"{r['sequence']}: {r['method']}: {r['keys']} keys + {r['filled']} filled = "
+                  f"{r['painted_share']:.1%} of the frames painted, {r['pixel_share']:.1%} of the pixels "
+                  f"(filled frames {r['filled_frames']}, mean hole {r['filled_hole']})")
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -118,6 +180,7 @@ def print_rows(rows: list[dict]) -> None:
               f"{f('moving_psnr_worst'):>7} {f('sharpness', 3):>6} {f('cpu_ms', 0):>8}")
     src = {r["sequence"]: r["source_warping_error"] for r in rows}
     print("source warping error: " + ", ".join(f"{k} {v:.5f}" for k, v in src.items()))
+    print_painted(rows)
 
 
 TARGETS = {   # on the real dev part (the issue's): (row, figure, bound, at most?)
@@ -126,6 +189,11 @@ TARGETS = {   # on the real dev part (the issue's): (row, figure, bound, at most
                     ("propagate every 4th (default)", "moving_psnr", 22.0, False),
                     ("propagate every 4th (default)", "sharpness", 0.98, False),
                     ("propagate every 4th (default)", "cpu_ms", 150.0, True)],
+    "model": [(f"propagate {MODEL_KEYS}, stand-in img2img fill", "warping_error", 0.0100, True),
+              (f"propagate {MODEL_KEYS}, stand-in img2img fill", "psnr", 27.5, False),
+              (f"propagate {MODEL_KEYS}, stand-in img2img fill", "moving_psnr", 22.0, False),
+              (f"propagate {MODEL_KEYS}, stand-in img2img fill", "sharpness", 0.98, False),
+              (f"propagate {MODEL_KEYS}, stand-in img2img fill", "painted_share", MODEL_SHARE, True)],
     "flow": [("flow pass (default)", "warping_error", 0.0105, True),
              ("flow pass (default)", "moving_psnr", 28.5, False),
              ("flow pass (default)", "sharpness", 0.97, False)],
@@ -133,7 +201,7 @@ TARGETS = {   # on the real dev part (the issue's): (row, figure, bound, at most
 
 
 def print_targets(rows: list[dict], which: str) -> None:
-    """'target: ...: True/False (value)' for the real rows, `which` = "propagation" or "flow"."""
+    """'target: ...: True/False (value)' for the real rows, `which` = "propagation", "model" or "flow"."""
     real = {r["method"]: r for r in rows if r["sequence"] == "real"}
     for method, fig, bound, at_most in TARGETS[which]:
         if method not in real:
@@ -149,7 +217,7 @@ def add_option(ap: argparse.ArgumentParser) -> None:
                     help=f"also report on the real img2img footage and its re-drawing stand-in ({DEV})")
 
 
-def report(dev: Path = DEV, only: str | None = None, first: int = 0, frames: int = 0) -> list[dict]:
+def report(dev: Path = DEV, only: str | None = None, first: int = 0, frames: int = 0, groups=GROUPS) -> list[dict]:
     """Decode the dev part (frames first .. first+frames-1, 0-based; frames 0: to the end), make the
     stand-in, score every row of both; prints the table."""
     cv2.setNumThreads(1)
@@ -161,9 +229,9 @@ def report(dev: Path = DEV, only: str | None = None, first: int = 0, frames: int
     print(f"dev frames {first + 1}..{first + len(painted)}, a key every {KEY_EVERY}th from frame {first + 1}")
     rows: list[dict] = []
     if only in (None, "real"):
-        rows += rows_for("real", source, painted)
+        rows += rows_for("real", source, painted, groups)
     if only in (None, "stand-in"):
-        rows += rows_for("stand-in", source, redrawn_stand_in(source))
+        rows += rows_for("stand-in", source, redrawn_stand_in(source), groups)
     print_rows(rows)
     return rows
 
@@ -174,9 +242,16 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("real", "stand-in"))
     ap.add_argument("--first", type=int, default=0, help="first frame, 0-based (40: frames 41..81, the fast motion)")
     ap.add_argument("--frames", type=int, default=0, help="this many frames (0: to the end)")
+    ap.add_argument("--rows", default=",".join(GROUPS), help=f"row groups, comma-separated: {', '.join(GROUPS)}")
     ap.add_argument("--json", help="write the rows as JSON here")
     args = ap.parse_args(argv)
-    rows = report(Path(args.dev), args.only, args.first, args.frames)
+    groups = tuple(g for g in args.rows.split(",") if g)
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        ap.error(f"unknown row group(s) {', '.join(sorted(unknown))} in --rows; use {', '.join(GROUPS)}")
+    rows = report(Path(args.dev), args.only, args.first, args.frames, groups)
+    for which in ("propagation", "model", "flow"):
+        print_targets(rows, which)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(reporting.json_safe({"rows": rows}), f, indent=2)

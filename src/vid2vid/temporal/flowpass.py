@@ -29,8 +29,11 @@ Keeping detail (`keep_detail`, the default): the running averages are warped wit
 rather than bilinear interpolation (they are resampled at every step, and bilinear resampling
 compounds into blur), and the trust has a floor: below `trust_floor` a pixel carries nothing
 from its neighbour, above it the trust is rescaled to [0, 1], so a doubtful match never drags an
-old frame's content into this one (the ghosts on moving limbs). `keep_detail=False` with preset
-"fast" is the first version of the pass, to the bit.
+old frame's content into this one (the ghosts on moving limbs). Two gates act on what a neighbour
+carries into frame t: the ghost gate (vid2vid.temporal.trust: a second drawing of a moving part carries
+nothing) and the detail gate (vid2vid.temporal.detailgate: where the carried fine detail is another
+drawing than frame t's, frame t's detail replaces it, and only the colour and shading are steadied).
+`keep_detail=False` with preset "fast" is the first version of the pass, to the bit.
 
 The flow is OpenCV DIS on the source frames resized to the output size times `flow_scale`
 (the flow is scaled back up), so the cost per frame is two cheap flows, one 4-channel warp per
@@ -47,7 +50,7 @@ import cv2
 import numpy as np
 
 from vid2vid.core.errors import BadInput
-from vid2vid.temporal import trust
+from vid2vid.temporal import detailgate, trust
 from vid2vid.temporal.colourmatch import colour_fit, match_to_neighbours  # noqa: F401  (read here too)
 from vid2vid.temporal.opticalflow import (
     DIS_PRESETS,
@@ -62,7 +65,7 @@ from vid2vid.temporal.opticalflow import (
     warp,
 )
 
-DEFAULT_STRENGTH = 0.75
+DEFAULT_STRENGTH = 0.95
 
 
 @dataclass
@@ -79,6 +82,8 @@ class FlowOptions:
     ghost_gate: bool = True          # keep_detail: carry nothing where the carried picture and the frame
     ghost_tolerance: float = trust.GHOST_TOLERANCE   # ... differ beyond the source's change + this (trust.ghost_gate)
     ghost_width: float = trust.GHOST_WIDTH
+    detail_gate: bool = True         # keep_detail: where the carried fine detail is another drawing than the
+    detail_tolerance: float = detailgate.DETAIL_TOLERANCE   # frame's, keep the frame's (detailgate)
 
     def validate(self) -> None:
         if not 0.05 <= self.flow_scale <= 1.0:
@@ -300,7 +305,7 @@ def flow_options(opts: dict) -> FlowOptions:
     except TypeError as exc:
         raise BadInput(f"unknown option for the flow correction ({exc}); known: flow_scale, preset, "
                        f"photo_sigma, cut_level, keep_detail, trust_floor, colour_match, ghost_gate, "
-                       f"ghost_tolerance, ghost_width") from None
+                       f"ghost_tolerance, ghost_width, detail_gate, detail_tolerance") from None
     options.validate()
     return options
 
@@ -373,6 +378,16 @@ class _Pass:
         if opts.keep_detail and opts.ghost_gate and resid is not None:
             gate = trust.ghost_gate(carried, gen_t, resid, opts.ghost_tolerance, opts.ghost_width)
             cv2.multiply(carried, cv2.merge([gate, gate, gate, gate], dst=self.scratch.weight4), dst=carried)
+        return carried
+
+    def shown(self, carried: np.ndarray, gen_t: np.ndarray) -> np.ndarray:
+        """What frame t's output takes of a carried average: with keep_detail and detail_gate a copy whose
+        fine detail is frame t's where the two drawings differ (detailgate), else `carried` itself. The
+        running average carried on to the next frame is not changed, so a frame's own drawing enters it
+        at the frame's own weight only (no faint copy of it lingers in the low band)."""
+        opts = self.options
+        if opts.keep_detail and opts.detail_gate:
+            return detailgate.keep_current_detail(carried.copy(), gen_t, opts.detail_tolerance)
         return carried
 
     def step(self, state: np.ndarray, grey_prev: np.ndarray, t: int, gen_t: np.ndarray,
@@ -461,6 +476,7 @@ def _forward_segment(run: _Pass, a: int, b: int, checkpoints: dict[int, tuple[np
     for t in range(first, b):
         part.gens[t], part.masks[t] = run.frame(t), run.mask_at(t)
         part.links[t], grey_prev, carried = run.step(state, grey_prev, t, part.gens[t], part.masks[t])
+        carried = run.shown(carried, part.gens[t])
         part.past_rgb[t] = cv2.cvtColor(carried, cv2.COLOR_RGBA2RGB)
         part.past_w[t] = cv2.extractChannel(carried, 3)
         tick()
@@ -477,7 +493,7 @@ def _backward_segment(run: _Pass, n: int, a: int, b: int, part: _Segment, future
         if t == n - 1:
             if match:
                 gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t])])
-            future_state = premultiplied(gens[t])
+            future_state = shown = premultiplied(gens[t])
         else:
             link = part.links[t + 1] if t + 1 < b else link_after
             assert future_state is not None and link is not None   # set at frame n - 1 / by the later segment
@@ -485,7 +501,10 @@ def _backward_segment(run: _Pass, n: int, a: int, b: int, part: _Segment, future
             if match:
                 gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t]), (future[..., :3], future[..., 3])])
             cv2.add(premultiplied(gens[t], run.scratch.frame4), future, dst=future_state)
-        resolve_into(past_rgb[t], past_w[t], future_state, run.scratch)
+            detail = run.shown(future, gens[t])            # the output's share of the future (detail gate)
+            shown = future_state if detail is future else cv2.add(premultiplied(gens[t], run.scratch.frame4),
+                                                                   detail, dst=detail)
+        resolve_into(past_rgb[t], past_w[t], shown, run.scratch)
         write(t, past_rgb.pop(t))
         del past_w[t], gens[t]
         tick()
