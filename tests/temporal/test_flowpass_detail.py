@@ -74,8 +74,9 @@ def test_colour_fit_recovers_a_known_gain_and_offset():
 def test_match_to_neighbours_takes_the_colour_both_sides_carry():
     from vid2vid.temporal.flowpass import match_to_neighbours
 
-    rng = np.random.default_rng(4)
-    clean = rng.uniform(0.2, 0.8, (48, 64, 3)).astype(np.float32)
+    from test_metrics import smooth_texture
+
+    clean = (0.2 + 0.6 * smooth_texture(64, 48, 4, waves=4, freq=(0.1, 0.4))).astype(np.float32)
     shifted = clean * 0.9 + 0.05
     # past and future carry the clean frame with weights 2 and 1 (premultiplied), the future only on the left half
     w_past = np.full((48, 64), 2.0, np.float32)
@@ -197,3 +198,25 @@ def test_a_strand_re_drawn_in_every_frame_keeps_its_contrast_and_the_colour_is_s
     flicker_in = np.std([p[centre].mean() for p in painted[2:-2]])
     flicker_new = np.std([o[centre].mean() for o in new[2:-2]])
     assert flicker_new < 0.05 * flicker_in
+
+
+def test_neighbours_with_less_detail_do_not_turn_the_frames_contrast_down():
+    # the neighbours carry the frame's colours with its fine detail averaged away (as frames that each
+    # re-drew it do): the colour fit reads the low band, so the frame keeps its contrast; fitted on the
+    # full band (the old fit) its gain came out below 1
+    from test_metrics import smooth_texture
+
+    from vid2vid.temporal.colourmatch import MATCH_STEP, colour_fit, match_to_neighbours
+
+    h, w = 96, 128
+    rng = np.random.default_rng(6)
+    colours = 0.2 + 0.6 * smooth_texture(w, h, 9, waves=3, freq=(0.03, 0.08))
+    frame = np.clip(colours + rng.normal(0, 0.06, (h, w, 3)), 0, 1).astype(np.float32)     # + fine detail
+    averaged = colours.astype(np.float32)          # many frames, each with its own detail, averaged
+    weight = np.full((h, w), 3.0, np.float32)
+    out = match_to_neighbours(frame, [(averaged * weight[..., None], weight)])
+    assert metrics.mean_gradient(out) > 0.99 * metrics.mean_gradient(frame)
+    np.testing.assert_allclose(out, frame, atol=0.01)
+    s = MATCH_STEP
+    old_gain, _ = colour_fit(frame[::s, ::s], averaged[::s, ::s], np.ones((h // s, w // s), np.float32))
+    assert (old_gain < 0.97).all()
