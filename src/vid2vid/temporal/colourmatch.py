@@ -26,7 +26,7 @@ MATCH_WEIGHT = 0.5          # pixels whose carried weight is below this take no 
 MATCH_MIN = 0.01            # share of such pixels below which the frame is left as it is
 MATCH_GAIN = (0.8, 1.25)    # the fitted gain is clipped to this range
 MATCH_STEP = 4              # the fit reads the frames reduced by this factor (block averages)
-MATCH_DETAIL = 3.0          # px: ... and blurred by a Gaussian of this much (the detail averaging loses)
+MATCH_DETAIL = 8.0          # px: ... and blurred by a Gaussian of this much (the scales averaging loses, see below)
 
 
 def colour_fit(img: np.ndarray, target: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,15 +55,13 @@ from vid2vid.temporal.colourmatch import colour_fit, match_to_neighbours  # noqa
 from vid2vid.temporal.opticalflow import (
     DIS_PRESETS,
     as_float_rgb,
-    consistency_mask,
     dis_flow,
     grey_u8,
-    inside_mask,
     resize_flow,
     resize_to,
     sample_grid,
-    warp,
 )
+from vid2vid.temporal.trust import motion_trust, photometric_residual, photometric_trust  # noqa: F401  (read here too)
 
 DEFAULT_STRENGTH = 0.95
 
@@ -117,34 +115,6 @@ class Link:
     resid_fw: np.ndarray | None = None
 
 
-# ---------------------------------------------------------------- motion trust
-
-def photometric_residual(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """|grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
-    return np.abs(grey - warp(grey_other, flow))
-
-
-def photometric_trust(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray, sigma: float) -> np.ndarray:
-    """exp(-(r / sigma)^2), r = |grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
-    r = photometric_residual(grey, grey_other, flow)
-    return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
-
-
-def motion_trust(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey_other: np.ndarray,
-                 sigma: float) -> np.ndarray:
-    """Trust in [0, 1] (float32 HxW) of `flow` (at this frame, towards the other one): 0 where the
-    forward-backward check fails or the sample leaves the frame, else the photometric trust."""
-    return _trust_and_residual(flow, flow_back, grey, grey_other, sigma)[0]
-
-
-def _trust_and_residual(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey_other: np.ndarray,
-                        sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """(`motion_trust`, `photometric_residual`) of one flow, float32 HxW, the warp done once."""
-    valid = consistency_mask(flow, flow_back) & inside_mask(flow)
-    r = photometric_residual(grey, grey_other, flow)
-    return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma))) * valid, r
-
-
 def flow_size(size: tuple[int, int], opts: FlowOptions) -> tuple[int, int]:
     """(width, height) at which the correction computes its flow: the output size * flow_scale."""
     return max(8, round(size[0] * opts.flow_scale)), max(8, round(size[1] * opts.flow_scale))
@@ -161,8 +131,8 @@ def source_link(grey_prev: np.ndarray, grey_cur: np.ndarray, opts: FlowOptions) 
     flow_fw = dis_flow(grey_prev, grey_cur, opts.preset)
     ga = grey_prev.astype(np.float32) * np.float32(1 / 255)
     gb = grey_cur.astype(np.float32) * np.float32(1 / 255)
-    trust_bw, resid_bw = _trust_and_residual(flow_bw, flow_fw, gb, ga, opts.photo_sigma)
-    trust_fw, resid_fw = _trust_and_residual(flow_fw, flow_bw, ga, gb, opts.photo_sigma)
+    trust_bw, resid_bw = trust.trust_and_residual(flow_bw, flow_fw, gb, ga, opts.photo_sigma)
+    trust_fw, resid_fw = trust.trust_and_residual(flow_fw, flow_bw, ga, gb, opts.photo_sigma)
     cut = min(float(trust_bw.mean()), float(trust_fw.mean())) < opts.cut_level
     if cut:
         trust_bw[:] = 0.0

@@ -12,12 +12,17 @@ the key-frame propagation.
   differ a lot, blending them draws two half-transparent copies; the propagation then redraws the
   region (vid2vid.temporal.redraw) instead.
 
+- `motion_trust` (flow pass, propagation): how far a source flow itself can be trusted (forward-backward
+  check, the sample inside the frame, the photometric check on the source).
+
 Images float32 in [0, 1]; the returned maps float32 HxW in [0, 1].
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from vid2vid.temporal.opticalflow import consistency_mask, inside_mask, warp
 
 GHOST_TOLERANCE = 0.2     # difference (mean over channels) the painter's own re-drawing may make where the
                           # motion is right (measured on media/real-img2img-dev: 0.06 keeps too little steady)
@@ -63,3 +68,30 @@ def key_disagreement(warped_a: np.ndarray, warped_b: np.ndarray, blur: float = D
     d = mean_abs_difference(warped_a, warped_b)
     return cv2.GaussianBlur(d, (0, 0), blur) if blur > 0 else d
 
+
+# ---------------------------------------------------------------- motion trust (the flow pass's links)
+
+def photometric_residual(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """|grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
+    return np.abs(grey - warp(grey_other, flow))
+
+
+def photometric_trust(grey: np.ndarray, grey_other: np.ndarray, flow: np.ndarray, sigma: float) -> np.ndarray:
+    """exp(-(r / sigma)^2), r = |grey - warp(grey_other, flow)|; greys float32 HxW in [0, 1] -> float32 HxW."""
+    r = photometric_residual(grey, grey_other, flow)
+    return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
+
+
+def motion_trust(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey_other: np.ndarray,
+                 sigma: float) -> np.ndarray:
+    """Trust in [0, 1] (float32 HxW) of `flow` (at this frame, towards the other one): 0 where the
+    forward-backward check fails or the sample leaves the frame, else the photometric trust."""
+    return trust_and_residual(flow, flow_back, grey, grey_other, sigma)[0]
+
+
+def trust_and_residual(flow: np.ndarray, flow_back: np.ndarray, grey: np.ndarray, grey_other: np.ndarray,
+                       sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(`motion_trust`, `photometric_residual`) of one flow, float32 HxW, the warp done once."""
+    valid = consistency_mask(flow, flow_back) & inside_mask(flow)
+    r = photometric_residual(grey, grey_other, flow)
+    return np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma))) * valid, r
