@@ -347,7 +347,8 @@ def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: 
         out = []
         for t in ts:
             one = replace(plain, img2img=replace(plain.img2img, single=t))
-            units = single.plan_single(ws, one, t, list(range(1, len(frames) + 1)), ())
+            order = list(range(1, len(frames) + 1))
+            units = single.plan_single(ws, one, t, order, plan_anchors(frames, order, (), one.img2img))
             session = session_of(one)
             try:
                 out.append(single.paint_single(ws, one, job, frames, session, units)[0])
