@@ -9,15 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_ip_adapter import picture, unit
 
 from conftest import make_workspace, moving_frames
 from vid2vid.config import Img2ImgSettings, IPAdapterSettings, Settings
 from vid2vid.core.imageops import write_image
 from vid2vid.diffusion import deepcache, samplers
-from vid2vid.diffusion import image_encoder as ie
-from vid2vid.diffusion import ip_adapter as ipa
 from vid2vid.diffusion.engine import Img2ImgEngine
-from vid2vid.diffusion.ip_attention import IPUnit
 from vid2vid.pipeline.runner import run_stage
 
 W = H = 64
@@ -36,18 +34,6 @@ def tiny(tiny_model):
     from vid2vid.diffusion.loading import load_model
 
     return load_model(str(tiny_model), device="cpu", dtype="float32")
-
-
-def picture(seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.kron(rng.uniform(0, 1, (6, 5, 3)), np.ones((8, 8, 1))).astype(np.float32)
-
-
-def unit(spec, scale: float = 1.0, **kw) -> IPUnit:
-    a = ipa.read_adapter(str(spec))
-    enc, proc = ie.load_image_encoder(ie.find_image_encoder(a))
-    cond, uncond = ie.embed(enc, proc, a.kind, [picture()])
-    return IPUnit(a, cond, uncond, scale, name=str(spec), **kw)
 
 
 def settings(**kw) -> Img2ImgSettings:
@@ -81,11 +67,11 @@ def test_identity_settings_leave_the_adapter_run_alone(tiny, adapter):
 @pytest.mark.parametrize("accel", [["tome:0.5"], ["cache:2"], ["tome:0.5", "cache:1"]])
 def test_with_an_accelerator_the_adapter_still_steers(tiny, adapter, accel):
     free = sample(tiny, accel=accel)
-    zero = sample(tiny, [unit(adapter, 0.0)], accel=accel)
-    one = sample(tiny, [unit(adapter, 1.0)], accel=accel)
+    zero = sample(tiny, [unit(adapter, scale=0.0)], accel=accel)
+    one = sample(tiny, [unit(adapter, scale=1.0)], accel=accel)
     assert torch.equal(zero, free)                  # scale 0: the accelerated run without adapter, to the bit
     assert (one - zero).abs().max() > 1e-2
-    assert (one - sample(tiny, [unit(adapter, 1.0)])).abs().max() > 0      # and the accelerator acts
+    assert (one - sample(tiny, [unit(adapter, scale=1.0)])).abs().max() > 0      # and the accelerator acts
 
 
 @pytest.mark.parametrize("start,end", [(0.5, 1.0), (0.0, 0.5), (0.25, 0.75)])
@@ -131,7 +117,7 @@ def run_settings(model, adapter, reference, scale: float = 1.0, accel=()) -> Set
 def test_cache_frames_with_an_adapter(tmp_path, tiny_model, adapter):
     """cache-frames:0 (every frame holds its own features) = no accelerator; cache-frames:0.5 (frames read frame
     1's) keeps the adapter steering, and at scale 0 is the accelerated run without adapter."""
-    write_image(tmp_path / "look.png", picture())
+    write_image(tmp_path / "look.png", picture(1))
     ref, src = tmp_path / "look.png", moving_frames(4)
 
     def frames(name, *args, **kw) -> list[bytes]:

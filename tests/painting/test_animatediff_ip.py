@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_references import counting, frames_of
 
 from conftest import make_workspace, moving_frames
 from vid2vid.config import Img2ImgSettings, IPAdapterSettings, Settings
@@ -159,22 +160,6 @@ def settings_for(model, motion, adapter=None, reference="", scale: float = 1.0, 
     if adapter is not None:
         st.img2img.ip_adapter = [IPAdapterSettings(model=str(adapter), reference=str(reference), scale=scale)]
     return st
-
-
-def frames_of(ws) -> list[bytes]:
-    return [p.read_bytes() for p in ws.frames("img2img")]
-
-
-def counting(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    real = ie.embed
-
-    def embed(*args, **kw):
-        calls.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(ie, "embed", embed)
-    return calls
 
 
 @pytest.mark.parametrize("workers", [1, 2])
