@@ -132,11 +132,24 @@ def test_one_window_equals_diffusers_animatediff_with_load_ip_adapter(tiny_model
 
 
 def test_scale_zero_is_the_run_without_adapter_and_another_reference_differs(tiny_model, motion_file, adapters):
+    from diffusers.models.attention_processor import Attention
+
     from vid2vid.diffusion.loading import load_model
 
     model = load_model(str(tiny_model), device="cpu", dtype="float32")
-    layers = MotionLayers(model.unet, load_adapter(str(motion_file)))
+    motion = load_adapter(str(motion_file))
+    layers = MotionLayers(model.unet, motion)
     canvases = clip_frames(4)
+    engine = Img2ImgEngine(model, Img2ImgSettings(model="tiny", width=SIDE, height=SIDE),
+                           ip_adapters=[ip_unit(adapters["ipa"])])
+    try:                    # the adapter's processors: every cross-attention layer of the UNet, no motion module
+        temporal = [m for m in motion.modules() if isinstance(m, Attention)]
+        assert temporal and not any(isinstance(m.processor, IPAttnProcessor) for m in temporal)
+        procs = model.unet.attn_processors
+        assert [k for k, v in procs.items() if isinstance(v, IPAttnProcessor)] == \
+            [k for k in procs if k.endswith("attn2.processor")]
+    finally:
+        engine.close()
     try:
         free = one_window(model, layers, canvases, None)[0]
         zero = one_window(model, layers, canvases, [ip_unit(adapters["ipa"], scale=0.0)])[0]
