@@ -22,8 +22,8 @@ from vid2vid.diffusion.wan_split import locate
 VACE_CLASS = "WanVACEPipeline"
 ROLES = {"transformer": "the VACE transformer", "vae": "the Wan VAE", "text_encoder": "the UMT5 text encoder",
          "tokenizer": "the UMT5 tokenizer", "scheduler": "the scheduler"}
-GIVE = ("give {img2img.video_model} a Wan 2.1 VACE diffusers folder or hub id (e.g. Wan-AI/Wan2.1-VACE-1.3B-diffusers), "
-        "or ComfyUI's VACE transformer file")
+GIVE = ("give {img2img.video_model} a Wan 2.1 VACE diffusers folder or hub id (e.g. "
+        "Wan-AI/Wan2.1-VACE-1.3B-diffusers), or ComfyUI's VACE transformer file")
 
 
 def _part_ok(folder: Path, role: str) -> bool:

@@ -115,18 +115,22 @@ def _config(meta: dict[str, str], default: str) -> dict:
     return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else bundled_config(default)
 
 
+def bundled_size(shapes: dict[str, tuple]) -> dict | None:
+    """The bundled transformer config whose tensors have exactly these original names and shapes, or None."""
+    from diffusers import WanVACETransformer3DModel as Cls
+
+    return next((c for c in map(bundled_config, TRANSFORMER_SIZES)
+                 if _shapes(_empty(Cls.from_config, c), transformer_key_to_original) == shapes), None)
+
+
 def load_transformer(path: Path, dtype: torch.dtype):
     from diffusers import WanVACETransformer3DModel as Cls
 
     shapes, meta = read_header(path)
-    if METADATA_KEY in meta:
-        config = json.loads(meta[METADATA_KEY])
-    else:
-        config = next((c for c in map(bundled_config, TRANSFORMER_SIZES)
-                       if _shapes(_empty(Cls.from_config, c), transformer_key_to_original) == shapes), None)
-        if config is None:
-            raise BadInput(f"{{img2img.video_model}}: {path} is a VACE transformer of neither bundled size (Wan 2.1 "
-                           "VACE 1.3B, 14B); give one of those, or a diffusers folder")
+    config = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else bundled_size(shapes)
+    if config is None:
+        raise BadInput(f"{{img2img.video_model}}: {path} is a VACE transformer of neither bundled size (Wan 2.1 "
+                       "VACE 1.3B, 14B); give one of those, or a diffusers folder")
     return _fill(_empty(Cls.from_config, config), path, transformer_key_to_original, "the VACE transformer", dtype,
                  list(Cls._keep_in_fp32_modules or []))[0]
 

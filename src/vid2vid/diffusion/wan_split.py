@@ -134,12 +134,13 @@ def locate(spec: str) -> SplitParts:
     else:
         transformer = _transformer_in(path, spec)
     models = _models_folder(transformer)
-    chosen = {}
+    chosen: dict[str, Path] = {}
     for part, names in ((TEXT_ENCODER, TEXT_FOLDERS), (VAE, VAE_FOLDERS)):
         folders = [transformer.parent] + ([models / n for n in names] if models else [])
-        chosen[part] = _pick(folders, part)
-        if chosen[part] is None:
+        found = _pick(folders, part)
+        if found is None:
             home = models / HOME[part] if models else transformer.parent
             raise ModelNotFound(f"{{img2img.video_model}} {spec}: {part} is missing (no such file in "
                                 f"{', '.join(str(f) for f in folders)}); put {EXAMPLE[part]} in {home}")
+        chosen[part] = found
     return SplitParts(transformer, chosen[TEXT_ENCODER], chosen[VAE])
