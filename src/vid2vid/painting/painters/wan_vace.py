@@ -95,20 +95,6 @@ def key_params(settings: config.Settings) -> dict:
             "video_reference": spec_identity(ref, ns=True) if ref and ref != FIRST_PAINTED else ref}
 
 
-def load_parts(settings: config.Settings):
-    from vid2vid.diffusion.wan_loading import load_video_model
-
-    s = settings.img2img
-    return load_video_model(s.video_model, s.device, s.dtype)
-
-
-def prompts_of(parts, s: config.Img2ImgSettings):
-    """(prompt embeddings, negative ones or None when CFG is off)."""
-    from vid2vid.diffusion.wan_vace import encode_prompt
-
-    return encode_prompt(parts, s.prompt), (encode_prompt(parts, s.negative) if s.cfg > 1 else None)
-
-
 class WanSession:
     """A loaded video model: the parts, the prompts, the window length for its device."""
 
@@ -120,6 +106,8 @@ class WanSession:
 
         s = settings.img2img
         job.say(f"img2img: loading video model {s.video_model}")
+        from vid2vid.painting.wan_run import load_parts, prompts_of
+
         self.parts = load_parts(settings)
         self.device = self.parts.device
         self.context = context(s, self.device.type)
