@@ -210,6 +210,23 @@ def test_comfyui_split_files_paint_the_folders_frames_and_a_missing_part_is_one_
     assert [p.read_bytes() for p in spaces["file"].frames("img2img")] == runs["file"]
 
 
+def test_the_stage_key_follows_each_split_file(tmp_path):
+    """Replacing the UMT5 or VAE file beside the same transformer file changes the img2img key (paints again)."""
+    import os
+
+    from vid2vid.diffusion.wan_tiny import write_comfy_layout
+    from vid2vid.painting.painters.wan_vace import key_params
+
+    transformer = write_comfy_layout(tmp_path / "ComfyUI")
+    st = wan_settings(transformer)
+    first = key_params(st)
+    assert key_params(wan_settings(tmp_path / "ComfyUI")) == first          # another spelling, the same files
+    vae = next((tmp_path / "ComfyUI" / "models" / "vae").glob("*.safetensors"))
+    stat = vae.stat()
+    os.utime(vae, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert key_params(st) != first and key_params(st)["video_model"]["vae"]["path"] == str(vae)
+
+
 def test_first_painted_reference_is_frame_one_painted_by_the_image_model(workspace_factory, tiny_wan, tiny_model):
     from conftest import moving_frames
     from vid2vid.core.imageops import read_image

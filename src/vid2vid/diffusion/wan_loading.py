@@ -69,6 +69,24 @@ def check_video_model_spec(spec: str) -> str:
     return spec
 
 
+def model_identity(spec: str) -> dict:
+    """What names the video model in a stage key: `spec_identity` of the spec; for ComfyUI's split files
+    the identities of the three files found for it (so replacing one paints again, and the file, its
+    models/ folder or the install folder name the same model)."""
+    from vid2vid.core.fileid import file_id, spec_identity
+
+    ident = spec_identity(spec, ns=True)
+    path = Path(spec).expanduser()
+    if not path.exists() or (path / "model_index.json").is_file():
+        return ident
+    try:
+        parts = locate(spec)
+    except BadInput:                                # refused when checked; the key stays the spec's own
+        return ident
+    return {part: file_id(getattr(parts, part)).record("path", ns=True)
+            for part in ("transformer", "text_encoder", "vae")}
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """auto: bfloat16 on CUDA (Wan's own), float32 elsewhere; else the named dtype."""
     from vid2vid.core.devices import resolve_dtype
