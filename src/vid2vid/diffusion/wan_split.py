@@ -15,8 +15,8 @@ transformer in `models/diffusion_models/` (or `unet/`), the UMT5-XXL text encode
 
 Only the top level of each folder is searched. A file's part is told by the keys it holds (the
 header only is read), never by its name. Among several files of one part, one in 16 or 32 bits
-comes before an fp8 one, then the name order decides. A missing part is refused with one line that
-names it and the folders looked in.
+comes before an fp8 one (by the stored dtype), then the folder order, then the name order decide.
+A missing part is refused with one line that names it and the folders looked in.
 """
 from __future__ import annotations
 
@@ -68,8 +68,16 @@ def part_of(keys: dict[str, list[int]]) -> str:
     return "an unknown model"
 
 
-def is_fp8(path: Path, keys: dict[str, list[int]]) -> bool:
-    return "scaled_fp8" in keys or any(k.endswith(".scale_weight") for k in keys) or "fp8" in path.name.lower()
+def is_fp8(path: Path) -> bool:
+    """Whether a file's weights are stored in 8 bits (the dtype of its first matrix, from the header)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        for k in fh.keys():
+            part = fh.get_slice(k)
+            if len(part.get_shape()) == 2:
+                return part.get_dtype().startswith("F8")
+    return False
 
 
 def _files(folder: Path) -> list[Path]:
@@ -92,7 +100,7 @@ def _pick(folders: list[Path], part: str) -> Path | None:
         for f in _files(folder):
             keys = _header(f)
             if keys is not None and part_of(keys) == part:
-                found.append((is_fp8(f, keys), folders.index(folder), f.name, f))
+                found.append((is_fp8(f), folders.index(folder), f.name, f))
     return min(found)[3] if found else None
 
 
