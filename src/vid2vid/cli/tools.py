@@ -14,9 +14,9 @@ from vid2vid.core.progress import Job
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
     """The [correct] settings from --config and the options given, validated."""
-    from vid2vid.cli.commands import _base_settings, apply_options
+    from vid2vid.cli.commands import apply_options, base_settings
 
-    settings = apply_options(_base_settings(args), args, parser).correct
+    settings = apply_options(base_settings(args), args, parser).correct
     settings.validate()
     return settings
 
