@@ -86,12 +86,13 @@ def refuse(settings: config.Settings) -> None:
 def key_params(settings: config.Settings) -> dict:
     """What the video model adds to the img2img stage key (absent without a video model)."""
     from vid2vid.core.fileid import spec_identity
+    from vid2vid.diffusion.wan_loading import model_identity
 
     s = settings.img2img
     if not applies(settings):
         return {}
     ref = s.video_reference.strip()
-    return {"video_model": spec_identity(s.video_model, ns=True),
+    return {"video_model": model_identity(s.video_model),
             "video_reference": spec_identity(ref, ns=True) if ref and ref != FIRST_PAINTED else ref}
 
 
