@@ -13,10 +13,10 @@ up block (its skip connections come from `conv_in` and the first down block). So
 `cache:N`: evaluation k of a sampling (one denoiser call; with guidance in two UNet calls, each
 call is a slot of its own) is full when k % (N + 1) == 0, else shallow with the feature of the
 last full evaluation: ceil(K / (N + 1)) full evaluations of K (N = 0: every one full). A kept
-feature is reused only by a call with the same IP-Adapters in force (`conditioning`): where an
-adapter's start/end window opens or shuts, that call is full, so the deep blocks never carry an
-adapter into the steps outside its window, nor leave it out of those inside (one more full
-evaluation per window edge).
+feature is reused only by a call with the same IP-Adapters and ControlNets in force (`conditioning`,
+`note_controls`): where an adapter's or a net's start/end window opens or shuts, that call is full, so
+the deep blocks never carry an adapter or a net's residuals into the steps outside its window, nor
+leave them out of those inside (one more full evaluation per window edge).
 `cache-frames`: inside `frame_features(read=rec)` a sampling runs every evaluation shallow with
 the features `rec` kept of another frame's sampling at the same evaluation and slot (row r of a
 batch of B frames reads row r // B of the recorded batch of one, as cross-frame attention does);
@@ -64,6 +64,7 @@ class _Sampling:
     key: tuple[int, int] = (0, 0)       # the current call's latent size
     rows: int = 0                       # and its batch rows
     conditioning: tuple = ()            # and what it reads beside the text (`conditioning`)
+    controls: tuple[int, ...] = ()      # the ControlNets the next call reads (`note_controls`)
 
 
 @dataclass
@@ -157,6 +158,14 @@ def conditioning(kwargs: dict) -> tuple:
     return tuple(i for i, entry in enumerate(tokens or ()) if entry is not None)
 
 
+def note_controls(active: tuple[int, ...]) -> None:
+    """Which ControlNets feed the next UNet call in this thread (their summed residuals do not say which):
+    a kept deep feature is reused only by a call with the same nets in force."""
+    state: _Sampling | None = getattr(_local, "state", None)
+    if state is not None:
+        state.controls = tuple(active)
+
+
 def _begin_call(hooks: _Hooks, args, kwargs) -> None:
     """Before each UNet call in a `caching` thread: full or shallow, and with which feature."""
     state: _Sampling | None = getattr(_local, "state", None)
@@ -165,7 +174,8 @@ def _begin_call(hooks: _Hooks, args, kwargs) -> None:
     sample = args[0] if args else kwargs["sample"]
     state.key = (int(sample.shape[-2]), int(sample.shape[-1]))
     state.rows = int(sample.shape[0])
-    state.conditioning = conditioning(kwargs)
+    state.conditioning = (conditioning(kwargs), state.controls)
+    state.controls = ()
     slot, k = state.slot, state.evaluation
     state.slot += 1
     state.feature = None
