@@ -257,3 +257,37 @@ def test_sdxl_controlnet_steers_the_sdxl_model_and_sums_like_diffusers(files, tm
     for a, b in zip(ours["down_block_additional_residuals"], down):
         assert (a - b).abs().max() <= 1e-5
     assert (ours["mid_block_additional_residual"] - mid).abs().max() <= 1e-5
+
+
+# ---------------------------------------------------------------- with cached deep features
+
+@pytest.mark.parametrize("windows", [[(0.5, 1.0)], [(0.0, 0.5), (0.0, 1.0)], [(0.25, 0.75), (0.5, 1.0)]])
+def test_cached_deep_features_do_not_cross_a_controlnets_window(tiny, nets, windows):
+    """cache:16 reuses a full call's deep features for every later evaluation; where the nets in force change
+    (one net's window opening or shutting, even while another stays on) a full call must run, or the deep
+    blocks would carry the old nets' residuals on. Reference: the sampler cut at those steps into separate
+    cached samplings (each starts with a full call), which cache:16 must equal."""
+    from vid2vid.diffusion import deepcache, samplers
+
+    s = settings(accel=["cache:16"], denoise=1.0)
+    units = [ControlUnit(nets[k], scale=1.0, start=a, end=b) for k, (a, b) in zip(("cn", "cn2"), windows)]
+    engine = Img2ImgEngine(tiny, s, controlnets=units)
+    try:
+        images = [[engine.fit(c.astype(np.float32) / 255) for c in cs] for cs in zip(control(), control())]
+        cond = engine.bind_control([f[:len(units)] for f in images], 2)
+        init = engine.encode([engine.fit(f) for f in frames()])
+        got = engine.sample(init, control=cond)
+        active = [tuple(engine.control.active(float(sg))) for sg in engine.real_sigmas[:-1]]
+        cuts = [0] + [i for i in range(1, len(active)) if active[i] != active[i - 1]] + [len(active)]
+        assert len(cuts) > 2
+        noise = samplers.BatchNoise([s.seed] * 2, tuple(init.shape[1:]), engine.device, torch.float32)
+        sigmas = torch.tensor(engine.real_sigmas, dtype=torch.float32)
+        x = init + noise() * (s.init_noise * float(engine.real_sigmas[0]))
+        denoise = engine.denoiser.masked(None, init, cond)
+        with torch.no_grad():
+            for a, b in zip(cuts, cuts[1:]):
+                with deepcache.caching(16) as wrap:
+                    x = engine.sampler(wrap(denoise), x, sigmas[a:b + 1], noise)
+    finally:
+        engine.close()
+    assert torch.equal(got, x)

@@ -226,7 +226,7 @@ def test_config_dump_with_the_fast_preset_and_options_over_it(capsys):
     assert data["img2img"]["sampler"] == "lcm" and data["img2img"]["steps"] == 4 and data["img2img"]["cfg"] == 1.0
     parser = cli_mod.build_parser()
     args = parser.parse_args(["img2img", "-w", "x", "--preset", "fast", "--steps", "6"])
-    s = cli_mod.apply_options(cli_mod._base_settings(args), args, args.subparser)
+    s = cli_mod.apply_options(cli_mod.base_settings(args), args, args.subparser)
     assert (s.img2img.sampler, s.img2img.steps, s.img2img.cfg) == ("lcm", 6, 1.0)
     with pytest.raises(SystemExit) as exc:
         cli_mod.main(["config", "--dump", "--preset", "slow"])

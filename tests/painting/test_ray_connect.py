@@ -9,7 +9,7 @@ import pytest
 
 from vid2vid import config
 from vid2vid.core.errors import BadInput
-from vid2vid.painting import raypool
+from vid2vid.painting import rayactors, raypool
 
 
 class FakeRay(types.ModuleType):
@@ -31,15 +31,15 @@ class FakeRay(types.ModuleType):
 def test_connect_address(monkeypatch, address, expected):
     fake = FakeRay()
     monkeypatch.setitem(sys.modules, "ray", fake)
-    raypool.connect(config.RaySettings(enabled=True, address=address))
-    raypool.connect(config.RaySettings(enabled=True, address=address))  # connected: not again
+    rayactors.connect(config.RaySettings(enabled=True, address=address))
+    rayactors.connect(config.RaySettings(enabled=True, address=address))  # connected: not again
     assert [c["address"] for c in fake.calls] == [expected]
 
 
 def test_unreachable_cluster_is_one_line_naming_the_setting(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", FakeRay(fail=True))
     with pytest.raises(BadInput) as err:
-        raypool.connect(config.RaySettings(enabled=True, address="10.0.0.9:6379"))
+        rayactors.connect(config.RaySettings(enabled=True, address="10.0.0.9:6379"))
     text = str(err.value)
     assert "10.0.0.9:6379" in text and "ray start --head" in text and "\n" not in text
 

@@ -181,16 +181,50 @@ def test_control_flag_names_the_video_models_control(tmp_path):
     assert (s.img2img.video_control, s.img2img.video_control_folder) == ("folder", str(tmp_path))
 
 
-def test_a_folder_of_split_files_is_named_by_its_parts(tmp_path):
-    import torch
-    from safetensors.torch import save_file
+def test_comfyui_split_files_paint_the_folders_frames_and_a_missing_part_is_one_line(workspace_factory, tiny_wan,
+                                                                                      tmp_path, capsys):
+    """`make-tiny-model --video-model --single-file` writes the same weights in ComfyUI's layout; through the
+    CLI they paint the same bytes as the diffusers folder; without the VAE file: one line, exit 2, nothing lost."""
+    import shutil
 
-    from vid2vid.diffusion.wan_loading import check_video_model_spec
+    from conftest import moving_frames
+    from vid2vid.cli.main import main
 
-    save_file({"vace_blocks.0.after_proj.bias": torch.zeros(2)}, str(tmp_path / "wan_vace.safetensors"))
-    save_file({"decoder.middle.0.residual.0.gamma": torch.zeros(2)}, str(tmp_path / "wan_vae.safetensors"))
-    with pytest.raises(BadInput, match="wan_vace.safetensors: the VACE transformer, wan_vae.safetensors: the Wan VAE"):
-        check_video_model_spec(str(tmp_path))
+    assert main(["make-tiny-model", str(tmp_path / "ComfyUI"), "--video-model", "--single-file"]) == 0
+    transformer = next((tmp_path / "ComfyUI" / "models" / "diffusion_models").glob("*.safetensors"))
+    src = moving_frames(9)
+    flags = ["--width", "64", "--height", "48", "--steps", "2", "--cfg", "3", "--prompt", "a cat",
+             "--context-length", "9", "--context-overlap", "5"]
+    runs, spaces = {}, {}
+    for name, spec in (("folder", tiny_wan), ("file", transformer)):
+        spaces[name] = ws = workspace_factory(src, name)
+        assert main(["img2img", "-w", str(ws.root), "--video-model", str(spec), *flags]) == 0
+        runs[name] = [p.read_bytes() for p in ws.frames("img2img")]
+    assert len(runs["folder"]) == 9 and runs["file"] == runs["folder"]
+    shutil.rmtree(tmp_path / "ComfyUI" / "models" / "vae")
+    capsys.readouterr()
+    assert main(["img2img", "-w", str(spaces["file"].root), "--video-model", str(transformer), *flags,
+                 "--steps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--video-model" in err[0] and "the Wan 2.1 VAE is missing" in err[0], err
+    assert [p.read_bytes() for p in spaces["file"].frames("img2img")] == runs["file"]
+
+
+def test_the_stage_key_follows_each_split_file(tmp_path):
+    """Replacing the UMT5 or VAE file beside the same transformer file changes the img2img key (paints again)."""
+    import os
+
+    from vid2vid.diffusion.wan_tiny import write_comfy_layout
+    from vid2vid.painting.painters.wan_vace import key_params
+
+    transformer = write_comfy_layout(tmp_path / "ComfyUI")
+    st = wan_settings(transformer)
+    first = key_params(st)
+    assert key_params(wan_settings(tmp_path / "ComfyUI")) == first          # another spelling, the same files
+    vae = next((tmp_path / "ComfyUI" / "models" / "vae").glob("*.safetensors"))
+    stat = vae.stat()
+    os.utime(vae, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert key_params(st) != first and key_params(st)["video_model"]["vae"]["path"] == str(vae)
 
 
 def test_first_painted_reference_is_frame_one_painted_by_the_image_model(workspace_factory, tiny_wan, tiny_model):

@@ -54,3 +54,20 @@ def test_the_section_is_on_tab_3(tmp_path):
     page = app.build(paths.cache_root(tmp_path / "cache"))
     ids = [c["props"].get("elem_id") for c in page.get_config_file()["components"]]
     assert {"v2v-ip-adapter", "v2v-ip-preview", "v2v-ip-list"} <= set(ids)
+
+
+def test_the_slot_stays_with_the_animatediff_painter(tmp_path, root):
+    """The motion module's field hides nothing of the slot, and the AnimateDiff painter takes what it gives."""
+    from vid2vid.painting import painters
+
+    page = app.build(paths.cache_root(tmp_path / "cache"))
+    parts = {c["props"].get("elem_id"): c["props"] for c in page.get_config_file()["components"]}
+    assert all(parts[i].get("visible", True) is not False for i in ("v2v-ip-adapter", "v2v-ip-use", "v2v-ip-model",
+                                                                    "v2v-ip-reference", "v2v-ip-preview"))
+    (root / "mm_sd15_v2.ckpt").write_bytes(b"")
+    text = ipui.to_json(True, "ipa", "first-painted", 0.7, 0, 1)
+    s = form.settings_from_form({"img2img.model": "owner/model", "img2img.motion_module": "mm_sd15_v2.ckpt",
+                                 ipui.KEY: text}, root, sections=["img2img"])
+    painter = painters.choose(s)
+    assert painter.NAME == "animatediff" and s.img2img.ip_adapter[0].reference == "first-painted"
+    painter.refuse(s)                         # no line: the adapter is painted with the windows

@@ -32,7 +32,7 @@ CLI_ONLY = {
     ("ui/modelroots.py", "with --models"): "the model folders are chosen when the server starts",
     ("diffusion/tokenizer.py", "pip install"): "an install command, not a vid2vid flag",
     ("config/sections.py", "install.sh --ray"): "the installer's option, not a vid2vid flag (the page shows it)",
-    ("painting/raypool.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
+    ("painting/rayactors.py", "ray start --head"): "Ray's own command for the cluster's head, not a vid2vid flag",
     ("core/progress.py", "same command"): "the page words an interruption itself (runner.INTERRUPTED)",
 }
 # the folder tools `vid2vid correct` / `vid2vid propagate` on plain folders (not workspaces)

@@ -73,3 +73,50 @@ def test_extracting_again_into_a_used_workspace_asks_first(root, tmp_path):
     assert actions.extract(root, video, s, Job(), name="mine", replace_used=True)["frames"] == 2
     with pytest.raises(BadInput, match="may hold only"):
         actions.extract(root, video, s, Job(), name="../up")
+
+
+def _two_lists() -> config.Settings:
+    s = config.Settings()
+    s.img2img.controlnet = [config.ControlNetSettings(model="cn/canny", control="canny", scale=0.6, low=50),
+                            config.ControlNetSettings(model="cn/depth", control="depth", end=0.7),
+                            config.ControlNetSettings(model="cn/third", control="softedge")]
+    s.img2img.ip_adapter = [config.IPAdapterSettings(model="ip/sd15", reference="first-painted", scale=0.4)]
+    return s
+
+
+def test_the_slots_show_the_saved_lists_and_write_them_back_unchanged(root):
+    from vid2vid.ui import controlnet_list, ip_adapter_section
+
+    s = _two_lists()
+    cn = controlnet_list.slot_values(s)
+    per = 1 + len(controlnet_list.FIELDS)
+    assert len(cn) == controlnet_list.SLOTS * per
+    assert cn[0] is True and cn[1:4] == ["cn/canny", "canny", 0.6] and cn[per:per + 3] == [True, "cn/depth", "depth"]
+    # the slots' values go back through the page's own writer to the same tables (the first SLOTS of them)
+    back = [dict(t) for t in controlnet_list.list_items(controlnet_list.to_json(*cn), "ControlNet",
+                                                         controlnet_list.FIELDS)]
+    assert back == [{f: getattr(c, f) for f in controlnet_list.FIELDS} for c in s.img2img.controlnet[:2]]
+    ip = ip_adapter_section.slot_values(s)
+    assert ip == [True, "ip/sd15", "first-painted", 0.4, 0.0, 1.0]
+    empty = controlnet_list.slot_values(config.Settings())
+    d = config.ControlNetSettings()
+    assert empty[:per] == [False] + [getattr(d, f) for f in controlnet_list.FIELDS]
+    assert ip_adapter_section.slot_values(config.Settings())[0] is False
+
+
+def test_opening_a_workspace_refills_the_controlnet_and_ip_adapter_slots(root):
+    pytest.importorskip("gradio")
+    from vid2vid.ui import app, header
+
+    make_workspace(root / "ws", moving_frames(2, 16, 16))
+    s = _two_lists()
+    Workspace(root / "ws").path(SETTINGS_FILE).write_text(config.dumps_toml(s))
+    p = app.build(root).v2v_page
+    keys = list(p.W)
+    out = header.on_open(p, keys, "ws")
+    assert len(out) == len(keys) + len(p.slot_widgets) + 1
+    slots = out[len(keys):-1]
+    assert slots == p.slot_values(s) and slots[0] is True and "cn/canny" in slots
+    assert out[keys.index("img2img.controlnet")] == form.form_values(s, ["img2img.controlnet"])["img2img.controlnet"]
+    nothing = header.on_open(p, keys, None)
+    assert len(nothing) == len(out)

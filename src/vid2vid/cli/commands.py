@@ -16,7 +16,7 @@ from vid2vid.config import stagetable
 from vid2vid.core.errors import BadInput
 
 
-def _base_settings(args: argparse.Namespace, workspace: Any = None) -> config.Settings:
+def base_settings(args: argparse.Namespace, workspace: Any = None) -> config.Settings:
     """The workspace's saved settings (stage commands), then --config, then --preset (the options come last)."""
     from vid2vid.pipeline.saved import starting_settings
 
@@ -48,8 +48,8 @@ def stage_command(row) -> Callable:
     def handler(args, parser, job):
         from vid2vid.pipeline import runner
 
-        ws = _workspace_for(args, apply_options(_base_settings(args), args, parser))
-        settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
+        ws = _workspace_for(args, apply_options(base_settings(args), args, parser))
+        settings = apply_options(base_settings(args, ws if ws.root.is_dir() else None), args, parser)
         if row.name == "export" and "export.source" not in vars(args) and settings.export.source == "rife":
             settings.export.source = stagetable.last_frames(ws)
         info = runner.run_stage(row.name, ws, settings, job, video=getattr(args, "video", None))
@@ -87,7 +87,7 @@ def cmd_config(args, parser, job):
         if args.config and args.config != args.check:
             raise BadInput(f"--check {args.check} and --config {args.config} name two files; check one at a time")
         args.config = args.check
-    settings = _base_settings(args)
+    settings = base_settings(args)
     if args.dump or not args.check:
         print(config.dumps_toml(settings), end="")
     settings.validate()
@@ -98,7 +98,7 @@ def cmd_config(args, parser, job):
 def cmd_run(args, parser, job):
     from vid2vid.pipeline import multirun, runner
 
-    settings = apply_options(_base_settings(args), args, parser)
+    settings = apply_options(base_settings(args), args, parser)
     videos = multirun.expand(args.video)
     if len(args.video) == 1 and len(videos) == 1 and videos[0] == Path(args.video[0]):
         result = runner.run(args.video[0], settings, workspace=getattr(args, "workspace", None), job=job)
@@ -124,7 +124,7 @@ def cmd_live(args, parser, job):
     defaults = not getattr(args, "config", None)
     if defaults and not getattr(args, "preset", None):
         args.preset = "fast"
-    settings = _base_settings(args)
+    settings = base_settings(args)
     if defaults:
         settings.img2img.cross_frame = "bank"        # steadiness from the frames painted before
     settings = apply_options(settings, args, parser)

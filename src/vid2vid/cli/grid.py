@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from vid2vid.cli.commands import _base_settings
+from vid2vid.cli.commands import base_settings
 from vid2vid.cli.options import add_preset_option, add_settings_options, apply_options
 from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
@@ -54,7 +54,7 @@ def cmd_grid(args: argparse.Namespace, parser: argparse.ArgumentParser, job: Job
     if args.parallel < 1:
         raise BadInput(f"--parallel {args.parallel} is not a number of cells; give 1 or more")
     ws = Workspace(args.workspace)
-    settings = apply_options(_base_settings(args, ws if ws.root.is_dir() else None), args, parser)
+    settings = apply_options(base_settings(args, ws if ws.root.is_dir() else None), args, parser)
     axes = [parse_axis(spec) for spec in (args.x, args.y, args.z) if spec]
     count = cell_count(axes)
     if count > MAX_CELLS and not args.yes:

@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 
-from vid2vid.cli.commands import _base_settings  # noqa: F401  (the settings a command starts from)
+from vid2vid.cli.commands import base_settings  # noqa: F401  (the settings a command starts from)
 from vid2vid.cli.options import add_settings_options, apply_options, flag_namer  # noqa: F401
 from vid2vid.cli.parser import build_parser
 from vid2vid.core.errors import Interrupted, Vid2VidError

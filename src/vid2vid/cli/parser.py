@@ -195,7 +195,8 @@ TINY_KINDS = (
     ("--ip-adapter", "write only a tiny IP-Adapter and its CLIP image encoder (DIR/image_encoder/) that fit the tiny "
                      "model, for --ip-adapter DIR"),
     ("--video-model", "write a tiny Wan VACE video model for --video-model (transformer, Wan VAE, UMT5 text encoder, "
-                      "a tokenizer built offline): a diffusers folder"),
+                      "a tokenizer built offline): a diffusers folder, or with --single-file ComfyUI's three "
+                      "split files under DIR/models/ (diffusion_models/, text_encoders/, vae/)"),
 )
 
 

@@ -14,9 +14,9 @@ from vid2vid.core.progress import Job
 
 def correct_settings(args: Any, parser: Any) -> config.CorrectSettings:
     """The [correct] settings from --config and the options given, validated."""
-    from vid2vid.cli.commands import _base_settings, apply_options
+    from vid2vid.cli.commands import apply_options, base_settings
 
-    settings = apply_options(_base_settings(args), args, parser).correct
+    settings = apply_options(base_settings(args), args, parser).correct
     settings.validate()
     return settings
 
@@ -184,10 +184,14 @@ def make_tiny_model(args: Any, parser: Any, job: Job) -> None:
         print(path)
         return
     if getattr(args, "video_model", False):         # the tiny Wan VACE (for --video-model)
-        from vid2vid.diffusion.wan_tiny import make_tiny_wan_vace
+        from vid2vid.diffusion.wan_tiny import make_tiny_wan_vace, write_comfy_layout
 
-        path = make_tiny_wan_vace(args.dir)
-        job.say(f"tiny Wan VACE video model written: {path}")
+        if args.single_file:                        # ComfyUI's split files under DIR/models/
+            path = write_comfy_layout(args.dir)
+            job.say(f"tiny Wan VACE written as ComfyUI's split files; its transformer: {path}")
+        else:
+            path = make_tiny_wan_vace(args.dir)
+            job.say(f"tiny Wan VACE video model written: {path}")
         print(path)
         return
     if getattr(args, "controlnet", False):          # only the tiny ControlNet

@@ -212,9 +212,11 @@ class Img2ImgSettings(Section):
                                   label="FreeNoise shuffled noise")
 
     # ---- the video model: Wan VACE paints windows of 4n+1 frames (painting/painters/wan_vace.py)
-    video_model: str = setting("", "Wan 2.1 VACE video model: a diffusers folder or hub id, or a folder of the split "
-                                   "files ComfyUI uses (transformer, UMT5 text encoder, Wan VAE); when set it paints "
-                                   "the clip in windows of 4n+1 frames guided by a control video",
+    video_model: str = setting("", "Wan 2.1 VACE video model: a diffusers folder or hub id, or ComfyUI's split files "
+                                   "(the VACE transformer file from models/diffusion_models/, with the UMT5 text "
+                                   "encoder and Wan VAE found beside it or in models/text_encoders/ and models/vae/; "
+                                   "or a folder of the three); when set it paints the clip in windows of 4n+1 frames "
+                                   "guided by a control video",
                                label="Video model (Wan VACE)")
     video_control: str = setting("softedge", "video model: the control video, made from the source frames (or a folder "
                                           "with one image per frame)", choices=CONTROL_SOURCES,

@@ -74,8 +74,8 @@ def check_family(cn_config, unet_config, name: str) -> None:
 
 # ---------------------------------------------------------------- loading
 
-def _dtype_kw(dtype: torch.dtype) -> dict:
-    from vid2vid.diffusion.loading import _dtype_kw as kw
+def dtype_kw(dtype: torch.dtype) -> dict:
+    from vid2vid.diffusion.loading import dtype_kw as kw
 
     return kw(dtype)
 
@@ -143,7 +143,7 @@ def _load_file(path: Path, dtype: torch.dtype):
     try:
         if layout == "original":
             return ControlNetModel.from_single_file(str(path), config=str(folder), local_files_only=True,
-                                                    **_dtype_kw(dtype))
+                                                    **dtype_kw(dtype))
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         depths = _transformer_depths(shapes, len(cfg["down_block_types"]))
         if any(depths):
@@ -177,7 +177,7 @@ def _load_folder(folder: Path, dtype: torch.dtype):
     if cls_name != "ControlNetModel":
         raise BadInput(f"{folder} holds a {cls_name}, not a ControlNetModel; pass a ControlNet folder")
     try:
-        return ControlNetModel.from_pretrained(str(folder), local_files_only=True, **_dtype_kw(dtype))
+        return ControlNetModel.from_pretrained(str(folder), local_files_only=True, **dtype_kw(dtype))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelNotFound(f"cannot load the ControlNet folder {folder}: {str(exc).splitlines()[0][:300]}; "
                             "copy the whole folder (config.json and the weights)") from exc
@@ -191,7 +191,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     reason = offline_reason()
     offline, how = reason is not None, download_hint(repo_id, "the ControlNet", ".safetensors/.pth file")
     try:
-        return ControlNetModel.from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype))
+        return ControlNetModel.from_pretrained(repo_id, local_files_only=offline, **dtype_kw(dtype))
     except (OSError, ValueError) as exc:
         where = f"not in the local hub cache and the hub is offline ({reason})" if offline else \
             f"not available from the hub ({str(exc).splitlines()[0][:200]})"
@@ -200,7 +200,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
 
 def check_controlnet_spec(spec: str) -> str:
     """Check a ControlNet spec without loading it (a file or folder must exist, else the form of a hub id)."""
-    from vid2vid.diffusion.loading import _looks_like_path
+    from vid2vid.diffusion.loading import looks_like_path
     from vid2vid.models.hub import looks_like_hub_id
 
     spec = (spec or "").strip()
@@ -210,16 +210,17 @@ def check_controlnet_spec(spec: str) -> str:
     if p.is_file() and p.suffix.lower() not in SUFFIXES:
         raise BadInput(f"ControlNet {p}: unknown file type '{p.suffix}'; use a .safetensors or .pth file, "
                        "a diffusers folder or a hub id")
-    if not p.exists() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
+    if not p.exists() and (looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"ControlNet '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 
 
 def load_controlnet(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """A diffusers `ControlNetModel` from a folder, a single file or a hub id, in eval mode on `device`."""
-    from vid2vid.diffusion.loading import _own_memory, _quiet_libraries
+    from vid2vid.diffusion.loading import own_memory
+    from vid2vid.diffusion.quiet import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     spec = check_controlnet_spec(spec)
     p = Path(spec).expanduser()
     if p.is_dir():
@@ -231,7 +232,7 @@ def load_controlnet(spec: str, device: torch.device | str = "cpu", dtype: torch.
     device = torch.device(device)
     net = net.to(device).eval().requires_grad_(False)
     if device.type == "cpu":
-        _own_memory(net)              # same bits from a folder and from a single file (see loading.py)
+        own_memory(net)              # same bits from a folder and from a single file (see loading.py)
     return net
 
 

@@ -12,7 +12,11 @@ up block (its skip connections come from `conv_in` and the first down block). So
 
 `cache:N`: evaluation k of a sampling (one denoiser call; with guidance in two UNet calls, each
 call is a slot of its own) is full when k % (N + 1) == 0, else shallow with the feature of the
-last full evaluation: ceil(K / (N + 1)) full evaluations of K (N = 0: every one full).
+last full evaluation: ceil(K / (N + 1)) full evaluations of K (N = 0: every one full). A kept
+feature is reused only by a call with the same IP-Adapters and ControlNets in force (`conditioning`,
+`note_controls`): where an adapter's or a net's start/end window opens or shuts, that call is full, so
+the deep blocks never carry an adapter or a net's residuals into the steps outside its window, nor
+leave them out of those inside (one more full evaluation per window edge).
 `cache-frames`: inside `frame_features(read=rec)` a sampling runs every evaluation shallow with
 the features `rec` kept of another frame's sampling at the same evaluation and slot (row r of a
 batch of B frames reads row r // B of the recorded batch of one, as cross-frame attention does);
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vid2vid.diffusion.crossframe import KeptFrames
+from vid2vid.diffusion.ip_attention import KWARG
 
 MARK = "_vid2vid_deepcache"
 _local = threading.local()
@@ -53,10 +58,13 @@ class _Sampling:
     record: Recording | None = None
     evaluation: int = -1
     slot: int = 0
-    held: dict[int, torch.Tensor] = field(default_factory=dict)     # slot -> feature of the last full call
+    held: dict[int, tuple[torch.Tensor, tuple]] = field(default_factory=dict)   # slot -> (feature, conditioning)
+                                                                                 # of the last full call
     feature: torch.Tensor | None = None  # the current call's deep feature when it is shallow
     key: tuple[int, int] = (0, 0)       # the current call's latent size
     rows: int = 0                       # and its batch rows
+    conditioning: tuple = ()            # and what it reads beside the text (`conditioning`)
+    controls: tuple[int, ...] = ()      # the ControlNets the next call reads (`note_controls`)
 
 
 @dataclass
@@ -112,7 +120,7 @@ def _wrap(module: torch.nn.Module, index: int, hooks: _Hooks, is_feature: bool) 
         out = inner(*args, **kwargs)
         hooks.templates[(index, *state.key)] = _shape_of(out)
         if is_feature:
-            state.held[state.slot - 1] = out
+            state.held[state.slot - 1] = (out, state.conditioning)
             if state.record is not None:
                 state.record.features[(state.evaluation, state.slot - 1)] = out
         return out
@@ -143,6 +151,21 @@ def _expanded(feature: torch.Tensor, rows: int) -> torch.Tensor:
     return feature.repeat_interleave(rows // feature.shape[0], dim=0)
 
 
+def conditioning(kwargs: dict) -> tuple:
+    """What a UNet call reads beside the text that switches on and off along the schedule: which IP-Adapters
+    are in force (their image tokens, `ip_attention.KWARG`, None where an adapter is out of its window)."""
+    tokens = (kwargs.get("cross_attention_kwargs") or {}).get(KWARG)
+    return tuple(i for i, entry in enumerate(tokens or ()) if entry is not None)
+
+
+def note_controls(active: tuple[int, ...]) -> None:
+    """Which ControlNets feed the next UNet call in this thread (their summed residuals do not say which):
+    a kept deep feature is reused only by a call with the same nets in force."""
+    state: _Sampling | None = getattr(_local, "state", None)
+    if state is not None:
+        state.controls = tuple(active)
+
+
 def _begin_call(hooks: _Hooks, args, kwargs) -> None:
     """Before each UNet call in a `caching` thread: full or shallow, and with which feature."""
     state: _Sampling | None = getattr(_local, "state", None)
@@ -151,6 +174,8 @@ def _begin_call(hooks: _Hooks, args, kwargs) -> None:
     sample = args[0] if args else kwargs["sample"]
     state.key = (int(sample.shape[-2]), int(sample.shape[-1]))
     state.rows = int(sample.shape[0])
+    state.conditioning = (conditioning(kwargs), state.controls)
+    state.controls = ()
     slot, k = state.slot, state.evaluation
     state.slot += 1
     state.feature = None
@@ -161,7 +186,8 @@ def _begin_call(hooks: _Hooks, args, kwargs) -> None:
             raise RuntimeError(f"no deep feature recorded for UNet evaluation {k + 1}: the frame that holds them "
                                "was sampled with other settings") from None
     elif state.interval > 0 and k % (state.interval + 1) != 0 and slot in state.held:
-        state.feature = state.held[slot]
+        feature, kept_for = state.held[slot]
+        state.feature = feature if kept_for == state.conditioning else None
     if state.feature is not None and state.record is not None:
         state.record.features[(k, slot)] = state.feature
     with hooks.lock:

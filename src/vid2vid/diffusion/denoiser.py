@@ -30,7 +30,7 @@ import torch
 
 from vid2vid.core import devices
 from vid2vid.core.errors import BadInput
-from vid2vid.diffusion import shared_prefix
+from vid2vid.diffusion import deepcache, shared_prefix
 from vid2vid.diffusion.schedules import sigma_to_timestep
 
 
@@ -133,6 +133,8 @@ class CFGDenoiser:
             extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids.expand(z.shape[0], -1)}
         # -- ControlNet: the active nets' residuals join the UNet's arguments
         if control is not None:
+            assert sigma is not None                # the nets' windows are read at the call's sigma
+            deepcache.note_controls(tuple(control.guide.active(float(sigma.reshape(-1)[0]))))
             if self.timings is None:
                 extra.update(control.residuals(z, t, emb, extra.get("added_cond_kwargs"), sigma))
             else:

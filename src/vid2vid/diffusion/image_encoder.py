@@ -128,10 +128,11 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
     except ImportError:
         from transformers import CLIPImageProcessor
 
-    from vid2vid.diffusion.loading import _own_memory, _quiet_libraries
+    from vid2vid.diffusion.loading import own_memory
+    from vid2vid.diffusion.quiet import quiet_libraries
     from vid2vid.models.hub import offline_reason
 
-    _quiet_libraries()
+    quiet_libraries()
     p = Path(spec).expanduser()
     try:
         if p.is_file():
@@ -145,7 +146,7 @@ def load_image_encoder(spec: str, device: torch.device | str = "cpu", dtype: tor
                             "its local folder (config.json and weights) as image_encoder in [[img2img.ip_adapter]]") \
             from exc
     model = model.to(torch.device(device), dtype).eval().requires_grad_(False)
-    _own_memory(model)
+    own_memory(model)
     size = int(model.config.image_size)
     return model, CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 

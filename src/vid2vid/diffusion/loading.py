@@ -36,7 +36,7 @@ from vid2vid.diffusion.checkpoints import (
     prediction_type_for,
     read_checkpoint_header,
 )
-from vid2vid.diffusion.quiet import quiet_libraries as _quiet_libraries
+from vid2vid.diffusion.quiet import quiet_libraries
 from vid2vid.diffusion.schedules import sigma_to_timestep
 from vid2vid.models.hub import download_hint, looks_like_hub_id
 
@@ -169,7 +169,7 @@ def parse_weighted(spec: str, default: float = 1.0) -> tuple[str, float]:
     return spec, default
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     return (spec.startswith((".", "/", "~")) or os.sep in spec and not looks_like_hub_id(spec)
             or spec.lower().endswith(CHECKPOINT_SUFFIXES) or "\\" in spec)
 
@@ -186,7 +186,7 @@ def _pipeline_class(sdxl: bool):
     return StableDiffusionImg2ImgPipeline
 
 
-def _dtype_kw(dtype: torch.dtype) -> dict:
+def dtype_kw(dtype: torch.dtype) -> dict:
     """diffusers renamed `torch_dtype` to `dtype` (the old name warns); use whichever this version knows."""
     from diffusers.utils import deprecation_utils
 
@@ -235,7 +235,7 @@ def _load_folder(folder: Path, dtype: torch.dtype):
     cls = _pipeline_class(sdxl)
     kwargs = {} if sdxl else dict(_NO_SAFETY)
     try:
-        return cls.from_pretrained(str(folder), local_files_only=True, **_dtype_kw(dtype), **kwargs), "diffusers"
+        return cls.from_pretrained(str(folder), local_files_only=True, **dtype_kw(dtype), **kwargs), "diffusers"
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFound(f"cannot load the diffusers folder {folder}: {exc}") from exc
 
@@ -251,7 +251,7 @@ def _load_single_file(path: Path, dtype: torch.dtype, prediction_type: str | Non
     cls = _pipeline_class(sdxl)
     kwargs = {} if sdxl else dict(_NO_SAFETY)
     try:
-        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **_dtype_kw(dtype), **kwargs)
+        pipe = cls.from_single_file(str(path), config=str(folder), local_files_only=True, **dtype_kw(dtype), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise BadInput(f"cannot load {path} as a {name} checkpoint: {exc}") from exc
     chosen = prediction_type or prediction_type_for(name, shapes, metadata)
@@ -286,7 +286,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype, progress: Callable | None = None
         except hub_errors() as exc:
             raise ModelNotFound(f"cannot get model '{repo_id}' from the hub ({exc}); check the id, or {how}") from exc
     try:
-        return _pipeline_class(sdxl).from_pretrained(repo_id, local_files_only=offline, **_dtype_kw(dtype),
+        return _pipeline_class(sdxl).from_pretrained(repo_id, local_files_only=offline, **dtype_kw(dtype),
                                                      **({} if sdxl else _NO_SAFETY)), "diffusers"
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load model '{repo_id}' ({exc}); {how}") from exc
@@ -361,7 +361,7 @@ def apply_loras(pipe, specs: list[str]) -> list[tuple[str, float]]:
     return loaded
 
 
-def _own_memory(module: torch.nn.Module) -> None:
+def own_memory(module: torch.nn.Module) -> None:
     """Copy weights out of the memory-mapped checkpoint into fresh (aligned) CPU memory.
 
     Tensors left inside the file's mapping sit at arbitrary offsets; CPU kernels then take other
@@ -390,7 +390,7 @@ def check_model_spec(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         check_diffusers_folder(path)
-    elif not path.is_file() and (_looks_like_path(spec) or not looks_like_hub_id(spec)):
+    elif not path.is_file() and (looks_like_path(spec) or not looks_like_hub_id(spec)):
         raise ModelNotFound(f"model '{spec}' not found: no such file or folder (and not a hub id like owner/name)")
     return spec
 
@@ -406,7 +406,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
     progress: gets a hub id's download as ProgressEvents in bytes (default: the console).
     Raises ModelNotFound (missing path, component, or hub id offline) or BadInput (wrong type).
     """
-    _quiet_libraries()
+    quiet_libraries()
     # 1. device and dtype
     dev = devices.pick(device, "{img2img.device}")
     dt = devices.resolve_dtype(dtype, dev, "{img2img.dtype}")
@@ -446,7 +446,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", loras: list
         if m is not None:
             m.eval().requires_grad_(False)
             if dev.type == "cpu":
-                _own_memory(m)
+                own_memory(m)
     sched_cfg = dict(pipe.scheduler.config)
     return LoadedModel(
         unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,

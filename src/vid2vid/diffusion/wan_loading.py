@@ -1,10 +1,12 @@
-"""Wan VACE models read offline: a diffusers folder or a hub id already in the cache.
+"""Wan VACE models read offline: a diffusers folder, a hub id already in the cache, or ComfyUI's split
+single files (`diffusion/wan_split.py` says where they are looked for, `diffusion/wan_single.py`
+reads them).
 
-`check_video_model_spec` looks at the spec without loading anything and refuses with one line
+`check_video_model_spec` looks at the spec without loading any weights and refuses with one line
 what is not a Wan VACE model: another Wan variant (text-to-video, image-to-video), an image model
 (its folder or its single file), a folder that lacks a part (named by its role).
-`load_video_model` reads the parts through diffusers' `WanVACEPipeline` and puts them on the
-device: on CUDA in float16/bfloat16 with model offloading when asked (each part on the GPU only
+`load_video_model` reads the parts (a diffusers folder through diffusers' `WanVACEPipeline`) and
+puts them on the device: on CUDA in float16/bfloat16 with model offloading when asked (each part on the GPU only
 while it runs), on the CPU in float32.
 """
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 import torch
 
 from vid2vid.core.errors import BadInput, ModelNotFound
+from vid2vid.diffusion.wan_split import locate
 
 VACE_CLASS = "WanVACEPipeline"
 ROLES = {"transformer": "the VACE transformer", "vae": "the Wan VAE", "text_encoder": "the UMT5 text encoder",
          "tokenizer": "the UMT5 tokenizer", "scheduler": "the scheduler"}
-GIVE = "give {img2img.video_model} a Wan 2.1 VACE diffusers folder or hub id (e.g. Wan-AI/Wan2.1-VACE-1.3B-diffusers)"
+GIVE = ("give {img2img.video_model} a Wan 2.1 VACE diffusers folder or hub id (e.g. "
+        "Wan-AI/Wan2.1-VACE-1.3B-diffusers), or ComfyUI's VACE transformer file")
 
 
 def _part_ok(folder: Path, role: str) -> bool:
@@ -34,13 +38,6 @@ def _part_ok(folder: Path, role: str) -> bool:
 def check_folder(folder: Path) -> dict:
     """model_index.json of a Wan VACE diffusers folder, after checking the class and every part."""
     index_file = folder / "model_index.json"
-    if not index_file.is_file():
-        found = split_file_roles(folder)
-        if found:
-            raise BadInput(f"{{img2img.video_model}} {folder} holds split single files ({', '.join(found)}); those "
-                           "are not read yet: " + GIVE)
-        raise ModelNotFound(f"{{img2img.video_model}} {folder} is not a diffusers model folder (no model_index.json); "
-                            + GIVE)
     index = json.loads(index_file.read_text(encoding="utf-8"))
     cls = str(index.get("_class_name", "?"))
     if cls != VACE_CLASS:
@@ -54,29 +51,6 @@ def check_folder(folder: Path) -> dict:
     return index
 
 
-# a key that only each part's single file (original layout, as ComfyUI ships them) holds
-SPLIT_MARKERS = (("vace_blocks.0.after_proj.bias", "the VACE transformer"),
-                 ("head.modulation", "a Wan transformer without VACE"),
-                 ("decoder.middle.0.residual.0.gamma", "the Wan VAE"),
-                 ("encoder.block.0.layer.0.SelfAttention.q.weight", "a UMT5 text encoder"))
-
-
-def split_file_roles(folder: Path) -> list[str]:
-    """What the .safetensors files of a folder are, by the keys they hold (headers only)."""
-    from safetensors import safe_open
-
-    roles = []
-    for f in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(f), "pt") as fh:
-                keys = {k.removeprefix("model.diffusion_model.") for k in fh.keys()}
-        except Exception:                       # not a safetensors file: say nothing about it
-            continue
-        role = next((what for key, what in SPLIT_MARKERS if key in keys), "an unknown model")
-        roles.append(f"{f.name}: {role}")
-    return roles
-
-
 def check_video_model_spec(spec: str) -> str:
     """The spec stripped, after checking it can be a Wan VACE model (nothing loaded)."""
     from vid2vid.models.hub import looks_like_hub_id
@@ -85,15 +59,32 @@ def check_video_model_spec(spec: str) -> str:
     if not spec:
         raise BadInput("no video model given; " + GIVE)
     path = Path(spec).expanduser()
-    if path.is_dir():
+    if path.is_dir() and (path / "model_index.json").is_file():
         check_folder(path)
-    elif path.is_file():
-        raise BadInput(f"{{img2img.video_model}} {spec} is a single file (an image model's checkpoint?), not a Wan "
-                       "VACE model; the image model goes in {img2img.model}, and " + GIVE)
+    elif path.is_file() or path.is_dir():
+        locate(spec)
     elif not looks_like_hub_id(spec):
         raise ModelNotFound(f"{{img2img.video_model}} '{spec}' not found: no such folder (and not a hub id like "
                             "owner/name); " + GIVE)
     return spec
+
+
+def model_identity(spec: str) -> dict:
+    """What names the video model in a stage key: `spec_identity` of the spec; for ComfyUI's split files
+    the identities of the three files found for it (so replacing one paints again, and the file, its
+    models/ folder or the install folder name the same model)."""
+    from vid2vid.core.fileid import file_id, spec_identity
+
+    ident = spec_identity(spec, ns=True)
+    path = Path(spec).expanduser()
+    if not path.exists() or (path / "model_index.json").is_file():
+        return ident
+    try:
+        parts = locate(spec)
+    except BadInput:                                # refused when checked; the key stays the spec's own
+        return ident
+    return {part: file_id(getattr(parts, part)).record("path", ns=True)
+            for part in ("transformer", "text_encoder", "vae")}
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -112,12 +103,26 @@ def load_pipeline(spec: str, dtype: torch.dtype):
 
     spec = check_video_model_spec(spec)
     path = Path(spec).expanduser()
+    if path.exists() and not (path / "model_index.json").is_file():
+        return split_pipeline(spec, dtype)
     try:
         pipe = WanVACEPipeline.from_pretrained(str(path) if path.is_dir() else spec, local_files_only=True,
                                                dtype={"default": dtype, "vae": torch.float32})
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"{{img2img.video_model}} '{spec}' could not be read offline ({str(exc).splitlines()[0]}); "
                             "download it once with huggingface-cli download, or give its folder") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def split_pipeline(spec: str, dtype: torch.dtype):
+    """A WanVACEPipeline holding the parts read from ComfyUI's split files (the scheduler is not used:
+    the painter steps the flow itself)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline
+
+    from vid2vid.diffusion.wan_single import load_split_parts
+
+    pipe = WanVACEPipeline(**load_split_parts(locate(spec), dtype), scheduler=FlowMatchEulerDiscreteScheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

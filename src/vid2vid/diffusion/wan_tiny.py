@@ -11,6 +11,7 @@ the control video and the reference image provably move the output in tests.
 """
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -76,3 +77,43 @@ def make_tiny_wan_vace(folder: str | Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     WanVACEPipeline(**build_tiny_wan_vace(seed)).save_pretrained(out)
     return out
+
+
+COMFY_FILES = {"transformer": ("diffusion_models", "wan_tiny_vace.safetensors"),
+               "text_encoder": ("text_encoders", "umt5_tiny.safetensors"),
+               "vae": ("vae", "wan_tiny_vae.safetensors")}
+
+
+def comfy_state_dicts(parts: dict) -> dict[str, tuple[dict, dict]]:
+    """(tensors in the original layouts, metadata with the part's config) per part, as ComfyUI's split
+    files hold them: the UMT5 file carries its tokenizer as a `spiece_model` tensor (Comfy-Org's way)."""
+    from vid2vid.diffusion.spm_proto import Piece, write_model
+    from vid2vid.diffusion.tiny import METADATA_KEY
+    from vid2vid.diffusion.wan_keys import transformer_key_to_original, vae_key_to_original
+
+    def meta(model) -> dict:
+        return {METADATA_KEY: json.dumps({k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+                                         if hasattr(model.config, "items") else model.config.to_diff_dict())}
+
+    tr, vae, te = parts["transformer"], parts["vae"], parts["text_encoder"]
+    nrb = vae.config["num_res_blocks"]
+    text = {k: v for k, v in te.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    vocab = parts["tokenizer"]._vocab_scores
+    spiece = write_model([Piece(t, s, 3 if i < 3 else 1) for i, (t, s) in enumerate(vocab)])
+    text["spiece_model"] = torch.frombuffer(bytearray(spiece), dtype=torch.uint8)
+    return {"transformer": ({transformer_key_to_original(k): v for k, v in tr.state_dict().items()}, meta(tr)),
+            "vae": ({vae_key_to_original(k, nrb): v for k, v in vae.state_dict().items()}, meta(vae)),
+            "text_encoder": (text, meta(te))}
+
+
+def write_comfy_layout(folder: str | Path, seed: int = 0) -> Path:
+    """Write the tiny Wan VACE as ComfyUI's three split files under `folder/models/` (the same weights
+    as `make_tiny_wan_vace` with this seed); return the transformer file."""
+    from safetensors.torch import save_file
+
+    models = Path(folder) / "models"
+    for part, (tensors, meta) in comfy_state_dicts(build_tiny_wan_vace(seed)).items():
+        sub, name = COMFY_FILES[part]
+        (models / sub).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(models / sub / name), metadata=meta)
+    return models / COMFY_FILES["transformer"][0] / COMFY_FILES["transformer"][1]

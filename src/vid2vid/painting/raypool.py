@@ -34,7 +34,6 @@ load the model once per actor.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -46,37 +45,9 @@ import numpy as np
 
 from vid2vid import config
 from vid2vid.core import devices
-from vid2vid.core.errors import BadInput, Vid2VidError
+from vid2vid.core.errors import BadInput
 from vid2vid.core.progress import Job
-
-# How often Ray restarts a lost actor and re-sends the block it held, before the stage fails.
-RESTARTS = 4
-INSTALL_HINT = "install it with `bash install.sh --ray` (or `pip install ray==2.60.0`)"
-
-
-def require_ray():
-    """The `ray` module, or BadInput saying how to install it."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise BadInput(f"{{ray.enabled}} needs Ray, which is not installed; {INSTALL_HINT}, "
-                       "or run without it") from exc
-    return ray
-
-
-def connect(rs: config.RaySettings):
-    """Join the cluster the settings name (or start a local Ray) unless this process is connected."""
-    ray = require_ray()
-    if not ray.is_initialized():
-        try:
-            # no address: a new Ray of our own ("local"); a plain ray.init() would join whatever
-            # cluster `ray start` last left running on this machine (or RAY_ADDRESS) without a word
-            ray.init(address=rs.address or "local", include_dashboard=False, log_to_driver=False)
-        except ConnectionError as exc:
-            raise BadInput(f"cannot reach the Ray cluster at {rs.address!r} ({exc}); start its head with "
-                           "`ray start --head` or fix {ray.address}") from exc
-    return ray
-
+from vid2vid.painting.rayactors import ActorSet, connect
 
 # ---------------------------------------------------------------- the actor
 
@@ -163,47 +134,24 @@ class RayPool:
     """Actors of one settings key; `repaint` runs a block on a free actor (blocking, thread-safe)."""
 
     def __init__(self, settings: config.Settings, layout: Layout):
-        ray = require_ray()
-        self.ray, self.layout = ray, layout
-        remote = ray.remote(num_cpus=layout.threads, num_gpus=layout.gpus, max_restarts=RESTARTS,
-                            max_task_retries=RESTARTS)(Painter)
-        self.actors = [remote.remote(settings, layout.threads) for _ in range(layout.actors)]
-        try:
-            self.infos = ray.get([a.info.remote() for a in self.actors])
-        except ray.exceptions.RayError as exc:
-            self.close()
-            raise Vid2VidError(f"the Ray actors could not load the model: {_cause(exc)}") from exc
-        self.free: queue.Queue = queue.Queue()
-        for a in self.actors:
-            self.free.put(a)
+        self.layout = layout
+        self.set = ActorSet(Painter, (settings, layout.threads), layout.actors, layout.threads, layout.gpus,
+                            probe="info")
+        self.infos, self.actors = self.set.infos, self.set.actors
 
     def pids(self) -> list[int]:
         """The actors' process ids as they were when loaded (tests kill one)."""
         return [i["pid"] for i in self.infos]
 
     def repaint(self, canvases, masks, timings: Timings | None = None, controls=None, refs=None):
-        actor = self.free.get()
-        try:
-            t0 = time.perf_counter()
-            try:
-                out, compute = self.ray.get(actor.repaint.remote(canvases, masks, controls, refs))
-            except self.ray.exceptions.RayError as exc:
-                raise Vid2VidError(f"img2img on Ray failed: {_cause(exc)}") from exc
-            if timings is not None:
-                timings.add(compute, time.perf_counter() - t0)
-            return out
-        finally:
-            self.free.put(actor)
+        t0 = time.perf_counter()
+        out, compute = self.set.call("img2img", "repaint", canvases, masks, controls, refs)
+        if timings is not None:
+            timings.add(compute, time.perf_counter() - t0)
+        return out
 
     def close(self) -> None:
-        for a in self.actors:
-            self.ray.kill(a)
-        self.actors = []
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+        self.set.close()
 
 
 _POOL: tuple[str, RayPool] | None = None        # (settings key, pool): one pool at a time

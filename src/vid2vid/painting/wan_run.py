@@ -75,10 +75,22 @@ def window_model(parts, settings: config.Settings, inputs: ClipInputs, prompts, 
                                inputs.source, s.seed)
 
 
+def load_parts(settings: config.Settings):
+    from vid2vid.diffusion.wan_loading import load_video_model
+
+    s = settings.img2img
+    return load_video_model(s.video_model, s.device, s.dtype)
+
+
+def prompts_of(parts, s: config.Img2ImgSettings):
+    """(prompt embeddings, negative ones or None when CFG is off)."""
+    from vid2vid.diffusion.wan_vace import encode_prompt
+
+    return encode_prompt(parts, s.prompt), (encode_prompt(parts, s.negative) if s.cfg > 1 else None)
+
+
 def actor_window_model(settings: config.Settings, inputs: ClipInputs, references) -> wan_clip.WanWindows:
     """What a Ray actor builds: the parts loaded there, the prompts encoded there."""
-    from vid2vid.painting.painters.wan_vace import load_parts, prompts_of
-
     parts = load_parts(settings)
     return window_model(parts, settings, inputs, prompts_of(parts, settings.img2img), references)
 

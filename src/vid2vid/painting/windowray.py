@@ -13,14 +13,12 @@ A lost actor is restarted by Ray and its window sent again (`max_restarts`, `max
 from __future__ import annotations
 
 import os
-import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from vid2vid.core.errors import Vid2VidError
-from vid2vid.painting.raypool import RESTARTS, require_ray
+from vid2vid.painting.rayactors import ActorSet
 
 
 class WindowActor:
@@ -44,37 +42,19 @@ class RaySpread:
 
     def __init__(self, factory: Callable, actors: int, threads: int, controls: Callable | None = None,
                  gpus: int = 0):
-        ray = require_ray()
-        self.ray, self.controls = ray, controls
-        remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=RESTARTS,
-                            max_task_retries=RESTARTS)(WindowActor)
-        self.actors = [remote.remote(factory, threads) for _ in range(max(1, actors))]
-        try:
-            self.pids = ray.get([a.pid.remote() for a in self.actors])
-        except ray.exceptions.RayError as exc:
-            self.close()
-            raise Vid2VidError(f"the Ray actors could not load the model: {exc}") from exc
-        self.free: queue.Queue = queue.Queue()
-        for a in self.actors:
-            self.free.put(a)
-        self.pool = ThreadPoolExecutor(len(self.actors), thread_name_prefix="ray-window")
+        self.controls = controls
+        self.set = ActorSet(WindowActor, (factory, threads), actors, threads, gpus, probe="pid")
+        self.pids = self.set.infos
+        self.pool = ThreadPoolExecutor(len(self.set.actors), thread_name_prefix="ray-window")
 
     def _one(self, frames: range, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        actor = self.free.get()
-        try:
-            controls = None if self.controls is None else self.controls(frames)
-            return self.ray.get(actor.predict.remote(x, sigma, frames, controls))
-        except self.ray.exceptions.RayError as exc:
-            raise Vid2VidError(f"a window on Ray failed: {exc}") from exc
-        finally:
-            self.free.put(actor)
+        controls = None if self.controls is None else self.controls(frames)
+        return self.set.call("a window", "predict", x, sigma, frames, controls)
 
     def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor) -> list[torch.Tensor]:
         futures = [self.pool.submit(self._one, frames, xw.cpu(), sigma[:len(frames)].cpu()) for frames, xw in jobs]
         return [f.result() for f in futures]
 
     def close(self) -> None:
-        for a in self.actors:
-            self.ray.kill(a)
-        if hasattr(self, "pool"):
-            self.pool.shutdown()
+        self.set.close()
+        self.pool.shutdown()

@@ -51,7 +51,7 @@ def spread_for(settings: config.Settings, session, controls, job: Job, n_windows
         if workers > 1:
             job.say(f"img2img: windows on {workers} model workers, {threads} CPU thread(s) each")
         return windows.LocalSpread(session.window_model(controls), workers, threads)
-    from vid2vid.painting.raypool import connect
+    from vid2vid.painting.rayactors import connect
     from vid2vid.painting.windowray import RaySpread
 
     ray = connect(settings.ray)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vid2vid.temporal.compare import _font as font
+from vid2vid.temporal.compare import label_font as font
 
 PAD = 6          # pixels around text
 GAP = 4          # pixels between cells

@@ -318,16 +318,19 @@ def run_single(ws: Workspace, settings: config.Settings, job: Job, frames: list[
 def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: list[Path], model=None):
     """(The settings with the IP-Adapters' stored embeddings, the model to paint with): painting/references.py.
 
-    A painted reference (first-painted, key:N) is frame N as `--single N` paints it without adapters; the
+    A painted reference (first-painted, key:N) is frame N as `--single N` paints it with the image painter
+    and without adapters (a windowed painter's motion fields cleared: `animatediff.image_settings`); the
     model loaded for it (or to check the adapters' family before anything is written) is handed on,
-    except to a Ray run, whose actors load their own."""
+    except to a Ray run of frames, whose actors load their own (a windowed run loads it here)."""
     from vid2vid.core.workspace import params_key
     from vid2vid.painting import references
+    from vid2vid.painting.painters import animatediff
 
     s = settings.img2img
     references.check(s.ip_adapter, len(frames))
-    plain = references.without_adapters(settings)
+    plain = animatediff.image_settings(references.without_adapters(settings))
     painter = painters.choose(plain)
+    here = not settings.ray.enabled or painters.choose(settings).WINDOWED     # the painting model loads here
     loaded = [model]
 
     def session_of(one: config.Settings):
@@ -335,7 +338,7 @@ def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: 
         loaded[0] = session.engine.model
         return session
 
-    if loaded[0] is None and not settings.ray.enabled:
+    if loaded[0] is None and here:
         session_of(plain).close()                     # the model, to check the family before any write
     if loaded[0] is not None:
         references.check_fits(s.ip_adapter, loaded[0].unet)
@@ -344,7 +347,8 @@ def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: 
         out = []
         for t in ts:
             one = replace(plain, img2img=replace(plain.img2img, single=t))
-            units = single.plan_single(ws, one, t, list(range(1, len(frames) + 1)), ())
+            order = list(range(1, len(frames) + 1))
+            units = single.plan_single(ws, one, t, order, plan_anchors(frames, order, (), one.img2img))
             session = session_of(one)
             try:
                 out.append(single.paint_single(ws, one, job, frames, session, units)[0])
@@ -353,4 +357,4 @@ def with_references(ws: Workspace, settings: config.Settings, job: Job, frames: 
         return out
 
     ip = references.prepare(ws.root, s.ip_adapter, params_key(stage_params(plain)), paint, job.say)
-    return replace(settings, img2img=replace(s, ip_adapter=ip)), (model if settings.ray.enabled else loaded[0])
+    return replace(settings, img2img=replace(s, ip_adapter=ip)), (loaded[0] if here else model)

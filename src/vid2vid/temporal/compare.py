@@ -76,7 +76,7 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:                               # Pillow without sized default fonts
@@ -87,7 +87,7 @@ def draw_label(img: np.ndarray, text: str, size: int = 14) -> np.ndarray:
     """uint8 HxWx3 with `text` in white on a dark box in the top-left corner."""
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
-    font = _font(size)
+    font = label_font(size)
     x0, y0, x1, y1 = draw.textbbox((LABEL_PAD, LABEL_PAD), text, font=font)
     draw.rectangle((0, 0, x1 + LABEL_PAD, y1 + LABEL_PAD), fill=(16, 16, 16))
     draw.text((LABEL_PAD, LABEL_PAD), text, fill=(255, 255, 255), font=font)
@@ -97,7 +97,7 @@ def draw_label(img: np.ndarray, text: str, size: int = 14) -> np.ndarray:
 def stats_strip(width: int, text: str) -> np.ndarray:
     """A dark uint8 strip STATS_H x width x 3 with one line of figures."""
     pil = Image.new("RGB", (width, STATS_H), (16, 16, 16))
-    ImageDraw.Draw(pil).text((LABEL_PAD, 2), text, fill=(230, 230, 230), font=_font(12))
+    ImageDraw.Draw(pil).text((LABEL_PAD, 2), text, fill=(230, 230, 230), font=label_font(12))
     return np.asarray(pil)
 
 

@@ -17,6 +17,7 @@ from vid2vid.ui import paths
 
 FIELDS = ("model", "control", "scale", "start", "end", "low", "high", "blur", "folder")
 KEY = "img2img.controlnet"
+SLOTS = 2          # the ControlNet slots the page shows
 
 
 def to_json(*values: Any) -> str:
@@ -28,6 +29,22 @@ def to_json(*values: Any) -> str:
         if use:
             out.append(dict(zip(FIELDS, rest)))
     return json.dumps(out)
+
+
+def slot_values(settings: config.Settings) -> list[Any]:
+    """The slots' widget values (per slot: use, then FIELDS) that show the settings' ControlNets; slots
+    past the list are unused and at their defaults. The page shows the first `SLOTS` of a longer list."""
+    return table_slots(settings.img2img.controlnet, config.ControlNetSettings, FIELDS, SLOTS)
+
+
+def table_slots(tables: Sequence[Any], kind: type, fields: Sequence[str], slots: int) -> list[Any]:
+    """Per slot: whether it is used, then the `fields` of its table (a default `kind` for an unused slot)."""
+    out: list[Any] = []
+    for i in range(slots):
+        used = i < len(tables)
+        table = tables[i] if used else kind()
+        out += [used] + [getattr(table, f) for f in fields]
+    return out
 
 
 def list_items(text: Any, what: str, fields: Sequence[str]) -> list[dict]:

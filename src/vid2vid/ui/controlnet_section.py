@@ -19,11 +19,9 @@ import numpy as np
 from vid2vid import config
 from vid2vid.core.errors import BadInput
 from vid2vid.ui import form, modelroots
-from vid2vid.ui.controlnet_list import FIELDS, KEY, from_json, to_json
+from vid2vid.ui.controlnet_list import FIELDS, KEY, SLOTS, from_json, to_json
 
 __all__ = ["FIELDS", "KEY", "from_json", "to_json", "section", "wire", "control_preview"]
-
-SLOTS = 2
 
 
 def section(gr, W: dict, roots: Sequence[Path] = (), note=None) -> dict:

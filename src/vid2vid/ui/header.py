@@ -48,11 +48,12 @@ def header(p: Page):
         interrupt.click(p.interrupt, None, [p.status, p.bar], concurrency_limit=None, show_progress="hidden",
                         api_name="interrupt")
         refresh.click(lambda v: p.workspaces(v), p.ws_dd, p.ws_dd)
-        p.ws_dd.input(lambda ws: on_open(p, keys, ws), p.ws_dd, fields + [changed])
-        p.page.load(lambda: on_reload(p, keys), None, [p.ws_dd] + fields + [changed])
+        shown_fields = fields + p.slot_widgets        # the slots show what the hidden list fields hold
+        p.ws_dd.input(lambda ws: on_open(p, keys, ws), p.ws_dd, shown_fields + [changed])
+        p.page.load(lambda: on_reload(p, keys), None, [p.ws_dd] + shown_fields + [changed])
         gr.on([w.change for w in fields], lambda ws, *v: changed_line(p, keys, ws, v), [p.ws_dd] + fields,
               changed, show_progress="hidden", trigger_mode="always_last")
-        load_btn.upload(lambda f: on_load(p, keys, f), load_btn, [p.status] + fields)
+        load_btn.upload(lambda f: on_load(p, keys, f), load_btn, [p.status] + shown_fields)
         save_btn.click(lambda *v: on_save(p, keys, v), fields, save_file)
         strips = [gallery for gallery, _ in p.strips.values()]
         p.ws_dd.change(p.all_strips, p.ws_dd, strips, show_progress="hidden")
@@ -69,9 +70,9 @@ def on_reload(p: Page, keys: list[str]) -> list[Any]:
 
 
 def on_open(p: Page, keys: list[str], ws_name: str | None) -> list[Any]:
-    """The fields from the workspace's saved settings (left as they are when it has none)."""
+    """The fields and slots from the workspace's saved settings (left as they are when it has none)."""
     p.current_ws = ws_name or p.current_ws
-    skip = [p.gr.skip()] * len(keys)
+    skip = [p.gr.skip()] * (len(keys) + len(p.slot_widgets))
     if not ws_name:
         return skip + [""]
     try:
@@ -84,7 +85,7 @@ def on_open(p: Page, keys: list[str], ws_name: str | None) -> list[Any]:
     values = restore.field_values(s, keys)
     # one-offs (allow overwrite, export's frame source) keep what the page shows: they are not remembered
     kept = [v if config.meta(k).remember else p.gr.skip() for k, v in zip(keys, values)]
-    return kept + [restore.changed_text([], True)]
+    return kept + p.slot_values(s) + [restore.changed_text([], True)]
 
 
 def changed_line(p: Page, keys: list[str], ws_name: str | None, values: tuple) -> str:
@@ -100,12 +101,13 @@ def changed_line(p: Page, keys: list[str], ws_name: str | None, values: tuple) -
 def on_load(p: Page, keys: list[str], file: str | None) -> list[Any]:
     """A settings TOML the user picked, into the fields."""
     if not file:
-        return [p.gr.skip()] * (1 + len(keys))
+        return [p.gr.skip()] * (1 + len(keys) + len(p.slot_widgets))
     try:
         s = restore.read_file(file)
     except BadInput as exc:
-        return [shown(error_message(BadInput(f"{Path(file).name}: {exc}")))] + [p.gr.skip()] * len(keys)
-    return [f"Loaded settings from {Path(file).name}."] + restore.field_values(s, keys)
+        return ([shown(error_message(BadInput(f"{Path(file).name}: {exc}")))]
+                + [p.gr.skip()] * (len(keys) + len(p.slot_widgets)))
+    return [f"Loaded settings from {Path(file).name}."] + restore.field_values(s, keys) + p.slot_values(s)
 
 
 def on_save(p: Page, keys: list[str], values: tuple) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 from vid2vid import config
 from vid2vid.config import presets
-from vid2vid.ui import actions, controlnet_section, ip_adapter_section, widgets
+from vid2vid.ui import actions, controlnet_list, controlnet_section, ip_adapter_section, widgets
 from vid2vid.ui.page import Page
 from vid2vid.ui.widgets import place
 
@@ -105,6 +105,7 @@ def settings_sections(p: Page) -> dict[str, Any]:
             place(p, "propagate.fill", "propagate.fill_denoise", "propagate.steady_keys")
     cn = controlnet_section.section(gr, p.W, p.model_roots, note=p.note)
     cn["ip"] = ip_adapter_section.section(gr, p.W, p.lab)
+    p.slots += [(cn["inputs"], controlnet_list.slot_values), (cn["ip"]["inputs"], ip_adapter_section.slot_values)]
     with gr.Accordion("Ray: img2img on Ray actors", open=False, elem_id="v2v-ray"):
         with gr.Row():
             place(p, "ray.enabled", elem_id="v2v-ray-enabled")

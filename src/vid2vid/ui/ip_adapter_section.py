@@ -27,6 +27,13 @@ def to_json(use: bool, *values: Any) -> str:
     return json.dumps([dict(zip(FIELDS, values))] if use else [])
 
 
+def slot_values(settings: config.Settings) -> list[Any]:
+    """The slot's widget values (use, then FIELDS) that show the settings' first IP-Adapter."""
+    from vid2vid.ui.controlnet_list import table_slots
+
+    return table_slots(settings.img2img.ip_adapter, config.IPAdapterSettings, FIELDS, 1)
+
+
 def from_json(text: Any, root: Path) -> list[config.IPAdapterSettings]:
     """The hidden field's value -> IP-Adapter settings; the adapter and a reference path must lie in the cache."""
     from vid2vid.config.reference import parse_reference
@@ -71,7 +78,7 @@ def section(gr, W: dict, lab) -> dict:
     inputs = [use, model, reference, scale, start, end]
     for w in inputs:
         w.change(to_json, inputs, W[KEY], show_progress="hidden")
-    return {"reference": reference, "preview": preview}
+    return {"reference": reference, "preview": preview, "inputs": inputs}
 
 
 def preview_path(root: Path, ws_name: str | None, reference: str) -> str | None:

@@ -81,6 +81,16 @@ class Page:
         self.strips: dict[str, Any] = {}    # folder -> (gallery, page number) of the pageable strips
         self.current_ws: str | None = None  # the workspace last opened or made (a reloaded page opens it)
         self.timer: Any = None              # ticks every LIVE_S in every tab (a timer inside a hidden tab stops)
+        # the slot widgets of the list sections (ControlNet, IP-Adapter) and how settings fill them
+        self.slots: list[tuple[list[Any], Callable[[config.Settings], list[Any]]]] = []
+
+    @property
+    def slot_widgets(self) -> list[Any]:
+        return [w for widgets, _ in self.slots for w in widgets]
+
+    def slot_values(self, settings: config.Settings) -> list[Any]:
+        """The values that show `settings` in every slot widget, in `slot_widgets` order."""
+        return [v for _, fill in self.slots for v in fill(settings)]
 
     def head(self, note: Any) -> list[Any]:
         """The outputs every action writes first: status line, progress bar, the note beside its button."""

@@ -5,8 +5,11 @@ each other inside the UNet, so they agree by construction; overlapping windows a
 every step (`painting/windows.py`), so any length works without seams. Everything that applies
 to one frame works as in the image painter, from the same engine (`diffusion/engine.py`): the
 sigma override and truncation, init noise weight, the samplers (LCM for AnimateLCM), CFG, LoRAs,
-ControlNets (each window with its frames' control images), a separate or tiny VAE; frame delta
-correction and the flow pass follow as for any painter. What reads frames one at a time or skips
+ControlNets (each window with its frames' control images), IP-Adapters (the reference embedding
+stored by `painting/references.py`, its tokens read by the UNet's own cross-attention layers, not
+by the motion modules), a separate or tiny VAE; frame delta correction and the flow pass follow as
+for any painter. A painted reference (first-painted, key:N) is painted by the image painter
+(`image_settings`) before the windows run. What reads frames one at a time or skips
 them (key frames, still frames, flow init, cross-frame attention, the UNet accelerators, the
 debug frame) is refused.
 
@@ -61,12 +64,24 @@ _REFUSED = (
     (lambda st: bool(st.img2img.accel), "the UNet accelerators reuse features from one call to the next, and "
                                         "the next call here is another window; clear {img2img.accel} or "
                                         "{img2img.motion_module}"),
-    (lambda st: bool(st.img2img.ip_adapter), "the IP-Adapter is not wired into the windows yet (its reference "
-                                             "tokens are set up for frame batches); clear {img2img.ip_adapter} or "
-                                             "{img2img.motion_module}"),
     (lambda st: st.img2img.single > 0, "a motion module paints windows, not one frame; run the stage without "
                                        "{img2img.single} (it resumes after the last finished step)"),
 )
+
+
+# The settings only this painter reads; at their defaults the image painter paints.
+MOTION_FIELDS = ("motion_module", "context_length", "context_overlap", "context_weighting", "motion_scale",
+                 "shuffle_noise")
+
+
+def image_settings(settings: config.Settings) -> config.Settings:
+    """The settings with the motion module's fields at their defaults: what the image painter paints (a painted
+    IP-Adapter reference is one frame, painted as the image painter paints it)."""
+    from dataclasses import replace
+
+    defaults = config.Img2ImgSettings()
+    return replace(settings, img2img=replace(settings.img2img,
+                                             **{k: getattr(defaults, k) for k in MOTION_FIELDS}))
 
 
 def refuse(settings: config.Settings) -> None:
@@ -135,6 +150,7 @@ class MotionSession:
 
     def close(self) -> None:
         self.layers.remove()
+        self.engine.close()               # the IP-Adapters' cross-attention processors come off too
 
 
 def window_model_for(settings: config.Settings):

@@ -86,27 +86,14 @@ def refuse(settings: config.Settings) -> None:
 def key_params(settings: config.Settings) -> dict:
     """What the video model adds to the img2img stage key (absent without a video model)."""
     from vid2vid.core.fileid import spec_identity
+    from vid2vid.diffusion.wan_loading import model_identity
 
     s = settings.img2img
     if not applies(settings):
         return {}
     ref = s.video_reference.strip()
-    return {"video_model": spec_identity(s.video_model, ns=True),
+    return {"video_model": model_identity(s.video_model),
             "video_reference": spec_identity(ref, ns=True) if ref and ref != FIRST_PAINTED else ref}
-
-
-def load_parts(settings: config.Settings):
-    from vid2vid.diffusion.wan_loading import load_video_model
-
-    s = settings.img2img
-    return load_video_model(s.video_model, s.device, s.dtype)
-
-
-def prompts_of(parts, s: config.Img2ImgSettings):
-    """(prompt embeddings, negative ones or None when CFG is off)."""
-    from vid2vid.diffusion.wan_vace import encode_prompt
-
-    return encode_prompt(parts, s.prompt), (encode_prompt(parts, s.negative) if s.cfg > 1 else None)
 
 
 class WanSession:
@@ -120,6 +107,8 @@ class WanSession:
 
         s = settings.img2img
         job.say(f"img2img: loading video model {s.video_model}")
+        from vid2vid.painting.wan_run import load_parts, prompts_of
+
         self.parts = load_parts(settings)
         self.device = self.parts.device
         self.context = context(s, self.device.type)
