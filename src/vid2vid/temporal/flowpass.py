@@ -63,7 +63,7 @@ from vid2vid.temporal.opticalflow import (
 )
 from vid2vid.temporal.trust import motion_trust, photometric_residual, photometric_trust  # noqa: F401  (read here too)
 
-DEFAULT_STRENGTH = 0.95
+DEFAULT_STRENGTH = 0.75
 
 
 @dataclass
