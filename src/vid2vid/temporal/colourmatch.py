@@ -67,7 +67,7 @@ def match_to_neighbours(gen: np.ndarray, carried: list[tuple[np.ndarray, np.ndar
     the neighbours' estimate of this frame. Fitted on the low band (`low_band`) of both, each weighted
     by the carried weight (a normalised convolution), where that weight is at least MATCH_WEIGHT;
     unchanged when fewer than MATCH_MIN of the pixels qualify."""
-    weight = np.sum([c[1] for c in carried], axis=0, dtype=np.float32)
+    weight = np.asarray(np.sum([c[1] for c in carried], axis=0, dtype=np.float32))
     wsum = low_band(weight)
     mask = np.asarray(wsum >= np.float32(MATCH_WEIGHT))
     if float(mask.mean()) < MATCH_MIN:
