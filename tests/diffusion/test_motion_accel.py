@@ -58,17 +58,17 @@ def clip_of(engine, n: int = N) -> W.ClipSampling:
                           sampler_step(engine), 3, LENGTH, OVERLAP, "pyramid", cycle=engine.accel.cache + 1)
 
 
-def painted(engine, layers, n: int = N, workers: int = 1) -> torch.Tensor:
+def painted(engine, layers, n: int = N, workers: int = 1, controls=None) -> torch.Tensor:
     init = torch.cat([engine.encode([engine.fit(c)]) for c in canvases(n)])
-    spread = W.LocalSpread(EngineWindows(engine, layers), workers)
+    spread = W.LocalSpread(EngineWindows(engine, layers, controls), workers)
     try:
         return clip_of(engine, n).run(spread, lambda: init)
     finally:
         spread.close()
 
 
-def engine_for(tiny, units=None, **kw) -> Img2ImgEngine:
-    return Img2ImgEngine(tiny, settings(**kw), ip_adapters=units)
+def engine_for(tiny, units=None, nets=None, **kw) -> Img2ImgEngine:
+    return Img2ImgEngine(tiny, settings(**kw), ip_adapters=units, controlnets=nets)
 
 
 class Count:
@@ -325,3 +325,25 @@ def test_an_adapters_window_edge_forces_a_full_call_in_every_window(tiny, layers
         assert (got - plain).abs().max() > 1e-4
     finally:
         engine.close()
+
+
+def test_a_controlnets_window_edge_forces_a_full_call_in_every_window(tiny, layers, tmp_path):
+    from vid2vid.diffusion.controlnet import ControlUnit, load_controlnet
+    from vid2vid.diffusion.tiny_controlnet import make_tiny_controlnet
+
+    net = load_controlnet(str(make_tiny_controlnet(tmp_path / "cn")), tiny.device, tiny.dtype)
+    rng = np.random.default_rng(4)
+    hints = [rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8) for _ in range(N)]
+    controls = lambda frames: [[hints[f]] for f in frames]       # noqa: E731
+    nets = [ControlUnit(net, 0.8, 0.0, 0.5, "cn")]
+    engine = engine_for(tiny, nets=nets, accel=["cache:16"])
+    deep = Count([deepcache.deep_modules(tiny.unet)[1].resnets[0]])
+    try:
+        got = painted(engine, layers, controls=controls)
+    finally:
+        deep.close()
+    on = engine.control.windows[0]
+    segments = 1 + sum(on[i] != on[i - 1] for i in range(1, len(on)))
+    assert segments == 2 and deep.n == len(W.plan_windows(N, LENGTH, OVERLAP)) * segments
+    plain = painted(engine_for(tiny, nets=nets), layers, controls=controls)
+    assert (got - plain).abs().max() > 1e-4
