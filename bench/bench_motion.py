@@ -175,8 +175,8 @@ def main() -> None:
     device = devices.pick(args.device)
     dtype = devices.resolve_dtype("auto", device)
     print(f"{args.size}x{args.size}, {device} {dtype}, torch threads {torch.get_num_threads()}, CFG {args.cfg:g}, "
-          f"{args.steps} step(s), context 16 overlap 4, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-          "cpus", flush=True)
+          f"{args.accel_steps if args.accel else args.steps} step(s), context 16 overlap 4, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
     t0 = time.perf_counter()
     model, adapter = build(device, dtype, args.tiny)
     print(f"(model and motion module built in {time.perf_counter() - t0:.0f} s, {PeakMemory.rss() / 2**30:.2f} GiB)",

@@ -1,4 +1,4 @@
-"""The UNet accelerators on the AnimateDiff painter's windows: tiny model + tiny motion module, exact bits and counts."""
+"""The UNet accelerators on the AnimateDiff painter's windows: tiny model and motion module, exact bits and counts."""
 from __future__ import annotations
 
 import queue
@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from test_accel import Count  # forward calls of modules, counted by hooks
 from test_ip_adapter import unit
 
 from conftest import moving_frames
@@ -71,21 +72,6 @@ def engine_for(tiny, units=None, nets=None, **kw) -> Img2ImgEngine:
     return Img2ImgEngine(tiny, settings(**kw), ip_adapters=units, controlnets=nets)
 
 
-class Count:
-    """Real executions of modules, by a forward hook on each."""
-
-    def __init__(self, modules):
-        self.n = 0
-        self.handles = [m.register_forward_hook(self.hit) for m in modules]
-
-    def hit(self, *_):
-        self.n += 1
-
-    def close(self):
-        for h in self.handles:
-            h.remove()
-
-
 # ---------------------------------------------------------------- identity and effect
 
 def test_identity_settings_give_the_painters_bits_and_the_accelerators_change_them(tiny, layers):
@@ -120,7 +106,7 @@ def test_tome_merges_the_spatial_self_attention_and_leaves_the_motion_modules_al
     wrapped = {n: p for n, p in procs.items() if isinstance(p, tome.TomeProcessor)}
     inner = {n: p.inner for n, p in wrapped.items()}
     motion_before = [m.processor for m in motion_attn]
-    for n, p in wrapped.items():
+    for p in wrapped.values():
         p.inner = spy(p.inner, "spatial")
     for m in motion_attn:
         m.processor = spy(m.processor, "motion")

@@ -6,8 +6,9 @@ own control images) run on the window's frames as one batch with the motion laye
 frames of a window attend to each other. The engine's UNet accelerators apply per window: token
 merging (`tome.merging`) in the UNet's own self-attention layers, which are the spatial ones (the
 motion layers are the adapter's modules and keep their processors), and `cache:N` with the features
-held per window (`deepcache.WindowFeatures`): evaluation k of the clip is full when k % (N + 1) == 0. `sampler_step` is the step of the engine's sampler
-(samplers.py's step form; LCM and TCD on their timestep grid) for the per-step loop.
+held per window (`deepcache.WindowFeatures`): evaluation k of the clip is full when k % (N + 1) == 0.
+`sampler_step` is the step of the engine's sampler (samplers.py's step form; LCM and TCD on their
+timestep grid) for the per-step loop.
 """
 from __future__ import annotations
 
