@@ -19,6 +19,14 @@ is its own. Last line: `motion cost: N.NNx, memory 64/16 frames: N.NNx` (seconds
 
     flock /tmp/heavy.lock python bench/bench_motion.py             # CPU, 256x256
     python bench/bench_motion.py --device cuda --size 512          # the GPU check
+
+`--accel` measures the UNet accelerators on the motion path instead: one window of `--accel-frames`
+frames (16) over `--accel-steps` steps (4, the fast preset's count), painted with no accelerator,
+`cache:3` and `tome:0.5 cache:3`, side by side in one run (s/frame, UNet seconds, this process's CPU
+seconds, full / shallow UNet calls, ratios over no accelerator); last line
+`motion accel speed-up: cache:3 N.NNx, tome:0.5 cache:3 N.NNx`.
+
+    flock /tmp/heavy.lock python bench/bench_motion.py --accel     # CPU, 256x256
 """
 from __future__ import annotations
 
@@ -75,20 +83,62 @@ def image_run(engine, canvases) -> float:
     return time.perf_counter() - t0
 
 
-def motion_run(engine, layers, canvases, device) -> float:
+def motion_run(engine, layers, canvases, device, cycle: int = 1) -> float:
     from vid2vid.diffusion.motion_windows import EngineWindows, sampler_step
     from vid2vid.painting import windows as W
 
     s, n = engine.settings, len(canvases)
     sigmas = torch.tensor(engine.real_sigmas, dtype=torch.float32)
     sampling = W.ClipSampling(n, (4, s.height // 8, s.width // 8), sigmas, sampler_step(engine), s.seed, 16, 4,
-                              "pyramid", device=device)
+                              "pyramid", device=device, cycle=cycle)
     written = []
     t0 = time.perf_counter()
     W.paint_clip(sampling, W.LocalSpread(EngineWindows(engine, layers)), lambda i: engine.encode([canvases[i]]),
                  lambda z: engine.decode(z)[0], lambda i, im: written.append(float(np.asarray(im).mean())))
     assert len(written) == n
     return time.perf_counter() - t0
+
+
+ACCEL_SIDES = ((), ("cache:3",), ("tome:0.5", "cache:3"))
+
+
+def accel_side(model, layers, settings, accel, canvases, device) -> dict:
+    """One accelerator setting on the motion path: wall, CPU and UNet seconds per frame, deep-block calls."""
+    from vid2vid.diffusion import deepcache
+    from vid2vid.diffusion.engine import Img2ImgEngine
+
+    engine = Img2ImgEngine(model, dataclasses.replace(settings, accel=list(accel)))
+    before = deepcache.counts(model.unet)
+    cpu = time.process_time()
+    wall = motion_run(engine, layers, canvases, device, cycle=engine.accel.cache + 1)
+    cpu = time.process_time() - cpu
+    after = deepcache.counts(model.unet)
+    n = len(canvases)
+    calls = {k: after[k] - before[k] for k in after}
+    return {"name": " ".join(accel) or "no accelerator", "s": wall / n, "cpu": cpu / n,
+            "unet": engine.timings.seconds.get("unet", 0.0) / n, **calls}
+
+
+def accel_table(model, layers, settings, canvases, device) -> None:
+    warm = accel_side(model, layers, dataclasses.replace(settings, steps=1), (), canvases, device)
+    print(f"  (warm-up, one step without accelerator: {warm['s']:.3f} s/frame)", flush=True)
+    rows = []
+    for accel in ACCEL_SIDES:
+        trim()
+        rows.append(accel_side(model, layers, settings, accel, canvases, device))
+        r = rows[-1]
+        print(f"  {r['name']:<22} {r['s']:8.3f} s/frame  UNet {r['unet']:8.3f} s  cpu {r['cpu']:8.3f} s  "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    base = rows[0]
+    print(f"\n{'side':<22} {'s/frame':>8} {'UNet s':>8} {'cpu s':>8} {'full':>5} {'shallow':>7} {'x wall':>7} "
+          f"{'x cpu':>6}")
+    for r in rows:
+        full = r["full"] if r is not base else "-"     # without accelerators the calls are not counted
+        shallow = r["shallow"] if r is not base else "-"
+        print(f"{r['name']:<22} {r['s']:8.3f} {r['unet']:8.3f} {r['cpu']:8.3f} {full!s:>5} {shallow!s:>7} "
+              f"{base['s'] / r['s']:7.2f} {base['cpu'] / r['cpu']:6.2f}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    print("motion accel speed-up: " + ", ".join(f"{r['name']} {base['s'] / r['s']:.2f}x" for r in rows[1:]))
 
 
 def measured(name: str, n: int, run, device) -> dict:
@@ -112,6 +162,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1, help="sampling steps (denoise 1.0)")
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--tiny", action="store_true", help="the tiny test model (checks the script, no figures)")
+    ap.add_argument("--accel", action="store_true", help="measure the UNet accelerators on the motion path instead")
+    ap.add_argument("--accel-frames", type=int, default=16)
+    ap.add_argument("--accel-steps", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from vid2vid.config import Img2ImgSettings
@@ -122,18 +175,22 @@ def main() -> None:
     device = devices.pick(args.device)
     dtype = devices.resolve_dtype("auto", device)
     print(f"{args.size}x{args.size}, {device} {dtype}, torch threads {torch.get_num_threads()}, CFG {args.cfg:g}, "
-          f"{args.steps} step(s), context 16 overlap 4, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-          "cpus", flush=True)
+          f"{args.accel_steps if args.accel else args.steps} step(s), context 16 overlap 4, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
     t0 = time.perf_counter()
     model, adapter = build(device, dtype, args.tiny)
     print(f"(model and motion module built in {time.perf_counter() - t0:.0f} s, {PeakMemory.rss() / 2**30:.2f} GiB)",
           flush=True)
     s = Img2ImgSettings(model="sd15-random", prompt="a dancer", negative="blurry", width=args.size,
-                        height=args.size, device=str(device), cfg=args.cfg, steps=args.steps, denoise=1.0,
-                        sampler="euler")
-    engine = Img2ImgEngine(model, s)
-    canvases = frames(args.frames, args.size)
+                        height=args.size, device=str(device), cfg=args.cfg,
+                        steps=args.accel_steps if args.accel else args.steps, denoise=1.0, sampler="euler")
+    canvases = frames(args.accel_frames if args.accel else args.frames, args.size)
     layers = MotionLayers(model.unet, adapter)
+    if args.accel:
+        print(f"UNet accelerators on the motion path: {len(canvases)} frames in one window, {s.steps} steps")
+        accel_table(model, layers, s, canvases, device)
+        return
+    engine = Img2ImgEngine(model, s)
     motion = {16: measured("motion", 16, lambda: motion_run(engine, layers, canvases[:16], device), device)}
     # after the first window: the image run's UNet batch (16 frames) is a window's, its kernels are warm too
     image = measured("image", 16, lambda: image_run(engine, canvases[:16]), device)

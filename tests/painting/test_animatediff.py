@@ -75,6 +75,31 @@ def test_stage_paints_windows_and_resumes_after_a_kill_with_the_same_bits(worksp
     assert all(np.array_equal(a, b) for a, b in zip(painted(whole), painted(late), strict=True))
 
 
+def test_accelerators_on_windows_identity_bits_and_kill_resume(workspace_factory, tiny_model, motion_file):
+    """tome:0 cache:0 paint the plain bytes; tome:0.5 cache:1 paint others, and a run killed after step 3 (not a
+    resume point: a cache cycle of 2 evaluations starts after steps 2 and 4) resumes after step 2 to the same bytes."""
+    plain = workspace_factory(moving_frames(5), "plain")
+    stage.run(plain, settings(tiny_model, motion_file), Job())
+    identity = workspace_factory(moving_frames(5), "identity")
+    stage.run(identity, settings(tiny_model, motion_file, accel=["tome:0", "cache:0"]), Job())
+    assert [p.read_bytes() for p in plain.frames("img2img")] == [p.read_bytes() for p in identity.frames("img2img")]
+    st = settings(tiny_model, motion_file, accel=["tome:0.5", "cache:1"])
+    whole = workspace_factory(moving_frames(5), "whole")
+    info = stage.run(whole, st, Job())
+    assert info["accel"] == ["tome:0.5", "cache:1"]
+    assert max(np.abs(a - b).max() for a, b in zip(painted(whole), painted(plain))) > 1 / 255
+    killed = workspace_factory(moving_frames(5), "killed")
+    job = Job()
+    job.on_progress = lambda ev: job.cancel.set() if ev.stage == "img2img steps" and ev.done >= 3 else None
+    with pytest.raises(Interrupted):
+        stage.run(killed, st, job)
+    assert json.loads((killed.root / "img2img" / windows.STATE_JSON).read_text())["steps_done"] == 2
+    said: list[str] = []
+    stage.run(killed, st, Job(log=said.append))
+    assert any("resuming after step 2" in line for line in said)
+    assert [p.read_bytes() for p in whole.frames("img2img")] == [p.read_bytes() for p in killed.frames("img2img")]
+
+
 def test_motion_module_changes_the_frames(workspace_factory, tiny_model, motion_file):
     with_mm = workspace_factory(moving_frames(5), "mm")
     stage.run(with_mm, settings(tiny_model, motion_file), Job())
@@ -88,7 +113,7 @@ def test_motion_module_changes_the_frames(workspace_factory, tiny_model, motion_
     ({"cross_frame": "anchor"}, "cross-frame attention runs frame by frame"),
     ({"skip_still": 0.01}, "still frame"),
     ({"flow_init": 0.5}, "flow init"),
-    ({"accel": ["cache:2"]}, "the next call here is another window"),
+    ({"accel": ["tome:0.5", "cache-frames"]}, "cache-frames accelerator lends one frame's deep features"),
 ])
 def test_what_does_not_apply_is_refused_and_nothing_is_lost(workspace_factory, tiny_model, motion_file, kw, msg):
     ws = workspace_factory(moving_frames(3), "bad")

@@ -21,6 +21,10 @@ leave them out of those inside (one more full evaluation per window edge).
 the features `rec` kept of another frame's sampling at the same evaluation and slot (row r of a
 batch of B frames reads row r // B of the recorded batch of one, as cross-frame attention does);
 inside `frame_features(record=rec)` it keeps the feature each evaluation used.
+With windows of frames (`painting/windows.py`), `WindowFeatures` holds the features per window across
+the clip's evaluations: `with wf.evaluation(window, k):` around one window's denoiser call, k the
+clip's evaluation (the same rule, k % (N + 1) == 0 is full), so each window reads only the features
+of its own last full call (slot = (window, UNet call within the evaluation)).
 
 The module hooks are installed once per UNet and are idle outside `caching(...)` in the calling
 thread, so a model shared with other code or other threads is unaffected. `counts(unet)` says
@@ -243,6 +247,34 @@ def counts(unet: torch.nn.Module) -> dict[str, int]:
 def full_evaluations(evaluations: int, interval: int) -> int:
     """How many of `evaluations` are full with cache:interval (the formula the tests check against)."""
     return -(-evaluations // (interval + 1))
+
+
+class WindowFeatures:
+    """cache:N for windowed painters: the features each window held at its last full evaluation.
+
+    The clip's sampler calls every window once per evaluation k (counted from the clip's first step);
+    `evaluation(window, k)` makes the UNet calls inside it (this thread) full or shallow by the rule
+    above, with that window's own held features. A window whose features are missing at a shallow
+    evaluation (a process that did not see its last full one) runs full.
+    """
+
+    def __init__(self, interval: int):
+        self.interval = int(interval)
+        self.windows: dict[tuple[int, int], _Sampling] = {}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def evaluation(self, window: range, k: int):
+        with self.lock:
+            state = self.windows.setdefault((window.start, window.stop), _Sampling(self.interval))
+        state.evaluation, state.slot = int(k), 0
+        before = getattr(_local, "state", None)
+        _local.state = state
+        try:
+            yield state
+        finally:
+            state.feature = None
+            _local.state = before
 
 
 class FrameCache(KeptFrames):

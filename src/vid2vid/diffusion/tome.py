@@ -146,10 +146,15 @@ class TomeProcessor:
 
 
 def self_attention_layers(unet: torch.nn.Module) -> list[str]:
-    """Processor names of every self-attention layer of a diffusers UNet."""
+    """Processor names of every spatial self-attention layer of a diffusers UNet. The temporal attention of
+    motion modules (`motion_modules` inside a `UNetMotionModel`'s blocks) attends over frames, not over the
+    latent grid, and is left out; motion modules hooked on from outside (`diffusion/motion.py`) are not the
+    UNet's submodules at all."""
     names = []
     for name in unet.attn_processors:
         module = unet.get_submodule(name.rsplit(".", 1)[0])
+        if "motion_modules" in name.split("."):
+            continue
         if name.endswith("attn1.processor") and not getattr(module, "is_cross_attention", True):
             names.append(name)
     return names

@@ -79,6 +79,15 @@ class ActorSet:
         finally:
             self.free.put(actor)
 
+    def call_at(self, index: int, what: str, method: str, *args):
+        """`method(*args)` on actor `index` (modulo their number), whether or not it is busy: work that
+        must meet the state an earlier call left there (Ray runs an actor's calls one at a time)."""
+        actor = self.actors[index % len(self.actors)]
+        try:
+            return self.ray.get(getattr(actor, method).remote(*args))
+        except self.ray.exceptions.RayError as exc:
+            raise Vid2VidError(f"{what} on Ray failed: {cause(exc)}") from exc
+
     def close(self) -> None:
         for a in self.actors:
             self.ray.kill(a)

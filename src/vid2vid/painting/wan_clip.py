@@ -121,7 +121,7 @@ class WanWindows:
             self._refs = torch.cat([clean, noise.to(clean.device)])
         return self._refs[:1], self._refs[1:]
 
-    def predict(self, x: torch.Tensor, sigma: torch.Tensor, frames: range) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, sigma: torch.Tensor, frames: range, evaluation: int = 0) -> torch.Tensor:
         cond = self.conditioning(frames)
         s = float(sigma[0])
         xw = x.permute(1, 0, 2, 3)[None].float()                 # (F, C, h, w) -> (1, C, F, h, w)

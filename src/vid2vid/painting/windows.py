@@ -11,11 +11,12 @@ step form, with the blended prediction as their denoiser.
 The interface a windowed painter supplies (everything model-specific; nothing here knows it):
 
     class MyWindowModel:                                  # the WindowModel protocol below
-        def predict(self, x, sigma, frames) -> denoised   # x: (F, C, h, w) latents of the frames
-                                                          # `frames` (a range of clip frame numbers) at
-                                                          # noise level sigma (a (F,) tensor); returns the
-                                                          # predicted clean latents, same shape (the
-                                                          # k-diffusion denoiser D(x, sigma) of one window)
+        def predict(self, x, sigma, frames, evaluation=0) -> denoised
+                                # x: (F, C, h, w) latents of the frames `frames` (a range of clip frame
+                                # numbers) at noise level sigma (a (F,) tensor); returns the predicted
+                                # clean latents, same shape (the k-diffusion denoiser D(x, sigma) of one
+                                # window); `evaluation` counts the clip denoiser's calls from the first
+                                # step (a model that keeps features from call to call reads it)
 
 and, to run it: `encode()` the clip into latents (N, C, h, w) frame by frame, the real sigmas,
 the sampler step, then `sample_clip(...)` and decode frame by frame. Noise is per frame
@@ -26,7 +27,10 @@ Resume: the unit is one step of the whole clip. After each step `StepStore` writ
 latents together with the sampler's carry (DPM++ 2M's last prediction, LMS's derivatives) and
 the state of the per-frame noise generators (ancestral samplers) to one file, atomically, then
 `windows-state.json` (`steps_done`, `steps_total`, ...) for whoever watches. A killed run loses
-at most the step in flight; resuming gives the same bits as an uninterrupted run.
+at most the step in flight; resuming gives the same bits as an uninterrupted run. A window model
+that keeps features from one evaluation to the next (deep-feature caching: a full evaluation every
+`cycle`) makes only the steps after which a cycle starts resume points (`ClipSampling(cycle=...)`):
+a resumed run starts with the evaluation that is full in an uninterrupted run too.
 
 Spread: within a step the windows are independent. `LocalSpread` runs them on this process (on
 `workers` threads, each with its share of the cores); `painting/windowray.py` runs them on Ray
@@ -54,11 +58,12 @@ _INIT, _STEP = 0, 1                 # what a frame's seeded generator is for: in
 
 
 class WindowModel(Protocol):
-    def predict(self, x: torch.Tensor, sigma: torch.Tensor, frames: range) -> torch.Tensor: ...
+    def predict(self, x: torch.Tensor, sigma: torch.Tensor, frames: range, evaluation: int = 0) -> torch.Tensor: ...
 
 
 class Spread(Protocol):
-    def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor) -> list[torch.Tensor]: ...
+    def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor,
+                    evaluation: int = 0) -> list[torch.Tensor]: ...
 
 
 # ---------------------------------------------------------------- the plan
@@ -161,8 +166,10 @@ class LocalSpread:
         self.threads_before = torch.get_num_threads()
         self.pool = worker_pool(max(1, workers), threads or self.threads_before, "window")
 
-    def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor) -> list[torch.Tensor]:
-        futures = [self.pool.submit(self.model.predict, xw, sigma[:len(frames)], frames) for frames, xw in jobs]
+    def predict_all(self, jobs: list[tuple[range, torch.Tensor]], sigma: torch.Tensor,
+                    evaluation: int = 0) -> list[torch.Tensor]:
+        futures = [self.pool.submit(self.model.predict, xw, sigma[:len(frames)], frames, evaluation)
+                   for frames, xw in jobs]
         return [f.result() for f in futures]
 
     def close(self) -> None:
@@ -170,17 +177,26 @@ class LocalSpread:
         torch.set_num_threads(self.threads_before)     # the workers' threads set the process-wide count
 
 
-def blended(spread: Spread, windows: Sequence[range], weights: Sequence[torch.Tensor]) -> Callable:
+class Blended:
     """The clip's denoiser D(x, sigma): every window predicted, then blended with its weights (in
-    window order, so the bits do not depend on how the windows were spread)."""
-    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        outs = spread.predict_all([(w, x[w.start:w.stop]) for w in windows], sigma)
+    window order, so the bits do not depend on how the windows were spread). `evaluations` counts
+    its calls from the clip's first step (`start`: those made before a resume)."""
+
+    def __init__(self, spread: Spread, windows: Sequence[range], weights: Sequence[torch.Tensor], start: int = 0):
+        self.spread, self.windows, self.weights, self.evaluations = spread, windows, weights, int(start)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        k, self.evaluations = self.evaluations, self.evaluations + 1
+        outs = self.spread.predict_all([(w, x[w.start:w.stop]) for w in self.windows], sigma, k)
         total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        for w, wt, out in zip(windows, weights, outs):
+        for w, wt, out in zip(self.windows, self.weights, outs):
             total[w.start:w.stop] += out.float().to(x.device) * wt.to(x.device).view(-1, *([1] * (x.dim() - 1)))
         return total
 
-    return denoise
+
+def blended(spread: Spread, windows: Sequence[range], weights: Sequence[torch.Tensor]) -> Blended:
+    """The clip's denoiser (see `Blended`), counting from evaluation 0."""
+    return Blended(spread, windows, weights)
 
 
 # ---------------------------------------------------------------- the per-step state
@@ -201,7 +217,7 @@ class StepStore:
         return self.folder / STATE_FILE
 
     def load(self, shape: Sequence[int]) -> dict | None:
-        """The saved state ({'steps_done', 'x', 'carry', 'noise'}) if it fits; else None."""
+        """The saved state ({'steps_done', 'x', 'carry', 'noise', 'evaluations'}) if it fits; else None."""
         if not self.path.is_file():
             return None
         try:
@@ -213,8 +229,10 @@ class StepStore:
             return None
         return state
 
-    def save(self, steps_done: int, x: torch.Tensor, carry: Carry, noise: BatchNoise | None) -> None:
-        state = {"key": self.key, "steps_done": int(steps_done), "x": x.detach().cpu(),
+    def save(self, steps_done: int, x: torch.Tensor, carry: Carry, noise: BatchNoise | None,
+             evaluations: int = 0) -> None:
+        state = {"key": self.key, "steps_done": int(steps_done), "evaluations": int(evaluations),
+                 "x": x.detach().cpu(),
                  "carry": _to_cpu(carry),
                  "noise": [] if noise is None else [g.get_state() for g in noise.generators]}
         with ws_mod.atomic_path(self.path) as tmp:
@@ -257,13 +275,14 @@ class ClipSampling:
 
     def __init__(self, frames: int, latent_shape: Sequence[int], sigmas: torch.Tensor, step: Step,
                  seed: int, length: int, overlap: int, weighting: str = "flat", init_noise: float = 1.0,
-                 shuffle_noise: bool = False, device: torch.device | str = "cpu"):
+                 shuffle_noise: bool = False, device: torch.device | str = "cpu", cycle: int = 1):
         self.frames, self.shape = int(frames), tuple(latent_shape)
         self.sigmas, self.step, self.seed = sigmas, step, int(seed)
         self.windows = plan_windows(frames, length, overlap)
         self.weights = blend_weights(self.windows, frames, weighting)
         self.init_noise, self.device = float(init_noise), torch.device(device)
         self.shuffle = (length, overlap) if shuffle_noise else None
+        self.cycle = max(1, int(cycle))     # a step is a resume point when the evaluations done are a multiple
 
     @property
     def steps_total(self) -> int:
@@ -282,19 +301,21 @@ class ClipSampling:
         noise = step_noise(self.seed, self.frames, self.shape, self.device)
         state = None if store is None else store.load(full)
         if state is None:
-            x, carry, done = self.start(encode().to(self.device)), {}, 0
+            x, carry, done, evaluations = self.start(encode().to(self.device)), {}, 0, 0
         else:
             x, done = state["x"].to(self.device), int(state["steps_done"])
+            evaluations = int(state.get("evaluations", 0))
             carry = _to_device(state["carry"], self.device)
             for g, s in zip(noise.generators, state["noise"]):
                 g.set_state(s)
-        denoise = blended(spread, self.windows, self.weights)
+        denoise = Blended(spread, self.windows, self.weights, evaluations)
         sigmas = self.sigmas.to(self.device)
         with torch.no_grad():
             for i in range(done, self.steps_total):
                 x, _ = self.step(denoise, x, sigmas, i, carry, noise)
-                if store is not None:
-                    store.save(i + 1, x, carry, noise)
+                resumable = denoise.evaluations % self.cycle == 0 or i + 1 == self.steps_total
+                if store is not None and resumable:
+                    store.save(i + 1, x, carry, noise, denoise.evaluations)
                 if on_step is not None:
                     on_step(i + 1)
         return x

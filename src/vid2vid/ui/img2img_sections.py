@@ -89,7 +89,8 @@ def settings_sections(p: Page) -> dict[str, Any]:
         place(p, "img2img.accel", lines=2)
         gr.Markdown("Accelerators trade picture for speed: tome:0.5 merges half the full-resolution "
                     "self-attention tokens, cache:N reuses deep UNet features for N calls, cache-frames "
-                    "reuses a still frame's deep features from the frame before (the README gives the "
+                    "reuses a still frame's deep features from the frame before (with a motion module: "
+                    "tome and cache:N, per window; the README gives the "
                     "papers' quality figures; compare on the X/Y/Z grid with an accel axis).")
     with gr.Accordion("Frame delta correction", open=False):
         with gr.Row():

@@ -9,9 +9,10 @@ ControlNets (each window with its frames' control images), IP-Adapters (the refe
 stored by `painting/references.py`, its tokens read by the UNet's own cross-attention layers, not
 by the motion modules), a separate or tiny VAE; frame delta correction and the flow pass follow as
 for any painter. A painted reference (first-painted, key:N) is painted by the image painter
-(`image_settings`) before the windows run. What reads frames one at a time or skips
-them (key frames, still frames, flow init, cross-frame attention, the UNet accelerators, the
-debug frame) is refused.
+(`image_settings`) before the windows run. The UNet accelerators `tome:R` and `cache:N` apply to
+every window (`diffusion/motion_windows.py`: token merging in the spatial self-attention only, deep
+features held per window); what reads frames one at a time or skips them (key frames, still frames,
+flow init, cross-frame attention, the cache-frames accelerator, the debug frame) is refused.
 
 The windowed session (the interface `painting/windowrun.py` drives):
     sampling(n) -> windows.ClipSampling      windows, schedule, sampler step and noise for n frames
@@ -61,12 +62,18 @@ _REFUSED = (
     (lambda st: st.img2img.flow_init > 0, "flow init paints each frame from the previous output, a motion module "
                                           "paints a window at once; set {img2img.flow_init} to 0 or clear "
                                           "{img2img.motion_module}"),
-    (lambda st: bool(st.img2img.accel), "the UNet accelerators reuse features from one call to the next, and "
-                                        "the next call here is another window; clear {img2img.accel} or "
-                                        "{img2img.motion_module}"),
+    (lambda st: _cache_frames(st), "the cache-frames accelerator lends one frame's deep features to the next "
+                                   "frames, a window samples its frames together in one call; drop cache-frames "
+                                   "from {img2img.accel} (tome and cache:N apply) or clear {img2img.motion_module}"),
     (lambda st: st.img2img.single > 0, "a motion module paints windows, not one frame; run the stage without "
                                        "{img2img.single} (it resumes after the last finished step)"),
 )
+
+
+def _cache_frames(settings: config.Settings) -> bool:
+    from vid2vid.config.accel import parse
+
+    return parse(settings.img2img.accel).frames is not None
 
 
 # The settings only this painter reads; at their defaults the image painter paints.
@@ -122,7 +129,7 @@ class MotionSession:
         return ClipSampling(frames, (4, s.height // 8, s.width // 8),
                             torch.tensor(e.real_sigmas, dtype=torch.float32), sampler_step(e), s.seed,
                             s.context_length, s.context_overlap, s.context_weighting, s.init_noise,
-                            s.shuffle_noise, self.device)
+                            s.shuffle_noise, self.device, cycle=e.accel.cache + 1)
 
     def encode(self, canvas: np.ndarray) -> torch.Tensor:
         return self.engine.encode([canvas])
