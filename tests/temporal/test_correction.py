@@ -293,3 +293,22 @@ def test_resize_mode_fits_the_source_motion_like_the_generated_frames(tmp_path, 
     assert [a.read_bytes() for a in crop] != [b.read_bytes() for b in stretched]
     with pytest.raises(BadInput, match="--resize 'zoom'"):
         correction.correct_folder(tmp_path / "src", tmp_path / "gen", tmp_path / "bad", s, resize="zoom")
+
+
+def test_the_flow_only_fields_do_not_move_the_key_of_another_method():
+    """The stats method does not read flow strength or the flow mask: its key holds them at their first values,
+    so the new default strength (or another value) redoes nothing; under the flow method they count."""
+    from vid2vid import config
+    from vid2vid.core.workspace import params_key
+    from vid2vid.temporal.correction import FLOW_ONLY_FIRST, key_params
+
+    stats = config.CorrectSettings()
+    assert stats.method == "stats" and stats.flow_strength != FLOW_ONLY_FIRST["flow_strength"]
+    first = {**config.to_dict(stats), **FLOW_ONLY_FIRST}              # what keys held before the default moved
+    assert params_key(key_params(stats)) == params_key(first)
+    other = config.CorrectSettings(flow_strength=0.3, flow_mask="motion")
+    assert params_key(key_params(other)) == params_key(first)
+    flow = config.CorrectSettings(method="flow")
+    assert key_params(flow)["flow_strength"] == flow.flow_strength
+    assert params_key(key_params(flow)) != params_key(key_params(config.CorrectSettings(method="flow",
+                                                                                        flow_strength=0.75)))

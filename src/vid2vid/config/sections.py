@@ -65,8 +65,8 @@ class CorrectSettings(Section):
                                 label="Depth low-cut")
     method: str = setting("stats", "correction method: stats (masks + statistics per frame; old name seed), or "
                           "flow (flow-guided over the sequence)", choices=CORRECT_METHODS, label="Correction method")
-    flow_strength: float = setting(0.75, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
-                                   fix="0.75 is the default", label="Flow strength (flow method)")
+    flow_strength: float = setting(0.95, "flow method: 0 = none, higher = steadier (0..0.99)", lo=0.0, hi=0.99,
+                                   fix="0.95 is the default", label="Flow strength (flow method)")
     flow_mask: str = setting("none", "flow method: change mask (white = keep the generated frame there)",
                              choices=DELTA_MASKS, label="Flow change mask (flow method)")
 

@@ -76,10 +76,20 @@ def _check_out_dir(out_dir: Path, inputs: dict[str, Path | None]) -> None:
             raise BadInput(f"--out {out_dir} is the same folder as {option}; write the corrected frames elsewhere")
 
 
+# The fields only the flow method reads, at the values they had when stage keys were first made. A
+# stage whose method is another one records them at these values: changing them, or their defaults
+# (flow strength was 0.75 until the detail gate came), does not redo work they do not touch.
+FLOW_ONLY_FIRST = {"flow_strength": 0.75, "flow_mask": "none"}
+
+
 def key_params(settings: config.CorrectSettings) -> dict:
-    """The correction settings as stage parameters (the manifest and the log show them as set; the
-    key hashes a renamed method under its first name, see `core.workspace.KEY_FIRST_NAMES`)."""
-    return config.to_dict(settings)
+    """The correction settings as stage parameters (the manifest and the log show them as set, the
+    flow-only fields as `FLOW_ONLY_FIRST` under another method; the key hashes a renamed method under
+    its first name, see `core.workspace.KEY_FIRST_NAMES`)."""
+    params = config.to_dict(settings)
+    if settings.method != "flow":
+        params.update(FLOW_ONLY_FIRST)
+    return params
 
 
 def _fingerprint(files: list[Path]) -> list[list[Any]]:

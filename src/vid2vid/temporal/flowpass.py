@@ -49,6 +49,7 @@ from typing import cast
 import cv2
 import numpy as np
 
+from vid2vid.config.sections import CorrectSettings
 from vid2vid.core.errors import BadInput
 from vid2vid.temporal import detailgate, trust
 from vid2vid.temporal.colourmatch import colour_fit, match_to_neighbours  # noqa: F401  (read here too)
@@ -63,7 +64,7 @@ from vid2vid.temporal.opticalflow import (
 )
 from vid2vid.temporal.trust import motion_trust, photometric_residual, photometric_trust  # noqa: F401  (read here too)
 
-DEFAULT_STRENGTH = 0.75
+DEFAULT_STRENGTH = CorrectSettings.flow_strength        # the setting's default (config/sections.py)
 
 
 @dataclass
