@@ -518,6 +518,7 @@ def test_propagate_stage_with_the_cross_frame_fill_resumes_bit_identically(works
     ws = workspace_factory(moving_frames(5, W, H), "fill-stage")
     st = stage_settings(tiny_dir, cross_frame="anchor")
     st.propagate.keyframes, st.propagate.fill = "every:4", "img2img"
+    st.propagate.fill_budget = 1.0                          # no budget: every frame with a hole is filled
     run_stage(ws, st, tiny)
     info = pstage.run(ws, st, Job(), model=tiny)
     assert info["filled"] >= 2 and info["fill_key_samplings"] == 2 and info["fill_key_seconds"] > 0

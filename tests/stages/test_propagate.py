@@ -90,3 +90,28 @@ def test_cli_propagate_bad_input(tmp_path, capsys):
     assert exc.value.code == 2
     assert main(["img2img", "-w", str(tmp_path / "nows"), "--keyframes", "every:0"]) == 2
     assert "--keyframes" in capsys.readouterr().err
+
+
+def test_the_fill_budget_enters_the_key_only_where_it_can_change_the_frames(tmp_path):
+    from vid2vid import config
+    from vid2vid.stages import propagate as pstage
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    for dep in pstage.INPUTS:
+        ws.begin_stage(dep, {}, outputs=())
+        ws.complete_stage(dep)
+    s = config.Settings()
+    s.propagate.keyframes = "every:4"
+    assert "fill_budget" not in pstage.stage_params(ws, s, 81, 27)            # fill "warp": no model, no budget
+    s.propagate.fill = "img2img"
+    s.propagate.fill_budget = 1.0
+    unlimited = pstage.stage_params(ws, s, 81, 27)
+    assert "fill_budget" not in unlimited and unlimited["fill_min"] == pstage.prop.FILL_MIN
+    s.propagate.fill_budget = 0.35
+    assert pstage.stage_params(ws, s, 81, 27) == unlimited | {"fill_budget": 0.35}     # a fresh workspace
+    # a stage finished before the budget existed (its key: no budget) is kept when it filled no more
+    # frames than the budget allows (81 frames, 18 keys: 10), and redone when it filled more
+    for filled, kept in ((10, True), (11, False)):
+        ws.begin_stage(pstage.STAGE, unlimited, inputs=pstage.INPUTS, outputs=())
+        ws.complete_stage(pstage.STAGE, filled=filled)
+        assert (pstage.stage_params(ws, s, 81, 18) == unlimited) is kept

@@ -169,6 +169,9 @@ class PropagateSettings(Section):
                         flag="--key-fill", label="Fill disocclusions")
     fill_denoise: float = setting(0.35, "denoising strength of the img2img fill", lo=0.0, hi=1.0,
                                   flag="--key-fill-denoise", label="Fill denoise")
+    fill_budget: float = setting(0.35, "the share of the frames the model may paint, keys included (1: no limit): the "
+                                 "img2img fill repaints the frames with the largest holes first, in what the keys "
+                                 "leave", lo=0.0, hi=1.0, flag="--key-fill-budget", label="Fill budget")
     steady_keys: bool = setting(True, "steady each key with the two keys on each side (along the source's motion) "
                                 "before carrying it, so the keys' own flicker does not jump at every key",
                                 label="Steady the keys")

@@ -29,12 +29,15 @@ from vid2vid.core import imageops
 from vid2vid.core.errors import BadInput, stage_ref
 from vid2vid.core.progress import Job
 from vid2vid.core.workspace import Workspace, atomic_write_json, frame_name, list_frames, params_key
+from vid2vid.temporal import fillbudget
 from vid2vid.temporal import propagation as prop
+from vid2vid.temporal.flowpass import FlowOptions
 
 STAGE = "propagate"
 ROW = stagetable.stage(STAGE)
 OUTPUT_DIR = ROW.folder
 RECORD = "propagate.json"
+INPUTS = ("extract", "img2img")
 
 
 def check(settings: config.Settings) -> None:
@@ -138,11 +141,8 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
         raise BadInput(f"img2img in {ws.root} was not painted with {{propagate.keyframes}} {ps.keyframes}; "
                        f"run {stage_ref('img2img', ws.root)} with it first")
     keys0 = [k - 1 for k in keys]
-    params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize, "steady_keys": ps.steady_keys,
-              **({"fill_denoise": ps.fill_denoise, "fill_open": prop.fill_opening((s.width, s.height)),
-                  "fill_min": prop.FILL_MIN} if ps.fill == "img2img" else {})}
-    status = ws.begin_stage(STAGE, params, inputs=("extract", "img2img"), overwrite=settings.run.overwrite,
-                            outputs=ROW.outputs)
+    params = stage_params(ws, settings, len(frames), len(keys0))
+    status = ws.begin_stage(STAGE, params, inputs=INPUTS, overwrite=settings.run.overwrite, outputs=ROW.outputs)
     out_dir = ws.path(OUTPUT_DIR)
     targets = [out_dir / frame_name(t + 1) for t in range(len(frames))]
     if status.state == "done" and all(p.exists() for p in targets):
@@ -150,21 +150,59 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
 
     # 2. propagate, writing each frame once (frames already written are kept)
     fill = _image_fill(settings, job, model, ws, keys0) if ps.fill == "img2img" else "warp"
+    size, source = (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize)
+    chosen = _budgeted(len(frames), size, source, keys0, ps.fill_budget, job) if ps.fill == "img2img" else None
     try:
-        stats = _propagate(len(frames), (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize),
-                           keys0, partial(painted_key, ws), targets,
-                           fill, job, steady=ps.steady_keys)
+        stats = _propagate(len(frames), size, source, keys0, partial(painted_key, ws), targets,
+                           fill, job, steady=ps.steady_keys, fill_frames=chosen)
     finally:
         if hasattr(fill, "close"):          # cross-frame fill, the model's own attention back
             fill.close()
+    if ps.fill == "img2img":
+        job.say(f"painted by the model: {len(keys0)} keys + {stats['filled']} filled = "
+                f"{len(keys0) + stats['filled']} of {len(frames)} frames")
     ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
                       hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill,
                       **(fill.record() if hasattr(fill, "record") else {}))
     return ws.stage_info(STAGE)
 
 
+def stage_params(ws: Workspace, settings: config.Settings, n: int, keys: int) -> dict:
+    """The stage's parameters (its key). With the img2img fill, `fill_budget` enters only when it is
+    below 1, and not for a workspace whose stage finished before the budget existed and filled no
+    more frames than the budget allows (the budget picks exactly those frames there: it is kept)."""
+    ps, s = settings.propagate, settings.img2img
+    params = {"keyframes": ps.keyframes, "fill": ps.fill, "resize": s.resize, "steady_keys": ps.steady_keys}
+    if ps.fill != "img2img":
+        return params
+    params |= {"fill_denoise": ps.fill_denoise, "fill_open": prop.fill_opening((s.width, s.height)),
+               "fill_min": prop.FILL_MIN}
+    limit = fillbudget.allowance(n, keys, ps.fill_budget)
+    if limit is None:
+        return params
+    rec = ws.stage_record(STAGE) or {}
+    unbudgeted = rec.get("complete") and rec.get("key") == ws.stage_key(params, INPUTS)
+    if unbudgeted and rec.get("info", {}).get("filled", limit + 1) <= limit:
+        return params
+    return params | {"fill_budget": ps.fill_budget}
+
+
+def _budgeted(n: int, size: tuple[int, int], source, keys: list[int], budget: float, job: Job):
+    """The frames the img2img fill repaints under `budget` (vid2vid.temporal.fillbudget.fill_frames,
+    from the holes measured before anything is painted); None: no limit."""
+    limit = fillbudget.allowance(n, len(keys), budget)
+    if limit is None:
+        return None
+    tracker = job.tracker("holes", n - len(keys))
+    shares = fillbudget.hole_shares(n, size, source, keys, FlowOptions(), prop.fill_opening(size), tracker.advance)
+    chosen = fillbudget.choose(shares, limit, prop.FILL_MIN)
+    job.say(f"fill budget {budget:g} of {n} frames: {len(keys)} keys leave the fill {limit} frames; "
+            f"{sum(s > prop.FILL_MIN for s in shares.values())} have a hole to repaint, {len(chosen)} chosen")
+    return chosen
+
+
 def _propagate(n: int, size: tuple[int, int], source, keys: list[int], key_frame, targets: list[Path], fill,
-               job: Job, steady: bool = True) -> dict:
+               job: Job, steady: bool = True, fill_frames=None) -> dict:
     todo = {t for t, p in enumerate(targets) if not p.exists()}
     tracker = job.tracker(STAGE, n, done=n - len(todo))
     targets[0].parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +212,7 @@ def _propagate(n: int, size: tuple[int, int], source, keys: list[int], key_frame
         tracker.advance()
 
     return prop.propagate_frames(n, size, source, keys, key_frame, write, fill=fill, todo=todo.__contains__,
-                                 steady=steady)
+                                 steady=steady, fill_frames=fill_frames)
 
 
 # ---------------------------------------------------------------- any folders

@@ -42,7 +42,7 @@ Memory holds about four key intervals of flow fields.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -50,14 +50,21 @@ import numpy as np
 
 from vid2vid.config.keyframes import KeySpec, parse_keyframes  # noqa: F401  (callers read them here too)
 from vid2vid.core.errors import BadInput
-from vid2vid.temporal import redraw, trust
-from vid2vid.temporal.flowpass import (
-    FlowOptions,
-    flow_grey,
-    flow_size,
-    match_to_neighbours,
-    photometric_residual,
-    source_link,
+from vid2vid.temporal import fillbudget, redraw, trust
+from vid2vid.temporal.fillbudget import FILL_MIN, fill_opening, meaningful_hole  # noqa: F401  (read here too)
+from vid2vid.temporal.flowpass import FlowOptions, flow_grey, flow_size, match_to_neighbours, photometric_residual
+from vid2vid.temporal.keychain import (  # noqa: F401  (read here too)
+    HOLE_TRUST,
+    IntervalMotion,
+    PairLink,
+    blend_weight,
+    compose,
+    frame_trust,
+    interval_chains,
+    interval_motion,
+    key_chain,
+    key_trust,
+    pair_link,
 )
 from vid2vid.temporal.keyframes import (  # noqa: F401  (read here too)
     SourceMotion,
@@ -67,71 +74,12 @@ from vid2vid.temporal.keyframes import (  # noqa: F401  (read here too)
     key_rules,
 )
 from vid2vid.temporal.metrics import grey_float
-from vid2vid.temporal.opticalflow import (
-    as_float_rgb,
-    consistency_mask,
-    inside_mask,
-    resize_flow,
-    resize_to,
-    sample_grid,
-    warp,
-)
+from vid2vid.temporal.opticalflow import as_float_rgb, resize_flow, resize_to, sample_grid, warp
 
-HOLE_TRUST = 0.5          # a key trusted at least this much covers a pixel fully
-FILL_MIN = 0.005          # share of meaningful hole (`meaningful_hole`) below which a frame gets no img2img fill
-FILL_OPEN = 9             # pixels at 480 rows (scaled with the shorter side): thinner holes are slivers, no fill
-FILL_OPEN_AT = 480
 STEADY_REACH = 2          # steady keys: each key is averaged with this many keys on each side
 STEADY_TOLERANCE = 0.0   # ... where they agree with it within this (trust.agreement; the source's change aside)
 
-
-# ---------------------------------------------------------------- motion along a key interval
-
-@dataclass
-class PairLink:
-    """Source motion of the pair (t-1, t) at the flow size: flows and their validity
-    (forward-backward check and inside the frame)."""
-
-    flow_bw: np.ndarray     # float32 HxWx2 at t towards t-1
-    valid_bw: np.ndarray    # float32 HxW in {0, 1}
-    flow_fw: np.ndarray     # float32 HxWx2 at t-1 towards t
-    valid_fw: np.ndarray    # float32 HxW in {0, 1}
-
-
-def pair_link(grey_prev: np.ndarray, grey_cur: np.ndarray, options: FlowOptions) -> PairLink:
-    """Flows and validity of one source pair (uint8 HxW greys at the flow size); a scene cut
-    (temporal.source_link's rule) is valid nowhere."""
-    link = source_link(grey_prev, grey_cur, options)
-    bw, fw = link.flow_bw.astype(np.float32), link.flow_fw.astype(np.float32)
-    if link.cut:
-        zero = np.zeros(bw.shape[:2], np.float32)
-        return PairLink(bw, zero, fw, zero.copy())
-    vb = (consistency_mask(bw, fw) & inside_mask(bw)).astype(np.float32)
-    vf = (consistency_mask(fw, bw) & inside_mask(fw)).astype(np.float32)
-    return PairLink(bw, vb, fw, vf)
-
-
-def compose(step_flow: np.ndarray, step_valid: np.ndarray, far_flow: np.ndarray | None,
-            far_valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Chain one step onto a composed flow: at frame t, F(x) = f(x) + F'(x + f(x)), V(x) = v(x) V'(x + f(x)).
-
-    step_flow / step_valid: t towards its neighbour s; far_flow / far_valid: s towards the key
-    (None when s is the key). float32 HxWx2 / HxW at the flow size."""
-    if far_flow is None:
-        return step_flow, step_valid
-    map_x, map_y = sample_grid(step_flow)
-    far = cv2.remap(far_flow, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.remap(far_valid, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return step_flow + far, step_valid * valid
-
-
-def key_trust(valid: np.ndarray, flow: np.ndarray, grey_t: np.ndarray, grey_key: np.ndarray,
-              sigma: float) -> np.ndarray:
-    """Trust (float32 HxW, flow size) in the key warped into t: chain validity times the direct
-    photometric check exp(-(r / sigma)^2), r = |grey_t - warp(grey_key, flow)| (greys float32 [0, 1])."""
-    r = grey_t - warp(grey_key, flow)
-    return valid * np.exp(-(r * r) * np.float32(1.0 / (sigma * sigma)))
-
+# ---------------------------------------------------------------- key warps
 
 def warp_key(key: np.ndarray, flow_small: np.ndarray, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
     """The key frame (float32 HxWx3) read at x + flow(x), with the small flow scaled up: one resampling,
@@ -140,21 +88,6 @@ def warp_key(key: np.ndarray, flow_small: np.ndarray, interpolation: int = cv2.I
     h, w = key.shape[:2]
     map_x, map_y = sample_grid(resize_flow(flow_small, w, h))
     return cv2.remap(key, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
-
-
-def blend_weight(a_trust: np.ndarray, b_trust: np.ndarray, wa: float, wb: float) -> tuple[np.ndarray, np.ndarray]:
-    """(weight of key b, coverage), float32 HxW at full size, for the frame
-
-        A + weight * (B - A) = (w_a T_a A + w_b T_b B) / (w_a T_a + w_b T_b)
-
-    with c = clip(max(T_a, T_b) / HOLE_TRUST, 0, 1); where neither key has any trust (w_a T_a + w_b T_b
-    <= 1e-12) the weight picks the nearer key (a when wa >= wb). Where c < 1 the caller redraws."""
-    ka, kb = a_trust * np.float32(wa), b_trust * np.float32(wb)
-    den = ka + kb
-    cover = np.clip(np.maximum(a_trust, b_trust) * np.float32(1.0 / HOLE_TRUST), 0.0, 1.0)
-    weight = kb / np.maximum(den, np.float32(1e-12))
-    weight[den <= 1e-12] = 0.0 if wa >= wb else 1.0
-    return weight, cover
 
 
 def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -179,66 +112,9 @@ def steady_key(key: np.ndarray, neighbours: Sequence[tuple[np.ndarray, np.ndarra
     return np.clip(acc, 0.0, 1.0, out=acc)
 
 
-def fill_opening(size: tuple[int, int]) -> int:
-    """The disc (pixels) `meaningful_hole` opens a hole with at frame size (width, height): FILL_OPEN
-    at FILL_OPEN_AT pixels on the shorter side, in proportion elsewhere, at least 1 (no opening)."""
-    return max(1, round(FILL_OPEN * min(size) / FILL_OPEN_AT))
-
-
-def meaningful_hole(hole: np.ndarray, size: int = FILL_OPEN) -> np.ndarray:
-    """The part of a hole mask (float32 HxW in [0, 1]) worth repainting: the pixels over 0.5 opened
-    with a size x size disc (slivers and specks thinner than `size` go), grown back by the same disc
-    so the kept regions keep their soft rim, times the hole. size <= 1: the hole itself."""
-    if size <= 1:
-        return hole
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    core = cv2.morphologyEx((hole > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc)
-    return hole * cv2.dilate(core, disc).astype(np.float32)
-
-
 # ---------------------------------------------------------------- the pass
 
 FillFn = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
-
-
-@dataclass
-class IntervalMotion:
-    """The source motion of one key interval a < b at the flow size: the links of its pairs, the
-    float greys of its frames, and the chains between its two keys (at b towards a, at a towards b)."""
-
-    links: dict[int, PairLink]
-    greys: dict[int, np.ndarray]
-    back: tuple[np.ndarray, np.ndarray]
-    ahead: tuple[np.ndarray, np.ndarray]
-
-
-def interval_motion(a: int, b: int, grey: Callable[[int], np.ndarray], options: FlowOptions) -> IntervalMotion:
-    """Links, greys (float32 [0, 1]) and key-to-key chains of the interval a < b; grey(t): uint8 grey
-    of source frame t at the flow size."""
-    greys = {t: grey(t) for t in range(a, b + 1)}
-    links = {t: pair_link(greys[t - 1], greys[t], options) for t in range(a + 1, b + 1)}
-    gf = {t: g.astype(np.float32) * np.float32(1 / 255) for t, g in greys.items()}
-    back: tuple = (None, None)
-    for t in range(a + 1, b + 1):
-        back = compose(links[t].flow_bw, links[t].valid_bw, *back)
-    ahead: tuple = (None, None)
-    for t in range(b - 1, a - 1, -1):
-        ahead = compose(links[t + 1].flow_fw, links[t + 1].valid_fw, *ahead)
-    return IntervalMotion(links, gf, back, ahead)
-
-
-def key_chain(j: int, o: int, motion: Callable[[int], IntervalMotion]) -> tuple[np.ndarray, np.ndarray]:
-    """The chain (flow, validity) at key number j towards key number o != j, composed from the
-    key-to-key chains of the intervals between them (motion(i): interval between keys i and i+1)."""
-    if o > j:
-        far: tuple = (None, None)
-        for m in range(o - 1, j - 1, -1):
-            far = compose(*motion(m).ahead, *far)
-    else:
-        far = (None, None)
-        for m in range(o, j):
-            far = compose(*motion(m).back, *far)
-    return far
 
 
 @dataclass
@@ -328,7 +204,16 @@ class _Fill:
     fill_open: int
     fill_min: float
     stats: dict
+    chosen: Collection[int] | None = None      # the frames to fill (None: every frame over fill_min)
     holes: list[float] = field(default_factory=list)
+
+    def wants(self, t: int, hole: np.ndarray) -> bool:
+        """Whether the fill callable repaints frame t with this hole."""
+        if not callable(self.fill):
+            return False
+        if self.chosen is not None:
+            return t in self.chosen
+        return float(meaningful_hole(hole, self.fill_open).mean()) > self.fill_min
 
 
 def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.ndarray], keys: Sequence[int],
@@ -336,22 +221,23 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
                      write: Callable[[int, np.ndarray, np.ndarray | None], None],
                      *, fill: str | FillFn = "warp", todo: Callable[[int], bool] | None = None,
                      options: FlowOptions | None = None, progress: Callable[[], None] | None = None,
-                     fill_open: int | None = None, fill_min: float = FILL_MIN, steady: bool = True) -> dict:
+                     fill_open: int | None = None, fill_min: float = FILL_MIN, steady: bool = True,
+                     fill_frames: Collection[int] | None = None) -> dict:
     """Make all n frames from the key frames, a few key intervals in memory at a time.
 
-    size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float,
-    any size: resized for the flow); keys: sorted 0-based key frames, the first 0 and the last n-1;
-    key_frame(k): the painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole)
-    gets every frame once, in order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 =
-    neither key sees it; None for keys); fill: "warp" (holes redrawn from the keys' colour models,
-    vid2vid.temporal.redraw) or fill(t, frame, hole) -> frame, called only for frames with more than
-    `fill_min` of meaningful hole (`meaningful_hole` with `fill_open`, default `fill_opening(size)`:
-    a frame with only slivers keeps the redraw there), with the whole hole, and its result pasted into
-    the whole hole; steady: steady each key with the STEADY_REACH keys on each side (`steady_key`,
-    along the chains of the intervals between them, where they agree with it) before it is carried,
-    and write the steadied key; todo(t): False to skip frame t (an interval none of whose frames is
-    wanted is not computed at all, unless a wanted interval's steady keys need its motion);
-    progress: called once per frame.
+    size: (width, height) of the key frames; source(t): source frame t (0-based, uint8 or float, any size:
+    resized for the flow); keys: sorted 0-based key frames, the first 0 and the last n-1; key_frame(k): the
+    painting of key k (float32 or uint8 HxWx3 at `size`); write(t, frame, hole) gets every frame once, in
+    order: float32 HxWx3 in [0, 1] and the hole mask (float32 HxW, 1 = neither key sees it; None for keys);
+    fill: "warp" (holes redrawn from the keys' colour models, vid2vid.temporal.redraw) or fill(t, frame,
+    hole) -> frame, called only for frames with more than `fill_min` of meaningful hole (`meaningful_hole`
+    with `fill_open`, default `fill_opening(size)`: a frame with only slivers keeps the redraw there), with
+    the whole hole, and its result pasted into the whole hole; fill_frames: when given, the fill callable
+    repaints exactly these frames (the budget's choice, vid2vid.temporal.fillbudget.fill_frames) instead;
+    steady: steady each key with the STEADY_REACH keys on each side (`steady_key`, along the chains of the
+    intervals between them, where they agree with it) before it is carried, and write the steadied key;
+    todo(t): False to skip frame t (an interval none of whose frames is wanted is not computed at all,
+    unless a wanted interval's steady keys need its motion); progress: called once per frame.
     Returns {"keys", "propagated", "filled" (frames given to the fill callable), "hole_fraction"}.
     """
     options = options or FlowOptions()
@@ -362,7 +248,7 @@ def propagate_frames(n: int, size: tuple[int, int], source: Callable[[int], np.n
     wanted = todo or (lambda t: True)
     tick = progress or (lambda: None)
     holes = _Fill(fill, fill_opening(size) if fill_open is None else fill_open, fill_min,
-                  {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0})
+                  {"keys": len(keys), "propagated": 0, "filled": 0, "hole_fraction": 0.0}, fill_frames)
     state = _Keys(keys, size, source, key_frame, options, STEADY_REACH if steady else 0)
     if wanted(keys[0]):
         write(keys[0], state.carried(0), None)
@@ -383,16 +269,9 @@ def _interval(i: int, state: _Keys, holes: _Fill, wanted: Callable[[int], bool],
     """The frames a+1 .. b of the interval number i (keys a < b): each in-between frame from its chains
     towards both keys, then key b."""
     a, b = state.keys[i], state.keys[i + 1]
-    m = state.motion(i)
-    to_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    far: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-    for t in range(b - 1, a, -1):                       # backward chains: at t towards key b
-        far = to_b[t] = compose(m.links[t + 1].flow_fw, m.links[t + 1].valid_fw, *far)
-    far = (None, None)
-    for t in range(a + 1, b):                           # forward chains, each frame finished at once
-        far = compose(m.links[t].flow_bw, m.links[t].valid_bw, *far)
+    for t, chain_a, chain_b in interval_chains(state.motion(i), a, b):
         if wanted(t):
-            frame, hole = _frame_between(t, i, far, to_b[t], state, holes)
+            frame, hole = _frame_between(t, i, chain_a, chain_b, state, holes)
             holes.holes.append(float(hole.mean()))
             write(t, frame, hole)
         tick()
@@ -405,14 +284,10 @@ def _frame_between(t: int, i: int, chain_a, chain_b, state: _Keys, holes: _Fill)
     """Frame t between the keys number i and i+1: both warps, trust, blend, redraw, fill (see the
     module docstring)."""
     a, b = state.keys[i], state.keys[i + 1]
-    gf = state.motion(i).greys
     w, h = state.size
-    (fa, va), (fb, vb) = chain_a, chain_b
-    up = lambda x: cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)     # noqa: E731
-    ta = up(key_trust(va, fa, gf[t], gf[a], state.options.photo_sigma))
-    tb = up(key_trust(vb, fb, gf[t], gf[b], state.options.photo_sigma))
+    (fa, _), (fb, _) = chain_a, chain_b
+    weight, cover = frame_trust(t, a, b, chain_a, chain_b, state.motion(i).greys, state.size, state.options.photo_sigma)
     wa, wb = (b - t) / (b - a), (t - a) / (b - a)
-    weight, cover = blend_weight(ta, tb, wa, wb)
     frame = warp_key(state.carried(i), fa)
     frame += (warp_key(state.carried(i + 1), fb) - frame) * weight[..., None]
     model = warp(state.model(i), fa) * np.float32(wa) + warp(state.model(i + 1), fb) * np.float32(wb)
@@ -420,8 +295,8 @@ def _frame_between(t: int, i: int, chain_a, chain_b, state: _Keys, holes: _Fill)
     hole = 1.0 - cover
     frame = frame * cover[..., None] + redraw.apply_model(model, grey_t) * hole[..., None]
     holes.stats["propagated"] += 1
-    if callable(holes.fill) and float(meaningful_hole(hole, holes.fill_open).mean()) > holes.fill_min:
-        painted = as_float_rgb(holes.fill(t, frame, hole))
+    if holes.wants(t, hole):
+        painted = as_float_rgb(holes.fill(t, frame, hole))  # type: ignore[operator]
         frame = frame * cover[..., None] + painted * hole[..., None]
         holes.stats["filled"] += 1
     return np.clip(frame, 0.0, 1.0, out=frame), hole
@@ -442,9 +317,11 @@ def _check_keys(n: int, keys: list[int]) -> None:
 
 def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int, np.ndarray],
                        fill: str | FillFn = "warp", fill_open: int | None = None, fill_min: float = FILL_MIN,
-                       steady: bool = True, **opts) -> tuple[list[np.ndarray | None], dict]:
+                       steady: bool = True, fill_budget: float = 1.0, **opts) -> tuple[list[np.ndarray | None], dict]:
     """The list form of `propagate_frames`: source frames (any size), paintings of the keys by
-    0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict)."""
+    0-based frame number -> (every frame, float32 HxWx3 in [0, 1]; the stats dict). With a fill
+    callable, `fill_budget` < 1 limits the frames it repaints (vid2vid.temporal.fillbudget), as the
+    stage does."""
     from vid2vid.temporal.flowpass import flow_options
 
     options = flow_options(opts)
@@ -457,7 +334,10 @@ def propagate_sequence(source_frames: Sequence[np.ndarray], key_frames: dict[int
     def keep(t: int, frame: np.ndarray, hole) -> None:
         out[t] = frame
 
-    stats = propagate_frames(len(source_frames), (w, h), source_frames.__getitem__, keys, key_frames.__getitem__,
+    n, fill_open = len(source_frames), fill_opening((w, h)) if fill_open is None else fill_open
+    chosen = fillbudget.fill_frames(n, (w, h), source_frames.__getitem__, keys, fill_budget, options, fill_open,
+                                    fill_min) if callable(fill) else None
+    stats = propagate_frames(n, (w, h), source_frames.__getitem__, keys, key_frames.__getitem__,
                              keep, fill=fill, options=options, fill_open=fill_open, fill_min=fill_min,
-                             steady=steady)
+                             steady=steady, fill_frames=chosen)
     return out, stats

@@ -103,7 +103,7 @@ def settings_sections(p: Page) -> dict[str, Any]:
     with gr.Accordion("Key frames", open=False):
         with gr.Row():
             place(p, "propagate.keyframes", elem_id="v2v-keyframes", placeholder="off, every:4 or motion:24")
-            place(p, "propagate.fill", "propagate.fill_denoise", "propagate.steady_keys")
+            place(p, "propagate.fill", "propagate.fill_denoise", "propagate.fill_budget", "propagate.steady_keys")
     cn = controlnet_section.section(gr, p.W, p.model_roots, note=p.note)
     cn["ip"] = ip_adapter_section.section(gr, p.W, p.lab)
     p.slots += [(cn["inputs"], controlnet_list.slot_values), (cn["ip"]["inputs"], ip_adapter_section.slot_values)]
