@@ -19,6 +19,7 @@ from vid2vid.ui import ip_adapter_section as ipui  # noqa: E402
 def root(tmp_path):
     r = paths.cache_root(tmp_path / "cache")
     (r / "refs").mkdir(parents=True)
+    (r / "ipa").mkdir()                    # an adapter folder inside the cache (its files do not matter here)
     write_image(r / "refs" / "look.png", np.full((8, 8, 3), 0.5, np.float32))
     return r
 
@@ -71,3 +72,28 @@ def test_the_slot_stays_with_the_animatediff_painter(tmp_path, root):
     painter = painters.choose(s)
     assert painter.NAME == "animatediff" and s.img2img.ip_adapter[0].reference == "first-painted"
     painter.refuse(s)                         # no line: the adapter is painted with the windows
+
+
+def test_the_adapter_comes_from_the_users_model_folders(tmp_path, root):
+    """A ComfyUI folder given with --models: its models/ipadapter files are listed in the slot's dropdown and
+    read in place (given as listed or relative to the models folder); a path outside every root is refused."""
+    from vid2vid.ui import modelroots
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "models" / "ipadapter").mkdir(parents=True)
+    adapter = comfy / "models" / "ipadapter" / "ip-adapter_sd15.safetensors"
+    adapter.write_bytes(b"x")
+    (comfy / "models" / "controlnet").mkdir()
+    (comfy / "models" / "controlnet" / "canny.safetensors").write_bytes(b"x")
+    roots = modelroots.check_roots([comfy])
+    listed = modelroots.choices(roots, "ip_adapter")
+    assert [value for _, value in listed] == [str(adapter.resolve())]
+    for given in (listed[0][1], "ipadapter/ip-adapter_sd15.safetensors"):
+        got = ipui.from_json(ipui.to_json(True, given, "first-painted", 0.6, 0.0, 1.0), root, roots)
+        assert got[0].model == str(adapter.resolve())
+    with pytest.raises(BadInput):
+        ipui.from_json(ipui.to_json(True, str(tmp_path / "elsewhere.bin"), "first-painted", 0.6, 0.0, 1.0), root,
+                       roots)
+    page = app.build(root, [comfy])
+    dropdown = next(c for c in page.get_config_file()["components"] if c["props"].get("elem_id") == "v2v-ip-model")
+    assert [str(adapter.resolve())] == [v for _, v in dropdown["props"]["choices"]]

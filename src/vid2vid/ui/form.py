@@ -136,7 +136,7 @@ def settings_from_form(values: Mapping[str, Any], cache: str | Path, base: confi
 def field_value(key: str, value: Any, root: Path, roots: Sequence[Path] = ()) -> Any:
     """One widget value as its setting's value, with the path rules of `paths` for model fields."""
     if key == ip_adapter_section.KEY:           # a list of tables: the IP-Adapters (ui/ip_adapter_section.py)
-        return ip_adapter_section.from_json(value, root)
+        return ip_adapter_section.from_json(value, root, roots)
     if config.meta(key).item is not None:       # a list of tables: the ControlNets (ui/controlnet_list.py)
         return from_json(value, root, roots)
     v = coerce(key, value)

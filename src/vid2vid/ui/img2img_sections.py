@@ -105,7 +105,7 @@ def settings_sections(p: Page) -> dict[str, Any]:
             place(p, "propagate.keyframes", elem_id="v2v-keyframes", placeholder="off, every:4 or motion:24")
             place(p, "propagate.fill", "propagate.fill_denoise", "propagate.fill_budget", "propagate.steady_keys")
     cn = controlnet_section.section(gr, p.W, p.model_roots, note=p.note)
-    cn["ip"] = ip_adapter_section.section(gr, p.W, p.lab)
+    cn["ip"] = ip_adapter_section.section(gr, p.W, p.lab, p.model_roots)
     p.slots += [(cn["inputs"], controlnet_list.slot_values), (cn["ip"]["inputs"], ip_adapter_section.slot_values)]
     with gr.Accordion("Ray: img2img on Ray actors", open=False, elem_id="v2v-ray"):
         with gr.Row():
@@ -123,7 +123,8 @@ def refresh_models(p: Page, cn: dict[str, Any]) -> list[Any]:
     from vid2vid.ui import modelroots
 
     lists = [p.gr.update(choices=widgets.model_choices(p, key)) for key in p.model_fields]
-    return lists + [p.gr.update(choices=modelroots.choices(p.model_roots, "controlnet")) for _ in cn["models"]]
+    return (lists + [p.gr.update(choices=modelroots.choices(p.model_roots, "controlnet")) for _ in cn["models"]]
+            + [p.gr.update(choices=modelroots.choices(p.model_roots, "ip_adapter"))])
 
 
 def preset_values(p: Page, name: str) -> list[Any]:

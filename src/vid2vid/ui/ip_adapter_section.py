@@ -12,6 +12,7 @@ in the workspace (nothing before the first run).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ def slot_values(settings: config.Settings) -> list[Any]:
     return table_slots(settings.img2img.ip_adapter, config.IPAdapterSettings, FIELDS, 1)
 
 
-def from_json(text: Any, root: Path) -> list[config.IPAdapterSettings]:
-    """The hidden field's value -> IP-Adapter settings; the adapter and a reference path must lie in the cache."""
+def from_json(text: Any, root: Path, roots: Sequence[Path] = ()) -> list[config.IPAdapterSettings]:
+    """The hidden field's value -> IP-Adapter settings; the adapter must lie in the cache or a model folder
+    (`roots`), a reference path in the cache."""
     from vid2vid.config.reference import parse_reference
     from vid2vid.ui import paths
     from vid2vid.ui.controlnet_list import list_items
@@ -44,15 +46,18 @@ def from_json(text: Any, root: Path) -> list[config.IPAdapterSettings]:
     for n, item in enumerate(list_items(text, "IP-Adapter", FIELDS), 1):
         item = {k: (float(v) if k in ("scale", "start", "end") and isinstance(v, int) else v) for k, v in item.items()}
         ip = config.from_dict(config.IPAdapterSettings, item, KEY)
-        ip.model = str(paths.inside(root, ip.model, f"IP-Adapter {n} model"))
+        ip.model = paths.model_spec(root, ip.model, f"IP-Adapter {n} model", roots=roots)
         if not parse_reference(ip.reference, f"IP-Adapter {n} reference").painted():
             ip.reference = str(paths.inside(root, ip.reference, f"IP-Adapter {n} reference"))
         out.append(ip)
     return out
 
 
-def section(gr, W: dict, lab) -> dict:
-    """Build the section (call inside tab 3); registers the hidden list field in W."""
+def section(gr, W: dict, lab, roots: Sequence[Path] = ()) -> dict:
+    """Build the section (call inside tab 3); registers the hidden list field in W. Returns its widgets
+    (`model`: the adapter's dropdown, listing the IP-Adapters of the model folders `roots`)."""
+    from vid2vid.ui import modelroots
+
     d = config.IPAdapterSettings()
     meta = {f.name: m for f, m in config.fields_of(config.IPAdapterSettings)}
 
@@ -66,8 +71,9 @@ def section(gr, W: dict, lab) -> dict:
                     "adapter fixes the look) or key:N.")
         with gr.Row():
             use = gr.Checkbox(value=False, label="Use an IP-Adapter", elem_id="v2v-ip-use")
-            model = gr.Textbox(label=meta["model"].label + " (file or folder inside the cache)", scale=3,
-                               elem_id="v2v-ip-model")
+            model = gr.Dropdown(modelroots.choices(roots, "ip_adapter"), value=None, allow_custom_value=True,
+                                label=meta["model"].label + " (from the model folders, or a file or folder "
+                                "inside the cache)", scale=3, elem_id="v2v-ip-model")
             reference = gr.Textbox(label=meta["reference"].label, placeholder="look.png, first-painted or key:1",
                                    scale=2, elem_id="v2v-ip-reference")
         with gr.Row():
@@ -78,7 +84,7 @@ def section(gr, W: dict, lab) -> dict:
     inputs = [use, model, reference, scale, start, end]
     for w in inputs:
         w.change(to_json, inputs, W[KEY], show_progress="hidden")
-    return {"reference": reference, "preview": preview, "inputs": inputs}
+    return {"reference": reference, "preview": preview, "inputs": inputs, "model": model}
 
 
 def preview_path(root: Path, ws_name: str | None, reference: str) -> str | None:

@@ -24,6 +24,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "vae": ("VAE", "vae", "vae_approx"),
     "controlnet": ("ControlNet", "controlnet", "t2i_adapter"),
     "motion_module": ("animatediff_models", "AnimateDiff", "animatediff_motion_lora"),
+    "ip_adapter": ("ipadapter", "IP-Adapter"),
     "video_model": ("diffusion_models", "unet"),
     "embedding": ("embeddings",),
     "upscaler": ("ESRGAN", "RealESRGAN", "upscale_models"),

@@ -58,7 +58,7 @@ def tab_img2img(p: Page):
         ip_adapter_section.wire(cn["ip"], root=p.root, ws=p.ws_dd)
         controlnet_section.wire(cn, root=p.root, ws=p.ws_dd, frame=debug_frame, widgets=p.widgets,
                                 settings_of=p.settings_of, drive=p.drive, head=p.head(cn["note"]))
-        models = [W[k] for k in p.model_fields] + cn["models"]
+        models = [W[k] for k in p.model_fields] + cn["models"] + [cn["ip"]["model"]]
         top["refresh"].click(lambda: img2img_sections.refresh_models(p, cn), None, models)
         keys = img2img_sections.preset_keys()
         top["preset"].change(lambda n: img2img_sections.preset_values(p, n), top["preset"], [W[k] for k in keys])
