@@ -530,6 +530,44 @@ def test_propagate_stage_with_the_cross_frame_fill_resumes_bit_identically(works
     assert frame_bytes(ws, "propagate") == done and again["fill_key_samplings"] == 1   # only key 5 is read
 
 
+def test_propagate_stage_spends_the_fill_budget_on_the_largest_hole_and_resumes_with_it(workspace_factory, tiny_dir,
+                                                                                        tiny):
+    from functools import partial
+
+    from conftest import moving_frames
+    from vid2vid.core.imageops import write_image
+    from vid2vid.core.progress import Job
+    from vid2vid.stages import propagate as pstage
+    from vid2vid.temporal import fillbudget
+    from vid2vid.temporal.flowpass import FlowOptions
+
+    ws = workspace_factory(moving_frames(5, W, H), "fill-budget")
+    st = stage_settings(tiny_dir)
+    st.propagate.keyframes, st.propagate.fill, st.propagate.fill_budget = "every:4", "img2img", 0.6  # 3 of 5 frames
+    run_stage(ws, st, tiny)
+    said: list[str] = []
+    info = pstage.run(ws, st, Job(log=said.append), model=tiny)
+    assert info["filled"] == 1 and "painted by the model: 2 keys + 1 filled = 3 of 5 frames" in said
+    assert ws.stage_record("propagate")["params"]["fill_budget"] == 0.6
+    source = pstage.canvas_reader(ws.frames(), W, H, st.img2img.resize)
+    shares = fillbudget.hole_shares(5, (W, H), source, [0, 4], FlowOptions(), pstage.prop.fill_opening((W, H)))
+    largest = max(shares, key=lambda t: shares[t])
+    assert shares[largest] > fillbudget.FILL_MIN and sorted(shares.values())[-2] < shares[largest]
+    # the frames the fill left alone are the warp-only frames, byte for byte; the largest hole's is not
+    warp_dir = ws.root / "warp-only"
+    pstage.prop.propagate_frames(5, (W, H), source, [0, 4], partial(pstage.painted_key, ws),
+                                 lambda t, f, h: write_image(warp_dir / f"{t + 1:05d}.png", f))
+    done, warp_only = frame_bytes(ws, "propagate"), frame_bytes(ws, "warp-only")
+    assert [name for name in done if done[name] != warp_only[name]] == [f"{largest + 1:05d}.png"]
+    # resume after losing the filled frame and another: the same choice, the same bytes
+    for t in (largest, next(t for t in (1, 2, 3) if t != largest)):
+        (ws.root / "propagate" / f"{t + 1:05d}.png").unlink()
+    ws.manifest["stages"]["propagate"]["complete"] = False
+    ws.save_manifest()
+    again = pstage.run(ws, st, Job(), model=tiny)
+    assert frame_bytes(ws, "propagate") == done and again["filled"] == 1
+
+
 @pytest.mark.parametrize("kw", [dict(cross_frame="anchor-prev"), dict(cross_frame="bank"), dict(flow_init=0.5)])
 def test_ray_refuses_sequential_modes_and_says_why(tiny_dir, kw):
     from vid2vid.core.progress import Job
