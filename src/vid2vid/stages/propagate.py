@@ -149,19 +149,20 @@ def run(ws: Workspace, settings: config.Settings, job: Job, model=None) -> dict:
         return ws.stage_info(STAGE)
 
     # 2. propagate, writing each frame once (frames already written are kept)
-    fill = _image_fill(settings, job, model, ws, keys0) if ps.fill == "img2img" else "warp"
     size, source = (s.width, s.height), canvas_reader(frames, s.width, s.height, s.resize)
     chosen = _budgeted(len(frames), size, source, keys0, ps.fill_budget, job) if ps.fill == "img2img" else None
+    fill = _image_fill(settings, job, model, ws, keys0) if ps.fill == "img2img" else "warp"
     try:
         stats = _propagate(len(frames), size, source, keys0, partial(painted_key, ws), targets,
                            fill, job, steady=ps.steady_keys, fill_frames=chosen)
     finally:
         if hasattr(fill, "close"):          # cross-frame fill, the model's own attention back
             fill.close()
+    filled = stats["filled"] if chosen is None else len(chosen)      # (a budget's frames: this run's and before)
     if ps.fill == "img2img":
-        job.say(f"painted by the model: {len(keys0)} keys + {stats['filled']} filled = "
-                f"{len(keys0) + stats['filled']} of {len(frames)} frames")
-    ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=stats["filled"],
+        job.say(f"painted by the model: {len(keys0)} keys + {filled} filled = {len(keys0) + filled} of "
+                f"{len(frames)} frames")
+    ws.complete_stage(STAGE, frames=len(frames), keys=len(keys0), filled=filled,
                       hole_fraction=round(stats["hole_fraction"], 6), fill=ps.fill,
                       **(fill.record() if hasattr(fill, "record") else {}))
     return ws.stage_info(STAGE)
