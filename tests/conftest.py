@@ -70,6 +70,14 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def tiny_ip_adapter(tmp_path_factory) -> Path:
+    """A tiny IP-Adapter with its image encoder that fit `tiny_model`, written once per test session."""
+    from vid2vid.diffusion.tiny_ip_adapter import make_tiny_ip_adapter
+
+    return make_tiny_ip_adapter(tmp_path_factory.mktemp("session-ipa") / "ipa")
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random SD 1.x diffusers folder, written once per test session. Read-only: a test
     that changes a model copies it first."""

@@ -291,10 +291,8 @@ def test_resume_points_fall_where_a_cycle_starts_and_give_the_same_bits(tiny, la
 
 # ---------------------------------------------------------------- IP-Adapters: their window edges force full calls
 
-def test_an_adapters_window_edge_forces_a_full_call_in_every_window(tiny, layers, tmp_path_factory):
-    from vid2vid.diffusion.tiny_ip_adapter import make_tiny_ip_adapter
-
-    ipa = make_tiny_ip_adapter(tmp_path_factory.mktemp("ipa") / "ipa")
+def test_an_adapters_window_edge_forces_a_full_call_in_every_window(tiny, layers, tiny_ip_adapter):
+    ipa = tiny_ip_adapter
     engine = engine_for(tiny, [unit(ipa, start=0.5, end=1.0)], accel=["cache:16"])
     try:
         feature = deepcache.deep_modules(tiny.unet)[1].resnets[0]

@@ -20,10 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    from vid2vid.diffusion.tiny_ip_adapter import make_tiny_ip_adapter
-
-    return make_tiny_ip_adapter(tmp_path_factory.mktemp("ipa") / "ipa")
+def adapter(tiny_ip_adapter):
+    return tiny_ip_adapter
 
 
 @pytest.fixture(scope="module")
