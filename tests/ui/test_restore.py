@@ -79,7 +79,8 @@ def _two_lists() -> config.Settings:
     s = config.Settings()
     s.img2img.controlnet = [config.ControlNetSettings(model="cn/canny", control="canny", scale=0.6, low=50),
                             config.ControlNetSettings(model="cn/depth", control="depth", end=0.7),
-                            config.ControlNetSettings(model="cn/third", control="softedge")]
+                            config.ControlNetSettings(model="cn/third", control="softedge"),
+                            config.ControlNetSettings(model="cn/fourth", control="lineart")]
     s.img2img.ip_adapter = [config.IPAdapterSettings(model="ip/sd15", reference="first-painted", scale=0.4)]
     return s
 
@@ -95,7 +96,9 @@ def test_the_slots_show_the_saved_lists_and_write_them_back_unchanged(root):
     # the slots' values go back through the page's own writer to the same tables (the first SLOTS of them)
     back = [dict(t) for t in controlnet_list.list_items(controlnet_list.to_json(*cn), "ControlNet",
                                                          controlnet_list.FIELDS)]
-    assert back == [{f: getattr(c, f) for f in controlnet_list.FIELDS} for c in s.img2img.controlnet[:2]]
+    assert back == [{f: getattr(c, f) for f in controlnet_list.FIELDS}
+                    for c in s.img2img.controlnet[:controlnet_list.SLOTS]]
+    assert len(back) == controlnet_list.SLOTS < len(s.img2img.controlnet)
     ip = ip_adapter_section.slot_values(s)
     assert ip == [True, "ip/sd15", "first-painted", 0.4, 0.0, 1.0]
     empty = controlnet_list.slot_values(config.Settings())

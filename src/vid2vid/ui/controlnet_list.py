@@ -17,7 +17,7 @@ from vid2vid.ui import paths
 
 FIELDS = ("model", "control", "scale", "start", "end", "low", "high", "blur", "folder")
 KEY = "img2img.controlnet"
-SLOTS = 2          # the ControlNet slots the page shows
+SLOTS = 3          # the ControlNet slots the page shows (as many as A1111 shows by default)
 
 
 def to_json(*values: Any) -> str:
