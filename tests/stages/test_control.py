@@ -226,6 +226,7 @@ def test_key_frames_and_their_img2img_fill_are_steered_too(workspace_factory, ti
     ws = workspace_factory(moving_frames(5), "keys")
     s = settings(tiny_model, config.ControlNetSettings(model=str(cn["file"]), control="canny", low=20, high=60))
     s.propagate.keyframes, s.propagate.fill = "every:2", "img2img"
+    s.propagate.fill_budget = 1.0          # 3 keys of 5 frames are over the default budget: it would leave no fill
     run_stage("control", ws, s, Job())
     info = run_stage("img2img", ws, s, Job())
     assert info["propagate"]["filled"] >= 1                      # the fill ran (and had its control images)
