@@ -69,6 +69,15 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    """`tiny_model` loaded through the real loading code, once per test module (a module may hook its UNet;
+    modules that need another tiny model define their own `tiny`)."""
+    from vid2vid.diffusion.loading import load_model
+
+    return load_model(str(tiny_model), device="cpu", dtype="float32")
+
+
 @pytest.fixture(scope="session")
 def tiny_ip_adapter(tmp_path_factory) -> Path:
     """A tiny IP-Adapter with its image encoder that fit `tiny_model`, written once per test session."""

@@ -22,18 +22,6 @@ W = H = 64
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def adapter(tiny_ip_adapter):
-    return tiny_ip_adapter
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model):
-    from vid2vid.diffusion.loading import load_model
-
-    return load_model(str(tiny_model), device="cpu", dtype="float32")
-
-
 def settings(**kw) -> Img2ImgSettings:
     base = dict(model="tiny", prompt="a red fox", negative="blurry", steps=8, denoise=1.0, width=W, height=H,
                 sampler="euler")
@@ -52,8 +40,8 @@ def sample(model, units=None, **kw) -> torch.Tensor:
         engine.close()
 
 
-def test_identity_settings_leave_the_adapter_run_alone(tiny, adapter):
-    u = unit(adapter)
+def test_identity_settings_leave_the_adapter_run_alone(tiny, tiny_ip_adapter):
+    u = unit(tiny_ip_adapter)
     before = sample(tiny, [u])                      # no accelerator hook on the UNet yet
     assert not hasattr(tiny.unet, deepcache.MARK)
     for on in (["tome:0.5"], ["cache:2"]):          # hooks installed, then idle
@@ -63,22 +51,22 @@ def test_identity_settings_leave_the_adapter_run_alone(tiny, adapter):
 
 
 @pytest.mark.parametrize("accel", [["tome:0.5"], ["cache:2"], ["tome:0.5", "cache:1"]])
-def test_with_an_accelerator_the_adapter_still_steers(tiny, adapter, accel):
+def test_with_an_accelerator_the_adapter_still_steers(tiny, tiny_ip_adapter, accel):
     free = sample(tiny, accel=accel)
-    zero = sample(tiny, [unit(adapter, scale=0.0)], accel=accel)
-    one = sample(tiny, [unit(adapter, scale=1.0)], accel=accel)
+    zero = sample(tiny, [unit(tiny_ip_adapter, scale=0.0)], accel=accel)
+    one = sample(tiny, [unit(tiny_ip_adapter, scale=1.0)], accel=accel)
     assert torch.equal(zero, free)                  # scale 0: the accelerated run without adapter, to the bit
     assert (one - zero).abs().max() > 1e-2
-    assert (one - sample(tiny, [unit(adapter, scale=1.0)])).abs().max() > 0      # and the accelerator acts
+    assert (one - sample(tiny, [unit(tiny_ip_adapter, scale=1.0)])).abs().max() > 0      # and the accelerator acts
 
 
 @pytest.mark.parametrize("start,end", [(0.5, 1.0), (0.0, 0.5), (0.25, 0.75)])
-def test_cached_deep_features_do_not_cross_the_adapters_window(tiny, adapter, start, end):
+def test_cached_deep_features_do_not_cross_the_adapters_window(tiny, tiny_ip_adapter, start, end):
     """cache:16 reuses the deep features of a full call for every later evaluation; where the adapters in force
     change, a full call must run. Reference: the same sampler cut at those steps into separate cached samplings
     (each starts with a full call), which is what `cache:16` must equal."""
     s = settings(accel=["cache:16"])
-    engine = Img2ImgEngine(tiny, s, ip_adapters=[unit(adapter, start=start, end=end)])
+    engine = Img2ImgEngine(tiny, s, ip_adapters=[unit(tiny_ip_adapter, start=start, end=end)])
     try:
         init = engine.encode([engine.fit(c) for c in canvases()])
         deep: list[int] = []                        # the first ResNet of the deep feature's block runs: a full call
@@ -112,7 +100,7 @@ def run_settings(model, adapter, reference, scale: float = 1.0, accel=()) -> Set
     return st
 
 
-def test_cache_frames_with_an_adapter(tmp_path, tiny_model, adapter):
+def test_cache_frames_with_an_adapter(tmp_path, tiny_model, tiny_ip_adapter):
     """cache-frames:0 (every frame holds its own features) = no accelerator; cache-frames:0.5 (frames read frame
     1's) keeps the adapter steering, and at scale 0 is the accelerated run without adapter."""
     write_image(tmp_path / "look.png", picture(1))
@@ -123,15 +111,15 @@ def test_cache_frames_with_an_adapter(tmp_path, tiny_model, adapter):
         run_stage("img2img", ws, run_settings(tiny_model, *args, **kw))
         return [p.read_bytes() for p in ws.frames("img2img")]
 
-    plain = frames("plain", adapter, ref)
-    assert frames("identity", adapter, ref, accel=["cache-frames:0"]) == plain
-    one = frames("one", adapter, ref, accel=["cache-frames:0.5"])
-    zero = frames("zero", adapter, ref, 0.0, accel=["cache-frames:0.5"])
+    plain = frames("plain", tiny_ip_adapter, ref)
+    assert frames("identity", tiny_ip_adapter, ref, accel=["cache-frames:0"]) == plain
+    one = frames("one", tiny_ip_adapter, ref, accel=["cache-frames:0.5"])
+    zero = frames("zero", tiny_ip_adapter, ref, 0.0, accel=["cache-frames:0.5"])
     assert frames("free", None, "", accel=["cache-frames:0.5"]) == zero
     assert one[1:] != plain[1:] and all(a != b for a, b in zip(one, zero))
 
 
-def test_a_painted_reference_is_painted_as_single_paints_it_with_cache_frames(tmp_path, tiny_model, adapter):
+def test_a_painted_reference_is_painted_as_single_paints_it_with_cache_frames(tmp_path, tiny_model, tiny_ip_adapter):
     """key:3 with cache-frames: frame 3 is painted first without the adapter exactly as `--single 3` paints it,
     reading the deep features of the frame that holds them (frame 2: frame 1 is another picture)."""
     from vid2vid.painting import references
@@ -139,7 +127,7 @@ def test_a_painted_reference_is_painted_as_single_paints_it_with_cache_frames(tm
     src = moving_frames(4)
     src[0] = 255 - src[0]
     ws, single = make_workspace(tmp_path / "ws", src), make_workspace(tmp_path / "single", src)
-    run_stage("img2img", ws, run_settings(tiny_model, adapter, "key:3", accel=["cache-frames:0.5"]))
+    run_stage("img2img", ws, run_settings(tiny_model, tiny_ip_adapter, "key:3", accel=["cache-frames:0.5"]))
     one = run_settings(tiny_model, None, "", accel=["cache-frames:0.5"])
     one.img2img.single = 3
     run_stage("img2img", single, one)

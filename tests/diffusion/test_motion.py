@@ -19,13 +19,6 @@ SIDE = 64
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model):
-    from vid2vid.diffusion.loading import load_model
-
-    return load_model(str(tiny_model), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def module_file(tmp_path_factory):
     return make_tiny_motion_module(tmp_path_factory.mktemp("mm"), single_file=True)
 

@@ -26,13 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model):
-    from vid2vid.diffusion.loading import load_model
-
-    return load_model(str(tiny_model), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def adapter():
     return build_tiny_motion_module()
 
