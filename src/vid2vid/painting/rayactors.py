@@ -73,16 +73,16 @@ class ActorSet:
         """`method(*args)` on a free actor, waiting for one; `what` names the work in a failure's line."""
         actor = self.free.get()
         try:
-            return self.ray.get(getattr(actor, method).remote(*args))
-        except self.ray.exceptions.RayError as exc:
-            raise Vid2VidError(f"{what} on Ray failed: {cause(exc)}") from exc
+            return self._run(actor, what, method, *args)
         finally:
             self.free.put(actor)
 
     def call_at(self, index: int, what: str, method: str, *args):
         """`method(*args)` on actor `index` (modulo their number), whether or not it is busy: work that
         must meet the state an earlier call left there (Ray runs an actor's calls one at a time)."""
-        actor = self.actors[index % len(self.actors)]
+        return self._run(self.actors[index % len(self.actors)], what, method, *args)
+
+    def _run(self, actor, what: str, method: str, *args):
         try:
             return self.ray.get(getattr(actor, method).remote(*args))
         except self.ray.exceptions.RayError as exc:
