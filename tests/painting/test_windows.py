@@ -108,7 +108,7 @@ def test_overlapping_windows_blend_predictions():
     run = clip(11)
     x = run.start(init_latents(11))
     sigma = torch.full((11,), 3.0)
-    blended = W.blended(W.LocalSpread(model), run.windows, run.weights)(x, sigma)
+    blended = W.Blended(W.LocalSpread(model), run.windows, run.weights)(x, sigma)
     by_hand = torch.zeros_like(x)
     for w, wt in zip(run.windows, run.weights):
         by_hand[w.start:w.stop] += model.predict(x[w.start:w.stop], sigma[:len(w)], w) * wt.view(-1, 1, 1, 1)

@@ -194,11 +194,6 @@ class Blended:
         return total
 
 
-def blended(spread: Spread, windows: Sequence[range], weights: Sequence[torch.Tensor]) -> Blended:
-    """The clip's denoiser (see `Blended`), counting from evaluation 0."""
-    return Blended(spread, windows, weights)
-
-
 # ---------------------------------------------------------------- the per-step state
 
 class StepStore:
