@@ -471,10 +471,10 @@ def _backward_segment(run: _Pass, n: int, a: int, b: int, part: _Segment, future
             future = run.carry(future_state, link.flow_fw, link.trust_fw, link.resid_fw, gens[t], part.masks[t])
             if match:
                 gens[t] = match_to_neighbours(gens[t], [(past_rgb[t], past_w[t]), (future[..., :3], future[..., 3])])
-            cv2.add(premultiplied(gens[t], run.scratch.frame4), future, dst=future_state)
+            own = premultiplied(gens[t], run.scratch.frame4)
+            cv2.add(own, future, dst=future_state)
             detail = run.shown(future, gens[t])            # the output's share of the future (detail gate)
-            shown = future_state if detail is future else cv2.add(premultiplied(gens[t], run.scratch.frame4),
-                                                                   detail, dst=detail)
+            shown = future_state if detail is future else cv2.add(own, detail, dst=detail)
         resolve_into(past_rgb[t], past_w[t], shown, run.scratch)
         write(t, past_rgb.pop(t))
         del past_w[t], gens[t]
