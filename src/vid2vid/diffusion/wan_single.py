@@ -51,12 +51,10 @@ def keeps_fp32(key: str, modules: list[str]) -> bool:
 
 def read_header(path: Path) -> tuple[dict[str, tuple], dict[str, str]]:
     """key -> shape (prefix stripped, fp8 scales and markers left out) and the file's metadata."""
-    from safetensors import safe_open
+    from vid2vid.diffusion.checkpoints import read_checkpoint_header
 
-    with safe_open(str(path), "pt") as fh:
-        meta = fh.metadata() or {}
-        shapes = {strip_prefix(k): tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    return {k: v for k, v in shapes.items() if not _side_tensor(k)}, meta
+    shapes, meta = read_checkpoint_header(path)
+    return {k: v for k, v in ((strip_prefix(k), v) for k, v in shapes.items()) if not _side_tensor(k)}, meta
 
 
 def _side_tensor(key: str) -> bool:

@@ -43,25 +43,27 @@ class SplitParts:
     vae: Path
 
 
-def _header(path: Path) -> dict[str, list[int]] | None:
+def _header(path: Path) -> dict[str, tuple[int, ...]] | None:
     """key -> shape of a .safetensors file (prefix `model.diffusion_model.` stripped), None if unreadable."""
-    from safetensors import safe_open
+    from vid2vid.diffusion.checkpoints import read_checkpoint_header
 
-    try:
-        with safe_open(str(path), "pt") as fh:
-            return {strip_prefix(k): list(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except Exception:                               # not a safetensors file: no part
+    if path.suffix.lower() != ".safetensors":
         return None
+    try:
+        shapes = read_checkpoint_header(path)[0]
+    except BadInput:                                # not a safetensors file: no part
+        return None
+    return {strip_prefix(k): v for k, v in shapes.items()}
 
 
-def part_of(keys: dict[str, list[int]]) -> str:
+def part_of(keys: dict[str, tuple[int, ...]]) -> str:
     """Which part a file is, by its keys."""
     if "vace_blocks.0.after_proj.bias" in keys:
         return TRANSFORMER
     if "head.modulation" in keys:
         return "a Wan transformer without VACE"
     if "decoder.middle.0.residual.0.gamma" in keys:
-        return VAE if keys.get("conv2.weight", [0])[0] == 16 else "another Wan VAE (not 2.1's)"
+        return VAE if keys.get("conv2.weight", (0,))[0] == 16 else "another Wan VAE (not 2.1's)"
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in keys:
         per_layer = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight" in keys
         return TEXT_ENCODER if per_layer else "a T5 text encoder (not UMT5)"
