@@ -92,6 +92,18 @@ def test_cli_propagate_bad_input(tmp_path, capsys):
     assert "--keyframes" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("option", [["--key-fill-budget", "3"], ["--key-fill-denoise", "5"]])
+def test_cli_propagate_folders_checks_its_options(tmp_path, capsys, option):
+    """Out-of-range propagate options are refused by the folder command too (it once ignored them)."""
+    _, src, kd = _folders(tmp_path)
+    out = tmp_path / "out"
+    assert main(["propagate", "--source", str(src), "--keys", str(kd), "--out", str(out), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert option[0] in err and "out of range" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
 def test_the_fill_budget_enters_the_key_only_where_it_can_change_the_frames(tmp_path):
     from vid2vid import config
     from vid2vid.stages import propagate as pstage

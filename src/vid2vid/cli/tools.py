@@ -35,15 +35,15 @@ def correct(args: Any, parser: Any, job: Job) -> None:
 
 def propagate(args: Any, parser: Any, job: Job) -> None:
     """`vid2vid propagate --source DIR --keys DIR --out DIR [--resize MODE] [--overwrite]`."""
+    from vid2vid.cli.commands import apply_options, base_settings
     from vid2vid.stages.propagate import propagate_folder
 
     if not args.keys or not args.out:
         parser.error("propagate --source needs --keys DIR (the painted key frames) and --out DIR")
-    given = vars(args)
-    steady = given.get("propagate.steady_keys")
-    info = propagate_folder(args.source, args.keys, args.out, resize=given.get("img2img.resize", "just"), job=job,
-                            overwrite=bool(given.get("run.overwrite", False)),
-                            steady=True if steady is None else bool(steady))
+    settings = apply_options(base_settings(args), args, parser)       # the options checked as a stage's are
+    settings.propagate.validate()
+    info = propagate_folder(args.source, args.keys, args.out, resize=settings.img2img.resize, job=job,
+                            overwrite=settings.run.overwrite, steady=settings.propagate.steady_keys)
     print(f"{info['frames']} frames in {info['out']} from {info['keys']} key frames "
           f"(holes {100 * info['hole_fraction']:.2f}% of the propagated pixels, redrawn from the keys' colours)")
 
